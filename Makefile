@@ -1,0 +1,128 @@
+# headwise -- build, test, demo. `make` builds build/headwise; `make test` and `make demo`
+# install missing Debian packages first (apt-get when root, else they print the command).
+# Options: CUDA=0 forces a CPU-only build; WERROR=0 drops -Werror; NATIVE=0 drops -march=native.
+
+CC       ?= gcc
+PKG      ?= pkg-config
+HDF5     ?= hdf5-openmpi
+BUILD    ?= build
+comma    := ,
+WERROR   ?= 1
+NATIVE   ?= 1
+PYTHON   ?= /usr/bin/python3
+
+DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
+            libyaml-dev libjansson-dev libopenblas-openmp-dev
+BENCH_PKGS := python3-torch python3-h5py
+
+NVCC      ?= $(shell command -v nvcc 2>/dev/null)
+CUDA      ?= $(if $(NVCC),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+            -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+OPT      ?= -O3 $(if $(filter 1,$(NATIVE)),-march=native,)
+# Flags from pkg-config are taken lazily so that `make deps` works before the packages exist.
+PKG_CFLAGS = $(shell $(PKG) --cflags $(HDF5) yaml-0.1 jansson ompi-c 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG) --libs $(HDF5) yaml-0.1 jansson ompi-c 2>/dev/null)
+BLAS_INC   = $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-openmp /usr/include/*/openblas-openmp /usr/include/openblas))
+CFLAGS   += -std=c11 $(OPT) -g -fopenmp $(WARN) -MMD -MP $(PKG_CFLAGS) $(if $(BLAS_INC),-I$(BLAS_INC),)
+# The OpenMP build of OpenBLAS runs single-threaded inside our own parallel regions (attention
+# tiles), and shares one thread pool with them; link it explicitly rather than the pthread default.
+BLAS_DIR   = $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/*/openblas-openmp))
+LDLIBS   += $(PKG_LIBS) $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR),) -lopenblas -lm -fopenmp
+ifeq ($(CUDA),1)
+  CFLAGS += -DHW_CUDA_TOOLKIT
+endif
+
+LIB_DIRS := core ops dist datasets model ckpt train eval
+LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+CLI_SRCS := $(wildcard cli/*.c)
+TEST_SRCS := $(wildcard tests/test_*.c)
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+LIBHW    := $(BUILD)/libheadwise.a
+
+.PHONY: all deps deps-check test check demo bench clean format format-check docs help
+all: deps-check $(BUILD)/headwise
+
+help:
+	@echo "make            build build/headwise"
+	@echo "make deps       install the Debian packages headwise needs"
+	@echo "make test       install deps, build, run every test (ends with 'N passed, N failed')"
+	@echo "make check      the tests under ASan + UBSan (build/san)"
+	@echo "make demo       install deps, build, and run the demo job on built-in data"
+	@echo "make bench      throughput vs PyTorch, MFU vs measured sgemm peak"
+
+# ---------------------------------------------------------------------------------------------
+# dependencies
+deps:
+	@BENCH=$(BENCH) sh tools/deps.sh $(DEB_PKGS) $(if $(BENCH),$(BENCH_PKGS),)
+
+deps-check:
+	@sh tools/deps.sh --check $(DEB_PKGS) || { \
+	  echo "hint: run 'make deps' (apt-get as root) or 'make test', which installs them"; exit 1; }
+ifeq ($(CUDA),1)
+	@echo "✓ CUDA toolkit: $(NVCC) (GPU kernels are optional; this build runs the CPU backend)"
+else
+	@echo "✗ CUDA off (nvcc not found or CUDA=0): CPU build"
+endif
+
+# ---------------------------------------------------------------------------------------------
+# build
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBHW): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/headwise: $(CLI_OBJS) $(LIBHW)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIBHW) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(LIBHW)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBHW) $(LDLIBS)
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_BINS:=.d)
+
+# ---------------------------------------------------------------------------------------------
+# tests and demo
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/headwise tests-bin
+	@BUILD=$(BUILD) sh tests/run.sh
+
+tests-bin: $(TEST_BINS)
+
+check: deps
+	@$(MAKE) --no-print-directory BUILD=build/san \
+	  OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  build/san/headwise tests-bin
+	@BUILD=build/san HW_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1 sh tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/headwise
+	@sh tools/demo.sh $(BUILD)/headwise
+
+bench:
+	@$(MAKE) --no-print-directory deps BENCH=1
+	@$(MAKE) --no-print-directory $(BUILD)/headwise
+	@sh bench/run.sh $(BUILD)/headwise
+
+docs: $(BUILD)/headwise
+	$(BUILD)/headwise config docs > docs/config.md
+
+format:
+	clang-format -i $(wildcard */*.c */*.h)
+
+format-check:
+	clang-format --dry-run --Werror $(wildcard */*.c */*.h)
+
+clean:
+	rm -rf build

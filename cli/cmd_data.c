@@ -1,0 +1,179 @@
+/* cli/cmd_data.c -- `headwise data prepare` (tokenizer training + token shards with a
+ * train/val split, from text, JSONL or the built-in synthetic corpus) and `data synth`. */
+#include "../core/check.h"
+#include "../core/fsutil.h"
+#include "../core/log.h"
+#include "../datasets/bpe.h"
+#include "../datasets/shards.h"
+#include "../datasets/synth.h"
+#include "cli.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EOT "<|endoftext|>"
+
+/* JSONL: join the string field of every line with EOT. Errors name file:line. */
+static char *read_jsonl(const char *path, const char *field, size_t *len, char *err) {
+    size_t n = 0;
+    char *raw = fs_read_all(path, &n, err);
+    if (!raw)
+        return NULL;
+    size_t cap = n + 64, out_n = 0;
+    char *out = HW_MALLOC(cap);
+    int line = 0;
+    for (char *p = raw, *next; p && *p; p = next) {
+        line++;
+        char *nl = strchr(p, '\n');
+        next = nl ? nl + 1 : NULL;
+        if (nl)
+            *nl = 0;
+        if (strspn(p, " \t\r") == strlen(p))
+            continue;
+        json_error_t je;
+        json_t *j = json_loads(p, 0, &je);
+        json_t *s = j ? json_object_get(j, field) : NULL;
+        if (!j || !json_is_string(s)) {
+            hw_errf(err, HW_EFORMAT, "%s:%d:%d: error: %s", path, line, j ? 1 : je.column,
+                    j ? "expected an object with a string field" : je.text);
+            if (j)
+                snprintf(err + strlen(err), HW_ERR_LEN - strlen(err), " '%s'", field);
+            json_decref(j);
+            free(raw);
+            free(out);
+            return NULL;
+        }
+        size_t sl = json_string_length(s);
+        if (out_n + sl + sizeof(EOT) + 1 > cap) {
+            cap = 2 * (out_n + sl + sizeof(EOT) + 1);
+            out = HW_REALLOC(out, cap);
+        }
+        memcpy(out + out_n, json_string_value(s), sl);
+        out_n += sl;
+        memcpy(out + out_n, EOT, strlen(EOT));
+        out_n += strlen(EOT);
+        json_decref(j);
+    }
+    free(raw);
+    out[out_n] = 0;
+    *len = out_n;
+    return out;
+}
+
+static int write_split(const struct bpe *tok, const char *text, size_t len, const char *path,
+                       int64_t *n_out, char *err) {
+    int32_t *ids = NULL;
+    int64_t n = bpe_encode(tok, text, len, 1, &ids);
+    if (n < 0)
+        return hw_errf(err, HW_EFORMAT, "%s: tokenization failed", path);
+    int rc = shard_write(path, ids, n, bpe_vocab_size(tok), err);
+    free(ids);
+    *n_out = n;
+    return rc;
+}
+
+static int data_prepare(int argc, char **argv) {
+    char err[HW_ERR_LEN], path[1100];
+    const char *input = cli_opt(argc, argv, "--input", NULL);
+    const char *out = cli_opt(argc, argv, "--out", NULL);
+    const char *format = cli_opt(argc, argv, "--format", NULL);
+    const char *field = cli_opt(argc, argv, "--field", "text");
+    int vocab = atoi(cli_opt(argc, argv, "--vocab", "512"));
+    double val_frac = atof(cli_opt(argc, argv, "--val-frac", "0.1"));
+    long long seed = atoll(cli_opt(argc, argv, "--seed", "1337"));
+    long long bytes = atoll(cli_opt(argc, argv, "--bytes", "2000000"));
+    int synthetic = cli_flag(argc, argv, "--synthetic");
+    if (!out || (!input && !synthetic) || vocab < 257 || val_frac < 0 || val_frac >= 1 ||
+        bytes <= 0) {
+        log_error("usage: headwise data prepare (--input FILE [--format text|jsonl] [--field F] | "
+                  "--synthetic [--bytes N]) --out DIR [--vocab N>256] [--val-frac 0..1] [--seed S]");
+        return HW_EXIT_CONFIG;
+    }
+    size_t len = 0;
+    char *text = NULL;
+    if (synthetic) {
+        text = synth_corpus((uint64_t)seed, (size_t)bytes, &len);
+    } else {
+        int jsonl = format ? !strcmp(format, "jsonl")
+                           : (strlen(input) > 6 && !strcmp(input + strlen(input) - 6, ".jsonl"));
+        text = jsonl ? read_jsonl(input, field, &len, err) : fs_read_all(input, &len, err);
+        if (!text) {
+            log_error("%s", err);
+            return HW_EXIT_FAIL;
+        }
+    }
+    /* split: the last val_frac of the text, cut at a line boundary */
+    size_t cut = (size_t)((double)len * (1.0 - val_frac));
+    while (cut < len && cut > 0 && text[cut - 1] != '\n')
+        cut++;
+    if (fs_mkdirs(out, err)) {
+        log_error("%s", err);
+        free(text);
+        return HW_EXIT_FAIL;
+    }
+    struct bpe tok;
+    bpe_init(&tok);
+    double t0 = log_now();
+    int rc = bpe_train(&tok, text, cut, vocab - 1, err);
+    if (!rc && bpe_add_special(&tok, EOT) < 0)
+        rc = hw_errf(err, HW_EFORMAT, "cannot add special token %s", EOT);
+    int64_t n_train = 0, n_val = 0;
+    if (!rc) {
+        snprintf(path, sizeof(path), "%s/tokenizer.json", out);
+        rc = bpe_save(&tok, path, err);
+    }
+    if (!rc) {
+        snprintf(path, sizeof(path), "%s/train.h5", out);
+        rc = write_split(&tok, text, cut, path, &n_train, err);
+    }
+    if (!rc && cut < len) {
+        snprintf(path, sizeof(path), "%s/val.h5", out);
+        rc = write_split(&tok, text + cut, len - cut, path, &n_val, err);
+    }
+    if (rc) {
+        log_error("%s", err);
+    } else {
+        log_info("data prepare: %zu bytes -> vocab %d (%.2fs), train %lld tokens, val %lld tokens "
+                 "(%.2f bytes/token)",
+                 len, bpe_vocab_size(&tok), log_now() - t0, (long long)n_train, (long long)n_val,
+                 (double)len / (double)(n_train + n_val ? n_train + n_val : 1));
+        log_info("wrote %s/tokenizer.json, %s/train.h5%s%s", out, out, cut < len ? ", " : "",
+                 cut < len ? "val.h5" : "");
+    }
+    bpe_free(&tok);
+    free(text);
+    return rc ? HW_EXIT_FAIL : 0;
+}
+
+static int data_synth(int argc, char **argv) {
+    char err[HW_ERR_LEN];
+    const char *out = cli_opt(argc, argv, "--out", NULL);
+    long long bytes = atoll(cli_opt(argc, argv, "--bytes", "1000000"));
+    long long seed = atoll(cli_opt(argc, argv, "--seed", "1337"));
+    if (!out || bytes <= 0) {
+        log_error("usage: headwise data synth --out FILE [--bytes N] [--seed S]");
+        return HW_EXIT_CONFIG;
+    }
+    size_t len;
+    char *text = synth_corpus((uint64_t)seed, (size_t)bytes, &len);
+    int rc = fs_write_atomic(out, text, len, err);
+    free(text);
+    if (rc) {
+        log_error("%s", err);
+        return HW_EXIT_FAIL;
+    }
+    log_info("wrote %zu bytes of synthetic tasks to %s", len, out);
+    return 0;
+}
+
+int cmd_data(int argc, char **argv, struct dist *d) {
+    (void)d;
+    if (argc >= 2 && !strcmp(argv[1], "prepare"))
+        return data_prepare(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "synth"))
+        return data_synth(argc - 1, argv + 1);
+    log_error("usage: headwise data prepare|synth ... (see headwise --help)");
+    return HW_EXIT_CONFIG;
+}

@@ -1,0 +1,131 @@
+/* cli/cmd_sample.c -- `headwise sample`: generate text from a checkpoint with a KV cache;
+ * greedy, temperature or top-k sampling, seeded and reproducible. */
+#include "../ckpt/ckpt.h"
+#include "../ckpt/ckpt_model.h"
+#include "../core/check.h"
+#include "../core/log.h"
+#include "../core/rng.h"
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Pick the next token: argmax when temperature == 0, else softmax(logits / temperature) over
+ * the top_k largest logits (all when top_k <= 0). Ties resolve to the lowest id. */
+static int32_t pick_token(const float *logits, int V, double temperature, int top_k,
+                          struct rng_stream *rng, int32_t *idx, double *p) {
+    if (temperature <= 0.0) {
+        int32_t best = 0;
+        for (int v = 1; v < V; v++)
+            if (logits[v] > logits[best])
+                best = v;
+        return best;
+    }
+    int k = top_k > 0 && top_k < V ? top_k : V;
+    for (int v = 0; v < V; v++)
+        idx[v] = v;
+    for (int i = 0; i < k; i++) { /* partial selection sort: k is small in practice */
+        int b = i;
+        for (int j = i + 1; j < V; j++)
+            if (logits[idx[j]] > logits[idx[b]])
+                b = j;
+        int32_t t = idx[i];
+        idx[i] = idx[b];
+        idx[b] = t;
+    }
+    double mx = logits[idx[0]], sum = 0.0;
+    for (int i = 0; i < k; i++)
+        sum += p[i] = exp((logits[idx[i]] - mx) / temperature);
+    double u = rng_stream_uniform(rng) * sum, acc = 0.0;
+    for (int i = 0; i < k; i++) {
+        acc += p[i];
+        if (u < acc)
+            return idx[i];
+    }
+    return idx[k - 1];
+}
+
+int cmd_sample(int argc, char **argv, struct dist *d) {
+    static const char *const valued[] = {"--prompt", "--tokens", "--temperature", "--top-k",
+                                         "--seed", NULL};
+    char *pos[2], err[HW_ERR_LEN], file[CKPT_PATH_LEN];
+    if (cli_positional(argc, argv, valued, pos, 2) != 1) {
+        log_error("usage: headwise sample CKPT|RUN_DIR [--prompt S] [--tokens N] "
+                  "[--temperature T] [--top-k K] [--seed S]");
+        return HW_EXIT_CONFIG;
+    }
+    const char *prompt = cli_opt(argc, argv, "--prompt", "\n");
+    int n_new = atoi(cli_opt(argc, argv, "--tokens", "128"));
+    double temperature = atof(cli_opt(argc, argv, "--temperature", "0.8"));
+    int top_k = atoi(cli_opt(argc, argv, "--top-k", "40"));
+    long long seed = atoll(cli_opt(argc, argv, "--seed", "1337"));
+    struct hw_config cfg;
+    struct bpe tok;
+    struct gpt m;
+    memset(&m, 0, sizeof(m));
+    int64_t step = 0;
+    int rc = ckpt_load_model(d, pos[0], &cfg, &tok, &m, &step, file, err);
+    if (rc) {
+        log_error("%s", err);
+        bpe_free(&tok);
+        gpt_free(&m);
+        return HW_EXIT_FAIL;
+    }
+    ops_set_threads(cfg.train.threads);
+    int32_t *ids = NULL;
+    int64_t n_prompt = bpe_encode(&tok, prompt, strlen(prompt), 1, &ids);
+    int max_T = m.c.max_T;
+    if (n_prompt < 1 || n_prompt >= max_T) {
+        log_error("sample: the prompt is %lld tokens; it must hold 1..%d", (long long)n_prompt,
+                  max_T - 1);
+        free(ids);
+        bpe_free(&tok);
+        gpt_free(&m);
+        return HW_EXIT_CONFIG;
+    }
+    if (n_prompt + n_new > max_T)
+        n_new = max_T - (int)n_prompt;
+    ids = HW_REALLOC(ids, sizeof(int32_t) * (size_t)(n_prompt + n_new));
+    struct gpt_kv kv;
+    gpt_kv_init(&kv, &m, (int)(n_prompt + n_new));
+    struct rng_stream rng;
+    rng_stream_init(&rng, (uint64_t)seed, 0x5a3b1e);
+    int32_t *idx = HW_MALLOC(sizeof(int32_t) * (size_t)m.c.V);
+    double *p = HW_MALLOC(sizeof(double) * (size_t)m.c.V);
+    const float *logits = NULL;
+    double t0 = log_now();
+    for (int64_t i = 0; i < n_prompt; i++)
+        logits = gpt_decode_step(&m, &kv, ids[i]);
+    int32_t eot = bpe_special_id(&tok, "<|endoftext|>");
+    int64_t n = n_prompt;
+    for (int i = 0; i < n_new; i++) {
+        int32_t next = pick_token(logits, m.c.V, temperature, top_k, &rng, idx, p);
+        if (next >= bpe_vocab_size(&tok))
+            next = eot >= 0 ? eot : 0; /* padded vocabulary rows are never real tokens */
+        ids[n++] = next;
+        if (next == eot)
+            break;
+        if (i + 1 < n_new)
+            logits = gpt_decode_step(&m, &kv, next);
+    }
+    double dt = log_now() - t0;
+    char *text = NULL;
+    bpe_decode(&tok, ids, n, &text);
+    if (d->rank == 0) {
+        fprintf(stderr, "[sample] %s (step %lld) | T=%.2f top-k=%d seed=%lld | %lld tokens in "
+                "%.2fs\n", file, (long long)step, temperature, top_k, seed,
+                (long long)(n - n_prompt), dt);
+        fputs(text ? text : "", stdout);
+        fputc('\n', stdout);
+    }
+    free(text);
+    free(idx);
+    free(p);
+    free(ids);
+    gpt_kv_free(&kv);
+    bpe_free(&tok);
+    gpt_free(&m);
+    return 0;
+}

@@ -1,0 +1,64 @@
+/* cli/main.c -- the headwise binary: subcommand dispatch, MPI setup and teardown. */
+#include "../core/check.h"
+#include "../core/log.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define HW_VERSION "0.1.0"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "headwise %s -- train and evaluate transformers from one laptop to many Slurm nodes\n"
+            "\n"
+            "usage: headwise <command> [args]\n"
+            "  train CONFIG [key.path=value ...]   train (resumes from the run dir's latest checkpoint)\n"
+            "  sample CKPT|RUN_DIR [--prompt S] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+            "  data prepare (--input FILE [--format text|jsonl] [--field F] | --synthetic [--bytes N])\n"
+            "               --out DIR [--vocab N] [--val-frac F] [--seed S]\n"
+            "  data synth --out FILE [--bytes N] [--seed S]\n"
+            "  ckpt info|verify FILE\n"
+            "  config show CONFIG [key.path=value ...] | config docs\n"
+            "  version\n"
+            "\n"
+            "docs: README.md, docs/config.md, docs/checkpoint.md, docs/data.md\n",
+            HW_VERSION);
+}
+
+int main(int argc, char **argv) {
+    struct dist d;
+    memset(&d, 0, sizeof(d));
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? HW_EXIT_CONFIG : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("headwise %s\n", HW_VERSION);
+        return 0;
+    }
+    int (*cmd)(int, char **, struct dist *) = NULL;
+    if (!strcmp(argv[1], "train"))
+        cmd = cmd_train;
+    else if (!strcmp(argv[1], "sample"))
+        cmd = cmd_sample;
+    else if (!strcmp(argv[1], "data"))
+        cmd = cmd_data;
+    else if (!strcmp(argv[1], "ckpt"))
+        cmd = cmd_ckpt;
+    else if (!strcmp(argv[1], "config"))
+        cmd = cmd_config;
+    if (!cmd) {
+        fprintf(stderr, "headwise: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return HW_EXIT_CONFIG;
+    }
+    dist_init(&d, &argc, &argv);
+    int rc = cmd(argc - 1, argv + 1, &d);
+    /* a failing rank takes the job down rather than leaving others in a collective */
+    if (rc != 0 && rc != HW_EXIT_REQUEUE && d.world > 1)
+        hw_exit(rc);
+    dist_finalize(&d);
+    return rc;
+}

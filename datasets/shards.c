@@ -1,0 +1,242 @@
+/* datasets/shards.c -- HDF5 token shards and the deterministic loader (see shards.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "shards.h"
+
+#include "../core/check.h"
+#include "../core/rng.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int set_attr_int(hid_t loc, const char *name, int64_t v) {
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a >= 0 ? H5Awrite(a, H5T_NATIVE_INT64, &v) : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return rc < 0 ? -1 : 0;
+}
+
+static int set_attr_str(hid_t loc, const char *name, const char *s) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(s));
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a >= 0 ? H5Awrite(a, t, s) : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc < 0 ? -1 : 0;
+}
+
+static int get_attr_int(hid_t loc, const char *name, int64_t *v) {
+    if (H5Aexists(loc, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    herr_t rc = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, v) : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    return rc < 0 ? -1 : 0;
+}
+
+static int get_attr_str(hid_t loc, const char *name, char *out, size_t cap) {
+    if (H5Aexists(loc, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    int rc = -1;
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t)) {
+        size_t n = H5Tget_size(t);
+        if (n < cap) {
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, n + 1);
+            if (H5Aread(a, mt, out) >= 0) {
+                out[n] = 0;
+                rc = 0;
+            }
+            H5Tclose(mt);
+        }
+    }
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+int shard_write(const char *path, const int32_t *tok, int64_t n, int vocab, char *err) {
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return hw_errf(err, HW_EIO, "%s: cannot create token shard", tmp);
+    hsize_t dims[1] = {(hsize_t)n}, chunk[1] = {(hsize_t)(n < 65536 ? (n ? n : 1) : 65536)};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t ft = vocab <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
+    hid_t d = H5Dcreate2(f, "tokens", ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int bad = d < 0 || (n > 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tok) < 0);
+    bad |= set_attr_str(f, "format", SHARD_FORMAT) < 0;
+    bad |= set_attr_int(f, "format_version", SHARD_VERSION) < 0;
+    bad |= set_attr_int(f, "vocab", vocab) < 0;
+    bad |= set_attr_int(f, "n_tokens", n) < 0;
+    if (d >= 0)
+        H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    bad |= H5Fclose(f) < 0;
+    if (bad) {
+        unlink(tmp);
+        return hw_errf(err, HW_EIO, "%s: writing the token shard failed", path);
+    }
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return hw_errf(err, HW_EIO, "%s: rename failed: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+int shard_open(struct shard *s, const char *path, char *err) {
+    memset(s, 0, sizeof(*s));
+    s->file = s->dset = -1;
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    if (access(path, R_OK) != 0)
+        return hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return hw_errf(err, HW_EFORMAT, "%s: not a readable HDF5 token shard (truncated or corrupt)",
+                       path);
+    s->file = f;
+    char fmt[64];
+    int64_t ver = 0, vocab = 0, n = 0;
+    if (get_attr_str(f, "format", fmt, sizeof(fmt)) < 0 || strcmp(fmt, SHARD_FORMAT) != 0) {
+        shard_close(s);
+        return hw_errf(err, HW_EFORMAT, "%s: not a headwise token shard (format attribute is not '%s')",
+                       path, SHARD_FORMAT);
+    }
+    if (get_attr_int(f, "format_version", &ver) < 0 || ver != SHARD_VERSION ||
+        get_attr_int(f, "vocab", &vocab) < 0 || get_attr_int(f, "n_tokens", &n) < 0) {
+        shard_close(s);
+        return hw_errf(err, HW_EFORMAT, "%s: unsupported shard version or missing attributes "
+                       "(expected format_version %d, vocab, n_tokens)", path, SHARD_VERSION);
+    }
+    hid_t d = H5Dopen2(f, "tokens", H5P_DEFAULT);
+    if (d < 0) {
+        shard_close(s);
+        return hw_errf(err, HW_EFORMAT, "%s: dataset /tokens is missing", path);
+    }
+    s->dset = d;
+    hid_t sp = H5Dget_space(d);
+    hsize_t dims[1] = {0};
+    int nd = H5Sget_simple_extent_ndims(sp);
+    if (nd == 1)
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+    if (nd != 1 || (int64_t)dims[0] != n) {
+        shard_close(s);
+        return hw_errf(err, HW_EFORMAT, "%s: /tokens holds %llu tokens but n_tokens says %lld", path,
+                       (unsigned long long)dims[0], (long long)n);
+    }
+    s->n = n;
+    s->vocab = (int)vocab;
+    return 0;
+}
+
+int shard_read(struct shard *s, int32_t *out, int64_t offset, int64_t n, char *err) {
+    HW_ASSERT(offset >= 0 && offset + n <= s->n);
+    hsize_t start[1] = {(hsize_t)offset}, count[1] = {(hsize_t)n};
+    hid_t fs = H5Dget_space(s->dset);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t ms = H5Screate_simple(1, count, NULL);
+    herr_t rc = H5Dread(s->dset, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (rc < 0)
+        return hw_errf(err, HW_EFORMAT, "%s: reading tokens [%lld, %lld) failed: checksum mismatch or "
+                       "truncated file", s->path, (long long)offset, (long long)(offset + n));
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] < 0 || out[i] >= s->vocab)
+            return hw_errf(err, HW_EFORMAT, "%s: token %d at offset %lld is outside the vocabulary "
+                           "(%d)", s->path, out[i], (long long)(offset + i), s->vocab);
+    return 0;
+}
+
+void shard_close(struct shard *s) {
+    if (s->dset > 0)
+        H5Dclose(s->dset);
+    if (s->file > 0)
+        H5Fclose(s->file);
+    s->dset = s->file = -1;
+}
+
+int loader_open(struct loader *l, const char *path, int T, int shuffle, uint64_t seed, char *err) {
+    memset(l, 0, sizeof(*l));
+    int rc = shard_open(&l->sh, path, err);
+    if (rc)
+        return rc;
+    if (l->sh.n < (int64_t)T + 1) {
+        shard_close(&l->sh);
+        return hw_errf(err, HW_EFORMAT, "%s: %lld tokens is too few for one sequence of seq_len %d",
+                       path, (long long)l->sh.n, T);
+    }
+    l->T = T;
+    l->shuffle = shuffle;
+    l->seed = seed;
+    l->n_windows = (l->sh.n - 1) / T;
+    l->perm_epoch = -1;
+    l->perm = HW_MALLOC(sizeof(int64_t) * (size_t)l->n_windows);
+    l->buf = HW_MALLOC(sizeof(int32_t) * (size_t)(T + 1));
+    return 0;
+}
+
+static void make_perm(struct loader *l, int64_t epoch) {
+    for (int64_t i = 0; i < l->n_windows; i++)
+        l->perm[i] = i;
+    if (l->shuffle) {
+        uint64_t key = rng_hash2(l->seed, 0x5eed0000ULL + (uint64_t)epoch);
+        for (int64_t i = l->n_windows - 1; i > 0; i--) {
+            int64_t j = (int64_t)(rng_uniform(key, (uint64_t)i) * (double)(i + 1));
+            int64_t t = l->perm[i];
+            l->perm[i] = l->perm[j];
+            l->perm[j] = t;
+        }
+    }
+    l->perm_epoch = epoch;
+}
+
+int loader_next(struct loader *l, int32_t *tokens, int32_t *targets, int B, char *err) {
+    const int T = l->T;
+    for (int b = 0; b < B; b++) {
+        int64_t epoch = l->pos / l->n_windows, idx = l->pos % l->n_windows;
+        if (epoch != l->perm_epoch)
+            make_perm(l, epoch);
+        int rc = shard_read(&l->sh, l->buf, l->perm[idx] * T, T + 1, err);
+        if (rc)
+            return rc;
+        memcpy(tokens + (size_t)b * T, l->buf, sizeof(int32_t) * (size_t)T);
+        memcpy(targets + (size_t)b * T, l->buf + 1, sizeof(int32_t) * (size_t)T);
+        l->pos++;
+    }
+    return 0;
+}
+
+void loader_seek(struct loader *l, int64_t pos) {
+    l->pos = pos;
+}
+
+void loader_close(struct loader *l) {
+    shard_close(&l->sh);
+    free(l->perm);
+    free(l->buf);
+    memset(l, 0, sizeof(*l));
+}

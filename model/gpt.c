@@ -1,0 +1,380 @@
+/* model/gpt.c -- the transformer: parameter table, carving, forward, backward, decoding
+ * (see gpt.h). */
+#include "gpt.h"
+
+#include "../core/check.h"
+#include "../core/rng.h"
+#include "../ops/embed.h"
+#include "../ops/rope.h"
+#include "../ops/xent.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int vocab) {
+    memset(gc, 0, sizeof(*gc));
+    gc->C = m->d_model;
+    gc->L = m->n_layers;
+    gc->H = m->n_heads;
+    gc->Hkv = cfg_kv_heads(m);
+    gc->hd = m->d_model / m->n_heads;
+    gc->F = cfg_d_ff(m);
+    gc->V = vocab;
+    gc->max_T = m->max_seq;
+    gc->mlp = strcmp(m->mlp, "gelu") == 0 ? GPT_MLP_GELU : GPT_MLP_SWIGLU;
+    gc->tied = m->tied_embeddings;
+    gc->rope_theta = (float)m->rope_theta;
+    gc->eps = (float)m->norm_eps;
+    gc->init_std = (float)m->init_std;
+}
+
+void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
+    snprintf(out, n, "d_model=%d n_layers=%d n_heads=%d n_kv_heads=%d d_ff=%d vocab=%d mlp=%s tied=%d",
+             gc->C, gc->L, gc->H, gc->Hkv, gc->F, gc->V,
+             gc->mlp == GPT_MLP_GELU ? "gelu" : "swiglu", gc->tied);
+}
+
+static int fin_width(const struct gpt_config *c) {
+    return c->mlp == GPT_MLP_SWIGLU ? 2 * c->F : c->F;
+}
+
+static int qkv_width(const struct gpt_config *c) {
+    return (c->H + 2 * c->Hkv) * c->hd;
+}
+
+static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int64_t cols,
+                      int decay, float std) {
+    if (m->n_params == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        m->params = HW_REALLOC(m->params, sizeof(*m->params) * (size_t)*cap);
+    }
+    struct gpt_param *p = &m->params[m->n_params++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->ndim = cols ? 2 : 1;
+    p->shape[0] = r;
+    p->shape[1] = cols;
+    p->numel = (size_t)r * (size_t)(cols ? cols : 1);
+    p->offset = m->num_params;
+    p->decay = decay;
+    p->init_std = std;
+    m->num_params += p->numel;
+}
+
+/* The parameter table. Tensors that one GEMM consumes together (wq/wk/wv, w_gate/w_up) are
+ * adjacent, so the stacked matrix is a plain view. */
+static void build_table(struct gpt *m) {
+    const struct gpt_config *c = &m->c;
+    int cap = 0;
+    char nm[64];
+    float std = c->init_std, std_out = c->init_std / sqrtf(2.0f * (float)c->L);
+    add_param(m, &cap, "tok_emb.weight", c->V, c->C, 1, std);
+    for (int l = 0; l < c->L; l++) {
+#define P(suffix, r, cols, decay, s)                                                               \
+    do {                                                                                           \
+        snprintf(nm, sizeof(nm), "blocks.%d.%s", l, suffix);                                       \
+        add_param(m, &cap, nm, r, cols, decay, s);                                                 \
+    } while (0)
+        P("attn_norm.weight", c->C, 0, 0, 0.0f);
+        P("attn.wq", (int64_t)c->H * c->hd, c->C, 1, std);
+        P("attn.wk", (int64_t)c->Hkv * c->hd, c->C, 1, std);
+        P("attn.wv", (int64_t)c->Hkv * c->hd, c->C, 1, std);
+        P("attn.wo", c->C, (int64_t)c->H * c->hd, 1, std_out);
+        P("mlp_norm.weight", c->C, 0, 0, 0.0f);
+        if (c->mlp == GPT_MLP_SWIGLU) {
+            P("mlp.w_gate", c->F, c->C, 1, std);
+            P("mlp.w_up", c->F, c->C, 1, std);
+        } else {
+            P("mlp.w_up", c->F, c->C, 1, std);
+        }
+        P("mlp.w_down", c->C, c->F, 1, std_out);
+#undef P
+    }
+    add_param(m, &cap, "final_norm.weight", c->C, 0, 0, 0.0f);
+    if (!c->tied)
+        add_param(m, &cap, "lm_head.weight", c->V, c->C, 1, std);
+}
+
+static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
+    const struct gpt_config *c = &m->c;
+    int i = 0;
+    w->wte = base + m->params[i++].offset;
+    for (int l = 0; l < c->L; l++) {
+        struct gpt_layer *y = &w->layers[l];
+        y->attn_norm = base + m->params[i++].offset;
+        y->wqkv = base + m->params[i].offset;
+        i += 3;
+        y->wo = base + m->params[i++].offset;
+        y->mlp_norm = base + m->params[i++].offset;
+        y->w_in = base + m->params[i].offset;
+        i += c->mlp == GPT_MLP_SWIGLU ? 2 : 1;
+        y->w_out = base + m->params[i++].offset;
+    }
+    w->final_norm = base + m->params[i++].offset;
+    w->lm_head = c->tied ? w->wte : base + m->params[i++].offset;
+    HW_ASSERT(i == m->n_params);
+}
+
+static float *alloc_floats(size_t n) {
+    float *p = HW_CALLOC(n, sizeof(float));
+    return p;
+}
+
+void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops) {
+    memset(m, 0, sizeof(*m));
+    m->c = *gc;
+    m->ops = ops;
+    HW_ASSERT(gc->C == gc->H * gc->hd && gc->H % gc->Hkv == 0 && gc->hd % 2 == 0 && gc->V > 0);
+    build_table(m);
+    m->param_mem = alloc_floats(m->num_params);
+    m->grad_mem = alloc_floats(m->num_params);
+    m->w.layers = HW_CALLOC((size_t)gc->L, sizeof(struct gpt_layer));
+    m->g.layers = HW_CALLOC((size_t)gc->L, sizeof(struct gpt_layer));
+    carve(m, &m->w, m->param_mem);
+    carve(m, &m->g, m->grad_mem);
+    m->rope_cos = alloc_floats((size_t)gc->max_T * gc->hd / 2);
+    m->rope_sin = alloc_floats((size_t)gc->max_T * gc->hd / 2);
+    rope_tables(m->rope_cos, m->rope_sin, gc->max_T, gc->hd, gc->rope_theta);
+}
+
+void gpt_init_weights(struct gpt *m, uint64_t seed) {
+    for (int i = 0; i < m->n_params; i++) {
+        const struct gpt_param *p = &m->params[i];
+        float *x = m->param_mem + p->offset;
+        uint64_t key = rng_hash2(seed, rng_hash_str(p->name));
+        for (size_t j = 0; j < p->numel; j++)
+            x[j] = p->init_std == 0.0f ? 1.0f : (float)(p->init_std * rng_normal(key, j));
+    }
+}
+
+void gpt_alloc_acts(struct gpt *m, int B, int T) {
+    const struct gpt_config *c = &m->c;
+    HW_ASSERT(T <= c->max_T);
+    if (m->act_mem && m->B == B && m->T == T)
+        return;
+    free(m->act_mem);
+    free(m->acts);
+    free(m->tokens);
+    m->B = B;
+    m->T = T;
+    size_t N = (size_t)B * T, C = (size_t)c->C, D = (size_t)qkv_width(c);
+    size_t HD = (size_t)c->H * c->hd, Fin = (size_t)fin_width(c), F = (size_t)c->F;
+    size_t per_layer = 4 * N * C + 2 * N + N * D + N * HD + (size_t)B * c->H * T + N * Fin + N * F;
+    size_t total = (size_t)c->L * per_layer + 2 * N * C + N + N * (size_t)c->V + N /* losses */
+                   + 2 * N * C + N * D + N * HD + N * Fin + N * F;
+    m->act_mem = alloc_floats(total);
+    m->acts = HW_CALLOC((size_t)c->L, sizeof(*m->acts));
+    m->tokens = HW_CALLOC(N, sizeof(int32_t));
+    float *p = m->act_mem;
+#define TAKE(dst, n)                                                                               \
+    do {                                                                                           \
+        dst = p;                                                                                   \
+        p += (n);                                                                                  \
+    } while (0)
+    for (int l = 0; l < c->L; l++) {
+        struct gpt_layer_acts *a = &m->acts[l];
+        TAKE(a->x_in, N * C);
+        TAKE(a->n1, N * C);
+        TAKE(a->rstd1, N);
+        TAKE(a->qkv, N * D);
+        TAKE(a->att, N * HD);
+        TAKE(a->lse, (size_t)B * c->H * T);
+        TAKE(a->x_mid, N * C);
+        TAKE(a->n2, N * C);
+        TAKE(a->rstd2, N);
+        TAKE(a->h, N * Fin);
+        TAKE(a->a, N * F);
+    }
+    TAKE(m->x_final, N * C);
+    TAKE(m->n_final, N * C);
+    TAKE(m->rstd_final, N);
+    TAKE(m->logits, N * (size_t)c->V);
+    TAKE(m->losses, N);
+    TAKE(m->dx, N * C);
+    TAKE(m->dn, N * C);
+    TAKE(m->dqkv, N * D);
+    TAKE(m->datt, N * HD);
+    TAKE(m->dh, N * Fin);
+    TAKE(m->da, N * F);
+#undef TAKE
+    HW_ASSERT((size_t)(p - m->act_mem) == total);
+}
+
+void gpt_free(struct gpt *m) {
+    free(m->params);
+    free(m->param_mem);
+    free(m->grad_mem);
+    free(m->w.layers);
+    free(m->g.layers);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free(m->act_mem);
+    free(m->acts);
+    free(m->tokens);
+    memset(m, 0, sizeof(*m));
+}
+
+void gpt_zero_grad(struct gpt *m) {
+    memset(m->grad_mem, 0, sizeof(float) * m->num_params);
+}
+
+const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0)
+            return &m->params[i];
+    return NULL;
+}
+
+double gpt_flops_per_token(const struct gpt_config *c, int T) {
+    /* 6 flops per weight per token (2 forward, 4 backward) over all matmul weights, plus
+     * causal attention: QK^T and PV, 2*2*T*hd*H/2 forward per token, x3 with backward. */
+    double n = (double)c->L * ((double)qkv_width(c) * c->C + (double)c->H * c->hd * c->C +
+                               (double)fin_width(c) * c->C + (double)c->F * c->C) +
+               (double)c->V * c->C;
+    double attn = (double)c->L * 3.0 * 2.0 * T * c->hd * c->H;
+    return 6.0 * n + attn;
+}
+
+double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                   float dscale, int want_grad) {
+    const struct gpt_config *c = &m->c;
+    const struct ops *o = m->ops;
+    gpt_alloc_acts(m, B, T);
+    const int N = B * T, C = c->C, D = qkv_width(c), HD = c->H * c->hd;
+    const int Fin = fin_width(c);
+    struct attn_shape as = {.B = B, .T = T, .H = c->H, .Hkv = c->Hkv, .hd = c->hd, .ld_qkv = D};
+    memcpy(m->tokens, tokens, sizeof(int32_t) * (size_t)N);
+    o->embed_forward(m->acts[0].x_in, tokens, m->w.wte, N, C);
+    for (int l = 0; l < c->L; l++) {
+        struct gpt_layer_acts *a = &m->acts[l];
+        const struct gpt_layer *w = &m->w.layers[l];
+        float *x_out = l + 1 < c->L ? m->acts[l + 1].x_in : m->x_final;
+        o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
+        o->matmul_forward(a->qkv, a->n1, w->wqkv, N, C, D, 0.0f);
+        o->rope_forward(a->qkv, m->rope_cos, m->rope_sin, B, T, c->H, c->hd, D, 0);
+        o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, c->Hkv, c->hd, D, 0);
+        o->attention_forward(a->att, a->lse, a->qkv, &as);
+        memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)N * C);
+        o->matmul_forward(a->x_mid, a->att, w->wo, N, HD, C, 1.0f);
+        o->rmsnorm_forward(a->n2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->eps);
+        o->matmul_forward(a->h, a->n2, w->w_in, N, C, Fin, 0.0f);
+        if (c->mlp == GPT_MLP_SWIGLU)
+            o->swiglu_forward(a->a, a->h, N, c->F);
+        else
+            o->gelu_forward(a->a, a->h, N, c->F);
+        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)N * C);
+        o->matmul_forward(x_out, a->a, w->w_out, N, c->F, C, 1.0f);
+    }
+    o->rmsnorm_forward(m->n_final, m->rstd_final, m->x_final, m->w.final_norm, N, C, c->eps);
+    o->matmul_forward(m->logits, m->n_final, m->w.lm_head, N, C, c->V, 0.0f);
+    if (!targets)
+        return 0.0;
+    return o->xent_forward_backward(m->logits, m->losses, targets, N, c->V,
+                                    want_grad ? dscale : 0.0f, XENT_IGNORE);
+}
+
+void gpt_backward(struct gpt *m) {
+    const struct gpt_config *c = &m->c;
+    const struct ops *o = m->ops;
+    const int B = m->B, T = m->T, N = B * T, C = c->C, D = qkv_width(c), HD = c->H * c->hd;
+    const int Fin = fin_width(c);
+    struct attn_shape as = {.B = B, .T = T, .H = c->H, .Hkv = c->Hkv, .hd = c->hd, .ld_qkv = D};
+    /* logits -> final norm -> residual stream gradient dx */
+    o->matmul_backward(m->dn, m->g.lm_head, m->logits, m->n_final, m->w.lm_head, N, C, c->V,
+                       0.0f);
+    memset(m->dx, 0, sizeof(float) * (size_t)N * C);
+    o->rmsnorm_backward(m->dx, m->g.final_norm, m->dn, m->x_final, m->w.final_norm,
+                        m->rstd_final, N, C);
+    for (int l = c->L - 1; l >= 0; l--) {
+        struct gpt_layer_acts *a = &m->acts[l];
+        const struct gpt_layer *w = &m->w.layers[l];
+        struct gpt_layer *g = &m->g.layers[l];
+        /* MLP residual: dx flows to x_mid unchanged, plus through the MLP */
+        o->matmul_backward(m->da, g->w_out, m->dx, a->a, w->w_out, N, c->F, C, 0.0f);
+        if (c->mlp == GPT_MLP_SWIGLU)
+            o->swiglu_backward(m->dh, m->da, a->h, N, c->F);
+        else
+            o->gelu_backward(m->dh, m->da, a->h, N, c->F);
+        o->matmul_backward(m->dn, g->w_in, m->dh, a->n2, w->w_in, N, C, Fin, 0.0f);
+        o->rmsnorm_backward(m->dx, g->mlp_norm, m->dn, a->x_mid, w->mlp_norm, a->rstd2, N, C);
+        /* attention residual */
+        o->matmul_backward(m->datt, g->wo, m->dx, a->att, w->wo, N, HD, C, 0.0f);
+        o->attention_backward(m->dqkv, m->datt, a->att, a->lse, a->qkv, &as);
+        o->rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, c->H, c->hd, D, 0);
+        o->rope_backward(m->dqkv + HD, m->rope_cos, m->rope_sin, B, T, c->Hkv, c->hd, D, 0);
+        o->matmul_backward(m->dn, g->wqkv, m->dqkv, a->n1, w->wqkv, N, C, D, 0.0f);
+        o->rmsnorm_backward(m->dx, g->attn_norm, m->dn, a->x_in, w->attn_norm, a->rstd1, N, C);
+    }
+    o->embed_backward(m->g.wte, m->dx, m->tokens, N, C);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* decoding with a KV cache */
+
+void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int max_T) {
+    const struct gpt_config *c = &m->c;
+    memset(kv, 0, sizeof(*kv));
+    HW_ASSERT(max_T <= c->max_T);
+    kv->max_T = max_T;
+    size_t kvw = (size_t)c->Hkv * c->hd;
+    kv->k = alloc_floats((size_t)c->L * max_T * kvw);
+    kv->v = alloc_floats((size_t)c->L * max_T * kvw);
+    kv->x = alloc_floats((size_t)c->C);
+    kv->buf = alloc_floats((size_t)c->C);
+    kv->qkv = alloc_floats((size_t)qkv_width(c));
+    kv->att = alloc_floats((size_t)c->H * c->hd);
+    kv->h = alloc_floats((size_t)fin_width(c));
+    kv->a = alloc_floats((size_t)c->F);
+    kv->scratch = alloc_floats((size_t)max_T + 1);
+    kv->logits = alloc_floats((size_t)c->V);
+}
+
+void gpt_kv_free(struct gpt_kv *kv) {
+    free(kv->k);
+    free(kv->v);
+    free(kv->x);
+    free(kv->buf);
+    free(kv->qkv);
+    free(kv->att);
+    free(kv->h);
+    free(kv->a);
+    free(kv->scratch);
+    free(kv->logits);
+    memset(kv, 0, sizeof(*kv));
+}
+
+const float *gpt_decode_step(struct gpt *m, struct gpt_kv *kv, int32_t token) {
+    const struct gpt_config *c = &m->c;
+    const struct ops *o = m->ops;
+    const int C = c->C, D = qkv_width(c), HD = c->H * c->hd, kvw = c->Hkv * c->hd;
+    const int pos = kv->n;
+    float rstd;
+    HW_ASSERT(pos < kv->max_T && token >= 0 && token < c->V);
+    o->embed_forward(kv->x, &token, m->w.wte, 1, C);
+    for (int l = 0; l < c->L; l++) {
+        const struct gpt_layer *w = &m->w.layers[l];
+        float *kc = kv->k + (size_t)l * kv->max_T * kvw, *vc = kv->v + (size_t)l * kv->max_T * kvw;
+        o->rmsnorm_forward(kv->buf, &rstd, kv->x, w->attn_norm, 1, C, c->eps);
+        o->matmul_forward(kv->qkv, kv->buf, w->wqkv, 1, C, D, 0.0f);
+        o->rope_forward(kv->qkv, m->rope_cos, m->rope_sin, 1, 1, c->H, c->hd, D, pos);
+        o->rope_forward(kv->qkv + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, pos);
+        memcpy(kc + (size_t)pos * kvw, kv->qkv + HD, sizeof(float) * (size_t)kvw);
+        memcpy(vc + (size_t)pos * kvw, kv->qkv + HD + kvw, sizeof(float) * (size_t)kvw);
+        o->attention_decode(kv->att, kv->qkv, kc, vc, pos + 1, kvw, c->H, c->Hkv, c->hd,
+                            kv->scratch);
+        o->matmul_forward(kv->x, kv->att, w->wo, 1, HD, C, 1.0f);
+        o->rmsnorm_forward(kv->buf, &rstd, kv->x, w->mlp_norm, 1, C, c->eps);
+        o->matmul_forward(kv->h, kv->buf, w->w_in, 1, C, fin_width(c), 0.0f);
+        if (c->mlp == GPT_MLP_SWIGLU)
+            o->swiglu_forward(kv->a, kv->h, 1, c->F);
+        else
+            o->gelu_forward(kv->a, kv->h, 1, c->F);
+        o->matmul_forward(kv->x, kv->a, w->w_out, 1, c->F, C, 1.0f);
+    }
+    o->rmsnorm_forward(kv->buf, &rstd, kv->x, m->w.final_norm, 1, C, c->eps);
+    o->matmul_forward(kv->logits, kv->buf, m->w.lm_head, 1, C, c->V, 0.0f);
+    kv->n++;
+    return kv->logits;
+}

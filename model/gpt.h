@@ -1,0 +1,134 @@
+/* model/gpt.h -- the decoder-only transformer: parameter table with stable names, weights,
+ * gradients and activations carved from a few allocations, forward/backward built from the ops
+ * table, and KV-cached decoding for sampling.
+ * Block: x += Wo attn(rope(Wqkv rmsnorm(x))); x += Wdown act(Win rmsnorm(x)).
+ * Final: logits = Wlm rmsnorm(x). Cross-entropy ignores targets equal to XENT_IGNORE (-1). */
+#ifndef HW_GPT_H
+#define HW_GPT_H
+
+#include "../core/cfg.h"
+#include "../ops/ops.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum gpt_mlp {
+    GPT_MLP_SWIGLU,
+    GPT_MLP_GELU,
+};
+
+struct gpt_config {
+    int C;      /* d_model */
+    int L;      /* layers */
+    int H;      /* query heads */
+    int Hkv;    /* key/value heads */
+    int hd;     /* head dim = C / H */
+    int F;      /* MLP hidden width */
+    int V;      /* vocabulary */
+    int max_T;  /* RoPE table length */
+    enum gpt_mlp mlp;
+    int tied;   /* LM head shares tok_emb.weight */
+    float rope_theta;
+    float eps;
+    float init_std;
+};
+
+/* One named parameter tensor inside the flat parameter block. */
+struct gpt_param {
+    char name[64];   /* stable name, e.g. "blocks.3.attn.wq" */
+    int ndim;        /* 1 or 2 */
+    int64_t shape[2];
+    size_t offset;   /* in floats from the start of the block */
+    size_t numel;
+    int decay;       /* 1: AdamW weight decay applies (matrices); 0: norms */
+    float init_std;  /* normal(0, init_std); 0 means "init to ones" (norm gains) */
+};
+
+struct gpt_layer {
+    float *attn_norm; /* (C) */
+    float *wqkv;      /* (H*hd + 2*Hkv*hd, C): wq, wk, wv stacked */
+    float *wo;        /* (C, H*hd) */
+    float *mlp_norm;  /* (C) */
+    float *w_in;      /* swiglu: (2F, C) = w_gate, w_up stacked; gelu: (F, C) */
+    float *w_out;     /* (C, F) */
+};
+
+struct gpt_weights {
+    float *wte;        /* (V, C) */
+    float *final_norm; /* (C) */
+    float *lm_head;    /* (V, C); == wte when tied */
+    struct gpt_layer *layers;
+};
+
+struct gpt_layer_acts {
+    float *x_in;   /* (N, C) residual stream entering the block */
+    float *n1;     /* (N, C) */
+    float *rstd1;  /* (N) */
+    float *qkv;    /* (N, Dqkv), q and k after RoPE */
+    float *att;    /* (N, H*hd) */
+    float *lse;    /* (B, H, T) */
+    float *x_mid;  /* (N, C) after the attention residual */
+    float *n2;     /* (N, C) */
+    float *rstd2;  /* (N) */
+    float *h;      /* (N, Fin) MLP pre-activation */
+    float *a;      /* (N, F) MLP activation */
+};
+
+struct gpt {
+    struct gpt_config c;
+    const struct ops *ops;
+    int n_params;
+    struct gpt_param *params;
+    size_t num_params;       /* floats in the parameter block */
+    float *param_mem;        /* one block, carved by params[] */
+    float *grad_mem;         /* same layout */
+    struct gpt_weights w, g; /* views into param_mem / grad_mem */
+    float *rope_cos, *rope_sin; /* (max_T, hd/2) */
+    /* activations, sized by gpt_alloc_acts */
+    int B, T;
+    float *act_mem;
+    struct gpt_layer_acts *acts;
+    float *x_final, *n_final, *rstd_final, *logits, *losses;
+    float *dx, *dn, *dqkv, *datt, *dh, *da;
+    int32_t *tokens;
+};
+
+/* Derive the model shape from the config; vocab comes from the tokenizer. */
+void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int vocab);
+/* A short text that identifies the shape, compared when resuming ("C=128 L=4 H=4 ..."). */
+void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n);
+
+/* Build the parameter table and allocate params + grads (zeroed). */
+void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops);
+/* Initialise weights from (seed, parameter name, element index): the same for any rank grid. */
+void gpt_init_weights(struct gpt *m, uint64_t seed);
+/* Allocate activations for micro-batches of B x T (T <= max_T). */
+void gpt_alloc_acts(struct gpt *m, int B, int T);
+void gpt_free(struct gpt *m);
+
+/* Forward over tokens (B, T). With targets, returns the summed loss over non-ignored targets
+ * and, when want_grad, leaves d(loss * dscale)/dlogits in m->logits for gpt_backward. */
+double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                   float dscale, int want_grad);
+/* Backward of the last gpt_forward(want_grad=1); accumulates into m->grad_mem. */
+void gpt_backward(struct gpt *m);
+void gpt_zero_grad(struct gpt *m);
+
+/* Look up a parameter by name; NULL if absent. */
+const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name);
+/* Model FLOPs per token for forward+backward (6N + attention), for MFU. */
+double gpt_flops_per_token(const struct gpt_config *gc, int T);
+
+/* KV cache for incremental decoding, one sequence. */
+struct gpt_kv {
+    int max_T;
+    int n;       /* positions filled */
+    float *k, *v; /* (L, max_T, Hkv*hd) */
+    float *x, *buf, *qkv, *att, *h, *a, *scratch, *logits;
+};
+void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int max_T);
+void gpt_kv_free(struct gpt_kv *kv);
+/* Feed one token at position kv->n; returns the logits (V) of the next token. */
+const float *gpt_decode_step(struct gpt *m, struct gpt_kv *kv, int32_t token);
+
+#endif /* HW_GPT_H */

@@ -1,0 +1,336 @@
+/* tests/test_ops.c -- every CPU kernel against the naive double reference (tests/ref.h), and
+ * every backward against central finite differences of that reference in double. */
+#include "../core/rng.h"
+#include "../ops/act.h"
+#include "../ops/adamw.h"
+#include "../ops/attention.h"
+#include "../ops/embed.h"
+#include "../ops/matmul.h"
+#include "../ops/norm.h"
+#include "../ops/ops.h"
+#include "../ops/rope.h"
+#include "../ops/xent.h"
+#include "check.h"
+#include "ref.h"
+
+#include <stdio.h>
+
+static uint64_t g_key = 42;
+static uint64_t g_ctr;
+
+static void fill(float *x, size_t n, double s) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(s * rng_normal(g_key, g_ctr++));
+}
+
+static double *to_d(const float *x, size_t n) {
+    double *d = malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
+    return d;
+}
+
+static double max_abs_diff(const float *a, const double *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        m = d > m ? d : m;
+    }
+    return m;
+}
+
+/* A scalar function of a double vector, for finite differences. */
+typedef double (*loss_fn)(const double *x, void *ctx);
+
+/* Compare analytic gradient g (float) with central differences of f at x, on up to `probes`
+ * evenly spaced coordinates. Reports the worst relative error. */
+static double fd_worst(loss_fn f, void *ctx, double *x, size_t n, const float *g, int probes) {
+    double worst = 0;
+    size_t step = n / (size_t)probes ? n / (size_t)probes : 1;
+    for (size_t i = 0; i < n; i += step) {
+        double h = 1e-5 * (fabs(x[i]) > 1 ? fabs(x[i]) : 1), x0 = x[i];
+        x[i] = x0 + h;
+        double fp = f(x, ctx);
+        x[i] = x0 - h;
+        double fm = f(x, ctx);
+        x[i] = x0;
+        double num = (fp - fm) / (2 * h);
+        double err = fabs(num - (double)g[i]) / (fabs(num) > 1e-2 ? fabs(num) : 1e-2);
+        worst = err > worst ? err : worst;
+    }
+    return worst;
+}
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+struct mm_ctx {
+    int N, K, M, which; /* which: 0 = d/dinp, 1 = d/dw */
+    double *inp, *w, *r;
+};
+static double mm_loss(const double *x, void *vc) {
+    struct mm_ctx *c = vc;
+    const double *inp = c->which == 0 ? x : c->inp, *w = c->which == 1 ? x : c->w;
+    double *out = malloc(sizeof(double) * (size_t)c->N * c->M), s = 0;
+    ref_matmul(out, inp, w, c->N, c->K, c->M);
+    for (int i = 0; i < c->N * c->M; i++)
+        s += out[i] * c->r[i];
+    free(out);
+    return s;
+}
+static void test_matmul(void) {
+    int N = 13, K = 17, M = 11;
+    float *inp = malloc(4 * N * K), *w = malloc(4 * M * K), *out = malloc(4 * N * M);
+    float *r = malloc(4 * N * M), *dinp = calloc(N * K, 4), *dw = calloc(M * K, 4);
+    fill(inp, N * K, 1), fill(w, M * K, 1), fill(r, N * M, 1);
+    matmul_forward_cpu(out, inp, w, N, K, M, 0.0f);
+    struct mm_ctx c = {N, K, M, 0, to_d(inp, N * K), to_d(w, M * K), to_d(r, N * M)};
+    double *ref = malloc(sizeof(double) * N * M);
+    ref_matmul(ref, c.inp, c.w, N, K, M);
+    CHECK(max_abs_diff(out, ref, N * M) < 1e-4);
+    matmul_backward_cpu(dinp, dw, r, inp, w, N, K, M, 0.0f);
+    CHECK_MSG(fd_worst(mm_loss, &c, c.inp, N * K, dinp, 50) < 1e-4, "matmul dinp");
+    c.which = 1;
+    CHECK_MSG(fd_worst(mm_loss, &c, c.w, M * K, dw, 50) < 1e-4, "matmul dw");
+    /* dw accumulates */
+    matmul_backward_cpu(NULL, dw, r, inp, w, N, K, M, 0.0f);
+    float *dw1 = calloc(M * K, 4);
+    matmul_backward_cpu(NULL, dw1, r, inp, w, N, K, M, 0.0f);
+    CHECK_CLOSE(dw[5], 2 * dw1[5], 1e-5);
+    free(inp), free(w), free(out), free(r), free(dinp), free(dw), free(dw1), free(ref);
+    free(c.inp), free(c.w), free(c.r);
+}
+
+/* ---- rmsnorm ----------------------------------------------------------------------------- */
+struct rn_ctx {
+    int N, C, which;
+    double *inp, *w, *r;
+};
+static double rn_loss(const double *x, void *vc) {
+    struct rn_ctx *c = vc;
+    double *out = malloc(sizeof(double) * c->N * c->C), s = 0;
+    ref_rmsnorm(out, c->which == 0 ? x : c->inp, c->which == 1 ? x : c->w, c->N, c->C, 1e-5);
+    for (int i = 0; i < c->N * c->C; i++)
+        s += out[i] * c->r[i];
+    free(out);
+    return s;
+}
+static void test_rmsnorm(void) {
+    int N = 9, C = 24;
+    float *inp = malloc(4 * N * C), *w = malloc(4 * C), *out = malloc(4 * N * C),
+          *rstd = malloc(4 * N), *r = malloc(4 * N * C), *dinp = calloc(N * C, 4),
+          *dw = calloc(C, 4);
+    fill(inp, N * C, 2), fill(w, C, 1), fill(r, N * C, 1);
+    rmsnorm_forward_cpu(out, rstd, inp, w, N, C, 1e-5f);
+    struct rn_ctx c = {N, C, 0, to_d(inp, N * C), to_d(w, C), to_d(r, N * C)};
+    double *ref = malloc(sizeof(double) * N * C);
+    ref_rmsnorm(ref, c.inp, c.w, N, C, 1e-5);
+    CHECK(max_abs_diff(out, ref, N * C) < 1e-5);
+    rmsnorm_backward_cpu(dinp, dw, r, inp, w, rstd, N, C);
+    CHECK_MSG(fd_worst(rn_loss, &c, c.inp, N * C, dinp, 60) < 1e-3, "rmsnorm dinp");
+    c.which = 1;
+    CHECK_MSG(fd_worst(rn_loss, &c, c.w, C, dw, C) < 1e-3, "rmsnorm dw");
+    free(inp), free(w), free(out), free(rstd), free(r), free(dinp), free(dw), free(ref);
+    free(c.inp), free(c.w), free(c.r);
+}
+
+/* ---- rope -------------------------------------------------------------------------------- */
+struct rope_ctx {
+    int B, T, nh, hd, ld;
+    double *r;
+};
+static double rope_loss(const double *x, void *vc) {
+    struct rope_ctx *c = vc;
+    size_t n = (size_t)c->B * c->T * c->ld;
+    double *y = malloc(sizeof(double) * n), s = 0;
+    memcpy(y, x, sizeof(double) * n);
+    ref_rope(y, c->B, c->T, c->nh, c->hd, c->ld, 3, 10000.0);
+    for (size_t i = 0; i < n; i++)
+        s += y[i] * c->r[i];
+    free(y);
+    return s;
+}
+static void test_rope(void) {
+    int B = 2, T = 5, nh = 3, hd = 8, ld = 30, n = B * T * ld, maxT = 16;
+    float *x = malloc(4 * n), *r = malloc(4 * n), *ct = malloc(4 * maxT * hd / 2),
+          *st = malloc(4 * maxT * hd / 2);
+    fill(x, n, 1), fill(r, n, 1);
+    rope_tables(ct, st, maxT, hd, 10000.0);
+    struct rope_ctx c = {B, T, nh, hd, ld, to_d(r, n)};
+    double *ref = to_d(x, n);
+    ref_rope(ref, B, T, nh, hd, ld, 3, 10000.0);
+    double *x0 = to_d(x, n);
+    rope_forward_cpu(x, ct, st, B, T, nh, hd, ld, 3);
+    CHECK(max_abs_diff(x, ref, n) < 1e-5);
+    /* columns past nh*hd are untouched */
+    CHECK(x[nh * hd + 1] == (float)x0[nh * hd + 1]);
+    memcpy(x, r, 4 * n);
+    rope_backward_cpu(x, ct, st, B, T, nh, hd, ld, 3);
+    for (int i = 0; i < B * T; i++) /* gradient is zero-propagated identity outside the heads */
+        for (int j = nh * hd; j < ld; j++)
+            x[i * ld + j] = r[i * ld + j];
+    CHECK_MSG(fd_worst(rope_loss, &c, x0, n, x, 80) < 1e-4, "rope backward");
+    free(x), free(r), free(ct), free(st), free(c.r), free(ref), free(x0);
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+struct att_ctx {
+    int B, T, H, Hkv, hd, ld;
+    double *r;
+};
+static double att_loss(const double *x, void *vc) {
+    struct att_ctx *c = vc;
+    size_t n = (size_t)c->B * c->T * c->H * c->hd;
+    double *o = malloc(sizeof(double) * n), s = 0;
+    ref_attention(o, x, c->B, c->T, c->H, c->Hkv, c->hd, c->ld);
+    for (size_t i = 0; i < n; i++)
+        s += o[i] * c->r[i];
+    free(o);
+    return s;
+}
+static void test_attention_shape(int B, int T, int H, int Hkv, int hd) {
+    int ld = (H + 2 * Hkv) * hd + 3; /* padded rows exercise the stride */
+    size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
+    float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * B * H * T),
+          *r = malloc(4 * no), *dqkv = malloc(4 * nq);
+    fill(qkv, nq, 1), fill(r, no, 1);
+    struct attn_shape s = {B, T, H, Hkv, hd, ld};
+    attention_forward_cpu(out, lse, qkv, &s);
+    double *dq = to_d(qkv, nq), *ref = malloc(sizeof(double) * no);
+    ref_attention(ref, dq, B, T, H, Hkv, hd, ld);
+    CHECK_MSG(max_abs_diff(out, ref, no) < 2e-5, "attention fwd B=%d T=%d H=%d Hkv=%d", B, T, H,
+              Hkv);
+    memset(dqkv, 0, 4 * nq);
+    attention_backward_cpu(dqkv, r, out, lse, qkv, &s);
+    struct att_ctx c = {B, T, H, Hkv, hd, ld, to_d(r, no)};
+    /* only the (H+2Hkv)*hd columns carry gradient; the padding stays 0 in both */
+    double worst = fd_worst(att_loss, &c, dq, nq, dqkv, 150);
+    CHECK_MSG(worst < 2e-3, "attention bwd T=%d Hkv=%d worst rel err %g", T, Hkv, worst);
+    /* decode path: last position of batch 0 against the full forward */
+    float *kc = malloc(4 * T * 2 * Hkv * hd), *vc = malloc(4 * T * 2 * Hkv * hd);
+    int kvw = Hkv * hd;
+    for (int t = 0; t < T; t++) {
+        memcpy(kc + t * kvw, qkv + (size_t)t * ld + H * hd, 4 * kvw);
+        memcpy(vc + t * kvw, qkv + (size_t)t * ld + (H + Hkv) * hd, 4 * kvw);
+    }
+    float *od = malloc(4 * H * hd), *scr = malloc(4 * (T + 1));
+    attention_decode_cpu(od, qkv + (size_t)(T - 1) * ld, kc, vc, T, kvw, H, Hkv, hd, scr);
+    CHECK(max_abs_diff(od, ref + (size_t)(T - 1) * H * hd, H * hd) < 2e-5);
+    free(qkv), free(out), free(lse), free(r), free(dqkv), free(dq), free(ref), free(c.r);
+    free(kc), free(vc), free(od), free(scr);
+}
+
+/* ---- activations ------------------------------------------------------------------------- */
+struct act_ctx {
+    int N, F, kind;
+    double *r;
+};
+static double act_loss(const double *x, void *vc) {
+    struct act_ctx *c = vc;
+    double *o = malloc(sizeof(double) * c->N * c->F), s = 0;
+    if (c->kind == 0)
+        ref_swiglu(o, x, c->N, c->F);
+    else
+        ref_gelu(o, x, c->N, c->F);
+    for (int i = 0; i < c->N * c->F; i++)
+        s += o[i] * c->r[i];
+    free(o);
+    return s;
+}
+static void test_act(int kind) {
+    int N = 7, F = 19, nin = kind == 0 ? 2 * F : F;
+    float *h = malloc(4 * N * nin), *o = malloc(4 * N * F), *r = malloc(4 * N * F),
+          *dh = malloc(4 * N * nin);
+    fill(h, N * nin, 2), fill(r, N * F, 1);
+    double *hd = to_d(h, N * nin), *ref = malloc(sizeof(double) * N * F);
+    struct act_ctx c = {N, F, kind, to_d(r, N * F)};
+    if (kind == 0) {
+        swiglu_forward_cpu(o, h, N, F);
+        ref_swiglu(ref, hd, N, F);
+        swiglu_backward_cpu(dh, r, h, N, F);
+    } else {
+        gelu_forward_cpu(o, h, N, F);
+        ref_gelu(ref, hd, N, F);
+        gelu_backward_cpu(dh, r, h, N, F);
+    }
+    CHECK_MSG(max_abs_diff(o, ref, N * F) < 1e-5, "act %d fwd", kind);
+    CHECK_MSG(fd_worst(act_loss, &c, hd, N * nin, dh, 100) < 1e-3, "act %d bwd", kind);
+    free(h), free(o), free(r), free(dh), free(hd), free(ref), free(c.r);
+}
+
+/* ---- cross-entropy ----------------------------------------------------------------------- */
+struct xe_ctx {
+    int N, V;
+    const int32_t *tgt;
+};
+static double xe_loss(const double *x, void *vc) {
+    struct xe_ctx *c = vc;
+    return ref_xent(x, c->tgt, c->N, c->V, XENT_IGNORE);
+}
+static void test_xent(void) {
+    int N = 6, V = 37;
+    int32_t tgt[6] = {3, 0, XENT_IGNORE, 36, 5, XENT_IGNORE};
+    float *lg = malloc(4 * N * V), *losses = malloc(4 * N);
+    fill(lg, N * V, 3);
+    double *ld = to_d(lg, N * V);
+    double want = ref_xent(ld, tgt, N, V, XENT_IGNORE);
+    double fwd = xent_forward_cpu(losses, lg, tgt, N, V, XENT_IGNORE);
+    CHECK_CLOSE(fwd, want, 1e-5);
+    double got = xent_forward_backward_cpu(lg, losses, tgt, N, V, 1.0f, XENT_IGNORE);
+    CHECK_CLOSE(got, want, 1e-5);
+    CHECK(losses[2] == 0.0f && lg[2 * V + 4] == 0.0f); /* ignored row: no loss, no grad */
+    struct xe_ctx c = {N, V, tgt};
+    CHECK_MSG(fd_worst(xe_loss, &c, ld, N * V, lg, 120) < 1e-4, "xent bwd");
+    free(lg), free(losses), free(ld);
+}
+
+/* ---- embedding, adamw -------------------------------------------------------------------- */
+static void test_embed_adamw(void) {
+    int V = 10, C = 6, N = 5;
+    int32_t tok[5] = {3, 1, 3, 9, 0};
+    float *wte = malloc(4 * V * C), *out = malloc(4 * N * C), *dw = calloc(V * C, 4);
+    fill(wte, V * C, 1);
+    embed_forward_cpu(out, tok, wte, N, C);
+    CHECK(out[2 * C + 4] == wte[3 * C + 4]);
+    for (int i = 0; i < N * C; i++)
+        out[i] = (float)(i + 1);
+    embed_backward_cpu(dw, out, tok, N, C);
+    CHECK(dw[3 * C + 1] == out[0 * C + 1] + out[2 * C + 1]);
+    CHECK(dw[2 * C] == 0.0f);
+    /* AdamW, two steps against the formula in double */
+    float p[3] = {0.5f, -1.0f, 2.0f}, m[3] = {0}, v[3] = {0}, g[3] = {0.1f, -0.2f, 0.3f};
+    double pd[3] = {0.5, -1.0, 2.0}, md[3] = {0}, vd[3] = {0};
+    for (int t = 1; t <= 2; t++) {
+        adamw_update_cpu(p, m, v, g, 3, 0.01f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.5f);
+        for (int i = 0; i < 3; i++) {
+            double gi = g[i] * 0.5;
+            md[i] = 0.9 * md[i] + 0.1 * gi;
+            vd[i] = 0.95 * vd[i] + 0.05 * gi * gi;
+            pd[i] = pd[i] * (1 - 0.01 * 0.1) -
+                    0.01 * (md[i] / (1 - pow(0.9, t))) / (sqrt(vd[i] / (1 - pow(0.95, t))) + 1e-8);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        CHECK_CLOSE(p[i], pd[i], 1e-6);
+    float big[1000];
+    for (int i = 0; i < 1000; i++)
+        big[i] = (float)(i % 7) - 3.0f;
+    double ss = 0;
+    for (int i = 0; i < 1000; i++)
+        ss += (double)big[i] * big[i];
+    CHECK(sumsq_cpu(big, 1000) == ss);
+    free(wte), free(out), free(dw);
+}
+
+int main(void) {
+    ops_set_threads(2);
+    test_matmul();
+    test_rmsnorm();
+    test_rope();
+    test_attention_shape(2, 70, 4, 4, 8);   /* MHA, T not a multiple of the tile */
+    test_attention_shape(1, 130, 4, 2, 8);  /* GQA, three tiles */
+    test_attention_shape(3, 1, 2, 1, 4);    /* a single position */
+    test_act(0);
+    test_act(1);
+    test_xent();
+    test_embed_adamw();
+    return check_report("test_ops");
+}

@@ -1,0 +1,456 @@
+/* train/trainer.c -- the training job (see trainer.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "trainer.h"
+
+#include "../ckpt/ckpt.h"
+#include "../core/check.h"
+#include "../core/log.h"
+#include "../datasets/bpe.h"
+#include "../datasets/shards.h"
+#include "../model/gpt.h"
+#include "../ops/ops.h"
+#include "../core/fsutil.h"
+#include "optim.h"
+#include "signals.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct run {
+    const struct hw_config *c;
+    struct dist *d;
+    struct bpe tok;
+    char *tok_json;
+    char *cfg_yaml;
+    char sig[256];
+    struct gpt model;
+    struct optim opt;
+    struct loader train, val;
+    int has_val;
+    int32_t *tokens, *targets; /* (grad_accum, B, T) */
+    char metrics_path[CFG_PATH_MAX + 32];
+    char last_ckpt[CKPT_PATH_LEN];
+    int step;                  /* optimizer steps completed */
+    int64_t tokens_seen;
+    double peak_flops;
+};
+
+int train_load_tokenizer(const struct hw_config *c, struct bpe *tok, char *path_out, char *err) {
+    char path[CFG_PATH_MAX + 32];
+    if (c->data.tokenizer[0])
+        snprintf(path, sizeof(path), "%s", c->data.tokenizer);
+    else
+        fs_sibling(path, sizeof(path), c->data.train, "tokenizer.json");
+    if (path_out)
+        snprintf(path_out, CFG_PATH_MAX + 32, "%s", path);
+    return bpe_load(tok, path, err);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* checkpoints */
+
+static void tensor_views(const struct gpt *m, float *base, struct ckpt_tensor *t) {
+    for (int i = 0; i < m->n_params; i++) {
+        const struct gpt_param *p = &m->params[i];
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].name = p->name;
+        t[i].ndim = p->ndim;
+        for (int k = 0; k < p->ndim; k++)
+            t[i].shape[k] = t[i].count[k] = p->shape[k];
+        t[i].write = 1;
+        t[i].data = base + p->offset;
+    }
+}
+
+static int save_checkpoint(struct run *r, char *err) {
+    const struct gpt *m = &r->model;
+    struct ckpt_tensor *tv = HW_CALLOC((size_t)3 * m->n_params, sizeof(*tv));
+    tensor_views(m, m->param_mem, tv);
+    tensor_views(m, r->opt.m, tv + m->n_params);
+    tensor_views(m, r->opt.v, tv + 2 * m->n_params);
+    struct ckpt_group g[3] = {{"model", tv, m->n_params},
+                              {"optim/m", tv + m->n_params, m->n_params},
+                              {"optim/v", tv + 2 * m->n_params, m->n_params}};
+    struct ckpt_meta meta;
+    memset(&meta, 0, sizeof(meta));
+    meta.step = r->step;
+    meta.tokens_seen = r->tokens_seen;
+    meta.rng[0] = (uint64_t)r->c->train.seed;
+    meta.cursor[0] = r->train.pos;
+    meta.n_cursor = 1;
+    meta.config_yaml = r->cfg_yaml;
+    meta.tokenizer_json = r->tok_json;
+    meta.model_sig = r->sig;
+    int rc = ckpt_save(r->d, r->c->run.dir, r->step, g, 3, &meta, r->c->run.keep, r->last_ckpt,
+                       err);
+    free(tv);
+    return rc;
+}
+
+/* Keep only metrics lines with step <= last_step (a resumed run re-logs the steps after its
+ * checkpoint). */
+static void trim_metrics(const char *path, int last_step) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char tmp[CFG_PATH_MAX + 64];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *o = fopen(tmp, "w");
+    if (!o) {
+        fclose(f);
+        return;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        json_t *s = j ? json_object_get(j, "step") : NULL;
+        if (s && json_integer_value(s) <= last_step)
+            fputs(line, o);
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    fclose(o);
+    rename(tmp, path);
+}
+
+static int resume(struct run *r, char *err) {
+    char path[CKPT_PATH_LEN];
+    int found = ckpt_latest(r->c->run.dir, path, err);
+    if (found <= 0)
+        return found;
+    struct ckpt_file f;
+    struct ckpt_meta meta;
+    memset(&f, 0, sizeof(f));
+    memset(&meta, 0, sizeof(meta));
+    int rc = ckpt_open(&f, r->d, path, err);
+    if (!rc)
+        rc = ckpt_read_meta(&f, &meta, err);
+    if (!rc && strcmp(meta.model_sig, r->sig) != 0)
+        rc = hw_errf(err, HW_EMISMATCH,
+                     "%s: checkpoint model '%s' does not match the config's model '%s'", path,
+                     meta.model_sig, r->sig);
+    if (!rc && strcmp(meta.tokenizer_json, r->tok_json) != 0) {
+        struct bpe old;
+        char e2[HW_ERR_LEN];
+        bpe_init(&old);
+        int ov = bpe_from_json(&old, meta.tokenizer_json, strlen(meta.tokenizer_json), path, e2)
+                     ? -1
+                     : bpe_vocab_size(&old);
+        bpe_free(&old);
+        rc = hw_errf(err, HW_EMISMATCH,
+                     "%s: checkpoint tokenizer (vocab %d) differs from the run's tokenizer "
+                     "(vocab %d)",
+                     path, ov, bpe_vocab_size(&r->tok));
+    }
+    const struct gpt *m = &r->model;
+    struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params, sizeof(*tv));
+    const char *groups[3] = {"model", "optim/m", "optim/v"};
+    float *bases[3] = {m->param_mem, r->opt.m, r->opt.v};
+    for (int g = 0; g < 3 && !rc; g++) {
+        tensor_views(m, bases[g], tv);
+        for (int i = 0; i < m->n_params && !rc; i++)
+            rc = ckpt_read_tensor(&f, groups[g], &tv[i], err);
+    }
+    free(tv);
+    if (!rc) {
+        r->step = (int)meta.step;
+        r->tokens_seen = meta.tokens_seen;
+        loader_seek(&r->train, meta.n_cursor > 0 ? meta.cursor[0] : 0);
+        snprintf(r->last_ckpt, sizeof(r->last_ckpt), "%s", path);
+        log_info("resumed from %s at step %d", path, r->step);
+    }
+    ckpt_meta_free(&meta);
+    ckpt_close(&f);
+    return rc ? rc : 1;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* validation, metrics, progress */
+
+static double val_loss(struct run *r, char *err, int *rc) {
+    const struct cfg_train *t = &r->c->train;
+    double sum = 0.0;
+    int64_t n = 0;
+    loader_seek(&r->val, 0);
+    for (int i = 0; i < t->val_batches; i++) {
+        *rc = loader_next(&r->val, r->tokens, r->targets, t->micro_batch, err);
+        if (*rc)
+            return NAN;
+        sum += gpt_forward(&r->model, r->tokens, r->targets, t->micro_batch, t->seq_len, 0.0f, 0);
+        n += (int64_t)t->micro_batch * t->seq_len;
+    }
+    return sum / (double)n;
+}
+
+static void fmt_time(char *out, size_t n, double s) {
+    if (s < 0 || !isfinite(s))
+        snprintf(out, n, "?");
+    else if (s < 60)
+        snprintf(out, n, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(out, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(out, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void write_metrics(struct run *r, double loss, double lr, double gnorm, double tps,
+                          double mfu, double vloss) {
+    if (r->d->rank != 0)
+        return;
+    json_t *j = json_object();
+    json_object_set_new(j, "step", json_integer(r->step));
+    json_object_set_new(j, "loss", json_real((float)loss));
+    json_object_set_new(j, "lr", json_real((float)lr));
+    json_object_set_new(j, "grad_norm", json_real((float)gnorm));
+    json_object_set_new(j, "tokens_per_s", json_real(round(tps)));
+    json_object_set_new(j, "mfu", json_real(round(mfu * 1e4) / 1e4));
+    if (!isnan(vloss))
+        json_object_set_new(j, "val_loss", json_real((float)vloss));
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    FILE *f = fopen(r->metrics_path, "a");
+    if (f) {
+        fprintf(f, "%s\n", s);
+        fclose(f);
+    }
+    free(s);
+    json_decref(j);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static int setup(struct run *r, char *err) {
+    const struct hw_config *c = r->c;
+    char tok_path[CFG_PATH_MAX + 32];
+    int rc;
+    if (!c->data.train[0])
+        return hw_errf(err, HW_ECONFIG, "%s: error: data.train: required for training (a token "
+                       "shard made by 'headwise data prepare')", c->source);
+    bpe_init(&r->tok);
+    if ((rc = train_load_tokenizer(c, &r->tok, tok_path, err)))
+        return rc;
+    int vocab = bpe_vocab_size(&r->tok);
+    if (c->model.vocab && c->model.vocab < vocab)
+        return hw_errf(err, HW_ECONFIG, "%s: error: model.vocab: %d is smaller than the "
+                       "tokenizer's %d tokens (%s)", c->source, c->model.vocab, vocab, tok_path);
+    if (c->model.vocab)
+        vocab = c->model.vocab;
+    r->tok_json = bpe_to_json(&r->tok);
+    if ((rc = loader_open(&r->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
+                          err)))
+        return rc;
+    if (r->train.sh.vocab > vocab)
+        return hw_errf(err, HW_EMISMATCH, "%s: shard vocabulary %d does not fit the model's %d "
+                       "(tokenizer %s)", c->data.train, r->train.sh.vocab, vocab, tok_path);
+    if (c->data.val[0]) {
+        if ((rc = loader_open(&r->val, c->data.val, c->train.seq_len, 0, 0, err)))
+            return rc;
+        r->has_val = 1;
+    }
+    struct gpt_config gc;
+    gpt_config_from_cfg(&gc, &c->model, vocab);
+    gpt_config_signature(&gc, r->sig, sizeof(r->sig));
+    gpt_init(&r->model, &gc, ops_for(BACKEND_CPU));
+    gpt_init_weights(&r->model, (uint64_t)c->train.seed);
+    gpt_alloc_acts(&r->model, c->train.micro_batch, c->train.seq_len);
+    optim_init(&r->opt, r->model.num_params);
+    size_t bt = (size_t)c->train.micro_batch * c->train.seq_len;
+    r->tokens = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
+    r->targets = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
+    /* run directory: resolved config and tokenizer beside the metrics and checkpoints */
+    if ((rc = fs_mkdirs(c->run.dir, err)))
+        return rc;
+    r->cfg_yaml = cfg_to_yaml(c);
+    char path[CFG_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/config.yaml", c->run.dir);
+    if ((rc = fs_write_atomic(path, r->cfg_yaml, strlen(r->cfg_yaml), err)))
+        return rc;
+    snprintf(path, sizeof(path), "%s/tokenizer.json", c->run.dir);
+    if ((rc = fs_write_atomic(path, r->tok_json, strlen(r->tok_json), err)))
+        return rc;
+    snprintf(r->metrics_path, sizeof(r->metrics_path), "%s/metrics.jsonl", c->run.dir);
+    if (strcmp(c->run.resume, "auto") == 0) {
+        rc = resume(r, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            unlink(r->metrics_path);
+        else
+            trim_metrics(r->metrics_path, r->step);
+    } else {
+        unlink(r->metrics_path);
+    }
+    return 0;
+}
+
+static void teardown(struct run *r) {
+    bpe_free(&r->tok);
+    free(r->tok_json);
+    free(r->cfg_yaml);
+    gpt_free(&r->model);
+    optim_free(&r->opt);
+    loader_close(&r->train);
+    if (r->has_val)
+        loader_close(&r->val);
+    free(r->tokens);
+    free(r->targets);
+}
+
+/* Test hook: HW_FAULT_NAN_STEP=N poisons the loss at step N (checks the NaN guard). */
+static int fault_nan_step(void) {
+    const char *s = getenv("HW_FAULT_NAN_STEP");
+    return s ? atoi(s) : -1;
+}
+
+int train_run(const struct hw_config *c, struct dist *d) {
+    struct run r;
+    char err[HW_ERR_LEN];
+    memset(&r, 0, sizeof(r));
+    r.c = c;
+    r.d = d;
+    int threads = ops_set_threads(c->train.threads);
+    int rc = setup(&r, err);
+    if (rc) {
+        log_error("%s", err);
+        teardown(&r);
+        return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
+    }
+    signals_install();
+    const struct cfg_train *t = &c->train;
+    const int B = t->micro_batch, T = t->seq_len, A = t->grad_accum;
+    const int64_t tokens_per_step = (int64_t)B * T * A;
+    const double flops_tok = gpt_flops_per_token(&r.model.c, T);
+    r.peak_flops = ops_sgemm_peak(0.3);
+    const int nan_step = fault_nan_step(), tty = isatty(1);
+    log_info("headwise train: %s | %.2fM params | %s | %d threads | sgemm peak %.1f GFLOP/s",
+             c->source, (double)r.model.num_params / 1e6, r.sig, threads, r.peak_flops / 1e9);
+    log_info("run dir: %s | %d steps x %lld tokens (batch %d x seq %d x accum %d)", c->run.dir,
+             t->steps, (long long)tokens_per_step, B, T, A);
+    double first_loss = NAN, last_loss = NAN, last_val = NAN, best_val = INFINITY;
+    double t_start = log_now(), tok_s_sum = 0.0, mfu_sum = 0.0;
+    int start_step = r.step, n_timed = 0, exit_code = HW_EXIT_OK;
+    while (r.step < t->steps) {
+        double t0 = log_now();
+        double lr = optim_lr(t, r.step), loss_sum = 0.0;
+        gpt_zero_grad(&r.model);
+        for (int a = 0; a < A && !rc; a++) {
+            int32_t *tk = r.tokens + (size_t)a * B * T, *tg = r.targets + (size_t)a * B * T;
+            rc = loader_next(&r.train, tk, tg, B, err);
+            if (rc)
+                break;
+            loss_sum += gpt_forward(&r.model, tk, tg, B, T, 1.0f / (float)tokens_per_step, 1);
+            gpt_backward(&r.model);
+        }
+        if (rc) {
+            log_error("%s", err);
+            exit_code = HW_EXIT_FAIL;
+            break;
+        }
+        double loss = loss_sum / (double)tokens_per_step;
+        if (r.step + 1 == nan_step)
+            loss = NAN;
+        double gnorm = optim_grad_norm(&r.model);
+        if (!isfinite(loss) || !isfinite(gnorm)) {
+            log_error("%s: step %d: %s is %s; stopping without saving a checkpoint (last good "
+                      "checkpoint: %s)",
+                      c->source, r.step + 1, isfinite(loss) ? "gradient norm" : "loss",
+                      isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "Inf",
+                      r.last_ckpt[0] ? r.last_ckpt : "none");
+            exit_code = HW_EXIT_NUMERIC;
+            break;
+        }
+        float clip = t->grad_clip > 0 && gnorm > t->grad_clip ? (float)(t->grad_clip / gnorm) : 1.0f;
+        optim_step(&r.opt, &r.model, t, (float)lr, r.step + 1, clip);
+        r.step++;
+        r.tokens_seen += tokens_per_step;
+        double dt = log_now() - t0, tps = (double)tokens_per_step / dt;
+        double mfu = tps * flops_tok / r.peak_flops;
+        if (r.step > start_step + 1 || t->steps - start_step == 1) {
+            tok_s_sum += tps;
+            mfu_sum += mfu;
+            n_timed++;
+        }
+        if (isnan(first_loss))
+            first_loss = loss;
+        last_loss = loss;
+        double vloss = NAN;
+        if (r.has_val && ((t->val_every && r.step % t->val_every == 0) || r.step == t->steps)) {
+            vloss = val_loss(&r, err, &rc);
+            if (rc) {
+                log_error("%s", err);
+                exit_code = HW_EXIT_FAIL;
+                break;
+            }
+            last_val = vloss;
+            best_val = vloss < best_val ? vloss : best_val;
+        }
+        write_metrics(&r, loss, lr, gnorm, tps, mfu, vloss);
+        double elapsed = log_now() - t_start;
+        double eta = elapsed / (r.step - start_step) * (t->steps - r.step);
+        char eta_s[32];
+        fmt_time(eta_s, sizeof(eta_s), eta);
+        if (tty && d->rank == 0) {
+            printf("\rstep %6d/%d | loss %.4f | lr %.2e | %.0f tok/s | mfu %.1f%% | eta %s   ",
+                   r.step, t->steps, loss, lr, tps, 100 * mfu, eta_s);
+            if (!isnan(vloss))
+                printf("\n  val loss %.4f\n", vloss);
+            fflush(stdout);
+        }
+        if (!tty && (r.step % t->log_every == 0 || r.step == t->steps || !isnan(vloss))) {
+            char vs[32] = "";
+            if (!isnan(vloss))
+                snprintf(vs, sizeof(vs), " | val %.4f", vloss);
+            log_info("step %6d/%d | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | mfu %.1f%% | "
+                     "eta %s%s",
+                     r.step, t->steps, loss, lr, gnorm, tps, 100 * mfu, eta_s, vs);
+        }
+        int stop = dist_allreduce_max_int(d, signals_pending());
+        int due = (c->run.ckpt_every && r.step % c->run.ckpt_every == 0) || r.step == t->steps;
+        if (due || stop) {
+            if ((rc = save_checkpoint(&r, err))) {
+                log_error("%s", err);
+                exit_code = HW_EXIT_FAIL;
+                break;
+            }
+            if (tty && d->rank == 0)
+                printf("\n");
+            log_info("checkpoint: %s", r.last_ckpt);
+        }
+        if (stop) {
+            log_info("stopped by signal %d at step %d after saving %s; exit code %d asks to be "
+                     "requeued", stop, r.step, r.last_ckpt, HW_EXIT_REQUEUE);
+            exit_code = HW_EXIT_REQUEUE;
+            break;
+        }
+    }
+    if (tty && d->rank == 0)
+        printf("\n");
+    if (exit_code == HW_EXIT_OK || exit_code == HW_EXIT_REQUEUE) {
+        char el[32];
+        fmt_time(el, sizeof(el), log_now() - t_start);
+        log_info("---- summary ----");
+        if (r.step == start_step)
+            log_info("nothing to do: the checkpoint is already at step %d of %d", r.step,
+                     t->steps);
+        else
+            log_info("steps %d..%d in %s | train loss %.4f -> %.4f%s", start_step + 1, r.step, el,
+                     first_loss, last_loss, "");
+        if (!isnan(last_val))
+            log_info("val loss %.4f (best %.4f)", last_val, best_val);
+        if (n_timed)
+            log_info("throughput %.0f tok/s | mfu %.1f%% of the measured sgemm peak",
+                     tok_s_sum / n_timed, 100 * mfu_sum / n_timed);
+        log_info("run dir:    %s", c->run.dir);
+        log_info("metrics:    %s", r.metrics_path);
+        log_info("checkpoint: %s", r.last_ckpt[0] ? r.last_ckpt : "none");
+    }
+    teardown(&r);
+    return exit_code;
+}
