@@ -824,7 +824,8 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
     fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (fid < 0) {
         struct h5why_ why = h5_why_();
-        rc = hw_errf(err, HW_EIO, "%s: cannot create HDF5 file: %s", tmp, why.first);
+        rc = hw_errf(err, HW_EIO, "%s: cannot create HDF5 file: %s", tmp,
+                     why.first[0] ? why.first : "unknown HDF5 error");
     }
     rc = agree_(d, rc, tmp, err);
     if (rc != 0)
@@ -914,8 +915,11 @@ int ckpt_open(struct ckpt_file *f, const struct dist *d, const char *path, char 
         rc = hw_errf(err, HW_EFORMAT, "%s: not a readable HDF5 file (truncated or corrupt)", path);
     }
     rc = agree_(d, rc, path, err);
-    if (rc != 0)
+    if (rc != 0) {
+        if (fid >= 0)
+            H5Fclose(fid);
         goto out;
+    }
 
     char fmt[64] = "";
     int32_t version = -1;

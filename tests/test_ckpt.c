@@ -298,7 +298,7 @@ static void test_hyperslab(void) {
     CHECK(bad == 0);
 
     /* a column slab of the 600x500 tensor, as a row-split (head-sharded) rank would read it,
-     * crossing a chunk boundary at row 524 */
+     * crossing the chunk boundary at row 300 (chunks are 2 x 300 rows) */
     full = &s.t[0][4];
     t = *full;
     t.offset[0] = 100;

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,10 +134,6 @@ static int resume(struct run *r, char *err) {
     int rc = ckpt_open(&f, r->d, path, err);
     if (!rc)
         rc = ckpt_read_meta(&f, &meta, err);
-    if (!rc && strcmp(meta.model_sig, r->sig) != 0)
-        rc = hw_errf(err, HW_EMISMATCH,
-                     "%s: checkpoint model '%s' does not match the config's model '%s'", path,
-                     meta.model_sig, r->sig);
     if (!rc && strcmp(meta.tokenizer_json, r->tok_json) != 0) {
         struct bpe old;
         char e2[HW_ERR_LEN];
@@ -150,6 +147,10 @@ static int resume(struct run *r, char *err) {
                      "(vocab %d)",
                      path, ov, bpe_vocab_size(&r->tok));
     }
+    if (!rc && strcmp(meta.model_sig, r->sig) != 0)
+        rc = hw_errf(err, HW_EMISMATCH,
+                     "%s: checkpoint model '%s' does not match the config's model '%s'", path,
+                     meta.model_sig, r->sig);
     const struct gpt *m = &r->model;
     struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params, sizeof(*tv));
     const char *groups[3] = {"model", "optim/m", "optim/v"};
@@ -226,6 +227,14 @@ static void write_metrics(struct run *r, double loss, double lr, double gnorm, d
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* Prefix a module's one-line error with the config key it came from. */
+static int prefix_err(char *err, const char *key, int rc) {
+    char tmp[HW_ERR_LEN];
+    snprintf(tmp, sizeof(tmp), "%s", err);
+    snprintf(err, HW_ERR_LEN, "%.32s: %.400s", key, tmp);
+    return rc;
+}
+
 static int setup(struct run *r, char *err) {
     const struct hw_config *c = r->c;
     char tok_path[CFG_PATH_MAX + 32];
@@ -233,9 +242,17 @@ static int setup(struct run *r, char *err) {
     if (!c->data.train[0])
         return hw_errf(err, HW_ECONFIG, "%s: error: data.train: required for training (a token "
                        "shard made by 'headwise data prepare')", c->source);
+    if ((rc = loader_open(&r->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
+                          err)))
+        return prefix_err(err, "data.train", rc);
+    if (c->data.val[0]) {
+        if ((rc = loader_open(&r->val, c->data.val, c->train.seq_len, 0, 0, err)))
+            return prefix_err(err, "data.val", rc);
+        r->has_val = 1;
+    }
     bpe_init(&r->tok);
     if ((rc = train_load_tokenizer(c, &r->tok, tok_path, err)))
-        return rc;
+        return prefix_err(err, c->data.tokenizer[0] ? "data.tokenizer" : "tokenizer", rc);
     int vocab = bpe_vocab_size(&r->tok);
     if (c->model.vocab && c->model.vocab < vocab)
         return hw_errf(err, HW_ECONFIG, "%s: error: model.vocab: %d is smaller than the "
@@ -243,17 +260,9 @@ static int setup(struct run *r, char *err) {
     if (c->model.vocab)
         vocab = c->model.vocab;
     r->tok_json = bpe_to_json(&r->tok);
-    if ((rc = loader_open(&r->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
-                          err)))
-        return rc;
     if (r->train.sh.vocab > vocab)
         return hw_errf(err, HW_EMISMATCH, "%s: shard vocabulary %d does not fit the model's %d "
                        "(tokenizer %s)", c->data.train, r->train.sh.vocab, vocab, tok_path);
-    if (c->data.val[0]) {
-        if ((rc = loader_open(&r->val, c->data.val, c->train.seq_len, 0, 0, err)))
-            return rc;
-        r->has_val = 1;
-    }
     struct gpt_config gc;
     gpt_config_from_cfg(&gc, &c->model, vocab);
     gpt_config_signature(&gc, r->sig, sizeof(r->sig));
@@ -303,9 +312,11 @@ static void teardown(struct run *r) {
     free(r->targets);
 }
 
-/* Test hook: HW_FAULT_NAN_STEP=N poisons the loss at step N (checks the NaN guard). */
-static int fault_nan_step(void) {
-    const char *s = getenv("HW_FAULT_NAN_STEP");
+/* Test hooks (fault injection, as SQLite does): HW_FAULT_NAN_STEP=N poisons the loss at step
+ * N (checks the NaN guard); HW_STOP_AFTER_STEP=N acts as if SIGUSR1 arrived during step N
+ * (a deterministic preemption). */
+static int env_step(const char *name) {
+    const char *s = getenv(name);
     return s ? atoi(s) : -1;
 }
 
@@ -328,7 +339,8 @@ int train_run(const struct hw_config *c, struct dist *d) {
     const int64_t tokens_per_step = (int64_t)B * T * A;
     const double flops_tok = gpt_flops_per_token(&r.model.c, T);
     r.peak_flops = ops_sgemm_peak(0.3);
-    const int nan_step = fault_nan_step(), tty = isatty(1);
+    const int nan_step = env_step("HW_FAULT_NAN_STEP"), tty = isatty(1);
+    const int stop_step = env_step("HW_STOP_AFTER_STEP");
     log_info("headwise train: %s | %.2fM params | %s | %d threads | sgemm peak %.1f GFLOP/s",
              c->source, (double)r.model.num_params / 1e6, r.sig, threads, r.peak_flops / 1e9);
     log_info("run dir: %s | %d steps x %lld tokens (batch %d x seq %d x accum %d)", c->run.dir,
@@ -411,7 +423,10 @@ int train_run(const struct hw_config *c, struct dist *d) {
                      "eta %s%s",
                      r.step, t->steps, loss, lr, gnorm, tps, 100 * mfu, eta_s, vs);
         }
-        int stop = dist_allreduce_max_int(d, signals_pending());
+        int stop = signals_pending();
+        if (r.step == stop_step)
+            stop = SIGUSR1; /* test hook: behave as if preempted here */
+        stop = dist_allreduce_max_int(d, stop);
         int due = (c->run.ckpt_every && r.step % c->run.ckpt_every == 0) || r.step == t->steps;
         if (due || stop) {
             if ((rc = save_checkpoint(&r, err))) {

@@ -1,0 +1,79 @@
+#!/bin/sh
+# tests/cli_errors.sh -- bad input through the real binary: every tests/bad_configs/bad_*.yaml
+# gives exit 2 and its exact one-line message; bad overrides, missing/truncated/foreign data
+# shards, corrupted and mismatched checkpoints, and NaN losses each give one clear line and a
+# non-zero exit, while earlier checkpoints stay byte-identical.
+. tests/lib.sh
+for f in tests/bad_configs/bad_*.yaml; do
+    want=$(sed -n '1s/^# expect: //p' "$f" | sed "s|{file}|$f|g; s|{dir}|tests/bad_configs|g")
+    expect_exit 2 "$(basename "$f")" "$HW" train "$f"
+    n_checks=$((n_checks + 1))
+    if [ "$(cat "$T/err")" = "$want" ]; then echo "ok   exact message"; else
+        echo "FAIL message: got '$(cat "$T/err")' want '$want'"
+        n_failed=$((n_failed + 1))
+    fi
+done
+expect_exit 2 "override: unknown key" "$HW" train configs/tiny.yaml model.d_modl=64
+err_has "<override 1>:1:1: error: unknown key 'model.d_modl' (did you mean 'model.d_model'?)"
+expect_exit 2 "override: wrong type" "$HW" train configs/tiny.yaml train.steps=ten
+err_has "train.steps: expected an integer, got 'ten'"
+expect_exit 2 "unknown command" "$HW" trian configs/tiny.yaml
+expect_exit 2 "config without data.train" "$HW" train configs/tiny.yaml data.train=""
+err_has "data.train: required for training"
+
+D=$T/data
+prepare_tiny "$D"
+set -- configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" train.steps=4 run.ckpt_every=2 run.keep=5
+# data shards
+expect_exit 1 "missing shard" "$HW" train "$@" data.train="$T/nope.h5" run.dir="$T/r0"
+err_has "$T/nope.h5: cannot open: No such file or directory"
+head -c 3000 "$D/train.h5" >"$T/trunc.h5"
+expect_exit 1 "truncated shard" "$HW" train "$@" data.train="$T/trunc.h5" run.dir="$T/r0"
+err_has "$T/trunc.h5: not a readable HDF5 token shard (truncated or corrupt)"
+cp "$D/tokenizer.json" "$T/text.h5"
+expect_exit 1 "a shard that is not HDF5" "$HW" train "$@" data.train="$T/text.h5" run.dir="$T/r0"
+err_has "$T/text.h5: not a readable HDF5 token shard"
+
+# a good run to corrupt
+expect_exit 0 "train 4 steps" "$HW" train "$@" run.dir="$T/r"
+sums() { md5sum "$T"/r/ckpt_*.h5 "$T/r/latest"; }
+sums >"$T/sums.before"
+expect_exit 1 "resume with another model shape" "$HW" train "$@" run.dir="$T/r" model.d_model=64 train.steps=6
+err_has "checkpoint model 'd_model=32 n_layers=2"
+err_has "does not match the config's model 'd_model=64"
+prepare_tiny_other() { "$HW" data prepare --synthetic --bytes 100000 --vocab 280 --out "$1" >/dev/null; }
+prepare_tiny_other "$T/data2"
+expect_exit 1 "resume with another tokenizer" "$HW" train "$@" run.dir="$T/r" data.train="$T/data2/train.h5" data.val="" train.steps=6
+err_has "checkpoint tokenizer (vocab 300) differs from the run's tokenizer (vocab 280)"
+sums >"$T/sums.after"
+ok "failed resumes left the checkpoints untouched" cmp -s "$T/sums.before" "$T/sums.after"
+
+# corrupted checkpoints
+cp "$T/r/ckpt_00000004.h5" "$T/flip.h5"
+size=$(wc -c <"$T/flip.h5")
+pos=$((size * 3 / 5))
+byte=$(od -An -tu1 -j "$pos" -N1 "$T/flip.h5" | tr -d ' ')
+printf "$(printf '\\%03o' $((byte ^ 16)))" | dd of="$T/flip.h5" bs=1 seek="$pos" conv=notrunc 2>/dev/null
+expect_exit 1 "ckpt verify: bit flip" "$HW" ckpt verify "$T/flip.h5"
+ok "bit flip reported as corruption" grep -qE "checksum mismatch|corrupt" "$T/err"
+head -c $((size / 2)) "$T/r/ckpt_00000004.h5" >"$T/half.h5"
+expect_exit 1 "ckpt verify: truncated" "$HW" ckpt verify "$T/half.h5"
+err_has "$T/half.h5: not a readable HDF5 file (truncated or corrupt)"
+expect_exit 1 "ckpt info: missing" "$HW" ckpt info "$T/none.h5"
+err_has "$T/none.h5: cannot open: No such file or directory"
+expect_exit 1 "sample from a truncated checkpoint" "$HW" sample "$T/half.h5"
+# resume when the latest checkpoint is truncated: a clear error, the older one untouched
+cp -r "$T/r" "$T/r2"
+head -c $((size / 2)) "$T/r/ckpt_00000004.h5" >"$T/r2/ckpt_00000004.h5"
+md5sum "$T/r2/ckpt_00000002.h5" >"$T/s2.before"
+expect_exit 1 "resume from a truncated latest checkpoint" "$HW" train "$@" run.dir="$T/r2" train.steps=6
+err_has "$T/r2/ckpt_00000004.h5: not a readable HDF5 file (truncated or corrupt)"
+ok "older checkpoint untouched" md5sum -c --quiet "$T/s2.before"
+
+# NaN loss: stop with a message, never save the poisoned state
+HW_FAULT_NAN_STEP=3 expect_exit 3 "NaN loss" "$HW" train "$@" run.dir="$T/nan" run.ckpt_every=1
+unset HW_FAULT_NAN_STEP
+err_has "step 3: loss is NaN; stopping without saving a checkpoint (last good checkpoint: $T/nan/ckpt_00000002.h5)"
+ok "no checkpoint for the NaN step" test ! -e "$T/nan/ckpt_00000003.h5"
+ok "step 2 checkpoint kept" test -f "$T/nan/ckpt_00000002.h5"
+finish

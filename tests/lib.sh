@@ -1,0 +1,50 @@
+# tests/lib.sh -- helpers for the end-to-end CLI tests (sourced). Each check prints ok/FAIL and
+# counts; `finish` prints "<test>: N checks, N failed" and sets the exit status.
+HW=${1:-build/headwise}
+T=$(mktemp -d /tmp/hwtest.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+n_checks=0
+n_failed=0
+ok() { # description, then a command that must succeed
+    d=$1
+    shift
+    n_checks=$((n_checks + 1))
+    if "$@"; then echo "ok   $d"; else echo "FAIL $d"; n_failed=$((n_failed + 1)); fi
+}
+# expect_exit CODE DESCRIPTION CMD... : runs CMD, stores stderr in $T/err, checks the exit code
+expect_exit() {
+    code=$1
+    d=$2
+    shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    n_checks=$((n_checks + 1))
+    if [ $rc = "$code" ]; then
+        echo "ok   $d (exit $rc)"
+    else
+        echo "FAIL $d: exit $rc, expected $code"
+        sed 's/^/     /' "$T/err" | tail -5
+        n_failed=$((n_failed + 1))
+    fi
+}
+# stderr of the last expect_exit contains a fixed string
+err_has() {
+    n_checks=$((n_checks + 1))
+    if grep -qF -- "$1" "$T/err"; then echo "ok   stderr has: $1"; else
+        echo "FAIL stderr lacks: $1"
+        sed 's/^/     /' "$T/err" | tail -5
+        n_failed=$((n_failed + 1))
+    fi
+}
+# the numeric fields (loss, lr, grad_norm, val_loss) of metrics.jsonl for steps > $2
+metric_lines() {
+    sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),"lr":\([^,]*\),"grad_norm":\([^,]*\),.*/\1 \2 \3 \4/p' "$1" |
+        awk -v from="${2:-0}" '$1 > from'
+}
+finish() {
+    echo "$(basename "$0" .sh): $n_checks checks, $n_failed failed"
+    [ $n_failed = 0 ]
+}
+prepare_tiny() { # DIR
+    "$HW" data prepare --synthetic --bytes 200000 --vocab 300 --out "$1" >/dev/null
+}
