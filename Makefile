@@ -12,12 +12,13 @@ NATIVE   ?= 1
 PYTHON   ?= /usr/bin/python3
 
 DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
-            libyaml-dev libjansson-dev libopenblas-openmp-dev
-BENCH_PKGS := python3-torch python3-h5py
+            libyaml-dev libjansson-dev libopenblas-openmp-dev python3-h5py
+BENCH_PKGS := python3-torch
 
 NVCC      ?= $(shell command -v nvcc 2>/dev/null)
 CUDA      ?= $(if $(NVCC),1,0)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDNN_H   := $(firstword $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h /usr/include/*/cudnn.h))
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
             -Wno-unused-parameter
@@ -34,9 +35,6 @@ CFLAGS   += -std=c11 $(OPT) -g -fopenmp $(WARN) -MMD -MP $(PKG_CFLAGS) $(if $(BL
 # tiles), and shares one thread pool with them; link it explicitly rather than the pthread default.
 BLAS_DIR   = $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/*/openblas-openmp))
 LDLIBS   += $(PKG_LIBS) $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR),) -lopenblas -lm -fopenmp
-ifeq ($(CUDA),1)
-  CFLAGS += -DHW_CUDA_TOOLKIT
-endif
 
 LIB_DIRS := core ops dist datasets model ckpt train eval
 LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
@@ -69,6 +67,7 @@ deps-check:
 	  echo "hint: run 'make deps' (apt-get as root) or 'make test', which installs them"; exit 1; }
 ifeq ($(CUDA),1)
 	@echo "✓ CUDA toolkit: $(NVCC) (GPU kernels are optional; this build runs the CPU backend)"
+	@if [ -n "$(CUDNN_H)" ]; then echo "✓ cuDNN: $(CUDNN_H)"; else echo "✗ cuDNN headers not found"; fi
 else
 	@echo "✗ CUDA off (nvcc not found or CUDA=0): CPU build"
 endif

@@ -24,7 +24,7 @@
 #define VERIFY_BLOCK_ELEMS_ (1 << 24) /* verify reads at most 64 MiB at a time */
 
 static const char *const reserved_roots_[] = {"state", "config", "tokenizer", "model_sig",
-                                               "manifest"};
+                                              "manifest"};
 
 // ------------------------------------------------------------------------------------------
 // small helpers
@@ -47,7 +47,7 @@ static void h5_loud_(const struct h5quiet_ *q) {
 
 /* What the HDF5 error stack says about the last failure. */
 struct h5why_ {
-    int checksum;   /* a Fletcher32 or metadata checksum failed */
+    int checksum;    /* a Fletcher32 or metadata checksum failed */
     char first[200]; /* most specific description */
 };
 
@@ -436,8 +436,8 @@ out:
 }
 
 /* A 1-D dataset of n elements (n may be 0), chunked + Fletcher32; only `writer` writes. */
-static int write_1d_(hid_t fid, hid_t dxpl, const char *name, hid_t ftype, hid_t mtype,
-                     hsize_t n, const void *data, int writer, const char *tmp, char *err) {
+static int write_1d_(hid_t fid, hid_t dxpl, const char *name, hid_t ftype, hid_t mtype, hsize_t n,
+                     const void *data, int writer, const char *tmp, char *err) {
     size_t esz = H5Tget_size(ftype);
     hsize_t maxd = n > 0 ? n : H5S_UNLIMITED;
     hsize_t limit = BYTES_CHUNK_ / (esz ? esz : 1);
@@ -545,8 +545,8 @@ static int manifest_type_(struct manifest_type_ *mt, size_t g, size_t n) {
     mt->type = H5Tcreate(H5T_COMPOUND, mt->row);
     if (mt->sg < 0 || mt->sn < 0 || mt->arr < 0 || mt->type < 0 || H5Tset_size(mt->sg, g) < 0 ||
         H5Tset_size(mt->sn, n) < 0 || H5Tset_strpad(mt->sg, H5T_STR_NULLTERM) < 0 ||
-        H5Tset_strpad(mt->sn, H5T_STR_NULLTERM) < 0 || H5Tinsert(mt->type, "group", 0, mt->sg) < 0 ||
-        H5Tinsert(mt->type, "name", g, mt->sn) < 0 ||
+        H5Tset_strpad(mt->sn, H5T_STR_NULLTERM) < 0 ||
+        H5Tinsert(mt->type, "group", 0, mt->sg) < 0 || H5Tinsert(mt->type, "name", g, mt->sn) < 0 ||
         H5Tinsert(mt->type, "ndim", g + n, H5T_STD_I32LE) < 0 ||
         H5Tinsert(mt->type, "shape", g + n + 4, mt->arr) < 0) {
         manifest_type_free_(mt);
@@ -614,8 +614,8 @@ static int write_meta_(const struct dist *d, hid_t fid, hid_t dxpl, int64_t step
         rc = write_1d_(fid, dxpl, "state/cursor", H5T_STD_I64LE, H5T_NATIVE_INT64,
                        (hsize_t)w->n_cursor, m ? m->cursor : NULL, writer, tmp, err);
     for (int i = 0; i < 3 && !rc; i++)
-        rc = write_1d_(fid, dxpl, text_names[i], H5T_STD_U8LE, H5T_NATIVE_UCHAR,
-                       (hsize_t)w->len[i], texts[i], writer, tmp, err);
+        rc = write_1d_(fid, dxpl, text_names[i], H5T_STD_U8LE, H5T_NATIVE_UCHAR, (hsize_t)w->len[i],
+                       texts[i], writer, tmp, err);
     return rc;
 }
 
@@ -666,7 +666,8 @@ static int fsync_path_(const char *path, int dir) {
 static int publish_(const char *dir, const char *tmp, const char *final, const char *fname,
                     char *err) {
     char latest[CKPT_PATH_LEN], ltmp[CKPT_PATH_LEN];
-    if (join_(latest, sizeof(latest), dir, "latest") || join_(ltmp, sizeof(ltmp), dir, "latest.tmp"))
+    if (join_(latest, sizeof(latest), dir, "latest") ||
+        join_(ltmp, sizeof(ltmp), dir, "latest.tmp"))
         return hw_errf(err, HW_EIO, "%s: path too long", dir);
     if (fsync_path_(tmp, 0) != 0)
         return hw_errf(err, HW_EIO, "%s: cannot fsync: %s", tmp, strerror(errno));
@@ -752,8 +753,7 @@ static void prune_(const char *dir, int64_t step, int keep) {
 // ------------------------------------------------------------------------------------------
 // save
 
-#if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) ||                    \
-    H5_VERSION_GE(1, 12, 1)
+#if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
 #define CKPT_HAVE_FILE_LOCKING_ 1
 #endif
 
@@ -834,8 +834,8 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
     rc = agree_(d, write_attrs_(fid, step, w.tokens_seen, world_(d), tmp, err), tmp, err);
     for (int g = 0; g < n_groups && rc == 0; g++)
         for (int i = 0; i < groups[g].n && rc == 0; i++)
-            rc = agree_(d, write_tensor_(fid, dxpl, groups[g].name, &groups[g].t[i], tmp, err),
-                        tmp, err);
+            rc = agree_(d, write_tensor_(fid, dxpl, groups[g].name, &groups[g].t[i], tmp, err), tmp,
+                        err);
     if (rc == 0)
         rc = agree_(d, write_meta_(d, fid, dxpl, step, meta, &w, tmp, err), tmp, err);
     if (rc == 0)
@@ -986,16 +986,16 @@ static int read_1d_(struct ckpt_file *f, const char *name, hid_t mtype, size_t e
     int ex = exists_((hid_t)f->fid, name);
     if (ex <= 0)
         return ex < 0 ? read_fail_(f->path, name, err)
-                      : hw_errf(err, HW_EFORMAT, "%s: %s: missing (incomplete checkpoint)",
-                                f->path, name);
+                      : hw_errf(err, HW_EFORMAT, "%s: %s: missing (incomplete checkpoint)", f->path,
+                                name);
     dset = H5Dopen2((hid_t)f->fid, name, H5P_DEFAULT);
     space = dset >= 0 ? H5Dget_space(dset) : -1;
     hsize_t n = 0;
     if (space < 0 || H5Sget_simple_extent_ndims(space) != 1 ||
         H5Sget_simple_extent_dims(space, &n, NULL) < 0) {
-        rc = dset < 0 || space < 0 ? read_fail_(f->path, name, err)
-                                   : hw_errf(err, HW_EFORMAT, "%s: %s: not a 1-D dataset",
-                                             f->path, name);
+        rc = dset < 0 || space < 0
+                 ? read_fail_(f->path, name, err)
+                 : hw_errf(err, HW_EFORMAT, "%s: %s: not a 1-D dataset", f->path, name);
         goto out;
     }
     unsigned char *buf = HW_CALLOC((size_t)n * esz + 1, 1);
@@ -1171,8 +1171,8 @@ int ckpt_read_tensor(struct ckpt_file *f, const char *group, const struct ckpt_t
     char dname[2 * CKPT_NAME_MAX + 2], want[128], got[128];
     snprintf(dname, sizeof(dname), "%s/%s", group, t->name);
     if (t->ndim < 1 || t->ndim > CKPT_MAX_DIMS)
-        return hw_errf(err, HW_EMISMATCH, "%s: %s: ndim %d outside 1..%d", f->path, dname,
-                       t->ndim, CKPT_MAX_DIMS);
+        return hw_errf(err, HW_EMISMATCH, "%s: %s: ndim %d outside 1..%d", f->path, dname, t->ndim,
+                       CKPT_MAX_DIMS);
     struct h5quiet_ q;
     h5_quiet_(&q);
     hid_t dset = -1;
@@ -1283,8 +1283,7 @@ struct mrow_ {
     int64_t shape[CKPT_MAX_DIMS];
 };
 
-static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *n_out,
-                          char *err) {
+static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *n_out, char *err) {
     hid_t dset = -1, type = -1, space = -1;
     unsigned char *buf = NULL;
     int rc = 0;
@@ -1311,8 +1310,10 @@ static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *
         rc = hw_errf(err, HW_EFORMAT, "%s: manifest: unexpected datatype", f->path);
         goto out;
     }
-    size_t og = H5Tget_member_offset(type, (unsigned)ig), on = H5Tget_member_offset(type, (unsigned)in);
-    size_t od = H5Tget_member_offset(type, (unsigned)id), os = H5Tget_member_offset(type, (unsigned)is);
+    size_t og = H5Tget_member_offset(type, (unsigned)ig),
+           on = H5Tget_member_offset(type, (unsigned)in);
+    size_t od = H5Tget_member_offset(type, (unsigned)id),
+           os = H5Tget_member_offset(type, (unsigned)is);
     hid_t tg = H5Tget_member_type(type, (unsigned)ig), tn = H5Tget_member_type(type, (unsigned)in);
     size_t sg = H5Tget_size(tg), sn = H5Tget_size(tn);
     H5Tclose(tg);
@@ -1434,8 +1435,8 @@ static int verify_tensor_(struct ckpt_file *f, const struct mrow_ *r, float *buf
                 off[1] = c0;
                 cnt[1] = shape[1] - c0 < step1 ? shape[1] - c0 : step1;
                 if (numel_(ndim, cnt) > VERIFY_BLOCK_ELEMS_) {
-                    rc = hw_errf(err, HW_EFORMAT, "%s: %s: rows too long to verify", f->path,
-                                 dname);
+                    rc =
+                        hw_errf(err, HW_EFORMAT, "%s: %s: rows too long to verify", f->path, dname);
                 } else if (read_slab_(dset, ndim, off, cnt, buf, &why) < 0) {
                     rc = read_fail_why_(f->path, dname, why, err);
                 }
@@ -1561,8 +1562,7 @@ int ckpt_info(const struct dist *d, const char *path, FILE *out, char *err) {
             fprintf(out, "step:          %lld\n", (long long)m.step);
             fprintf(out, "tokens_seen:   %lld\n", (long long)m.tokens_seen);
             fprintf(out, "written by:    %d rank(s)\n", (int)world);
-            fprintf(out, "file size:     %lld bytes (%.1f MiB)\n", size,
-                    (double)size / 1048576.0);
+            fprintf(out, "file size:     %lld bytes (%.1f MiB)\n", size, (double)size / 1048576.0);
             fprintf(out, "model_sig:     %s\n", m.model_sig);
             fprintf(out, "rng:           %016llx %016llx %016llx %016llx\n",
                     (unsigned long long)m.rng[0], (unsigned long long)m.rng[1],

@@ -31,13 +31,13 @@ struct dist;
 /* One tensor of one group, as this rank holds it. Names must be identical on all ranks, must
  * not contain '/', and must not be "." or "..". */
 struct ckpt_tensor {
-    const char *name;                /* stable parameter name, e.g. "blocks.3.attn.wq" */
-    int ndim;                        /* 1..CKPT_MAX_DIMS */
-    int64_t shape[CKPT_MAX_DIMS];    /* GLOBAL shape, every entry >= 1 */
-    int64_t offset[CKPT_MAX_DIMS];   /* this rank's hyperslab start (all 0 when unsharded) */
-    int64_t count[CKPT_MAX_DIMS];    /* this rank's hyperslab extent (== shape when unsharded) */
-    int write;                       /* save: 1 this rank writes its slab, 0 replica (skips) */
-    float *data;                     /* (count[0], ..., count[ndim-1]) row-major, local */
+    const char *name;              /* stable parameter name, e.g. "blocks.3.attn.wq" */
+    int ndim;                      /* 1..CKPT_MAX_DIMS */
+    int64_t shape[CKPT_MAX_DIMS];  /* GLOBAL shape, every entry >= 1 */
+    int64_t offset[CKPT_MAX_DIMS]; /* this rank's hyperslab start (all 0 when unsharded) */
+    int64_t count[CKPT_MAX_DIMS];  /* this rank's hyperslab extent (== shape when unsharded) */
+    int write;                     /* save: 1 this rank writes its slab, 0 replica (skips) */
+    float *data;                   /* (count[0], ..., count[ndim-1]) row-major, local */
 };
 
 /* A named set of tensors: "model", "optim/m", "optim/v". Group names are '/'-separated paths
@@ -54,18 +54,18 @@ struct ckpt_group {
 struct ckpt_meta {
     int64_t step;
     int64_t tokens_seen;
-    uint64_t rng[4];                  /* global RNG state (same on every rank) */
-    int64_t cursor[CKPT_MAX_CURSOR];  /* data-loader position (global sample counters) */
-    int n_cursor;                     /* 0..CKPT_MAX_CURSOR */
-    char *config_yaml;                /* resolved config text */
-    char *tokenizer_json;             /* tokenizer JSON text */
-    char *model_sig;                  /* short text describing the model shape */
+    uint64_t rng[4];                 /* global RNG state (same on every rank) */
+    int64_t cursor[CKPT_MAX_CURSOR]; /* data-loader position (global sample counters) */
+    int n_cursor;                    /* 0..CKPT_MAX_CURSOR */
+    char *config_yaml;               /* resolved config text */
+    char *tokenizer_json;            /* tokenizer JSON text */
+    char *model_sig;                 /* short text describing the model shape */
 };
 
 /* An open checkpoint. Zero-initialise before ckpt_open; ckpt_close accepts a zeroed struct. */
 struct ckpt_file {
-    int64_t fid;        /* HDF5 file id (hid_t), > 0 while open */
-    char *path;         /* malloc'd copy of the path, for messages */
+    int64_t fid; /* HDF5 file id (hid_t), > 0 while open */
+    char *path;  /* malloc'd copy of the path, for messages */
     const struct dist *d;
     int format_version; /* root attribute format_version */
     int64_t step;       /* root attribute step */

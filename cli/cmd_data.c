@@ -87,8 +87,9 @@ static int data_prepare(int argc, char **argv) {
     int synthetic = cli_flag(argc, argv, "--synthetic");
     if (!out || (!input && !synthetic) || vocab < 257 || val_frac < 0 || val_frac >= 1 ||
         bytes <= 0) {
-        log_error("usage: headwise data prepare (--input FILE [--format text|jsonl] [--field F] | "
-                  "--synthetic [--bytes N]) --out DIR [--vocab N>256] [--val-frac 0..1] [--seed S]");
+        log_error(
+            "usage: headwise data prepare (--input FILE [--format text|jsonl] [--field F] | "
+            "--synthetic [--bytes N]) --out DIR [--vocab N>256] [--val-frac 0..1] [--seed S]");
         return HW_EXIT_CONFIG;
     }
     size_t len = 0;

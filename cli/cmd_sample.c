@@ -48,8 +48,8 @@ static int32_t pick_token(const float *logits, int V, double temperature, int to
 }
 
 int cmd_sample(int argc, char **argv, struct dist *d) {
-    static const char *const valued[] = {"--prompt", "--tokens", "--temperature", "--top-k",
-                                         "--seed", NULL};
+    static const char *const valued[] = {"--prompt", "--tokens", "--temperature",
+                                         "--top-k",  "--seed",   NULL};
     char *pos[2], err[HW_ERR_LEN], file[CKPT_PATH_LEN];
     if (cli_positional(argc, argv, valued, pos, 2) != 1) {
         log_error("usage: headwise sample CKPT|RUN_DIR [--prompt S] [--tokens N] "
@@ -114,9 +114,10 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     char *text = NULL;
     bpe_decode(&tok, ids, n, &text);
     if (d->rank == 0) {
-        fprintf(stderr, "[sample] %s (step %lld) | T=%.2f top-k=%d seed=%lld | %lld tokens in "
-                "%.2fs\n", file, (long long)step, temperature, top_k, seed,
-                (long long)(n - n_prompt), dt);
+        fprintf(stderr,
+                "[sample] %s (step %lld) | T=%.2f top-k=%d seed=%lld | %lld tokens in "
+                "%.2fs\n",
+                file, (long long)step, temperature, top_k, seed, (long long)(n - n_prompt), dt);
         fputs(text ? text : "", stdout);
         fputc('\n', stdout);
     }

@@ -9,21 +9,24 @@
 #define HW_VERSION "0.1.0"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "headwise %s -- train and evaluate transformers from one laptop to many Slurm nodes\n"
-            "\n"
-            "usage: headwise <command> [args]\n"
-            "  train CONFIG [key.path=value ...]   train (resumes from the run dir's latest checkpoint)\n"
-            "  sample CKPT|RUN_DIR [--prompt S] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
-            "  data prepare (--input FILE [--format text|jsonl] [--field F] | --synthetic [--bytes N])\n"
-            "               --out DIR [--vocab N] [--val-frac F] [--seed S]\n"
-            "  data synth --out FILE [--bytes N] [--seed S]\n"
-            "  ckpt info|verify FILE\n"
-            "  config show CONFIG [key.path=value ...] | config docs\n"
-            "  version\n"
-            "\n"
-            "docs: README.md, docs/config.md, docs/checkpoint.md, docs/data.md\n",
-            HW_VERSION);
+    fprintf(
+        f,
+        "headwise %s -- train and evaluate transformers from one laptop to many Slurm nodes\n"
+        "\n"
+        "usage: headwise <command> [args]\n"
+        "  train CONFIG [key.path=value ...]   train (resumes from the run dir's latest "
+        "checkpoint)\n"
+        "  sample CKPT|RUN_DIR [--prompt S] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+        "  data prepare (--input FILE [--format text|jsonl] [--field F] | --synthetic [--bytes "
+        "N])\n"
+        "               --out DIR [--vocab N] [--val-frac F] [--seed S]\n"
+        "  data synth --out FILE [--bytes N] [--seed S]\n"
+        "  ckpt info|verify FILE\n"
+        "  config show CONFIG [key.path=value ...] | config docs\n"
+        "  version\n"
+        "\n"
+        "docs: README.md, docs/config.md, docs/checkpoint.md, docs/data.md\n",
+        HW_VERSION);
 }
 
 int main(int argc, char **argv) {

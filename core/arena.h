@@ -6,9 +6,9 @@
 #include <stddef.h>
 
 struct arena {
-    float *base;  /* 64-byte aligned block of cap floats */
-    size_t cap;   /* capacity in floats */
-    size_t used;  /* floats handed out so far */
+    float *base; /* 64-byte aligned block of cap floats */
+    size_t cap;  /* capacity in floats */
+    size_t used; /* floats handed out so far */
 };
 
 /* Allocate and zero cap floats. Dies on OOM. */

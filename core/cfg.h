@@ -14,36 +14,36 @@
 #define CFG_NAME_MAX 32
 
 struct cfg_model {
-    int d_model;            /* model width C */
-    int n_layers;           /* transformer blocks L */
-    int n_heads;            /* query heads H */
-    int n_kv_heads;         /* key/value heads (GQA); 0 = n_heads */
-    int vocab;              /* vocabulary size; 0 = take it from the tokenizer */
-    int d_ff;               /* MLP hidden width; 0 = derived (4C for gelu, 8C/3 rounded to 64 for swiglu) */
-    int max_seq;            /* longest sequence the model supports (RoPE table size) */
+    int d_model;    /* model width C */
+    int n_layers;   /* transformer blocks L */
+    int n_heads;    /* query heads H */
+    int n_kv_heads; /* key/value heads (GQA); 0 = n_heads */
+    int vocab;      /* vocabulary size; 0 = take it from the tokenizer */
+    int d_ff;       /* MLP hidden width; 0 = derived (4C for gelu, 8C/3 rounded to 64 for swiglu) */
+    int max_seq;    /* longest sequence the model supports (RoPE table size) */
     char mlp[CFG_NAME_MAX]; /* "swiglu" | "gelu" */
     int tied_embeddings;    /* 1: LM head shares the token embedding */
     double rope_theta;
     double norm_eps;
-    double init_std;        /* std of weight init; output projections are scaled by 1/sqrt(2L) */
+    double init_std; /* std of weight init; output projections are scaled by 1/sqrt(2L) */
 };
 
 struct cfg_train {
-    int steps;              /* optimizer steps in total */
-    int micro_batch;        /* sequences per micro-batch */
-    int grad_accum;         /* micro-batches per optimizer step */
-    int seq_len;            /* tokens per sequence */
-    double lr;              /* peak learning rate */
-    double min_lr;          /* floor of the cosine schedule */
-    int warmup;             /* linear warmup steps */
-    double weight_decay;    /* AdamW decay on matrices (never on norms or biases) */
+    int steps;           /* optimizer steps in total */
+    int micro_batch;     /* sequences per micro-batch */
+    int grad_accum;      /* micro-batches per optimizer step */
+    int seq_len;         /* tokens per sequence */
+    double lr;           /* peak learning rate */
+    double min_lr;       /* floor of the cosine schedule */
+    int warmup;          /* linear warmup steps */
+    double weight_decay; /* AdamW decay on matrices (never on norms or biases) */
     double beta1, beta2, eps;
-    double grad_clip;       /* clip the global gradient norm to this; 0 = off */
-    int val_every;          /* steps between validation passes; 0 = never */
-    int val_batches;        /* micro-batches per validation pass */
-    int log_every;          /* steps between progress lines */
+    double grad_clip; /* clip the global gradient norm to this; 0 = off */
+    int val_every;    /* steps between validation passes; 0 = never */
+    int val_batches;  /* micro-batches per validation pass */
+    int log_every;    /* steps between progress lines */
     int64_t seed;
-    int threads;            /* CPU threads (OpenMP + OpenBLAS); 0 = all cores */
+    int threads; /* CPU threads (OpenMP + OpenBLAS); 0 = all cores */
 };
 
 struct cfg_data {
@@ -53,10 +53,10 @@ struct cfg_data {
 };
 
 struct cfg_run {
-    char dir[CFG_PATH_MAX];       /* run directory: config, metrics, checkpoints */
-    int ckpt_every;               /* steps between checkpoints; 0 = only at the end */
-    int keep;                     /* checkpoints kept (older ones are deleted) */
-    char resume[CFG_NAME_MAX];    /* "auto" (latest in run.dir if any) | "never" */
+    char dir[CFG_PATH_MAX];    /* run directory: config, metrics, checkpoints */
+    int ckpt_every;            /* steps between checkpoints; 0 = only at the end */
+    int keep;                  /* checkpoints kept (older ones are deleted) */
+    char resume[CFG_NAME_MAX]; /* "auto" (latest in run.dir if any) | "never" */
 };
 
 struct hw_config {
@@ -75,8 +75,7 @@ void cfg_defaults(struct hw_config *c);
  * Returns 0, or HW_ECONFIG/HW_EIO with one line in err:
  *   "configs/x.yaml:3:5: error: unknown key 'warmpu' in 'train' (did you mean 'warmup'?)"
  * Override errors are reported as "<override N>:1:COL: error: ...". */
-int cfg_load(struct hw_config *c, const char *path, int n_over, char *const *overrides,
-             char *err);
+int cfg_load(struct hw_config *c, const char *path, int n_over, char *const *overrides, char *err);
 
 /* Same, from text already in memory (a checkpoint's stored config); name is used in messages. */
 int cfg_load_string(struct hw_config *c, const char *text, const char *name, int n_over,

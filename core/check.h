@@ -25,8 +25,8 @@ enum hw_err {
 /* Exit codes of the headwise binary. */
 enum hw_exit {
     HW_EXIT_OK = 0,
-    HW_EXIT_FAIL = 1,   /* runtime failure: bad data, checkpoint, I/O */
-    HW_EXIT_CONFIG = 2, /* usage or config error */
+    HW_EXIT_FAIL = 1,    /* runtime failure: bad data, checkpoint, I/O */
+    HW_EXIT_CONFIG = 2,  /* usage or config error */
     HW_EXIT_NUMERIC = 3, /* loss became NaN/Inf */
     HW_EXIT_REQUEUE = 4  /* stopped by a signal after saving a checkpoint: requeue me */
 };
@@ -43,15 +43,15 @@ void *hw_calloc_at(size_t n, size_t size, const char *file, int line);
 void *hw_realloc_at(void *p, size_t n, const char *file, int line);
 char *hw_strdup_at(const char *s, const char *file, int line);
 
-#define HW_DIE(...)       hw_die_at(__FILE__, __LINE__, __VA_ARGS__)
-#define HW_MALLOC(n)      hw_malloc_at((n), __FILE__, __LINE__)
-#define HW_CALLOC(n, sz)  hw_calloc_at((n), (sz), __FILE__, __LINE__)
-#define HW_REALLOC(p, n)  hw_realloc_at((p), (n), __FILE__, __LINE__)
-#define HW_STRDUP(s)      hw_strdup_at((s), __FILE__, __LINE__)
+#define HW_DIE(...)      hw_die_at(__FILE__, __LINE__, __VA_ARGS__)
+#define HW_MALLOC(n)     hw_malloc_at((n), __FILE__, __LINE__)
+#define HW_CALLOC(n, sz) hw_calloc_at((n), (sz), __FILE__, __LINE__)
+#define HW_REALLOC(p, n) hw_realloc_at((p), (n), __FILE__, __LINE__)
+#define HW_STRDUP(s)     hw_strdup_at((s), __FILE__, __LINE__)
 #define HW_ASSERT(x)                                                                               \
     do {                                                                                           \
         if (!(x))                                                                                  \
-            hw_die_at(__FILE__, __LINE__, "assertion failed: %s", #x);                            \
+            hw_die_at(__FILE__, __LINE__, "assertion failed: %s", #x);                             \
     } while (0)
 
 /* snprintf into an error buffer; returns code so callers can `return hw_errf(...)`. */

@@ -84,7 +84,8 @@ int shard_write(const char *path, const int32_t *tok, int64_t n, int vocab, char
     H5Pset_fletcher32(dcpl);
     hid_t ft = vocab <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
     hid_t d = H5Dcreate2(f, "tokens", ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    int bad = d < 0 || (n > 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tok) < 0);
+    int bad =
+        d < 0 || (n > 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tok) < 0);
     bad |= set_attr_str(f, "format", SHARD_FORMAT) < 0;
     bad |= set_attr_int(f, "format_version", SHARD_VERSION) < 0;
     bad |= set_attr_int(f, "vocab", vocab) < 0;
@@ -114,21 +115,24 @@ int shard_open(struct shard *s, const char *path, char *err) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        return hw_errf(err, HW_EFORMAT, "%s: not a readable HDF5 token shard (truncated or corrupt)",
-                       path);
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: not a readable HDF5 token shard (truncated or corrupt)", path);
     s->file = f;
     char fmt[64];
     int64_t ver = 0, vocab = 0, n = 0;
     if (get_attr_str(f, "format", fmt, sizeof(fmt)) < 0 || strcmp(fmt, SHARD_FORMAT) != 0) {
         shard_close(s);
-        return hw_errf(err, HW_EFORMAT, "%s: not a headwise token shard (format attribute is not '%s')",
-                       path, SHARD_FORMAT);
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: not a headwise token shard (format attribute is not '%s')", path,
+                       SHARD_FORMAT);
     }
     if (get_attr_int(f, "format_version", &ver) < 0 || ver != SHARD_VERSION ||
         get_attr_int(f, "vocab", &vocab) < 0 || get_attr_int(f, "n_tokens", &n) < 0) {
         shard_close(s);
-        return hw_errf(err, HW_EFORMAT, "%s: unsupported shard version or missing attributes "
-                       "(expected format_version %d, vocab, n_tokens)", path, SHARD_VERSION);
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: unsupported shard version or missing attributes "
+                       "(expected format_version %d, vocab, n_tokens)",
+                       path, SHARD_VERSION);
     }
     hid_t d = H5Dopen2(f, "tokens", H5P_DEFAULT);
     if (d < 0) {
@@ -144,8 +148,8 @@ int shard_open(struct shard *s, const char *path, char *err) {
     H5Sclose(sp);
     if (nd != 1 || (int64_t)dims[0] != n) {
         shard_close(s);
-        return hw_errf(err, HW_EFORMAT, "%s: /tokens holds %llu tokens but n_tokens says %lld", path,
-                       (unsigned long long)dims[0], (long long)n);
+        return hw_errf(err, HW_EFORMAT, "%s: /tokens holds %llu tokens but n_tokens says %lld",
+                       path, (unsigned long long)dims[0], (long long)n);
     }
     s->n = n;
     s->vocab = (int)vocab;
@@ -162,12 +166,16 @@ int shard_read(struct shard *s, int32_t *out, int64_t offset, int64_t n, char *e
     H5Sclose(ms);
     H5Sclose(fs);
     if (rc < 0)
-        return hw_errf(err, HW_EFORMAT, "%s: reading tokens [%lld, %lld) failed: checksum mismatch or "
-                       "truncated file", s->path, (long long)offset, (long long)(offset + n));
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: reading tokens [%lld, %lld) failed: checksum mismatch or "
+                       "truncated file",
+                       s->path, (long long)offset, (long long)(offset + n));
     for (int64_t i = 0; i < n; i++)
         if (out[i] < 0 || out[i] >= s->vocab)
-            return hw_errf(err, HW_EFORMAT, "%s: token %d at offset %lld is outside the vocabulary "
-                           "(%d)", s->path, out[i], (long long)(offset + i), s->vocab);
+            return hw_errf(err, HW_EFORMAT,
+                           "%s: token %d at offset %lld is outside the vocabulary "
+                           "(%d)",
+                           s->path, out[i], (long long)(offset + i), s->vocab);
     return 0;
 }
 

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define SHARD_FORMAT "headwise-tokens"
+#define SHARD_FORMAT  "headwise-tokens"
 #define SHARD_VERSION 1
 
 /* Write tokens to path atomically (path.tmp then rename). Returns 0 or HW_EIO. */
@@ -33,14 +33,14 @@ void shard_close(struct shard *s);
 
 struct loader {
     struct shard sh;
-    int T;              /* sequence length */
-    int shuffle;        /* 1: permuted windows per epoch (train); 0: in order (validation) */
+    int T;       /* sequence length */
+    int shuffle; /* 1: permuted windows per epoch (train); 0: in order (validation) */
     uint64_t seed;
     int64_t n_windows;  /* (n - 1) / T */
     int64_t pos;        /* global sample counter: samples handed out so far */
     int64_t perm_epoch; /* epoch the permutation below belongs to (-1: none) */
     int64_t *perm;
-    int32_t *buf;       /* T + 1 tokens */
+    int32_t *buf; /* T + 1 tokens */
 };
 
 int loader_open(struct loader *l, const char *path, int T, int shuffle, uint64_t seed, char *err);

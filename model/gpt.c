@@ -31,7 +31,8 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
 }
 
 void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
-    snprintf(out, n, "d_model=%d n_layers=%d n_heads=%d n_kv_heads=%d d_ff=%d vocab=%d mlp=%s tied=%d",
+    snprintf(out, n,
+             "d_model=%d n_layers=%d n_heads=%d n_kv_heads=%d d_ff=%d vocab=%d mlp=%s tied=%d",
              gc->C, gc->L, gc->H, gc->Hkv, gc->F, gc->V,
              gc->mlp == GPT_MLP_GELU ? "gelu" : "swiglu", gc->tied);
 }
@@ -44,8 +45,8 @@ static int qkv_width(const struct gpt_config *c) {
     return (c->H + 2 * c->Hkv) * c->hd;
 }
 
-static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int64_t cols,
-                      int decay, float std) {
+static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int64_t cols, int decay,
+                      float std) {
     if (m->n_params == *cap) {
         *cap = *cap ? 2 * *cap : 64;
         m->params = HW_REALLOC(m->params, sizeof(*m->params) * (size_t)*cap);
@@ -282,11 +283,10 @@ void gpt_backward(struct gpt *m) {
     const int Fin = fin_width(c);
     struct attn_shape as = {.B = B, .T = T, .H = c->H, .Hkv = c->Hkv, .hd = c->hd, .ld_qkv = D};
     /* logits -> final norm -> residual stream gradient dx */
-    o->matmul_backward(m->dn, m->g.lm_head, m->logits, m->n_final, m->w.lm_head, N, C, c->V,
-                       0.0f);
+    o->matmul_backward(m->dn, m->g.lm_head, m->logits, m->n_final, m->w.lm_head, N, C, c->V, 0.0f);
     memset(m->dx, 0, sizeof(float) * (size_t)N * C);
-    o->rmsnorm_backward(m->dx, m->g.final_norm, m->dn, m->x_final, m->w.final_norm,
-                        m->rstd_final, N, C);
+    o->rmsnorm_backward(m->dx, m->g.final_norm, m->dn, m->x_final, m->w.final_norm, m->rstd_final,
+                        N, C);
     for (int l = c->L - 1; l >= 0; l--) {
         struct gpt_layer_acts *a = &m->acts[l];
         const struct gpt_layer *w = &m->w.layers[l];

@@ -18,16 +18,16 @@ enum gpt_mlp {
 };
 
 struct gpt_config {
-    int C;      /* d_model */
-    int L;      /* layers */
-    int H;      /* query heads */
-    int Hkv;    /* key/value heads */
-    int hd;     /* head dim = C / H */
-    int F;      /* MLP hidden width */
-    int V;      /* vocabulary */
-    int max_T;  /* RoPE table length */
+    int C;     /* d_model */
+    int L;     /* layers */
+    int H;     /* query heads */
+    int Hkv;   /* key/value heads */
+    int hd;    /* head dim = C / H */
+    int F;     /* MLP hidden width */
+    int V;     /* vocabulary */
+    int max_T; /* RoPE table length */
     enum gpt_mlp mlp;
-    int tied;   /* LM head shares tok_emb.weight */
+    int tied; /* LM head shares tok_emb.weight */
     float rope_theta;
     float eps;
     float init_std;
@@ -35,13 +35,13 @@ struct gpt_config {
 
 /* One named parameter tensor inside the flat parameter block. */
 struct gpt_param {
-    char name[64];   /* stable name, e.g. "blocks.3.attn.wq" */
-    int ndim;        /* 1 or 2 */
+    char name[64]; /* stable name, e.g. "blocks.3.attn.wq" */
+    int ndim;      /* 1 or 2 */
     int64_t shape[2];
-    size_t offset;   /* in floats from the start of the block */
+    size_t offset; /* in floats from the start of the block */
     size_t numel;
-    int decay;       /* 1: AdamW weight decay applies (matrices); 0: norms */
-    float init_std;  /* normal(0, init_std); 0 means "init to ones" (norm gains) */
+    int decay;      /* 1: AdamW weight decay applies (matrices); 0: norms */
+    float init_std; /* normal(0, init_std); 0 means "init to ones" (norm gains) */
 };
 
 struct gpt_layer {
@@ -61,17 +61,17 @@ struct gpt_weights {
 };
 
 struct gpt_layer_acts {
-    float *x_in;   /* (N, C) residual stream entering the block */
-    float *n1;     /* (N, C) */
-    float *rstd1;  /* (N) */
-    float *qkv;    /* (N, Dqkv), q and k after RoPE */
-    float *att;    /* (N, H*hd) */
-    float *lse;    /* (B, H, T) */
-    float *x_mid;  /* (N, C) after the attention residual */
-    float *n2;     /* (N, C) */
-    float *rstd2;  /* (N) */
-    float *h;      /* (N, Fin) MLP pre-activation */
-    float *a;      /* (N, F) MLP activation */
+    float *x_in;  /* (N, C) residual stream entering the block */
+    float *n1;    /* (N, C) */
+    float *rstd1; /* (N) */
+    float *qkv;   /* (N, Dqkv), q and k after RoPE */
+    float *att;   /* (N, H*hd) */
+    float *lse;   /* (B, H, T) */
+    float *x_mid; /* (N, C) after the attention residual */
+    float *n2;    /* (N, C) */
+    float *rstd2; /* (N) */
+    float *h;     /* (N, Fin) MLP pre-activation */
+    float *a;     /* (N, F) MLP activation */
 };
 
 struct gpt {
@@ -79,10 +79,10 @@ struct gpt {
     const struct ops *ops;
     int n_params;
     struct gpt_param *params;
-    size_t num_params;       /* floats in the parameter block */
-    float *param_mem;        /* one block, carved by params[] */
-    float *grad_mem;         /* same layout */
-    struct gpt_weights w, g; /* views into param_mem / grad_mem */
+    size_t num_params;          /* floats in the parameter block */
+    float *param_mem;           /* one block, carved by params[] */
+    float *grad_mem;            /* same layout */
+    struct gpt_weights w, g;    /* views into param_mem / grad_mem */
     float *rope_cos, *rope_sin; /* (max_T, hd/2) */
     /* activations, sized by gpt_alloc_acts */
     int B, T;
@@ -122,7 +122,7 @@ double gpt_flops_per_token(const struct gpt_config *gc, int T);
 /* KV cache for incremental decoding, one sequence. */
 struct gpt_kv {
     int max_T;
-    int n;       /* positions filled */
+    int n;        /* positions filled */
     float *k, *v; /* (L, max_T, Hkv*hd) */
     float *x, *buf, *qkv, *att, *h, *a, *scratch, *logits;
 };

@@ -122,9 +122,9 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
                         const int nq = T - i0 < BQ ? T - i0 : BQ;
                         for (int j0 = 0; j0 < i0 + nq; j0 += BK) {
                             const int nk = T - j0 < BK ? T - j0 : BK;
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd,
-                                        scale, qb + (size_t)i0 * ld, ld, kb + (size_t)j0 * ld, ld,
-                                        0.0f, P, BK);
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
+                                        qb + (size_t)i0 * ld, ld, kb + (size_t)j0 * ld, ld, 0.0f, P,
+                                        BK);
                             for (int r = 0; r < nq; r++) {
                                 float *pr = P + r * BK;
                                 int cmax = i0 + r - j0 + 1;
@@ -142,8 +142,8 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
                                         dvb + (size_t)j0 * ld, ld);
                             /* dP = dO_i V_j^T */
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f,
-                                        dob + (size_t)i0 * ldo, ldo, vb + (size_t)j0 * ld, ld,
-                                        0.0f, dP, BK);
+                                        dob + (size_t)i0 * ldo, ldo, vb + (size_t)j0 * ld, ld, 0.0f,
+                                        dP, BK);
                             /* dS = P (dP - D) * scale, stored in dP */
                             for (int r = 0; r < nq; r++) {
                                 const float Dr = D[i0 + r];

@@ -5,8 +5,7 @@
 
 void matmul_forward_cpu(float *out, const float *inp, const float *w, int N, int K, int M,
                         float beta) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, inp, K, w, K, beta, out,
-                M);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, inp, K, w, K, beta, out, M);
 }
 
 void matmul_backward_cpu(float *dinp, float *dw, const float *dout, const float *inp,

@@ -5,7 +5,8 @@
 
 void rmsnorm_forward_cpu(float *out, float *rstd, const float *inp, const float *w, int N, int C,
                          float eps);
-/* dinp and dw accumulate (+=), so the residual stream's gradient needs no extra add; dw sums fixed per-thread partials in a fixed order (deterministic). */
+/* dinp and dw accumulate (+=), so the residual stream's gradient needs no extra add; dw sums fixed
+ * per-thread partials in a fixed order (deterministic). */
 void rmsnorm_backward_cpu(float *dinp, float *dw, const float *dout, const float *inp,
                           const float *w, const float *rstd, int N, int C);
 

@@ -14,10 +14,10 @@ enum backend {
 };
 
 struct attn_shape {
-    int B, T;     /* batch, sequence */
-    int H, Hkv;   /* query heads, key/value heads (H % Hkv == 0) */
-    int hd;       /* head dim */
-    int ld_qkv;   /* row stride of the qkv buffer (>= (H + 2 Hkv) hd) */
+    int B, T;   /* batch, sequence */
+    int H, Hkv; /* query heads, key/value heads (H % Hkv == 0) */
+    int hd;     /* head dim */
+    int ld_qkv; /* row stride of the qkv buffer (>= (H + 2 Hkv) hd) */
 };
 
 struct ops {
@@ -26,18 +26,17 @@ struct ops {
                            float beta);
     void (*matmul_backward)(float *dinp, float *dw, const float *dout, const float *inp,
                             const float *w, int N, int K, int M, float beta_dinp);
-    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *w, int N,
-                            int C, float eps);
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                            float eps);
     void (*rmsnorm_backward)(float *dinp, float *dw, const float *dout, const float *inp,
                              const float *w, const float *rstd, int N, int C);
     void (*rope_forward)(float *x, const float *cos_t, const float *sin_t, int B, int T,
                          int n_heads, int hd, int ld, int pos0);
     void (*rope_backward)(float *dx, const float *cos_t, const float *sin_t, int B, int T,
                           int n_heads, int hd, int ld, int pos0);
-    void (*attention_forward)(float *out, float *lse, const float *qkv,
-                              const struct attn_shape *s);
-    void (*attention_backward)(float *dqkv, const float *dout, const float *out,
-                               const float *lse, const float *qkv, const struct attn_shape *s);
+    void (*attention_forward)(float *out, float *lse, const float *qkv, const struct attn_shape *s);
+    void (*attention_backward)(float *dqkv, const float *dout, const float *out, const float *lse,
+                               const float *qkv, const struct attn_shape *s);
     void (*swiglu_forward)(float *out, const float *h, int N, int F);
     void (*swiglu_backward)(float *dh, const float *dout, const float *h, int N, int F);
     void (*gelu_forward)(float *out, const float *h, int N, int F);

@@ -67,8 +67,8 @@ double ops_sgemm_peak(double seconds) {
     double best = 0.0, t_end = log_now() + seconds;
     do {
         double t0 = log_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
-                    c, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                    n);
         double r = 2.0 * n * n * (double)n / (log_now() - t0);
         best = r > best ? r : best;
     } while (log_now() < t_end);

@@ -8,7 +8,7 @@
 void rope_tables(float *cos_t, float *sin_t, int max_T, int hd, double theta);
 void rope_forward_cpu(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
                       int hd, int ld, int pos0);
-void rope_backward_cpu(float *dx, const float *cos_t, const float *sin_t, int B, int T,
-                       int n_heads, int hd, int ld, int pos0);
+void rope_backward_cpu(float *dx, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
+                       int hd, int ld, int pos0);
 
 #endif /* HW_ROPE_H */

@@ -14,8 +14,8 @@ void rope_tables(float *cos_t, float *sin_t, int max_T, int hd, double theta) {
         }
 }
 
-static void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T,
-                       int n_heads, int hd, int ld, int pos0, float sign) {
+static void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
+                       int hd, int ld, int pos0, float sign) {
     int h2 = hd / 2;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
@@ -38,7 +38,7 @@ void rope_forward_cpu(float *x, const float *cos_t, const float *sin_t, int B, i
     rope_apply(x, cos_t, sin_t, B, T, n_heads, hd, ld, pos0, 1.0f);
 }
 
-void rope_backward_cpu(float *dx, const float *cos_t, const float *sin_t, int B, int T,
-                       int n_heads, int hd, int ld, int pos0) {
+void rope_backward_cpu(float *dx, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
+                       int hd, int ld, int pos0) {
     rope_apply(dx, cos_t, sin_t, B, T, n_heads, hd, ld, pos0, -1.0f);
 }

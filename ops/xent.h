@@ -10,8 +10,8 @@
 
 #define XENT_IGNORE (-1)
 
-double xent_forward_backward_cpu(float *logits, float *losses, const int32_t *targets, int N,
-                                 int V, float dscale, int ignore_index);
+double xent_forward_backward_cpu(float *logits, float *losses, const int32_t *targets, int N, int V,
+                                 float dscale, int ignore_index);
 /* Forward only: per-row losses, logits left untouched. Returns the sum. */
 double xent_forward_cpu(float *losses, const float *logits, const int32_t *targets, int N, int V,
                         int ignore_index);

@@ -4,26 +4,34 @@
 #include <math.h>
 #include <stddef.h>
 
+/* Loss of one row; with write_grad, the row becomes (softmax - onehot) * dscale. One exp pass:
+ * the exponentials are kept in the row and normalised afterwards. */
 static double row_loss(float *row, int V, int32_t tgt, int write_grad, float dscale) {
     float mx = row[0];
     for (int v = 1; v < V; v++)
         mx = row[v] > mx ? row[v] : mx;
+    const float x_tgt = row[tgt];
     double sum = 0.0;
-    for (int v = 0; v < V; v++)
-        sum += exp((double)(row[v] - mx));
-    double lse = (double)mx + log(sum);
-    double loss = lse - (double)row[tgt];
     if (write_grad) {
-        float inv = (float)(1.0 / sum);
+        float part = 0.0f;
+        for (int v = 0; v < V; v++) {
+            row[v] = expf(row[v] - mx);
+            part += row[v];
+        }
+        sum = part;
+        const float scale = (float)(dscale / sum);
         for (int v = 0; v < V; v++)
-            row[v] = expf(row[v] - mx) * inv * dscale;
+            row[v] *= scale;
         row[tgt] -= dscale;
+    } else {
+        for (int v = 0; v < V; v++)
+            sum += expf(row[v] - mx);
     }
-    return loss;
+    return (double)mx + log(sum) - (double)x_tgt;
 }
 
-double xent_forward_backward_cpu(float *logits, float *losses, const int32_t *targets, int N,
-                                 int V, float dscale, int ignore_index) {
+double xent_forward_backward_cpu(float *logits, float *losses, const int32_t *targets, int N, int V,
+                                 float dscale, int ignore_index) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *row = logits + (size_t)n * V;

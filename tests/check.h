@@ -22,7 +22,7 @@ static int check_total_, check_failed_;
         check_total_++;                                                                            \
         if (!(cond)) {                                                                             \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
         }                                                                                          \
@@ -34,7 +34,7 @@ static int check_total_, check_failed_;
         double a_ = (double)(a), b_ = (double)(b);                                                 \
         double s_ = fabs(b_) > 1.0 ? fabs(b_) : 1.0;                                               \
         check_total_++;                                                                            \
-        if (!(fabs(a_ - b_) <= (tol) * s_)) {                                                      \
+        if (!(fabs(a_ - b_) <= (tol)*s_)) {                                                        \
             check_failed_++;                                                                       \
             fprintf(stderr, "%s:%d: CHECK_CLOSE failed: %s=%.9g vs %s=%.9g (tol %g)\n", __FILE__,  \
                     __LINE__, #a, a_, #b, b_, (double)(tol));                                      \

@@ -12,7 +12,8 @@
 #include <string.h>
 
 /* out (N,M) = inp (N,K) w^T, w (M,K) */
-static inline void ref_matmul(double *out, const double *inp, const double *w, int N, int K, int M) {
+static inline void ref_matmul(double *out, const double *inp, const double *w, int N, int K,
+                              int M) {
     for (int n = 0; n < N; n++)
         for (int m = 0; m < M; m++) {
             double s = 0;
@@ -22,7 +23,8 @@ static inline void ref_matmul(double *out, const double *inp, const double *w, i
         }
 }
 
-static inline void ref_rmsnorm(double *out, const double *inp, const double *w, int N, int C, double eps) {
+static inline void ref_rmsnorm(double *out, const double *inp, const double *w, int N, int C,
+                               double eps) {
     for (int n = 0; n < N; n++) {
         double ss = 0;
         for (int c = 0; c < C; c++)
@@ -33,7 +35,8 @@ static inline void ref_rmsnorm(double *out, const double *inp, const double *w, 
     }
 }
 
-static inline void ref_rope(double *x, int B, int T, int nh, int hd, int ld, int pos0, double theta) {
+static inline void ref_rope(double *x, int B, int T, int nh, int hd, int ld, int pos0,
+                            double theta) {
     int h2 = hd / 2;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
@@ -49,8 +52,8 @@ static inline void ref_rope(double *x, int B, int T, int nh, int hd, int ld, int
 }
 
 /* causal attention over qkv (B,T,ld) = [q H heads | k Hkv | v Hkv]; out (B,T,H*hd) */
-static inline void ref_attention(double *out, const double *qkv, int B, int T, int H, int Hkv, int hd,
-                          int ld) {
+static inline void ref_attention(double *out, const double *qkv, int B, int T, int H, int Hkv,
+                                 int hd, int ld) {
     double *p = malloc(sizeof(double) * (size_t)T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -120,7 +123,7 @@ static inline double ref_xent(const double *logits, const int32_t *tgt, int N, i
 
 /* Summed loss of the whole model in double, reading weights from P (laid out as m->params). */
 static inline double ref_gpt_loss(const struct gpt *m, const double *P, const int32_t *tok,
-                           const int32_t *tgt, int B, int T) {
+                                  const int32_t *tgt, int B, int T) {
     const struct gpt_config *c = &m->c;
     const int N = B * T, C = c->C, HD = c->H * c->hd, D = HD + 2 * c->Hkv * c->hd;
     const int Fin = c->mlp == GPT_MLP_SWIGLU ? 2 * c->F : c->F;

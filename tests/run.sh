@@ -47,6 +47,11 @@ for s in tests/cli_*.sh; do
     name=$(basename "$s" .sh)
     ASAN_OPTIONS=detect_leaks=0 run_one "$name" sh "$s" "$HW"
 done
+if command -v clang-format >/dev/null 2>&1; then
+    run_one format make --no-print-directory format-check
+else
+    echo "format                       SKIP (clang-format not installed)"
+fi
 echo "logs: $logdir"
 [ -n "$failed" ] && echo "failed:$failed"
 echo "$pass passed, $fail failed"

@@ -512,8 +512,7 @@ static void test_corrupt(void) {
     hid_t fid = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(fid);
     rc = ckpt_open(&f, &g_dist, p, err);
-    CHECK_MSG(rc == HW_EFORMAT && contains(err, "other.h5: not a headwise checkpoint"), "%s",
-              err);
+    CHECK_MSG(rc == HW_EFORMAT && contains(err, "other.h5: not a headwise checkpoint"), "%s", err);
 
     /* missing */
     snprintf(p, sizeof(p), "%s/missing.h5", dir);

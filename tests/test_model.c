@@ -11,9 +11,19 @@
 #include <stdio.h>
 
 static void make_model(struct gpt *m, int mlp, int tied, int Hkv, int V) {
-    struct gpt_config gc = {.C = 16, .L = 2, .H = 4, .Hkv = Hkv, .hd = 4, .F = 24, .V = V,
-                            .max_T = 32, .mlp = mlp, .tied = tied, .rope_theta = 10000.0f,
-                            .eps = 1e-5f, .init_std = 0.3f};
+    struct gpt_config gc = {.C = 16,
+                            .L = 2,
+                            .H = 4,
+                            .Hkv = Hkv,
+                            .hd = 4,
+                            .F = 24,
+                            .V = V,
+                            .max_T = 32,
+                            .mlp = mlp,
+                            .tied = tied,
+                            .rope_theta = 10000.0f,
+                            .eps = 1e-5f,
+                            .init_std = 0.3f};
     gpt_init(m, &gc, ops_for(BACKEND_CPU));
     gpt_init_weights(m, 7);
     /* non-trivial norm gains so their gradients are exercised */
@@ -63,8 +73,8 @@ static void test_gradient(int mlp, int tied, int Hkv) {
             probes++;
         }
     }
-    CHECK_MSG(worst < 2e-3, "model gradient (mlp %d tied %d Hkv %d): worst rel err %g over %d",
-              mlp, tied, Hkv, worst, probes);
+    CHECK_MSG(worst < 2e-3, "model gradient (mlp %d tied %d Hkv %d): worst rel err %g over %d", mlp,
+              tied, Hkv, worst, probes);
     /* determinism: the same step twice gives bit-identical gradients */
     float *g1 = malloc(sizeof(float) * m.num_params);
     memcpy(g1, m.grad_mem, sizeof(float) * m.num_params);

@@ -325,9 +325,9 @@ int main(void) {
     test_matmul();
     test_rmsnorm();
     test_rope();
-    test_attention_shape(2, 70, 4, 4, 8);   /* MHA, T not a multiple of the tile */
-    test_attention_shape(1, 130, 4, 2, 8);  /* GQA, three tiles */
-    test_attention_shape(3, 1, 2, 1, 4);    /* a single position */
+    test_attention_shape(2, 70, 4, 4, 8);  /* MHA, T not a multiple of the tile */
+    test_attention_shape(1, 130, 4, 2, 8); /* GQA, three tiles */
+    test_attention_shape(3, 1, 2, 1, 4);   /* a single position */
     test_act(0);
     test_act(1);
     test_xent();

@@ -39,8 +39,7 @@ void optim_step(struct optim *o, struct gpt *m, const struct cfg_train *tc, floa
     for (int i = 0; i < m->n_params; i++) {
         const struct gpt_param *p = &m->params[i];
         adamw_update_cpu(m->param_mem + p->offset, o->m + p->offset, o->v + p->offset,
-                         m->grad_mem + p->offset, p->numel, lr, (float)tc->beta1,
-                         (float)tc->beta2, (float)tc->eps, p->decay ? (float)tc->weight_decay : 0.0f,
-                         t, grad_scale);
+                         m->grad_mem + p->offset, p->numel, lr, (float)tc->beta1, (float)tc->beta2,
+                         (float)tc->eps, p->decay ? (float)tc->weight_decay : 0.0f, t, grad_scale);
     }
 }

@@ -4,12 +4,12 @@
 
 #include "../ckpt/ckpt.h"
 #include "../core/check.h"
+#include "../core/fsutil.h"
 #include "../core/log.h"
 #include "../datasets/bpe.h"
 #include "../datasets/shards.h"
 #include "../model/gpt.h"
 #include "../ops/ops.h"
-#include "../core/fsutil.h"
 #include "optim.h"
 #include "signals.h"
 
@@ -36,7 +36,7 @@ struct run {
     int32_t *tokens, *targets; /* (grad_accum, B, T) */
     char metrics_path[CFG_PATH_MAX + 32];
     char last_ckpt[CKPT_PATH_LEN];
-    int step;                  /* optimizer steps completed */
+    int step; /* optimizer steps completed */
     int64_t tokens_seen;
     double peak_flops;
 };
@@ -87,8 +87,8 @@ static int save_checkpoint(struct run *r, char *err) {
     meta.config_yaml = r->cfg_yaml;
     meta.tokenizer_json = r->tok_json;
     meta.model_sig = r->sig;
-    int rc = ckpt_save(r->d, r->c->run.dir, r->step, g, 3, &meta, r->c->run.keep, r->last_ckpt,
-                       err);
+    int rc =
+        ckpt_save(r->d, r->c->run.dir, r->step, g, 3, &meta, r->c->run.keep, r->last_ckpt, err);
     free(tv);
     return rc;
 }
@@ -240,8 +240,10 @@ static int setup(struct run *r, char *err) {
     char tok_path[CFG_PATH_MAX + 32];
     int rc;
     if (!c->data.train[0])
-        return hw_errf(err, HW_ECONFIG, "%s: error: data.train: required for training (a token "
-                       "shard made by 'headwise data prepare')", c->source);
+        return hw_errf(err, HW_ECONFIG,
+                       "%s: error: data.train: required for training (a token "
+                       "shard made by 'headwise data prepare')",
+                       c->source);
     if ((rc = loader_open(&r->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
                           err)))
         return prefix_err(err, "data.train", rc);
@@ -255,14 +257,18 @@ static int setup(struct run *r, char *err) {
         return prefix_err(err, c->data.tokenizer[0] ? "data.tokenizer" : "tokenizer", rc);
     int vocab = bpe_vocab_size(&r->tok);
     if (c->model.vocab && c->model.vocab < vocab)
-        return hw_errf(err, HW_ECONFIG, "%s: error: model.vocab: %d is smaller than the "
-                       "tokenizer's %d tokens (%s)", c->source, c->model.vocab, vocab, tok_path);
+        return hw_errf(err, HW_ECONFIG,
+                       "%s: error: model.vocab: %d is smaller than the "
+                       "tokenizer's %d tokens (%s)",
+                       c->source, c->model.vocab, vocab, tok_path);
     if (c->model.vocab)
         vocab = c->model.vocab;
     r->tok_json = bpe_to_json(&r->tok);
     if (r->train.sh.vocab > vocab)
-        return hw_errf(err, HW_EMISMATCH, "%s: shard vocabulary %d does not fit the model's %d "
-                       "(tokenizer %s)", c->data.train, r->train.sh.vocab, vocab, tok_path);
+        return hw_errf(err, HW_EMISMATCH,
+                       "%s: shard vocabulary %d does not fit the model's %d "
+                       "(tokenizer %s)",
+                       c->data.train, r->train.sh.vocab, vocab, tok_path);
     struct gpt_config gc;
     gpt_config_from_cfg(&gc, &c->model, vocab);
     gpt_config_signature(&gc, r->sig, sizeof(r->sig));
@@ -378,7 +384,8 @@ int train_run(const struct hw_config *c, struct dist *d) {
             exit_code = HW_EXIT_NUMERIC;
             break;
         }
-        float clip = t->grad_clip > 0 && gnorm > t->grad_clip ? (float)(t->grad_clip / gnorm) : 1.0f;
+        float clip =
+            t->grad_clip > 0 && gnorm > t->grad_clip ? (float)(t->grad_clip / gnorm) : 1.0f;
         optim_step(&r.opt, &r.model, t, (float)lr, r.step + 1, clip);
         r.step++;
         r.tokens_seen += tokens_per_step;
@@ -440,7 +447,8 @@ int train_run(const struct hw_config *c, struct dist *d) {
         }
         if (stop) {
             log_info("stopped by signal %d at step %d after saving %s; exit code %d asks to be "
-                     "requeued", stop, r.step, r.last_ckpt, HW_EXIT_REQUEUE);
+                     "requeued",
+                     stop, r.step, r.last_ckpt, HW_EXIT_REQUEUE);
             exit_code = HW_EXIT_REQUEUE;
             break;
         }
@@ -452,8 +460,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
         fmt_time(el, sizeof(el), log_now() - t_start);
         log_info("---- summary ----");
         if (r.step == start_step)
-            log_info("nothing to do: the checkpoint is already at step %d of %d", r.step,
-                     t->steps);
+            log_info("nothing to do: the checkpoint is already at step %d of %d", r.step, t->steps);
         else
             log_info("steps %d..%d in %s | train loss %.4f -> %.4f%s", start_step + 1, r.step, el,
                      first_loss, last_loss, "");
