@@ -59,4 +59,14 @@ expect_exit 0 "sample again" "$HW" sample "$T/a/ckpt_00000012.h5" --prompt "copy
 ok "same seed, same text" cmp -s "$T/s1" "$T/out"
 ok "output starts with the prompt" grep -q "^copy abc >" "$T/out"
 expect_exit 0 "greedy sample" "$HW" sample "$T/a" --prompt "add 1+2 >" --tokens 10 --temperature 0
+# JSONL input: documents joined with <|endoftext|>; a bad line names file:line:col
+printf '{"text": "hello world, hello headwise"}\n{"text": "second document"}\n' >"$T/docs.jsonl"
+expect_exit 0 "data prepare from JSONL" "$HW" data prepare --input "$T/docs.jsonl" --vocab 260 --val-frac 0 --out "$T/j"
+ok "JSONL shard written" test -s "$T/j/train.h5"
+printf '{"text": "ok"}\n{"txt": 1}\n' >"$T/bad.jsonl"
+expect_exit 1 "JSONL without the field" "$HW" data prepare --input "$T/bad.jsonl" --out "$T/j2"
+err_has "$T/bad.jsonl:2:1: error: expected an object with a string field 'text'"
+printf '{"text": "ok"}\n{"text": \n' >"$T/bad2.jsonl"
+expect_exit 1 "JSONL syntax error" "$HW" data prepare --input "$T/bad2.jsonl" --out "$T/j3"
+err_has "$T/bad2.jsonl:2:"
 finish
