@@ -1,15 +1,43 @@
 /* ops/attention.h -- causal multi-head attention with grouped K/V heads, computed in tiles
  * (FlashAttention-2 style online softmax, Dao 2023): memory is linear in T, the (T, T) score
- * matrix is never formed. Q/K/V are read in place from the fused projection buffer
- * qkv (B, T, ld_qkv) laid out as [q heads | k heads | v heads], each head hd wide.
- * out: (B, T, H*hd); lse: (B, H, T) log-sum-exp of each query row, saved for the backward. */
+ * matrix is never formed.
+ *
+ * The block kernels attend queries to one block of keys/values with absolute positions, so the
+ * same code serves one rank (the block is the whole sequence) and context parallelism (ring
+ * attention visits the K/V blocks of other ranks and merges partial results by log-sum-exp).
+ * Causality is by position: query i sees key j iff kpos[j] <= qpos[i]. Positions must increase
+ * within a block. */
 #ifndef HW_ATTENTION_H
 #define HW_ATTENTION_H
 
 #include "ops.h"
 
+#include <stdint.h>
+
 #define ATTN_TILE 64
 
+struct attn_block {
+    const float *q; /* (B, Tq) rows of stride ldq; query head h at column h*hd */
+    const float *k; /* (B, Tk) rows of stride ldkv; kv head g at column g*hd */
+    const float *v; /* same layout as k */
+    int ldq, ldkv;
+    const int32_t *qpos; /* (Tq) absolute positions of the queries */
+    const int32_t *kpos; /* (Tk) absolute positions of the keys */
+    int B, Tq, Tk, H, Hkv, hd;
+};
+
+/* out (B, Tq, H*hd) and lse (B, H, Tq). merge = 0: overwrite with this block's attention;
+ * merge = 1: out/lse hold the normalised result over earlier blocks and are updated to the
+ * result over earlier blocks + this one. Rows that see no key keep lse = -inf, out = 0. */
+void attention_block_forward_cpu(float *out, float *lse, const struct attn_block *a, int merge);
+/* Given the final out/lse (over all blocks) and dout, ACCUMULATE this block's contribution
+ * into dq (rows of stride lddq, same head columns as q), dk and dv (stride lddkv). */
+void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int lddkv,
+                                  const float *dout, const float *out, const float *lse,
+                                  const struct attn_block *a);
+
+/* Whole-sequence attention over the fused projection buffer qkv (B, T, ld_qkv) laid out as
+ * [q heads | k heads | v heads], positions 0..T-1. */
 void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s);
 /* Overwrites the q, k and v columns of dqkv (all B*T rows). */
 void attention_backward_cpu(float *dqkv, const float *dout, const float *out, const float *lse,

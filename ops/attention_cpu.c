@@ -15,39 +15,71 @@
 #define BQ ATTN_TILE
 #define BK ATTN_TILE
 
-void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s) {
-    const int B = s->B, T = s->T, H = s->H, Hkv = s->Hkv, hd = s->hd, ld = s->ld_qkv;
-    const int group = H / Hkv, ldo = H * hd;
+/* Number of keys among kpos[0..nk) visible from query position qp (kpos increasing). */
+static int visible(const int32_t *kpos, int nk, int32_t qp) {
+    if (nk == 0 || kpos[0] > qp)
+        return 0;
+    if (kpos[nk - 1] <= qp)
+        return nk;
+    int lo = 0, hi = nk; /* kpos[lo] <= qp < kpos[hi] */
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (kpos[mid] <= qp)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo + 1;
+}
+
+void attention_block_forward_cpu(float *out, float *lse, const struct attn_block *a, int merge) {
+    const int B = a->B, Tq = a->Tq, Tk = a->Tk, H = a->H, hd = a->hd;
+    const int group = H / a->Hkv, ldo = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
         float *S = HW_MALLOC(sizeof(float) * BQ * BK);
         float *O = HW_MALLOC(sizeof(float) * BQ * hd);
         float m[BQ], l[BQ];
+
 #pragma omp for schedule(static) collapse(2)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 const int kvh = h / group;
-                const float *qb = qkv + (size_t)b * T * ld + (size_t)h * hd;
-                const float *kb = qkv + (size_t)b * T * ld + (size_t)(H + kvh) * hd;
-                const float *vb = qkv + (size_t)b * T * ld + (size_t)(H + Hkv + kvh) * hd;
-                for (int i0 = 0; i0 < T; i0 += BQ) {
-                    const int nq = T - i0 < BQ ? T - i0 : BQ;
+                const float *qb = a->q + (size_t)b * Tq * a->ldq + (size_t)h * hd;
+                const float *kb = a->k + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                const float *vb = a->v + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                float *lb = lse + ((size_t)b * H + h) * Tq;
+                for (int i0 = 0; i0 < Tq; i0 += BQ) {
+                    const int nq = Tq - i0 < BQ ? Tq - i0 : BQ;
+                    float *ob = out + ((size_t)b * Tq + i0) * ldo + (size_t)h * hd;
                     for (int r = 0; r < nq; r++) {
-                        m[r] = -INFINITY;
-                        l[r] = 0.0f;
+                        float *orow = O + (size_t)r * hd;
+                        if (merge && lb[i0 + r] > -INFINITY) {
+                            /* resume the online softmax from the normalised state */
+                            m[r] = lb[i0 + r];
+                            l[r] = 1.0f;
+                            memcpy(orow, ob + (size_t)r * ldo, sizeof(float) * hd);
+                        } else {
+                            m[r] = -INFINITY;
+                            l[r] = 0.0f;
+                            memset(orow, 0, sizeof(float) * hd);
+                        }
                     }
-                    memset(O, 0, sizeof(float) * nq * hd);
-                    for (int j0 = 0; j0 < i0 + nq; j0 += BK) {
-                        const int nk = T - j0 < BK ? T - j0 : BK;
+                    const int32_t qlast = a->qpos[i0 + nq - 1];
+                    for (int j0 = 0; j0 < Tk && a->kpos[j0] <= qlast; j0 += BK) {
+                        const int nk = Tk - j0 < BK ? Tk - j0 : BK;
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
-                                    qb + (size_t)i0 * ld, ld, kb + (size_t)j0 * ld, ld, 0.0f, S,
-                                    BK);
+                                    qb + (size_t)i0 * a->ldq, a->ldq, kb + (size_t)j0 * a->ldkv,
+                                    a->ldkv, 0.0f, S, BK);
                         for (int r = 0; r < nq; r++) {
                             float *sr = S + r * BK;
-                            int cmax = i0 + r - j0 + 1;
-                            if (cmax > nk)
-                                cmax = nk;
+                            const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
+
+                            if (cmax == 0) {
+                                memset(sr, 0, sizeof(float) * nk);
+                                continue;
+                            }
                             float mx = m[r];
                             for (int c = 0; c < cmax; c++)
                                 mx = sr[c] > mx ? sr[c] : mx;
@@ -56,7 +88,7 @@ void attention_forward_cpu(float *out, float *lse, const float *qkv, const struc
                                 sr[c] = expf(sr[c] - mx);
                                 sum += sr[c];
                             }
-                            for (int c = cmax < 0 ? 0 : cmax; c < nk; c++)
+                            for (int c = cmax; c < nk; c++)
                                 sr[c] = 0.0f;
                             l[r] = l[r] * alpha + sum;
                             m[r] = mx;
@@ -66,15 +98,21 @@ void attention_forward_cpu(float *out, float *lse, const float *qkv, const struc
                                     orow[d] *= alpha;
                             }
                         }
+
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S,
-                                    BK, vb + (size_t)j0 * ld, ld, 1.0f, O, hd);
+                                    BK, vb + (size_t)j0 * a->ldkv, a->ldkv, 1.0f, O, hd);
                     }
                     for (int r = 0; r < nq; r++) {
-                        float inv = 1.0f / l[r];
-                        float *dst = out + ((size_t)b * T + i0 + r) * ldo + (size_t)h * hd;
-                        for (int d = 0; d < hd; d++)
-                            dst[d] = O[(size_t)r * hd + d] * inv;
-                        lse[((size_t)b * H + h) * T + i0 + r] = m[r] + logf(l[r]);
+                        float *dst = ob + (size_t)r * ldo;
+                        if (l[r] > 0.0f) {
+                            float inv = 1.0f / l[r];
+                            for (int d = 0; d < hd; d++)
+                                dst[d] = O[(size_t)r * hd + d] * inv;
+                            lb[i0 + r] = m[r] + logf(l[r]);
+                        } else {
+                            memset(dst, 0, sizeof(float) * hd);
+                            lb[i0 + r] = -INFINITY;
+                        }
                     }
                 }
             }
@@ -83,67 +121,61 @@ void attention_forward_cpu(float *out, float *lse, const float *qkv, const struc
     }
 }
 
-void attention_backward_cpu(float *dqkv, const float *dout, const float *out, const float *lse,
-                            const float *qkv, const struct attn_shape *s) {
-    const int B = s->B, T = s->T, H = s->H, Hkv = s->Hkv, hd = s->hd, ld = s->ld_qkv;
+void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int lddkv,
+                                  const float *dout, const float *out, const float *lse,
+                                  const struct attn_block *a) {
+    const int B = a->B, Tq = a->Tq, Tk = a->Tk, H = a->H, Hkv = a->Hkv, hd = a->hd;
     const int group = H / Hkv, ldo = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
         float *P = HW_MALLOC(sizeof(float) * BQ * BK);
         float *dP = HW_MALLOC(sizeof(float) * BQ * BK);
-        float *D = HW_MALLOC(sizeof(float) * (size_t)T);
+        float *D = HW_MALLOC(sizeof(float) * (size_t)(Tq ? Tq : 1));
 #pragma omp for schedule(static) collapse(2)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < Hkv; kvh++) {
-                const size_t row0 = (size_t)b * T;
-                const float *kb = qkv + row0 * ld + (size_t)(H + kvh) * hd;
-                const float *vb = qkv + row0 * ld + (size_t)(H + Hkv + kvh) * hd;
-                float *dkb = dqkv + row0 * ld + (size_t)(H + kvh) * hd;
-                float *dvb = dqkv + row0 * ld + (size_t)(H + Hkv + kvh) * hd;
-                for (int t = 0; t < T; t++) {
-                    memset(dkb + (size_t)t * ld, 0, sizeof(float) * hd);
-                    memset(dvb + (size_t)t * ld, 0, sizeof(float) * hd);
-                }
+                const float *kb = a->k + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                const float *vb = a->v + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                float *dkb = dk + (size_t)b * Tk * lddkv + (size_t)kvh * hd;
+                float *dvb = dv + (size_t)b * Tk * lddkv + (size_t)kvh * hd;
                 for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-                    const float *qb = qkv + row0 * ld + (size_t)h * hd;
-                    float *dqb = dqkv + row0 * ld + (size_t)h * hd;
-                    const float *ob = out + row0 * ldo + (size_t)h * hd;
-                    const float *dob = dout + row0 * ldo + (size_t)h * hd;
-                    const float *lb = lse + ((size_t)b * H + h) * T;
-                    for (int t = 0; t < T; t++) {
+                    const float *qb = a->q + (size_t)b * Tq * a->ldq + (size_t)h * hd;
+                    float *dqb = dq + (size_t)b * Tq * lddq + (size_t)h * hd;
+                    const float *ob = out + (size_t)b * Tq * ldo + (size_t)h * hd;
+                    const float *dob = dout + (size_t)b * Tq * ldo + (size_t)h * hd;
+                    const float *lb = lse + ((size_t)b * H + h) * Tq;
+                    for (int t = 0; t < Tq; t++) {
                         float acc = 0.0f;
                         for (int d = 0; d < hd; d++)
                             acc += dob[(size_t)t * ldo + d] * ob[(size_t)t * ldo + d];
                         D[t] = acc;
-                        memset(dqb + (size_t)t * ld, 0, sizeof(float) * hd);
                     }
-                    for (int i0 = 0; i0 < T; i0 += BQ) {
-                        const int nq = T - i0 < BQ ? T - i0 : BQ;
-                        for (int j0 = 0; j0 < i0 + nq; j0 += BK) {
-                            const int nk = T - j0 < BK ? T - j0 : BK;
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
-                                        qb + (size_t)i0 * ld, ld, kb + (size_t)j0 * ld, ld, 0.0f, P,
-                                        BK);
+                    for (int i0 = 0; i0 < Tq; i0 += BQ) {
+                        const int nq = Tq - i0 < BQ ? Tq - i0 : BQ;
+                        const int32_t qlast = a->qpos[i0 + nq - 1];
+                        for (int j0 = 0; j0 < Tk && a->kpos[j0] <= qlast; j0 += BK) {
+                            const int nk = Tk - j0 < BK ? Tk - j0 : BK;
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd,
+                                        scale, qb + (size_t)i0 * a->ldq, a->ldq,
+                                        kb + (size_t)j0 * a->ldkv, a->ldkv, 0.0f, P, BK);
                             for (int r = 0; r < nq; r++) {
                                 float *pr = P + r * BK;
-                                int cmax = i0 + r - j0 + 1;
-                                if (cmax > nk)
-                                    cmax = nk;
+                                const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
                                 const float L = lb[i0 + r];
                                 for (int c = 0; c < cmax; c++)
                                     pr[c] = expf(pr[c] - L);
-                                for (int c = cmax < 0 ? 0 : cmax; c < nk; c++)
+                                for (int c = cmax; c < nk; c++)
                                     pr[c] = 0.0f;
                             }
                             /* dV_j += P^T dO_i */
                             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f,
                                         P, BK, dob + (size_t)i0 * ldo, ldo, 1.0f,
-                                        dvb + (size_t)j0 * ld, ld);
+                                        dvb + (size_t)j0 * lddkv, lddkv);
                             /* dP = dO_i V_j^T */
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f,
-                                        dob + (size_t)i0 * ldo, ldo, vb + (size_t)j0 * ld, ld, 0.0f,
-                                        dP, BK);
+                                        dob + (size_t)i0 * ldo, ldo, vb + (size_t)j0 * a->ldkv,
+                                        a->ldkv, 0.0f, dP, BK);
                             /* dS = P (dP - D) * scale, stored in dP */
                             for (int r = 0; r < nq; r++) {
                                 const float Dr = D[i0 + r];
@@ -153,11 +185,11 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
                             }
                             /* dQ_i += dS K_j; dK_j += dS^T Q_i */
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f,
-                                        dP, BK, kb + (size_t)j0 * ld, ld, 1.0f,
-                                        dqb + (size_t)i0 * ld, ld);
+                                        dP, BK, kb + (size_t)j0 * a->ldkv, a->ldkv, 1.0f,
+                                        dqb + (size_t)i0 * lddq, lddq);
                             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f,
-                                        dP, BK, qb + (size_t)i0 * ld, ld, 1.0f,
-                                        dkb + (size_t)j0 * ld, ld);
+                                        dP, BK, qb + (size_t)i0 * a->ldq, a->ldq, 1.0f,
+                                        dkb + (size_t)j0 * lddkv, lddkv);
                         }
                     }
                 }
@@ -166,6 +198,39 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
         free(dP);
         free(D);
     }
+}
+
+/* positions 0..T-1, shared by the whole-sequence wrappers */
+static int32_t *iota(int T) {
+    int32_t *p = HW_MALLOC(sizeof(int32_t) * (size_t)(T ? T : 1));
+    for (int t = 0; t < T; t++)
+        p[t] = t;
+    return p;
+}
+
+void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s) {
+    int32_t *pos = iota(s->T);
+    const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
+    struct attn_block a = {.q = qkv, .k = qkv + HD, .v = qkv + HD + KD, .ldq = s->ld_qkv,
+                           .ldkv = s->ld_qkv, .qpos = pos, .kpos = pos, .B = s->B, .Tq = s->T,
+                           .Tk = s->T, .H = s->H, .Hkv = s->Hkv, .hd = s->hd};
+    attention_block_forward_cpu(out, lse, &a, 0);
+    free(pos);
+}
+
+void attention_backward_cpu(float *dqkv, const float *dout, const float *out, const float *lse,
+                            const float *qkv, const struct attn_shape *s) {
+    int32_t *pos = iota(s->T);
+    const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
+    const size_t W = HD + 2 * KD;
+    for (size_t r = 0; r < (size_t)s->B * s->T; r++)
+        memset(dqkv + r * s->ld_qkv, 0, sizeof(float) * W);
+    struct attn_block a = {.q = qkv, .k = qkv + HD, .v = qkv + HD + KD, .ldq = s->ld_qkv,
+                           .ldkv = s->ld_qkv, .qpos = pos, .kpos = pos, .B = s->B, .Tq = s->T,
+                           .Tk = s->T, .H = s->H, .Hkv = s->Hkv, .hd = s->hd};
+    attention_block_backward_cpu(dqkv, dqkv + HD, dqkv + HD + KD, s->ld_qkv, s->ld_qkv, dout, out,
+                                 lse, &a);
+    free(pos);
 }
 
 void attention_decode_cpu(float *out, const float *q, const float *kc, const float *vc, int n_ctx,

@@ -218,6 +218,92 @@ static void test_attention_shape(int B, int T, int H, int Hkv, int hd) {
     free(kc), free(vc), free(od), free(scr);
 }
 
+
+/* ---- block attention: zig-zag chunks, LSE merges, split backward ------------------------ */
+/* The sequence of T = 4c tokens is cut into chunks 0..3; "rank 0" holds chunks {0,3} and "rank 1"
+ * holds {1,2} (zig-zag for cp = 2). Attending rank 0's queries to both ranks' K/V blocks in
+ * either order and merging must equal whole-sequence attention, and the block backwards must sum
+ * to the whole-sequence backward. */
+static void test_attention_blocks(void) {
+    const int B = 2, c = 9, T = 4 * c, H = 4, Hkv = 2, hd = 8, ld = (H + 2 * Hkv) * hd;
+    const int HD = H * hd, KD = Hkv * hd;
+    size_t nq = (size_t)B * T * ld, no = (size_t)B * T * HD;
+    float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * B * H * T);
+    float *dout = malloc(4 * no), *dqkv = malloc(4 * nq);
+    fill(qkv, nq, 1), fill(dout, no, 1);
+    struct attn_shape s = {B, T, H, Hkv, hd, ld};
+    attention_forward_cpu(out, lse, qkv, &s);
+    attention_backward_cpu(dqkv, dout, out, lse, qkv, &s);
+    /* local (zig-zag) layouts of the two ranks: rank r holds chunks r and 3 - r */
+    int32_t pos[2][18];
+    float *lq[2], *lout[2], *llse[2], *ldout[2], *ldq[2], *ldkv[2];
+    const int Tl = 2 * c;
+    for (int r = 0; r < 2; r++) {
+        lq[r] = malloc(4 * (size_t)B * Tl * ld);
+        ldout[r] = malloc(4 * (size_t)B * Tl * HD);
+        lout[r] = malloc(4 * (size_t)B * Tl * HD);
+        llse[r] = malloc(4 * (size_t)B * H * Tl);
+        ldq[r] = calloc((size_t)B * Tl * ld, 4);
+        ldkv[r] = calloc((size_t)B * Tl * ld, 4);
+        for (int t = 0; t < Tl; t++)
+            pos[r][t] = t < c ? r * c + t : (3 - r) * c + (t - c);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < Tl; t++) {
+                memcpy(lq[r] + ((size_t)b * Tl + t) * ld, qkv + ((size_t)b * T + pos[r][t]) * ld,
+                       4 * ld);
+                memcpy(ldout[r] + ((size_t)b * Tl + t) * HD,
+                       dout + ((size_t)b * T + pos[r][t]) * HD, 4 * HD);
+            }
+    }
+    double worst = 0, worst_lse = 0, worst_g = 0;
+    for (int r = 0; r < 2; r++)
+        for (int order = 0; order < 2; order++) {
+            for (int step = 0; step < 2; step++) {
+                int owner = order ? 1 - step : step;
+                struct attn_block a = {.q = lq[r], .k = lq[owner] + HD, .v = lq[owner] + HD + KD,
+                                       .ldq = ld, .ldkv = ld, .qpos = pos[r], .kpos = pos[owner],
+                                       .B = B, .Tq = Tl, .Tk = Tl, .H = H, .Hkv = Hkv, .hd = hd};
+                attention_block_forward_cpu(lout[r], llse[r], &a, step > 0);
+            }
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < Tl; t++) {
+                    for (int d = 0; d < HD; d++) {
+                        double e = fabs(lout[r][((size_t)b * Tl + t) * HD + d] -
+                                        out[((size_t)b * T + pos[r][t]) * HD + d]);
+                        worst = e > worst ? e : worst;
+                    }
+                    for (int h = 0; h < H; h++) {
+                        double e = fabs(llse[r][((size_t)b * H + h) * Tl + t] -
+                                        lse[((size_t)b * H + h) * T + pos[r][t]]);
+                        worst_lse = e > worst_lse ? e : worst_lse;
+                    }
+                }
+        }
+    CHECK_MSG(worst < 1e-5 && worst_lse < 1e-5, "block merge: out %g lse %g", worst, worst_lse);
+    /* backward: rank r's queries against each K/V block; dK/dV land with the block's owner */
+    for (int r = 0; r < 2; r++)
+        for (int owner = 0; owner < 2; owner++) {
+            struct attn_block a = {.q = lq[r], .k = lq[owner] + HD, .v = lq[owner] + HD + KD,
+                                   .ldq = ld, .ldkv = ld, .qpos = pos[r], .kpos = pos[owner],
+                                   .B = B, .Tq = Tl, .Tk = Tl, .H = H, .Hkv = Hkv, .hd = hd};
+            attention_block_backward_cpu(ldq[r], ldkv[owner] + HD, ldkv[owner] + HD + KD, ld, ld,
+                                         ldout[r], lout[r], llse[r], &a);
+        }
+    for (int r = 0; r < 2; r++)
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < Tl; t++)
+                for (int d = 0; d < ld; d++) {
+                    float got = d < HD ? ldq[r][((size_t)b * Tl + t) * ld + d]
+                                       : ldkv[r][((size_t)b * Tl + t) * ld + d];
+                    double e = fabs(got - dqkv[((size_t)b * T + pos[r][t]) * ld + d]);
+                    worst_g = e > worst_g ? e : worst_g;
+                }
+    CHECK_MSG(worst_g < 1e-5, "block backward: max diff %g", worst_g);
+    for (int r = 0; r < 2; r++)
+        free(lq[r]), free(lout[r]), free(llse[r]), free(ldout[r]), free(ldq[r]), free(ldkv[r]);
+    free(qkv), free(out), free(lse), free(dout), free(dqkv);
+}
+
 /* ---- activations ------------------------------------------------------------------------- */
 struct act_ctx {
     int N, F, kind;
@@ -328,6 +414,7 @@ int main(void) {
     test_attention_shape(2, 70, 4, 4, 8);  /* MHA, T not a multiple of the tile */
     test_attention_shape(1, 130, 4, 2, 8); /* GQA, three tiles */
     test_attention_shape(3, 1, 2, 1, 4);   /* a single position */
+    test_attention_blocks();
     test_act(0);
     test_act(1);
     test_xent();
