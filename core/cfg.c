@@ -60,8 +60,9 @@ struct key {
 
 static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
+static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
 
-static const char *const sections[] = {"model", "train", "data", "run"};
+static const char *const sections[] = {"model", "train", "data", "run", "dist"};
 #define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
 
 static const struct key keys[] = {
@@ -109,8 +110,21 @@ static const struct key keys[] = {
     K_INT(run.keep, 3, 1, 1000000, "checkpoints kept (older ones are deleted)"),
     K_ENUM(run.resume, "auto", resume_vals,
            "auto: continue from the latest checkpoint in run.dir if any; never: start fresh"),
+
+    K_INT(dist.data, 1, 1, 65536, "data-parallel ranks: each takes micro_batch/data sequences"),
+    K_INT(dist.heads, 1, 1, 1024,
+          "head (tensor) parallel ranks: attention heads and MLP columns are split across them"),
+    K_INT(dist.context, 1, 1, 65536,
+          "context-parallel ranks: each holds 2 of 2*context sequence chunks (zig-zag)"),
+    K_ENUM(dist.context_mode, "ring", cmode_vals,
+           "ring: K/V pass around the ring with log-sum-exp merges; ulysses: all-to-all swaps "
+           "sequence for heads"),
+    K_INT(dist.bucket_kb, 0, 0, 16777216,
+          "gradient all-reduce bucket size in KiB, launched during the backward; 0 = one bucket "
+          "per layer"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
+_Static_assert(N_KEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
 
 /* Cross-field rules, for the docs; validate() implements them in this order. */
 static const char *const rules_doc[] = {
@@ -120,6 +134,12 @@ static const char *const rules_doc[] = {
     "`train.seq_len` <= `model.max_seq`.",
     "`train.min_lr` <= `train.lr`.",
     "`train.warmup` <= `train.steps`.",
+    "`model.n_heads`, the key/value heads and the MLP width are divisible by `dist.heads`.",
+    "`train.seq_len` is divisible by `2 * dist.context` (zig-zag chunks).",
+    "`train.micro_batch` is divisible by `dist.data`.",
+    "With `dist.context_mode: ulysses`, the heads of each head-parallel rank (query and "
+    "key/value) are divisible by `dist.context`.",
+    "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
 };
 
 static void *field(struct hw_config *c, const struct key *k) {
@@ -214,6 +234,8 @@ static void set_string(char *dst, size_t cap, const char *s) {
 
 void cfg_defaults(struct hw_config *c) {
     memset(c, 0, sizeof(*c));
+    for (int i = 0; i < CFG_MAX_KEYS; i++)
+        c->origin[i].file = -1;
     for (int i = 0; i < N_KEYS; i++) {
         const struct key *k = &keys[i];
         void *p = field(c, k);
@@ -1087,11 +1109,92 @@ static int validate(const struct loader *L, char *err) {
         snprintf(b, sizeof(b), "%d is smaller than train.warmup %d", t->steps, t->warmup);
         return rule_error(L, "train.warmup", "train.steps", a, b, err);
     }
+    const struct cfg_dist *g = &L->cfg.dist;
+    const int kv = cfg_kv_heads(m), ff = cfg_d_ff(m);
+    if (m->n_heads % g->heads || kv % g->heads) {
+        snprintf(a, sizeof(a), "%d head-parallel ranks do not divide n_heads %d and n_kv_heads %d",
+                 g->heads, m->n_heads, kv);
+        return rule_error(L, "dist.heads", "model.n_heads", a, a, err);
+    }
+    if (ff % g->heads) {
+        snprintf(a, sizeof(a), "%d head-parallel ranks do not divide the MLP width %d", g->heads,
+                 ff);
+        return rule_error(L, "dist.heads", "model.d_ff", a, a, err);
+    }
+    if (t->seq_len % (2 * g->context)) {
+        snprintf(a, sizeof(a), "seq_len %d is not divisible into 2 * %d zig-zag chunks",
+                 t->seq_len, g->context);
+        return rule_error(L, "dist.context", "train.seq_len", a, a, err);
+    }
+    if (t->micro_batch % g->data) {
+        snprintf(a, sizeof(a), "micro_batch %d is not divisible by %d data-parallel ranks",
+                 t->micro_batch, g->data);
+        return rule_error(L, "dist.data", "train.micro_batch", a, a, err);
+    }
+    if (!strcmp(g->context_mode, "ulysses") &&
+        ((m->n_heads / g->heads) % g->context || (kv / g->heads) % g->context)) {
+        snprintf(a, sizeof(a),
+                 "ulysses needs the %d query and %d key/value heads of each head-parallel rank "
+                 "to divide by %d context ranks",
+                 m->n_heads / g->heads, kv / g->heads, g->context);
+        return rule_error(L, "dist.context", "dist.context_mode", a, a, err);
+    }
     return 0;
 }
 
 // ------------------------------------------------------------------------------------------------
 // public entry points
+
+/* Keep where each key was set, so errors found after loading can point at it. */
+static void record_origins(struct loader *L) {
+    struct hw_config *c = &L->cfg;
+    memset(c->origin_files, 0, sizeof(c->origin_files));
+    int n_files = 0;
+    for (int i = 0; i < N_KEYS; i++) {
+        const struct setpos *p = &L->pos[i];
+        c->origin[i].file = -1;
+        c->origin[i].line = p->line;
+        c->origin[i].col = p->col;
+        if (!p->file)
+            continue;
+        int f = 0;
+        while (f < n_files && strcmp(c->origin_files[f], p->file) != 0)
+            f++;
+        if (f == n_files && n_files < CFG_MAX_FILES)
+            set_string(c->origin_files[n_files++], CFG_PATH_MAX, p->file);
+        c->origin[i].file = f < n_files ? f : -1;
+    }
+}
+
+void cfg_where(const struct hw_config *c, const char *key, char *out, size_t n) {
+    int i = find_key(key);
+    if (i >= 0 && c->origin[i].file >= 0)
+        snprintf(out, n, "%s:%d:%d", c->origin_files[c->origin[i].file], c->origin[i].line,
+                 c->origin[i].col);
+    else
+        snprintf(out, n, "%s:1:1", c->source[0] ? c->source : "<config>");
+}
+
+int cfg_check_world(const struct hw_config *c, int world, char *err) {
+    const struct cfg_dist *g = &c->dist;
+    long long grid = (long long)g->data * g->context * g->heads;
+    if (grid == world)
+        return 0;
+    char where[CFG_PATH_MAX + 32];
+    /* point at whichever grid key was set; data first */
+    const char *key = "dist.data";
+    const char *cand[3] = {"dist.data", "dist.context", "dist.heads"};
+    for (int k = 2; k >= 0; k--) {
+        int i = find_key(cand[k]);
+        if (i >= 0 && c->origin[i].file >= 0)
+            key = cand[k];
+    }
+    cfg_where(c, key, where, sizeof(where));
+    return hw_errf(err, HW_ECONFIG,
+                   "%s: error: dist: data * context * heads = %d * %d * %d = %lld, but the job "
+                   "has %d ranks",
+                   where, g->data, g->context, g->heads, grid, world);
+}
 
 static int finish(struct loader *L, struct hw_config *c, int n_over, char *const *overrides, int rc,
                   char *err) {
@@ -1099,8 +1202,10 @@ static int finish(struct loader *L, struct hw_config *c, int n_over, char *const
         rc = apply_override(L, overrides[i], i + 1, err);
     if (!rc)
         rc = validate(L, err);
-    if (!rc)
+    if (!rc) {
+        record_origins(L);
         *c = L->cfg;
+    }
     loader_free(L);
     return rc;
 }

@@ -59,12 +59,32 @@ struct cfg_run {
     char resume[CFG_NAME_MAX]; /* "auto" (latest in run.dir if any) | "never" */
 };
 
+struct cfg_dist {
+    int data;                        /* data-parallel ranks */
+    int heads;                       /* head (tensor) parallel ranks */
+    int context;                     /* context (sequence) parallel ranks */
+    char context_mode[CFG_NAME_MAX]; /* "ring" | "ulysses" */
+    int bucket_kb;                   /* gradient all-reduce bucket size; 0 = one per layer */
+};
+
+#define CFG_MAX_KEYS  64
+#define CFG_MAX_FILES 8
+
+/* Where a key was last set, for errors found after loading (e.g. the grid vs the world size). */
+struct cfg_origin {
+    int file; /* index into origin_files; -1 = never set (default) */
+    int line, col;
+};
+
 struct hw_config {
     struct cfg_model model;
     struct cfg_train train;
     struct cfg_data data;
     struct cfg_run run;
+    struct cfg_dist dist;
     char source[CFG_PATH_MAX]; /* the file it was loaded from */
+    struct cfg_origin origin[CFG_MAX_KEYS];
+    char origin_files[CFG_MAX_FILES][CFG_PATH_MAX];
 };
 
 /* Fill every key with its default. */
@@ -90,6 +110,13 @@ char *cfg_to_yaml(const struct hw_config *c);
 
 /* Markdown reference of every key (docs/config.md). */
 void cfg_write_docs(FILE *f);
+
+/* "file:line:col" where key was last set (the config's own file, 1:1, for defaults). */
+void cfg_where(const struct hw_config *c, const char *key, char *out, size_t n);
+
+/* Rules that need the job's size: dist.data * dist.context * dist.heads == world.
+ * Returns 0 or HW_ECONFIG with "file:line:col: error: ..." at the dist keys. */
+int cfg_check_world(const struct hw_config *c, int world, char *err);
 
 /* Derived values. */
 int cfg_kv_heads(const struct cfg_model *m);
