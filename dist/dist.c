@@ -1,4 +1,6 @@
-/* dist/dist.c -- MPI setup, checked collectives and HDF5 property lists (see dist.h). */
+/* dist/dist.c -- MPI setup, the data x context x heads grid, ring collectives with byte
+ * accounting, overlapped gradient buckets, the context ring, and HDF5 property lists
+ * (see dist.h). */
 #include "dist.h"
 
 #include "../core/check.h"
@@ -8,6 +10,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define HW_CHECK_MPI(call)                                                                         \
     do {                                                                                           \
@@ -16,9 +19,38 @@
             char s_[MPI_MAX_ERROR_STRING];                                                         \
             int n_ = 0;                                                                            \
             MPI_Error_string(rc_, s_, &n_);                                                        \
-            HW_DIE("%s failed: %s", #call, s_);                                                    \
+            HW_DIE("rank %d: %s failed: %s", log_rank(), #call, s_);                               \
         }                                                                                          \
     } while (0)
+
+#define MAX_BUCKETS 512
+#define TAG_GRAD    1000 /* + bucket index */
+#define TAG_RING    7
+#define TAG_CP      9
+
+const char *const dist_kind_names[DIST_KINDS] = {"dp_grad", "hp_reduce", "cp_ring", "cp_a2a",
+                                                 "other"};
+
+/* One ring all-reduce in flight: reduce-scatter then all-gather, p-1 steps each. */
+struct ring_op {
+    float *buf;
+    size_t n;
+    int phase; /* 0 reduce-scatter, 1 all-gather, 2 done */
+    int step;
+    int tag;
+    MPI_Request req[2];
+    float *tmp; /* receive buffer for the reduce-scatter, capacity tmp_cap floats */
+    size_t tmp_cap;
+};
+
+struct dist_comms {
+    MPI_Comm g[DIST_GROUPS];
+    struct ring_op bucket[MAX_BUCKETS];
+    int n_buckets, n_done;
+    MPI_Request cp_req[2];
+    float *tmp; /* blocking all-reduce scratch */
+    size_t tmp_cap;
+};
 
 static void abort_hook(int code) {
     int init = 0, fin = 0;
@@ -36,6 +68,7 @@ static void abort_hook(int code) {
 
 void dist_init(struct dist *d, int *argc, char ***argv) {
     int provided = 0, init = 0;
+    memset(d, 0, sizeof(*d));
     MPI_Initialized(&init);
     if (!init) {
         if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -47,19 +80,135 @@ void dist_init(struct dist *d, int *argc, char ***argv) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     HW_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
     HW_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &d->world));
+    d->dp = d->world;
+    d->cp = d->hp = 1;
+    d->dp_rank = d->rank;
     log_set_rank(d->rank, d->world);
     hw_set_exit_hook(abort_hook);
 }
 
+static void comms_free(struct dist *d) {
+    if (!d->c)
+        return;
+    for (int g = 1; g < DIST_GROUPS; g++)
+        if (d->c->g[g] != MPI_COMM_NULL)
+            MPI_Comm_free(&d->c->g[g]);
+    for (int i = 0; i < MAX_BUCKETS; i++)
+        free(d->c->bucket[i].tmp);
+    free(d->c->tmp);
+    free(d->c);
+    d->c = NULL;
+}
+
 void dist_finalize(struct dist *d) {
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin)
+        comms_free(d);
     if (d->initialized) {
-        int fin = 0;
-        MPI_Finalized(&fin);
         if (!fin)
             MPI_Finalize();
         d->initialized = 0;
     }
     hw_set_exit_hook(NULL);
+}
+
+void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses) {
+    HW_ASSERT(dp * cp * hp == d->world);
+    comms_free(d);
+    d->c = HW_CALLOC(1, sizeof(*d->c));
+    d->dp = dp;
+    d->cp = cp;
+    d->hp = hp;
+    d->ulysses = ulysses;
+    d->hp_rank = d->rank % hp;
+    d->cp_rank = (d->rank / hp) % cp;
+    d->dp_rank = d->rank / (hp * cp);
+    MPI_Comm *g = d->c->g;
+    g[DIST_WORLD] = MPI_COMM_WORLD;
+    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank * cp + d->cp_rank, d->hp_rank,
+                                &g[DIST_HP]));
+    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank * hp + d->hp_rank, d->cp_rank,
+                                &g[DIST_CP]));
+    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->cp_rank * hp + d->hp_rank, d->dp_rank,
+                                &g[DIST_DP]));
+    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->hp_rank, d->dp_rank * cp + d->cp_rank,
+                                &g[DIST_DPCP]));
+    for (int i = 1; i < DIST_GROUPS; i++)
+        MPI_Comm_set_errhandler(g[i], MPI_ERRORS_RETURN);
+}
+
+void dist_grid_print(const struct dist *d) {
+    log_info("grid: %d ranks = data %d x context %d (%s) x heads %d (heads innermost)", d->world,
+             d->dp, d->cp, d->ulysses ? "ulysses" : "ring", d->hp);
+    if (d->world == 1 || !d->c)
+        return;
+    int me[4] = {d->rank, d->dp_rank, d->cp_rank, d->hp_rank};
+    int *all = d->rank == 0 ? HW_MALLOC(sizeof(int) * 4 * (size_t)d->world) : NULL;
+    HW_CHECK_MPI(MPI_Gather(me, 4, MPI_INT, all, 4, MPI_INT, 0, MPI_COMM_WORLD));
+    if (d->rank == 0) {
+        char host[MPI_MAX_PROCESSOR_NAME];
+        int len = 0;
+        MPI_Get_processor_name(host, &len);
+        for (int r = 0; r < d->world; r++)
+            log_info("  rank %d: data %d, context %d, heads %d", all[4 * r], all[4 * r + 1],
+                     all[4 * r + 2], all[4 * r + 3]);
+        free(all);
+    }
+}
+
+static MPI_Comm comm_of(const struct dist *d, enum dist_group g) {
+    if (g == DIST_WORLD || !d->c)
+        return MPI_COMM_WORLD;
+    return d->c->g[g];
+}
+
+int dist_group_size(const struct dist *d, enum dist_group g) {
+    switch (g) {
+    case DIST_WORLD:
+        return d->world;
+    case DIST_DP:
+        return d->dp;
+    case DIST_CP:
+        return d->cp;
+    case DIST_HP:
+        return d->hp;
+    case DIST_DPCP:
+        return d->dp * d->cp;
+    default:
+        HW_DIE("bad group %d", (int)g);
+    }
+}
+
+int dist_group_rank(const struct dist *d, enum dist_group g) {
+    switch (g) {
+    case DIST_WORLD:
+        return d->rank;
+    case DIST_DP:
+        return d->dp_rank;
+    case DIST_CP:
+        return d->cp_rank;
+    case DIST_HP:
+        return d->hp_rank;
+    case DIST_DPCP:
+        return d->dp_rank * d->cp + d->cp_rank;
+    default:
+        HW_DIE("bad group %d", (int)g);
+    }
+}
+
+static double now(void) {
+    return MPI_Wtime();
+}
+
+static void account(struct dist *d, enum dist_kind k, double bytes, double t0) {
+    d->stats.bytes[k] += bytes;
+    d->stats.seconds[k] += now() - t0;
+    d->stats.calls[k]++;
+}
+
+void dist_stats_reset(struct dist *d) {
+    memset(&d->stats, 0, sizeof(d->stats));
 }
 
 void dist_barrier(const struct dist *d) {
@@ -69,20 +218,29 @@ void dist_barrier(const struct dist *d) {
 
 int dist_allreduce_max_int(const struct dist *d, int v) {
     int out = v;
-    if (d->world > 1)
+    if (d && d->world > 1)
         HW_CHECK_MPI(MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     return out;
 }
 
 double dist_allreduce_sum_double(const struct dist *d, double v) {
     double out = v;
-    if (d->world > 1)
+    if (d && d->world > 1)
         HW_CHECK_MPI(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     return out;
 }
 
+void dist_allreduce_group_doubles(struct dist *d, enum dist_group g, double *v, int n) {
+    if (dist_group_size(d, g) <= 1)
+        return;
+    double t0 = now();
+    HW_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, comm_of(d, g)));
+    int p = dist_group_size(d, g);
+    account(d, DIST_KIND_OTHER, 2.0 * (p - 1) / p * n * sizeof(double), t0);
+}
+
 void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n) {
-    if (d->world <= 1)
+    if (!d || d->world <= 1)
         return;
     char *p = buf;
     while (n > 0) {
@@ -92,6 +250,188 @@ void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n) {
         n -= chunk;
     }
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* ring all-reduce: chunk i of n floats over p ranks is [i*n/p, (i+1)*n/p) */
+
+static size_t chunk_lo(size_t n, int p, int i) {
+    return n * (size_t)i / (size_t)p;
+}
+
+static int mod(int a, int p) {
+    return ((a % p) + p) % p;
+}
+
+static void grow(float **buf, size_t *cap, size_t n) {
+    if (n > *cap) {
+        free(*buf);
+        *buf = HW_MALLOC(sizeof(float) * n);
+        *cap = n;
+    }
+}
+
+/* Post the messages of the current step of op; returns bytes sent. */
+static double ring_post(struct ring_op *op, MPI_Comm comm, int p, int r) {
+    int next = mod(r + 1, p), prev = mod(r - 1, p);
+    int send_c, recv_c;
+    if (op->phase == 0) {
+        send_c = mod(r - op->step, p);
+        recv_c = mod(r - op->step - 1, p);
+    } else {
+        send_c = mod(r + 1 - op->step, p);
+        recv_c = mod(r - op->step, p);
+    }
+    size_t s0 = chunk_lo(op->n, p, send_c), s1 = chunk_lo(op->n, p, send_c + 1);
+    size_t r0 = chunk_lo(op->n, p, recv_c), r1 = chunk_lo(op->n, p, recv_c + 1);
+    float *dst = op->phase == 0 ? op->tmp : op->buf + r0;
+    HW_CHECK_MPI(MPI_Irecv(dst, (int)(r1 - r0), MPI_FLOAT, prev, op->tag, comm, &op->req[0]));
+    HW_CHECK_MPI(
+        MPI_Isend(op->buf + s0, (int)(s1 - s0), MPI_FLOAT, next, op->tag, comm, &op->req[1]));
+    return (double)(s1 - s0) * sizeof(float);
+}
+
+/* The messages of the current step arrived: apply them and move to the next step.
+ * Returns bytes sent by the next step (0 when done). */
+static double ring_advance(struct ring_op *op, MPI_Comm comm, int p, int r) {
+    if (op->phase == 0) {
+        int recv_c = mod(r - op->step - 1, p);
+        size_t r0 = chunk_lo(op->n, p, recv_c), r1 = chunk_lo(op->n, p, recv_c + 1);
+        float *dst = op->buf + r0;
+        for (size_t i = 0; i < r1 - r0; i++)
+            dst[i] += op->tmp[i];
+    }
+    if (++op->step == p - 1) {
+        op->step = 0;
+        op->phase++;
+    }
+    if (op->phase == 2)
+        return 0.0;
+    return ring_post(op, comm, p, r);
+}
+
+static void ring_start(struct ring_op *op, float *buf, size_t n, int tag, int p) {
+    op->buf = buf;
+    op->n = n;
+    op->phase = 0;
+    op->step = 0;
+    op->tag = tag;
+    grow(&op->tmp, &op->tmp_cap, n / (size_t)p + 1);
+}
+
+void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,
+                        enum dist_kind kind) {
+    int p = dist_group_size(d, g);
+    if (p <= 1 || n == 0)
+        return;
+    double t0 = now(), bytes = 0.0;
+    MPI_Comm comm = comm_of(d, g);
+    int r = dist_group_rank(d, g);
+    struct ring_op op;
+    memset(&op, 0, sizeof(op));
+    op.tmp = d->c->tmp;
+    op.tmp_cap = d->c->tmp_cap;
+    ring_start(&op, buf, n, TAG_RING, p);
+    bytes += ring_post(&op, comm, p, r);
+    while (op.phase < 2) {
+        HW_CHECK_MPI(MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
+        bytes += ring_advance(&op, comm, p, r);
+    }
+    d->c->tmp = op.tmp;
+    d->c->tmp_cap = op.tmp_cap;
+    account(d, kind, bytes, t0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* gradient buckets */
+
+void dist_grad_push(struct dist *d, float *buf, size_t n) {
+    int p = d->dp * d->cp;
+    if (p <= 1 || n == 0)
+        return;
+    double t0 = now();
+    struct dist_comms *c = d->c;
+    HW_ASSERT(c->n_buckets < MAX_BUCKETS);
+    struct ring_op *op = &c->bucket[c->n_buckets];
+    ring_start(op, buf, n, TAG_GRAD + c->n_buckets, p);
+    c->n_buckets++;
+    double bytes = ring_post(op, c->g[DIST_DPCP], p, dist_group_rank(d, DIST_DPCP));
+    account(d, DIST_KIND_DP_GRAD, bytes, t0);
+    dist_grad_progress(d);
+}
+
+void dist_grad_progress(struct dist *d) {
+    struct dist_comms *c = d->c;
+    if (!c || c->n_done == c->n_buckets)
+        return;
+    double t0 = now(), bytes = 0.0;
+    int p = d->dp * d->cp, r = dist_group_rank(d, DIST_DPCP);
+    for (int i = c->n_done; i < c->n_buckets; i++) {
+        struct ring_op *op = &c->bucket[i];
+        int flag = 1;
+        while (op->phase < 2 && flag) {
+            HW_CHECK_MPI(MPI_Testall(2, op->req, &flag, MPI_STATUSES_IGNORE));
+            if (flag)
+                bytes += ring_advance(op, c->g[DIST_DPCP], p, r);
+        }
+    }
+    while (c->n_done < c->n_buckets && c->bucket[c->n_done].phase == 2)
+        c->n_done++;
+    d->stats.bytes[DIST_KIND_DP_GRAD] += bytes;
+    d->stats.seconds[DIST_KIND_DP_GRAD] += now() - t0;
+}
+
+void dist_grad_finish(struct dist *d) {
+    struct dist_comms *c = d->c;
+    if (!c)
+        return;
+    double t0 = now(), bytes = 0.0;
+    int p = d->dp * d->cp, r = dist_group_rank(d, DIST_DPCP);
+    for (int i = c->n_done; i < c->n_buckets; i++) {
+        struct ring_op *op = &c->bucket[i];
+        while (op->phase < 2) {
+            HW_CHECK_MPI(MPI_Waitall(2, op->req, MPI_STATUSES_IGNORE));
+            bytes += ring_advance(op, c->g[DIST_DPCP], p, r);
+        }
+    }
+    c->n_buckets = c->n_done = 0;
+    d->stats.bytes[DIST_KIND_DP_GRAD] += bytes;
+    d->stats.seconds[DIST_KIND_DP_GRAD] += now() - t0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the context ring */
+
+void dist_cp_isendrecv(struct dist *d, const float *send, float *recv, size_t n) {
+    double t0 = now();
+    MPI_Comm comm = d->c->g[DIST_CP];
+    int next = mod(d->cp_rank + 1, d->cp), prev = mod(d->cp_rank - 1, d->cp);
+    HW_ASSERT(n <= (size_t)2147483647);
+    HW_CHECK_MPI(MPI_Irecv(recv, (int)n, MPI_FLOAT, prev, TAG_CP, comm, &d->c->cp_req[0]));
+    HW_CHECK_MPI(MPI_Isend(send, (int)n, MPI_FLOAT, next, TAG_CP, comm, &d->c->cp_req[1]));
+    account(d, DIST_KIND_CP_RING, (double)n * sizeof(float), t0);
+}
+
+void dist_cp_wait(struct dist *d) {
+    double t0 = now();
+    HW_CHECK_MPI(MPI_Waitall(2, d->c->cp_req, MPI_STATUSES_IGNORE));
+    d->stats.seconds[DIST_KIND_CP_RING] += now() - t0;
+}
+
+void dist_cp_sendrecv(struct dist *d, const float *send, float *recv, size_t n) {
+    dist_cp_isendrecv(d, send, recv, n);
+    dist_cp_wait(d);
+}
+
+void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n) {
+    double t0 = now();
+    HW_ASSERT(n <= (size_t)2147483647);
+    HW_CHECK_MPI(
+        MPI_Alltoall(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
+    /* every block but our own leaves this rank */
+    account(d, DIST_KIND_CP_A2A, (double)(d->cp - 1) * n * sizeof(float), t0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 int64_t dist_h5_fapl(const struct dist *d) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);

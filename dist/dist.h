@@ -1,28 +1,95 @@
-/* dist/dist.h -- the process grid and every MPI call. This is the only module that talks
- * to MPI directly; others receive a struct dist. The foundation runs one rank per job
- * (data x heads x context = 1); the distributed issue grows the grid here.
+/* dist/dist.h -- the process grid and every MPI call. This is the only module that talks to MPI;
+ * the others receive a struct dist.
+ *
+ * Grid: world = data x context x heads, heads innermost (rank = (dp*CP + cp)*HP + hp), so a
+ * head group shares a node's fast links. Communicators come from MPI_Comm_split. Collectives on
+ * float data are our own ring algorithms over point-to-point messages, so they are
+ * deterministic (every rank gets bit-identical sums) and their bytes are counted exactly
+ * (struct dist_stats, per collective kind, reset every step).
  * Error policy: MPI_ERRORS_RETURN plus checked calls; any fatal error on any rank calls
  * MPI_Abort so that a job never hangs. */
 #ifndef HW_DIST_H
 #define HW_DIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-struct dist {
-    int rank;        /* rank in MPI_COMM_WORLD */
-    int world;       /* size of MPI_COMM_WORLD */
-    int initialized; /* MPI_Init was called by dist_init */
+enum dist_group {
+    DIST_WORLD,
+    DIST_DP,   /* same (cp, hp): data-parallel replicas */
+    DIST_CP,   /* same (dp, hp): the context ring */
+    DIST_HP,   /* same (dp, cp): one head group */
+    DIST_DPCP, /* same hp: every rank holding the same parameter shard (gradient reduction) */
+    DIST_GROUPS
 };
 
-/* MPI_Init (thread level FUNNELED), set MPI_ERRORS_RETURN, install the MPI_Abort exit hook. */
+enum dist_kind {
+    DIST_KIND_DP_GRAD,   /* gradient all-reduce over data x context */
+    DIST_KIND_HP_REDUCE, /* head-parallel activation/gradient all-reduces */
+    DIST_KIND_CP_RING,   /* ring attention K/V (and dK/dV) passes */
+    DIST_KIND_CP_A2A,    /* Ulysses all-to-all */
+    DIST_KIND_OTHER,     /* scalars: losses, norms, flags */
+    DIST_KINDS
+};
+
+struct dist_stats {
+    double bytes[DIST_KINDS];   /* bytes this rank sent */
+    double seconds[DIST_KINDS]; /* wall time this rank spent inside the calls (exposed) */
+    long calls[DIST_KINDS];
+};
+
+struct dist_comms; /* MPI communicators and request state, private to dist.c */
+
+struct dist {
+    int rank, world;        /* MPI_COMM_WORLD */
+    int initialized;        /* MPI_Init was called by dist_init */
+    int dp, cp, hp;         /* grid sizes */
+    int dp_rank, cp_rank, hp_rank;
+    int ulysses;            /* context mode: 0 ring, 1 ulysses */
+    struct dist_comms *c;   /* NULL until dist_grid_init */
+    struct dist_stats stats;
+};
+
+extern const char *const dist_kind_names[DIST_KINDS];
+
+/* MPI_Init (thread level FUNNELED), set MPI_ERRORS_RETURN, install the MPI_Abort exit hook.
+ * The grid starts as 1 x 1 x world... call dist_grid_init to set it. */
 void dist_init(struct dist *d, int *argc, char ***argv);
 void dist_finalize(struct dist *d);
+/* Split world into data x context x heads. The caller has checked dp*cp*hp == world. */
+void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses);
+/* One line describing the grid, and (rank 0) a table of every rank's coordinates. */
+void dist_grid_print(const struct dist *d);
+int dist_group_size(const struct dist *d, enum dist_group g);
+int dist_group_rank(const struct dist *d, enum dist_group g);
+
 void dist_barrier(const struct dist *d);
-/* Max/sum over all ranks (used for stop flags and status codes before collectives). */
 int dist_allreduce_max_int(const struct dist *d, int v);
 double dist_allreduce_sum_double(const struct dist *d, double v);
-/* Broadcast n bytes from rank 0. */
+/* Sum of doubles over a group (small vectors: losses, norms). */
+void dist_allreduce_group_doubles(struct dist *d, enum dist_group g, double *v, int n);
 void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n);
+
+/* Blocking ring all-reduce (sum) of n floats over group g; counted under kind. */
+void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,
+                        enum dist_kind kind);
+
+/* Gradient buckets over DIST_DPCP, overlapped with the backward: push a bucket as soon as its
+ * gradients are final (ring all-reduce in flight), call progress between layers, finish waits
+ * for all. Buckets must be pushed in the same order on every rank. */
+void dist_grad_push(struct dist *d, float *buf, size_t n);
+void dist_grad_progress(struct dist *d);
+void dist_grad_finish(struct dist *d);
+
+/* The context ring: send n floats to the next cp rank and receive n from the previous. */
+void dist_cp_sendrecv(struct dist *d, const float *send, float *recv, size_t n);
+/* Start the same exchange; dist_cp_wait completes it (compute in between). */
+void dist_cp_isendrecv(struct dist *d, const float *send, float *recv, size_t n);
+void dist_cp_wait(struct dist *d);
+/* All-to-all over the cp group, n floats to every rank (block i of send goes to cp rank i). */
+void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n);
+
+void dist_stats_reset(struct dist *d);
 
 /* HDF5 property lists bound to this job's communicator (MPI-IO driver when world > 1,
  * the default POSIX driver on one rank). Caller closes them with H5Pclose. Returned as
