@@ -51,7 +51,7 @@ int ckpt_load_model(const struct dist *d, const char *path, struct hw_config *cf
             rc = hw_errf(err, HW_EMISMATCH, "%s: stored model '%s' does not match its config '%s'",
                          file, meta.model_sig, sig);
         } else {
-            gpt_init(m, &gc, ops_for(BACKEND_CPU));
+            gpt_init(m, &gc, ops_for(BACKEND_CPU), NULL);
             for (int i = 0; i < m->n_params && !rc; i++) {
                 const struct gpt_param *p = &m->params[i];
                 struct ckpt_tensor t;

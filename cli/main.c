@@ -59,8 +59,10 @@ int main(int argc, char **argv) {
     }
     dist_init(&d, &argc, &argv);
     int rc = cmd(argc - 1, argv + 1, &d);
-    /* a failing rank takes the job down rather than leaving others in a collective */
-    if (rc != 0 && rc != HW_EXIT_REQUEUE && d.world > 1)
+    /* A failing rank takes the job down rather than leaving others in a collective. Config
+     * errors are found identically by every rank before any collective, so those ranks all
+     * exit cleanly with code 2 instead. */
+    if (rc != 0 && rc != HW_EXIT_REQUEUE && rc != HW_EXIT_CONFIG && d.world > 1)
         hw_exit(rc);
     dist_finalize(&d);
     return rc;

@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* dist/dist.c -- MPI setup, the data x context x heads grid, ring collectives with byte
  * accounting, overlapped gradient buckets, the context ring, and HDF5 property lists
  * (see dist.h). */
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HW_CHECK_MPI(call)                                                                         \
     do {                                                                                           \
@@ -209,6 +211,19 @@ static void account(struct dist *d, enum dist_kind k, double bytes, double t0) {
 
 void dist_stats_reset(struct dist *d) {
     memset(&d->stats, 0, sizeof(d->stats));
+}
+
+int dist_threads_per_rank(const struct dist *d) {
+    int local = 1;
+    if (d && d->world > 1) {
+        MPI_Comm node;
+        HW_CHECK_MPI(
+            MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return cores / local > 1 ? cores / local : 1;
 }
 
 void dist_barrier(const struct dist *d) {

@@ -63,6 +63,9 @@ void dist_grid_print(const struct dist *d);
 int dist_group_size(const struct dist *d, enum dist_group g);
 int dist_group_rank(const struct dist *d, enum dist_group g);
 
+/* Cores of this node divided among the ranks on it (at least 1): the default thread count. */
+int dist_threads_per_rank(const struct dist *d);
+
 void dist_barrier(const struct dist *d);
 int dist_allreduce_max_int(const struct dist *d, int v);
 double dist_allreduce_sum_double(const struct dist *d, double v);

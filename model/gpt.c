@@ -37,16 +37,19 @@ void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
              gc->mlp == GPT_MLP_GELU ? "gelu" : "swiglu", gc->tied);
 }
 
-static int fin_width(const struct gpt_config *c) {
-    return c->mlp == GPT_MLP_SWIGLU ? 2 * c->F : c->F;
+/* local widths (this rank's heads and MLP columns) */
+static int fin_width(const struct gpt *m) {
+    return m->c.mlp == GPT_MLP_SWIGLU ? 2 * m->Fl : m->Fl;
 }
 
-static int qkv_width(const struct gpt_config *c) {
-    return (c->H + 2 * c->Hkv) * c->hd;
+static int qkv_width(const struct gpt *m) {
+    return (m->Hl + 2 * m->Hkvl) * m->c.hd;
 }
 
-static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int64_t cols, int decay,
-                      float std) {
+/* Add a parameter of global shape (r, cols) (cols 0: 1-D), split over the head ranks along
+ * shard_dim (-1: replicated). */
+static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int64_t cols,
+                      int shard_dim, int decay, float std) {
     if (m->n_params == *cap) {
         *cap = *cap ? 2 * *cap : 64;
         m->params = HW_REALLOC(m->params, sizeof(*m->params) * (size_t)*cap);
@@ -55,9 +58,15 @@ static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int6
     memset(p, 0, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->ndim = cols ? 2 : 1;
-    p->shape[0] = r;
-    p->shape[1] = cols;
-    p->numel = (size_t)r * (size_t)(cols ? cols : 1);
+    p->gshape[0] = p->shape[0] = r;
+    p->gshape[1] = p->shape[1] = cols;
+    p->shard_dim = m->hp > 1 ? shard_dim : -1;
+    if (p->shard_dim >= 0) {
+        HW_ASSERT(p->gshape[p->shard_dim] % m->hp == 0);
+        p->shape[p->shard_dim] = p->gshape[p->shard_dim] / m->hp;
+        p->goff[p->shard_dim] = p->shape[p->shard_dim] * m->hp_rank;
+    }
+    p->numel = (size_t)p->shape[0] * (size_t)(cols ? p->shape[1] : 1);
     p->offset = m->num_params;
     p->decay = decay;
     p->init_std = std;
@@ -65,37 +74,38 @@ static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int6
 }
 
 /* The parameter table. Tensors that one GEMM consumes together (wq/wk/wv, w_gate/w_up) are
- * adjacent, so the stacked matrix is a plain view. */
+ * adjacent, so the stacked matrix is a plain view; under head parallelism each holds this
+ * rank's rows, so the stack is [local q heads | local k heads | local v heads]. */
 static void build_table(struct gpt *m) {
     const struct gpt_config *c = &m->c;
     int cap = 0;
     char nm[64];
     float std = c->init_std, std_out = c->init_std / sqrtf(2.0f * (float)c->L);
-    add_param(m, &cap, "tok_emb.weight", c->V, c->C, 1, std);
+    add_param(m, &cap, "tok_emb.weight", c->V, c->C, -1, 1, std);
     for (int l = 0; l < c->L; l++) {
-#define P(suffix, r, cols, decay, s)                                                               \
+#define P(suffix, r, cols, shard, decay, s)                                                        \
     do {                                                                                           \
         snprintf(nm, sizeof(nm), "blocks.%d.%s", l, suffix);                                       \
-        add_param(m, &cap, nm, r, cols, decay, s);                                                 \
+        add_param(m, &cap, nm, r, cols, shard, decay, s);                                          \
     } while (0)
-        P("attn_norm.weight", c->C, 0, 0, 0.0f);
-        P("attn.wq", (int64_t)c->H * c->hd, c->C, 1, std);
-        P("attn.wk", (int64_t)c->Hkv * c->hd, c->C, 1, std);
-        P("attn.wv", (int64_t)c->Hkv * c->hd, c->C, 1, std);
-        P("attn.wo", c->C, (int64_t)c->H * c->hd, 1, std_out);
-        P("mlp_norm.weight", c->C, 0, 0, 0.0f);
+        P("attn_norm.weight", c->C, 0, -1, 0, 0.0f);
+        P("attn.wq", (int64_t)c->H * c->hd, c->C, 0, 1, std);
+        P("attn.wk", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
+        P("attn.wv", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
+        P("attn.wo", c->C, (int64_t)c->H * c->hd, 1, 1, std_out);
+        P("mlp_norm.weight", c->C, 0, -1, 0, 0.0f);
         if (c->mlp == GPT_MLP_SWIGLU) {
-            P("mlp.w_gate", c->F, c->C, 1, std);
-            P("mlp.w_up", c->F, c->C, 1, std);
+            P("mlp.w_gate", c->F, c->C, 0, 1, std);
+            P("mlp.w_up", c->F, c->C, 0, 1, std);
         } else {
-            P("mlp.w_up", c->F, c->C, 1, std);
+            P("mlp.w_up", c->F, c->C, 0, 1, std);
         }
-        P("mlp.w_down", c->C, c->F, 1, std_out);
+        P("mlp.w_down", c->C, c->F, 1, 1, std_out);
 #undef P
     }
-    add_param(m, &cap, "final_norm.weight", c->C, 0, 0, 0.0f);
+    add_param(m, &cap, "final_norm.weight", c->C, 0, -1, 0, 0.0f);
     if (!c->tied)
-        add_param(m, &cap, "lm_head.weight", c->V, c->C, 1, std);
+        add_param(m, &cap, "lm_head.weight", c->V, c->C, -1, 1, std);
 }
 
 static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
@@ -123,11 +133,20 @@ static float *alloc_floats(size_t n) {
     return p;
 }
 
-void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops) {
+void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops, struct dist *d) {
     memset(m, 0, sizeof(*m));
     m->c = *gc;
     m->ops = ops;
+    m->d = d && d->world > 1 ? d : NULL;
+    m->hp = m->d ? d->hp : 1;
+    m->hp_rank = m->d ? d->hp_rank : 0;
+    m->cp = m->d ? d->cp : 1;
+    m->cp_rank = m->d ? d->cp_rank : 0;
     HW_ASSERT(gc->C == gc->H * gc->hd && gc->H % gc->Hkv == 0 && gc->hd % 2 == 0 && gc->V > 0);
+    HW_ASSERT(gc->H % m->hp == 0 && gc->Hkv % m->hp == 0 && gc->F % m->hp == 0);
+    m->Hl = gc->H / m->hp;
+    m->Hkvl = gc->Hkv / m->hp;
+    m->Fl = gc->F / m->hp;
     build_table(m);
     m->param_mem = alloc_floats(m->num_params);
     m->grad_mem = alloc_floats(m->num_params);
@@ -145,24 +164,53 @@ void gpt_init_weights(struct gpt *m, uint64_t seed) {
         const struct gpt_param *p = &m->params[i];
         float *x = m->param_mem + p->offset;
         uint64_t key = rng_hash2(seed, rng_hash_str(p->name));
-        for (size_t j = 0; j < p->numel; j++)
-            x[j] = p->init_std == 0.0f ? 1.0f : (float)(p->init_std * rng_normal(key, j));
+        /* element (r, j) of the local block is element (r + goff0, j + goff1) of the global
+         * tensor, whose counter is its global row-major index */
+        const int64_t rows = p->shape[0], cols = p->ndim == 2 ? p->shape[1] : 1;
+        const int64_t gcols = p->ndim == 2 ? p->gshape[1] : 1;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < cols; j++) {
+                uint64_t g = (uint64_t)((r + p->goff[0]) * gcols + j + p->goff[1]);
+                x[r * cols + j] =
+                    p->init_std == 0.0f ? 1.0f : (float)(p->init_std * rng_normal(key, g));
+            }
     }
 }
 
 void gpt_alloc_acts(struct gpt *m, int B, int T) {
     const struct gpt_config *c = &m->c;
-    HW_ASSERT(T <= c->max_T);
+    HW_ASSERT(T * m->cp <= c->max_T);
     if (m->act_mem && m->B == B && m->T == T)
         return;
     free(m->act_mem);
     free(m->acts);
     free(m->tokens);
+    free(m->pos);
+    free(m->cp_ctx);
+    free(m->cp_mem);
+    m->pos = HW_MALLOC(sizeof(int32_t) * (size_t)T);
+    if (m->cp > 1)
+        cp_positions(m->pos, T, m->cp, m->cp_rank);
+    else
+        for (int t = 0; t < T; t++)
+            m->pos[t] = t;
+    m->cp_ctx = HW_CALLOC((size_t)c->L, sizeof(*m->cp_ctx));
+    m->cp_mem = NULL;
+    if (m->d && m->cp > 1) {
+        struct attn_shape as = {.B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = c->hd,
+                                .ld_qkv = qkv_width(m)};
+        size_t per = cp_ctx_floats(m->d, &as);
+        if (per) {
+            m->cp_mem = alloc_floats(per * (size_t)c->L);
+            for (int l = 0; l < c->L; l++)
+                cp_ctx_carve(&m->cp_ctx[l], m->cp_mem + per * (size_t)l, m->d, &as);
+        }
+    }
     m->B = B;
     m->T = T;
-    size_t N = (size_t)B * T, C = (size_t)c->C, D = (size_t)qkv_width(c);
-    size_t HD = (size_t)c->H * c->hd, Fin = (size_t)fin_width(c), F = (size_t)c->F;
-    size_t per_layer = 4 * N * C + 2 * N + N * D + N * HD + (size_t)B * c->H * T + N * Fin + N * F;
+    size_t N = (size_t)B * T, C = (size_t)c->C, D = (size_t)qkv_width(m);
+    size_t HD = (size_t)m->Hl * c->hd, Fin = (size_t)fin_width(m), F = (size_t)m->Fl;
+    size_t per_layer = 4 * N * C + 2 * N + N * D + N * HD + (size_t)B * m->Hl * T + N * Fin + N * F;
     size_t total = (size_t)c->L * per_layer + 2 * N * C + N + N * (size_t)c->V + N /* losses */
                    + 2 * N * C + N * D + N * HD + N * Fin + N * F;
     m->act_mem = alloc_floats(total);
@@ -181,7 +229,7 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
         TAKE(a->rstd1, N);
         TAKE(a->qkv, N * D);
         TAKE(a->att, N * HD);
-        TAKE(a->lse, (size_t)B * c->H * T);
+        TAKE(a->lse, (size_t)B * m->Hl * T);
         TAKE(a->x_mid, N * C);
         TAKE(a->n2, N * C);
         TAKE(a->rstd2, N);
@@ -214,6 +262,10 @@ void gpt_free(struct gpt *m) {
     free(m->act_mem);
     free(m->acts);
     free(m->tokens);
+    free(m->pos);
+    free(m->cp_ctx);
+    free(m->cp_mem);
+    cp_work_free(&m->cp_work);
     memset(m, 0, sizeof(*m));
 }
 
@@ -231,11 +283,32 @@ const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name) {
 double gpt_flops_per_token(const struct gpt_config *c, int T) {
     /* 6 flops per weight per token (2 forward, 4 backward) over all matmul weights, plus
      * causal attention: QK^T and PV, 2*2*T*hd*H/2 forward per token, x3 with backward. */
-    double n = (double)c->L * ((double)qkv_width(c) * c->C + (double)c->H * c->hd * c->C +
-                               (double)fin_width(c) * c->C + (double)c->F * c->C) +
+    const double qkv = (double)(c->H + 2 * c->Hkv) * c->hd;
+    const double fin = c->mlp == GPT_MLP_SWIGLU ? 2.0 * c->F : (double)c->F;
+    double n = (double)c->L * (qkv * c->C + (double)c->H * c->hd * c->C + fin * c->C +
+                               (double)c->F * c->C) +
                (double)c->V * c->C;
     double attn = (double)c->L * 3.0 * 2.0 * T * c->hd * c->H;
     return 6.0 * n + attn;
+}
+
+/* Sum a partial result over the head group (after a row-parallel matmul, or on the input
+ * gradient of a column-parallel one). */
+static void hp_sum(struct gpt *m, float *x, size_t n) {
+    if (m->d && m->hp > 1)
+        dist_allreduce_f32(m->d, DIST_HP, x, n, DIST_KIND_HP_REDUCE);
+}
+
+static void grads_ready(struct gpt *m, const float *from, const float *to) {
+    if (m->grad_ready && to > from)
+        m->grad_ready(m->grad_ready_ctx, m->grad_mem + (from - m->param_mem),
+                      (size_t)(to - from));
+}
+
+static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
+    struct attn_shape as = {.B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = m->c.hd,
+                            .ld_qkv = qkv_width(m)};
+    return as;
 }
 
 double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -243,9 +316,10 @@ double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets,
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
     gpt_alloc_acts(m, B, T);
-    const int N = B * T, C = c->C, D = qkv_width(c), HD = c->H * c->hd;
-    const int Fin = fin_width(c);
-    struct attn_shape as = {.B = B, .T = T, .H = c->H, .Hkv = c->Hkv, .hd = c->hd, .ld_qkv = D};
+    const int N = B * T, C = c->C, D = qkv_width(m), HD = m->Hl * c->hd;
+    const int Fin = fin_width(m), F = m->Fl;
+    const size_t NC = (size_t)N * C;
+    struct attn_shape as = local_attn_shape(m, B, T);
     memcpy(m->tokens, tokens, sizeof(int32_t) * (size_t)N);
     o->embed_forward(m->acts[0].x_in, tokens, m->w.wte, N, C);
     for (int l = 0; l < c->L; l++) {
@@ -254,19 +328,24 @@ double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets,
         float *x_out = l + 1 < c->L ? m->acts[l + 1].x_in : m->x_final;
         o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
         o->matmul_forward(a->qkv, a->n1, w->wqkv, N, C, D, 0.0f);
-        o->rope_forward(a->qkv, m->rope_cos, m->rope_sin, B, T, c->H, c->hd, D, 0);
-        o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, c->Hkv, c->hd, D, 0);
-        o->attention_forward(a->att, a->lse, a->qkv, &as);
-        memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)N * C);
-        o->matmul_forward(a->x_mid, a->att, w->wo, N, HD, C, 1.0f);
+        o->rope_forward(a->qkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
+        o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
+        if (m->cp > 1)
+            cp_attention_forward(m->d, a->att, a->lse, a->qkv, &as, &m->cp_ctx[l], &m->cp_work);
+        else
+            o->attention_forward(a->att, a->lse, a->qkv, &as);
+        o->matmul_forward(m->dn, a->att, w->wo, N, HD, C, 0.0f);
+        hp_sum(m, m->dn, NC);
+        o->residual_add(a->x_mid, a->x_in, m->dn, (int64_t)NC);
         o->rmsnorm_forward(a->n2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->eps);
         o->matmul_forward(a->h, a->n2, w->w_in, N, C, Fin, 0.0f);
         if (c->mlp == GPT_MLP_SWIGLU)
-            o->swiglu_forward(a->a, a->h, N, c->F);
+            o->swiglu_forward(a->a, a->h, N, F);
         else
-            o->gelu_forward(a->a, a->h, N, c->F);
-        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)N * C);
-        o->matmul_forward(x_out, a->a, w->w_out, N, c->F, C, 1.0f);
+            o->gelu_forward(a->a, a->h, N, F);
+        o->matmul_forward(m->dn, a->a, w->w_out, N, F, C, 0.0f);
+        hp_sum(m, m->dn, NC);
+        o->residual_add(x_out, a->x_mid, m->dn, (int64_t)NC);
     }
     o->rmsnorm_forward(m->n_final, m->rstd_final, m->x_final, m->w.final_norm, N, C, c->eps);
     o->matmul_forward(m->logits, m->n_final, m->w.lm_head, N, C, c->V, 0.0f);
@@ -279,35 +358,47 @@ double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets,
 void gpt_backward(struct gpt *m) {
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
-    const int B = m->B, T = m->T, N = B * T, C = c->C, D = qkv_width(c), HD = c->H * c->hd;
-    const int Fin = fin_width(c);
-    struct attn_shape as = {.B = B, .T = T, .H = c->H, .Hkv = c->Hkv, .hd = c->hd, .ld_qkv = D};
+    const int B = m->B, T = m->T, N = B * T, C = c->C, D = qkv_width(m), HD = m->Hl * c->hd;
+    const int Fin = fin_width(m), F = m->Fl;
+    const size_t NC = (size_t)N * C;
+    const float *p_end = m->param_mem + m->num_params;
+    struct attn_shape as = local_attn_shape(m, B, T);
     /* logits -> final norm -> residual stream gradient dx */
     o->matmul_backward(m->dn, m->g.lm_head, m->logits, m->n_final, m->w.lm_head, N, C, c->V, 0.0f);
-    memset(m->dx, 0, sizeof(float) * (size_t)N * C);
+    memset(m->dx, 0, sizeof(float) * NC);
     o->rmsnorm_backward(m->dx, m->g.final_norm, m->dn, m->x_final, m->w.final_norm, m->rstd_final,
                         N, C);
+    /* final norm (and an untied head) are done; a tied head is finished with the embedding */
+    grads_ready(m, m->w.final_norm, c->tied ? m->w.final_norm + C : p_end);
     for (int l = c->L - 1; l >= 0; l--) {
         struct gpt_layer_acts *a = &m->acts[l];
         const struct gpt_layer *w = &m->w.layers[l];
         struct gpt_layer *g = &m->g.layers[l];
         /* MLP residual: dx flows to x_mid unchanged, plus through the MLP */
-        o->matmul_backward(m->da, g->w_out, m->dx, a->a, w->w_out, N, c->F, C, 0.0f);
+        o->matmul_backward(m->da, g->w_out, m->dx, a->a, w->w_out, N, F, C, 0.0f);
         if (c->mlp == GPT_MLP_SWIGLU)
-            o->swiglu_backward(m->dh, m->da, a->h, N, c->F);
+            o->swiglu_backward(m->dh, m->da, a->h, N, F);
         else
-            o->gelu_backward(m->dh, m->da, a->h, N, c->F);
+            o->gelu_backward(m->dh, m->da, a->h, N, F);
         o->matmul_backward(m->dn, g->w_in, m->dh, a->n2, w->w_in, N, C, Fin, 0.0f);
+        hp_sum(m, m->dn, NC);
         o->rmsnorm_backward(m->dx, g->mlp_norm, m->dn, a->x_mid, w->mlp_norm, a->rstd2, N, C);
         /* attention residual */
         o->matmul_backward(m->datt, g->wo, m->dx, a->att, w->wo, N, HD, C, 0.0f);
-        o->attention_backward(m->dqkv, m->datt, a->att, a->lse, a->qkv, &as);
-        o->rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, c->H, c->hd, D, 0);
-        o->rope_backward(m->dqkv + HD, m->rope_cos, m->rope_sin, B, T, c->Hkv, c->hd, D, 0);
+        if (m->cp > 1)
+            cp_attention_backward(m->d, m->dqkv, m->datt, a->att, a->lse, a->qkv, &as,
+                                  &m->cp_ctx[l], &m->cp_work);
+        else
+            o->attention_backward(m->dqkv, m->datt, a->att, a->lse, a->qkv, &as);
+        o->rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
+        o->rope_backward(m->dqkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
         o->matmul_backward(m->dn, g->wqkv, m->dqkv, a->n1, w->wqkv, N, C, D, 0.0f);
+        hp_sum(m, m->dn, NC);
         o->rmsnorm_backward(m->dx, g->attn_norm, m->dn, a->x_in, w->attn_norm, a->rstd1, N, C);
+        grads_ready(m, w->attn_norm, l + 1 < c->L ? m->w.layers[l + 1].attn_norm : m->w.final_norm);
     }
     o->embed_backward(m->g.wte, m->dx, m->tokens, N, C);
+    grads_ready(m, m->w.wte, m->w.wte + (size_t)c->V * C);
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -323,9 +414,10 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int max_T) {
     kv->v = alloc_floats((size_t)c->L * max_T * kvw);
     kv->x = alloc_floats((size_t)c->C);
     kv->buf = alloc_floats((size_t)c->C);
-    kv->qkv = alloc_floats((size_t)qkv_width(c));
+    HW_ASSERT(m->hp == 1 && m->cp == 1); /* decoding runs on one rank with the whole model */
+    kv->qkv = alloc_floats((size_t)qkv_width(m));
     kv->att = alloc_floats((size_t)c->H * c->hd);
-    kv->h = alloc_floats((size_t)fin_width(c));
+    kv->h = alloc_floats((size_t)fin_width(m));
     kv->a = alloc_floats((size_t)c->F);
     kv->scratch = alloc_floats((size_t)max_T + 1);
     kv->logits = alloc_floats((size_t)c->V);
@@ -348,7 +440,7 @@ void gpt_kv_free(struct gpt_kv *kv) {
 const float *gpt_decode_step(struct gpt *m, struct gpt_kv *kv, int32_t token) {
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
-    const int C = c->C, D = qkv_width(c), HD = c->H * c->hd, kvw = c->Hkv * c->hd;
+    const int C = c->C, D = qkv_width(m), HD = c->H * c->hd, kvw = c->Hkv * c->hd;
     const int pos = kv->n;
     float rstd;
     HW_ASSERT(pos < kv->max_T && token >= 0 && token < c->V);
@@ -358,15 +450,15 @@ const float *gpt_decode_step(struct gpt *m, struct gpt_kv *kv, int32_t token) {
         float *kc = kv->k + (size_t)l * kv->max_T * kvw, *vc = kv->v + (size_t)l * kv->max_T * kvw;
         o->rmsnorm_forward(kv->buf, &rstd, kv->x, w->attn_norm, 1, C, c->eps);
         o->matmul_forward(kv->qkv, kv->buf, w->wqkv, 1, C, D, 0.0f);
-        o->rope_forward(kv->qkv, m->rope_cos, m->rope_sin, 1, 1, c->H, c->hd, D, pos);
-        o->rope_forward(kv->qkv + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, pos);
+        o->rope_forward(kv->qkv, m->rope_cos, m->rope_sin, 1, 1, c->H, c->hd, D, &pos);
+        o->rope_forward(kv->qkv + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, &pos);
         memcpy(kc + (size_t)pos * kvw, kv->qkv + HD, sizeof(float) * (size_t)kvw);
         memcpy(vc + (size_t)pos * kvw, kv->qkv + HD + kvw, sizeof(float) * (size_t)kvw);
         o->attention_decode(kv->att, kv->qkv, kc, vc, pos + 1, kvw, c->H, c->Hkv, c->hd,
                             kv->scratch);
         o->matmul_forward(kv->x, kv->att, w->wo, 1, HD, C, 1.0f);
         o->rmsnorm_forward(kv->buf, &rstd, kv->x, w->mlp_norm, 1, C, c->eps);
-        o->matmul_forward(kv->h, kv->buf, w->w_in, 1, C, fin_width(c), 0.0f);
+        o->matmul_forward(kv->h, kv->buf, w->w_in, 1, C, fin_width(m), 0.0f);
         if (c->mlp == GPT_MLP_SWIGLU)
             o->swiglu_forward(kv->a, kv->h, 1, c->F);
         else

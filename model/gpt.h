@@ -2,11 +2,21 @@
  * gradients and activations carved from a few allocations, forward/backward built from the ops
  * table, and KV-cached decoding for sampling.
  * Block: x += Wo attn(rope(Wqkv rmsnorm(x))); x += Wdown act(Win rmsnorm(x)).
- * Final: logits = Wlm rmsnorm(x). Cross-entropy ignores targets equal to XENT_IGNORE (-1). */
+ * Final: logits = Wlm rmsnorm(x). Cross-entropy ignores targets equal to XENT_IGNORE (-1).
+ *
+ * Under a rank grid (struct dist) the model holds only its shard: Megatron-style head
+ * parallelism splits wq/wk/wv and w_gate/w_up by rows (heads, MLP columns) and wo/w_down by
+ * columns, with one all-reduce after each row-parallel matmul in the forward and one on the
+ * input gradient of each column-parallel matmul in the backward; context parallelism gives
+ * the rank T/cp zig-zag tokens and runs ring or Ulysses attention across the context group.
+ * Norms and embeddings are replicated. Tensor names and global shapes do not change, so
+ * checkpoints are grid-independent. */
 #ifndef HW_GPT_H
 #define HW_GPT_H
 
 #include "../core/cfg.h"
+#include "../dist/cp_attention.h"
+#include "../dist/dist.h"
 #include "../ops/ops.h"
 
 #include <stddef.h>
@@ -37,8 +47,11 @@ struct gpt_config {
 struct gpt_param {
     char name[64]; /* stable name, e.g. "blocks.3.attn.wq" */
     int ndim;      /* 1 or 2 */
-    int64_t shape[2];
-    size_t offset; /* in floats from the start of the block */
+    int64_t shape[2];  /* LOCAL shape held by this rank */
+    int64_t gshape[2]; /* global shape */
+    int64_t goff[2];   /* offset of the local block in the global tensor */
+    int shard_dim;     /* -1 replicated over head ranks, 0 split by rows, 1 by columns */
+    size_t offset;     /* in floats from the start of the block */
     size_t numel;
     int decay;      /* 1: AdamW weight decay applies (matrices); 0: norms */
     float init_std; /* normal(0, init_std); 0 means "init to ones" (norm gains) */
@@ -75,8 +88,11 @@ struct gpt_layer_acts {
 };
 
 struct gpt {
-    struct gpt_config c;
+    struct gpt_config c; /* global shape */
     const struct ops *ops;
+    struct dist *d; /* NULL: one process */
+    int hp, hp_rank, cp, cp_rank;
+    int Hl, Hkvl, Fl; /* local query heads, kv heads, MLP width */
     int n_params;
     struct gpt_param *params;
     size_t num_params;          /* floats in the parameter block */
@@ -91,6 +107,14 @@ struct gpt {
     float *x_final, *n_final, *rstd_final, *logits, *losses;
     float *dx, *dn, *dqkv, *datt, *dh, *da;
     int32_t *tokens;
+    int32_t *pos;               /* (T) absolute positions of the local tokens */
+    struct cp_attn_ctx *cp_ctx; /* (L) Ulysses state per layer */
+    float *cp_mem;
+    struct cp_work cp_work;
+    /* called with each contiguous block of gradients as soon as the backward has finished it
+     * (last layer first), to overlap the data-parallel all-reduce with the backward */
+    void (*grad_ready)(void *ctx, float *g, size_t n);
+    void *grad_ready_ctx;
 };
 
 /* Derive the model shape from the config; vocab comes from the tokenizer. */
@@ -98,15 +122,18 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
 /* A short text that identifies the shape, compared when resuming ("C=128 L=4 H=4 ..."). */
 void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n);
 
-/* Build the parameter table and allocate params + grads (zeroed). */
-void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops);
+/* Build the parameter table and allocate params + grads (zeroed). d == NULL (or a 1-rank grid)
+ * holds the whole model; otherwise this rank's head shard, for context rank d->cp_rank. */
+void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops, struct dist *d);
 /* Initialise weights from (seed, parameter name, element index): the same for any rank grid. */
 void gpt_init_weights(struct gpt *m, uint64_t seed);
-/* Allocate activations for micro-batches of B x T (T <= max_T). */
+/* Allocate activations for micro-batches of B local sequences of T local tokens
+ * (T * cp <= max_T). */
 void gpt_alloc_acts(struct gpt *m, int B, int T);
 void gpt_free(struct gpt *m);
 
-/* Forward over tokens (B, T). With targets, returns the summed loss over non-ignored targets
+/* Forward over local tokens (B, T). With targets, returns this rank's summed loss over
+ * non-ignored targets
  * and, when want_grad, leaves d(loss * dscale)/dlogits in m->logits for gpt_backward. */
 double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                    float dscale, int want_grad);

@@ -20,6 +20,8 @@ struct attn_shape {
     int ld_qkv; /* row stride of the qkv buffer (>= (H + 2 Hkv) hd) */
 };
 
+struct attn_block;
+
 struct ops {
     const char *name;
     void (*matmul_forward)(float *out, const float *inp, const float *w, int N, int K, int M,
@@ -31,9 +33,14 @@ struct ops {
     void (*rmsnorm_backward)(float *dinp, float *dw, const float *dout, const float *inp,
                              const float *w, const float *rstd, int N, int C);
     void (*rope_forward)(float *x, const float *cos_t, const float *sin_t, int B, int T,
-                         int n_heads, int hd, int ld, int pos0);
+                         int n_heads, int hd, int ld, const int32_t *pos);
     void (*rope_backward)(float *dx, const float *cos_t, const float *sin_t, int B, int T,
-                          int n_heads, int hd, int ld, int pos0);
+                          int n_heads, int hd, int ld, const int32_t *pos);
+    void (*attention_block_forward)(float *out, float *lse, const struct attn_block *a,
+                                    int merge);
+    void (*attention_block_backward)(float *dq, float *dk, float *dv, int lddq, int lddkv,
+                                     const float *dout, const float *out, const float *lse,
+                                     const struct attn_block *a);
     void (*attention_forward)(float *out, float *lse, const float *qkv, const struct attn_shape *s);
     void (*attention_backward)(float *dqkv, const float *dout, const float *out, const float *lse,
                                const float *qkv, const struct attn_shape *s);

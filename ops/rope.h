@@ -1,14 +1,17 @@
 /* ops/rope.h -- rotary position embedding (Su et al. 2021), half-split pairing as in
  * GPT-NeoX / HF LLaMA: pair (i, i + hd/2) rotates by angle pos * theta^(-2i/hd).
  * x: rows of B*T with stride ld; the n_heads heads of size hd start at column 0 of x.
+ * pos: (T) absolute position of each row (the same for every sequence of the batch).
  * cos_t/sin_t: (max_T, hd/2) tables. Applied in place. The backward is the inverse rotation. */
 #ifndef HW_ROPE_H
 #define HW_ROPE_H
 
+#include <stdint.h>
+
 void rope_tables(float *cos_t, float *sin_t, int max_T, int hd, double theta);
 void rope_forward_cpu(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
-                      int hd, int ld, int pos0);
+                      int hd, int ld, const int32_t *pos);
 void rope_backward_cpu(float *dx, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
-                       int hd, int ld, int pos0);
+                       int hd, int ld, const int32_t *pos);
 
 #endif /* HW_ROPE_H */

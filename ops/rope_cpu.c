@@ -15,12 +15,12 @@ void rope_tables(float *cos_t, float *sin_t, int max_T, int hd, double theta) {
 }
 
 static void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
-                       int hd, int ld, int pos0, float sign) {
+                       int hd, int ld, const int32_t *pos, float sign) {
     int h2 = hd / 2;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            const float *c = cos_t + (size_t)(pos0 + t) * h2, *s = sin_t + (size_t)(pos0 + t) * h2;
+            const float *c = cos_t + (size_t)pos[t] * h2, *s = sin_t + (size_t)pos[t] * h2;
             float *row = x + ((size_t)b * T + t) * ld;
             for (int h = 0; h < n_heads; h++) {
                 float *v = row + (size_t)h * hd;
@@ -34,11 +34,11 @@ static void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, 
 }
 
 void rope_forward_cpu(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
-                      int hd, int ld, int pos0) {
-    rope_apply(x, cos_t, sin_t, B, T, n_heads, hd, ld, pos0, 1.0f);
+                      int hd, int ld, const int32_t *pos) {
+    rope_apply(x, cos_t, sin_t, B, T, n_heads, hd, ld, pos, 1.0f);
 }
 
 void rope_backward_cpu(float *dx, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
-                       int hd, int ld, int pos0) {
-    rope_apply(dx, cos_t, sin_t, B, T, n_heads, hd, ld, pos0, -1.0f);
+                       int hd, int ld, const int32_t *pos) {
+    rope_apply(dx, cos_t, sin_t, B, T, n_heads, hd, ld, pos, -1.0f);
 }

@@ -24,7 +24,7 @@ static void make_model(struct gpt *m, int mlp, int tied, int Hkv, int V) {
                             .rope_theta = 10000.0f,
                             .eps = 1e-5f,
                             .init_std = 0.3f};
-    gpt_init(m, &gc, ops_for(BACKEND_CPU));
+    gpt_init(m, &gc, ops_for(BACKEND_CPU), NULL);
     gpt_init_weights(m, 7);
     /* non-trivial norm gains so their gradients are exercised */
     for (int i = 0; i < m->n_params; i++)
@@ -139,7 +139,7 @@ static void test_table(void) {
     struct gpt s;
     struct gpt_config gc = m.c;
     gc.init_std = 0.02f;
-    gpt_init(&s, &gc, ops_for(BACKEND_CPU));
+    gpt_init(&s, &gc, ops_for(BACKEND_CPU), NULL);
     gpt_init_weights(&s, 1);
     double l = gpt_forward(&s, tok, tgt, 1, 8, 0.0f, 0) / 8;
     CHECK_CLOSE(l, log(50.0), 0.05);

@@ -158,12 +158,13 @@ static void test_rope(void) {
     double *ref = to_d(x, n);
     ref_rope(ref, B, T, nh, hd, ld, 3, 10000.0);
     double *x0 = to_d(x, n);
-    rope_forward_cpu(x, ct, st, B, T, nh, hd, ld, 3);
+    const int32_t pos[5] = {3, 4, 5, 6, 7};
+    rope_forward_cpu(x, ct, st, B, T, nh, hd, ld, pos);
     CHECK(max_abs_diff(x, ref, n) < 1e-5);
     /* columns past nh*hd are untouched */
     CHECK(x[nh * hd + 1] == (float)x0[nh * hd + 1]);
     memcpy(x, r, 4 * n);
-    rope_backward_cpu(x, ct, st, B, T, nh, hd, ld, 3);
+    rope_backward_cpu(x, ct, st, B, T, nh, hd, ld, pos);
     for (int i = 0; i < B * T; i++) /* gradient is zero-propagated identity outside the heads */
         for (int j = nh * hd; j < ld; j++)
             x[i * ld + j] = r[i * ld + j];

@@ -10,6 +10,7 @@
 #include "../datasets/shards.h"
 #include "../model/gpt.h"
 #include "../ops/ops.h"
+#include "../ops/adamw.h"
 #include "optim.h"
 #include "signals.h"
 
@@ -33,7 +34,9 @@ struct run {
     struct optim opt;
     struct loader train, val;
     int has_val;
-    int32_t *tokens, *targets; /* (grad_accum, B, T) */
+    int32_t *g_tokens, *g_targets; /* (B, T): one global micro-batch as read */
+    int32_t *tokens, *targets;     /* (grad_accum, B/dp, T/cp): this rank's slices */
+    int Bl, Tl;                    /* local sequences and tokens per sequence */
     char metrics_path[CFG_PATH_MAX + 32];
     char last_ckpt[CKPT_PATH_LEN];
     int step; /* optimizer steps completed */
@@ -55,15 +58,23 @@ int train_load_tokenizer(const struct hw_config *c, struct bpe *tok, char *path_
 /* ---------------------------------------------------------------------------------------- */
 /* checkpoints */
 
-static void tensor_views(const struct gpt *m, float *base, struct ckpt_tensor *t) {
+/* Checkpoint views of the parameter-shaped block `base`: global shapes, this rank's hyperslab;
+ * one replica writes each slab (data rank 0, context rank 0, and head rank 0 for tensors that
+ * are not split over heads). */
+static void tensor_views(const struct gpt *m, const struct dist *d, float *base,
+                         struct ckpt_tensor *t) {
+    const int replica0 = d->dp_rank == 0 && d->cp_rank == 0;
     for (int i = 0; i < m->n_params; i++) {
         const struct gpt_param *p = &m->params[i];
         memset(&t[i], 0, sizeof(t[i]));
         t[i].name = p->name;
         t[i].ndim = p->ndim;
-        for (int k = 0; k < p->ndim; k++)
-            t[i].shape[k] = t[i].count[k] = p->shape[k];
-        t[i].write = 1;
+        for (int k = 0; k < p->ndim; k++) {
+            t[i].shape[k] = p->gshape[k];
+            t[i].offset[k] = p->goff[k];
+            t[i].count[k] = p->shape[k];
+        }
+        t[i].write = replica0 && (p->shard_dim >= 0 || d->hp_rank == 0);
         t[i].data = base + p->offset;
     }
 }
@@ -71,9 +82,9 @@ static void tensor_views(const struct gpt *m, float *base, struct ckpt_tensor *t
 static int save_checkpoint(struct run *r, char *err) {
     const struct gpt *m = &r->model;
     struct ckpt_tensor *tv = HW_CALLOC((size_t)3 * m->n_params, sizeof(*tv));
-    tensor_views(m, m->param_mem, tv);
-    tensor_views(m, r->opt.m, tv + m->n_params);
-    tensor_views(m, r->opt.v, tv + 2 * m->n_params);
+    tensor_views(m, r->d, m->param_mem, tv);
+    tensor_views(m, r->d, r->opt.m, tv + m->n_params);
+    tensor_views(m, r->d, r->opt.v, tv + 2 * m->n_params);
     struct ckpt_group g[3] = {{"model", tv, m->n_params},
                               {"optim/m", tv + m->n_params, m->n_params},
                               {"optim/v", tv + 2 * m->n_params, m->n_params}};
@@ -148,7 +159,7 @@ static int resume(struct run *r, char *err) {
                      path, ov, bpe_vocab_size(&r->tok));
     }
     if (!rc && strcmp(meta.model_sig, r->sig) != 0)
-        rc = hw_errf(err, HW_EMISMATCH,
+        rc = hw_errf(err, HW_ECONFIG,
                      "%s: checkpoint model '%s' does not match the config's model '%s'", path,
                      meta.model_sig, r->sig);
     const struct gpt *m = &r->model;
@@ -156,11 +167,15 @@ static int resume(struct run *r, char *err) {
     const char *groups[3] = {"model", "optim/m", "optim/v"};
     float *bases[3] = {m->param_mem, r->opt.m, r->opt.v};
     for (int g = 0; g < 3 && !rc; g++) {
-        tensor_views(m, bases[g], tv);
+        tensor_views(m, r->d, bases[g], tv);
         for (int i = 0; i < m->n_params && !rc; i++)
             rc = ckpt_read_tensor(&f, groups[g], &tv[i], err);
     }
     free(tv);
+    /* reads are rank-local: agree before going on (every rank fails together) */
+    int any = dist_allreduce_max_int(r->d, rc ? 1 : 0);
+    if (any && !rc)
+        rc = hw_errf(err, HW_EIO, "%s: resume failed on another rank (see its message)", path);
     if (!rc) {
         r->step = (int)meta.step;
         r->tokens_seen = meta.tokens_seen;
@@ -176,19 +191,59 @@ static int resume(struct run *r, char *err) {
 /* ---------------------------------------------------------------------------------------- */
 /* validation, metrics, progress */
 
+/* Read the next global micro-batch from l and keep this rank's slice: sequences
+ * [dp_rank*Bl, (dp_rank+1)*Bl) and, of each, the zig-zag tokens of the context rank. */
+static int next_local_batch(struct run *r, struct loader *l, int32_t *tok, int32_t *tgt,
+                            char *err) {
+    const int B = r->c->train.micro_batch, T = r->c->train.seq_len;
+    int rc = loader_next(l, r->g_tokens, r->g_targets, B, err);
+    if (rc)
+        return rc;
+    const int32_t *pos = r->model.pos;
+    for (int b = 0; b < r->Bl; b++) {
+        const size_t src = (size_t)(r->d->dp_rank * r->Bl + b) * T;
+        for (int t = 0; t < r->Tl; t++) {
+            tok[(size_t)b * r->Tl + t] = r->g_tokens[src + pos[t]];
+            tgt[(size_t)b * r->Tl + t] = r->g_targets[src + pos[t]];
+        }
+    }
+    return 0;
+}
+
 static double val_loss(struct run *r, char *err, int *rc) {
     const struct cfg_train *t = &r->c->train;
     double sum = 0.0;
-    int64_t n = 0;
     loader_seek(&r->val, 0);
     for (int i = 0; i < t->val_batches; i++) {
-        *rc = loader_next(&r->val, r->tokens, r->targets, t->micro_batch, err);
+        *rc = next_local_batch(r, &r->val, r->tokens, r->targets, err);
         if (*rc)
             return NAN;
-        sum += gpt_forward(&r->model, r->tokens, r->targets, t->micro_batch, t->seq_len, 0.0f, 0);
-        n += (int64_t)t->micro_batch * t->seq_len;
+        sum += gpt_forward(&r->model, r->tokens, r->targets, r->Bl, r->Tl, 0.0f, 0);
     }
-    return sum / (double)n;
+    dist_allreduce_group_doubles(r->d, DIST_DPCP, &sum, 1);
+    return sum / ((double)t->val_batches * t->micro_batch * t->seq_len);
+}
+
+/* Global gradient norm: split tensors count on every head rank, replicated ones once. */
+static double grad_norm(struct run *r) {
+    const struct gpt *m = &r->model;
+    double ss = 0.0;
+    for (int i = 0; i < m->n_params; i++) {
+        const struct gpt_param *p = &m->params[i];
+        if (p->shard_dim >= 0 || r->d->hp_rank == 0)
+            ss += sumsq_cpu(m->grad_mem + p->offset, p->numel);
+    }
+    dist_allreduce_group_doubles(r->d, DIST_HP, &ss, 1);
+    return sqrt(ss);
+}
+
+static void push_grads(void *ctx, float *g, size_t n) {
+    struct run *r = ctx;
+    size_t bucket = (size_t)r->c->dist.bucket_kb * 256; /* floats */
+    if (!bucket)
+        bucket = n;
+    for (size_t off = 0; off < n; off += bucket)
+        dist_grad_push(r->d, g + off, n - off < bucket ? n - off : bucket);
 }
 
 static void fmt_time(char *out, size_t n, double s) {
@@ -203,7 +258,7 @@ static void fmt_time(char *out, size_t n, double s) {
 }
 
 static void write_metrics(struct run *r, double loss, double lr, double gnorm, double tps,
-                          double mfu, double vloss) {
+                          double mfu, double vloss, double step_s) {
     if (r->d->rank != 0)
         return;
     json_t *j = json_object();
@@ -215,6 +270,22 @@ static void write_metrics(struct run *r, double loss, double lr, double gnorm, d
     json_object_set_new(j, "mfu", json_real(round(mfu * 1e4) / 1e4));
     if (!isnan(vloss))
         json_object_set_new(j, "val_loss", json_real((float)vloss));
+    if (r->d->world > 1) {
+        /* per collective kind: bytes this rank sent and seconds it waited (rank 0's view) */
+        json_t *cm = json_object();
+        double comm_s = 0.0;
+        for (int k = 0; k < DIST_KINDS; k++) {
+            if (!r->d->stats.calls[k])
+                continue;
+            json_object_set_new(cm, dist_kind_names[k],
+                                json_pack("{s:f,s:f}", "bytes", r->d->stats.bytes[k], "s",
+                                          round(r->d->stats.seconds[k] * 1e6) / 1e6));
+            comm_s += r->d->stats.seconds[k];
+        }
+        json_object_set_new(j, "comm", cm);
+        json_object_set_new(j, "step_s", json_real(round(step_s * 1e6) / 1e6));
+        json_object_set_new(j, "comm_s", json_real(round(comm_s * 1e6) / 1e6));
+    }
     char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     FILE *f = fopen(r->metrics_path, "a");
     if (f) {
@@ -272,11 +343,15 @@ static int setup(struct run *r, char *err) {
     struct gpt_config gc;
     gpt_config_from_cfg(&gc, &c->model, vocab);
     gpt_config_signature(&gc, r->sig, sizeof(r->sig));
-    gpt_init(&r->model, &gc, ops_for(BACKEND_CPU));
+    gpt_init(&r->model, &gc, ops_for(BACKEND_CPU), r->d);
     gpt_init_weights(&r->model, (uint64_t)c->train.seed);
-    gpt_alloc_acts(&r->model, c->train.micro_batch, c->train.seq_len);
+    r->Bl = c->train.micro_batch / r->d->dp;
+    r->Tl = c->train.seq_len / r->d->cp;
+    gpt_alloc_acts(&r->model, r->Bl, r->Tl);
     optim_init(&r->opt, r->model.num_params);
     size_t bt = (size_t)c->train.micro_batch * c->train.seq_len;
+    r->g_tokens = HW_MALLOC(sizeof(int32_t) * bt);
+    r->g_targets = HW_MALLOC(sizeof(int32_t) * bt);
     r->tokens = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
     r->targets = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
     /* run directory: resolved config and tokenizer beside the metrics and checkpoints */
@@ -284,22 +359,26 @@ static int setup(struct run *r, char *err) {
         return rc;
     r->cfg_yaml = cfg_to_yaml(c);
     char path[CFG_PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/config.yaml", c->run.dir);
-    if ((rc = fs_write_atomic(path, r->cfg_yaml, strlen(r->cfg_yaml), err)))
-        return rc;
-    snprintf(path, sizeof(path), "%s/tokenizer.json", c->run.dir);
-    if ((rc = fs_write_atomic(path, r->tok_json, strlen(r->tok_json), err)))
-        return rc;
+    if (r->d->rank == 0) {
+        snprintf(path, sizeof(path), "%s/config.yaml", c->run.dir);
+        if ((rc = fs_write_atomic(path, r->cfg_yaml, strlen(r->cfg_yaml), err)))
+            return rc;
+        snprintf(path, sizeof(path), "%s/tokenizer.json", c->run.dir);
+        if ((rc = fs_write_atomic(path, r->tok_json, strlen(r->tok_json), err)))
+            return rc;
+    }
     snprintf(r->metrics_path, sizeof(r->metrics_path), "%s/metrics.jsonl", c->run.dir);
     if (strcmp(c->run.resume, "auto") == 0) {
         rc = resume(r, err);
         if (rc < 0)
             return rc;
-        if (rc == 0)
-            unlink(r->metrics_path);
-        else
-            trim_metrics(r->metrics_path, r->step);
-    } else {
+        if (r->d->rank == 0) {
+            if (rc == 0)
+                unlink(r->metrics_path);
+            else
+                trim_metrics(r->metrics_path, r->step);
+        }
+    } else if (r->d->rank == 0) {
         unlink(r->metrics_path);
     }
     return 0;
@@ -316,6 +395,8 @@ static void teardown(struct run *r) {
         loader_close(&r->val);
     free(r->tokens);
     free(r->targets);
+    free(r->g_tokens);
+    free(r->g_targets);
 }
 
 /* Test hooks (fault injection, as SQLite does): HW_FAULT_NAN_STEP=N poisons the loss at step
@@ -332,8 +413,18 @@ int train_run(const struct hw_config *c, struct dist *d) {
     memset(&r, 0, sizeof(r));
     r.c = c;
     r.d = d;
-    int threads = ops_set_threads(c->train.threads);
-    int rc = setup(&r, err);
+    int rc = cfg_check_world(c, d->world, err);
+    if (rc) {
+        if (d->rank == 0)
+            fprintf(stderr, "%s\n", err);
+        return HW_EXIT_CONFIG;
+    }
+    dist_grid_init(d, c->dist.data, c->dist.context, c->dist.heads,
+                   !strcmp(c->dist.context_mode, "ulysses"));
+    /* threads: all cores of the node shared among its ranks unless set */
+    int threads = c->train.threads ? c->train.threads : dist_threads_per_rank(d);
+    threads = ops_set_threads(threads);
+    rc = setup(&r, err);
     if (rc) {
         log_error("%s", err);
         teardown(&r);
@@ -351,30 +442,40 @@ int train_run(const struct hw_config *c, struct dist *d) {
              c->source, (double)r.model.num_params / 1e6, r.sig, threads, r.peak_flops / 1e9);
     log_info("run dir: %s | %d steps x %lld tokens (batch %d x seq %d x accum %d)", c->run.dir,
              t->steps, (long long)tokens_per_step, B, T, A);
+    dist_grid_print(d);
     double first_loss = NAN, last_loss = NAN, last_val = NAN, best_val = INFINITY;
     double t_start = log_now(), tok_s_sum = 0.0, mfu_sum = 0.0;
     int start_step = r.step, n_timed = 0, exit_code = HW_EXIT_OK;
+    const size_t local_bt = (size_t)r.Bl * r.Tl;
     while (r.step < t->steps) {
         double t0 = log_now();
         double lr = optim_lr(t, r.step), loss_sum = 0.0;
+        dist_stats_reset(d);
         gpt_zero_grad(&r.model);
         for (int a = 0; a < A && !rc; a++) {
-            int32_t *tk = r.tokens + (size_t)a * B * T, *tg = r.targets + (size_t)a * B * T;
-            rc = loader_next(&r.train, tk, tg, B, err);
+            int32_t *tk = r.tokens + (size_t)a * local_bt, *tg = r.targets + (size_t)a * local_bt;
+            rc = next_local_batch(&r, &r.train, tk, tg, err);
             if (rc)
                 break;
-            loss_sum += gpt_forward(&r.model, tk, tg, B, T, 1.0f / (float)tokens_per_step, 1);
+            loss_sum +=
+                gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
+            /* the data-parallel all-reduce overlaps the last micro-step's backward */
+            r.model.grad_ready = a + 1 == A && d->dp * d->cp > 1 ? push_grads : NULL;
+            r.model.grad_ready_ctx = &r;
             gpt_backward(&r.model);
+            if (r.model.grad_ready)
+                dist_grad_finish(d);
         }
         if (rc) {
             log_error("%s", err);
             exit_code = HW_EXIT_FAIL;
             break;
         }
+        dist_allreduce_group_doubles(d, DIST_DPCP, &loss_sum, 1);
         double loss = loss_sum / (double)tokens_per_step;
         if (r.step + 1 == nan_step)
             loss = NAN;
-        double gnorm = optim_grad_norm(&r.model);
+        double gnorm = grad_norm(&r);
         if (!isfinite(loss) || !isfinite(gnorm)) {
             log_error("%s: step %d: %s is %s; stopping without saving a checkpoint (last good "
                       "checkpoint: %s)",
@@ -390,7 +491,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
         r.step++;
         r.tokens_seen += tokens_per_step;
         double dt = log_now() - t0, tps = (double)tokens_per_step / dt;
-        double mfu = tps * flops_tok / r.peak_flops;
+        double mfu = tps * flops_tok / (r.peak_flops * d->world);
         if (r.step > start_step + 1 || t->steps - start_step == 1) {
             tok_s_sum += tps;
             mfu_sum += mfu;
@@ -410,7 +511,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
             last_val = vloss;
             best_val = vloss < best_val ? vloss : best_val;
         }
-        write_metrics(&r, loss, lr, gnorm, tps, mfu, vloss);
+        write_metrics(&r, loss, lr, gnorm, tps, mfu, vloss, dt);
         double elapsed = log_now() - t_start;
         double eta = elapsed / (r.step - start_step) * (t->steps - r.step);
         char eta_s[32];
