@@ -1122,8 +1122,8 @@ static int validate(const struct loader *L, char *err) {
         return rule_error(L, "dist.heads", "model.d_ff", a, a, err);
     }
     if (t->seq_len % (2 * g->context)) {
-        snprintf(a, sizeof(a), "seq_len %d is not divisible into 2 * %d zig-zag chunks",
-                 t->seq_len, g->context);
+        snprintf(a, sizeof(a), "seq_len %d is not divisible into 2 * %d zig-zag chunks", t->seq_len,
+                 g->context);
         return rule_error(L, "dist.context", "train.seq_len", a, a, err);
     }
     if (t->micro_batch % g->data) {

@@ -68,9 +68,19 @@ static void ring_forward(struct dist *d, float *out, float *lse, const float *qk
         if (step + 1 < cp)
             dist_cp_isendrecv(d, cur, nxt, blk);
         cp_positions(kpos, Tl, cp, owner);
-        struct attn_block a = {.q = qkv, .k = cur, .v = cur + KD, .ldq = ld, .ldkv = (int)(2 * KD),
-                               .qpos = qpos, .kpos = kpos, .B = s->B, .Tq = Tl, .Tk = Tl,
-                               .H = s->H, .Hkv = s->Hkv, .hd = s->hd};
+        struct attn_block a = {.q = qkv,
+                               .k = cur,
+                               .v = cur + KD,
+                               .ldq = ld,
+                               .ldkv = (int)(2 * KD),
+                               .qpos = qpos,
+                               .kpos = kpos,
+                               .B = s->B,
+                               .Tq = Tl,
+                               .Tk = Tl,
+                               .H = s->H,
+                               .Hkv = s->Hkv,
+                               .hd = s->hd};
         attention_block_forward_cpu(out, lse, &a, step > 0);
         if (step + 1 < cp) {
             dist_cp_wait(d);
@@ -99,11 +109,21 @@ static void ring_backward(struct dist *d, float *dqkv, const float *dout, const 
     for (int step = 0; step < cp; step++) {
         const int owner = ((r - step) % cp + cp) % cp;
         cp_positions(kpos, Tl, cp, owner);
-        struct attn_block a = {.q = qkv, .k = cur, .v = cur + KD, .ldq = ld, .ldkv = (int)W4,
-                               .qpos = qpos, .kpos = kpos, .B = s->B, .Tq = Tl, .Tk = Tl,
-                               .H = s->H, .Hkv = s->Hkv, .hd = s->hd};
-        attention_block_backward_cpu(dqkv, cur + 2 * KD, cur + 3 * KD, ld, (int)W4, dout, out,
-                                     lse, &a);
+        struct attn_block a = {.q = qkv,
+                               .k = cur,
+                               .v = cur + KD,
+                               .ldq = ld,
+                               .ldkv = (int)W4,
+                               .qpos = qpos,
+                               .kpos = kpos,
+                               .B = s->B,
+                               .Tq = Tl,
+                               .Tk = Tl,
+                               .H = s->H,
+                               .Hkv = s->Hkv,
+                               .hd = s->hd};
+        attention_block_backward_cpu(dqkv, cur + 2 * KD, cur + 3 * KD, ld, (int)W4, dout, out, lse,
+                                     &a);
         /* pass the block (with its accumulated dK/dV) on; after cp passes it is home again */
         dist_cp_sendrecv(d, cur, nxt, blk);
         float *t = cur;
@@ -124,8 +144,15 @@ struct uly {
 };
 
 static struct uly uly_shape(const struct dist *d, const struct attn_shape *s) {
-    struct uly u = {.cp = d->cp, .B = s->B, .Tl = s->T, .T = s->T * d->cp, .hd = s->hd,
-                    .Hu = s->H / d->cp, .Hkvu = s->Hkv / d->cp, .H = s->H, .Hkv = s->Hkv};
+    struct uly u = {.cp = d->cp,
+                    .B = s->B,
+                    .Tl = s->T,
+                    .T = s->T * d->cp,
+                    .hd = s->hd,
+                    .Hu = s->H / d->cp,
+                    .Hkvu = s->Hkv / d->cp,
+                    .H = s->H,
+                    .Hkv = s->Hkv};
     u.HD = (size_t)u.H * u.hd;
     u.KD = (size_t)u.Hkv * u.hd;
     u.Du = (size_t)(u.Hu + 2 * u.Hkvu) * u.hd;
@@ -170,8 +197,8 @@ static void ulysses_forward(struct dist *d, float *out, const float *qkv,
                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
                        sizeof(float) * u.Du);
     }
-    struct attn_shape us = {.B = u.B, .T = u.T, .H = u.Hu, .Hkv = u.Hkvu, .hd = u.hd,
-                            .ld_qkv = (int)u.Du};
+    struct attn_shape us = {
+        .B = u.B, .T = u.T, .H = u.Hu, .Hkv = u.Hkvu, .hd = u.hd, .ld_qkv = (int)u.Du};
     attention_forward_cpu(ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     /* back: rank j gets, for its tokens, our head slice */
     for (int j = 0; j < u.cp; j++) {
@@ -212,8 +239,8 @@ static void ulysses_backward(struct dist *d, float *dqkv, const float *dout,
                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
                        sizeof(float) * u.HDu);
     }
-    struct attn_shape us = {.B = u.B, .T = u.T, .H = u.Hu, .Hkv = u.Hkvu, .hd = u.hd,
-                            .ld_qkv = (int)u.Du};
+    struct attn_shape us = {
+        .B = u.B, .T = u.T, .H = u.Hu, .Hkv = u.Hkvu, .hd = u.hd, .ld_qkv = (int)u.Du};
     attention_backward_cpu(u_dqkv, u_dout, ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     for (int j = 0; j < u.cp; j++) {
         cp_positions(pos, u.Tl, u.cp, j);

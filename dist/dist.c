@@ -128,14 +128,14 @@ void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses) {
     d->dp_rank = d->rank / (hp * cp);
     MPI_Comm *g = d->c->g;
     g[DIST_WORLD] = MPI_COMM_WORLD;
-    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank * cp + d->cp_rank, d->hp_rank,
-                                &g[DIST_HP]));
-    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank * hp + d->hp_rank, d->cp_rank,
-                                &g[DIST_CP]));
-    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->cp_rank * hp + d->hp_rank, d->dp_rank,
-                                &g[DIST_DP]));
-    HW_CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, d->hp_rank, d->dp_rank * cp + d->cp_rank,
-                                &g[DIST_DPCP]));
+    HW_CHECK_MPI(
+        MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank * cp + d->cp_rank, d->hp_rank, &g[DIST_HP]));
+    HW_CHECK_MPI(
+        MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank * hp + d->hp_rank, d->cp_rank, &g[DIST_CP]));
+    HW_CHECK_MPI(
+        MPI_Comm_split(MPI_COMM_WORLD, d->cp_rank * hp + d->hp_rank, d->dp_rank, &g[DIST_DP]));
+    HW_CHECK_MPI(
+        MPI_Comm_split(MPI_COMM_WORLD, d->hp_rank, d->dp_rank * cp + d->cp_rank, &g[DIST_DPCP]));
     for (int i = 1; i < DIST_GROUPS; i++)
         MPI_Comm_set_errhandler(g[i], MPI_ERRORS_RETURN);
 }
@@ -440,8 +440,7 @@ void dist_cp_sendrecv(struct dist *d, const float *send, float *recv, size_t n) 
 void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n) {
     double t0 = now();
     HW_ASSERT(n <= (size_t)2147483647);
-    HW_CHECK_MPI(
-        MPI_Alltoall(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
+    HW_CHECK_MPI(MPI_Alltoall(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
     /* every block but our own leaves this rank */
     account(d, DIST_KIND_CP_A2A, (double)(d->cp - 1) * n * sizeof(float), t0);
 }

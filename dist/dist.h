@@ -41,12 +41,12 @@ struct dist_stats {
 struct dist_comms; /* MPI communicators and request state, private to dist.c */
 
 struct dist {
-    int rank, world;        /* MPI_COMM_WORLD */
-    int initialized;        /* MPI_Init was called by dist_init */
-    int dp, cp, hp;         /* grid sizes */
+    int rank, world; /* MPI_COMM_WORLD */
+    int initialized; /* MPI_Init was called by dist_init */
+    int dp, cp, hp;  /* grid sizes */
     int dp_rank, cp_rank, hp_rank;
-    int ulysses;            /* context mode: 0 ring, 1 ulysses */
-    struct dist_comms *c;   /* NULL until dist_grid_init */
+    int ulysses;          /* context mode: 0 ring, 1 ulysses */
+    struct dist_comms *c; /* NULL until dist_grid_init */
     struct dist_stats stats;
 };
 

@@ -197,8 +197,8 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
     m->cp_ctx = HW_CALLOC((size_t)c->L, sizeof(*m->cp_ctx));
     m->cp_mem = NULL;
     if (m->d && m->cp > 1) {
-        struct attn_shape as = {.B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = c->hd,
-                                .ld_qkv = qkv_width(m)};
+        struct attn_shape as = {
+            .B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = c->hd, .ld_qkv = qkv_width(m)};
         size_t per = cp_ctx_floats(m->d, &as);
         if (per) {
             m->cp_mem = alloc_floats(per * (size_t)c->L);
@@ -285,8 +285,8 @@ double gpt_flops_per_token(const struct gpt_config *c, int T) {
      * causal attention: QK^T and PV, 2*2*T*hd*H/2 forward per token, x3 with backward. */
     const double qkv = (double)(c->H + 2 * c->Hkv) * c->hd;
     const double fin = c->mlp == GPT_MLP_SWIGLU ? 2.0 * c->F : (double)c->F;
-    double n = (double)c->L * (qkv * c->C + (double)c->H * c->hd * c->C + fin * c->C +
-                               (double)c->F * c->C) +
+    double n = (double)c->L *
+                   (qkv * c->C + (double)c->H * c->hd * c->C + fin * c->C + (double)c->F * c->C) +
                (double)c->V * c->C;
     double attn = (double)c->L * 3.0 * 2.0 * T * c->hd * c->H;
     return 6.0 * n + attn;
@@ -301,13 +301,12 @@ static void hp_sum(struct gpt *m, float *x, size_t n) {
 
 static void grads_ready(struct gpt *m, const float *from, const float *to) {
     if (m->grad_ready && to > from)
-        m->grad_ready(m->grad_ready_ctx, m->grad_mem + (from - m->param_mem),
-                      (size_t)(to - from));
+        m->grad_ready(m->grad_ready_ctx, m->grad_mem + (from - m->param_mem), (size_t)(to - from));
 }
 
 static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
-    struct attn_shape as = {.B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = m->c.hd,
-                            .ld_qkv = qkv_width(m)};
+    struct attn_shape as = {
+        .B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = m->c.hd, .ld_qkv = qkv_width(m)};
     return as;
 }
 

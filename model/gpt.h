@@ -45,8 +45,8 @@ struct gpt_config {
 
 /* One named parameter tensor inside the flat parameter block. */
 struct gpt_param {
-    char name[64]; /* stable name, e.g. "blocks.3.attn.wq" */
-    int ndim;      /* 1 or 2 */
+    char name[64];     /* stable name, e.g. "blocks.3.attn.wq" */
+    int ndim;          /* 1 or 2 */
     int64_t shape[2];  /* LOCAL shape held by this rank */
     int64_t gshape[2]; /* global shape */
     int64_t goff[2];   /* offset of the local block in the global tensor */

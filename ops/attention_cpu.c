@@ -156,9 +156,9 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                         const int32_t qlast = a->qpos[i0 + nq - 1];
                         for (int j0 = 0; j0 < Tk && a->kpos[j0] <= qlast; j0 += BK) {
                             const int nk = Tk - j0 < BK ? Tk - j0 : BK;
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd,
-                                        scale, qb + (size_t)i0 * a->ldq, a->ldq,
-                                        kb + (size_t)j0 * a->ldkv, a->ldkv, 0.0f, P, BK);
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
+                                        qb + (size_t)i0 * a->ldq, a->ldq, kb + (size_t)j0 * a->ldkv,
+                                        a->ldkv, 0.0f, P, BK);
                             for (int r = 0; r < nq; r++) {
                                 float *pr = P + r * BK;
                                 const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
@@ -211,9 +211,19 @@ static int32_t *iota(int T) {
 void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s) {
     int32_t *pos = iota(s->T);
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
-    struct attn_block a = {.q = qkv, .k = qkv + HD, .v = qkv + HD + KD, .ldq = s->ld_qkv,
-                           .ldkv = s->ld_qkv, .qpos = pos, .kpos = pos, .B = s->B, .Tq = s->T,
-                           .Tk = s->T, .H = s->H, .Hkv = s->Hkv, .hd = s->hd};
+    struct attn_block a = {.q = qkv,
+                           .k = qkv + HD,
+                           .v = qkv + HD + KD,
+                           .ldq = s->ld_qkv,
+                           .ldkv = s->ld_qkv,
+                           .qpos = pos,
+                           .kpos = pos,
+                           .B = s->B,
+                           .Tq = s->T,
+                           .Tk = s->T,
+                           .H = s->H,
+                           .Hkv = s->Hkv,
+                           .hd = s->hd};
     attention_block_forward_cpu(out, lse, &a, 0);
     free(pos);
 }
@@ -225,9 +235,19 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
     const size_t W = HD + 2 * KD;
     for (size_t r = 0; r < (size_t)s->B * s->T; r++)
         memset(dqkv + r * s->ld_qkv, 0, sizeof(float) * W);
-    struct attn_block a = {.q = qkv, .k = qkv + HD, .v = qkv + HD + KD, .ldq = s->ld_qkv,
-                           .ldkv = s->ld_qkv, .qpos = pos, .kpos = pos, .B = s->B, .Tq = s->T,
-                           .Tk = s->T, .H = s->H, .Hkv = s->Hkv, .hd = s->hd};
+    struct attn_block a = {.q = qkv,
+                           .k = qkv + HD,
+                           .v = qkv + HD + KD,
+                           .ldq = s->ld_qkv,
+                           .ldkv = s->ld_qkv,
+                           .qpos = pos,
+                           .kpos = pos,
+                           .B = s->B,
+                           .Tq = s->T,
+                           .Tk = s->T,
+                           .H = s->H,
+                           .Hkv = s->Hkv,
+                           .hd = s->hd};
     attention_block_backward_cpu(dqkv, dqkv + HD, dqkv + HD + KD, s->ld_qkv, s->ld_qkv, dout, out,
                                  lse, &a);
     free(pos);

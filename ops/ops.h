@@ -36,8 +36,7 @@ struct ops {
                          int n_heads, int hd, int ld, const int32_t *pos);
     void (*rope_backward)(float *dx, const float *cos_t, const float *sin_t, int B, int T,
                           int n_heads, int hd, int ld, const int32_t *pos);
-    void (*attention_block_forward)(float *out, float *lse, const struct attn_block *a,
-                                    int merge);
+    void (*attention_block_forward)(float *out, float *lse, const struct attn_block *a, int merge);
     void (*attention_block_backward)(float *dq, float *dk, float *dv, int lddq, int lddkv,
                                      const float *dout, const float *out, const float *lse,
                                      const struct attn_block *a);

@@ -38,7 +38,7 @@ err_has "$T/text.h5: not a readable HDF5 token shard"
 expect_exit 0 "train 4 steps" "$HW" train "$@" run.dir="$T/r"
 sums() { md5sum "$T"/r/ckpt_*.h5 "$T/r/latest"; }
 sums >"$T/sums.before"
-expect_exit 1 "resume with another model shape" "$HW" train "$@" run.dir="$T/r" model.d_model=64 train.steps=6
+expect_exit 2 "resume with another model shape" "$HW" train "$@" run.dir="$T/r" model.d_model=64 train.steps=6
 err_has "checkpoint model 'd_model=32 n_layers=2"
 err_has "does not match the config's model 'd_model=64"
 prepare_tiny_other() { "$HW" data prepare --synthetic --bytes 100000 --vocab 280 --out "$1" >/dev/null; }

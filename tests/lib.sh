@@ -48,3 +48,16 @@ finish() {
 prepare_tiny() { # DIR
     "$HW" data prepare --synthetic --bytes 200000 --vocab 300 --out "$1" >/dev/null
 }
+# mpirun as the tests need it: oversubscribed 2-core machines, root allowed, one thread a rank
+MPIRUN="mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+# close A B TOL: every "loss grad_norm" pair of two metric_lines files agrees within rel TOL
+close() {
+    awk -v tol="$3" 'NR==FNR { a[FNR] = $2 " " $4; n = FNR; next }
+        { split(a[FNR], x, " ");
+          if (FNR > n) bad = 1;
+          for (i = 1; i <= 2; i++) { v = (i == 1 ? $2 : $4); d = x[i] - v; if (d < 0) d = -d;
+              s = v < 0 ? -v : v; if (s < 1) s = 1; if (d > tol * s) bad = 1 } m = FNR }
+        END { exit (bad || m != n) }' "$1" "$2"
+}

@@ -32,6 +32,19 @@ run_one() { # name, command...
         tail -n 25 "$logdir/$name.log" | sed 's/^/    | /'
     fi
 }
+for t in "$BUILD"/tests/mpi_*; do
+    case "$t" in *.d) continue ;; esac
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    if ! command -v mpirun >/dev/null 2>&1; then
+        echo "$name SKIP (mpirun not installed)"
+        continue
+    fi
+    for np in 2 4; do
+        ASAN_OPTIONS=detect_leaks=0 run_one "${name}_np$np" mpirun -np $np --oversubscribe \
+            --bind-to none -x OMP_NUM_THREADS=1 "$t"
+    done
+done
 for t in "$BUILD"/tests/test_*; do
     case "$t" in *.d) continue ;; esac
     [ -x "$t" ] || continue

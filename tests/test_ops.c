@@ -219,7 +219,6 @@ static void test_attention_shape(int B, int T, int H, int Hkv, int hd) {
     free(kc), free(vc), free(od), free(scr);
 }
 
-
 /* ---- block attention: zig-zag chunks, LSE merges, split backward ------------------------ */
 /* The sequence of T = 4c tokens is cut into chunks 0..3; "rank 0" holds chunks {0,3} and "rank 1"
  * holds {1,2} (zig-zag for cp = 2). Attending rank 0's queries to both ranks' K/V blocks in
@@ -261,9 +260,19 @@ static void test_attention_blocks(void) {
         for (int order = 0; order < 2; order++) {
             for (int step = 0; step < 2; step++) {
                 int owner = order ? 1 - step : step;
-                struct attn_block a = {.q = lq[r], .k = lq[owner] + HD, .v = lq[owner] + HD + KD,
-                                       .ldq = ld, .ldkv = ld, .qpos = pos[r], .kpos = pos[owner],
-                                       .B = B, .Tq = Tl, .Tk = Tl, .H = H, .Hkv = Hkv, .hd = hd};
+                struct attn_block a = {.q = lq[r],
+                                       .k = lq[owner] + HD,
+                                       .v = lq[owner] + HD + KD,
+                                       .ldq = ld,
+                                       .ldkv = ld,
+                                       .qpos = pos[r],
+                                       .kpos = pos[owner],
+                                       .B = B,
+                                       .Tq = Tl,
+                                       .Tk = Tl,
+                                       .H = H,
+                                       .Hkv = Hkv,
+                                       .hd = hd};
                 attention_block_forward_cpu(lout[r], llse[r], &a, step > 0);
             }
             for (int b = 0; b < B; b++)
@@ -284,9 +293,19 @@ static void test_attention_blocks(void) {
     /* backward: rank r's queries against each K/V block; dK/dV land with the block's owner */
     for (int r = 0; r < 2; r++)
         for (int owner = 0; owner < 2; owner++) {
-            struct attn_block a = {.q = lq[r], .k = lq[owner] + HD, .v = lq[owner] + HD + KD,
-                                   .ldq = ld, .ldkv = ld, .qpos = pos[r], .kpos = pos[owner],
-                                   .B = B, .Tq = Tl, .Tk = Tl, .H = H, .Hkv = Hkv, .hd = hd};
+            struct attn_block a = {.q = lq[r],
+                                   .k = lq[owner] + HD,
+                                   .v = lq[owner] + HD + KD,
+                                   .ldq = ld,
+                                   .ldkv = ld,
+                                   .qpos = pos[r],
+                                   .kpos = pos[owner],
+                                   .B = B,
+                                   .Tq = Tl,
+                                   .Tk = Tl,
+                                   .H = H,
+                                   .Hkv = Hkv,
+                                   .hd = hd};
             attention_block_backward_cpu(ldq[r], ldkv[owner] + HD, ldkv[owner] + HD + KD, ld, ld,
                                          ldout[r], lout[r], llse[r], &a);
         }

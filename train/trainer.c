@@ -9,8 +9,8 @@
 #include "../datasets/bpe.h"
 #include "../datasets/shards.h"
 #include "../model/gpt.h"
-#include "../ops/ops.h"
 #include "../ops/adamw.h"
+#include "../ops/ops.h"
 #include "optim.h"
 #include "signals.h"
 
@@ -457,8 +457,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
             rc = next_local_batch(&r, &r.train, tk, tg, err);
             if (rc)
                 break;
-            loss_sum +=
-                gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
+            loss_sum += gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
             /* the data-parallel all-reduce overlaps the last micro-step's backward */
             r.model.grad_ready = a + 1 == A && d->dp * d->cp > 1 ? push_grads : NULL;
             r.model.grad_ready_ctx = &r;
