@@ -299,6 +299,13 @@ static void hp_sum(struct gpt *m, float *x, size_t n) {
         dist_allreduce_f32(m->d, DIST_HP, x, n, DIST_KIND_HP_REDUCE);
 }
 
+/* Let in-flight gradient buckets move: MPI progresses messages only inside MPI calls, so the
+ * backward pokes it between kernels. */
+static void progress(struct gpt *m) {
+    if (m->d && m->grad_ready)
+        dist_grad_progress(m->d);
+}
+
 static void grads_ready(struct gpt *m, const float *from, const float *to) {
     if (m->grad_ready && to > from)
         m->grad_ready(m->grad_ready_ctx, m->grad_mem + (from - m->param_mem), (size_t)(to - from));
@@ -375,15 +382,18 @@ void gpt_backward(struct gpt *m) {
         struct gpt_layer *g = &m->g.layers[l];
         /* MLP residual: dx flows to x_mid unchanged, plus through the MLP */
         o->matmul_backward(m->da, g->w_out, m->dx, a->a, w->w_out, N, F, C, 0.0f);
+        progress(m);
         if (c->mlp == GPT_MLP_SWIGLU)
             o->swiglu_backward(m->dh, m->da, a->h, N, F);
         else
             o->gelu_backward(m->dh, m->da, a->h, N, F);
         o->matmul_backward(m->dn, g->w_in, m->dh, a->n2, w->w_in, N, C, Fin, 0.0f);
+        progress(m);
         hp_sum(m, m->dn, NC);
         o->rmsnorm_backward(m->dx, g->mlp_norm, m->dn, a->x_mid, w->mlp_norm, a->rstd2, N, C);
         /* attention residual */
         o->matmul_backward(m->datt, g->wo, m->dx, a->att, w->wo, N, HD, C, 0.0f);
+        progress(m);
         if (m->cp > 1)
             cp_attention_backward(m->d, m->dqkv, m->datt, a->att, a->lse, a->qkv, &as,
                                   &m->cp_ctx[l], &m->cp_work);
@@ -391,7 +401,9 @@ void gpt_backward(struct gpt *m) {
             o->attention_backward(m->dqkv, m->datt, a->att, a->lse, a->qkv, &as);
         o->rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
         o->rope_backward(m->dqkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
+        progress(m);
         o->matmul_backward(m->dn, g->wqkv, m->dqkv, a->n1, w->wqkv, N, C, D, 0.0f);
+        progress(m);
         hp_sum(m, m->dn, NC);
         o->rmsnorm_backward(m->dx, g->attn_norm, m->dn, a->x_in, w->attn_norm, a->rstd1, N, C);
         grads_ready(m, w->attn_norm, l + 1 < c->L ? m->w.layers[l + 1].attn_norm : m->w.final_norm);

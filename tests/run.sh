@@ -35,13 +35,13 @@ run_one() { # name, command...
 for t in "$BUILD"/tests/mpi_*; do
     case "$t" in *.d) continue ;; esac
     [ -x "$t" ] || continue
-    name=$(basename "$t")
+    base=$(basename "$t")
     if ! command -v mpirun >/dev/null 2>&1; then
-        echo "$name SKIP (mpirun not installed)"
+        echo "$base SKIP (mpirun not installed)"
         continue
     fi
     for np in 2 4; do
-        ASAN_OPTIONS=detect_leaks=0 run_one "${name}_np$np" mpirun -np $np --oversubscribe \
+        ASAN_OPTIONS=detect_leaks=0 run_one "${base}_np$np" mpirun -np $np --oversubscribe \
             --bind-to none -x OMP_NUM_THREADS=1 "$t"
     done
 done
