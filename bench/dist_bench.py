@@ -32,7 +32,7 @@ def run(hw, np_, overrides, run_dir, bind="none"):
         return [json.loads(line) for line in f]
 
 
-def formulas(dp, hp, cp, ulysses, m):
+def formulas(dp, hp, cp, ulysses, m, zero=False):
     """Bytes rank 0 sends per step for each collective kind, by the textbook formulas
     (REFERENCE.md section 6): ring all-reduce 2(p-1)/p x size; ring attention passes K/V
     (cp-1) times forward and (K, V, dK, dV) cp times backward; Ulysses moves (cp-1)/cp of
@@ -45,8 +45,11 @@ def formulas(dp, hp, cp, ulysses, m):
     psi = V * C + C + L * (2 * C + (Hl + 2 * Hkvl) * hd * C + C * Hl * hd + 3 * Fl * C)
     out = {}
     p = dp * cp
-    if p > 1:
+    if p > 1 and not zero:
         out["dp_grad"] = 2 * (p - 1) / p * psi * f
+    if p > 1 and zero:  # ZeRO-1: reduce-scatter of the gradients, all-gather of the parameters
+        out["dp_grad"] = (p - 1) / p * psi * f
+        out["zero_ag"] = (p - 1) / p * psi * f
     if hp > 1:
         out["hp_reduce"] = 4 * L * 2 * (hp - 1) / hp * B * T * C * f
     if cp > 1 and not ulysses:
@@ -62,8 +65,8 @@ MODEL = dict(C=384, L=6, H=6, Hkv=6, hd=64, F=1024, V=8192, B=8, T=256)
 
 
 def bytes_bench(hw, steps):
-    grids = [(2, 1, 1, "ring"), (1, 2, 1, "ring"), (1, 1, 2, "ring"), (1, 1, 2, "ulysses"),
-             (2, 2, 1, "ring"), (1, 2, 2, "ring")]
+    grids = [(2, 1, 1, "ring"), (2, 1, 1, "zero"), (1, 2, 1, "ring"), (1, 1, 2, "ring"),
+             (1, 1, 2, "ulysses"), (2, 2, 1, "ring"), (1, 2, 2, "ring")]
     print(f"{'grid (data x heads x context)':34} {'kind':10} {'measured B':>14} "
           f"{'formula B':>14} {'ratio':>7}")
     worst = 0.0
@@ -71,13 +74,13 @@ def bytes_bench(hw, steps):
         np_ = dp * hp * cp
         # heads must divide by the head ranks and, for Ulysses, the local heads by context
         ov = [f"dist.data={dp}", f"dist.heads={hp}", f"dist.context={cp}",
-              f"dist.context_mode={mode}", f"train.steps={steps}", "train.threads=1",
+              f"dist.context_mode={'ulysses' if mode == 'ulysses' else 'ring'}",
+              f"dist.zero={'true' if mode == 'zero' else 'false'}", f"train.steps={steps}",
+              "train.threads=1",
               "run.ckpt_every=0"]
-        if hp == 2 and mode == "ulysses":
-            continue
         rows = run(hw, np_, ov, f"runs/bench-dist/{dp}{hp}{cp}{mode}")
         last = rows[-1]
-        want = formulas(dp, hp, cp, mode == "ulysses", MODEL)
+        want = formulas(dp, hp, cp, mode == "ulysses", MODEL, zero=mode == "zero")
         for kind, fb in want.items():
             got = last["comm"].get(kind, {}).get("bytes", 0.0)
             r = got / fb

@@ -122,6 +122,9 @@ static const struct key keys[] = {
     K_INT(dist.bucket_kb, 0, 0, 16777216,
           "gradient all-reduce bucket size in KiB, launched during the backward; 0 = one bucket "
           "per layer"),
+    K_BOOL(dist.zero, 0,
+           "ZeRO-1: reduce-scatter the gradients, keep the AdamW moments of 1/(data*context) of "
+           "the parameters per rank, all-gather the updated parameters"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 _Static_assert(N_KEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");

@@ -65,6 +65,7 @@ struct cfg_dist {
     int context;                     /* context (sequence) parallel ranks */
     char context_mode[CFG_NAME_MAX]; /* "ring" | "ulysses" */
     int bucket_kb;                   /* gradient all-reduce bucket size; 0 = one per layer */
+    int zero;                        /* ZeRO-1: shard the optimizer state over data x context */
 };
 
 #define CFG_MAX_KEYS  64

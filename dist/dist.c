@@ -30,14 +30,15 @@
 #define TAG_RING    7
 #define TAG_CP      9
 
-const char *const dist_kind_names[DIST_KINDS] = {"dp_grad", "hp_reduce", "cp_ring", "cp_a2a",
-                                                 "other"};
+const char *const dist_kind_names[DIST_KINDS] = {"dp_grad", "hp_reduce", "cp_ring",
+                                                 "cp_a2a",  "zero_ag",   "other"};
 
 /* One ring all-reduce in flight: reduce-scatter then all-gather, p-1 steps each. */
 struct ring_op {
     float *buf;
     size_t n;
     int phase; /* 0 reduce-scatter, 1 all-gather, 2 done */
+    int end;   /* the phase that means done: 2, or 1 for a reduce-scatter alone */
     int step;
     int tag;
     MPI_Request req[2];
@@ -49,6 +50,7 @@ struct dist_comms {
     MPI_Comm g[DIST_GROUPS];
     struct ring_op bucket[MAX_BUCKETS];
     int n_buckets, n_done;
+    int rs_only; /* ZeRO-1: buckets end after the reduce-scatter */
     MPI_Request cp_req[2];
     float *tmp; /* blocking all-reduce scratch */
     size_t tmp_cap;
@@ -319,8 +321,10 @@ static double ring_advance(struct ring_op *op, MPI_Comm comm, int p, int r) {
         op->step = 0;
         op->phase++;
     }
-    if (op->phase == 2)
+    if (op->phase >= op->end) {
+        op->phase = 2;
         return 0.0;
+    }
     return ring_post(op, comm, p, r);
 }
 
@@ -328,6 +332,7 @@ static void ring_start(struct ring_op *op, float *buf, size_t n, int tag, int p)
     op->buf = buf;
     op->n = n;
     op->phase = 0;
+    op->end = 2;
     op->step = 0;
     op->tag = tag;
     grow(&op->tmp, &op->tmp_cap, n / (size_t)p + 1);
@@ -368,6 +373,7 @@ void dist_grad_push(struct dist *d, float *buf, size_t n) {
     HW_ASSERT(c->n_buckets < MAX_BUCKETS);
     struct ring_op *op = &c->bucket[c->n_buckets];
     ring_start(op, buf, n, TAG_GRAD + c->n_buckets, p);
+    op->end = c->rs_only ? 1 : 2;
     c->n_buckets++;
     double bytes = ring_post(op, c->g[DIST_DPCP], p, dist_group_rank(d, DIST_DPCP));
     account(d, DIST_KIND_DP_GRAD, bytes, t0);
@@ -411,6 +417,40 @@ void dist_grad_finish(struct dist *d) {
     c->n_buckets = c->n_done = 0;
     d->stats.bytes[DIST_KIND_DP_GRAD] += bytes;
     d->stats.seconds[DIST_KIND_DP_GRAD] += now() - t0;
+}
+
+void dist_grad_set_reduce_scatter(struct dist *d, int on) {
+    if (d->c)
+        d->c->rs_only = on;
+}
+
+void dist_owned_chunk(const struct dist *d, size_t n, size_t *lo, size_t *hi) {
+    int p = d->dp * d->cp, r = dist_group_rank(d, DIST_DPCP);
+    int c = mod(r + 1, p); /* after p-1 reduce-scatter steps rank r holds chunk r+1 */
+    *lo = chunk_lo(n, p, c);
+    *hi = chunk_lo(n, p, c + 1);
+}
+
+void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kind) {
+    int p = d->dp * d->cp;
+    if (p <= 1 || n == 0)
+        return;
+    double t0 = now(), bytes = 0.0;
+    MPI_Comm comm = d->c->g[DIST_DPCP];
+    int r = dist_group_rank(d, DIST_DPCP);
+    struct ring_op op;
+    memset(&op, 0, sizeof(op));
+    op.buf = buf;
+    op.n = n;
+    op.phase = 1;
+    op.end = 2;
+    op.tag = TAG_RING + 1;
+    bytes += ring_post(&op, comm, p, r);
+    while (op.phase < 2) {
+        HW_CHECK_MPI(MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
+        bytes += ring_advance(&op, comm, p, r);
+    }
+    account(d, kind, bytes, t0);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -28,6 +28,7 @@ enum dist_kind {
     DIST_KIND_HP_REDUCE, /* head-parallel activation/gradient all-reduces */
     DIST_KIND_CP_RING,   /* ring attention K/V (and dK/dV) passes */
     DIST_KIND_CP_A2A,    /* Ulysses all-to-all */
+    DIST_KIND_ZERO_AG,   /* ZeRO-1 parameter all-gather after the sharded update */
     DIST_KIND_OTHER,     /* scalars: losses, norms, flags */
     DIST_KINDS
 };
@@ -81,6 +82,14 @@ void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,
  * gradients are final (ring all-reduce in flight), call progress between layers, finish waits
  * for all. Buckets must be pushed in the same order on every rank. */
 void dist_grad_push(struct dist *d, float *buf, size_t n);
+/* ZeRO-1: buckets stop after the reduce-scatter; this rank then holds the full sum only of its
+ * own chunk of each bucket (dist_owned_chunk). */
+void dist_grad_set_reduce_scatter(struct dist *d, int on);
+/* The chunk [*lo, *hi) of an n-float bucket that this rank owns after a reduce-scatter over
+ * DIST_DPCP, and that it sends first in the matching all-gather. */
+void dist_owned_chunk(const struct dist *d, size_t n, size_t *lo, size_t *hi);
+/* Blocking ring all-gather over DIST_DPCP of an n-float bucket whose owned chunk is final. */
+void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kind);
 void dist_grad_progress(struct dist *d);
 void dist_grad_finish(struct dist *d);
 

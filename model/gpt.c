@@ -108,6 +108,8 @@ static void build_table(struct gpt *m) {
         add_param(m, &cap, "lm_head.weight", c->V, c->C, -1, 1, std);
 }
 
+static void build_blocks(struct gpt *m);
+
 static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
     const struct gpt_config *c = &m->c;
     int i = 0;
@@ -154,6 +156,7 @@ void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops,
     m->g.layers = HW_CALLOC((size_t)gc->L, sizeof(struct gpt_layer));
     carve(m, &m->w, m->param_mem);
     carve(m, &m->g, m->grad_mem);
+    build_blocks(m);
     m->rope_cos = alloc_floats((size_t)gc->max_T * gc->hd / 2);
     m->rope_sin = alloc_floats((size_t)gc->max_T * gc->hd / 2);
     rope_tables(m->rope_cos, m->rope_sin, gc->max_T, gc->hd, gc->rope_theta);
@@ -266,6 +269,8 @@ void gpt_free(struct gpt *m) {
     free(m->cp_ctx);
     free(m->cp_mem);
     cp_work_free(&m->cp_work);
+    free(m->block_off);
+    free(m->block_len);
     memset(m, 0, sizeof(*m));
 }
 
@@ -306,9 +311,29 @@ static void progress(struct gpt *m) {
         dist_grad_progress(m->d);
 }
 
-static void grads_ready(struct gpt *m, const float *from, const float *to) {
-    if (m->grad_ready && to > from)
-        m->grad_ready(m->grad_ready_ctx, m->grad_mem + (from - m->param_mem), (size_t)(to - from));
+static void grads_ready(struct gpt *m, int k) {
+    if (m->grad_ready)
+        m->grad_ready(m->grad_ready_ctx, k);
+}
+
+/* The gradient blocks in backward order (see gpt.h). */
+static void build_blocks(struct gpt *m) {
+    const struct gpt_config *c = &m->c;
+    const size_t end = m->num_params, fn = (size_t)(m->w.final_norm - m->param_mem);
+    m->n_blocks = c->L + 2;
+    m->block_off = HW_MALLOC(sizeof(size_t) * (size_t)m->n_blocks);
+    m->block_len = HW_MALLOC(sizeof(size_t) * (size_t)m->n_blocks);
+    int k = 0;
+    m->block_off[k] = fn;
+    m->block_len[k++] = c->tied ? (size_t)c->C : end - fn;
+    for (int l = c->L - 1; l >= 0; l--) {
+        size_t lo = (size_t)(m->w.layers[l].attn_norm - m->param_mem);
+        size_t hi = l + 1 < c->L ? (size_t)(m->w.layers[l + 1].attn_norm - m->param_mem) : fn;
+        m->block_off[k] = lo;
+        m->block_len[k++] = hi - lo;
+    }
+    m->block_off[k] = 0;
+    m->block_len[k++] = (size_t)c->V * c->C;
 }
 
 static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
@@ -367,7 +392,6 @@ void gpt_backward(struct gpt *m) {
     const int B = m->B, T = m->T, N = B * T, C = c->C, D = qkv_width(m), HD = m->Hl * c->hd;
     const int Fin = fin_width(m), F = m->Fl;
     const size_t NC = (size_t)N * C;
-    const float *p_end = m->param_mem + m->num_params;
     struct attn_shape as = local_attn_shape(m, B, T);
     /* logits -> final norm -> residual stream gradient dx */
     o->matmul_backward(m->dn, m->g.lm_head, m->logits, m->n_final, m->w.lm_head, N, C, c->V, 0.0f);
@@ -375,7 +399,7 @@ void gpt_backward(struct gpt *m) {
     o->rmsnorm_backward(m->dx, m->g.final_norm, m->dn, m->x_final, m->w.final_norm, m->rstd_final,
                         N, C);
     /* final norm (and an untied head) are done; a tied head is finished with the embedding */
-    grads_ready(m, m->w.final_norm, c->tied ? m->w.final_norm + C : p_end);
+    grads_ready(m, 0);
     for (int l = c->L - 1; l >= 0; l--) {
         struct gpt_layer_acts *a = &m->acts[l];
         const struct gpt_layer *w = &m->w.layers[l];
@@ -406,10 +430,10 @@ void gpt_backward(struct gpt *m) {
         progress(m);
         hp_sum(m, m->dn, NC);
         o->rmsnorm_backward(m->dx, g->attn_norm, m->dn, a->x_in, w->attn_norm, a->rstd1, N, C);
-        grads_ready(m, w->attn_norm, l + 1 < c->L ? m->w.layers[l + 1].attn_norm : m->w.final_norm);
+        grads_ready(m, c->L - l);
     }
     o->embed_backward(m->g.wte, m->dx, m->tokens, N, C);
-    grads_ready(m, m->w.wte, m->w.wte + (size_t)c->V * C);
+    grads_ready(m, c->L + 1);
 }
 
 /* ----------------------------------------------------------------------------------------- */

@@ -111,9 +111,14 @@ struct gpt {
     struct cp_attn_ctx *cp_ctx; /* (L) Ulysses state per layer */
     float *cp_mem;
     struct cp_work cp_work;
-    /* called with each contiguous block of gradients as soon as the backward has finished it
-     * (last layer first), to overlap the data-parallel all-reduce with the backward */
-    void (*grad_ready)(void *ctx, float *g, size_t n);
+    /* Gradient blocks in the order the backward finishes them: the final norm (with an untied
+     * head), the layers from last to first, the token embedding (with a tied head). Each is a
+     * contiguous range of the parameter block. */
+    int n_blocks;
+    size_t *block_off, *block_len;
+    /* called with block k's gradients as soon as the backward has finished them, to overlap
+     * the data-parallel all-reduce with the backward */
+    void (*grad_ready)(void *ctx, int k);
     void *grad_ready_ctx;
 };
 

@@ -1,4 +1,4 @@
-/* train/optim.c -- AdamW driver, schedule and clipping (see optim.h). */
+/* train/optim.c -- AdamW over segments, schedule and clipping (see optim.h). */
 #include "optim.h"
 
 #include "../core/check.h"
@@ -6,18 +6,26 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
-void optim_init(struct optim *o, size_t n) {
-    o->m = HW_CALLOC(n, sizeof(float));
-    o->v = HW_CALLOC(n, sizeof(float));
-    o->n = n;
+void optim_init(struct optim *o, const struct optim_seg *seg, int n_seg) {
+    memset(o, 0, sizeof(*o));
+    o->seg = HW_MALLOC(sizeof(*o->seg) * (size_t)(n_seg ? n_seg : 1));
+    o->n_seg = n_seg;
+    for (int i = 0; i < n_seg; i++) {
+        o->seg[i] = seg[i];
+        o->seg[i].state = o->n;
+        o->n += seg[i].len;
+    }
+    o->m = HW_CALLOC(o->n, sizeof(float));
+    o->v = HW_CALLOC(o->n, sizeof(float));
 }
 
 void optim_free(struct optim *o) {
     free(o->m);
     free(o->v);
-    o->m = o->v = NULL;
-    o->n = 0;
+    free(o->seg);
+    memset(o, 0, sizeof(*o));
 }
 
 double optim_lr(const struct cfg_train *t, int step) {
@@ -30,16 +38,50 @@ double optim_lr(const struct cfg_train *t, int step) {
     return t->min_lr + 0.5 * (t->lr - t->min_lr) * (1.0 + cos(3.14159265358979323846 * progress));
 }
 
-double optim_grad_norm(const struct gpt *m) {
-    return sqrt(sumsq_cpu(m->grad_mem, m->num_params));
+/* Call f on every (segment, parameter) overlap: [lo, hi) in the parameter block. */
+#define FOR_OVERLAPS(o, m, body)                                                                   \
+    for (int si = 0; si < (o)->n_seg; si++) {                                                      \
+        const struct optim_seg *sg = &(o)->seg[si];                                                \
+        for (int pi = 0; pi < (m)->n_params; pi++) {                                               \
+            const struct gpt_param *p = &(m)->params[pi];                                          \
+            size_t lo = p->offset > sg->off ? p->offset : sg->off;                                 \
+            size_t hi = p->offset + p->numel < sg->off + sg->len ? p->offset + p->numel            \
+                                                                 : sg->off + sg->len;              \
+            if (lo >= hi)                                                                          \
+                continue;                                                                          \
+            body                                                                                   \
+        }                                                                                          \
+    }
+
+double optim_grad_sumsq(const struct optim *o, const struct gpt *m, int hp_rank) {
+    double ss = 0.0;
+    FOR_OVERLAPS(o, m, {
+        if (p->shard_dim >= 0 || hp_rank == 0)
+            ss += sumsq_cpu(m->grad_mem + lo, hi - lo);
+    })
+    return ss;
 }
 
 void optim_step(struct optim *o, struct gpt *m, const struct cfg_train *tc, float lr, int t,
                 float grad_scale) {
-    for (int i = 0; i < m->n_params; i++) {
-        const struct gpt_param *p = &m->params[i];
-        adamw_update_cpu(m->param_mem + p->offset, o->m + p->offset, o->v + p->offset,
-                         m->grad_mem + p->offset, p->numel, lr, (float)tc->beta1, (float)tc->beta2,
-                         (float)tc->eps, p->decay ? (float)tc->weight_decay : 0.0f, t, grad_scale);
+    FOR_OVERLAPS(o, m, {
+        size_t st = sg->state + (lo - sg->off);
+        adamw_update_cpu(m->param_mem + lo, o->m + st, o->v + st, m->grad_mem + lo, hi - lo, lr,
+                         (float)tc->beta1, (float)tc->beta2, (float)tc->eps,
+                         p->decay ? (float)tc->weight_decay : 0.0f, t, grad_scale);
+    })
+}
+
+void optim_export(const struct optim *o, float *full_m, float *full_v) {
+    for (int i = 0; i < o->n_seg; i++) {
+        memcpy(full_m + o->seg[i].off, o->m + o->seg[i].state, sizeof(float) * o->seg[i].len);
+        memcpy(full_v + o->seg[i].off, o->v + o->seg[i].state, sizeof(float) * o->seg[i].len);
+    }
+}
+
+void optim_import(struct optim *o, const float *full_m, const float *full_v) {
+    for (int i = 0; i < o->n_seg; i++) {
+        memcpy(o->m + o->seg[i].state, full_m + o->seg[i].off, sizeof(float) * o->seg[i].len);
+        memcpy(o->v + o->seg[i].state, full_v + o->seg[i].off, sizeof(float) * o->seg[i].len);
     }
 }

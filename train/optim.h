@@ -1,6 +1,10 @@
-/* train/optim.h -- AdamW state over the model's flat parameter block, the learning-rate
- * schedule (linear warmup, cosine decay to min_lr) and global-norm gradient clipping.
- * Norm gains (parameters with decay == 0) get no weight decay. */
+/* train/optim.h -- AdamW state, the learning-rate schedule (linear warmup, cosine decay to
+ * min_lr) and global-norm gradient clipping. Norm gains (decay == 0) get no weight decay.
+ *
+ * The state covers a list of segments of the model's flat parameter block: one segment (the
+ * whole block) normally, or, under ZeRO-1, the chunks of each gradient bucket this rank owns,
+ * so the moments take 1/(data x context) of the memory. AdamW is elementwise, so a sharded
+ * update is bit-identical to the whole one. */
 #ifndef HW_OPTIM_H
 #define HW_OPTIM_H
 
@@ -9,19 +13,32 @@
 
 #include <stddef.h>
 
-struct optim {
-    float *m, *v; /* (num_params) first and second moments, same layout as the parameters */
-    size_t n;
+struct optim_seg {
+    size_t off;   /* start in the parameter block */
+    size_t len;   /* floats */
+    size_t state; /* start in m/v */
 };
 
-void optim_init(struct optim *o, size_t n);
+struct optim {
+    float *m, *v; /* (n) first and second moments of the segments, back to back */
+    size_t n;
+    struct optim_seg *seg;
+    int n_seg;
+};
+
+/* State for the given segments (copied; their .state is filled in). */
+void optim_init(struct optim *o, const struct optim_seg *seg, int n_seg);
 void optim_free(struct optim *o);
 /* Learning rate of optimizer step `step` (0-based). */
 double optim_lr(const struct cfg_train *t, int step);
-/* Global L2 norm of the gradient (double, deterministic). */
-double optim_grad_norm(const struct gpt *m);
-/* One AdamW step (t is 1-based) with the gradient scaled by grad_scale (clipping). */
+/* Sum of squared gradients over the segments; tensors split over head ranks count on every
+ * head rank, replicated ones only on head rank 0 (the caller sums over the groups). */
+double optim_grad_sumsq(const struct optim *o, const struct gpt *m, int hp_rank);
+/* One AdamW step (t is 1-based) over the segments, gradient scaled by grad_scale. */
 void optim_step(struct optim *o, struct gpt *m, const struct cfg_train *tc, float lr, int t,
                 float grad_scale);
+/* Copy the moments into / out of full parameter-shaped buffers (other elements untouched). */
+void optim_export(const struct optim *o, float *full_m, float *full_v);
+void optim_import(struct optim *o, const float *full_m, const float *full_v);
 
 #endif /* HW_OPTIM_H */

@@ -37,6 +37,10 @@ struct run {
     int32_t *g_tokens, *g_targets; /* (B, T): one global micro-batch as read */
     int32_t *tokens, *targets;     /* (grad_accum, B/dp, T/cp): this rank's slices */
     int Bl, Tl;                    /* local sequences and tokens per sequence */
+    int zero;                      /* ZeRO-1 in effect */
+    int n_buckets;                 /* gradient buckets: the model's blocks cut to bucket_kb */
+    size_t *bk_off, *bk_len;
+    int *blk_first, *blk_count; /* (n_blocks) first bucket and bucket count of each block */
     char metrics_path[CFG_PATH_MAX + 32];
     char last_ckpt[CKPT_PATH_LEN];
     int step; /* optimizer steps completed */
@@ -57,6 +61,8 @@ int train_load_tokenizer(const struct hw_config *c, struct bpe *tok, char *path_
 
 /* ---------------------------------------------------------------------------------------- */
 /* checkpoints */
+
+static void gather_buckets(struct run *r, float *base);
 
 /* Checkpoint views of the parameter-shaped block `base`: global shapes, this rank's hyperslab;
  * one replica writes each slab (data rank 0, context rank 0, and head rank 0 for tensors that
@@ -82,9 +88,17 @@ static void tensor_views(const struct gpt *m, const struct dist *d, float *base,
 static int save_checkpoint(struct run *r, char *err) {
     const struct gpt *m = &r->model;
     struct ckpt_tensor *tv = HW_CALLOC((size_t)3 * m->n_params, sizeof(*tv));
+    float *full_m = r->opt.m, *full_v = r->opt.v;
+    if (r->zero) { /* the file holds whole moments: gather the shards */
+        full_m = HW_CALLOC(m->num_params, sizeof(float));
+        full_v = HW_CALLOC(m->num_params, sizeof(float));
+        optim_export(&r->opt, full_m, full_v);
+        gather_buckets(r, full_m);
+        gather_buckets(r, full_v);
+    }
     tensor_views(m, r->d, m->param_mem, tv);
-    tensor_views(m, r->d, r->opt.m, tv + m->n_params);
-    tensor_views(m, r->d, r->opt.v, tv + 2 * m->n_params);
+    tensor_views(m, r->d, full_m, tv + m->n_params);
+    tensor_views(m, r->d, full_v, tv + 2 * m->n_params);
     struct ckpt_group g[3] = {{"model", tv, m->n_params},
                               {"optim/m", tv + m->n_params, m->n_params},
                               {"optim/v", tv + 2 * m->n_params, m->n_params}};
@@ -101,6 +115,10 @@ static int save_checkpoint(struct run *r, char *err) {
     int rc =
         ckpt_save(r->d, r->c->run.dir, r->step, g, 3, &meta, r->c->run.keep, r->last_ckpt, err);
     free(tv);
+    if (r->zero) {
+        free(full_m);
+        free(full_v);
+    }
     return rc;
 }
 
@@ -166,12 +184,22 @@ static int resume(struct run *r, char *err) {
     struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params, sizeof(*tv));
     const char *groups[3] = {"model", "optim/m", "optim/v"};
     float *bases[3] = {m->param_mem, r->opt.m, r->opt.v};
+    if (r->zero) { /* read whole moments, keep this rank's chunks */
+        bases[1] = HW_CALLOC(m->num_params, sizeof(float));
+        bases[2] = HW_CALLOC(m->num_params, sizeof(float));
+    }
     for (int g = 0; g < 3 && !rc; g++) {
         tensor_views(m, r->d, bases[g], tv);
         for (int i = 0; i < m->n_params && !rc; i++)
             rc = ckpt_read_tensor(&f, groups[g], &tv[i], err);
     }
     free(tv);
+    if (r->zero) {
+        if (!rc)
+            optim_import(&r->opt, bases[1], bases[2]);
+        free(bases[1]);
+        free(bases[2]);
+    }
     /* reads are rank-local: agree before going on (every rank fails together) */
     int any = dist_allreduce_max_int(r->d, rc ? 1 : 0);
     if (any && !rc)
@@ -224,26 +252,65 @@ static double val_loss(struct run *r, char *err, int *rc) {
     return sum / ((double)t->val_batches * t->micro_batch * t->seq_len);
 }
 
-/* Global gradient norm: split tensors count on every head rank, replicated ones once. */
+/* Global gradient norm: split tensors count on every head rank, replicated ones once; under
+ * ZeRO-1 each data x context rank holds the reduced gradient of its own chunks only. */
 static double grad_norm(struct run *r) {
-    const struct gpt *m = &r->model;
-    double ss = 0.0;
-    for (int i = 0; i < m->n_params; i++) {
-        const struct gpt_param *p = &m->params[i];
-        if (p->shard_dim >= 0 || r->d->hp_rank == 0)
-            ss += sumsq_cpu(m->grad_mem + p->offset, p->numel);
-    }
+    double ss = optim_grad_sumsq(&r->opt, &r->model, r->d->hp_rank);
+    if (r->zero)
+        dist_allreduce_group_doubles(r->d, DIST_DPCP, &ss, 1);
     dist_allreduce_group_doubles(r->d, DIST_HP, &ss, 1);
     return sqrt(ss);
 }
 
-static void push_grads(void *ctx, float *g, size_t n) {
+static void push_grads(void *ctx, int k) {
     struct run *r = ctx;
-    size_t bucket = (size_t)r->c->dist.bucket_kb * 256; /* floats */
-    if (!bucket)
-        bucket = n;
-    for (size_t off = 0; off < n; off += bucket)
-        dist_grad_push(r->d, g + off, n - off < bucket ? n - off : bucket);
+    for (int b = r->blk_first[k]; b < r->blk_first[k] + r->blk_count[k]; b++)
+        dist_grad_push(r->d, r->model.grad_mem + r->bk_off[b], r->bk_len[b]);
+}
+
+/* Cut the model's gradient blocks into buckets of dist.bucket_kb (0: one bucket a block), in
+ * the order the backward pushes them; under ZeRO-1 the chunks of the buckets this rank owns
+ * become the optimizer's segments. */
+static void plan_buckets(struct run *r) {
+    const struct gpt *m = &r->model;
+    const size_t cap = (size_t)r->c->dist.bucket_kb * 256; /* floats */
+    int n = 0;
+    for (int k = 0; k < m->n_blocks; k++)
+        n += cap ? (int)((m->block_len[k] + cap - 1) / cap) : 1;
+    r->bk_off = HW_MALLOC(sizeof(size_t) * (size_t)n);
+    r->bk_len = HW_MALLOC(sizeof(size_t) * (size_t)n);
+    r->blk_first = HW_MALLOC(sizeof(int) * (size_t)m->n_blocks);
+    r->blk_count = HW_MALLOC(sizeof(int) * (size_t)m->n_blocks);
+    r->n_buckets = 0;
+    for (int k = 0; k < m->n_blocks; k++) {
+        const size_t len = m->block_len[k], step = cap ? cap : len;
+        r->blk_first[k] = r->n_buckets;
+        for (size_t off = 0; off < len; off += step) {
+            r->bk_off[r->n_buckets] = m->block_off[k] + off;
+            r->bk_len[r->n_buckets++] = len - off < step ? len - off : step;
+        }
+        r->blk_count[k] = r->n_buckets - r->blk_first[k];
+    }
+    struct optim_seg *seg = HW_CALLOC((size_t)r->n_buckets + 1, sizeof(*seg));
+    int n_seg = 0;
+    if (r->zero) {
+        for (int b = 0; b < r->n_buckets; b++) {
+            size_t lo, hi;
+            dist_owned_chunk(r->d, r->bk_len[b], &lo, &hi);
+            if (hi > lo)
+                seg[n_seg++] = (struct optim_seg){.off = r->bk_off[b] + lo, .len = hi - lo};
+        }
+    } else {
+        seg[n_seg++] = (struct optim_seg){.off = 0, .len = m->num_params};
+    }
+    optim_init(&r->opt, seg, n_seg);
+    free(seg);
+}
+
+/* ZeRO-1: every rank updated its own chunks; gather the full parameters (or moments). */
+static void gather_buckets(struct run *r, float *base) {
+    for (int b = 0; b < r->n_buckets; b++)
+        dist_allgather_f32(r->d, base + r->bk_off[b], r->bk_len[b], DIST_KIND_ZERO_AG);
 }
 
 static void fmt_time(char *out, size_t n, double s) {
@@ -348,7 +415,8 @@ static int setup(struct run *r, char *err) {
     r->Bl = c->train.micro_batch / r->d->dp;
     r->Tl = c->train.seq_len / r->d->cp;
     gpt_alloc_acts(&r->model, r->Bl, r->Tl);
-    optim_init(&r->opt, r->model.num_params);
+    r->zero = c->dist.zero && r->d->dp * r->d->cp > 1;
+    plan_buckets(r);
     size_t bt = (size_t)c->train.micro_batch * c->train.seq_len;
     r->g_tokens = HW_MALLOC(sizeof(int32_t) * bt);
     r->g_targets = HW_MALLOC(sizeof(int32_t) * bt);
@@ -397,6 +465,10 @@ static void teardown(struct run *r) {
     free(r->targets);
     free(r->g_tokens);
     free(r->g_targets);
+    free(r->bk_off);
+    free(r->bk_len);
+    free(r->blk_first);
+    free(r->blk_count);
 }
 
 /* Test hooks (fault injection, as SQLite does): HW_FAULT_NAN_STEP=N poisons the loss at step
@@ -443,6 +515,8 @@ int train_run(const struct hw_config *c, struct dist *d) {
     log_info("run dir: %s | %d steps x %lld tokens (batch %d x seq %d x accum %d)", c->run.dir,
              t->steps, (long long)tokens_per_step, B, T, A);
     dist_grid_print(d);
+    log_info("optimizer state: %.3fM floats per rank (%s)", (double)r.opt.n * 2 / 1e6,
+             r.zero ? "ZeRO-1: moments sharded over data x context" : "replicated");
     double first_loss = NAN, last_loss = NAN, last_val = NAN, best_val = INFINITY;
     double t_start = log_now(), tok_s_sum = 0.0, mfu_sum = 0.0;
     int start_step = r.step, n_timed = 0, exit_code = HW_EXIT_OK;
@@ -460,6 +534,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
             loss_sum += gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
             /* the data-parallel all-reduce overlaps the last micro-step's backward */
             r.model.grad_ready = a + 1 == A && d->dp * d->cp > 1 ? push_grads : NULL;
+            dist_grad_set_reduce_scatter(d, r.zero);
             r.model.grad_ready_ctx = &r;
             gpt_backward(&r.model);
             if (r.model.grad_ready)
@@ -487,6 +562,8 @@ int train_run(const struct hw_config *c, struct dist *d) {
         float clip =
             t->grad_clip > 0 && gnorm > t->grad_clip ? (float)(t->grad_clip / gnorm) : 1.0f;
         optim_step(&r.opt, &r.model, t, (float)lr, r.step + 1, clip);
+        if (r.zero)
+            gather_buckets(&r, r.model.param_mem);
         r.step++;
         r.tokens_seen += tokens_per_step;
         double dt = log_now() - t0, tps = (double)tokens_per_step / dt;
