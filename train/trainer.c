@@ -508,10 +508,15 @@ int train_run(const struct hw_config *c, struct dist *d) {
     const int64_t tokens_per_step = (int64_t)B * T * A;
     const double flops_tok = gpt_flops_per_token(&r.model.c, T);
     r.peak_flops = ops_sgemm_peak(0.3);
-    const int nan_step = env_step("HW_FAULT_NAN_STEP"), tty = isatty(1);
+    /* under a launcher the ranks' stdout is forwarded, so no \r progress rewriting */
+    const int nan_step = env_step("HW_FAULT_NAN_STEP"), tty = isatty(1) && d->world == 1;
     const int stop_step = env_step("HW_STOP_AFTER_STEP");
-    log_info("headwise train: %s | %.2fM params | %s | %d threads | sgemm peak %.1f GFLOP/s",
-             c->source, (double)r.model.num_params / 1e6, r.sig, threads, r.peak_flops / 1e9);
+    double n_global = 0.0;
+    for (int i = 0; i < r.model.n_params; i++)
+        n_global += (double)r.model.params[i].gshape[0] *
+                    (double)(r.model.params[i].ndim == 2 ? r.model.params[i].gshape[1] : 1);
+    log_info("headwise train: %s | %.2fM params | %s | %d threads/rank | sgemm peak %.1f GFLOP/s",
+             c->source, n_global / 1e6, r.sig, threads, r.peak_flops / 1e9);
     log_info("run dir: %s | %d steps x %lld tokens (batch %d x seq %d x accum %d)", c->run.dir,
              t->steps, (long long)tokens_per_step, B, T, A);
     dist_grid_print(d);
