@@ -85,7 +85,7 @@ ok "  same-grid resume is bit-identical" cmp -s "$T/ms" "$T/ms2"
 
 # signals: SIGUSR1 to mpirun is forwarded; SIGTERM to one rank stops them all
 long_run() { # RUN_DIR: a long 2-rank job in the background; its mpirun pid in $mp
-    $MPIRUN -np 2 "$HW" train configs/tiny.yaml data.train="$D/train.h5" model.n_kv_heads=4 \
+    $MPIRUN -np 2 "$HW" train configs/tiny.yaml data.train="$D/train.h5" data.val="" model.n_kv_heads=4 \
         train.steps=100000 train.val_every=0 run.ckpt_every=0 train.threads=1 dist.data=2 \
         run.dir="$1" >"$1.out" 2>&1 &
     mp=$!
@@ -124,7 +124,7 @@ echo "     (ended after $(($(date +%s) - t0)) s)"
 ok "  the message names the rank" grep -qiE "rank [0-9]" "$dir.out"
 
 # grid errors: one line on rank 0, exit 2, before any collective or file write
-set -- configs/tiny.yaml data.train="$D/train.h5" train.steps=4
+set -- configs/tiny.yaml data.train="$D/train.h5" data.val="" train.steps=4
 expect_exit 2 "grid does not match the world" $MPIRUN -np 2 "$HW" train "$@" dist.data=4 \
     run.dir="$T/e1"
 err_has "<override 3>:1:11: error: dist: data * context * heads = 4 * 1 * 1 = 4, but the job has 2 ranks"
@@ -136,7 +136,7 @@ expect_exit 2 "sequence not divisible" $MPIRUN -np 2 "$HW" train "$@" dist.conte
     train.seq_len=30 run.dir="$T/e3"
 err_has "<override 4>:1:15: error: train.seq_len: seq_len 30 is not divisible into 2 * 2 zig-zag chunks"
 expect_exit 2 "checkpoint shapes disagree with the config" $MPIRUN -np 2 "$HW" train \
-    configs/tiny.yaml data.train="$D/train.h5" model.n_kv_heads=4 train.steps=13 dist.data=2 \
+    configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 train.steps=13 dist.data=2 \
     model.d_model=64 run.dir="$T/rs"
 err_has "does not match the config's model"
 finish
