@@ -22,7 +22,7 @@
 // ------------------------------------------------------------------------------------------------
 // schema
 
-enum key_type { KT_INT, KT_INT64, KT_DOUBLE, KT_BOOL, KT_STRING, KT_ENUM };
+enum key_type { KT_INT, KT_INT64, KT_DOUBLE, KT_BOOL, KT_STRING, KT_ENUM, KT_LIST };
 
 struct key {
     const char *path;           /* "model.d_model" */
@@ -53,6 +53,8 @@ struct key {
     { K_(f, KT_BOOL), .idef = (def), .doc = (d) }
 #define K_STR(f, def, ne, d)                                                                       \
     { K_(f, KT_STRING), .sdef = (def), .nonempty = (ne), .doc = (d) }
+#define K_LIST(f, d)                                                                               \
+    { K_(f, KT_LIST), .doc = (d) }
 #define K_ENUM(f, def, v, d)                                                                       \
     { K_(f, KT_ENUM), .sdef = (def), .vals = (v), .doc = (d) }
 
@@ -62,7 +64,7 @@ static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
 
-static const char *const sections[] = {"model", "train", "data", "run", "dist"};
+static const char *const sections[] = {"model", "train", "data", "run", "dist", "eval"};
 #define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
 
 static const struct key keys[] = {
@@ -125,6 +127,27 @@ static const struct key keys[] = {
     K_BOOL(dist.zero, 0,
            "ZeRO-1: reduce-scatter the gradients, keep the AdamW moments of 1/(data*context) of "
            "the parameters per rank, all-gather the updated parameters"),
+
+    K_LIST(eval.checkpoints, "checkpoint files or run directories to evaluate (a run directory "
+                             "means every checkpoint in it)"),
+    K_LIST(eval.tasks, "tasks to run: perplexity, multifc, multifc_classify, rolemrc"),
+    K_STR(eval.output, "", 0, "results directory; \"\" = eval/ inside the (first) run directory"),
+    K_INT(eval.batch_size, 8, 1, 65536, "examples per forward pass; scores do not depend on it"),
+    K_INT(eval.limit, 0, 0, BIG, "at most this many examples per task; 0 = all"),
+    K_INT(eval.bootstrap_iters, 1000, 0, 10000000, "bootstrap resamples for standard errors"),
+    K_BOOL(eval.log_samples, 0, "also write per-sample inputs and outputs as JSONL"),
+    K_INT64(eval.seed, 1234, 0, INT64_MAX, "seed of few-shot draws, splits and the bootstrap"),
+    K_STR(eval.perplexity_data, "", 0, "perplexity task: a token shard (.h5) or a raw text file"),
+    K_STR(eval.multifc_data, "", 0,
+          "MultiFC: the staged claimID,claim,label CSV or an official 13/12-column TSV"),
+    K_INT(eval.multifc_shots, 0, 0, 64, "MultiFC log-likelihood scoring: in-context examples"),
+    K_DBL(eval.multifc_test_frac, 0.2, 0.0, 1, 1.0, 1,
+          "MultiFC with one labelled split: the test part of the seeded stratified split"),
+    K_STR(eval.rolemrc_data, "", 0, "RoleMRC: roleMRC_test.jsonl or a file in its schema"),
+    K_INT(eval.max_new_tokens, 256, 1, 65536, "generation length (RoleMRC)"),
+    K_LIST(eval.stop, "stop strings for generation"),
+    K_LIST(eval.judge_command,
+           "LLM judge argv (no shell): gets each judge prompt on stdin, answers 0 or 1; [] = off"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 _Static_assert(N_KEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
@@ -259,6 +282,9 @@ void cfg_defaults(struct hw_config *c) {
         case KT_STRING:
         case KT_ENUM:
             set_string(p, k->size, k->sdef);
+            break;
+        case KT_LIST:
+            HW_ASSERT(k->size == sizeof(struct cfg_list));
             break;
         }
     }
@@ -718,6 +744,32 @@ static int set_value(struct loader *L, int ki, const struct node *v, char *err) 
             return errat(err, HW_ECONFIG, v->file, v->line, v->col, "%s: must not be empty",
                          k->path);
         set_string(p, k->size, t);
+        break;
+    }
+    case KT_LIST: {
+        struct cfg_list *lst = p;
+        const struct node *items = v;
+        int count = v->kind == NODE_SEQ ? v->n : (is_null(v) ? 0 : 1);
+        if (v->kind == NODE_MAP)
+            return type_error(k, v, "a list of strings", err);
+        if (count > CFG_LIST_MAX)
+            return errat(err, HW_ECONFIG, v->file, v->line, v->col,
+                         "%s: %d items; at most %d", k->path, count, CFG_LIST_MAX);
+        struct cfg_list tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        for (int i = 0; i < count; i++) {
+            const struct node *it = v->kind == NODE_SEQ ? items->kid[i] : v;
+            if (it->kind != NODE_SCALAR)
+                return errat(err, HW_ECONFIG, it->file, it->line, it->col,
+                             "%s: expected a list of strings, got %s in it", k->path,
+                             kind_name(it));
+            if (it->len >= CFG_PATH_MAX || memchr(it->text, '\0', it->len))
+                return errat(err, HW_ECONFIG, it->file, it->line, it->col,
+                             "%s: item %d is too long or holds a NUL", k->path, i + 1);
+            set_string(tmp.item[i], CFG_PATH_MAX, it->text);
+        }
+        tmp.n = count;
+        *lst = tmp;
         break;
     }
     case KT_ENUM: {
@@ -1317,6 +1369,17 @@ static void sb_value(struct sbuf *b, const struct hw_config *c, const struct key
     case KT_STRING:
         sb_quoted(b, (const char *)p);
         break;
+    case KT_LIST: {
+        const struct cfg_list *lst = p;
+        sb_printf(b, "[");
+        for (int i = 0; i < lst->n; i++) {
+            if (i)
+                sb_printf(b, ", ");
+            sb_quoted(b, lst->item[i]);
+        }
+        sb_printf(b, "]");
+        break;
+    }
     }
 }
 
@@ -1351,6 +1414,8 @@ static const char *type_name(const struct key *k) {
         return "string";
     case KT_ENUM:
         return "enum";
+    case KT_LIST:
+        return "list of strings";
     }
     return "?";
 }
@@ -1442,6 +1507,8 @@ void cfg_write_docs(FILE *f) {
                 snprintf(range, sizeof(range), "true \\| false");
             else if (k->type == KT_STRING)
                 snprintf(range, sizeof(range), "%s", k->nonempty ? "non-empty" : "");
+            else if (k->type == KT_LIST)
+                snprintf(range, sizeof(range), "at most %d items", CFG_LIST_MAX);
             else
                 fmt_range(range, sizeof(range), k);
             fprintf(f, "| `%s` | %s | `%s` | %s | %s |\n", key_name(k), type_name(k), b.p, range,

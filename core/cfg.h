@@ -12,6 +12,13 @@
 
 #define CFG_PATH_MAX 512
 #define CFG_NAME_MAX 32
+#define CFG_LIST_MAX 16
+
+/* A YAML list of strings (a single scalar is a list of one). */
+struct cfg_list {
+    int n;
+    char item[CFG_LIST_MAX][CFG_PATH_MAX];
+};
 
 struct cfg_model {
     int d_model;    /* model width C */
@@ -68,7 +75,27 @@ struct cfg_dist {
     int zero;                        /* ZeRO-1: shard the optimizer state over data x context */
 };
 
-#define CFG_MAX_KEYS  64
+/* `headwise eval`: what to score and where the task data lives (docs/eval.md). */
+struct cfg_eval {
+    struct cfg_list checkpoints; /* checkpoint files or run directories */
+    struct cfg_list tasks;       /* task names (see `headwise eval --list-tasks`) */
+    char output[CFG_PATH_MAX];   /* results directory; "" = <run dir>/eval */
+    int batch_size;              /* examples per forward pass (scores do not depend on it) */
+    int limit;                   /* at most this many examples per task; 0 = all */
+    int bootstrap_iters;         /* resamples for standard errors */
+    int log_samples;             /* also write per-sample JSONL */
+    int64_t seed;                /* few-shot draws, splits, bootstrap */
+    char perplexity_data[CFG_PATH_MAX]; /* token shard (.h5) or raw text */
+    char multifc_data[CFG_PATH_MAX];    /* staged CSV or official TSV */
+    int multifc_shots;                  /* in-context examples per prompt */
+    double multifc_test_frac;           /* seeded stratified split: test fraction */
+    char rolemrc_data[CFG_PATH_MAX];    /* roleMRC_test.jsonl or a file in its schema */
+    int max_new_tokens;                 /* generation length */
+    struct cfg_list stop;               /* stop strings for generation */
+    struct cfg_list judge_command;      /* argv of an LLM judge (prompt on stdin, 0/1 out) */
+};
+
+#define CFG_MAX_KEYS  96
 #define CFG_MAX_FILES 8
 
 /* Where a key was last set, for errors found after loading (e.g. the grid vs the world size). */
@@ -83,6 +110,7 @@ struct hw_config {
     struct cfg_data data;
     struct cfg_run run;
     struct cfg_dist dist;
+    struct cfg_eval eval;
     char source[CFG_PATH_MAX]; /* the file it was loaded from */
     struct cfg_origin origin[CFG_MAX_KEYS];
     char origin_files[CFG_MAX_FILES][CFG_PATH_MAX];
