@@ -89,7 +89,7 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
         n_new = max_T - (int)n_prompt;
     ids = HW_REALLOC(ids, sizeof(int32_t) * (size_t)(n_prompt + n_new));
     struct gpt_kv kv;
-    gpt_kv_init(&kv, &m, (int)(n_prompt + n_new));
+    gpt_kv_init(&kv, &m, 1, (int)(n_prompt + n_new));
     struct rng_stream rng;
     rng_stream_init(&rng, (uint64_t)seed, 0x5a3b1e);
     int32_t *idx = HW_MALLOC(sizeof(int32_t) * (size_t)m.c.V);

@@ -439,69 +439,115 @@ void gpt_backward(struct gpt *m) {
 /* ----------------------------------------------------------------------------------------- */
 /* decoding with a KV cache */
 
-void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int max_T) {
+void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
     const struct gpt_config *c = &m->c;
     memset(kv, 0, sizeof(*kv));
-    HW_ASSERT(max_T <= c->max_T);
-    kv->max_T = max_T;
-    size_t kvw = (size_t)c->Hkv * c->hd;
-    kv->k = alloc_floats((size_t)c->L * max_T * kvw);
-    kv->v = alloc_floats((size_t)c->L * max_T * kvw);
-    kv->x = alloc_floats((size_t)c->C);
-    kv->buf = alloc_floats((size_t)c->C);
+    HW_ASSERT(B >= 1 && max_T <= c->max_T);
     HW_ASSERT(m->hp == 1 && m->cp == 1); /* decoding runs on one rank with the whole model */
-    kv->qkv = alloc_floats((size_t)qkv_width(m));
-    kv->att = alloc_floats((size_t)c->H * c->hd);
-    kv->h = alloc_floats((size_t)fin_width(m));
-    kv->a = alloc_floats((size_t)c->F);
+    kv->B = B;
+    kv->max_T = max_T;
+    kv->n = HW_CALLOC((size_t)B, sizeof(int));
+    size_t kvw = (size_t)c->Hkv * c->hd, Bs = (size_t)B;
+    kv->k = alloc_floats((size_t)c->L * Bs * max_T * kvw);
+    kv->v = alloc_floats((size_t)c->L * Bs * max_T * kvw);
+    kv->x = alloc_floats(Bs * c->C);
+    kv->buf = alloc_floats(Bs * c->C);
+    kv->tmp = alloc_floats(Bs * c->C);
+    kv->qkv = alloc_floats(Bs * qkv_width(m));
+    kv->att = alloc_floats(Bs * c->H * c->hd);
+    kv->h = alloc_floats(Bs * fin_width(m));
+    kv->a = alloc_floats(Bs * c->F);
+    kv->rstd = alloc_floats(Bs);
     kv->scratch = alloc_floats((size_t)max_T + 1);
-    kv->logits = alloc_floats((size_t)c->V);
+    kv->logits = alloc_floats(Bs * c->V);
+    kv->rows = HW_CALLOC(Bs, sizeof(int));
+    kv->tok = HW_CALLOC(Bs, sizeof(int32_t));
+}
+
+void gpt_kv_reset(struct gpt_kv *kv, int b) {
+    kv->n[b] = 0;
 }
 
 void gpt_kv_free(struct gpt_kv *kv) {
+    free(kv->n);
     free(kv->k);
     free(kv->v);
     free(kv->x);
     free(kv->buf);
+    free(kv->tmp);
     free(kv->qkv);
     free(kv->att);
     free(kv->h);
     free(kv->a);
+    free(kv->rstd);
     free(kv->scratch);
     free(kv->logits);
+    free(kv->rows);
+    free(kv->tok);
     memset(kv, 0, sizeof(*kv));
 }
 
-const float *gpt_decode_step(struct gpt *m, struct gpt_kv *kv, int32_t token) {
+/* The active sequences are packed into nb rows, so every matmul runs once for all of them;
+ * attention runs per sequence over its own cache. Each row's arithmetic is independent of the
+ * other rows, so a sequence decodes the same alone or in a batch. */
+const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *tokens,
+                              const int *active) {
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
     const int C = c->C, D = qkv_width(m), HD = c->H * c->hd, kvw = c->Hkv * c->hd;
-    const int pos = kv->n;
-    float rstd;
-    HW_ASSERT(pos < kv->max_T && token >= 0 && token < c->V);
-    o->embed_forward(kv->x, &token, m->w.wte, 1, C);
+    const int Fin = fin_width(m);
+    int nb = 0;
+    for (int b = 0; b < kv->B; b++)
+        if (!active || active[b]) {
+            HW_ASSERT(kv->n[b] < kv->max_T && tokens[b] >= 0 && tokens[b] < c->V);
+            kv->rows[nb] = b;
+            kv->tok[nb++] = tokens[b];
+        }
+    if (nb == 0)
+        return kv->logits;
+    o->embed_forward(kv->x, kv->tok, m->w.wte, nb, C);
     for (int l = 0; l < c->L; l++) {
         const struct gpt_layer *w = &m->w.layers[l];
-        float *kc = kv->k + (size_t)l * kv->max_T * kvw, *vc = kv->v + (size_t)l * kv->max_T * kvw;
-        o->rmsnorm_forward(kv->buf, &rstd, kv->x, w->attn_norm, 1, C, c->eps);
-        o->matmul_forward(kv->qkv, kv->buf, w->wqkv, 1, C, D, 0.0f);
-        o->rope_forward(kv->qkv, m->rope_cos, m->rope_sin, 1, 1, c->H, c->hd, D, &pos);
-        o->rope_forward(kv->qkv + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, &pos);
-        memcpy(kc + (size_t)pos * kvw, kv->qkv + HD, sizeof(float) * (size_t)kvw);
-        memcpy(vc + (size_t)pos * kvw, kv->qkv + HD + kvw, sizeof(float) * (size_t)kvw);
-        o->attention_decode(kv->att, kv->qkv, kc, vc, pos + 1, kvw, c->H, c->Hkv, c->hd,
-                            kv->scratch);
-        o->matmul_forward(kv->x, kv->att, w->wo, 1, HD, C, 1.0f);
-        o->rmsnorm_forward(kv->buf, &rstd, kv->x, w->mlp_norm, 1, C, c->eps);
-        o->matmul_forward(kv->h, kv->buf, w->w_in, 1, C, fin_width(m), 0.0f);
+        o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->attn_norm, nb, C, c->eps);
+        o->matmul_forward(kv->qkv, kv->buf, w->wqkv, nb, C, D, 0.0f);
+        for (int i = 0; i < nb; i++) {
+            const int b = kv->rows[i], pos = kv->n[b];
+            float *q = kv->qkv + (size_t)i * D;
+            float *kc = kv->k + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
+            float *vc = kv->v + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
+            o->rope_forward(q, m->rope_cos, m->rope_sin, 1, 1, c->H, c->hd, D, &pos);
+            o->rope_forward(q + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, &pos);
+            memcpy(kc + (size_t)pos * kvw, q + HD, sizeof(float) * (size_t)kvw);
+            memcpy(vc + (size_t)pos * kvw, q + HD + kvw, sizeof(float) * (size_t)kvw);
+            o->attention_decode(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H, c->Hkv,
+                                c->hd, kv->scratch);
+        }
+        o->matmul_forward(kv->tmp, kv->att, w->wo, nb, HD, C, 0.0f);
+        o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);
+        o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->mlp_norm, nb, C, c->eps);
+        o->matmul_forward(kv->h, kv->buf, w->w_in, nb, C, Fin, 0.0f);
         if (c->mlp == GPT_MLP_SWIGLU)
-            o->swiglu_forward(kv->a, kv->h, 1, c->F);
+            o->swiglu_forward(kv->a, kv->h, nb, c->F);
         else
-            o->gelu_forward(kv->a, kv->h, 1, c->F);
-        o->matmul_forward(kv->x, kv->a, w->w_out, 1, c->F, C, 1.0f);
+            o->gelu_forward(kv->a, kv->h, nb, c->F);
+        o->matmul_forward(kv->tmp, kv->a, w->w_out, nb, c->F, C, 0.0f);
+        o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);
     }
-    o->rmsnorm_forward(kv->buf, &rstd, kv->x, m->w.final_norm, 1, C, c->eps);
-    o->matmul_forward(kv->logits, kv->buf, m->w.lm_head, 1, C, c->V, 0.0f);
-    kv->n++;
+    o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, m->w.final_norm, nb, C, c->eps);
+    /* logits land in the rows of their sequences: row i of the packed result is sequence
+     * rows[i]; unpack back to front so no row is overwritten before it is moved */
+    o->matmul_forward(kv->logits, kv->buf, m->w.lm_head, nb, C, c->V, 0.0f);
+    for (int i = nb - 1; i >= 0; i--) {
+        const int b = kv->rows[i];
+        if (b != i)
+            memcpy(kv->logits + (size_t)b * c->V, kv->logits + (size_t)i * c->V,
+                   sizeof(float) * (size_t)c->V);
+        kv->n[b]++;
+    }
     return kv->logits;
+}
+
+const float *gpt_decode_step(struct gpt *m, struct gpt_kv *kv, int32_t token) {
+    HW_ASSERT(kv->B == 1);
+    return gpt_decode_batch(m, kv, &token, NULL);
 }

@@ -151,16 +151,25 @@ const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name);
 /* Model FLOPs per token for forward+backward (6N + attention), for MFU. */
 double gpt_flops_per_token(const struct gpt_config *gc, int T);
 
-/* KV cache for incremental decoding, one sequence. */
+/* KV cache for incremental decoding of B sequences at once, each at its own position. */
 struct gpt_kv {
-    int max_T;
-    int n;        /* positions filled */
-    float *k, *v; /* (L, max_T, Hkv*hd) */
-    float *x, *buf, *qkv, *att, *h, *a, *scratch, *logits;
+    int B, max_T;
+    int *n;       /* (B) positions filled per sequence */
+    float *k, *v; /* (L, B, max_T, Hkv*hd) */
+    float *x, *buf, *tmp, *qkv, *att, *h, *a, *rstd, *scratch;
+    float *logits; /* (B, V): row b holds sequence b's next-token logits after a step */
+    int *rows;
+    int32_t *tok;
 };
-void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int max_T);
+void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T);
+/* Empty sequence b's cache (start a new sequence in that slot). */
+void gpt_kv_reset(struct gpt_kv *kv, int b);
 void gpt_kv_free(struct gpt_kv *kv);
-/* Feed one token at position kv->n; returns the logits (V) of the next token. */
+/* Feed tokens[b] to every sequence b with active[b] (active == NULL: all) at its position
+ * n[b]; returns the logits (B, V), valid in the rows that were active. */
+const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *tokens,
+                              const int *active);
+/* B == 1: feed one token; returns the logits (V) of the next token. */
 const float *gpt_decode_step(struct gpt *m, struct gpt_kv *kv, int32_t token);
 
 #endif /* HW_GPT_H */

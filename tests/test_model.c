@@ -99,7 +99,7 @@ static void test_decode_matches_forward(void) {
     float *full = malloc(sizeof(float) * T * V);
     memcpy(full, m.logits, sizeof(float) * T * V);
     struct gpt_kv kv;
-    gpt_kv_init(&kv, &m, T);
+    gpt_kv_init(&kv, &m, 1, T);
     double worst = 0;
     for (int t = 0; t < T; t++) {
         const float *lg = gpt_decode_step(&m, &kv, tok[t]);
