@@ -127,14 +127,14 @@ ok "  the message names the rank" grep -qiE "rank [0-9]" "$dir.out"
 set -- configs/tiny.yaml data.train="$D/train.h5" data.val="" train.steps=4
 expect_exit 2 "grid does not match the world" $MPIRUN -np 2 "$HW" train "$@" dist.data=4 \
     run.dir="$T/e1"
-err_has "<override 3>:1:11: error: dist: data * context * heads = 4 * 1 * 1 = 4, but the job has 2 ranks"
+err_has "<override 4>:1:11: error: dist: data * context * heads = 4 * 1 * 1 = 4, but the job has 2 ranks"
 ok "  one line" test "$(grep -c error "$T/err")" = 1
 ok "  no run dir written" test ! -e "$T/e1"
 expect_exit 2 "heads not divisible" $MPIRUN -np 4 "$HW" train "$@" dist.heads=4 run.dir="$T/e2"
 err_has "error: dist.heads: 4 head-parallel ranks do not divide n_heads 4 and n_kv_heads 2"
 expect_exit 2 "sequence not divisible" $MPIRUN -np 2 "$HW" train "$@" dist.context=2 \
     train.seq_len=30 run.dir="$T/e3"
-err_has "<override 4>:1:15: error: train.seq_len: seq_len 30 is not divisible into 2 * 2 zig-zag chunks"
+err_has "<override 5>:1:15: error: train.seq_len: seq_len 30 is not divisible into 2 * 2 zig-zag chunks"
 expect_exit 2 "checkpoint shapes disagree with the config" $MPIRUN -np 2 "$HW" train \
     configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 train.steps=13 dist.data=2 \
     model.d_model=64 run.dir="$T/rs"
