@@ -8,6 +8,7 @@ int cmd_train(int argc, char **argv, struct dist *d);
 int cmd_sample(int argc, char **argv, struct dist *d);
 int cmd_data(int argc, char **argv, struct dist *d);
 int cmd_ckpt(int argc, char **argv, struct dist *d);
+int cmd_eval(int argc, char **argv, struct dist *d);
 int cmd_config(int argc, char **argv, struct dist *d);
 
 /* Option parsing shared by the subcommands: "--name value" pairs. */

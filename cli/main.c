@@ -48,6 +48,8 @@ int main(int argc, char **argv) {
         cmd = cmd_sample;
     else if (!strcmp(argv[1], "data"))
         cmd = cmd_data;
+    else if (!strcmp(argv[1], "eval"))
+        cmd = cmd_eval;
     else if (!strcmp(argv[1], "ckpt"))
         cmd = cmd_ckpt;
     else if (!strcmp(argv[1], "config"))

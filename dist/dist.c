@@ -268,6 +268,60 @@ void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n) {
     }
 }
 
+void dist_gather_strings(struct dist *d, char **strs, int n) {
+    if (!d || d->world <= 1)
+        return;
+    double t0 = now();
+    /* pack (index, length, bytes) records */
+    size_t cap = 0;
+    for (int i = 0; i < n; i++)
+        if (strs[i])
+            cap += 8 + strlen(strs[i]);
+    char *blob = HW_MALLOC(cap ? cap : 1), *p = blob;
+    for (int i = 0; i < n; i++)
+        if (strs[i]) {
+            int32_t idx = i, len = (int32_t)strlen(strs[i]);
+            memcpy(p, &idx, 4);
+            memcpy(p + 4, &len, 4);
+            memcpy(p + 8, strs[i], (size_t)len);
+            p += 8 + len;
+        }
+    int mine = (int)cap, *sizes = NULL, *offs = NULL;
+    char *all = NULL;
+    if (d->rank == 0) {
+        sizes = HW_MALLOC(sizeof(int) * (size_t)d->world);
+        offs = HW_MALLOC(sizeof(int) * (size_t)d->world);
+    }
+    HW_CHECK_MPI(MPI_Gather(&mine, 1, MPI_INT, sizes, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    long total = 0;
+    if (d->rank == 0) {
+        for (int r = 0; r < d->world; r++) {
+            offs[r] = (int)total;
+            total += sizes[r];
+        }
+        all = HW_MALLOC((size_t)(total ? total : 1));
+    }
+    HW_CHECK_MPI(MPI_Gatherv(blob, mine, MPI_BYTE, all, sizes, offs, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (d->rank == 0) {
+        for (char *q = all; q < all + total;) {
+            int32_t idx, len;
+            memcpy(&idx, q, 4);
+            memcpy(&len, q + 4, 4);
+            if (idx >= 0 && idx < n && !strs[idx]) {
+                strs[idx] = HW_MALLOC((size_t)len + 1);
+                memcpy(strs[idx], q + 8, (size_t)len);
+                strs[idx][len] = 0;
+            }
+            q += 8 + len;
+        }
+    }
+    account(d, DIST_KIND_OTHER, (double)cap, t0);
+    free(blob);
+    free(all);
+    free(sizes);
+    free(offs);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* ring all-reduce: chunk i of n floats over p ranks is [i*n/p, (i+1)*n/p) */
 

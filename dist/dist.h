@@ -73,6 +73,9 @@ double dist_allreduce_sum_double(const struct dist *d, double v);
 /* Sum of doubles over a group (small vectors: losses, norms). */
 void dist_allreduce_group_doubles(struct dist *d, enum dist_group g, double *v, int n);
 void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n);
+/* Gather strings to rank 0: each rank holds strs[i] for the indices it owns (NULL elsewhere);
+ * on rank 0 every strs[i] that some rank held is filled in (malloc'd). Other ranks unchanged. */
+void dist_gather_strings(struct dist *d, char **strs, int n);
 
 /* Blocking ring all-reduce (sum) of n floats over group g; counted under kind. */
 void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,

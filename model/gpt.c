@@ -487,9 +487,18 @@ void gpt_kv_free(struct gpt_kv *kv) {
     memset(kv, 0, sizeof(*kv));
 }
 
-/* The active sequences are packed into nb rows, so every matmul runs once for all of them;
- * attention runs per sequence over its own cache. Each row's arithmetic is independent of the
- * other rows, so a sequence decodes the same alone or in a batch. */
+/* out (nb, M) = in (nb, K) w^T one row at a time: OpenBLAS's result for a row depends on how
+ * many rows are multiplied together, so decoding row by row makes a sequence's logits (and so
+ * greedy outputs and scores) independent of which other sequences share the batch. */
+static void rows_matmul(const struct ops *o, float *out, const float *in, const float *w, int nb,
+                        int K, int M) {
+    for (int i = 0; i < nb; i++)
+        o->matmul_forward(out + (size_t)i * M, in + (size_t)i * K, w, 1, K, M, 0.0f);
+}
+
+/* The active sequences are packed into nb rows; attention runs per sequence over its own
+ * cache. Every row's arithmetic is independent of the other rows (see rows_matmul), so a
+ * sequence decodes bit for bit the same alone or in any batch. */
 const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *tokens,
                               const int *active) {
     const struct gpt_config *c = &m->c;
@@ -509,7 +518,7 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
     for (int l = 0; l < c->L; l++) {
         const struct gpt_layer *w = &m->w.layers[l];
         o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->attn_norm, nb, C, c->eps);
-        o->matmul_forward(kv->qkv, kv->buf, w->wqkv, nb, C, D, 0.0f);
+        rows_matmul(o, kv->qkv, kv->buf, w->wqkv, nb, C, D);
         for (int i = 0; i < nb; i++) {
             const int b = kv->rows[i], pos = kv->n[b];
             float *q = kv->qkv + (size_t)i * D;
@@ -522,21 +531,21 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
             o->attention_decode(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H, c->Hkv,
                                 c->hd, kv->scratch);
         }
-        o->matmul_forward(kv->tmp, kv->att, w->wo, nb, HD, C, 0.0f);
+        rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);
         o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);
         o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->mlp_norm, nb, C, c->eps);
-        o->matmul_forward(kv->h, kv->buf, w->w_in, nb, C, Fin, 0.0f);
+        rows_matmul(o, kv->h, kv->buf, w->w_in, nb, C, Fin);
         if (c->mlp == GPT_MLP_SWIGLU)
             o->swiglu_forward(kv->a, kv->h, nb, c->F);
         else
             o->gelu_forward(kv->a, kv->h, nb, c->F);
-        o->matmul_forward(kv->tmp, kv->a, w->w_out, nb, c->F, C, 0.0f);
+        rows_matmul(o, kv->tmp, kv->a, w->w_out, nb, c->F, C);
         o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);
     }
     o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, m->w.final_norm, nb, C, c->eps);
     /* logits land in the rows of their sequences: row i of the packed result is sequence
      * rows[i]; unpack back to front so no row is overwritten before it is moved */
-    o->matmul_forward(kv->logits, kv->buf, m->w.lm_head, nb, C, c->V, 0.0f);
+    rows_matmul(o, kv->logits, kv->buf, m->w.lm_head, nb, C, c->V);
     for (int i = nb - 1; i >= 0; i--) {
         const int b = kv->rows[i];
         if (b != i)

@@ -61,6 +61,10 @@ const struct ops *ops_for(enum backend b);
 
 /* Threads used by our kernels and OpenBLAS; 0 = all cores. Returns the count in effect. */
 int ops_set_threads(int n);
+/* Threads of OpenBLAS alone. OpenBLAS splits a product across its threads and a row's result
+ * depends on the split, so results that must not depend on the machine's rank/thread layout
+ * (evaluation scores) use one BLAS thread per rank. */
+void ops_set_blas_threads(int n);
 
 /* Best measured single-precision GEMM rate of this machine with the current thread count, in
  * FLOP/s (square sgemm through OpenBLAS for about `seconds`). The denominator of MFU. */

@@ -58,6 +58,10 @@ int ops_set_threads(int n) {
     return n;
 }
 
+void ops_set_blas_threads(int n) {
+    openblas_set_num_threads(n > 0 ? n : 1);
+}
+
 double ops_sgemm_peak(double seconds) {
     const int n = 1024;
     float *a = HW_MALLOC(sizeof(float) * n * n), *b = HW_MALLOC(sizeof(float) * n * n),

@@ -2,7 +2,7 @@
 # counts; `finish` prints "<test>: N checks, N failed" and sets the exit status.
 HW=${1:-build/headwise}
 T=$(mktemp -d /tmp/hwtest.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+trap '[ -n "$HW_KEEP" ] || rm -rf "$T"' EXIT
 n_checks=0
 n_failed=0
 ok() { # description, then a command that must succeed

@@ -1,0 +1,79 @@
+/* cli/cmd_eval.c -- `headwise eval CONFIG [overrides]` or quick flags
+ * (`headwise eval --ckpt PATH --tasks a,b [--multifc-data P] ...`), and `--list-tasks`. */
+#include "../core/cfg.h"
+#include "../core/check.h"
+#include "../core/log.h"
+#include "../eval/eval.h"
+#include "../eval/tasks.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* quick flag -> config key */
+static const char *const flag_keys[][2] = {{"--ckpt", "eval.checkpoints"},
+                                           {"--tasks", "eval.tasks"},
+                                           {"--output", "eval.output"},
+                                           {"--batch-size", "eval.batch_size"},
+                                           {"--limit", "eval.limit"},
+                                           {"--seed", "eval.seed"},
+                                           {"--multifc-data", "eval.multifc_data"},
+                                           {"--rolemrc-data", "eval.rolemrc_data"},
+                                           {"--perplexity-data", "eval.perplexity_data"},
+                                           {"--shots", "eval.multifc_shots"},
+                                           {"--max-new-tokens", "eval.max_new_tokens"},
+                                           {NULL, NULL}};
+
+int cmd_eval(int argc, char **argv, struct dist *d) {
+    char err[HW_ERR_LEN];
+    if (cli_flag(argc, argv, "--list-tasks")) {
+        for (int i = 0; eval_tasks[i]; i++)
+            if (d->rank == 0)
+                printf("%-12s v%s  %s\n", eval_tasks[i]->name, eval_tasks[i]->version,
+                       eval_tasks[i]->about);
+        return 0;
+    }
+    struct hw_config c;
+    char *over[64];
+    int n_over = 0, rc;
+    /* lists from quick flags become YAML flow lists: a,b -> [a, b] */
+    char buf[64][CFG_PATH_MAX + 64];
+    int first_opt = argc > 1 && strncmp(argv[1], "--", 2) != 0 ? 2 : 1;
+    for (int i = first_opt; i < argc && n_over < 60; i++) {
+        const char *key = NULL;
+        for (int f = 0; flag_keys[f][0]; f++)
+            if (!strcmp(argv[i], flag_keys[f][0]))
+                key = flag_keys[f][1];
+        if (!strcmp(argv[i], "--log-samples")) {
+            snprintf(buf[n_over], sizeof(buf[0]), "eval.log_samples=true");
+            over[n_over] = buf[n_over];
+            n_over++;
+        } else if (key && i + 1 < argc) {
+            int list = !strcmp(key, "eval.checkpoints") || !strcmp(key, "eval.tasks");
+            snprintf(buf[n_over], sizeof(buf[0]), list ? "%s=[%s]" : "%s=%s", key, argv[++i]);
+            over[n_over] = buf[n_over];
+            n_over++;
+        } else if (strchr(argv[i], '=') && argv[i][0] != '-') {
+            over[n_over++] = argv[i];
+        } else {
+            log_error("headwise eval: unknown argument '%s'\nusage: headwise eval CONFIG "
+                      "[key.path=value ...] | headwise eval --ckpt PATH[,PATH] --tasks "
+                      "a[,b] [--multifc-data P] [--rolemrc-data P] [--perplexity-data P] "
+                      "[--output DIR] [--limit N] [--batch-size N] [--log-samples] | "
+                      "headwise eval --list-tasks",
+                      argv[i]);
+            return HW_EXIT_CONFIG;
+        }
+    }
+    if (first_opt == 2)
+        rc = cfg_load(&c, argv[1], n_over, over, err);
+    else
+        rc = cfg_load_string(&c, "{}\n", "<flags>", n_over, over, err);
+    if (dist_allreduce_max_int(d, rc ? 1 : 0)) {
+        if (d->rank == 0)
+            fprintf(stderr, "%s\n", err);
+        return HW_EXIT_CONFIG;
+    }
+    return eval_run(&c, d);
+}

@@ -1,0 +1,47 @@
+/* eval/tasks.h -- the task interface of `headwise eval` and the registry. A task scores one
+ * loaded checkpoint and fills a JSON object of metrics keyed "<metric>,none" (with
+ * "<metric>_stderr,none" beside), lm-evaluation-harness style. Examples are shared out across
+ * the ranks (example i on rank i % world) and gathered with eval_sum, so scores do not depend on
+ * the number of ranks. Adding a task is one file plus one line in eval/tasks.c. */
+#ifndef HW_TASKS_H
+#define HW_TASKS_H
+
+#include "../core/cfg.h"
+#include "../dist/dist.h"
+#include "lm.h"
+
+#include <jansson.h>
+
+struct eval_ctx {
+    const struct hw_config *c; /* the eval config (eval.* keys) */
+    struct dist *d;
+    struct lm *lm;
+    json_t *samples; /* per-sample records to append to (eval.log_samples), or NULL */
+};
+
+struct eval_task {
+    const char *name;
+    const char *version;
+    const char *about;
+    /* Fill metrics (and info: sample counts, settings). Returns 0 or an hw_err with err set. */
+    int (*run)(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
+};
+
+const struct eval_task *eval_find_task(const char *name);
+/* The registry, NULL-terminated by name. */
+extern const struct eval_task *const eval_tasks[];
+
+/* This rank owns example i. */
+static inline int eval_mine(const struct eval_ctx *ctx, int i) {
+    return i % ctx->d->world == ctx->d->rank;
+}
+/* Sum n doubles over all ranks (each rank filled only its own examples, zeros elsewhere). */
+void eval_sum(struct eval_ctx *ctx, double *v, int n);
+/* metrics[name + ",none"] = v; with se >= 0 also name + "_stderr,none". */
+void eval_put(json_t *metrics, const char *name, double v, double se);
+
+int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
+int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
+int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
+
+#endif /* HW_TASKS_H */
