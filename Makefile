@@ -12,7 +12,8 @@ NATIVE   ?= 1
 PYTHON   ?= /usr/bin/python3
 
 DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
-            libyaml-dev libjansson-dev libopenblas-openmp-dev python3-h5py
+            libyaml-dev libjansson-dev libopenblas-openmp-dev python3-h5py python3-sklearn \
+            python3-nltk
 BENCH_PKGS := python3-torch
 
 NVCC      ?= $(shell command -v nvcc 2>/dev/null)
