@@ -5,7 +5,6 @@
  * nltk it prints "test_metrics: SKIP python references: <why>" and runs only the checks in C:
  * small hand-computed BLEU/ROUGE/F1 values, known Porter stems and bootstrap properties. */
 #define _POSIX_C_SOURCE 200809L
-#include "../core/check.h"
 #include "../eval/metrics.h"
 #include "check.h"
 
