@@ -753,8 +753,8 @@ static int set_value(struct loader *L, int ki, const struct node *v, char *err) 
         if (v->kind == NODE_MAP)
             return type_error(k, v, "a list of strings", err);
         if (count > CFG_LIST_MAX)
-            return errat(err, HW_ECONFIG, v->file, v->line, v->col,
-                         "%s: %d items; at most %d", k->path, count, CFG_LIST_MAX);
+            return errat(err, HW_ECONFIG, v->file, v->line, v->col, "%s: %d items; at most %d",
+                         k->path, count, CFG_LIST_MAX);
         struct cfg_list tmp;
         memset(&tmp, 0, sizeof(tmp));
         for (int i = 0; i < count; i++) {

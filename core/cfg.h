@@ -77,14 +77,14 @@ struct cfg_dist {
 
 /* `headwise eval`: what to score and where the task data lives (docs/eval.md). */
 struct cfg_eval {
-    struct cfg_list checkpoints; /* checkpoint files or run directories */
-    struct cfg_list tasks;       /* task names (see `headwise eval --list-tasks`) */
-    char output[CFG_PATH_MAX];   /* results directory; "" = <run dir>/eval */
-    int batch_size;              /* examples per forward pass (scores do not depend on it) */
-    int limit;                   /* at most this many examples per task; 0 = all */
-    int bootstrap_iters;         /* resamples for standard errors */
-    int log_samples;             /* also write per-sample JSONL */
-    int64_t seed;                /* few-shot draws, splits, bootstrap */
+    struct cfg_list checkpoints;        /* checkpoint files or run directories */
+    struct cfg_list tasks;              /* task names (see `headwise eval --list-tasks`) */
+    char output[CFG_PATH_MAX];          /* results directory; "" = <run dir>/eval */
+    int batch_size;                     /* examples per forward pass (scores do not depend on it) */
+    int limit;                          /* at most this many examples per task; 0 = all */
+    int bootstrap_iters;                /* resamples for standard errors */
+    int log_samples;                    /* also write per-sample JSONL */
+    int64_t seed;                       /* few-shot draws, splits, bootstrap */
     char perplexity_data[CFG_PATH_MAX]; /* token shard (.h5) or raw text */
     char multifc_data[CFG_PATH_MAX];    /* staged CSV or official TSV */
     int multifc_shots;                  /* in-context examples per prompt */
