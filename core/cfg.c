@@ -63,6 +63,7 @@ struct key {
 static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
+static const char *const task_vals[] = {"lm", "classify", NULL};
 
 static const char *const sections[] = {"model", "train", "data", "run", "dist", "eval"};
 #define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
@@ -102,10 +103,21 @@ static const struct key keys[] = {
     K_INT(train.log_every, 10, 1, BIG, "steps between progress lines"),
     K_INT64(train.seed, 1337, 0, INT64_MAX, "seed of every random stream (init, data order)"),
     K_INT(train.threads, 0, 0, 1024, "CPU threads (OpenMP + OpenBLAS); 0 = all cores"),
+    K_ENUM(train.task, "lm", task_vals,
+           "lm: next-token prediction on data.train; classify: a classifier head on the last "
+           "token, trained on data.multifc"),
+    K_STR(train.init_from, "", 0,
+          "start from this checkpoint's weights and tokenizer (fine-tuning); optimizer state "
+          "starts fresh"),
 
     K_STR(data.train, "", 0, "token shard (HDF5) for training"),
     K_STR(data.val, "", 0, "token shard for validation; \"\" = none"),
     K_STR(data.tokenizer, "", 0, "tokenizer JSON; \"\" = the one stored in the shard's directory"),
+    K_STR(data.multifc, "", 0, "train.task classify: the MultiFC staged CSV or official TSV"),
+    K_DBL(data.val_frac, 0.1, 0.0, 0, 1.0, 1,
+          "classify: validation part of the seeded stratified split (per domain and label)"),
+    K_DBL(data.test_frac, 0.2, 0.0, 0, 1.0, 1,
+          "classify: held-out test part of the same split (never trained on)"),
 
     K_STR(run.dir, "runs/default", 1, "run directory: config, metrics, checkpoints"),
     K_INT(run.ckpt_every, 0, 0, BIG, "steps between checkpoints; 0 = only at the end"),
@@ -165,6 +177,8 @@ static const char *const rules_doc[] = {
     "`train.micro_batch` is divisible by `dist.data`.",
     "With `dist.context_mode: ulysses`, the heads of each head-parallel rank (query and "
     "key/value) are divisible by `dist.context`.",
+    "`train.task: classify` needs `dist.context: 1`.",
+    "`data.val_frac + data.test_frac` < 1.",
     "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
 };
 
@@ -1185,6 +1199,17 @@ static int validate(const struct loader *L, char *err) {
         snprintf(a, sizeof(a), "micro_batch %d is not divisible by %d data-parallel ranks",
                  t->micro_batch, g->data);
         return rule_error(L, "dist.data", "train.micro_batch", a, a, err);
+    }
+    if (!strcmp(t->task, "classify") && g->context > 1) {
+        snprintf(a, sizeof(a),
+                 "train.task classify pools the last token of each sequence; it "
+                 "needs dist.context 1, not %d",
+                 g->context);
+        return rule_error(L, "dist.context", "train.task", a, a, err);
+    }
+    if (L->cfg.data.val_frac + L->cfg.data.test_frac >= 1.0) {
+        snprintf(a, sizeof(a), "val_frac + test_frac must leave a training part (< 1)");
+        return rule_error(L, "data.test_frac", "data.val_frac", a, a, err);
     }
     if (!strcmp(g->context_mode, "ulysses") &&
         ((m->n_heads / g->heads) % g->context || (kv / g->heads) % g->context)) {

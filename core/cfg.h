@@ -50,13 +50,17 @@ struct cfg_train {
     int val_batches;  /* micro-batches per validation pass */
     int log_every;    /* steps between progress lines */
     int64_t seed;
-    int threads; /* CPU threads (OpenMP + OpenBLAS); 0 = all cores */
+    int threads;                  /* CPU threads (OpenMP + OpenBLAS); 0 = all cores */
+    char task[CFG_NAME_MAX];      /* "lm" (next-token) | "classify" (MultiFC classifier head) */
+    char init_from[CFG_PATH_MAX]; /* start from this checkpoint's weights and tokenizer */
 };
 
 struct cfg_data {
     char train[CFG_PATH_MAX];     /* token shard (HDF5) for training */
     char val[CFG_PATH_MAX];       /* token shard for validation; "" = none */
     char tokenizer[CFG_PATH_MAX]; /* tokenizer JSON; "" = the one stored in the shard's dir */
+    char multifc[CFG_PATH_MAX];   /* train.task classify: MultiFC CSV/TSV */
+    double val_frac, test_frac;   /* classify: seeded stratified split of the one labelled file */
 };
 
 struct cfg_run {

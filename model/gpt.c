@@ -31,10 +31,13 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
 }
 
 void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
-    snprintf(out, n,
-             "d_model=%d n_layers=%d n_heads=%d n_kv_heads=%d d_ff=%d vocab=%d mlp=%s tied=%d",
-             gc->C, gc->L, gc->H, gc->Hkv, gc->F, gc->V,
-             gc->mlp == GPT_MLP_GELU ? "gelu" : "swiglu", gc->tied);
+    int k = snprintf(out, n,
+                     "d_model=%d n_layers=%d n_heads=%d n_kv_heads=%d d_ff=%d vocab=%d mlp=%s "
+                     "tied=%d",
+                     gc->C, gc->L, gc->H, gc->Hkv, gc->F, gc->V,
+                     gc->mlp == GPT_MLP_GELU ? "gelu" : "swiglu", gc->tied);
+    if (gc->n_cls > 0 && k > 0 && (size_t)k < n)
+        snprintf(out + k, n - (size_t)k, " classes=%d", gc->n_cls);
 }
 
 /* local widths (this rank's heads and MLP columns) */
@@ -106,6 +109,8 @@ static void build_table(struct gpt *m) {
     add_param(m, &cap, "final_norm.weight", c->C, 0, -1, 0, 0.0f);
     if (!c->tied)
         add_param(m, &cap, "lm_head.weight", c->V, c->C, -1, 1, std);
+    if (c->n_cls > 0)
+        add_param(m, &cap, "cls_head.weight", c->n_cls, c->C, -1, 1, std);
 }
 
 static void build_blocks(struct gpt *m);
@@ -127,6 +132,7 @@ static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
     }
     w->final_norm = base + m->params[i++].offset;
     w->lm_head = c->tied ? w->wte : base + m->params[i++].offset;
+    w->cls_head = c->n_cls > 0 ? base + m->params[i++].offset : NULL;
     HW_ASSERT(i == m->n_params);
 }
 
@@ -271,6 +277,8 @@ void gpt_free(struct gpt *m) {
     cp_work_free(&m->cp_work);
     free(m->block_off);
     free(m->block_len);
+    free(m->cls_logits);
+    free(m->cls_last);
     memset(m, 0, sizeof(*m));
 }
 
@@ -325,7 +333,7 @@ static void build_blocks(struct gpt *m) {
     m->block_len = HW_MALLOC(sizeof(size_t) * (size_t)m->n_blocks);
     int k = 0;
     m->block_off[k] = fn;
-    m->block_len[k++] = c->tied ? (size_t)c->C : end - fn;
+    m->block_len[k++] = end - fn; /* final norm, untied head, classifier head */
     for (int l = c->L - 1; l >= 0; l--) {
         size_t lo = (size_t)(m->w.layers[l].attn_norm - m->param_mem);
         size_t hi = l + 1 < c->L ? (size_t)(m->w.layers[l + 1].attn_norm - m->param_mem) : fn;
@@ -342,8 +350,8 @@ static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
     return as;
 }
 
-double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T,
-                   float dscale, int want_grad) {
+/* Embedding, blocks and the final norm: leaves n_final (B*T, C). */
+static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T) {
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
     gpt_alloc_acts(m, B, T);
@@ -379,22 +387,71 @@ double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets,
         o->residual_add(x_out, a->x_mid, m->dn, (int64_t)NC);
     }
     o->rmsnorm_forward(m->n_final, m->rstd_final, m->x_final, m->w.final_norm, N, C, c->eps);
-    o->matmul_forward(m->logits, m->n_final, m->w.lm_head, N, C, c->V, 0.0f);
+}
+
+double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                   float dscale, int want_grad) {
+    const struct gpt_config *c = &m->c;
+    const struct ops *o = m->ops;
+    const int N = B * T;
+    forward_trunk(m, tokens, B, T);
+    o->matmul_forward(m->logits, m->n_final, m->w.lm_head, N, c->C, c->V, 0.0f);
     if (!targets)
         return 0.0;
     return o->xent_forward_backward(m->logits, m->losses, targets, N, c->V,
                                     want_grad ? dscale : 0.0f, XENT_IGNORE);
 }
 
-void gpt_backward(struct gpt *m) {
+double gpt_classify(struct gpt *m, const int32_t *tokens, const int32_t *last, const int32_t *label,
+                    const unsigned char *allowed, int B, int T, float dscale, int want_grad,
+                    int32_t *pred) {
+    const struct gpt_config *c = &m->c;
+    const int K = c->n_cls, C = c->C;
+    HW_ASSERT(K > 0 && m->cp == 1);
+    forward_trunk(m, tokens, B, T);
+    free(m->cls_logits);
+    free(m->cls_last);
+    m->cls_logits = alloc_floats((size_t)B * K);
+    m->cls_last = HW_MALLOC(sizeof(int32_t) * (size_t)B);
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *h = m->n_final + ((size_t)b * T + last[b]) * C;
+        float *lg = m->cls_logits + (size_t)b * K;
+        const unsigned char *ok = allowed + (size_t)b * K;
+        m->cls_last[b] = last[b];
+        m->ops->matmul_forward(lg, h, m->w.cls_head, 1, C, K, 0.0f);
+        float mx = -INFINITY;
+        int arg = -1;
+        for (int k = 0; k < K; k++)
+            if (ok[k] && (arg < 0 || lg[k] > mx)) {
+                mx = lg[k];
+                arg = k;
+            }
+        if (pred)
+            pred[b] = arg;
+        double sum = 0.0;
+        for (int k = 0; k < K; k++)
+            sum += ok[k] ? exp((double)lg[k] - mx) : 0.0;
+        const int y = label ? label[b] : -1;
+        if (y >= 0)
+            total += (double)mx + log(sum) - (double)lg[y];
+        /* keep d(loss * dscale)/dlogits for the backward */
+        for (int k = 0; k < K; k++) {
+            double p = ok[k] ? exp((double)lg[k] - mx) / sum : 0.0;
+            lg[k] = y >= 0 && want_grad ? (float)((p - (k == y)) * dscale) : 0.0f;
+        }
+    }
+    return total;
+}
+
+/* From d n_final (in dn) through the final norm, the blocks and the embedding. */
+static void backward_trunk(struct gpt *m) {
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
     const int B = m->B, T = m->T, N = B * T, C = c->C, D = qkv_width(m), HD = m->Hl * c->hd;
     const int Fin = fin_width(m), F = m->Fl;
     const size_t NC = (size_t)N * C;
     struct attn_shape as = local_attn_shape(m, B, T);
-    /* logits -> final norm -> residual stream gradient dx */
-    o->matmul_backward(m->dn, m->g.lm_head, m->logits, m->n_final, m->w.lm_head, N, C, c->V, 0.0f);
     memset(m->dx, 0, sizeof(float) * NC);
     o->rmsnorm_backward(m->dx, m->g.final_norm, m->dn, m->x_final, m->w.final_norm, m->rstd_final,
                         N, C);
@@ -434,6 +491,27 @@ void gpt_backward(struct gpt *m) {
     }
     o->embed_backward(m->g.wte, m->dx, m->tokens, N, C);
     grads_ready(m, c->L + 1);
+}
+
+void gpt_backward(struct gpt *m) {
+    const struct gpt_config *c = &m->c;
+    const int N = m->B * m->T;
+    /* logits -> d n_final (into dn) */
+    m->ops->matmul_backward(m->dn, m->g.lm_head, m->logits, m->n_final, m->w.lm_head, N, c->C, c->V,
+                            0.0f);
+    backward_trunk(m);
+}
+
+void gpt_backward_classify(struct gpt *m) {
+    const struct gpt_config *c = &m->c;
+    const int C = c->C, K = c->n_cls, T = m->T;
+    memset(m->dn, 0, sizeof(float) * (size_t)m->B * T * C);
+    for (int b = 0; b < m->B; b++) {
+        const size_t row = (size_t)b * T + m->cls_last[b];
+        m->ops->matmul_backward(m->dn + row * C, m->g.cls_head, m->cls_logits + (size_t)b * K,
+                                m->n_final + row * C, m->w.cls_head, 1, C, K, 0.0f);
+    }
+    backward_trunk(m);
 }
 
 /* ----------------------------------------------------------------------------------------- */

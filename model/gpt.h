@@ -41,6 +41,7 @@ struct gpt_config {
     float rope_theta;
     float eps;
     float init_std;
+    int n_cls; /* classifier head classes (train.task classify); 0 = none */
 };
 
 /* One named parameter tensor inside the flat parameter block. */
@@ -70,6 +71,7 @@ struct gpt_weights {
     float *wte;        /* (V, C) */
     float *final_norm; /* (C) */
     float *lm_head;    /* (V, C); == wte when tied */
+    float *cls_head;   /* (n_cls, C) or NULL */
     struct gpt_layer *layers;
 };
 
@@ -107,7 +109,9 @@ struct gpt {
     float *x_final, *n_final, *rstd_final, *logits, *losses;
     float *dx, *dn, *dqkv, *datt, *dh, *da;
     int32_t *tokens;
-    int32_t *pos;               /* (T) absolute positions of the local tokens */
+    float *cls_logits; /* (B, n_cls) classifier probabilities' gradient after gpt_classify */
+    int32_t *cls_last; /* (B) pooled positions of the last gpt_classify */
+    int32_t *pos;      /* (T) absolute positions of the local tokens */
     struct cp_attn_ctx *cp_ctx; /* (L) Ulysses state per layer */
     float *cp_mem;
     struct cp_work cp_work;
@@ -144,6 +148,16 @@ double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets,
                    float dscale, int want_grad);
 /* Backward of the last gpt_forward(want_grad=1); accumulates into m->grad_mem. */
 void gpt_backward(struct gpt *m);
+
+/* Classifier head (n_cls > 0): logits of sequence b are W_cls n_final[b, last[b]], restricted
+ * to the classes with allowed[b * n_cls + k] != 0 (others -inf), softmax cross-entropy against
+ * label[b]. Writes pred[b] (argmax over the allowed classes, lowest id on ties) when pred is
+ * not NULL; with want_grad, keeps d(loss * dscale) for gpt_backward_classify. Returns the summed
+ * loss over the B sequences (label < 0: not counted). */
+double gpt_classify(struct gpt *m, const int32_t *tokens, const int32_t *last, const int32_t *label,
+                    const unsigned char *allowed, int B, int T, float dscale, int want_grad,
+                    int32_t *pred);
+void gpt_backward_classify(struct gpt *m);
 void gpt_zero_grad(struct gpt *m);
 
 /* Look up a parameter by name; NULL if absent. */

@@ -121,16 +121,17 @@ static inline double ref_xent(const double *logits, const int32_t *tgt, int N, i
     return total;
 }
 
-/* Summed loss of the whole model in double, reading weights from P (laid out as m->params). */
-static inline double ref_gpt_loss(const struct gpt *m, const double *P, const int32_t *tok,
-                                  const int32_t *tgt, int B, int T) {
+/* The final-norm output (B*T, C) of the whole model in double, reading weights from P (laid out
+ * as m->params); returns the index of the parameter after final_norm. */
+static inline int ref_gpt_hidden(const struct gpt *m, const double *P, const int32_t *tok, int B,
+                                 int T, double *out) {
     const struct gpt_config *c = &m->c;
     const int N = B * T, C = c->C, HD = c->H * c->hd, D = HD + 2 * c->Hkv * c->hd;
     const int Fin = c->mlp == GPT_MLP_SWIGLU ? 2 * c->F : c->F;
+    const int W = C > Fin ? C : Fin;
     double *x = calloc((size_t)N * C, sizeof(double)), *n1 = calloc((size_t)N * C, sizeof(double));
     double *qkv = calloc((size_t)N * D, sizeof(double)), *att = calloc((size_t)N * HD, 8);
-    double *tmp = calloc((size_t)N * (C > c->V ? (C > Fin ? C : Fin) : (c->V > Fin ? c->V : Fin)),
-                         sizeof(double));
+    double *tmp = calloc((size_t)N * W, sizeof(double));
     double *h = calloc((size_t)N * Fin, 8), *a = calloc((size_t)N * c->F, 8);
     int pi = 0;
     const double *wte = P + m->params[pi++].offset;
@@ -162,11 +163,23 @@ static inline double ref_gpt_loss(const struct gpt *m, const double *P, const in
             x[i] += tmp[i];
     }
     const double *wf = P + m->params[pi++].offset;
-    const double *wlm = c->tied ? wte : P + m->params[pi++].offset;
-    ref_rmsnorm(n1, x, wf, N, C, c->eps);
-    ref_matmul(tmp, n1, wlm, N, C, c->V);
-    double loss = ref_xent(tmp, tgt, N, c->V, -1);
+    ref_rmsnorm(out, x, wf, N, C, c->eps);
     free(x), free(n1), free(qkv), free(att), free(tmp), free(h), free(a);
+    return pi;
+}
+
+/* Summed LM loss of the whole model in double. */
+static inline double ref_gpt_loss(const struct gpt *m, const double *P, const int32_t *tok,
+                                  const int32_t *tgt, int B, int T) {
+    const struct gpt_config *c = &m->c;
+    const int N = B * T, C = c->C;
+    double *hid = calloc((size_t)N * C, sizeof(double));
+    double *lg = calloc((size_t)N * c->V, sizeof(double));
+    int pi = ref_gpt_hidden(m, P, tok, B, T, hid);
+    const double *wlm = c->tied ? P + m->params[0].offset : P + m->params[pi].offset;
+    ref_matmul(lg, hid, wlm, N, C, c->V);
+    double loss = ref_xent(lg, tgt, N, c->V, -1);
+    free(hid), free(lg);
     return loss;
 }
 

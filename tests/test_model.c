@@ -88,6 +88,84 @@ static void test_gradient(int mlp, int tied, int Hkv) {
     gpt_free(&m);
 }
 
+/* The classifier head: pooled last token, masked softmax over allowed classes. */
+static double ref_cls_loss(const struct gpt *m, const double *P, const int32_t *tok,
+                           const int32_t *last, const int32_t *label, const unsigned char *ok,
+                           int B, int T) {
+    const int C = m->c.C, K = m->c.n_cls;
+    double *hid = calloc((size_t)B * T * C, sizeof(double));
+    ref_gpt_hidden(m, P, tok, B, T, hid);
+    const double *W = P + gpt_find_param(m, "cls_head.weight")->offset;
+    double loss = 0;
+    for (int b = 0; b < B; b++) {
+        const double *h = hid + ((size_t)b * T + last[b]) * C;
+        double lg[8], mx = -INFINITY, s = 0;
+        for (int k = 0; k < K; k++) {
+            lg[k] = 0;
+            for (int j = 0; j < C; j++)
+                lg[k] += W[(size_t)k * C + j] * h[j];
+            if (ok[b * K + k] && lg[k] > mx)
+                mx = lg[k];
+        }
+        for (int k = 0; k < K; k++)
+            s += ok[b * K + k] ? exp(lg[k] - mx) : 0;
+        loss += mx + log(s) - lg[label[b]];
+    }
+    free(hid);
+    return loss;
+}
+
+static void test_classifier(void) {
+    const int B = 3, T = 7, K = 5;
+    struct gpt m;
+    struct gpt_config gc = {.C = 16,
+                            .L = 2,
+                            .H = 4,
+                            .Hkv = 2,
+                            .hd = 4,
+                            .F = 24,
+                            .V = 23,
+                            .max_T = 32,
+                            .mlp = GPT_MLP_SWIGLU,
+                            .tied = 1,
+                            .rope_theta = 10000.0f,
+                            .eps = 1e-5f,
+                            .init_std = 0.3f,
+                            .n_cls = K};
+    gpt_init(&m, &gc, ops_for(BACKEND_CPU), NULL);
+    gpt_init_weights(&m, 5);
+    int32_t tok[21], last[3] = {6, 3, 4}, label[3] = {1, 4, 0}, pred[3];
+    unsigned char ok[15] = {1, 1, 1, 0, 0, /**/ 0, 0, 1, 1, 1, /**/ 1, 1, 1, 1, 1};
+    for (int i = 0; i < B * T; i++)
+        tok[i] = (int32_t)(rng_uniform(9, (uint64_t)i) * 23);
+    gpt_zero_grad(&m);
+    double loss = gpt_classify(&m, tok, last, label, ok, B, T, 1.0f, 1, pred);
+    gpt_backward_classify(&m);
+    CHECK(pred[0] >= 0 && pred[0] <= 2 && pred[1] >= 2 && pred[1] <= 4);
+    double *P = malloc(sizeof(double) * m.num_params);
+    for (size_t i = 0; i < m.num_params; i++)
+        P[i] = m.param_mem[i];
+    CHECK_CLOSE(loss, ref_cls_loss(&m, P, tok, last, label, ok, B, T), 1e-5);
+    double worst = 0;
+    for (int p = 0; p < m.n_params; p++)
+        for (int k = 0; k < 4; k++) {
+            const struct gpt_param *gp = &m.params[p];
+            size_t j = gp->offset + (size_t)(rng_uniform(13, (uint64_t)(p * 8 + k)) * gp->numel);
+            double h = 1e-5, x0 = P[j];
+            P[j] = x0 + h;
+            double fp = ref_cls_loss(&m, P, tok, last, label, ok, B, T);
+            P[j] = x0 - h;
+            double fm = ref_cls_loss(&m, P, tok, last, label, ok, B, T);
+            P[j] = x0;
+            double num = (fp - fm) / (2 * h), got = m.grad_mem[j];
+            double err = fabs(num - got) / (fabs(num) > 1e-2 ? fabs(num) : 1e-2);
+            worst = err > worst ? err : worst;
+        }
+    CHECK_MSG(worst < 2e-3, "classifier gradient: worst rel err %g", worst);
+    free(P);
+    gpt_free(&m);
+}
+
 static void test_decode_matches_forward(void) {
     const int T = 20, V = 31;
     struct gpt m;
@@ -152,6 +230,7 @@ int main(void) {
     test_gradient(GPT_MLP_SWIGLU, 1, 2);
     test_gradient(GPT_MLP_GELU, 0, 4);
     test_decode_matches_forward();
+    test_classifier();
     test_table();
     return check_report("test_model");
 }
