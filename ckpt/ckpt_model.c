@@ -6,6 +6,7 @@
 #include "ckpt.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -46,6 +47,8 @@ int ckpt_load_model(const struct dist *d, const char *path, struct hw_config *cf
         char sig[256];
         int vocab = cfg->model.vocab ? cfg->model.vocab : bpe_vocab_size(tok);
         gpt_config_from_cfg(&gc, &cfg->model, vocab);
+        const char *cls = strstr(meta.model_sig, " classes=");
+        gc.n_cls = cls ? atoi(cls + 9) : 0; /* a classifier head (train.task classify) */
         gpt_config_signature(&gc, sig, sizeof(sig));
         if (strcmp(sig, meta.model_sig) != 0) {
             rc = hw_errf(err, HW_EMISMATCH, "%s: stored model '%s' does not match its config '%s'",

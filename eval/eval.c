@@ -147,7 +147,7 @@ static int check_tasks(const struct hw_config *c, char *err) {
         cfg_where(c, "eval.tasks", where, sizeof(where));
         return hw_errf(err, HW_ECONFIG,
                        "%s: error: eval.tasks: empty; choose from "
-                       "perplexity, multifc, rolemrc",
+                       "perplexity, multifc, multifc_classify, rolemrc",
                        where);
     }
     for (int i = 0; i < c->eval.tasks.n; i++)
@@ -155,7 +155,7 @@ static int check_tasks(const struct hw_config *c, char *err) {
             cfg_where(c, "eval.tasks", where, sizeof(where));
             return hw_errf(err, HW_ECONFIG,
                            "%s: error: eval.tasks: unknown task '%s' (known: "
-                           "perplexity, multifc, rolemrc)",
+                           "perplexity, multifc, multifc_classify, rolemrc)",
                            where, c->eval.tasks.item[i]);
         }
     return 0;
@@ -225,7 +225,7 @@ int eval_run(const struct hw_config *c, struct dist *d) {
         for (int t = 0; t < c->eval.tasks.n; t++) {
             const struct eval_task *task = eval_find_task(c->eval.tasks.item[t]);
             json_t *met = json_object(), *info = json_object();
-            struct eval_ctx ctx = {.c = c, .d = d, .lm = &lm, .samples = samples};
+            struct eval_ctx ctx = {.c = c, .mc = &mc, .d = d, .lm = &lm, .samples = samples};
             double t0 = log_now();
             err[0] = 0;
             rc = task->run(&ctx, met, info, err);

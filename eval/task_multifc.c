@@ -57,8 +57,8 @@ static double f1_stat(const int *idx, int n, void *vc) {
     return f->macro ? r.macro : r.micro;
 }
 
-static void put_f1(json_t *metrics, const char *prefix, const int *gold, const int *pred, int n,
-                   int n_classes, int iters, uint64_t seed) {
+void multifc_put_f1(json_t *metrics, const char *prefix, const int *gold, const int *pred, int n,
+                    int n_classes, int iters, uint64_t seed) {
     struct metrics_f1 r;
     metrics_f1(gold, pred, n, n_classes, &r);
     char key[64];
@@ -213,9 +213,11 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
             }
         }
         const uint64_t seed = (uint64_t)e->seed;
-        put_f1(metrics, "", gold, pred, n_test, n_classes, e->bootstrap_iters, seed);
-        put_f1(metrics, "norm_", gold, predn, n_test, n_classes, e->bootstrap_iters, seed + 2);
-        put_f1(metrics, "majority_", gold, base, n_test, n_classes, e->bootstrap_iters, seed + 4);
+        multifc_put_f1(metrics, "", gold, pred, n_test, n_classes, e->bootstrap_iters, seed);
+        multifc_put_f1(metrics, "norm_", gold, predn, n_test, n_classes, e->bootstrap_iters,
+                       seed + 2);
+        multifc_put_f1(metrics, "majority_", gold, base, n_test, n_classes, e->bootstrap_iters,
+                       seed + 4);
         /* per domain, over the domain's own labels */
         json_t *per = json_object();
         int *g2 = HW_MALLOC(sizeof(int) * (size_t)(n_test + 1)),

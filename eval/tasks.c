@@ -16,7 +16,13 @@ static const struct eval_task rolemrc = {
     "rolemrc", "1", "RoleMRC: greedy generation, BLEU-4 and ROUGE per task and aspect; LLM judge",
     task_rolemrc};
 
-const struct eval_task *const eval_tasks[] = {&perplexity, &multifc, &rolemrc, NULL};
+static const struct eval_task multifc_classify = {
+    "multifc_classify", "1",
+    "MultiFC with the fine-tuned classifier head (train.task classify), on the held-out test part",
+    task_multifc_classify};
+
+const struct eval_task *const eval_tasks[] = {&perplexity, &multifc, &multifc_classify, &rolemrc,
+                                              NULL};
 
 const struct eval_task *eval_find_task(const char *name) {
     for (int i = 0; eval_tasks[i]; i++)

@@ -13,7 +13,8 @@
 #include <jansson.h>
 
 struct eval_ctx {
-    const struct hw_config *c; /* the eval config (eval.* keys) */
+    const struct hw_config *c;  /* the eval config (eval.* keys) */
+    const struct hw_config *mc; /* the checkpoint's own (training) config */
     struct dist *d;
     struct lm *lm;
     json_t *samples; /* per-sample records to append to (eval.log_samples), or NULL */
@@ -43,5 +44,10 @@ void eval_put(json_t *metrics, const char *name, double v, double se);
 int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
 int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
 int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
+int task_multifc_classify(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
+/* MultiFC reporting shared by both methods: micro/macro F1 of pred against gold (global label
+ * ids) with bootstrap stderr under prefix ("", "norm_", "majority_"). */
+void multifc_put_f1(json_t *metrics, const char *prefix, const int *gold, const int *pred, int n,
+                    int n_classes, int iters, uint64_t seed);
 
 #endif /* HW_TASKS_H */

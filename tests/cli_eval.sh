@@ -73,9 +73,33 @@ YAML
 expect_exit 0 "eval CONFIG with a judge command" "$HW" eval "$T/eval.yaml"
 ok "judge scores per aspect" grep -q '"judge_style,none": 1' "$T/j/results_$R.json"
 ok "judge scores 0 where it says no" grep -q '"judge_knowledge,none": 0' "$T/j/results_$R.json"
+# the classifier head: train.task classify on a seeded split of the MultiFC file, the same
+# numbers on 1 and 2x2 ranks, fine-tuned from the LM checkpoint, scored on the held-out part
+if [ -n "$MFC" ]; then
+    set -- configs/tiny.yaml train.task=classify data.multifc="$MFC" train.init_from="$T/run/ckpt_00000008.h5" \
+        train.steps=6 train.val_every=3 run.ckpt_every=3 train.threads=1
+    expect_exit 0 "classifier fine-tuned from the LM" "$HW" train "$@" run.dir="$T/cls"
+    ok "  initialised from the LM checkpoint" grep -q "initialised from $T/run/ckpt_00000008.h5" "$T/out"
+    ok "  val accuracy and macro F1 logged" grep -q '"val_f1_macro"' "$T/cls/metrics.jsonl"
+    metric_lines "$T/cls/metrics.jsonl" >"$T/c1"
+    if command -v mpirun >/dev/null; then
+        expect_exit 0 "classifier on data 2 x heads 2" $MPIRUN -np 4 "$HW" train "$@" \
+            dist.data=2 dist.heads=2 run.dir="$T/cls4"
+        metric_lines "$T/cls4/metrics.jsonl" >"$T/c4"
+        ok "  same losses as one rank" close "$T/c1" "$T/c4" 1e-5
+    fi
+    expect_exit 0 "eval multifc_classify" "$HW" eval --ckpt "$T/cls/ckpt_00000006.h5" \
+        --tasks multifc_classify --output "$T/ce"
+    ok "  F1 and the majority baseline" grep -q '"majority_f1_macro,none"' "$T/ce/results_ckpt_00000006.json"
+    expect_exit 1 "multifc_classify on an LM checkpoint" "$HW" eval --ckpt "$T/run/ckpt_00000008.h5" \
+        --tasks multifc_classify --multifc-data "$MFC"
+    err_has "the checkpoint has no classifier head"
+    expect_exit 2 "classify with context parallel" "$HW" train "$@" dist.context=2 run.dir="$T/x"
+    err_has "train.task classify pools the last token of each sequence; it needs dist.context 1, not 2"
+fi
 # errors
 expect_exit 2 "unknown task" "$HW" eval --ckpt "$T/run" --tasks multifcc
-err_has "eval.tasks: unknown task 'multifcc' (known: perplexity, multifc, rolemrc)"
+err_has "eval.tasks: unknown task 'multifcc' (known: perplexity, multifc, multifc_classify, rolemrc)"
 expect_exit 1 "missing checkpoint" "$HW" eval --ckpt "$T/none.h5" --tasks perplexity
 err_has "eval.checkpoints: $T/none.h5: cannot open: No such file or directory"
 expect_exit 1 "missing data file" "$HW" eval --ckpt "$T/run" --tasks rolemrc --rolemrc-data "$T/no.jsonl"

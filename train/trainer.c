@@ -6,8 +6,11 @@
 #include "../core/check.h"
 #include "../core/fsutil.h"
 #include "../core/log.h"
+#include "../core/rng.h"
 #include "../datasets/bpe.h"
+#include "../datasets/multifc_cls.h"
 #include "../datasets/shards.h"
+#include "../eval/metrics.h"
 #include "../model/gpt.h"
 #include "../ops/adamw.h"
 #include "../ops/ops.h"
@@ -38,6 +41,14 @@ struct run {
     int32_t *tokens, *targets;     /* (grad_accum, B/dp, T/cp): this rank's slices */
     int Bl, Tl;                    /* local sequences and tokens per sequence */
     int zero;                      /* ZeRO-1 in effect */
+    int classify;                  /* train.task classify */
+    struct multifc_cls cd;         /* classify: the examples */
+    int64_t cls_pos;               /* classify: global sample counter */
+    int *cls_perm;                 /* classify: this epoch's order of the train part */
+    int64_t cls_epoch;
+    int32_t *cls_last, *cls_label; /* (grad_accum, Bl) */
+    unsigned char *cls_allowed;    /* (grad_accum, Bl, n_cls) */
+    double val_acc, val_f1;        /* classify: last validation */
     int n_buckets;                 /* gradient buckets: the model's blocks cut to bucket_kb */
     size_t *bk_off, *bk_len;
     int *blk_first, *blk_count; /* (n_blocks) first bucket and bucket count of each block */
@@ -107,7 +118,7 @@ static int save_checkpoint(struct run *r, char *err) {
     meta.step = r->step;
     meta.tokens_seen = r->tokens_seen;
     meta.rng[0] = (uint64_t)r->c->train.seed;
-    meta.cursor[0] = r->train.pos;
+    meta.cursor[0] = r->classify ? r->cls_pos : r->train.pos;
     meta.n_cursor = 1;
     meta.config_yaml = r->cfg_yaml;
     meta.tokenizer_json = r->tok_json;
@@ -207,7 +218,10 @@ static int resume(struct run *r, char *err) {
     if (!rc) {
         r->step = (int)meta.step;
         r->tokens_seen = meta.tokens_seen;
-        loader_seek(&r->train, meta.n_cursor > 0 ? meta.cursor[0] : 0);
+        if (r->classify)
+            r->cls_pos = meta.n_cursor > 0 ? meta.cursor[0] : 0;
+        else
+            loader_seek(&r->train, meta.n_cursor > 0 ? meta.cursor[0] : 0);
         snprintf(r->last_ckpt, sizeof(r->last_ckpt), "%s", path);
         log_info("resumed from %s at step %d", path, r->step);
     }
@@ -238,7 +252,70 @@ static int next_local_batch(struct run *r, struct loader *l, int32_t *tok, int32
     return 0;
 }
 
+/* classify: the next global micro-batch of training examples (a seeded permutation of the
+ * train part per epoch), this rank's data-parallel slice of it */
+static void next_cls_batch(struct run *r, int32_t *tok, int32_t *last, int32_t *label,
+                           unsigned char *allowed) {
+    const struct multifc_cls *cd = &r->cd;
+    const int B = r->c->train.micro_batch, T = cd->T, K = cd->n_cls, n = cd->n_idx[0];
+    for (int g = 0; g < B; g++, r->cls_pos++) {
+        int64_t epoch = r->cls_pos / n, k = r->cls_pos % n;
+        if (epoch != r->cls_epoch) {
+            uint64_t key = rng_hash2((uint64_t)r->c->train.seed, 0xc1a55ULL + (uint64_t)epoch);
+            for (int i = 0; i < n; i++)
+                r->cls_perm[i] = i;
+            for (int i = n - 1; i > 0; i--) {
+                int j = (int)(rng_uniform(key, (uint64_t)i) * (i + 1)), t = r->cls_perm[i];
+                r->cls_perm[i] = r->cls_perm[j];
+                r->cls_perm[j] = t;
+            }
+            r->cls_epoch = epoch;
+        }
+        const int b = g - r->d->dp_rank * r->Bl;
+        if (b < 0 || b >= r->Bl)
+            continue;
+        const int e = cd->idx[0][r->cls_perm[k]];
+        memcpy(tok + (size_t)b * T, cd->tok + (size_t)e * T, sizeof(int32_t) * (size_t)T);
+        last[b] = cd->last[e];
+        label[b] = cd->label[e];
+        memcpy(allowed + (size_t)b * K, cd->allowed + (size_t)e * K, (size_t)K);
+    }
+}
+
+/* classify: loss, accuracy and macro F1 over the val part (examples shared over data ranks) */
+static double cls_val(struct run *r) {
+    const struct multifc_cls *cd = &r->cd;
+    const int n = cd->n_idx[1], T = cd->T, K = cd->n_cls;
+    double *v = HW_CALLOC((size_t)n + 1, sizeof(double)); /* pred + 1 per example, then loss */
+    for (int k = 0; k < n; k++) {
+        if (k % r->d->dp != r->d->dp_rank)
+            continue;
+        const int e = cd->idx[1][k];
+        int32_t pred;
+        const int32_t lab = cd->label[e];
+        v[n] += gpt_classify(&r->model, cd->tok + (size_t)e * T, &cd->last[e], &lab,
+                             cd->allowed + (size_t)e * K, 1, T, 0.0f, 0, &pred);
+        v[k] = pred + 1;
+    }
+    dist_allreduce_group_doubles(r->d, DIST_DPCP, v, n + 1);
+    int *gold = HW_MALLOC(sizeof(int) * (size_t)(n + 1)),
+        *pred = HW_MALLOC(sizeof(int) * (size_t)(n + 1));
+    for (int k = 0; k < n; k++) {
+        gold[k] = cd->label[cd->idx[1][k]];
+        pred[k] = (int)v[k] - 1;
+    }
+    struct metrics_f1 f;
+    metrics_f1(gold, pred, n, K, &f);
+    r->val_acc = f.micro;
+    r->val_f1 = f.macro;
+    double loss = n ? v[n] / n : NAN;
+    free(v), free(gold), free(pred);
+    return loss;
+}
+
 static double val_loss(struct run *r, char *err, int *rc) {
+    if (r->classify)
+        return cls_val(r);
     const struct cfg_train *t = &r->c->train;
     double sum = 0.0;
     loader_seek(&r->val, 0);
@@ -337,6 +414,10 @@ static void write_metrics(struct run *r, double loss, double lr, double gnorm, d
     json_object_set_new(j, "mfu", json_real(round(mfu * 1e4) / 1e4));
     if (!isnan(vloss))
         json_object_set_new(j, "val_loss", json_real((float)vloss));
+    if (!isnan(vloss) && r->classify) {
+        json_object_set_new(j, "val_acc", json_real(r->val_acc));
+        json_object_set_new(j, "val_f1_macro", json_real(r->val_f1));
+    }
     if (r->d->world > 1) {
         /* per collective kind: bytes this rank sent and seconds it waited (rank 0's view) */
         json_t *cm = json_object();
@@ -365,6 +446,51 @@ static void write_metrics(struct run *r, double loss, double lr, double gnorm, d
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* Fine-tuning: the tokenizer stored in train.init_from. */
+static int init_tokenizer(struct run *r, char *err) {
+    struct ckpt_file f;
+    struct ckpt_meta meta;
+    memset(&f, 0, sizeof(f));
+    memset(&meta, 0, sizeof(meta));
+    int rc = ckpt_open(&f, r->d, r->c->train.init_from, err);
+    if (!rc)
+        rc = ckpt_read_meta(&f, &meta, err);
+    if (!rc)
+        rc = bpe_from_json(&r->tok, meta.tokenizer_json, strlen(meta.tokenizer_json),
+                           r->c->train.init_from, err);
+    ckpt_meta_free(&meta);
+    ckpt_close(&f);
+    return rc;
+}
+
+/* Fine-tuning: every parameter but a new classifier head from train.init_from (shapes must
+ * match: the model section has to describe the checkpoint's model). */
+static int init_weights(struct run *r, char *err) {
+    const struct gpt *m = &r->model;
+    struct ckpt_file f;
+    memset(&f, 0, sizeof(f));
+    int rc = ckpt_open(&f, r->d, r->c->train.init_from, err);
+    struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params, sizeof(*tv));
+    tensor_views(m, r->d, m->param_mem, tv);
+    for (int i = 0; i < m->n_params && !rc; i++) {
+        int nd;
+        int64_t shape[CKPT_MAX_DIMS];
+        if (!strcmp(m->params[i].name, "cls_head.weight") &&
+            ckpt_tensor_shape(&f, "model", "cls_head.weight", &nd, shape, err) == 0)
+            continue; /* a new head starts from its init */
+        rc = ckpt_read_tensor(&f, "model", &tv[i], err);
+    }
+    free(tv);
+    ckpt_close(&f);
+    if (dist_allreduce_max_int(r->d, rc ? 1 : 0) && !rc)
+        rc = hw_errf(err, HW_EIO, "train.init_from failed on another rank");
+    if (rc == HW_EMISMATCH)
+        rc = HW_ECONFIG; /* the config's model does not describe the checkpoint */
+    if (!rc)
+        log_info("initialised from %s", r->c->train.init_from);
+    return rc;
+}
+
 /* Prefix a module's one-line error with the config key it came from. */
 static int prefix_err(char *err, const char *key, int rc) {
     char tmp[HW_ERR_LEN];
@@ -377,22 +503,48 @@ static int setup(struct run *r, char *err) {
     const struct hw_config *c = r->c;
     char tok_path[CFG_PATH_MAX + 32];
     int rc;
-    if (!c->data.train[0])
+    r->classify = !strcmp(c->train.task, "classify");
+    if (r->classify && !c->data.multifc[0])
+        return hw_errf(err, HW_ECONFIG,
+                       "%s: error: data.multifc: required for train.task "
+                       "classify",
+                       c->source);
+    if (!r->classify && !c->data.train[0])
         return hw_errf(err, HW_ECONFIG,
                        "%s: error: data.train: required for training (a token "
                        "shard made by 'headwise data prepare')",
                        c->source);
-    if ((rc = loader_open(&r->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
-                          err)))
-        return prefix_err(err, "data.train", rc);
-    if (c->data.val[0]) {
-        if ((rc = loader_open(&r->val, c->data.val, c->train.seq_len, 0, 0, err)))
-            return prefix_err(err, "data.val", rc);
-        r->has_val = 1;
+    if (!r->classify) {
+        if ((rc = loader_open(&r->train, c->data.train, c->train.seq_len, 1,
+                              (uint64_t)c->train.seed, err)))
+            return prefix_err(err, "data.train", rc);
+        if (c->data.val[0]) {
+            if ((rc = loader_open(&r->val, c->data.val, c->train.seq_len, 0, 0, err)))
+                return prefix_err(err, "data.val", rc);
+            r->has_val = 1;
+        }
     }
     bpe_init(&r->tok);
-    if ((rc = train_load_tokenizer(c, &r->tok, tok_path, err)))
+    if (c->train.init_from[0]) { /* fine-tuning: the checkpoint's tokenizer */
+        snprintf(tok_path, sizeof(tok_path), "%.500s", c->train.init_from);
+        if ((rc = init_tokenizer(r, err)))
+            return prefix_err(err, "train.init_from", rc);
+    } else if (r->classify && !c->data.tokenizer[0]) {
+        return hw_errf(err, HW_ECONFIG,
+                       "%s: error: data.tokenizer: required for train.task "
+                       "classify without train.init_from",
+                       c->source);
+    } else if ((rc = train_load_tokenizer(c, &r->tok, tok_path, err))) {
         return prefix_err(err, c->data.tokenizer[0] ? "data.tokenizer" : "tokenizer", rc);
+    }
+    if (r->classify) {
+        if ((rc = multifc_cls_load(&r->cd, c->data.multifc, c->data.val_frac, c->data.test_frac,
+                                   (uint64_t)c->train.seed, &r->tok, c->train.seq_len, err)))
+            return prefix_err(err, "data.multifc", rc);
+        r->has_val = r->cd.n_idx[1] > 0;
+        r->cls_perm = HW_MALLOC(sizeof(int) * (size_t)(r->cd.n_idx[0] + 1));
+        r->cls_epoch = -1;
+    }
     int vocab = bpe_vocab_size(&r->tok);
     if (c->model.vocab && c->model.vocab < vocab)
         return hw_errf(err, HW_ECONFIG,
@@ -402,16 +554,19 @@ static int setup(struct run *r, char *err) {
     if (c->model.vocab)
         vocab = c->model.vocab;
     r->tok_json = bpe_to_json(&r->tok);
-    if (r->train.sh.vocab > vocab)
+    if (!r->classify && r->train.sh.vocab > vocab)
         return hw_errf(err, HW_EMISMATCH,
                        "%s: shard vocabulary %d does not fit the model's %d "
                        "(tokenizer %s)",
                        c->data.train, r->train.sh.vocab, vocab, tok_path);
     struct gpt_config gc;
     gpt_config_from_cfg(&gc, &c->model, vocab);
+    gc.n_cls = r->classify ? r->cd.n_cls : 0;
     gpt_config_signature(&gc, r->sig, sizeof(r->sig));
     gpt_init(&r->model, &gc, ops_for(BACKEND_CPU), r->d);
     gpt_init_weights(&r->model, (uint64_t)c->train.seed);
+    if (c->train.init_from[0] && (rc = init_weights(r, err)))
+        return rc;
     r->Bl = c->train.micro_batch / r->d->dp;
     r->Tl = c->train.seq_len / r->d->cp;
     gpt_alloc_acts(&r->model, r->Bl, r->Tl);
@@ -421,6 +576,12 @@ static int setup(struct run *r, char *err) {
     r->g_tokens = HW_MALLOC(sizeof(int32_t) * bt);
     r->g_targets = HW_MALLOC(sizeof(int32_t) * bt);
     r->tokens = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
+    if (r->classify) {
+        const size_t ab = (size_t)c->train.grad_accum * r->Bl;
+        r->cls_last = HW_MALLOC(sizeof(int32_t) * ab);
+        r->cls_label = HW_MALLOC(sizeof(int32_t) * ab);
+        r->cls_allowed = HW_MALLOC(ab * (size_t)r->cd.n_cls);
+    }
     r->targets = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
     /* run directory: resolved config and tokenizer beside the metrics and checkpoints */
     if ((rc = fs_mkdirs(c->run.dir, err)))
@@ -467,6 +628,12 @@ static void teardown(struct run *r) {
     free(r->g_targets);
     free(r->bk_off);
     free(r->bk_len);
+    if (r->classify)
+        multifc_cls_free(&r->cd);
+    free(r->cls_perm);
+    free(r->cls_last);
+    free(r->cls_label);
+    free(r->cls_allowed);
     free(r->blk_first);
     free(r->blk_count);
 }
@@ -533,15 +700,28 @@ int train_run(const struct hw_config *c, struct dist *d) {
         gpt_zero_grad(&r.model);
         for (int a = 0; a < A && !rc; a++) {
             int32_t *tk = r.tokens + (size_t)a * local_bt, *tg = r.targets + (size_t)a * local_bt;
-            rc = next_local_batch(&r, &r.train, tk, tg, err);
-            if (rc)
-                break;
-            loss_sum += gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
+            if (r.classify) {
+                const size_t o = (size_t)a * r.Bl;
+                next_cls_batch(&r, tk, r.cls_last + o, r.cls_label + o,
+                               r.cls_allowed + o * (size_t)r.cd.n_cls);
+                loss_sum += gpt_classify(&r.model, tk, r.cls_last + o, r.cls_label + o,
+                                         r.cls_allowed + o * (size_t)r.cd.n_cls, r.Bl, r.Tl,
+                                         1.0f / (float)(B * A), 1, NULL);
+            } else {
+                rc = next_local_batch(&r, &r.train, tk, tg, err);
+                if (rc)
+                    break;
+                loss_sum +=
+                    gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
+            }
             /* the data-parallel all-reduce overlaps the last micro-step's backward */
             r.model.grad_ready = a + 1 == A && d->dp * d->cp > 1 ? push_grads : NULL;
             dist_grad_set_reduce_scatter(d, r.zero);
             r.model.grad_ready_ctx = &r;
-            gpt_backward(&r.model);
+            if (r.classify)
+                gpt_backward_classify(&r.model);
+            else
+                gpt_backward(&r.model);
             if (r.model.grad_ready)
                 dist_grad_finish(d);
         }
@@ -551,7 +731,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
             break;
         }
         dist_allreduce_group_doubles(d, DIST_DPCP, &loss_sum, 1);
-        double loss = loss_sum / (double)tokens_per_step;
+        double loss = loss_sum / (r.classify ? (double)B * A : (double)tokens_per_step);
         if (r.step + 1 == nan_step)
             loss = NAN;
         double gnorm = grad_norm(&r);
