@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define TENSOR_CHUNK_ELEMS_ 262144    /* float32 elements per chunk: 1 MiB */
@@ -771,6 +772,36 @@ static hid_t fapl_(const struct dist *d, int reading) {
     return fapl;
 }
 
+/* Bytes a checkpoint of these groups needs, estimated from the global tensor sizes (the file
+ * also holds the moments and a little metadata), against the free space of dir. */
+static int space_check_(const char *dir, const struct ckpt_group *groups, int n_groups,
+                        const struct ckpt_meta *meta, char *err) {
+    double need = 256.0 * 1024;
+    for (int g = 0; g < n_groups; g++)
+        for (int i = 0; i < groups[g].n; i++) {
+            double n = 1;
+            for (int k = 0; k < groups[g].t[i].ndim; k++)
+                n *= (double)groups[g].t[i].shape[k];
+            need += 4.0 * n * 1.02 + 512;
+        }
+    if (meta) {
+        need += meta->config_yaml ? (double)strlen(meta->config_yaml) : 0;
+        need += meta->tokenizer_json ? (double)strlen(meta->tokenizer_json) : 0;
+    }
+    struct statvfs sv;
+    if (getenv("HW_FAULT_NO_SPACE_CHECK")) /* test hook: let the write itself hit ENOSPC */
+        return 0;
+    if (statvfs(dir, &sv) != 0)
+        return 0; /* unknown: let the write decide */
+    double avail = (double)sv.f_bavail * (double)sv.f_frsize;
+    if (avail < need)
+        return hw_errf(err, HW_EIO,
+                       "%s: not enough space for a checkpoint (about %.1f MB needed, %.1f MB "
+                       "free): %s",
+                       dir, need / 1e6, avail / 1e6, strerror(ENOSPC));
+    return 0;
+}
+
 int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct ckpt_group *groups,
               int n_groups, const struct ckpt_meta *meta, int keep, char *out_path, char *err) {
     char fname[64], final[CKPT_PATH_LEN], tmp[CKPT_PATH_LEN + 8];
@@ -792,9 +823,13 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
     if (rc != 0)
         goto out;
 
-    /* rank 0 makes the directory and probes the tmp path so a failure names its cause */
+    /* rank 0 makes the directory and probes the tmp path so a failure names its cause; it
+     * also refuses to start a checkpoint that cannot fit (HDF5 does not recover well from
+     * running out of space halfway through a file) */
     if (rank0) {
         rc = mkdirs_(dir, err);
+        if (rc == 0)
+            rc = space_check_(dir, groups, n_groups, meta, err);
         if (rc == 0) {
             int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
             if (fd < 0)

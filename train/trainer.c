@@ -800,8 +800,12 @@ int train_run(const struct hw_config *c, struct dist *d) {
         if (due || stop) {
             if ((rc = save_checkpoint(&r, err))) {
                 log_error("%s", err);
-                exit_code = HW_EXIT_FAIL;
-                break;
+                /* HDF5 may still hold a file it failed to flush (a full disk) and crash in its
+                 * exit-time cleanup; the older checkpoints are safe, so leave without it */
+                fflush(NULL);
+                if (d->world > 1)
+                    hw_exit(HW_EXIT_FAIL);
+                _exit(HW_EXIT_FAIL);
             }
             if (tty && d->rank == 0)
                 printf("\n");
