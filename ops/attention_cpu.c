@@ -200,54 +200,44 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
     }
 }
 
-/* positions 0..T-1, shared by the whole-sequence wrappers */
-static int32_t *iota(int T) {
-    int32_t *p = HW_MALLOC(sizeof(int32_t) * (size_t)(T ? T : 1));
-    for (int t = 0; t < T; t++)
+/* The whole sequence as one block: queries and keys at positions 0..T-1 of the fused qkv
+ * buffer. The caller frees *pos. */
+static struct attn_block whole_block(const float *qkv, const struct attn_shape *s, int32_t **pos) {
+    int32_t *p = HW_MALLOC(sizeof(int32_t) * (size_t)(s->T ? s->T : 1));
+    for (int t = 0; t < s->T; t++)
         p[t] = t;
-    return p;
-}
-
-void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s) {
-    int32_t *pos = iota(s->T);
+    *pos = p;
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
     struct attn_block a = {.q = qkv,
                            .k = qkv + HD,
                            .v = qkv + HD + KD,
                            .ldq = s->ld_qkv,
                            .ldkv = s->ld_qkv,
-                           .qpos = pos,
-                           .kpos = pos,
+                           .qpos = p,
+                           .kpos = p,
                            .B = s->B,
                            .Tq = s->T,
                            .Tk = s->T,
                            .H = s->H,
                            .Hkv = s->Hkv,
                            .hd = s->hd};
+    return a;
+}
+
+void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s) {
+    int32_t *pos;
+    struct attn_block a = whole_block(qkv, s, &pos);
     attention_block_forward_cpu(out, lse, &a, 0);
     free(pos);
 }
 
 void attention_backward_cpu(float *dqkv, const float *dout, const float *out, const float *lse,
                             const float *qkv, const struct attn_shape *s) {
-    int32_t *pos = iota(s->T);
+    int32_t *pos;
+    struct attn_block a = whole_block(qkv, s, &pos);
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
-    const size_t W = HD + 2 * KD;
     for (size_t r = 0; r < (size_t)s->B * s->T; r++)
-        memset(dqkv + r * s->ld_qkv, 0, sizeof(float) * W);
-    struct attn_block a = {.q = qkv,
-                           .k = qkv + HD,
-                           .v = qkv + HD + KD,
-                           .ldq = s->ld_qkv,
-                           .ldkv = s->ld_qkv,
-                           .qpos = pos,
-                           .kpos = pos,
-                           .B = s->B,
-                           .Tq = s->T,
-                           .Tk = s->T,
-                           .H = s->H,
-                           .Hkv = s->Hkv,
-                           .hd = s->hd};
+        memset(dqkv + r * s->ld_qkv, 0, sizeof(float) * (HD + 2 * KD));
     attention_block_backward_cpu(dqkv, dqkv + HD, dqkv + HD + KD, s->ld_qkv, s->ld_qkv, dout, out,
                                  lse, &a);
     free(pos);
