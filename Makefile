@@ -37,7 +37,7 @@ CFLAGS   += -std=c11 $(OPT) -g -fopenmp $(WARN) -MMD -MP $(PKG_CFLAGS) $(if $(BL
 BLAS_DIR   = $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/*/openblas-openmp))
 LDLIBS   += $(PKG_LIBS) $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR),) -lopenblas -lm -fopenmp
 
-LIB_DIRS := core ops dist datasets model ckpt train eval
+LIB_DIRS := core ops dist datasets model ckpt train eval report
 LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 CLI_SRCS := $(wildcard cli/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c tests/mpi_*.c)
@@ -114,6 +114,42 @@ bench:
 	@$(MAKE) --no-print-directory deps BENCH=1
 	@$(MAKE) --no-print-directory $(BUILD)/headwise
 	@sh bench/run.sh $(BUILD)/headwise
+
+# ---------------------------------------------------------------------------------------------
+# fuzzing (docs/fuzzing.md): `make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="cfg bpe"]` builds
+# $(BUILD)/fuzz/fuzz_<target> (clang, libFuzzer + ASan + UBSan; the readers' sources are
+# compiled in) and runs each in turn. Needs clang and its fuzzer runtime: apt-get install -y
+# clang libclang-rt-14-dev. The seeds and crash inputs also run in `make test`
+# (tests/test_fuzz_regress.c).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   ?= -timeout=30
+FUZZ_TARGETS ?= $(patsubst fuzz/fuzz_%.c,%,$(filter-out fuzz/fuzz_entries.c,$(wildcard fuzz/fuzz_*.c)))
+FUZZ_LIB     := core/check.c core/fsutil.c core/log.c core/rng.c core/cfg.c datasets/bpe.c \
+                datasets/chat.c datasets/multifc.c datasets/rolemrc.c datasets/shards.c \
+                datasets/synth.c ckpt/ckpt.c dist/dist.c fuzz/fuzz_entries.c
+FUZZ_CFLAGS   = -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -MMD -MP $(PKG_CFLAGS)
+FUZZ_OBJS    := $(FUZZ_LIB:%.c=$(BUILD)/fuzz/obj/%.o)
+.PHONY: fuzz
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+	@bad=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$t; echo "== fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/crash-$$t- $(FUZZ_FLAGS) $(BUILD)/fuzz/corpus/$$t \
+	    fuzz/corpus/$$t $$(ls -d fuzz/regress/$$t 2>/dev/null) || bad="$$bad $$t"; \
+	done; if [ -n "$$bad" ]; then echo "fuzz: crashes in:$$bad (see $(BUILD)/fuzz/crash-*)"; \
+	  exit 1; fi; echo "fuzz: no crashes"
+
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS) -lm
+
+-include $(FUZZ_OBJS:.o=.d)
+.SECONDARY: $(FUZZ_OBJS)
 
 docs: $(BUILD)/headwise
 	$(BUILD)/headwise config docs > docs/config.md

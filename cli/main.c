@@ -23,6 +23,7 @@ static void usage(FILE *f) {
         "  data synth --out FILE [--bytes N] [--seed S]\n"
         "  ckpt info|verify FILE\n"
         "  config show CONFIG [key.path=value ...] | config docs\n"
+        "  report RUN_DIR [--out DIR]          plots, index.html and summary.md of a run\n"
         "  version\n"
         "\n"
         "docs: README.md, docs/config.md, docs/checkpoint.md, docs/data.md\n",
@@ -50,6 +51,8 @@ int main(int argc, char **argv) {
         cmd = cmd_data;
     else if (!strcmp(argv[1], "eval"))
         cmd = cmd_eval;
+    else if (!strcmp(argv[1], "report"))
+        cmd = cmd_report;
     else if (!strcmp(argv[1], "ckpt"))
         cmd = cmd_ckpt;
     else if (!strcmp(argv[1], "config"))
