@@ -60,6 +60,11 @@ for s in tests/cli_*.sh; do
     name=$(basename "$s" .sh)
     ASAN_OPTIONS=detect_leaks=0 run_one "$name" sh "$s" "$HW"
 done
+# a real one-node Slurm cluster (installs slurm-wlm and munge as root; SKIPs otherwise); not
+# repeated in the sanitizer build
+if [ -z "$HW_SANITIZE" ]; then
+    run_one slurm_cluster sh tests/slurm_cluster.sh "$HW"
+fi
 if command -v clang-format >/dev/null 2>&1; then
     run_one format make --no-print-directory format-check
 else
