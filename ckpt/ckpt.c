@@ -912,11 +912,33 @@ out:
 // ------------------------------------------------------------------------------------------
 // load
 
+/* Reads a one-element attribute into v; H5Aread writes every element, so an attribute of any
+ * other shape (a forged array) is refused rather than read past v. */
 static int read_attr_(hid_t fid, const char *name, hid_t mtype, void *v) {
     hid_t a = H5Aopen(fid, name, H5P_DEFAULT);
-    int ok = a >= 0 && H5Aread(a, mtype, v) >= 0;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, mtype, v) >= 0;
+    h5_close_(&sp, H5Sclose);
     h5_close_(&a, H5Aclose);
     return ok ? 0 : -1;
+}
+
+/* 1 if ndim dims of the dataset's stored element type fit in the file. Checkpoints are never
+ * compressed, so a larger extent is storage that was never written (or a forged header): it
+ * must not size an allocation or a read. */
+static int extent_fits_(hid_t fid, hid_t dset, int ndim, const hsize_t *dims) {
+    hsize_t fsize = 0;
+    hid_t type = H5Dget_type(dset);
+    hsize_t bytes = type >= 0 ? (hsize_t)H5Tget_size(type) : 0;
+    h5_close_(&type, H5Tclose);
+    if (bytes == 0 || H5Fget_filesize(fid, &fsize) < 0)
+        return 0;
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] != 0 && bytes > fsize / dims[i])
+            return 0;
+        bytes *= dims[i];
+    }
+    return bytes <= fsize;
 }
 
 int ckpt_open(struct ckpt_file *f, const struct dist *d, const char *path, char *err) {
@@ -1012,9 +1034,10 @@ static int not_open_(const struct ckpt_file *f, char *err) {
     return hw_errf(err, HW_EIO, "checkpoint is not open");
 }
 
-/* Read a whole 1-D dataset into a malloc'd buffer of n elements (+1 zero byte). */
-static int read_1d_(struct ckpt_file *f, const char *name, hid_t mtype, size_t esz, void **out,
-                    hsize_t *n_out, char *err) {
+/* Read a whole 1-D dataset into a malloc'd buffer of n elements (+1 zero byte). A dataset of
+ * more than max_n elements is not read: *out stays NULL, *n_out gets its length, returns 0. */
+static int read_1d_(struct ckpt_file *f, const char *name, hid_t mtype, size_t esz, hsize_t max_n,
+                    void **out, hsize_t *n_out, char *err) {
     hid_t dset = -1, space = -1;
     int rc = 0;
     *out = NULL;
@@ -1031,6 +1054,15 @@ static int read_1d_(struct ckpt_file *f, const char *name, hid_t mtype, size_t e
         rc = dset < 0 || space < 0
                  ? read_fail_(f->path, name, err)
                  : hw_errf(err, HW_EFORMAT, "%s: %s: not a 1-D dataset", f->path, name);
+        goto out;
+    }
+    if (n > max_n) {
+        *n_out = n;
+        goto out;
+    }
+    if (!extent_fits_((hid_t)f->fid, dset, 1, &n)) {
+        rc = hw_errf(err, HW_EFORMAT, "%s: %s: %llu values do not fit in the file (truncated or corrupt)",
+                     f->path, name, (unsigned long long)n);
         goto out;
     }
     unsigned char *buf = HW_CALLOC((size_t)n * esz + 1, 1);
@@ -1051,7 +1083,17 @@ static int read_scalar_i64_(struct ckpt_file *f, const char *name, int64_t *v, c
     if (exists_((hid_t)f->fid, name) != 1)
         return hw_errf(err, HW_EFORMAT, "%s: %s: missing (incomplete checkpoint)", f->path, name);
     hid_t dset = H5Dopen2((hid_t)f->fid, name, H5P_DEFAULT);
-    int ok = dset >= 0 && H5Dread(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
+    hid_t space = dset >= 0 ? H5Dget_space(dset) : -1;
+    hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    h5_close_(&space, H5Sclose);
+    /* H5Dread writes every element into v: one, or a forged array overruns it */
+    if (npoints >= 0 && npoints != 1) {
+        h5_close_(&dset, H5Dclose);
+        return hw_errf(err, HW_EFORMAT, "%s: %s: %lld values, expected one", f->path, name,
+                       (long long)npoints);
+    }
+    int ok = dset >= 0 && npoints == 1 &&
+             H5Dread(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
     int rc = ok ? 0 : read_fail_(f->path, name, err);
     h5_close_(&dset, H5Dclose);
     return rc;
@@ -1082,7 +1124,7 @@ int ckpt_read_meta(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
                      "corrupt)",
                      f->path, (long long)m->tokens_seen, (long long)attr);
     if (!rc) {
-        rc = read_1d_(f, "state/rng", H5T_NATIVE_UINT64, 8, &p, &n, err);
+        rc = read_1d_(f, "state/rng", H5T_NATIVE_UINT64, 8, 4, &p, &n, err);
         if (!rc && n != 4)
             rc = hw_errf(err, HW_EFORMAT, "%s: state/rng has %llu values, expected 4", f->path,
                          (unsigned long long)n);
@@ -1092,7 +1134,7 @@ int ckpt_read_meta(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
         p = NULL;
     }
     if (!rc) {
-        rc = read_1d_(f, "state/cursor", H5T_NATIVE_INT64, 8, &p, &n, err);
+        rc = read_1d_(f, "state/cursor", H5T_NATIVE_INT64, 8, CKPT_MAX_CURSOR, &p, &n, err);
         if (!rc && n > CKPT_MAX_CURSOR)
             rc = hw_errf(err, HW_EFORMAT, "%s: state/cursor has %llu values, at most %d allowed",
                          f->path, (unsigned long long)n, CKPT_MAX_CURSOR);
@@ -1106,7 +1148,7 @@ int ckpt_read_meta(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
     char **texts[3] = {&m->config_yaml, &m->tokenizer_json, &m->model_sig};
     static const char *const names[3] = {"config", "tokenizer", "model_sig"};
     for (int i = 0; i < 3 && !rc; i++) {
-        rc = read_1d_(f, names[i], H5T_NATIVE_UCHAR, 1, &p, &n, err);
+        rc = read_1d_(f, names[i], H5T_NATIVE_UCHAR, 1, (hsize_t)-1, &p, &n, err);
         *texts[i] = p;
         p = NULL;
     }
@@ -1145,6 +1187,9 @@ static int open_tensor_(struct ckpt_file *f, const char *dname, hid_t *dset, int
     else if (nd < 1 || nd > CKPT_MAX_DIMS)
         rc = hw_errf(err, HW_EFORMAT, "%s: %s: %d dimensions, expected 1..%d", f->path, dname, nd,
                      CKPT_MAX_DIMS);
+    else if (!extent_fits_((hid_t)f->fid, ds, nd, dims))
+        rc = hw_errf(err, HW_EFORMAT, "%s: %s: its shape does not fit in the file (truncated or corrupt)",
+                     f->path, dname);
     h5_close_(&type, H5Tclose);
     h5_close_(&space, H5Sclose);
     if (rc != 1) {
@@ -1320,6 +1365,7 @@ struct mrow_ {
 
 static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *n_out, char *err) {
     hid_t dset = -1, type = -1, space = -1;
+    struct manifest_type_ mt = {-1, -1, -1, -1, 0, 0, 0};
     unsigned char *buf = NULL;
     int rc = 0;
     *rows_out = NULL;
@@ -1340,35 +1386,43 @@ static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *
     }
     int ig = H5Tget_member_index(type, "group"), in = H5Tget_member_index(type, "name");
     int id = H5Tget_member_index(type, "ndim"), is = H5Tget_member_index(type, "shape");
-    size_t row = H5Tget_size(type);
     if (H5Tget_class(type) != H5T_COMPOUND || ig < 0 || in < 0 || id < 0 || is < 0) {
         rc = hw_errf(err, HW_EFORMAT, "%s: manifest: unexpected datatype", f->path);
         goto out;
     }
-    size_t og = H5Tget_member_offset(type, (unsigned)ig),
-           on = H5Tget_member_offset(type, (unsigned)in);
-    size_t od = H5Tget_member_offset(type, (unsigned)id),
-           os = H5Tget_member_offset(type, (unsigned)is);
-    hid_t tg = H5Tget_member_type(type, (unsigned)ig), tn = H5Tget_member_type(type, (unsigned)in);
-    size_t sg = H5Tget_size(tg), sn = H5Tget_size(tn);
-    H5Tclose(tg);
-    H5Tclose(tn);
-    buf = HW_CALLOC(n ? (size_t)n : 1, row);
-    if (n > 0 && H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    if (!extent_fits_((hid_t)f->fid, dset, 1, &n)) {
+        rc = hw_errf(err, HW_EFORMAT, "%s: manifest: %llu rows do not fit in the file (truncated "
+                     "or corrupt)", f->path, (unsigned long long)n);
+        goto out;
+    }
+    /* Read through our own row layout (HDF5 converts member by member, and refuses members of
+     * an unconvertible type), so the offsets and sizes parsed below are never the file's. */
+    if (manifest_type_(&mt, CKPT_NAME_MAX, CKPT_NAME_MAX) < 0) {
+        rc = read_fail_(f->path, "manifest", err);
+        goto out;
+    }
+    buf = HW_CALLOC(n ? (size_t)n : 1, mt.row);
+    if (n > 0 && H5Dread(dset, mt.type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         rc = read_fail_(f->path, "manifest", err);
         goto out;
     }
     struct mrow_ *rows = HW_CALLOC(n ? (size_t)n : 1, sizeof(*rows));
     for (size_t r = 0; r < n; r++) {
-        const unsigned char *p = buf + r * row;
-        size_t lg = sg < CKPT_NAME_MAX - 1 ? sg : CKPT_NAME_MAX - 1;
-        size_t ln = sn < CKPT_NAME_MAX - 1 ? sn : CKPT_NAME_MAX - 1;
-        memcpy(rows[r].group, p + og, lg);
-        memcpy(rows[r].name, p + on, ln);
-        rows[r].ndim = (int)(int32_t)get_le_(p + od, 4);
-        for (int k = 0; k < CKPT_MAX_DIMS; k++)
-            rows[r].shape[k] = (int64_t)get_le_(p + os + 8 * k, 8);
-        if (rows[r].ndim < 1 || rows[r].ndim > CKPT_MAX_DIMS || !rows[r].name[0]) {
+        const unsigned char *p = buf + r * mt.row;
+        memcpy(rows[r].group, p, CKPT_NAME_MAX - 1);
+        memcpy(rows[r].name, p + mt.g, CKPT_NAME_MAX - 1);
+        rows[r].ndim = (int)(int32_t)get_le_(p + mt.g + mt.n, 4);
+        int ok = rows[r].ndim >= 1 && rows[r].ndim <= CKPT_MAX_DIMS && rows[r].name[0];
+        int64_t numel = 1;
+        for (int k = 0; k < CKPT_MAX_DIMS; k++) {
+            rows[r].shape[k] = (int64_t)get_le_(p + mt.g + mt.n + 4 + 8 * k, 8);
+            /* every extent >= 1 (as saved), and the element count fits in int64 */
+            if (ok && k < rows[r].ndim) {
+                ok = rows[r].shape[k] >= 1 && numel <= INT64_MAX / rows[r].shape[k];
+                numel = ok ? numel * rows[r].shape[k] : numel;
+            }
+        }
+        if (!ok) {
             free(rows);
             rc = hw_errf(err, HW_EFORMAT, "%s: manifest: row %zu is malformed", f->path, r);
             goto out;
@@ -1378,6 +1432,7 @@ static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *
     *n_out = (size_t)n;
 out:
     free(buf);
+    manifest_type_free_(&mt);
     h5_close_(&space, H5Sclose);
     h5_close_(&type, H5Tclose);
     h5_close_(&dset, H5Dclose);
@@ -1399,6 +1454,10 @@ static int walk_(hid_t gid, const char *prefix, struct dlist_ *out) {
         ssize_t len = H5Lget_name_by_idx(gid, ".", H5_INDEX_NAME, H5_ITER_INC, i, name,
                                          sizeof(name), H5P_DEFAULT);
         if (len < 0 || (size_t)len >= sizeof(name))
+            return -1;
+        /* group/name of a tensor is shorter than 2 * CKPT_NAME_MAX; longer paths are not ours
+         * and bound the recursion (a group may hold a hard link to itself or a parent) */
+        if (strlen(prefix) + 1 + (size_t)len >= 2 * CKPT_NAME_MAX)
             return -1;
         snprintf(full, sizeof(full), "%s%s%s", prefix, prefix[0] ? "/" : "", name);
         if (!prefix[0] && is_reserved_root_(name))
@@ -1454,7 +1513,8 @@ static int verify_tensor_(struct ckpt_file *f, const struct mrow_ *r, float *buf
                      got, want);
     }
     struct h5why_ why;
-    int64_t rowlen = numel_(ndim - 1, shape + 1);
+    /* (the manifest's extents are >= 1, so a matching shape has rows of >= 1 element) */
+    int64_t rowlen = rc == 0 ? numel_(ndim - 1, shape + 1) : 1;
     int64_t rows = rowlen >= VERIFY_BLOCK_ELEMS_ ? 1 : VERIFY_BLOCK_ELEMS_ / rowlen;
     int64_t off[CKPT_MAX_DIMS] = {0, 0, 0, 0}, cnt[CKPT_MAX_DIMS];
     for (int i = 0; i < ndim; i++)
@@ -1581,8 +1641,13 @@ int ckpt_info(const struct dist *d, const char *path, FILE *out, char *err) {
         struct mrow_ *rows = NULL;
         size_t n = 0;
         rc = ckpt_read_meta(&f, &m, err);
-        if (rc == 0)
+        if (rc == 0) {
+            struct h5quiet_ q;
+            h5_quiet_(&q);
             rc = read_manifest_(&f, &rows, &n, err);
+            H5Eclear2(H5E_DEFAULT);
+            h5_loud_(&q);
+        }
         if (rc == 0 && out) {
             struct stat st;
             int32_t world = 0;

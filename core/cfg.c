@@ -1364,7 +1364,21 @@ static void sb_quoted(struct sbuf *b, const char *s) {
             sb_printf(b, "\\t");
         else if (ch < 0x20 || ch == 0x7f)
             sb_printf(b, "\\x%02x", ch);
-        else
+        else if (ch == 0xc2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9f) {
+            /* U+0080..U+009F: C1 controls, which YAML rejects, and NEL, a line break */
+            sb_printf(b, "\\x%02x", (unsigned char)s[1]);
+            s++;
+        } else if (ch == 0xe2 && (unsigned char)s[1] == 0x80 &&
+                   ((unsigned char)s[2] == 0xa8 || (unsigned char)s[2] == 0xa9)) {
+            /* U+2028, U+2029: line and paragraph separators, line breaks in YAML */
+            sb_printf(b, "\\u%s", (unsigned char)s[2] == 0xa8 ? "2028" : "2029");
+            s += 2;
+        } else if (ch == 0xef && (unsigned char)s[1] == 0xbf &&
+                   ((unsigned char)s[2] == 0xbe || (unsigned char)s[2] == 0xbf)) {
+            /* U+FFFE, U+FFFF: non-characters, which YAML rejects */
+            sb_printf(b, "\\u%s", (unsigned char)s[2] == 0xbe ? "fffe" : "ffff");
+            s += 2;
+        } else
             sb_printf(b, "%c", ch);
     }
     sb_printf(b, "\"");

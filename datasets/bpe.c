@@ -21,6 +21,10 @@
 #define BPE_VERSION      1
 #define BPE_PRETOKENIZER "headwise-v1"
 #define BPE_MAX_VOCAB    (1 << 30)
+/* Bytes of all token strings together that a tokenizer file may imply: each merge's token is
+ * as long as its two parts, so a few dozen merges of a token with itself would otherwise ask
+ * for terabytes (and overflow the 32-bit token lengths). */
+#define BPE_MAX_TOKEN_BYTES ((size_t)1 << 28)
 #define EMPTY_KEY        UINT64_MAX
 
 // ------------------------------------------------------------------------------------------------
@@ -1030,6 +1034,11 @@ static int from_json_(struct bpe *t, const json_t *root, const char *name, char 
         if (dup >= 0)
             return hw_errf(err, HW_EFORMAT, "%s: merges[%zu]: [%d, %d] duplicates merges[%d]", name,
                            i, ab[0], ab[1], dup);
+        size_t len = (size_t)t->tok_len[ab[0]] + t->tok_len[ab[1]];
+        if (len > BPE_MAX_TOKEN_BYTES - t->bytes_len)
+            return hw_errf(err, HW_EFORMAT,
+                           "%s: merges[%zu]: the tokens' bytes would exceed %zu MiB in total", name,
+                           i, BPE_MAX_TOKEN_BYTES >> 20);
         add_merge_(t, ab[0], ab[1]);
     }
 

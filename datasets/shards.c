@@ -35,11 +35,21 @@ static int set_attr_str(hid_t loc, const char *name, const char *s) {
     return rc < 0 ? -1 : 0;
 }
 
+/* 1 if attribute a holds exactly one element: H5Aread writes every element into the buffer,
+ * so a forged array attribute must not be read into a scalar. */
+static int attr_is_one_(hid_t a) {
+    hid_t sp = H5Aget_space(a);
+    int one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    return one;
+}
+
 static int get_attr_int(hid_t loc, const char *name, int64_t *v) {
     if (H5Aexists(loc, name) <= 0)
         return -1;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    herr_t rc = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, v) : -1;
+    herr_t rc = a >= 0 && attr_is_one_(a) ? H5Aread(a, H5T_NATIVE_INT64, v) : -1;
     if (a >= 0)
         H5Aclose(a);
     return rc < 0 ? -1 : 0;
@@ -51,7 +61,7 @@ static int get_attr_str(hid_t loc, const char *name, char *out, size_t cap) {
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     hid_t t = a >= 0 ? H5Aget_type(a) : -1;
     int rc = -1;
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t)) {
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) && attr_is_one_(a)) {
         size_t n = H5Tget_size(t);
         if (n < cap) {
             hid_t mt = H5Tcopy(H5T_C_S1);
@@ -134,6 +144,11 @@ int shard_open(struct shard *s, const char *path, char *err) {
                        "(expected format_version %d, vocab, n_tokens)",
                        path, SHARD_VERSION);
     }
+    if (vocab < 1 || vocab > INT32_MAX || n < 0) {
+        shard_close(s);
+        return hw_errf(err, HW_EFORMAT, "%s: attribute vocab %lld or n_tokens %lld is out of range",
+                       path, (long long)vocab, (long long)n);
+    }
     hid_t d = H5Dopen2(f, "tokens", H5P_DEFAULT);
     if (d < 0) {
         shard_close(s);
@@ -150,6 +165,20 @@ int shard_open(struct shard *s, const char *path, char *err) {
         shard_close(s);
         return hw_errf(err, HW_EFORMAT, "%s: /tokens holds %llu tokens but n_tokens says %lld",
                        path, (unsigned long long)dims[0], (long long)n);
+    }
+    /* Shards are never compressed: n tokens of the stored type must fit in the file, or the
+     * extent is storage never written (or forged) and must not size the loader's buffers. */
+    hid_t ty = H5Dget_type(d);
+    size_t esz = ty >= 0 ? H5Tget_size(ty) : 0;
+    hsize_t fsize = 0;
+    if (ty >= 0)
+        H5Tclose(ty);
+    if (esz == 0 || H5Fget_filesize(f, &fsize) < 0 || (hsize_t)n > fsize / esz) {
+        shard_close(s);
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: /tokens claims %lld tokens, more than the file holds (truncated or "
+                       "corrupt)",
+                       path, (long long)n);
     }
     s->n = n;
     s->vocab = (int)vocab;
