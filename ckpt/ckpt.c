@@ -923,9 +923,12 @@ static int read_attr_(hid_t fid, const char *name, hid_t mtype, void *v) {
     return ok ? 0 : -1;
 }
 
-/* 1 if ndim dims of the dataset's stored element type fit in the file. Checkpoints are never
- * compressed, so a larger extent is storage that was never written (or a forged header): it
- * must not size an allocation or a read. */
+/* 1 if the dataset can be read safely. ndim dims of its stored element type must fit in the
+ * file: checkpoints are never compressed, so a larger extent is storage never written (or
+ * forged), and must not size an allocation or a long read. And its layout must be one headwise
+ * writes, because HDF5 1.10 trusts a compact dataset's in-header buffer and an unfiltered
+ * chunk's stored size without checking them against the extent (and reads past them): a
+ * compact dataset must hold its extent, a chunked one must carry the Fletcher32 filter. */
 static int extent_fits_(hid_t fid, hid_t dset, int ndim, const hsize_t *dims) {
     hsize_t fsize = 0;
     hid_t type = H5Dget_type(dset);
@@ -938,7 +941,50 @@ static int extent_fits_(hid_t fid, hid_t dset, int ndim, const hsize_t *dims) {
             return 0;
         bytes *= dims[i];
     }
-    return bytes <= fsize;
+    hid_t dcpl = H5Dget_create_plist(dset);
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    unsigned flags = 0, config = 0;
+    size_t nvals = 0;
+    int fletcher = dcpl >= 0 && H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &nvals,
+                                                     NULL, 0, NULL, &config) >= 0;
+    h5_close_(&dcpl, H5Pclose);
+    if (bytes > fsize)
+        return 0;
+    if (layout == H5D_COMPACT)
+        return H5Dget_storage_size(dset) >= bytes;
+    return layout == H5D_CONTIGUOUS || (layout == H5D_CHUNKED && fletcher);
+}
+
+/* 1 if the manifest's compound type has members that lie inside it (HDF5 1.10 does not check
+ * this when it decodes a type, and its conversion would then copy from anywhere), and group,
+ * name, ndim and shape have the types headwise writes: fixed-length strings, an integer and
+ * an array of CKPT_MAX_DIMS integers. */
+static int manifest_type_ok_(hid_t type) {
+    size_t size = H5Tget_size(type);
+    int n = H5Tget_nmembers(type), ok = n > 0;
+    for (int i = 0; i < n && ok; i++) {
+        hid_t mt = H5Tget_member_type(type, (unsigned)i);
+        char *name = H5Tget_member_name(type, (unsigned)i);
+        size_t off = H5Tget_member_offset(type, (unsigned)i);
+        size_t msz = mt >= 0 ? H5Tget_size(mt) : 0;
+        H5T_class_t cl = mt >= 0 ? H5Tget_class(mt) : H5T_NO_CLASS;
+        ok = name && msz > 0 && off <= size && msz <= size - off;
+        if (ok && (!strcmp(name, "group") || !strcmp(name, "name"))) {
+            ok = cl == H5T_STRING && H5Tis_variable_str(mt) == 0;
+        } else if (ok && !strcmp(name, "ndim")) {
+            ok = cl == H5T_INTEGER;
+        } else if (ok && !strcmp(name, "shape")) {
+            hsize_t dims[H5S_MAX_RANK];
+            hid_t super = cl == H5T_ARRAY ? H5Tget_super(mt) : -1;
+            ok = super >= 0 && H5Tget_class(super) == H5T_INTEGER && H5Tget_array_ndims(mt) == 1 &&
+                 H5Tget_array_dims2(mt, dims) == 1 && dims[0] == CKPT_MAX_DIMS;
+            h5_close_(&super, H5Tclose);
+        }
+        if (name)
+            H5free_memory(name);
+        h5_close_(&mt, H5Tclose);
+    }
+    return ok;
 }
 
 int ckpt_open(struct ckpt_file *f, const struct dist *d, const char *path, char *err) {
@@ -1061,8 +1107,9 @@ static int read_1d_(struct ckpt_file *f, const char *name, hid_t mtype, size_t e
         goto out;
     }
     if (!extent_fits_((hid_t)f->fid, dset, 1, &n)) {
-        rc = hw_errf(err, HW_EFORMAT, "%s: %s: %llu values do not fit in the file (truncated or corrupt)",
-                     f->path, name, (unsigned long long)n);
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: %s: %llu values do not fit in the file (truncated or corrupt)", f->path,
+                     name, (unsigned long long)n);
         goto out;
     }
     unsigned char *buf = HW_CALLOC((size_t)n * esz + 1, 1);
@@ -1091,6 +1138,11 @@ static int read_scalar_i64_(struct ckpt_file *f, const char *name, int64_t *v, c
         h5_close_(&dset, H5Dclose);
         return hw_errf(err, HW_EFORMAT, "%s: %s: %lld values, expected one", f->path, name,
                        (long long)npoints);
+    }
+    if (npoints == 1 && !extent_fits_((hid_t)f->fid, dset, 0, NULL)) {
+        h5_close_(&dset, H5Dclose);
+        return hw_errf(err, HW_EFORMAT, "%s: %s: does not fit in the file (truncated or corrupt)",
+                       f->path, name);
     }
     int ok = dset >= 0 && npoints == 1 &&
              H5Dread(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
@@ -1188,8 +1240,9 @@ static int open_tensor_(struct ckpt_file *f, const char *dname, hid_t *dset, int
         rc = hw_errf(err, HW_EFORMAT, "%s: %s: %d dimensions, expected 1..%d", f->path, dname, nd,
                      CKPT_MAX_DIMS);
     else if (!extent_fits_((hid_t)f->fid, ds, nd, dims))
-        rc = hw_errf(err, HW_EFORMAT, "%s: %s: its shape does not fit in the file (truncated or corrupt)",
-                     f->path, dname);
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: %s: its shape does not fit in the file (truncated or corrupt)", f->path,
+                     dname);
     h5_close_(&type, H5Tclose);
     h5_close_(&space, H5Sclose);
     if (rc != 1) {
@@ -1386,13 +1439,16 @@ static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *
     }
     int ig = H5Tget_member_index(type, "group"), in = H5Tget_member_index(type, "name");
     int id = H5Tget_member_index(type, "ndim"), is = H5Tget_member_index(type, "shape");
-    if (H5Tget_class(type) != H5T_COMPOUND || ig < 0 || in < 0 || id < 0 || is < 0) {
+    if (H5Tget_class(type) != H5T_COMPOUND || ig < 0 || in < 0 || id < 0 || is < 0 ||
+        !manifest_type_ok_(type)) {
         rc = hw_errf(err, HW_EFORMAT, "%s: manifest: unexpected datatype", f->path);
         goto out;
     }
     if (!extent_fits_((hid_t)f->fid, dset, 1, &n)) {
-        rc = hw_errf(err, HW_EFORMAT, "%s: manifest: %llu rows do not fit in the file (truncated "
-                     "or corrupt)", f->path, (unsigned long long)n);
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: manifest: %llu rows do not fit in the file (truncated "
+                     "or corrupt)",
+                     f->path, (unsigned long long)n);
         goto out;
     }
     /* Read through our own row layout (HDF5 converts member by member, and refuses members of

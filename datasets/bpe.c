@@ -25,7 +25,7 @@
  * as long as its two parts, so a few dozen merges of a token with itself would otherwise ask
  * for terabytes (and overflow the 32-bit token lengths). */
 #define BPE_MAX_TOKEN_BYTES ((size_t)1 << 28)
-#define EMPTY_KEY        UINT64_MAX
+#define EMPTY_KEY           UINT64_MAX
 
 // ------------------------------------------------------------------------------------------------
 // hashing

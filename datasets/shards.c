@@ -173,11 +173,24 @@ int shard_open(struct shard *s, const char *path, char *err) {
     hsize_t fsize = 0;
     if (ty >= 0)
         H5Tclose(ty);
-    if (esz == 0 || H5Fget_filesize(f, &fsize) < 0 || (hsize_t)n > fsize / esz) {
+    /* HDF5 1.10 trusts a compact dataset's in-header buffer and an unfiltered chunk's stored
+     * size without checking them against the extent (and reads past them): a compact /tokens
+     * must hold its extent, a chunked one must carry the Fletcher32 filter (as written). */
+    hid_t dcpl = H5Dget_create_plist(d);
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    unsigned flags = 0, config = 0;
+    size_t nvals = 0;
+    int fletcher = dcpl >= 0 && H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &nvals,
+                                                     NULL, 0, NULL, &config) >= 0;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    int layout_ok = layout == H5D_CONTIGUOUS || (layout == H5D_CHUNKED && fletcher) ||
+                    (layout == H5D_COMPACT && H5Dget_storage_size(d) >= (hsize_t)n * esz);
+    if (esz == 0 || H5Fget_filesize(f, &fsize) < 0 || (hsize_t)n > fsize / esz || !layout_ok) {
         shard_close(s);
         return hw_errf(err, HW_EFORMAT,
-                       "%s: /tokens claims %lld tokens, more than the file holds (truncated or "
-                       "corrupt)",
+                       "%s: /tokens (%lld tokens) does not fit in the file or is not stored as "
+                       "written (truncated or corrupt)",
                        path, (long long)n);
     }
     s->n = n;

@@ -198,8 +198,7 @@ int fuzz_one_jsonl(const uint8_t *data, size_t size) {
             if (len < 0 || (size_t)len != strlen(out))
                 property_failed_("jsonl", "chat_render of a loaded example failed");
             for (int j = 0; j < e->n_msgs; j++)
-                if (spans[j].content_start > spans[j].content_end ||
-                    spans[j].content_end > len ||
+                if (spans[j].content_start > spans[j].content_end || spans[j].content_end > len ||
                     (size_t)(spans[j].content_end - spans[j].content_start) !=
                         strlen(e->msgs[j].content))
                     property_failed_("jsonl", "chat span does not cover the message content");
@@ -288,7 +287,11 @@ int fuzz_one_shard(const uint8_t *data, size_t size) {
 /* ------------------------------------------------------------------------------------------ */
 
 const struct fuzz_target fuzz_targets[] = {
-    {"cfg", fuzz_one_cfg},     {"bpe", fuzz_one_bpe},   {"jsonl", fuzz_one_jsonl},
-    {"multifc", fuzz_one_multifc}, {"ckpt", fuzz_one_ckpt}, {"shard", fuzz_one_shard},
+    {"cfg", fuzz_one_cfg},
+    {"bpe", fuzz_one_bpe},
+    {"jsonl", fuzz_one_jsonl},
+    {"multifc", fuzz_one_multifc},
+    {"ckpt", fuzz_one_ckpt},
+    {"shard", fuzz_one_shard},
     {NULL, NULL},
 };
