@@ -5,9 +5,10 @@
 # BUILD/fuzz/crash-<target>-*. The HDF5 targets (ckpt, shard) run in fork mode and keep going
 # after a crash, since libhdf5 1.10 itself crashes on many corrupt files. Every new crash file
 # is then replayed and classified by the first stack frame that is not a sanitizer or libc
-# interceptor: "libhdf5" (a bug inside libhdf5, see fuzz/known-hdf5/), "oom" (the RSS limit,
-# no culprit), "flaky" (does not reproduce alone) or "HEADWISE" (ours: fix it, then keep the
-# input under fuzz/regress/<target>/). Exits 1 if any crash is ours.
+# interceptor (or that owns the overrun memory): "libhdf5" (a bug inside libhdf5, see
+# fuzz/known-hdf5/), "oom" (the RSS limit, no culprit), "timeout", "flaky" (does not reproduce
+# alone) or "HEADWISE" (ours: fix it, then keep the input under fuzz/regress/<target>/). Exits 1
+# if any crash is ours; look at oom and timeout inputs too.
 # Prints one summary line per target: seconds, executions, crashes by class.
 BUILD=$1
 SECONDS_EACH=$2
@@ -17,7 +18,7 @@ out=$BUILD/fuzz
 ours=0
 summary=""
 classify() { # binary file -> class
-    rep=$("$1" "$2" 2>&1)
+    rep=$("$1" -timeout=60 "$2" 2>&1)
     case "$rep" in
     *"ERROR: "* | *"runtime error:"* | *"property broken"* | *"deadly signal"* | *"fuzz target exited"*) ;;
     *)
@@ -25,8 +26,13 @@ classify() { # binary file -> class
         return
         ;;
     esac
-    case "$rep" in *"out-of-memory (used:"*)
+    case "$rep" in
+    *"out-of-memory (used:"*)
         echo oom
+        return
+        ;;
+    *"libFuzzer: timeout"*)
+        echo timeout
         return
         ;;
     esac
@@ -41,6 +47,14 @@ classify() { # binary file -> class
     *.c:[0-9]*)
         echo HEADWISE
         return
+        ;;
+    esac
+    # a stack overflow that recurses through our code is ours
+    case "$rep" in *stack-overflow*)
+        if [ "$(echo "$rep" | grep -E '^ *#[0-9]+ 0x.*\.c:[0-9]' | grep -vcE 'libhdf5|fuzz_|LLVMFuzzer')" -gt 3 ]; then
+            echo HEADWISE
+            return
+        fi
         ;;
     esac
     frame=$(echo "$rep" | grep -E '^ *#[0-9]+ 0x' | grep -vE "$skip" | head -n 1)
@@ -78,8 +92,8 @@ for t in $TARGETS; do
         [ "$c" = HEADWISE ] && ours=$((ours + 1))
     done
     n() { echo "$counts" | tr ' ' '\n' | grep -cx "$1"; }
-    line=$(printf '%-8s %5ss %10s execs   crashes: %s headwise, %s libhdf5, %s oom, %s flaky' "$t" \
-        $((t1 - t0)) "${execs:-?}" "$(n HEADWISE)" "$(n libhdf5)" "$(n oom)" "$(n flaky)")
+    line=$(printf '%-8s %5ss %10s execs   crashes: %s headwise, %s libhdf5, %s oom, %s timeout, %s flaky' \
+        "$t" $((t1 - t0)) "${execs:-?}" "$(n HEADWISE)" "$(n libhdf5)" "$(n oom)" "$(n timeout)" "$(n flaky)")
     echo "$line"
     summary="$summary
 $line"
