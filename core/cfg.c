@@ -65,6 +65,10 @@ static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
 static const char *const task_vals[] = {"lm", "classify", NULL};
 
+static const char *const attn_vals[] = {"mha", "moh", NULL};
+static const char *const router_vals[] = {"learned", "qnorm", NULL};
+static const char *const sparsity_vals[] = {"none", "s2", NULL};
+
 static const char *const sections[] = {"model", "train", "data", "run", "dist", "eval"};
 #define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
 
@@ -84,6 +88,36 @@ static const struct key keys[] = {
     K_DBL(model.norm_eps, 1e-5, 0.0, 1, 1.0, 1, "epsilon of the normalisation layers"),
     K_DBL(model.init_std, 0.02, 0.0, 1, 1.0, 0,
           "std of the weight init; output projections are scaled by 1/sqrt(2L)"),
+    K_ENUM(model.attention.kind, "mha", attn_vals,
+           "attention of every layer: mha (multi-head) or moh (Mixture-of-Head)"),
+    K_LIST(model.attention.layers,
+           "per-layer attention kinds (mha|moh), repeated when shorter than n_layers "
+           "([mha, moh] alternates); [] = attention.kind everywhere"),
+    K_INT(model.moh.shared_heads, 2, 0, 1024, "MoH: heads 0..h_s-1 are shared (always active)"),
+    K_INT(model.moh.top_k, 2, 0, 1024,
+          "MoH: routed heads each token selects among the other n_heads - shared_heads; 0 = all "
+          "heads shared, softly re-weighted (needs shared_heads = n_heads)"),
+    K_ENUM(model.moh.router, "learned", router_vals,
+           "MoH router: learned (W_r, W_s, W_h, the reference code's two-stage gates) or qnorm "
+           "(parameter-free query-norm router of the LLaMA3 variant, binary gates, "
+           "straight-through gradient)"),
+    K_BOOL(model.moh.paper_literal, 0,
+           "MoH: the paper's unscaled gates (no top-k renormalisation, no k, h_s, 2 factors)"),
+    K_DBL(model.moh.balance_coef, 0.01, 0.0, 0, 1e6, 0,
+          "MoH: weight of the load-balance loss E*sum_i P_i f_i, averaged over MoH layers"),
+    K_ENUM(model.sparsity.kind, "none", sparsity_vals,
+           "none: dense causal attention; s2: per-head local window + strided far blocks"),
+    K_INT(model.sparsity.block, 64, 16, 4096, "S2 block size in tokens (a power of two)"),
+    K_INT(model.sparsity.local_blocks, 16, 1, 1000000,
+          "S2 local window in blocks, the current block included"),
+    K_INT(model.sparsity.vert_stride, 8, 1, 1000000,
+          "S2 vertical stride V: a head sees every V-th far block; 1 = dense"),
+    K_INT(model.sparsity.head_offset, 0, 0, 1000000, "S2 head sliding offset o"),
+    K_INT(model.sparsity.dense_heads, 0, 0, 1024,
+          "S2: the last this many key/value heads are dense"),
+    K_LIST(model.sparsity.dense_layers, "S2: indices of layers that stay dense"),
+    K_INT(model.sparsity.dense_every, 0, 0, 1024,
+          "S2: layer l (0-based) is dense when (l+1) % dense_every == 0 (Phi-3-small: 2); 0 = off"),
 
     K_INT(train.steps, 1000, 1, BIG, "optimizer steps in total"),
     K_INT(train.micro_batch, 8, 1, 65536, "sequences per micro-batch"),
@@ -179,6 +213,13 @@ static const char *const rules_doc[] = {
     "key/value) are divisible by `dist.context`.",
     "`train.task: classify` needs `dist.context: 1`.",
     "`data.val_frac + data.test_frac` < 1.",
+    "`model.attention.layers` items are `mha` or `moh`.",
+    "MoH layers: `model.moh.shared_heads + model.moh.top_k` <= `model.n_heads`; `top_k: 0` needs "
+    "`shared_heads` = `n_heads`; the qnorm router needs `top_k` >= 1 and is not paper_literal.",
+    "`model.sparsity.block` is a power of two; `model.sparsity.dense_heads` <= the key/value "
+    "heads; `model.sparsity.dense_layers` are layer indices.",
+    "S2 with `dist.context` > 1: the zig-zag chunk `train.seq_len / (2 * dist.context)` is a "
+    "multiple of `model.sparsity.block`.",
     "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
 };
 
@@ -202,15 +243,6 @@ static const char *key_name(const struct key *k) {
 static int find_key(const char *path) {
     for (int i = 0; i < N_KEYS; i++)
         if (!strcmp(keys[i].path, path))
-            return i;
-    return -1;
-}
-
-static int find_key_in(const char *sec, const char *name) {
-    size_t n = strlen(sec);
-    for (int i = 0; i < N_KEYS; i++)
-        if (sec_len(&keys[i]) == n && !strncmp(keys[i].path, sec, n) &&
-            !strcmp(key_name(&keys[i]), name))
             return i;
     return -1;
 }
@@ -302,6 +334,23 @@ void cfg_defaults(struct hw_config *c) {
             break;
         }
     }
+}
+
+int cfg_layer_moh(const struct cfg_model *m, int l) {
+    const struct cfg_list *ls = &m->attention.layers;
+    const char *k = ls->n ? ls->item[l % ls->n] : m->attention.kind;
+    return !strcmp(k, "moh");
+}
+
+int cfg_layer_s2(const struct cfg_model *m, int l) {
+    if (strcmp(m->sparsity.kind, "s2"))
+        return 0;
+    if (m->sparsity.dense_every && (l + 1) % m->sparsity.dense_every == 0)
+        return 0;
+    for (int i = 0; i < m->sparsity.dense_layers.n; i++)
+        if (atoi(m->sparsity.dense_layers.item[i]) == l)
+            return 0;
+    return 1;
 }
 
 int cfg_kv_heads(const struct cfg_model *m) {
@@ -842,33 +891,57 @@ static int unknown_in_section(const char *sec, const struct node *key, char *err
                  suggest_text(sug, sizeof(sug), other ? other : s.best));
 }
 
-static int apply_section(struct loader *L, int si, const struct node *v, char *err) {
-    const char *sec = sections[si];
+/* Is `prefix` ("model.attention.") the start of some key's path (a nested sub-section)? */
+static int is_subsection(const char *prefix) {
+    size_t n = strlen(prefix);
+    for (int i = 0; i < N_KEYS; i++)
+        if (!strncmp(keys[i].path, prefix, n))
+            return 1;
+    return 0;
+}
+
+/* Apply mapping v whose keys live under `prefix` ("model." or "model.attention."). A key may
+ * be written nested (attention: {kind: moh}) or dotted (attention.kind: moh). */
+static int apply_map(struct loader *L, const char *sec, const char *prefix, const struct node *v,
+                     char *err) {
     if (is_null(v))
         return 0;
     if (v->kind != NODE_MAP) {
         char buf[80];
         if (v->kind == NODE_SEQ)
             return errat(err, HW_ECONFIG, v->file, v->line, v->col,
-                         "%s: expected a mapping, got a sequence", sec);
-        return errat(err, HW_ECONFIG, v->file, v->line, v->col, "%s: expected a mapping, got '%s'",
-                     sec, shown(buf, sizeof(buf), v->text));
+                         "%.*s: expected a mapping, got a sequence", (int)strlen(prefix) - 1,
+                         prefix);
+        return errat(err, HW_ECONFIG, v->file, v->line, v->col,
+                     "%.*s: expected a mapping, got '%s'", (int)strlen(prefix) - 1, prefix,
+                     shown(buf, sizeof(buf), v->text));
     }
-    char prefix[CFG_NAME_MAX];
-    snprintf(prefix, sizeof(prefix), "%s.", sec);
     for (int i = 0; i < v->n / 2; i++) {
         const struct node *key = v->kid[2 * i];
         int j = earlier_key(v, i);
         if (j >= 0)
             return dup_error(v, i, j, prefix, err);
-        int ki = find_key_in(sec, key->text);
-        if (ki < 0)
+        char full[2 * CFG_NAME_MAX + 8], sub[2 * CFG_NAME_MAX + 16];
+        snprintf(full, sizeof(full), "%s%s", prefix, key->text);
+        snprintf(sub, sizeof(sub), "%s.", full);
+        int ki = find_key(full);
+        int rc;
+        if (ki >= 0)
+            rc = set_value(L, ki, v->kid[2 * i + 1], err);
+        else if (v->kid[2 * i + 1]->kind == NODE_MAP && is_subsection(sub))
+            rc = apply_map(L, sec, sub, v->kid[2 * i + 1], err);
+        else
             return unknown_in_section(sec, key, err);
-        int rc = set_value(L, ki, v->kid[2 * i + 1], err);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+static int apply_section(struct loader *L, int si, const struct node *v, char *err) {
+    char prefix[CFG_NAME_MAX];
+    snprintf(prefix, sizeof(prefix), "%s.", sections[si]);
+    return apply_map(L, sections[si], prefix, v, err);
 }
 
 static int unknown_top(const struct node *key, char *err) {
@@ -1109,7 +1182,13 @@ static int apply_override(struct loader *L, const char *kv, int idx, char *err) 
             rc = set_value(L, ki, v, err);
         else if (si >= 0)
             rc = apply_section(L, si, v, err);
-        else if (!strcmp(key, "base"))
+        else if (dot && v->kind == NODE_MAP && strlen(key) < 2 * CFG_NAME_MAX) {
+            char sec[CFG_NAME_MAX], sub[2 * CFG_NAME_MAX + 8];
+            snprintf(sec, sizeof(sec), "%.*s", (int)(dot - key), key);
+            snprintf(sub, sizeof(sub), "%s.", key);
+            rc = is_subsection(sub) ? apply_map(L, sec, sub, v, err)
+                                    : unknown_override(file, key, err);
+        } else if (!strcmp(key, "base"))
             rc = errat(err, HW_ECONFIG, file, 1, 1, "base: not allowed in an override");
         else
             rc = unknown_override(file, key, err);
@@ -1210,6 +1289,57 @@ static int validate(const struct loader *L, char *err) {
     if (L->cfg.data.val_frac + L->cfg.data.test_frac >= 1.0) {
         snprintf(a, sizeof(a), "val_frac + test_frac must leave a training part (< 1)");
         return rule_error(L, "data.test_frac", "data.val_frac", a, a, err);
+    }
+    int any_moh = 0, any_s2 = 0;
+    for (int i = 0; i < m->attention.layers.n; i++) {
+        const char *it = m->attention.layers.item[i];
+        if (strcmp(it, "mha") && strcmp(it, "moh")) {
+            snprintf(a, sizeof(a), "item %d is '%.40s'; expected mha or moh", i + 1, it);
+            return rule_error(L, "model.attention.layers", "model.attention.layers", a, a, err);
+        }
+    }
+    for (int l = 0; l < m->n_layers; l++) {
+        any_moh |= cfg_layer_moh(m, l);
+        any_s2 |= cfg_layer_s2(m, l);
+    }
+    const struct cfg_moh *h = &m->moh;
+    if (any_moh && h->shared_heads + h->top_k > m->n_heads) {
+        snprintf(a, sizeof(a), "shared_heads %d + top_k %d exceed n_heads %d", h->shared_heads,
+                 h->top_k, m->n_heads);
+        return rule_error(L, "model.moh.top_k", "model.moh.shared_heads", a, a, err);
+    }
+    if (any_moh && h->top_k == 0 && h->shared_heads != m->n_heads) {
+        snprintf(a, sizeof(a), "top_k 0 (all heads shared) needs shared_heads = n_heads %d, not %d",
+                 m->n_heads, h->shared_heads);
+        return rule_error(L, "model.moh.shared_heads", "model.moh.top_k", a, a, err);
+    }
+    if (any_moh && !strcmp(h->router, "qnorm") && (h->top_k < 1 || h->paper_literal)) {
+        snprintf(a, sizeof(a), "the qnorm router needs top_k >= 1 and paper_literal false");
+        return rule_error(L, "model.moh.router", "model.moh.top_k", a, a, err);
+    }
+    const struct cfg_sparsity *sp = &m->sparsity;
+    if (sp->block & (sp->block - 1)) {
+        snprintf(a, sizeof(a), "%d is not a power of two", sp->block);
+        return rule_error(L, "model.sparsity.block", "model.sparsity.block", a, a, err);
+    }
+    if (sp->dense_heads > kv) {
+        snprintf(a, sizeof(a), "%d is more than the %d key/value heads", sp->dense_heads, kv);
+        return rule_error(L, "model.sparsity.dense_heads", "model.n_heads", a, a, err);
+    }
+    for (int i = 0; i < sp->dense_layers.n; i++) {
+        const char *it = sp->dense_layers.item[i];
+        char *end;
+        long v = strtol(it, &end, 10);
+        if (!*it || *end || v < 0 || v >= m->n_layers) {
+            snprintf(a, sizeof(a), "item %d is '%.40s'; expected a layer index 0..%d", i + 1, it,
+                     m->n_layers - 1);
+            return rule_error(L, "model.sparsity.dense_layers", "model.n_layers", a, a, err);
+        }
+    }
+    if (any_s2 && g->context > 1 && (t->seq_len / (2 * g->context)) % sp->block) {
+        snprintf(a, sizeof(a), "zig-zag chunks of %d tokens are not a multiple of the S2 block %d",
+                 t->seq_len / (2 * g->context), sp->block);
+        return rule_error(L, "dist.context", "model.sparsity.block", a, a, err);
     }
     if (!strcmp(g->context_mode, "ulysses") &&
         ((m->n_heads / g->heads) % g->context || (kv / g->heads) % g->context)) {

@@ -20,6 +20,33 @@ struct cfg_list {
     char item[CFG_LIST_MAX][CFG_PATH_MAX];
 };
 
+/* model.attention: the attention kind of every layer */
+struct cfg_attention {
+    char kind[CFG_NAME_MAX]; /* "mha" | "moh" for every layer */
+    struct cfg_list layers;  /* per layer (cycled when shorter than n_layers); empty = kind */
+};
+
+/* model.moh: Mixture-of-Head attention (ALGORITHMS.md §1) */
+struct cfg_moh {
+    int shared_heads;          /* h_s: heads 0..h_s-1 always on */
+    int top_k;                 /* routed heads chosen per token among the other E = H - h_s */
+    char router[CFG_NAME_MAX]; /* "learned" (W_r, W_s, W_h) | "qnorm" (LLaMA3 variant) */
+    int paper_literal;         /* the paper's unscaled gates instead of the reference code's */
+    double balance_coef;       /* beta of the load-balance loss, averaged over MoH layers */
+};
+
+/* model.sparsity: S2 heterogeneous block sparsity (ALGORITHMS.md §5) */
+struct cfg_sparsity {
+    char kind[CFG_NAME_MAX];      /* "none" | "s2" */
+    int block;                    /* sparse block size in tokens */
+    int local_blocks;             /* local window in blocks, including the current one */
+    int vert_stride;              /* V: every V-th far block, offset per head */
+    int head_offset;              /* o: head_sliding_offset */
+    int dense_heads;              /* the last this many key/value heads stay dense */
+    struct cfg_list dense_layers; /* layer indices that stay dense */
+    int dense_every;              /* layer l dense iff (l+1) % dense_every == 0; 0 = off */
+};
+
 struct cfg_model {
     int d_model;    /* model width C */
     int n_layers;   /* transformer blocks L */
@@ -33,6 +60,9 @@ struct cfg_model {
     double rope_theta;
     double norm_eps;
     double init_std; /* std of weight init; output projections are scaled by 1/sqrt(2L) */
+    struct cfg_attention attention;
+    struct cfg_moh moh;
+    struct cfg_sparsity sparsity;
 };
 
 struct cfg_train {
@@ -99,7 +129,7 @@ struct cfg_eval {
     struct cfg_list judge_command;      /* argv of an LLM judge (prompt on stdin, 0/1 out) */
 };
 
-#define CFG_MAX_KEYS  96
+#define CFG_MAX_KEYS  160
 #define CFG_MAX_FILES 8
 
 /* Where a key was last set, for errors found after loading (e.g. the grid vs the world size). */
@@ -152,6 +182,9 @@ void cfg_where(const struct hw_config *c, const char *key, char *out, size_t n);
 int cfg_check_world(const struct hw_config *c, int world, char *err);
 
 /* Derived values. */
+/* 1 when layer l is a MoH layer (model.attention), an S2-sparse layer (model.sparsity). */
+int cfg_layer_moh(const struct cfg_model *m, int l);
+int cfg_layer_s2(const struct cfg_model *m, int l);
 int cfg_kv_heads(const struct cfg_model *m);
 int cfg_d_ff(const struct cfg_model *m);
 

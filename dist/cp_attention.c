@@ -80,7 +80,11 @@ static void ring_forward(struct dist *d, float *out, float *lse, const float *qk
                                .Tk = Tl,
                                .H = s->H,
                                .Hkv = s->Hkv,
-                               .hd = s->hd};
+                               .hd = s->hd,
+                               .s2 = s->s2,
+                               .head0 = s->head0,
+                               .qsel = s->qsel,
+                               .qsel_off = s->qsel_off};
         attention_block_forward_cpu(out, lse, &a, step > 0);
         if (step + 1 < cp) {
             dist_cp_wait(d);
@@ -121,7 +125,11 @@ static void ring_backward(struct dist *d, float *dqkv, const float *dout, const 
                                .Tk = Tl,
                                .H = s->H,
                                .Hkv = s->Hkv,
-                               .hd = s->hd};
+                               .hd = s->hd,
+                               .s2 = s->s2,
+                               .head0 = s->head0,
+                               .qsel = s->qsel,
+                               .qsel_off = s->qsel_off};
         attention_block_backward_cpu(dqkv, cur + 2 * KD, cur + 3 * KD, ld, (int)W4, dout, out, lse,
                                      &a);
         /* pass the block (with its accumulated dK/dV) on; after cp passes it is home again */
@@ -197,8 +205,16 @@ static void ulysses_forward(struct dist *d, float *out, const float *qkv,
                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
                        sizeof(float) * u.Du);
     }
-    struct attn_shape us = {
-        .B = u.B, .T = u.T, .H = u.Hu, .Hkv = u.Hkvu, .hd = u.hd, .ld_qkv = (int)u.Du};
+    /* MoH query selection is per local token and is not carried over the all-to-all: the
+     * heads run densely here and the gates zero the unselected outputs afterwards */
+    struct attn_shape us = {.B = u.B,
+                            .T = u.T,
+                            .H = u.Hu,
+                            .Hkv = u.Hkvu,
+                            .hd = u.hd,
+                            .ld_qkv = (int)u.Du,
+                            .s2 = s->s2,
+                            .head0 = s->head0 + d->cp_rank * u.Hu};
     attention_forward_cpu(ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     /* back: rank j gets, for its tokens, our head slice */
     for (int j = 0; j < u.cp; j++) {
@@ -239,8 +255,16 @@ static void ulysses_backward(struct dist *d, float *dqkv, const float *dout,
                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
                        sizeof(float) * u.HDu);
     }
-    struct attn_shape us = {
-        .B = u.B, .T = u.T, .H = u.Hu, .Hkv = u.Hkvu, .hd = u.hd, .ld_qkv = (int)u.Du};
+    /* MoH query selection is per local token and is not carried over the all-to-all: the
+     * heads run densely here and the gates zero the unselected outputs afterwards */
+    struct attn_shape us = {.B = u.B,
+                            .T = u.T,
+                            .H = u.Hu,
+                            .Hkv = u.Hkvu,
+                            .hd = u.hd,
+                            .ld_qkv = (int)u.Du,
+                            .s2 = s->s2,
+                            .head0 = s->head0 + d->cp_rank * u.Hu};
     attention_backward_cpu(u_dqkv, u_dout, ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     for (int j = 0; j < u.cp; j++) {
         cp_positions(pos, u.Tl, u.cp, j);

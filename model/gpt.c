@@ -28,6 +28,39 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
     gc->rope_theta = (float)m->rope_theta;
     gc->eps = (float)m->norm_eps;
     gc->init_std = (float)m->init_std;
+    HW_ASSERT(gc->L <= GPT_MAX_LAYERS);
+    for (int l = 0; l < gc->L; l++) {
+        gc->moh[l] = (unsigned char)cfg_layer_moh(m, l);
+        gc->s2[l] = (unsigned char)cfg_layer_s2(m, l);
+    }
+    gc->moh_hs = m->moh.shared_heads;
+    gc->moh_k = m->moh.top_k;
+    gc->moh_qnorm = !strcmp(m->moh.router, "qnorm");
+    gc->moh_literal = m->moh.paper_literal;
+    gc->moh_coef = (float)m->moh.balance_coef;
+    gc->s2_block = m->sparsity.block;
+    gc->s2_local = m->sparsity.local_blocks;
+    gc->s2_vert = m->sparsity.vert_stride;
+    gc->s2_offset = m->sparsity.head_offset;
+    gc->s2_dense = m->sparsity.dense_heads;
+}
+
+/* Per-layer flags as text: "M.M." (L <= 64) or a count and a hash. */
+static void layer_flags(char *out, size_t n, const unsigned char *f, int L) {
+    if (L <= 64) {
+        int i = 0;
+        for (; i < L && (size_t)i + 1 < n; i++)
+            out[i] = f[i] ? 'x' : '.';
+        out[i] = '\0';
+        return;
+    }
+    uint64_t h = 1469598103934665603ULL;
+    int cnt = 0;
+    for (int i = 0; i < L; i++) {
+        h = (h ^ f[i]) * 1099511628211ULL;
+        cnt += f[i] != 0;
+    }
+    snprintf(out, n, "%d#%016llx", cnt, (unsigned long long)h);
 }
 
 void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
@@ -37,7 +70,23 @@ void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
                      gc->C, gc->L, gc->H, gc->Hkv, gc->F, gc->V,
                      gc->mlp == GPT_MLP_GELU ? "gelu" : "swiglu", gc->tied);
     if (gc->n_cls > 0 && k > 0 && (size_t)k < n)
-        snprintf(out + k, n - (size_t)k, " classes=%d", gc->n_cls);
+        k += snprintf(out + k, n - (size_t)k, " classes=%d", gc->n_cls);
+    int any_moh = 0, any_s2 = 0;
+    for (int l = 0; l < gc->L; l++) {
+        any_moh |= gc->moh[l];
+        any_s2 |= gc->s2[l];
+    }
+    char f[72];
+    if (any_moh && k > 0 && (size_t)k < n) {
+        layer_flags(f, sizeof(f), gc->moh, gc->L);
+        k += snprintf(out + k, n - (size_t)k, " moh=%s/hs%d/k%d/%s%s", f, gc->moh_hs, gc->moh_k,
+                      gc->moh_qnorm ? "qnorm" : "learned", gc->moh_literal ? "/literal" : "");
+    }
+    if (any_s2 && k > 0 && (size_t)k < n) {
+        layer_flags(f, sizeof(f), gc->s2, gc->L);
+        snprintf(out + k, n - (size_t)k, " s2=%s/b%d/l%d/v%d/o%d/d%d", f, gc->s2_block,
+                 gc->s2_local, gc->s2_vert, gc->s2_offset, gc->s2_dense);
+    }
 }
 
 /* local widths (this rank's heads and MLP columns) */
@@ -96,6 +145,14 @@ static void build_table(struct gpt *m) {
         P("attn.wk", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
         P("attn.wv", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
         P("attn.wo", c->C, (int64_t)c->H * c->hd, 1, 1, std_out);
+        if (c->moh[l]) {
+            if (moh_nr(&m->moh) && !m->moh.qnorm)
+                P("attn.moh_wr", moh_nr(&m->moh), c->C, -1, 1, std);
+            if (moh_ns(&m->moh))
+                P("attn.moh_ws", moh_ns(&m->moh), c->C, -1, 1, std);
+            if (moh_nh(&m->moh))
+                P("attn.moh_wh", moh_nh(&m->moh), c->C, -1, 1, std);
+        }
         P("mlp_norm.weight", c->C, 0, -1, 0, 0.0f);
         if (c->mlp == GPT_MLP_SWIGLU) {
             P("mlp.w_gate", c->F, c->C, 0, 1, std);
@@ -125,6 +182,15 @@ static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
         y->wqkv = base + m->params[i].offset;
         i += 3;
         y->wo = base + m->params[i++].offset;
+        y->moh_wr = y->moh_ws = y->moh_wh = NULL;
+        if (c->moh[l]) {
+            if (moh_nr(&m->moh) && !m->moh.qnorm)
+                y->moh_wr = base + m->params[i++].offset;
+            if (moh_ns(&m->moh))
+                y->moh_ws = base + m->params[i++].offset;
+            if (moh_nh(&m->moh))
+                y->moh_wh = base + m->params[i++].offset;
+        }
         y->mlp_norm = base + m->params[i++].offset;
         y->w_in = base + m->params[i].offset;
         i += c->mlp == GPT_MLP_SWIGLU ? 2 : 1;
@@ -155,6 +221,19 @@ void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops,
     m->Hl = gc->H / m->hp;
     m->Hkvl = gc->Hkv / m->hp;
     m->Fl = gc->F / m->hp;
+    for (int l = 0; l < gc->L; l++)
+        m->n_moh += gc->moh[l] != 0;
+    if (m->n_moh)
+        moh_spec_init(&m->moh, gc->H, gc->moh_hs, gc->moh_k, gc->moh_literal, gc->moh_qnorm);
+    for (int l = 0; l < gc->L; l++)
+        if (gc->s2[l]) {
+            s2_init(&m->s2, gc->s2_block, gc->s2_local, gc->s2_vert, gc->s2_offset, gc->s2_dense,
+                    gc->H, gc->Hkv);
+            break;
+        }
+    m->moh_aux_scale = 1.0f;
+    m->moh_fsum = HW_CALLOC((size_t)gc->L * gc->H + 1, sizeof(double));
+    m->moh_usage = HW_CALLOC((size_t)gc->L * gc->H + 1, sizeof(double));
     build_table(m);
     m->param_mem = alloc_floats(m->num_params);
     m->grad_mem = alloc_floats(m->num_params);
@@ -258,6 +337,38 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
     TAKE(m->da, N * F);
 #undef TAKE
     HW_ASSERT((size_t)(p - m->act_mem) == total);
+    free(m->moh_mem);
+    free(m->moh_imem);
+    free(m->moh_dG);
+    free(m->moh_dz);
+    m->moh_mem = NULL;
+    m->moh_imem = NULL;
+    m->moh_dG = m->moh_dz = NULL;
+    if (m->n_moh) {
+        const size_t fl = moh_state_floats(&m->moh, (int)N);
+        const size_t in =
+            moh_state_ints(&m->moh, (int)N) + N * (size_t)m->Hl + (size_t)B * m->Hl + 1;
+        m->moh_mem = alloc_floats(fl * (size_t)m->n_moh);
+        m->moh_imem = HW_CALLOC(in * (size_t)m->n_moh, sizeof(int32_t));
+        m->moh_dG = alloc_floats(N * (size_t)c->H);
+        m->moh_dz =
+            alloc_floats(N * (size_t)(moh_nr(&m->moh) + moh_ns(&m->moh) + moh_nh(&m->moh) + 1));
+        for (int l = 0, j = 0; l < c->L; l++) {
+            if (!c->moh[l])
+                continue;
+            struct gpt_layer_acts *a = &m->acts[l];
+            int32_t *ip = m->moh_imem + in * (size_t)j;
+            moh_state_carve(&a->moh, &m->moh, (int)N, m->moh_mem + fl * (size_t)j, ip);
+            a->qsel = ip + moh_state_ints(&m->moh, (int)N);
+            a->qsel_off = a->qsel + N * (size_t)m->Hl;
+            j++;
+        }
+    }
+}
+
+void gpt_moh_usage_reset(struct gpt *m) {
+    memset(m->moh_usage, 0, sizeof(double) * ((size_t)m->c.L * m->c.H + 1));
+    m->moh_usage_tok = 0.0;
 }
 
 void gpt_free(struct gpt *m) {
@@ -279,6 +390,12 @@ void gpt_free(struct gpt *m) {
     free(m->block_len);
     free(m->cls_logits);
     free(m->cls_last);
+    free(m->moh_mem);
+    free(m->moh_imem);
+    free(m->moh_dG);
+    free(m->moh_dz);
+    free(m->moh_fsum);
+    free(m->moh_usage);
     memset(m, 0, sizeof(*m));
 }
 
@@ -301,7 +418,12 @@ double gpt_flops_per_token(const struct gpt_config *c, int T) {
     double n = (double)c->L *
                    (qkv * c->C + (double)c->H * c->hd * c->C + fin * c->C + (double)c->F * c->C) +
                (double)c->V * c->C;
-    double attn = (double)c->L * 3.0 * 2.0 * T * c->hd * c->H;
+    /* MoH layers compute hs + k of the H heads for each token */
+    double attn = 0.0;
+    for (int l = 0; l < c->L; l++) {
+        double active = c->moh[l] && c->moh_k > 0 ? (double)(c->moh_hs + c->moh_k) / c->H : 1.0;
+        attn += 3.0 * 2.0 * T * c->hd * c->H * active;
+    }
     return 6.0 * n + attn;
 }
 
@@ -350,16 +472,188 @@ static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
     return as;
 }
 
+/* ----------------------------------------------------------------------------------------- */
+/* Mixture-of-Head attention (moh.h) inside the block */
+
+/* Router of MoH layer l: logits from n1 (or the query norms), gates, balance statistics over
+ * the global micro-batch, head usage, and each local head's selected token rows. */
+static void moh_route(struct gpt *m, int l, int want_grad) {
+    const struct gpt_config *c = &m->c;
+    const struct moh_spec *sp = &m->moh;
+    struct gpt_layer_acts *a = &m->acts[l];
+    const struct gpt_layer *w = &m->w.layers[l];
+    struct moh_state *st = &a->moh;
+    const int B = m->B, T = m->T, N = B * T, C = c->C, H = c->H, hs = sp->hs, k = sp->k;
+    const int E = sp->E, hd = c->hd, D = qkv_width(m), h0 = m->hp_rank * m->Hl;
+    if (sp->qnorm) {
+        /* |q| per routed head; RoPE keeps norms, so the rotated q serves */
+        memset(st->qraw, 0, sizeof(float) * (size_t)N * E);
+        for (int t = 0; t < N; t++)
+            for (int h = 0; h < m->Hl; h++) {
+                if (h0 + h < hs)
+                    continue;
+                const float *q = a->qkv + (size_t)t * D + (size_t)h * hd;
+                double ss = 0.0;
+                for (int d = 0; d < hd; d++)
+                    ss += (double)q[d] * q[d];
+                st->qraw[(size_t)t * E + (h0 + h - hs)] = (float)sqrt(ss);
+            }
+        hp_sum(m, st->qraw, (size_t)N * E);
+    } else {
+        if (moh_nr(sp))
+            m->ops->matmul_forward(st->zr, a->n1, w->moh_wr, N, C, moh_nr(sp), 0.0f);
+        if (moh_ns(sp))
+            m->ops->matmul_forward(st->zs, a->n1, w->moh_ws, N, C, moh_ns(sp), 0.0f);
+        if (moh_nh(sp))
+            m->ops->matmul_forward(st->zh, a->n1, w->moh_wh, N, C, moh_nh(sp), 0.0f);
+    }
+    moh_forward(sp, N, st);
+
+    /* balance statistics over every token of the global micro-batch (data x context ranks),
+     * so that the loss does not depend on the rank grid */
+    double *v = HW_CALLOC(2 * (size_t)E + 1, sizeof(double));
+    moh_balance_sums(sp, N, st, v, v + E);
+    v[2 * E] = N;
+    if (m->d)
+        dist_allreduce_group_doubles(m->d, DIST_DPCP, v, 2 * E + 1);
+    double *fsum = m->moh_fsum + (size_t)l * H;
+    memcpy(fsum, v + E, sizeof(double) * (size_t)E);
+    m->moh_ntok = v[2 * E];
+    if (k > 0)
+        m->moh_aux += c->moh_coef / m->n_moh * moh_balance_loss(sp, v, v + E, v[2 * E]);
+    if (want_grad) {
+        double *u = m->moh_usage + (size_t)l * H;
+        for (int i = 0; i < H; i++)
+            u[i] += i < hs || k == 0 ? v[2 * E] : fsum[i - hs];
+    }
+    free(v);
+
+    /* rows of each (b, local head): shared heads see every token, routed heads the tokens
+     * that selected them */
+    int32_t *idx = a->qsel, *off = a->qsel_off;
+    int n = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < m->Hl; h++) {
+            const int hg = h0 + h;
+            off[b * m->Hl + h] = n;
+            for (int t = 0; t < T; t++) {
+                const size_t row = (size_t)b * T + t;
+                int on = hg < hs || k == 0;
+                for (int j = 0; j < k && !on; j++)
+                    on = st->sel[row * k + j] == hg - hs;
+                if (on)
+                    idx[n++] = t;
+            }
+        }
+    off[B * m->Hl] = n;
+}
+
+/* dst (N, Hl*hd) = att scaled per head by this rank's columns of the gates G (N, H) */
+static void moh_gate(const struct gpt *m, float *dst, const float *att, const float *G, int N) {
+    const int hd = m->c.hd, HD = m->Hl * hd, H = m->c.H, h0 = m->hp_rank * m->Hl;
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < m->Hl; h++) {
+            const float g = G[(size_t)t * H + h0 + h];
+            const float *x = att + (size_t)t * HD + (size_t)h * hd;
+            float *y = dst + (size_t)t * HD + (size_t)h * hd;
+            for (int d = 0; d < hd; d++)
+                y[d] = g * x[d];
+        }
+}
+
+/* Backward through the gates: datt holds dL/d(gated att); leaves dL/datt in datt and the
+ * router logit gradients in m->moh_dz (zr | zs | zh). */
+static void moh_gate_backward(struct gpt *m, int l) {
+    const struct gpt_config *c = &m->c;
+    const struct moh_spec *sp = &m->moh;
+    struct gpt_layer_acts *a = &m->acts[l];
+    const int N = m->B * m->T, hd = c->hd, HD = m->Hl * hd, H = c->H, h0 = m->hp_rank * m->Hl;
+    float *dG = m->moh_dG;
+    memset(dG, 0, sizeof(float) * (size_t)N * H);
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < m->Hl; h++) {
+            float *dy = m->datt + (size_t)t * HD + (size_t)h * hd;
+            const float *x = a->att + (size_t)t * HD + (size_t)h * hd;
+            const float g = a->moh.G[(size_t)t * H + h0 + h];
+            float acc = 0.0f;
+            for (int d = 0; d < hd; d++) {
+                acc += dy[d] * x[d];
+                dy[d] *= g;
+            }
+            dG[(size_t)t * H + h0 + h] = acc;
+        }
+    hp_sum(m, dG, (size_t)N * H);
+    const int nr = moh_nr(sp), ns = moh_ns(sp);
+    const float bal = sp->k > 0 ? c->moh_coef / m->n_moh * m->moh_aux_scale : 0.0f;
+    moh_backward(sp, N, &a->moh, dG, bal, m->moh_fsum + (size_t)l * H, m->moh_ntok, m->moh_dz,
+                 m->moh_dz + (size_t)N * nr, m->moh_dz + (size_t)N * (nr + ns));
+}
+
+/* qnorm router: add d|q|/dq to the local routed query heads of dqkv (after the attention
+ * backward, before RoPE's). */
+static void moh_qnorm_backward(struct gpt *m, int l) {
+    const struct moh_spec *sp = &m->moh;
+    const struct gpt_layer_acts *a = &m->acts[l];
+    const int N = m->B * m->T, hd = m->c.hd, D = qkv_width(m), h0 = m->hp_rank * m->Hl;
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < m->Hl; h++) {
+            if (h0 + h < sp->hs)
+                continue;
+            const float dz = m->moh_dz[(size_t)t * sp->E + (h0 + h - sp->hs)];
+            const float nrm = a->moh.qraw[(size_t)t * sp->E + (h0 + h - sp->hs)];
+            if (dz == 0.0f || nrm <= 0.0f)
+                continue;
+            const float *q = a->qkv + (size_t)t * D + (size_t)h * hd;
+            float *dq = m->dqkv + (size_t)t * D + (size_t)h * hd;
+            for (int d = 0; d < hd; d++)
+                dq[d] += dz * q[d] / nrm;
+        }
+}
+
+/* learned router: dn1 += dz W, dW += dz^T n1 (replicated over head ranks: after hp_sum) */
+static void moh_router_backward(struct gpt *m, int l) {
+    const struct moh_spec *sp = &m->moh;
+    const struct gpt_layer_acts *a = &m->acts[l];
+    const struct gpt_layer *w = &m->w.layers[l];
+    struct gpt_layer *g = &m->g.layers[l];
+    const int N = m->B * m->T, C = m->c.C, nr = moh_nr(sp), ns = moh_ns(sp), nh = moh_nh(sp);
+    if (sp->qnorm)
+        return;
+    if (nr)
+        m->ops->matmul_backward(m->dn, g->moh_wr, m->moh_dz, a->n1, w->moh_wr, N, C, nr, 1.0f);
+    if (ns)
+        m->ops->matmul_backward(m->dn, g->moh_ws, m->moh_dz + (size_t)N * nr, a->n1, w->moh_ws, N,
+                                C, ns, 1.0f);
+    if (nh)
+        m->ops->matmul_backward(m->dn, g->moh_wh, m->moh_dz + (size_t)N * (nr + ns), a->n1,
+                                w->moh_wh, N, C, nh, 1.0f);
+}
+
+static struct attn_shape layer_attn_shape(const struct gpt *m, int l) {
+    struct attn_shape as = local_attn_shape(m, m->B, m->T);
+    if (m->c.s2[l]) {
+        as.s2 = &m->s2;
+        as.head0 = m->hp_rank * m->Hl;
+    }
+    if (m->c.moh[l] && m->moh.k > 0) {
+        as.qsel = m->acts[l].qsel;
+        as.qsel_off = m->acts[l].qsel_off;
+    }
+    return as;
+}
+
 /* Embedding, blocks and the final norm: leaves n_final (B*T, C). */
-static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T) {
+static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, int want_grad) {
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
     gpt_alloc_acts(m, B, T);
     const int N = B * T, C = c->C, D = qkv_width(m), HD = m->Hl * c->hd;
     const int Fin = fin_width(m), F = m->Fl;
     const size_t NC = (size_t)N * C;
-    struct attn_shape as = local_attn_shape(m, B, T);
     memcpy(m->tokens, tokens, sizeof(int32_t) * (size_t)N);
+    m->moh_aux = 0.0;
+    if (want_grad && m->n_moh)
+        m->moh_usage_tok += N * (double)(m->d ? dist_group_size(m->d, DIST_DPCP) : 1);
     o->embed_forward(m->acts[0].x_in, tokens, m->w.wte, N, C);
     for (int l = 0; l < c->L; l++) {
         struct gpt_layer_acts *a = &m->acts[l];
@@ -369,11 +663,19 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T) {
         o->matmul_forward(a->qkv, a->n1, w->wqkv, N, C, D, 0.0f);
         o->rope_forward(a->qkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
         o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
+        if (c->moh[l])
+            moh_route(m, l, want_grad);
+        struct attn_shape as = layer_attn_shape(m, l);
         if (m->cp > 1)
             cp_attention_forward(m->d, a->att, a->lse, a->qkv, &as, &m->cp_ctx[l], &m->cp_work);
         else
             o->attention_forward(a->att, a->lse, a->qkv, &as);
-        o->matmul_forward(m->dn, a->att, w->wo, N, HD, C, 0.0f);
+        if (c->moh[l]) {
+            moh_gate(m, m->datt, a->att, a->moh.G, N);
+            o->matmul_forward(m->dn, m->datt, w->wo, N, HD, C, 0.0f);
+        } else {
+            o->matmul_forward(m->dn, a->att, w->wo, N, HD, C, 0.0f);
+        }
         hp_sum(m, m->dn, NC);
         o->residual_add(a->x_mid, a->x_in, m->dn, (int64_t)NC);
         o->rmsnorm_forward(a->n2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->eps);
@@ -394,7 +696,7 @@ double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets,
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
     const int N = B * T;
-    forward_trunk(m, tokens, B, T);
+    forward_trunk(m, tokens, B, T, want_grad);
     o->matmul_forward(m->logits, m->n_final, m->w.lm_head, N, c->C, c->V, 0.0f);
     if (!targets)
         return 0.0;
@@ -408,7 +710,7 @@ double gpt_classify(struct gpt *m, const int32_t *tokens, const int32_t *last, c
     const struct gpt_config *c = &m->c;
     const int K = c->n_cls, C = c->C;
     HW_ASSERT(K > 0 && m->cp == 1);
-    forward_trunk(m, tokens, B, T);
+    forward_trunk(m, tokens, B, T, want_grad);
     free(m->cls_logits);
     free(m->cls_last);
     m->cls_logits = alloc_floats((size_t)B * K);
@@ -451,7 +753,6 @@ static void backward_trunk(struct gpt *m) {
     const int B = m->B, T = m->T, N = B * T, C = c->C, D = qkv_width(m), HD = m->Hl * c->hd;
     const int Fin = fin_width(m), F = m->Fl;
     const size_t NC = (size_t)N * C;
-    struct attn_shape as = local_attn_shape(m, B, T);
     memset(m->dx, 0, sizeof(float) * NC);
     o->rmsnorm_backward(m->dx, m->g.final_norm, m->dn, m->x_final, m->w.final_norm, m->rstd_final,
                         N, C);
@@ -473,19 +774,30 @@ static void backward_trunk(struct gpt *m) {
         hp_sum(m, m->dn, NC);
         o->rmsnorm_backward(m->dx, g->mlp_norm, m->dn, a->x_mid, w->mlp_norm, a->rstd2, N, C);
         /* attention residual */
-        o->matmul_backward(m->datt, g->wo, m->dx, a->att, w->wo, N, HD, C, 0.0f);
+        struct attn_shape as = layer_attn_shape(m, l);
+        if (c->moh[l]) {
+            moh_gate(m, m->dqkv, a->att, a->moh.G, N); /* the gated input of wo, again */
+            o->matmul_backward(m->datt, g->wo, m->dx, m->dqkv, w->wo, N, HD, C, 0.0f);
+            moh_gate_backward(m, l);
+        } else {
+            o->matmul_backward(m->datt, g->wo, m->dx, a->att, w->wo, N, HD, C, 0.0f);
+        }
         progress(m);
         if (m->cp > 1)
             cp_attention_backward(m->d, m->dqkv, m->datt, a->att, a->lse, a->qkv, &as,
                                   &m->cp_ctx[l], &m->cp_work);
         else
             o->attention_backward(m->dqkv, m->datt, a->att, a->lse, a->qkv, &as);
+        if (c->moh[l] && m->moh.qnorm)
+            moh_qnorm_backward(m, l);
         o->rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
         o->rope_backward(m->dqkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
         progress(m);
         o->matmul_backward(m->dn, g->wqkv, m->dqkv, a->n1, w->wqkv, N, C, D, 0.0f);
         progress(m);
         hp_sum(m, m->dn, NC);
+        if (c->moh[l])
+            moh_router_backward(m, l);
         o->rmsnorm_backward(m->dx, g->attn_norm, m->dn, a->x_in, w->attn_norm, a->rstd1, N, C);
         grads_ready(m, c->L - l);
     }

@@ -3,6 +3,9 @@
  * table, and KV-cached decoding for sampling.
  * Block: x += Wo attn(rope(Wqkv rmsnorm(x))); x += Wdown act(Win rmsnorm(x)).
  * Final: logits = Wlm rmsnorm(x). Cross-entropy ignores targets equal to XENT_IGNORE (-1).
+ * Per layer, attention is MHA or Mixture-of-Head (the head outputs are scaled by router gates
+ * before Wo, and a head is computed only for the tokens that selected it), and dense causal or
+ * S2 block-sparse (model.attention, model.moh, model.sparsity; see moh.h and ops/s2.h).
  *
  * Under a rank grid (struct dist) the model holds only its shard: Megatron-style head
  * parallelism splits wq/wk/wv and w_gate/w_up by rows (heads, MLP columns) and wo/w_down by
@@ -18,9 +21,13 @@
 #include "../dist/cp_attention.h"
 #include "../dist/dist.h"
 #include "../ops/ops.h"
+#include "../ops/s2.h"
+#include "moh.h"
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define GPT_MAX_LAYERS 1024
 
 enum gpt_mlp {
     GPT_MLP_SWIGLU,
@@ -42,6 +49,11 @@ struct gpt_config {
     float eps;
     float init_std;
     int n_cls; /* classifier head classes (train.task classify); 0 = none */
+    /* per layer: 1 = MoH attention, 1 = S2 block-sparse attention */
+    unsigned char moh[GPT_MAX_LAYERS], s2[GPT_MAX_LAYERS];
+    int moh_hs, moh_k, moh_qnorm, moh_literal;
+    float moh_coef;
+    int s2_block, s2_local, s2_vert, s2_offset, s2_dense;
 };
 
 /* One named parameter tensor inside the flat parameter block. */
@@ -65,6 +77,10 @@ struct gpt_layer {
     float *mlp_norm;  /* (C) */
     float *w_in;      /* swiglu: (2F, C) = w_gate, w_up stacked; gelu: (F, C) */
     float *w_out;     /* (C, F) */
+    /* MoH routers (replicated over head ranks; NULL when absent) */
+    float *moh_wr; /* (E, C) routed heads */
+    float *moh_ws; /* (ns, C) shared heads */
+    float *moh_wh; /* (2, C) head types */
 };
 
 struct gpt_weights {
@@ -87,6 +103,9 @@ struct gpt_layer_acts {
     float *rstd2; /* (N) */
     float *h;     /* (N, Fin) MLP pre-activation */
     float *a;     /* (N, F) MLP activation */
+    /* MoH layers only */
+    struct moh_state moh;
+    int32_t *qsel, *qsel_off; /* per (b, local head): the token rows that selected it */
 };
 
 struct gpt {
@@ -115,6 +134,19 @@ struct gpt {
     struct cp_attn_ctx *cp_ctx; /* (L) Ulysses state per layer */
     float *cp_mem;
     struct cp_work cp_work;
+    /* MoH / S2 */
+    struct moh_spec moh;
+    int n_moh;            /* MoH layers */
+    struct s2_pattern s2; /* used by layers with c.s2[l] */
+    float *moh_mem;       /* MoH activations of all MoH layers */
+    int32_t *moh_imem;
+    float *moh_dG, *moh_dz; /* (N, H), (N, nr + ns + nh) backward scratch */
+    float moh_aux_scale;    /* gradient scale of the balance loss (1 / micro-batches) */
+    double moh_aux;         /* balance loss of the last forward: coef * mean over MoH layers */
+    double *moh_fsum;       /* (L, E) global selection counts of the last forward */
+    double moh_ntok;        /* global tokens of the last forward */
+    double *moh_usage;      /* (L, H) tokens routed to each head, summed since the last reset */
+    double moh_usage_tok;   /* tokens counted in moh_usage */
     /* Gradient blocks in the order the backward finishes them: the final norm (with an untied
      * head), the layers from last to first, the token embedding (with a tied head). Each is a
      * contiguous range of the parameter block. */
@@ -159,6 +191,10 @@ double gpt_classify(struct gpt *m, const int32_t *tokens, const int32_t *last, c
                     int32_t *pred);
 void gpt_backward_classify(struct gpt *m);
 void gpt_zero_grad(struct gpt *m);
+
+/* Head-usage statistics: moh_usage[l*H + h] / moh_usage_tok is the fraction of tokens that
+ * used head h of layer l since the last reset (training forwards only). */
+void gpt_moh_usage_reset(struct gpt *m);
 
 /* Look up a parameter by name; NULL if absent. */
 const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name);

@@ -24,6 +24,12 @@ struct attn_block {
     const int32_t *qpos; /* (Tq) absolute positions of the queries */
     const int32_t *kpos; /* (Tk) absolute positions of the keys */
     int B, Tq, Tk, H, Hkv, hd;
+    /* optional sparsity (see attn_shape in ops.h): S2 pattern + global index of local query
+     * head 0; MoH per-(b, h) query selection over the Tq queries. Unselected rows get out = 0,
+     * lse = -inf (merge = 0) and no dq. With S2, key chunks start on block boundaries. */
+    const struct s2_pattern *s2;
+    int head0;
+    const int32_t *qsel, *qsel_off;
 };
 
 /* out (B, Tq, H*hd) and lse (B, H, Tq). merge = 0: overwrite with this block's attention;

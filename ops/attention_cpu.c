@@ -2,10 +2,18 @@
  * Work is split into independent (batch, head) tasks (forward) and (batch, kv-head) tasks
  * (backward, so the heads sharing a K/V head accumulate dK/dV in one task): no atomics, and the
  * result does not depend on the thread count. Tile products go through cblas_sgemm, which runs
- * single-threaded inside our parallel region. */
+ * single-threaded inside our parallel region.
+ *
+ * Two kinds of sparsity skip work rather than mask it:
+ *  - MoH query selection: a (batch, head) task gathers only the query rows whose token chose
+ *    the head, runs the tiles over them, and scatters the result back;
+ *  - S2 block sparsity: key tiles are cut at the S2 block size, and a key tile that no query
+ *    of the query tile may see (outside the local window and not a strided block of this head)
+ *    is never multiplied. */
 #include "attention.h"
 
 #include "../core/check.h"
+#include "s2.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -32,92 +40,226 @@ static int visible(const int32_t *kpos, int nk, int32_t qp) {
     return lo + 1;
 }
 
+/* The key/value side of one (batch, kv head) task and its sparsity. */
+struct kv_side {
+    const float *k, *v;
+    int ldkv, Tk;
+    const int32_t *kpos;
+    const struct s2_pattern *s2; /* NULL: dense causal */
+    int g;                       /* global kv head (S2) */
+    int bk;                      /* key tile */
+};
+
+/* S2: the key tile starting at j0 is a strided block (fully visible up to causality), a block
+ * only inside the local window of some queries, or skipped. Returns 0 to skip, 1 when every
+ * causal key of the tile is visible, 2 when only rows within the local window see it. */
+static int tile_kind(const struct kv_side *kv, int j0, int32_t qfirst) {
+    if (!kv->s2)
+        return 1;
+    const int64_t kb = kv->kpos[j0] / kv->s2->block;
+    if (s2_vert(kv->s2, kv->g, kb))
+        return 1;
+    return qfirst / kv->s2->block - kb < kv->s2->local ? 2 : 0;
+}
+
+/* Keys of the tile visible from query position qp (0..nk). */
+static int row_visible(const struct kv_side *kv, int kind, int j0, int nk, int32_t qp) {
+    if (kind == 2 && qp / kv->s2->block - kv->kpos[j0] / kv->s2->block >= kv->s2->local)
+        return 0;
+    return visible(kv->kpos + j0, nk, qp);
+}
+
+/* Attention of nrows queries (rows of q with stride ldq, positions qpos ascending) against one
+ * key/value side. out rows have stride ldo; lse is contiguous. merge: see attention.h. */
+static void forward_rows(float *out, int ldo, float *lse, const float *q, int ldq,
+                         const int32_t *qpos, int nrows, const struct kv_side *kv, int hd,
+                         float scale, int merge, float *S, float *O) {
+    float m[BQ], l[BQ];
+    for (int i0 = 0; i0 < nrows; i0 += BQ) {
+        const int nq = nrows - i0 < BQ ? nrows - i0 : BQ;
+        float *ob = out + (size_t)i0 * ldo;
+        for (int r = 0; r < nq; r++) {
+            float *orow = O + (size_t)r * hd;
+            if (merge && lse[i0 + r] > -INFINITY) {
+                /* resume the online softmax from the normalised state */
+                m[r] = lse[i0 + r];
+                l[r] = 1.0f;
+                memcpy(orow, ob + (size_t)r * ldo, sizeof(float) * hd);
+            } else {
+                m[r] = -INFINITY;
+                l[r] = 0.0f;
+                memset(orow, 0, sizeof(float) * hd);
+            }
+        }
+        const int32_t qlast = qpos[i0 + nq - 1];
+        for (int j0 = 0; j0 < kv->Tk && kv->kpos[j0] <= qlast; j0 += kv->bk) {
+            const int nk = kv->Tk - j0 < kv->bk ? kv->Tk - j0 : kv->bk;
+            const int kind = tile_kind(kv, j0, qpos[i0]);
+            if (!kind)
+                continue;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
+                        q + (size_t)i0 * ldq, ldq, kv->k + (size_t)j0 * kv->ldkv, kv->ldkv, 0.0f, S,
+                        BK);
+            for (int r = 0; r < nq; r++) {
+                float *sr = S + r * BK;
+                const int cmax = row_visible(kv, kind, j0, nk, qpos[i0 + r]);
+                if (cmax == 0) {
+                    memset(sr, 0, sizeof(float) * nk);
+                    continue;
+                }
+                float mx = m[r];
+                for (int c = 0; c < cmax; c++)
+                    mx = sr[c] > mx ? sr[c] : mx;
+                float alpha = expf(m[r] - mx), sum = 0.0f;
+                for (int c = 0; c < cmax; c++) {
+                    sr[c] = expf(sr[c] - mx);
+                    sum += sr[c];
+                }
+                for (int c = cmax; c < nk; c++)
+                    sr[c] = 0.0f;
+                l[r] = l[r] * alpha + sum;
+                m[r] = mx;
+                if (alpha != 1.0f) {
+                    float *orow = O + (size_t)r * hd;
+                    for (int d = 0; d < hd; d++)
+                        orow[d] *= alpha;
+                }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, BK,
+                        kv->v + (size_t)j0 * kv->ldkv, kv->ldkv, 1.0f, O, hd);
+        }
+        for (int r = 0; r < nq; r++) {
+            float *dst = ob + (size_t)r * ldo;
+            if (l[r] > 0.0f) {
+                float inv = 1.0f / l[r];
+                for (int d = 0; d < hd; d++)
+                    dst[d] = O[(size_t)r * hd + d] * inv;
+                lse[i0 + r] = m[r] + logf(l[r]);
+            } else {
+                memset(dst, 0, sizeof(float) * hd);
+                lse[i0 + r] = -INFINITY;
+            }
+        }
+    }
+}
+
+/* Backward of forward_rows given the final out/lse; dq rows (stride lddq) and the side's dk,
+ * dv (stride lddkv) are accumulated. D[r] = rowsum(dout * out). */
+static void backward_rows(float *dq, int lddq, float *dk, float *dv, int lddkv, const float *q,
+                          int ldq, const int32_t *qpos, int nrows, const float *dout, int ldo,
+                          const float *lse, const float *D, const struct kv_side *kv, int hd,
+                          float scale, float *P, float *dP) {
+    for (int i0 = 0; i0 < nrows; i0 += BQ) {
+        const int nq = nrows - i0 < BQ ? nrows - i0 : BQ;
+        const int32_t qlast = qpos[i0 + nq - 1];
+        for (int j0 = 0; j0 < kv->Tk && kv->kpos[j0] <= qlast; j0 += kv->bk) {
+            const int nk = kv->Tk - j0 < kv->bk ? kv->Tk - j0 : kv->bk;
+            const int kind = tile_kind(kv, j0, qpos[i0]);
+            if (!kind)
+                continue;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
+                        q + (size_t)i0 * ldq, ldq, kv->k + (size_t)j0 * kv->ldkv, kv->ldkv, 0.0f, P,
+                        BK);
+            for (int r = 0; r < nq; r++) {
+                float *pr = P + r * BK;
+                const int cmax = row_visible(kv, kind, j0, nk, qpos[i0 + r]);
+                const float L = lse[i0 + r];
+                for (int c = 0; c < cmax; c++)
+                    pr[c] = expf(pr[c] - L);
+                for (int c = cmax; c < nk; c++)
+                    pr[c] = 0.0f;
+            }
+            /* dV_j += P^T dO_i */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, P, BK,
+                        dout + (size_t)i0 * ldo, ldo, 1.0f, dv + (size_t)j0 * lddkv, lddkv);
+            /* dP = dO_i V_j^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f,
+                        dout + (size_t)i0 * ldo, ldo, kv->v + (size_t)j0 * kv->ldkv, kv->ldkv, 0.0f,
+                        dP, BK);
+            /* dS = P (dP - D) * scale, stored in dP */
+            for (int r = 0; r < nq; r++) {
+                const float Dr = D[i0 + r];
+                float *pr = P + r * BK, *dpr = dP + r * BK;
+                for (int c = 0; c < nk; c++)
+                    dpr[c] = pr[c] * (dpr[c] - Dr) * scale;
+            }
+            /* dQ_i += dS K_j; dK_j += dS^T Q_i */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, dP, BK,
+                        kv->k + (size_t)j0 * kv->ldkv, kv->ldkv, 1.0f, dq + (size_t)i0 * lddq,
+                        lddq);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, dP, BK,
+                        q + (size_t)i0 * ldq, ldq, 1.0f, dk + (size_t)j0 * lddkv, lddkv);
+        }
+    }
+}
+
+static struct kv_side kv_side_of(const struct attn_block *a, int b, int kvh) {
+    struct kv_side kv = {.k = a->k + (size_t)b * a->Tk * a->ldkv + (size_t)kvh * a->hd,
+                         .v = a->v + (size_t)b * a->Tk * a->ldkv + (size_t)kvh * a->hd,
+                         .ldkv = a->ldkv,
+                         .Tk = a->Tk,
+                         .kpos = a->kpos,
+                         .s2 = a->s2,
+                         .g = 0,
+                         .bk = BK};
+    if (a->s2) {
+        kv.g = (a->head0 + kvh * (a->H / a->Hkv)) / a->s2->group;
+        kv.bk = a->s2->block < BK ? a->s2->block : BK;
+    }
+    return kv;
+}
+
 void attention_block_forward_cpu(float *out, float *lse, const struct attn_block *a, int merge) {
-    const int B = a->B, Tq = a->Tq, Tk = a->Tk, H = a->H, hd = a->hd;
+    const int B = a->B, Tq = a->Tq, H = a->H, hd = a->hd;
     const int group = H / a->Hkv, ldo = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
         float *S = HW_MALLOC(sizeof(float) * BQ * BK);
         float *O = HW_MALLOC(sizeof(float) * BQ * hd);
-        float m[BQ], l[BQ];
-
-#pragma omp for schedule(static) collapse(2)
+        /* gathered rows of a MoH-selected (b, h): q, out, lse, positions */
+        float *gq = NULL, *go = NULL, *gl = NULL;
+        int32_t *gp = NULL;
+        if (a->qsel) {
+            gq = HW_MALLOC(sizeof(float) * ((size_t)Tq * hd * 2 + Tq + 1));
+            go = gq + (size_t)Tq * hd;
+            gl = go + (size_t)Tq * hd;
+            gp = HW_MALLOC(sizeof(int32_t) * ((size_t)Tq + 1));
+        }
+#pragma omp for schedule(dynamic) collapse(2)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                const int kvh = h / group;
+                const struct kv_side kv = kv_side_of(a, b, h / group);
                 const float *qb = a->q + (size_t)b * Tq * a->ldq + (size_t)h * hd;
-                const float *kb = a->k + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
-                const float *vb = a->v + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                float *ob = out + (size_t)b * Tq * ldo + (size_t)h * hd;
                 float *lb = lse + ((size_t)b * H + h) * Tq;
-                for (int i0 = 0; i0 < Tq; i0 += BQ) {
-                    const int nq = Tq - i0 < BQ ? Tq - i0 : BQ;
-                    float *ob = out + ((size_t)b * Tq + i0) * ldo + (size_t)h * hd;
-                    for (int r = 0; r < nq; r++) {
-                        float *orow = O + (size_t)r * hd;
-                        if (merge && lb[i0 + r] > -INFINITY) {
-                            /* resume the online softmax from the normalised state */
-                            m[r] = lb[i0 + r];
-                            l[r] = 1.0f;
-                            memcpy(orow, ob + (size_t)r * ldo, sizeof(float) * hd);
-                        } else {
-                            m[r] = -INFINITY;
-                            l[r] = 0.0f;
-                            memset(orow, 0, sizeof(float) * hd);
-                        }
+                if (!a->qsel) {
+                    forward_rows(ob, ldo, lb, qb, a->ldq, a->qpos, Tq, &kv, hd, scale, merge, S, O);
+                    continue;
+                }
+                const int32_t *idx = a->qsel + a->qsel_off[b * H + h];
+                const int n = a->qsel_off[b * H + h + 1] - a->qsel_off[b * H + h];
+                if (!merge)
+                    for (int t = 0; t < Tq; t++) {
+                        memset(ob + (size_t)t * ldo, 0, sizeof(float) * hd);
+                        lb[t] = -INFINITY;
                     }
-                    const int32_t qlast = a->qpos[i0 + nq - 1];
-                    for (int j0 = 0; j0 < Tk && a->kpos[j0] <= qlast; j0 += BK) {
-                        const int nk = Tk - j0 < BK ? Tk - j0 : BK;
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
-                                    qb + (size_t)i0 * a->ldq, a->ldq, kb + (size_t)j0 * a->ldkv,
-                                    a->ldkv, 0.0f, S, BK);
-                        for (int r = 0; r < nq; r++) {
-                            float *sr = S + r * BK;
-                            const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
-
-                            if (cmax == 0) {
-                                memset(sr, 0, sizeof(float) * nk);
-                                continue;
-                            }
-                            float mx = m[r];
-                            for (int c = 0; c < cmax; c++)
-                                mx = sr[c] > mx ? sr[c] : mx;
-                            float alpha = expf(m[r] - mx), sum = 0.0f;
-                            for (int c = 0; c < cmax; c++) {
-                                sr[c] = expf(sr[c] - mx);
-                                sum += sr[c];
-                            }
-                            for (int c = cmax; c < nk; c++)
-                                sr[c] = 0.0f;
-                            l[r] = l[r] * alpha + sum;
-                            m[r] = mx;
-                            if (alpha != 1.0f) {
-                                float *orow = O + (size_t)r * hd;
-                                for (int d = 0; d < hd; d++)
-                                    orow[d] *= alpha;
-                            }
-                        }
-
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S,
-                                    BK, vb + (size_t)j0 * a->ldkv, a->ldkv, 1.0f, O, hd);
-                    }
-                    for (int r = 0; r < nq; r++) {
-                        float *dst = ob + (size_t)r * ldo;
-                        if (l[r] > 0.0f) {
-                            float inv = 1.0f / l[r];
-                            for (int d = 0; d < hd; d++)
-                                dst[d] = O[(size_t)r * hd + d] * inv;
-                            lb[i0 + r] = m[r] + logf(l[r]);
-                        } else {
-                            memset(dst, 0, sizeof(float) * hd);
-                            lb[i0 + r] = -INFINITY;
-                        }
-                    }
+                for (int i = 0; i < n; i++) {
+                    memcpy(gq + (size_t)i * hd, qb + (size_t)idx[i] * a->ldq, sizeof(float) * hd);
+                    memcpy(go + (size_t)i * hd, ob + (size_t)idx[i] * ldo, sizeof(float) * hd);
+                    gl[i] = lb[idx[i]];
+                    gp[i] = a->qpos[idx[i]];
+                }
+                forward_rows(go, hd, gl, gq, hd, gp, n, &kv, hd, scale, merge, S, O);
+                for (int i = 0; i < n; i++) {
+                    memcpy(ob + (size_t)idx[i] * ldo, go + (size_t)i * hd, sizeof(float) * hd);
+                    lb[idx[i]] = gl[i];
                 }
             }
         free(S);
         free(O);
+        free(gq);
+        free(gp);
     }
 }
 
@@ -132,11 +274,19 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
         float *P = HW_MALLOC(sizeof(float) * BQ * BK);
         float *dP = HW_MALLOC(sizeof(float) * BQ * BK);
         float *D = HW_MALLOC(sizeof(float) * (size_t)(Tq ? Tq : 1));
-#pragma omp for schedule(static) collapse(2)
+        float *gq = NULL, *gdo = NULL, *gdq = NULL, *gl = NULL;
+        int32_t *gp = NULL;
+        if (a->qsel) {
+            gq = HW_MALLOC(sizeof(float) * ((size_t)Tq * hd * 3 + Tq + 1));
+            gdo = gq + (size_t)Tq * hd;
+            gdq = gdo + (size_t)Tq * hd;
+            gl = gdq + (size_t)Tq * hd;
+            gp = HW_MALLOC(sizeof(int32_t) * ((size_t)Tq + 1));
+        }
+#pragma omp for schedule(dynamic) collapse(2)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < Hkv; kvh++) {
-                const float *kb = a->k + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
-                const float *vb = a->v + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                const struct kv_side kv = kv_side_of(a, b, kvh);
                 float *dkb = dk + (size_t)b * Tk * lddkv + (size_t)kvh * hd;
                 float *dvb = dv + (size_t)b * Tk * lddkv + (size_t)kvh * hd;
                 for (int h = kvh * group; h < (kvh + 1) * group; h++) {
@@ -145,58 +295,45 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                     const float *ob = out + (size_t)b * Tq * ldo + (size_t)h * hd;
                     const float *dob = dout + (size_t)b * Tq * ldo + (size_t)h * hd;
                     const float *lb = lse + ((size_t)b * H + h) * Tq;
-                    for (int t = 0; t < Tq; t++) {
+                    if (!a->qsel) {
+                        for (int t = 0; t < Tq; t++) {
+                            float acc = 0.0f;
+                            for (int d = 0; d < hd; d++)
+                                acc += dob[(size_t)t * ldo + d] * ob[(size_t)t * ldo + d];
+                            D[t] = acc;
+                        }
+                        backward_rows(dqb, lddq, dkb, dvb, lddkv, qb, a->ldq, a->qpos, Tq, dob, ldo,
+                                      lb, D, &kv, hd, scale, P, dP);
+                        continue;
+                    }
+                    const int32_t *idx = a->qsel + a->qsel_off[b * H + h];
+                    const int n = a->qsel_off[b * H + h + 1] - a->qsel_off[b * H + h];
+                    for (int i = 0; i < n; i++) {
+                        const size_t t = (size_t)idx[i];
                         float acc = 0.0f;
                         for (int d = 0; d < hd; d++)
-                            acc += dob[(size_t)t * ldo + d] * ob[(size_t)t * ldo + d];
-                        D[t] = acc;
+                            acc += dob[t * ldo + d] * ob[t * ldo + d];
+                        D[i] = acc;
+                        memcpy(gq + (size_t)i * hd, qb + t * a->ldq, sizeof(float) * hd);
+                        memcpy(gdo + (size_t)i * hd, dob + t * ldo, sizeof(float) * hd);
+                        memset(gdq + (size_t)i * hd, 0, sizeof(float) * hd);
+                        gl[i] = lb[t];
+                        gp[i] = a->qpos[t];
                     }
-                    for (int i0 = 0; i0 < Tq; i0 += BQ) {
-                        const int nq = Tq - i0 < BQ ? Tq - i0 : BQ;
-                        const int32_t qlast = a->qpos[i0 + nq - 1];
-                        for (int j0 = 0; j0 < Tk && a->kpos[j0] <= qlast; j0 += BK) {
-                            const int nk = Tk - j0 < BK ? Tk - j0 : BK;
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale,
-                                        qb + (size_t)i0 * a->ldq, a->ldq, kb + (size_t)j0 * a->ldkv,
-                                        a->ldkv, 0.0f, P, BK);
-                            for (int r = 0; r < nq; r++) {
-                                float *pr = P + r * BK;
-                                const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
-                                const float L = lb[i0 + r];
-                                for (int c = 0; c < cmax; c++)
-                                    pr[c] = expf(pr[c] - L);
-                                for (int c = cmax; c < nk; c++)
-                                    pr[c] = 0.0f;
-                            }
-                            /* dV_j += P^T dO_i */
-                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f,
-                                        P, BK, dob + (size_t)i0 * ldo, ldo, 1.0f,
-                                        dvb + (size_t)j0 * lddkv, lddkv);
-                            /* dP = dO_i V_j^T */
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f,
-                                        dob + (size_t)i0 * ldo, ldo, vb + (size_t)j0 * a->ldkv,
-                                        a->ldkv, 0.0f, dP, BK);
-                            /* dS = P (dP - D) * scale, stored in dP */
-                            for (int r = 0; r < nq; r++) {
-                                const float Dr = D[i0 + r];
-                                float *pr = P + r * BK, *dpr = dP + r * BK;
-                                for (int c = 0; c < nk; c++)
-                                    dpr[c] = pr[c] * (dpr[c] - Dr) * scale;
-                            }
-                            /* dQ_i += dS K_j; dK_j += dS^T Q_i */
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f,
-                                        dP, BK, kb + (size_t)j0 * a->ldkv, a->ldkv, 1.0f,
-                                        dqb + (size_t)i0 * lddq, lddq);
-                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f,
-                                        dP, BK, qb + (size_t)i0 * a->ldq, a->ldq, 1.0f,
-                                        dkb + (size_t)j0 * lddkv, lddkv);
-                        }
+                    backward_rows(gdq, hd, dkb, dvb, lddkv, gq, hd, gp, n, gdo, hd, gl, D, &kv, hd,
+                                  scale, P, dP);
+                    for (int i = 0; i < n; i++) {
+                        float *dst = dqb + (size_t)idx[i] * lddq;
+                        for (int d = 0; d < hd; d++)
+                            dst[d] += gdq[(size_t)i * hd + d];
                     }
                 }
             }
         free(P);
         free(dP);
         free(D);
+        free(gq);
+        free(gp);
     }
 }
 
@@ -220,7 +357,11 @@ static struct attn_block whole_block(const float *qkv, const struct attn_shape *
                            .Tk = s->T,
                            .H = s->H,
                            .Hkv = s->Hkv,
-                           .hd = s->hd};
+                           .hd = s->hd,
+                           .s2 = s->s2,
+                           .head0 = s->head0,
+                           .qsel = s->qsel,
+                           .qsel_off = s->qsel_off};
     return a;
 }
 

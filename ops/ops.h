@@ -13,11 +13,18 @@ enum backend {
     BACKEND_CUDA,
 };
 
+struct s2_pattern;
+
 struct attn_shape {
     int B, T;   /* batch, sequence */
     int H, Hkv; /* query heads, key/value heads (H % Hkv == 0) */
     int hd;     /* head dim */
     int ld_qkv; /* row stride of the qkv buffer (>= (H + 2 Hkv) hd) */
+    /* optional (zero = off): S2 block sparsity with the global index of local query head 0;
+     * MoH query selection, the rows of (b, h) being qsel[qsel_off[b*H+h] .. qsel_off[b*H+h+1]) */
+    const struct s2_pattern *s2;
+    int head0;
+    const int32_t *qsel, *qsel_off;
 };
 
 struct attn_block;

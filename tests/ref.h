@@ -51,9 +51,17 @@ static inline void ref_rope(double *x, int B, int T, int nh, int hd, int ld, int
             }
 }
 
-/* causal attention over qkv (B,T,ld) = [q H heads | k Hkv | v Hkv]; out (B,T,H*hd) */
+/* causal attention over qkv (B,T,ld) = [q H heads | k Hkv | v Hkv]; out (B,T,H*hd). With s2,
+ * key j is visible from query i only where the S2 pattern of kv head (h / group) allows it
+ * (an explicit mask: the whole score row is formed, then masked). */
+static inline void ref_attention_s2(double *out, const double *qkv, int B, int T, int H, int Hkv,
+                                    int hd, int ld, const struct s2_pattern *s2);
 static inline void ref_attention(double *out, const double *qkv, int B, int T, int H, int Hkv,
                                  int hd, int ld) {
+    ref_attention_s2(out, qkv, B, T, H, Hkv, hd, ld, NULL);
+}
+static inline void ref_attention_s2(double *out, const double *qkv, int B, int T, int H, int Hkv,
+                                    int hd, int ld, const struct s2_pattern *s2) {
     double *p = malloc(sizeof(double) * (size_t)T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -70,7 +78,7 @@ static inline void ref_attention(double *out, const double *qkv, int B, int T, i
                     mx = p[j] > mx ? p[j] : mx;
                 }
                 for (int j = 0; j <= i; j++) {
-                    p[j] = exp(p[j] - mx);
+                    p[j] = s2 && !s2_visible(s2, kvh, i, j) ? 0.0 : exp(p[j] - mx);
                     sum += p[j];
                 }
                 double *o = out + ((size_t)b * T + i) * H * hd + (size_t)h * hd;
@@ -121,10 +129,111 @@ static inline double ref_xent(const double *logits, const int32_t *tgt, int N, i
     return total;
 }
 
+static inline void ref_softmax(double *o, const double *z, int n) {
+    double mx = z[0], s = 0;
+    for (int i = 1; i < n; i++)
+        mx = z[i] > mx ? z[i] : mx;
+    for (int i = 0; i < n; i++)
+        s += (o[i] = exp(z[i] - mx));
+    for (int i = 0; i < n; i++)
+        o[i] /= s;
+}
+
+/* MoH gates G (N, H) of one layer in double, written from ALGORITHMS.md §1.2 directly; returns
+ * the layer's balance loss E * sum_i P_i f_i (0 without routed heads). qkv holds the queries
+ * (for the qnorm router). */
+static inline double ref_moh_gates(const struct gpt *m, const double *n1, const double *qkv, int D,
+                                   const double *wr, const double *ws, const double *wh, int N,
+                                   double *G) {
+    const struct gpt_config *c = &m->c;
+    const int H = c->H, hs = c->moh_hs, k = c->moh_k, E = k ? H - hs : 0, C = c->C;
+    const int lit = c->moh_literal, qn = c->moh_qnorm;
+    double z[256], p[256], ps[256], a[2], P[256] = {0}, f[256] = {0};
+    for (int t = 0; t < N; t++) {
+        const double *x = n1 + (size_t)t * C;
+        double *g = G + (size_t)t * H;
+        if (k == 0) {
+            if (hs > 1) {
+                ref_matmul(z, x, ws, 1, C, hs);
+                ref_softmax(ps, z, hs);
+            }
+            for (int i = 0; i < H; i++)
+                g[i] = hs > 1 ? (lit ? 1.0 : H) * ps[i] : 1.0;
+            continue;
+        }
+        if (qn) {
+            double mean = 0, var = 0;
+            for (int i = 0; i < E; i++) {
+                const double *q = qkv + (size_t)t * D + (size_t)(hs + i) * c->hd;
+                double ss = 0;
+                for (int d = 0; d < c->hd; d++)
+                    ss += q[d] * q[d];
+                z[i] = sqrt(ss);
+                mean += z[i] / E;
+            }
+            for (int i = 0; i < E; i++)
+                var += (z[i] - mean) * (z[i] - mean) / (E - 1);
+            for (int i = 0; i < E; i++)
+                z[i] = var > 0 ? z[i] / sqrt(var) : 0.0;
+        } else {
+            ref_matmul(z, x, wr, 1, C, E);
+        }
+        ref_softmax(p, z, E);
+        int sel[256], taken[256] = {0};
+        for (int r = 0; r < k; r++) {
+            int best = -1;
+            for (int i = 0; i < E; i++)
+                if (!taken[i] && (best < 0 || z[i] > z[best]))
+                    best = i;
+            taken[best] = 1;
+            sel[r] = best;
+        }
+        double ssum = 0;
+        for (int r = 0; r < k; r++)
+            ssum += p[sel[r]];
+        for (int i = 0; i < E; i++) {
+            P[i] += p[i] / N;
+            f[i] += taken[i] ? 1.0 / N : 0.0;
+        }
+        if (qn) {
+            for (int i = 0; i < H; i++)
+                g[i] = i < hs ? 1.0 : (taken[i - hs] ? 1.0 : 0.0);
+            continue;
+        }
+        double a1 = 1, a2 = 1;
+        if (hs > 0) {
+            ref_matmul(z, x, wh, 1, C, 2);
+            ref_softmax(a, z, 2);
+            a1 = (lit ? 1 : 2) * a[0];
+            a2 = (lit ? 1 : 2) * a[1];
+        }
+        if (hs > 1) {
+            ref_matmul(z, x, ws, 1, C, hs);
+            ref_softmax(ps, z, hs);
+        }
+        for (int i = 0; i < hs; i++)
+            g[i] = a1 * (hs > 1 ? (lit ? 1.0 : hs) * ps[i] : 1.0);
+        for (int i = 0; i < E; i++)
+            g[hs + i] = taken[i] ? a2 * (lit ? p[i] : k * p[i] / ssum) : 0.0;
+    }
+    double l = 0;
+    for (int i = 0; i < E; i++)
+        l += P[i] * f[i];
+    return E * l;
+}
+
 /* The final-norm output (B*T, C) of the whole model in double, reading weights from P (laid out
  * as m->params); returns the index of the parameter after final_norm. */
+static inline int ref_gpt_hidden_aux(const struct gpt *m, const double *P, const int32_t *tok,
+                                     int B, int T, double *out, double *aux);
 static inline int ref_gpt_hidden(const struct gpt *m, const double *P, const int32_t *tok, int B,
                                  int T, double *out) {
+    double aux;
+    return ref_gpt_hidden_aux(m, P, tok, B, T, out, &aux);
+}
+/* aux: the MoH balance term coef * mean over MoH layers of the layers' balance losses. */
+static inline int ref_gpt_hidden_aux(const struct gpt *m, const double *P, const int32_t *tok,
+                                     int B, int T, double *out, double *aux) {
     const struct gpt_config *c = &m->c;
     const int N = B * T, C = c->C, HD = c->H * c->hd, D = HD + 2 * c->Hkv * c->hd;
     const int Fin = c->mlp == GPT_MLP_SWIGLU ? 2 * c->F : c->F;
@@ -133,14 +242,27 @@ static inline int ref_gpt_hidden(const struct gpt *m, const double *P, const int
     double *qkv = calloc((size_t)N * D, sizeof(double)), *att = calloc((size_t)N * HD, 8);
     double *tmp = calloc((size_t)N * W, sizeof(double));
     double *h = calloc((size_t)N * Fin, 8), *a = calloc((size_t)N * c->F, 8);
-    int pi = 0;
+    int pi = 0, n_moh = 0;
+    double *G = calloc((size_t)N * c->H, sizeof(double));
+    *aux = 0;
+    for (int l = 0; l < c->L; l++)
+        n_moh += c->moh[l];
     const double *wte = P + m->params[pi++].offset;
     for (int n = 0; n < N; n++)
         memcpy(x + (size_t)n * C, wte + (size_t)tok[n] * C, sizeof(double) * C);
     for (int l = 0; l < c->L; l++) {
         const double *wn1 = P + m->params[pi++].offset, *wqkv = P + m->params[pi].offset;
         pi += 3;
-        const double *wo = P + m->params[pi++].offset, *wn2 = P + m->params[pi++].offset;
+        const double *wo = P + m->params[pi++].offset, *wr = NULL, *ws = NULL, *wh = NULL;
+        if (c->moh[l]) {
+            if (moh_nr(&m->moh) && !m->moh.qnorm)
+                wr = P + m->params[pi++].offset;
+            if (moh_ns(&m->moh))
+                ws = P + m->params[pi++].offset;
+            if (moh_nh(&m->moh))
+                wh = P + m->params[pi++].offset;
+        }
+        const double *wn2 = P + m->params[pi++].offset;
         const double *win = P + m->params[pi].offset;
         pi += c->mlp == GPT_MLP_SWIGLU ? 2 : 1;
         const double *wout = P + m->params[pi++].offset;
@@ -148,7 +270,16 @@ static inline int ref_gpt_hidden(const struct gpt *m, const double *P, const int
         ref_matmul(qkv, n1, wqkv, N, C, D);
         ref_rope(qkv, B, T, c->H, c->hd, D, 0, c->rope_theta);
         ref_rope(qkv + HD, B, T, c->Hkv, c->hd, D, 0, c->rope_theta);
-        ref_attention(att, qkv, B, T, c->H, c->Hkv, c->hd, D);
+        ref_attention_s2(att, qkv, B, T, c->H, c->Hkv, c->hd, D, c->s2[l] ? &m->s2 : NULL);
+        if (c->moh[l]) {
+            double la = ref_moh_gates(m, n1, qkv, D, wr, ws, wh, N, G);
+            if (c->moh_k > 0)
+                *aux += c->moh_coef * la / n_moh;
+            for (int t = 0; t < N; t++)
+                for (int hh = 0; hh < c->H; hh++)
+                    for (int d = 0; d < c->hd; d++)
+                        att[(size_t)t * HD + (size_t)hh * c->hd + d] *= G[(size_t)t * c->H + hh];
+        }
         ref_matmul(tmp, att, wo, N, HD, C);
         for (size_t i = 0; i < (size_t)N * C; i++)
             x[i] += tmp[i];
@@ -164,21 +295,22 @@ static inline int ref_gpt_hidden(const struct gpt *m, const double *P, const int
     }
     const double *wf = P + m->params[pi++].offset;
     ref_rmsnorm(out, x, wf, N, C, c->eps);
-    free(x), free(n1), free(qkv), free(att), free(tmp), free(h), free(a);
+    free(x), free(n1), free(qkv), free(att), free(tmp), free(h), free(a), free(G);
     return pi;
 }
 
-/* Summed LM loss of the whole model in double. */
+/* Summed LM loss of the whole model in double, plus the MoH balance term (see gpt.h). */
 static inline double ref_gpt_loss(const struct gpt *m, const double *P, const int32_t *tok,
                                   const int32_t *tgt, int B, int T) {
     const struct gpt_config *c = &m->c;
     const int N = B * T, C = c->C;
     double *hid = calloc((size_t)N * C, sizeof(double));
     double *lg = calloc((size_t)N * c->V, sizeof(double));
-    int pi = ref_gpt_hidden(m, P, tok, B, T, hid);
+    double aux;
+    int pi = ref_gpt_hidden_aux(m, P, tok, B, T, hid, &aux);
     const double *wlm = c->tied ? P + m->params[0].offset : P + m->params[pi].offset;
     ref_matmul(lg, hid, wlm, N, C, c->V);
-    double loss = ref_xent(lg, tgt, N, c->V, -1);
+    double loss = ref_xent(lg, tgt, N, c->V, -1) + aux;
     free(hid), free(lg);
     return loss;
 }
