@@ -836,10 +836,53 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
     HW_ASSERT(m->hp == 1 && m->cp == 1); /* decoding runs on one rank with the whole model */
     kv->B = B;
     kv->max_T = max_T;
+    kv->L = c->L;
+    kv->Hkv = c->Hkv;
     kv->n = HW_CALLOC((size_t)B, sizeof(int));
     size_t kvw = (size_t)c->Hkv * c->hd, Bs = (size_t)B;
-    kv->k = alloc_floats((size_t)c->L * Bs * max_T * kvw);
-    kv->v = alloc_floats((size_t)c->L * Bs * max_T * kvw);
+    int n_dense = 0, n_s2 = 0;
+    for (int l = 0; l < c->L; l++)
+        c->s2[l] ? n_s2++ : n_dense++;
+    /* dense layers are indexed by l in kv->k; S2 layers' rows there are never touched, so
+     * only allocate the dense block when some layer is dense */
+    kv->k = alloc_floats(n_dense ? (size_t)c->L * Bs * max_T * kvw : 1);
+    kv->v = alloc_floats(n_dense ? (size_t)c->L * Bs * max_T * kvw : 1);
+    kv->floats = 2 * (size_t)n_dense * Bs * max_T * kvw;
+    kv->floats_dense = 2 * (size_t)c->L * Bs * max_T * kvw;
+    if (n_s2) {
+        const size_t slots = (size_t)c->L * Bs * c->Hkv;
+        kv->s2k = HW_CALLOC(slots, sizeof(float *));
+        kv->s2v = HW_CALLOC(slots, sizeof(float *));
+        kv->s2pos = HW_CALLOC(slots, sizeof(int32_t *));
+        kv->s2n = HW_CALLOC(slots, sizeof(int));
+        kv->s2cap = HW_CALLOC(slots, sizeof(int));
+        const struct s2_pattern *p = &m->s2;
+        const int nblk = (max_T + p->block - 1) / p->block;
+        for (int l = 0; l < c->L; l++) {
+            if (!c->s2[l])
+                continue;
+            for (int b = 0; b < B; b++)
+                for (int g = 0; g < c->Hkv; g++) {
+                    /* the blocks kept for the last query block: the count never falls as
+                     * the query block advances (a block leaving the window is replaced) */
+                    int cap = 0;
+                    for (int kb = 0; kb < nblk; kb++)
+                        cap += s2_active(p, g, nblk - 1, kb) * p->block;
+                    cap = cap > max_T ? max_T : cap;
+                    const size_t sl = ((size_t)l * Bs + b) * c->Hkv + g;
+                    kv->s2cap[sl] = cap;
+                    kv->s2k[sl] = alloc_floats((size_t)cap * c->hd);
+                    kv->s2v[sl] = alloc_floats((size_t)cap * c->hd);
+                    kv->s2pos[sl] = HW_CALLOC((size_t)cap, sizeof(int32_t));
+                    kv->floats += 2 * (size_t)cap * c->hd;
+                }
+        }
+    }
+    if (m->n_moh) {
+        kv->moh_f = alloc_floats(moh_state_floats(&m->moh, 1));
+        kv->moh_i = HW_CALLOC(moh_state_ints(&m->moh, 1) + 1, sizeof(int32_t));
+        kv->gate = alloc_floats((size_t)c->H);
+    }
     kv->x = alloc_floats(Bs * c->C);
     kv->buf = alloc_floats(Bs * c->C);
     kv->tmp = alloc_floats(Bs * c->C);
@@ -856,9 +899,27 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
 
 void gpt_kv_reset(struct gpt_kv *kv, int b) {
     kv->n[b] = 0;
+    if (kv->s2n)
+        for (size_t sl = 0; sl < (size_t)kv->L * kv->B * kv->Hkv; sl++)
+            if ((int)(sl / kv->Hkv % kv->B) == b)
+                kv->s2n[sl] = 0;
 }
 
 void gpt_kv_free(struct gpt_kv *kv) {
+    if (kv->s2k)
+        for (size_t sl = 0; sl < (size_t)kv->L * kv->B * kv->Hkv; sl++) {
+            free(kv->s2k[sl]);
+            free(kv->s2v[sl]);
+            free(kv->s2pos[sl]);
+        }
+    free(kv->s2k);
+    free(kv->s2v);
+    free(kv->s2pos);
+    free(kv->s2n);
+    free(kv->s2cap);
+    free(kv->moh_f);
+    free(kv->moh_i);
+    free(kv->gate);
     free(kv->n);
     free(kv->k);
     free(kv->v);
@@ -886,6 +947,98 @@ static void rows_matmul(const struct ops *o, float *out, const float *in, const 
         o->matmul_forward(out + (size_t)i * M, in + (size_t)i * K, w, 1, K, M, 0.0f);
 }
 
+/* MoH gates of one decoded token (n1 row x, rotated queries q); NULL-free: kv->gate (H).
+ * A head whose gate is exactly 0 is skipped; a selected head with an underflowed gate adds
+ * nothing either way. */
+static const float *decode_gates(struct gpt *m, struct gpt_kv *kv, int l, const float *x,
+                                 const float *q) {
+    const struct moh_spec *sp = &m->moh;
+    const struct gpt_layer *w = &m->w.layers[l];
+    const int C = m->c.C, hd = m->c.hd;
+    struct moh_state st;
+    moh_state_carve(&st, sp, 1, kv->moh_f, kv->moh_i);
+    if (sp->qnorm) {
+        for (int i = 0; i < sp->E; i++) {
+            const float *qh = q + (size_t)(sp->hs + i) * hd;
+            double ss = 0.0;
+            for (int d = 0; d < hd; d++)
+                ss += (double)qh[d] * qh[d];
+            st.qraw[i] = (float)sqrt(ss);
+        }
+    } else {
+        if (moh_nr(sp))
+            m->ops->matmul_forward(st.zr, x, w->moh_wr, 1, C, moh_nr(sp), 0.0f);
+        if (moh_ns(sp))
+            m->ops->matmul_forward(st.zs, x, w->moh_ws, 1, C, moh_ns(sp), 0.0f);
+        if (moh_nh(sp))
+            m->ops->matmul_forward(st.zh, x, w->moh_wh, 1, C, moh_nh(sp), 0.0f);
+    }
+    moh_forward(sp, 1, &st);
+    /* mark unselected routed heads with exact zeros (a selected head keeps its gate) */
+    for (int i = 0; i < m->c.H; i++)
+        kv->gate[i] = st.G[i];
+    if (sp->k > 0)
+        for (int i = 0; i < sp->E; i++) {
+            int on = 0;
+            for (int j = 0; j < sp->k; j++)
+                on |= st.sel[j] == i;
+            if (!on)
+                kv->gate[sp->hs + i] = 0.0f;
+        }
+    return kv->gate;
+}
+
+/* S2 layer: append this position's K/V to each kv head's compact cache (evicting the blocks
+ * the pattern no longer needs when a new block starts), then attend every query head (or the
+ * MoH-selected ones) over its kv head's kept rows. */
+static void decode_s2(struct gpt *m, struct gpt_kv *kv, int l, int b, int pos, const float *q,
+                      float *att, const float *gate) {
+    const struct gpt_config *c = &m->c;
+    const struct s2_pattern *p = &m->s2;
+    const int hd = c->hd, HD = c->H * hd, kvw = c->Hkv * hd, group = c->H / c->Hkv;
+    size_t rows = 0;
+    for (int g = 0; g < c->Hkv; g++) {
+        const size_t sl = ((size_t)l * kv->B + b) * c->Hkv + g;
+        float *kc = kv->s2k[sl], *vc = kv->s2v[sl];
+        int32_t *kp = kv->s2pos[sl];
+        int n = kv->s2n[sl];
+        if (pos % p->block == 0) {
+            const int64_t qb = pos / p->block;
+            int keep = 0;
+            for (int j = 0; j < n; j++) {
+                const int64_t kb = kp[j] / p->block;
+                if (!(qb - kb < p->local || s2_vert(p, g, kb)))
+                    continue;
+                if (keep != j) {
+                    memcpy(kc + (size_t)keep * hd, kc + (size_t)j * hd, sizeof(float) * hd);
+                    memcpy(vc + (size_t)keep * hd, vc + (size_t)j * hd, sizeof(float) * hd);
+                    kp[keep] = kp[j];
+                }
+                keep++;
+            }
+            n = keep;
+        }
+        HW_ASSERT(n < kv->s2cap[sl]);
+        memcpy(kc + (size_t)n * hd, q + HD + (size_t)g * hd, sizeof(float) * hd);
+        memcpy(vc + (size_t)n * hd, q + HD + kvw + (size_t)g * hd, sizeof(float) * hd);
+        kp[n++] = pos;
+        kv->s2n[sl] = n;
+        rows += (size_t)n;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            float *oh = att + (size_t)h * hd;
+            if (gate && gate[h] == 0.0f) {
+                memset(oh, 0, sizeof(float) * hd);
+                continue;
+            }
+            m->ops->attention_decode(oh, q + (size_t)h * hd, kc, vc, n, hd, 1, 1, hd, kv->scratch);
+            if (gate)
+                for (int d = 0; d < hd; d++)
+                    oh[d] *= gate[h];
+        }
+    }
+    kv->rows_peak = rows > kv->rows_peak ? rows : kv->rows_peak;
+}
+
 /* The active sequences are packed into nb rows; attention runs per sequence over its own
  * cache. Every row's arithmetic is independent of the other rows (see rows_matmul), so a
  * sequence decodes bit for bit the same alone or in any batch. */
@@ -911,15 +1064,36 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
         rows_matmul(o, kv->qkv, kv->buf, w->wqkv, nb, C, D);
         for (int i = 0; i < nb; i++) {
             const int b = kv->rows[i], pos = kv->n[b];
-            float *q = kv->qkv + (size_t)i * D;
-            float *kc = kv->k + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
-            float *vc = kv->v + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
+            float *q = kv->qkv + (size_t)i * D, *att = kv->att + (size_t)i * HD;
             o->rope_forward(q, m->rope_cos, m->rope_sin, 1, 1, c->H, c->hd, D, &pos);
             o->rope_forward(q + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, &pos);
+            const float *gate =
+                c->moh[l] ? decode_gates(m, kv, l, kv->buf + (size_t)i * C, q) : NULL;
+            if (c->s2[l]) {
+                decode_s2(m, kv, l, b, pos, q, att, gate);
+                continue;
+            }
+            float *kc = kv->k + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
+            float *vc = kv->v + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
             memcpy(kc + (size_t)pos * kvw, q + HD, sizeof(float) * (size_t)kvw);
             memcpy(vc + (size_t)pos * kvw, q + HD + kvw, sizeof(float) * (size_t)kvw);
-            o->attention_decode(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H, c->Hkv,
-                                c->hd, kv->scratch);
+            if (!gate) {
+                o->attention_decode(att, q, kc, vc, pos + 1, kvw, c->H, c->Hkv, c->hd, kv->scratch);
+                continue;
+            }
+            /* MoH: only the heads this token selected */
+            for (int h = 0; h < c->H; h++) {
+                float *oh = att + (size_t)h * c->hd;
+                const size_t kvo = (size_t)(h / (c->H / c->Hkv)) * c->hd;
+                if (gate[h] == 0.0f) {
+                    memset(oh, 0, sizeof(float) * c->hd);
+                    continue;
+                }
+                o->attention_decode(oh, q + (size_t)h * c->hd, kc + kvo, vc + kvo, pos + 1, kvw, 1,
+                                    1, c->hd, kv->scratch);
+                for (int d = 0; d < c->hd; d++)
+                    oh[d] *= gate[h];
+            }
         }
         rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);
         o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);

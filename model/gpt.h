@@ -201,11 +201,22 @@ const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name);
 /* Model FLOPs per token for forward+backward (6N + attention), for MFU. */
 double gpt_flops_per_token(const struct gpt_config *gc, int T);
 
-/* KV cache for incremental decoding of B sequences at once, each at its own position. */
+/* KV cache for incremental decoding of B sequences at once, each at its own position.
+ * Dense layers keep every position; S2 layers keep, per (sequence, kv head), only the
+ * positions its pattern can still use (the local window of the current block and the strided
+ * far blocks), evicting the rest as decoding moves into a new block. */
 struct gpt_kv {
-    int B, max_T;
+    int B, max_T, L, Hkv;
     int *n;       /* (B) positions filled per sequence */
-    float *k, *v; /* (L, B, max_T, Hkv*hd) */
+    float *k, *v; /* dense layers: (L, B, max_T, Hkv*hd); the rows of S2 layers are unused */
+    /* S2 layers: slot (l*B + b)*Hkv + g holds s2n rows (of hd) at positions s2pos */
+    float **s2k, **s2v;
+    int32_t **s2pos;
+    int *s2n, *s2cap;
+    size_t floats, floats_dense; /* K+V floats allocated vs. a dense cache of every layer */
+    size_t rows_peak;            /* most K/V rows (per head) held at once, summed over heads */
+    float *moh_f, *gate;         /* MoH: router state of one token, its gates (H) */
+    int32_t *moh_i;
     float *x, *buf, *tmp, *qkv, *att, *h, *a, *rstd, *scratch;
     float *logits; /* (B, V): row b holds sequence b's next-token logits after a step */
     int *rows;

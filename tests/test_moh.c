@@ -271,7 +271,44 @@ static void test_usage(void) {
     gpt_free(&m);
 }
 
+/* Token-by-token decoding (MoH gates per token, S2 compact caches with eviction) equals the
+ * parallel forward; the S2 cache holds fewer floats than a dense one. */
+static void test_decode(const char *extra, int expect_smaller) {
+    const int T = 64, V = 23;
+    struct gpt m;
+    build(&m, extra);
+    int32_t tok[64];
+    for (int i = 0; i < T; i++)
+        tok[i] = (int32_t)(rng_uniform(8, i) * V);
+    gpt_forward(&m, tok, NULL, 1, T, 0.0f, 0);
+    float *full = malloc(sizeof(float) * T * V);
+    memcpy(full, m.logits, sizeof(float) * T * V);
+    struct gpt_kv kv;
+    gpt_kv_init(&kv, &m, 1, T);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        const float *lg = gpt_decode_step(&m, &kv, tok[t]);
+        for (int v = 0; v < V; v++) {
+            double d = fabs((double)lg[v] - full[t * V + v]);
+            worst = d > worst ? d : worst;
+        }
+    }
+    CHECK_MSG(worst < 1e-4, "[%s] decode vs forward: max diff %g", extra, worst);
+    if (expect_smaller)
+        CHECK_MSG(kv.floats < kv.floats_dense, "[%s] S2 cache %zu floats vs dense %zu", extra,
+                  kv.floats, kv.floats_dense);
+    gpt_kv_free(&kv);
+    free(full);
+    gpt_free(&m);
+}
+
 int main(void) {
+    test_decode("attention: {kind: moh}, moh: {shared_heads: 1, top_k: 2}", 0);
+    test_decode("attention: {kind: moh}, moh: {shared_heads: 1, top_k: 1, router: qnorm}", 0);
+    test_decode("gqa sparsity: {kind: s2, block: 16, local_blocks: 1, vert_stride: 4}", 1);
+    test_decode("attention: {layers: [mha, moh]}, moh: {shared_heads: 2, top_k: 1}, sparsity: "
+                "{kind: s2, block: 16, local_blocks: 1, vert_stride: 2, dense_heads: 1}",
+                1);
     test_t3_t4();
     test_reduces_to_mha();
     test_usage();

@@ -49,7 +49,8 @@ struct run {
     int32_t *cls_last, *cls_label; /* (grad_accum, Bl) */
     unsigned char *cls_allowed;    /* (grad_accum, Bl, n_cls) */
     double val_acc, val_f1;        /* classify: last validation */
-    int n_buckets;                 /* gradient buckets: the model's blocks cut to bucket_kb */
+    double moh_balance; /* MoH: balance term of the last step (mean over micro-batches) */
+    int n_buckets;      /* gradient buckets: the model's blocks cut to bucket_kb */
     size_t *bk_off, *bk_len;
     int *blk_first, *blk_count; /* (n_blocks) first bucket and bucket count of each block */
     char metrics_path[CFG_PATH_MAX + 32];
@@ -418,6 +419,27 @@ static void write_metrics(struct run *r, double loss, double lr, double gnorm, d
         json_object_set_new(j, "val_acc", json_real(r->val_acc));
         json_object_set_new(j, "val_f1_macro", json_real(r->val_f1));
     }
+    if (r->model.n_moh) {
+        /* the balance term added to the loss, and per MoH layer the fraction of tokens that
+         * used each head during the step */
+        json_object_set_new(j, "moh_balance", json_real((float)r->moh_balance));
+        json_t *u = json_array(), *ls = json_array();
+        const struct gpt *m = &r->model;
+        for (int l = 0; l < m->c.L; l++) {
+            if (!m->c.moh[l])
+                continue;
+            json_t *row = json_array();
+            for (int h = 0; h < m->c.H; h++)
+                json_array_append_new(
+                    row, json_real(round(m->moh_usage[(size_t)l * m->c.H + h] /
+                                         (m->moh_usage_tok > 0 ? m->moh_usage_tok : 1) * 1e4) /
+                                   1e4));
+            json_array_append_new(u, row);
+            json_array_append_new(ls, json_integer(l));
+        }
+        json_object_set_new(j, "moh_usage", u);
+        json_object_set_new(j, "moh_layers", ls);
+    }
     if (r->d->world > 1) {
         /* per collective kind: bytes this rank sent and seconds it waited (rank 0's view) */
         json_t *cm = json_object();
@@ -698,6 +720,9 @@ int train_run(const struct hw_config *c, struct dist *d) {
         double lr = optim_lr(t, r.step), loss_sum = 0.0;
         dist_stats_reset(d);
         gpt_zero_grad(&r.model);
+        gpt_moh_usage_reset(&r.model);
+        r.model.moh_aux_scale = 1.0f / (float)A;
+        double aux_sum = 0.0;
         for (int a = 0; a < A && !rc; a++) {
             int32_t *tk = r.tokens + (size_t)a * local_bt, *tg = r.targets + (size_t)a * local_bt;
             if (r.classify) {
@@ -714,6 +739,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
                 loss_sum +=
                     gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
             }
+            aux_sum += r.model.moh_aux;
             /* the data-parallel all-reduce overlaps the last micro-step's backward */
             r.model.grad_ready = a + 1 == A && d->dp * d->cp > 1 ? push_grads : NULL;
             dist_grad_set_reduce_scatter(d, r.zero);
@@ -732,6 +758,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
         }
         dist_allreduce_group_doubles(d, DIST_DPCP, &loss_sum, 1);
         double loss = loss_sum / (r.classify ? (double)B * A : (double)tokens_per_step);
+        r.moh_balance = aux_sum / A;
         if (r.step + 1 == nan_step)
             loss = NAN;
         double gnorm = grad_norm(&r);
