@@ -116,8 +116,9 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     if (d->rank == 0) {
         fprintf(stderr,
                 "[sample] %s (step %lld) | T=%.2f top-k=%d seed=%lld | %lld tokens in "
-                "%.2fs\n",
-                file, (long long)step, temperature, top_k, seed, (long long)(n - n_prompt), dt);
+                "%.2fs | KV cache %.3f MiB (dense %.3f MiB)\n",
+                file, (long long)step, temperature, top_k, seed, (long long)(n - n_prompt), dt,
+                kv.floats * 4.0 / 1048576.0, kv.floats_dense * 4.0 / 1048576.0);
         fputs(text ? text : "", stdout);
         fputc('\n', stdout);
     }

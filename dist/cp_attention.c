@@ -3,6 +3,7 @@
 
 #include "../core/check.h"
 #include "../ops/attention.h"
+#include "../ops/s2.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -140,6 +141,143 @@ static void ring_backward(struct dist *d, float *dqkv, const float *dout, const 
     }
     for (size_t i = 0; i < rows; i++)
         memcpy(dqkv + i * ld + HD, cur + i * W4 + 2 * KD, sizeof(float) * 2 * KD);
+    free(qpos);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* S2 with the ring: only the K/V chunks our heads' pattern reaches are fetched, point to point;
+ * the others are neither received nor multiplied (ALGORITHMS.md §5.4). Whether rank a needs
+ * rank b's chunk depends only on the positions and the (shared) head slice, so both sides
+ * know it without asking. */
+
+/* needs[o]: this rank's queries see some key of rank o; by[o]: rank o's queries see ours */
+static void s2_needs(const struct dist *d, const struct attn_shape *s, int *needs, int *by) {
+    const int cp = d->cp, r = d->cp_rank, Tl = s->T, group = s->H / s->Hkv;
+    const int g0 = s->head0 / group, g1 = (s->head0 + s->H) / group;
+    int32_t *a = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *b = a + Tl;
+    cp_positions(a, Tl, cp, r);
+    for (int o = 0; o < cp; o++) {
+        cp_positions(b, Tl, cp, o);
+        needs[o] = o == r || s2_any_visible(s->s2, g0, g1, a, Tl, b, Tl);
+        by[o] = o == r || s2_any_visible(s->s2, g0, g1, b, Tl, a, Tl);
+    }
+    free(a);
+}
+
+static struct attn_block s2_block(const float *qkv, const float *kv, int ldkv, const int32_t *qpos,
+                                  const int32_t *kpos, const struct attn_shape *s) {
+    const size_t KD = (size_t)s->Hkv * s->hd;
+    struct attn_block a = {.q = qkv,
+                           .k = kv,
+                           .v = kv + KD,
+                           .ldq = s->ld_qkv,
+                           .ldkv = ldkv,
+                           .qpos = qpos,
+                           .kpos = kpos,
+                           .B = s->B,
+                           .Tq = s->T,
+                           .Tk = s->T,
+                           .H = s->H,
+                           .Hkv = s->Hkv,
+                           .hd = s->hd,
+                           .s2 = s->s2,
+                           .head0 = s->head0,
+                           .qsel = s->qsel,
+                           .qsel_off = s->qsel_off};
+    return a;
+}
+
+/* Fetch the K/V chunks this rank needs into w->a (one slot per context rank; ours first). */
+static float *s2_fetch(struct dist *d, const float *qkv, const struct attn_shape *s,
+                       const int *needs, const int *by, struct cp_work *w) {
+    const int cp = d->cp, r = d->cp_rank;
+    const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
+    const size_t rows = (size_t)s->B * s->T, blk = rows * 2 * KD;
+    float *kvs = need(&w->a, &w->cap_a, blk * (size_t)cp);
+    float *mine = kvs + blk * (size_t)r;
+    for (size_t i = 0; i < rows; i++)
+        memcpy(mine + i * 2 * KD, qkv + i * s->ld_qkv + HD, sizeof(float) * 2 * KD);
+    const float *snd[64];
+    float *rcv[64];
+    HW_ASSERT(cp <= 64);
+    for (int o = 0; o < cp; o++) {
+        snd[o] = by[o] ? mine : NULL;
+        rcv[o] = needs[o] ? kvs + blk * (size_t)o : NULL;
+    }
+    dist_cp_exchange(d, snd, rcv, blk);
+    return kvs;
+}
+
+static void s2_ring_forward(struct dist *d, float *out, float *lse, const float *qkv,
+                            const struct attn_shape *s, struct cp_work *w) {
+    const int cp = d->cp, r = d->cp_rank, Tl = s->T;
+    const size_t KD = (size_t)s->Hkv * s->hd, blk = (size_t)s->B * Tl * 2 * KD;
+    int needs[64], by[64];
+    s2_needs(d, s, needs, by);
+    float *kvs = s2_fetch(d, qkv, s, needs, by, w);
+    int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
+    cp_positions(qpos, Tl, cp, r);
+    for (int step = 0, first = 1; step < cp; step++) {
+        const int o = ((r - step) % cp + cp) % cp; /* the ring's order */
+        if (!needs[o])
+            continue;
+        cp_positions(kpos, Tl, cp, o);
+        struct attn_block a = s2_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
+        attention_block_forward_cpu(out, lse, &a, !first);
+        first = 0;
+    }
+    free(qpos);
+}
+
+static void s2_ring_backward(struct dist *d, float *dqkv, const float *dout, const float *out,
+                             const float *lse, const float *qkv, const struct attn_shape *s,
+                             struct cp_work *w) {
+    const int cp = d->cp, r = d->cp_rank, Tl = s->T, ld = s->ld_qkv;
+    const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
+    const size_t rows = (size_t)s->B * Tl, blk = rows * 2 * KD;
+    int needs[64], by[64];
+    s2_needs(d, s, needs, by);
+    float *kvs = s2_fetch(d, qkv, s, needs, by, w);
+    /* dK/dV per chunk we attended to (ours included), then sent back to their owners */
+    float *dkv = need(&w->b, &w->cap_b, blk * (size_t)cp);
+    float *back = need(&w->c, &w->cap_c, blk * (size_t)cp);
+    int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
+    cp_positions(qpos, Tl, cp, r);
+    for (size_t i = 0; i < rows; i++)
+        memset(dqkv + i * ld, 0, sizeof(float) * HD);
+    for (int step = 0; step < cp; step++) {
+        const int o = ((r - step) % cp + cp) % cp;
+        if (!needs[o])
+            continue;
+        float *dk = dkv + blk * (size_t)o;
+        memset(dk, 0, sizeof(float) * blk);
+        cp_positions(kpos, Tl, cp, o);
+        struct attn_block a = s2_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
+        attention_block_backward_cpu(dqkv, dk, dk + KD, ld, (int)(2 * KD), dout, out, lse, &a);
+    }
+    const float *snd[64];
+    float *rcv[64];
+    for (int o = 0; o < cp; o++) {
+        snd[o] = needs[o] ? dkv + blk * (size_t)o : NULL;
+        rcv[o] = by[o] ? back + blk * (size_t)o : NULL;
+    }
+    dist_cp_exchange(d, snd, rcv, blk);
+    /* our dK/dV: our own part, then the returned parts in the ring's order */
+    memcpy(back + blk * (size_t)r, dkv + blk * (size_t)r, sizeof(float) * blk);
+    for (size_t i = 0; i < rows; i++)
+        memset(dqkv + i * ld + HD, 0, sizeof(float) * 2 * KD);
+    for (int step = 0; step < cp; step++) {
+        const int o = (r + step) % cp;
+        if (!by[o])
+            continue;
+        const float *src = back + blk * (size_t)o;
+        for (size_t i = 0; i < rows; i++) {
+            float *dst = dqkv + i * ld + HD;
+            const float *x = src + i * 2 * KD;
+            for (size_t j = 0; j < 2 * KD; j++)
+                dst[j] += x[j];
+        }
+    }
     free(qpos);
 }
 
@@ -286,6 +424,8 @@ void cp_attention_forward(struct dist *d, float *out, float *lse, const float *q
                           const struct attn_shape *s, struct cp_attn_ctx *ctx, struct cp_work *w) {
     if (d->ulysses)
         ulysses_forward(d, out, qkv, s, ctx, w);
+    else if (s->s2)
+        s2_ring_forward(d, out, lse, qkv, s, w);
     else
         ring_forward(d, out, lse, qkv, s, w);
 }
@@ -295,6 +435,8 @@ void cp_attention_backward(struct dist *d, float *dqkv, const float *dout, const
                            struct cp_attn_ctx *ctx, struct cp_work *w) {
     if (d->ulysses)
         ulysses_backward(d, dqkv, dout, s, ctx, w);
+    else if (s->s2)
+        s2_ring_backward(d, dqkv, dout, out, lse, qkv, s, w);
     else
         ring_backward(d, dqkv, dout, out, lse, qkv, s, w);
 }

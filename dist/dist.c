@@ -526,6 +526,25 @@ void dist_cp_wait(struct dist *d) {
     d->stats.seconds[DIST_KIND_CP_RING] += now() - t0;
 }
 
+void dist_cp_exchange(struct dist *d, const float *const *send, float *const *recv, size_t n) {
+    double t0 = now(), bytes = 0.0;
+    MPI_Comm comm = d->c->g[DIST_CP];
+    MPI_Request *req = HW_MALLOC(sizeof(MPI_Request) * 2 * (size_t)d->cp);
+    int nr = 0;
+    HW_ASSERT(n <= (size_t)2147483647);
+    for (int o = 0; o < d->cp; o++)
+        if (o != d->cp_rank && recv[o])
+            HW_CHECK_MPI(MPI_Irecv(recv[o], (int)n, MPI_FLOAT, o, TAG_CP + 1, comm, &req[nr++]));
+    for (int o = 0; o < d->cp; o++)
+        if (o != d->cp_rank && send[o]) {
+            HW_CHECK_MPI(MPI_Isend(send[o], (int)n, MPI_FLOAT, o, TAG_CP + 1, comm, &req[nr++]));
+            bytes += (double)n * sizeof(float);
+        }
+    HW_CHECK_MPI(MPI_Waitall(nr, req, MPI_STATUSES_IGNORE));
+    free(req);
+    account(d, DIST_KIND_CP_RING, bytes, t0);
+}
+
 void dist_cp_sendrecv(struct dist *d, const float *send, float *recv, size_t n) {
     dist_cp_isendrecv(d, send, recv, n);
     dist_cp_wait(d);

@@ -102,6 +102,10 @@ void dist_cp_sendrecv(struct dist *d, const float *send, float *recv, size_t n);
 void dist_cp_isendrecv(struct dist *d, const float *send, float *recv, size_t n);
 void dist_cp_wait(struct dist *d);
 /* All-to-all over the cp group, n floats to every rank (block i of send goes to cp rank i). */
+/* Point-to-point within the context group: send[o] (n floats) goes to context rank o and
+ * recv[o] is filled from it; NULL entries (and our own rank) are skipped. Both sides must agree
+ * on who sends what. Counted under cp_ring. */
+void dist_cp_exchange(struct dist *d, const float *const *send, float *const *recv, size_t n);
 void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n);
 
 void dist_stats_reset(struct dist *d);
