@@ -47,7 +47,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIBHW    := $(BUILD)/libheadwise.a
 
-.PHONY: all deps deps-check test check demo bench clean format format-check docs help
+.PHONY: all deps deps-check test check demo bench bench-attn clean format format-check docs help
 all: deps-check $(BUILD)/headwise
 
 help:
@@ -109,6 +109,16 @@ check: deps
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/headwise
 	@sh tools/demo.sh $(BUILD)/headwise
+
+# attention micro-benchmarks (MoH head skipping, S2 sparsity, S2 KV cache): bench/README.md
+$(BUILD)/bench/attn_bench: bench/attn_bench.c $(LIBHW)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
+
+bench-attn: $(BUILD)/bench/attn_bench
+	@$(BUILD)/bench/attn_bench moh 1024
+	@$(BUILD)/bench/attn_bench s2 4096
+	@$(BUILD)/bench/attn_bench kv 4096
 
 bench:
 	@$(MAKE) --no-print-directory deps BENCH=1
