@@ -8,7 +8,7 @@
 #   sh bench/moh_experiment.sh [build/headwise] [steps]
 set -e
 HW=${1:-build/headwise}
-STEPS=${2:-400}
+STEPS=${2:-300}
 OUT=runs/moh-exp
 mkdir -p "$OUT"
 [ -f "$OUT/data/train.h5" ] ||
@@ -18,7 +18,7 @@ run() { # NAME OVERRIDES...
     name=$1
     shift
     "$HW" train configs/moh-shakespeare.yaml train.steps="$STEPS" run.dir="$OUT/$name" \
-        run.resume=never "$@" >"$OUT/$name.log" 2>&1
+        run.resume=never train.threads="${THREADS:-0}" "$@" >"$OUT/$name.log" 2>&1
 }
 run mha
 run moh75 model.attention.kind=moh "model.moh={shared_heads: 3, top_k: 3}"
