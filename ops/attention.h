@@ -6,7 +6,11 @@
  * same code serves one rank (the block is the whole sequence) and context parallelism (ring
  * attention visits the K/V blocks of other ranks and merges partial results by log-sum-exp).
  * Causality is by position: query i sees key j iff kpos[j] <= qpos[i]. Positions must increase
- * within a block. */
+ * within a block.
+ *
+ * Packed sequences (SFT): with segment ids (qseg/kseg non-NULL), query i also needs
+ * kseg[j] == qseg[i], so examples packed into one row never attend to each other. Segment ids
+ * must be non-decreasing along each row (every example is one contiguous run). */
 #ifndef HW_ATTENTION_H
 #define HW_ATTENTION_H
 
@@ -30,6 +34,8 @@ struct attn_block {
     const struct s2_pattern *s2;
     int head0;
     const int32_t *qsel, *qsel_off;
+    const int32_t *qseg; /* (B, Tq) segment ids of the queries, or NULL: one segment */
+    const int32_t *kseg; /* (B, Tk) segment ids of the keys (NULL iff qseg is NULL) */
 };
 
 /* out (B, Tq, H*hd) and lse (B, H, Tq). merge = 0: overwrite with this block's attention;

@@ -40,11 +40,21 @@ static int visible(const int32_t *kpos, int nk, int32_t qp) {
     return lo + 1;
 }
 
+/* First key among the visible kseg[0..cmax) of query segment qs: keys of earlier segments come
+ * first because segment ids are non-decreasing. */
+static int seg_first(const int32_t *kseg, int cmax, int32_t qs) {
+    int c = 0;
+    while (c < cmax && kseg[c] != qs)
+        c++;
+    return c;
+}
+
 /* The key/value side of one (batch, kv head) task and its sparsity. */
 struct kv_side {
     const float *k, *v;
     int ldkv, Tk;
     const int32_t *kpos;
+    const int32_t *kseg;         /* segment ids of the keys, or NULL */
     const struct s2_pattern *s2; /* NULL: dense causal */
     int g;                       /* global kv head (S2) */
     int bk;                      /* key tile */
@@ -62,18 +72,25 @@ static int tile_kind(const struct kv_side *kv, int j0, int32_t qfirst) {
     return qfirst / kv->s2->block - kb < kv->s2->local ? 2 : 0;
 }
 
-/* Keys of the tile visible from query position qp (0..nk). */
-static int row_visible(const struct kv_side *kv, int kind, int j0, int nk, int32_t qp) {
+/* Keys [*cmin, return) of the tile are visible from the query at position qp in segment qs
+ * (qs unused without key segments). */
+static int row_visible(const struct kv_side *kv, int kind, int j0, int nk, int32_t qp, int32_t qs,
+                       int *cmin) {
+    *cmin = 0;
     if (kind == 2 && qp / kv->s2->block - kv->kpos[j0] / kv->s2->block >= kv->s2->local)
         return 0;
-    return visible(kv->kpos + j0, nk, qp);
+    const int cmax = visible(kv->kpos + j0, nk, qp);
+    if (kv->kseg)
+        *cmin = seg_first(kv->kseg + j0, cmax, qs);
+    return cmax;
 }
 
 /* Attention of nrows queries (rows of q with stride ldq, positions qpos ascending) against one
  * key/value side. out rows have stride ldo; lse is contiguous. merge: see attention.h. */
 static void forward_rows(float *out, int ldo, float *lse, const float *q, int ldq,
-                         const int32_t *qpos, int nrows, const struct kv_side *kv, int hd,
-                         float scale, int merge, float *S, float *O) {
+                         const int32_t *qpos, const int32_t *qseg, int nrows,
+                         const struct kv_side *kv, int hd, float scale, int merge, float *S,
+                         float *O) {
     float m[BQ], l[BQ];
     for (int i0 = 0; i0 < nrows; i0 += BQ) {
         const int nq = nrows - i0 < BQ ? nrows - i0 : BQ;
@@ -102,16 +119,20 @@ static void forward_rows(float *out, int ldo, float *lse, const float *q, int ld
                         BK);
             for (int r = 0; r < nq; r++) {
                 float *sr = S + r * BK;
-                const int cmax = row_visible(kv, kind, j0, nk, qpos[i0 + r]);
-                if (cmax == 0) {
+                int cmin;
+                const int cmax =
+                    row_visible(kv, kind, j0, nk, qpos[i0 + r], qseg ? qseg[i0 + r] : 0, &cmin);
+                if (cmin >= cmax) {
                     memset(sr, 0, sizeof(float) * nk);
                     continue;
                 }
                 float mx = m[r];
-                for (int c = 0; c < cmax; c++)
+                for (int c = cmin; c < cmax; c++)
                     mx = sr[c] > mx ? sr[c] : mx;
                 float alpha = expf(m[r] - mx), sum = 0.0f;
-                for (int c = 0; c < cmax; c++) {
+                for (int c = 0; c < cmin; c++)
+                    sr[c] = 0.0f;
+                for (int c = cmin; c < cmax; c++) {
                     sr[c] = expf(sr[c] - mx);
                     sum += sr[c];
                 }
@@ -146,9 +167,9 @@ static void forward_rows(float *out, int ldo, float *lse, const float *q, int ld
 /* Backward of forward_rows given the final out/lse; dq rows (stride lddq) and the side's dk,
  * dv (stride lddkv) are accumulated. D[r] = rowsum(dout * out). */
 static void backward_rows(float *dq, int lddq, float *dk, float *dv, int lddkv, const float *q,
-                          int ldq, const int32_t *qpos, int nrows, const float *dout, int ldo,
-                          const float *lse, const float *D, const struct kv_side *kv, int hd,
-                          float scale, float *P, float *dP) {
+                          int ldq, const int32_t *qpos, const int32_t *qseg, int nrows,
+                          const float *dout, int ldo, const float *lse, const float *D,
+                          const struct kv_side *kv, int hd, float scale, float *P, float *dP) {
     for (int i0 = 0; i0 < nrows; i0 += BQ) {
         const int nq = nrows - i0 < BQ ? nrows - i0 : BQ;
         const int32_t qlast = qpos[i0 + nq - 1];
@@ -162,9 +183,13 @@ static void backward_rows(float *dq, int lddq, float *dk, float *dv, int lddkv, 
                         BK);
             for (int r = 0; r < nq; r++) {
                 float *pr = P + r * BK;
-                const int cmax = row_visible(kv, kind, j0, nk, qpos[i0 + r]);
+                int cmin;
+                const int cmax =
+                    row_visible(kv, kind, j0, nk, qpos[i0 + r], qseg ? qseg[i0 + r] : 0, &cmin);
                 const float L = lse[i0 + r];
-                for (int c = 0; c < cmax; c++)
+                for (int c = 0; c < cmin && c < cmax; c++)
+                    pr[c] = 0.0f;
+                for (int c = cmin; c < cmax; c++)
                     pr[c] = expf(pr[c] - L);
                 for (int c = cmax; c < nk; c++)
                     pr[c] = 0.0f;
@@ -199,6 +224,7 @@ static struct kv_side kv_side_of(const struct attn_block *a, int b, int kvh) {
                          .ldkv = a->ldkv,
                          .Tk = a->Tk,
                          .kpos = a->kpos,
+                         .kseg = a->kseg ? a->kseg + (size_t)b * a->Tk : NULL,
                          .s2 = a->s2,
                          .g = 0,
                          .bk = BK};
@@ -219,12 +245,13 @@ void attention_block_forward_cpu(float *out, float *lse, const struct attn_block
         float *O = HW_MALLOC(sizeof(float) * BQ * hd);
         /* gathered rows of a MoH-selected (b, h): q, out, lse, positions */
         float *gq = NULL, *go = NULL, *gl = NULL;
-        int32_t *gp = NULL;
+        int32_t *gp = NULL, *gs = NULL;
         if (a->qsel) {
             gq = HW_MALLOC(sizeof(float) * ((size_t)Tq * hd * 2 + Tq + 1));
             go = gq + (size_t)Tq * hd;
             gl = go + (size_t)Tq * hd;
-            gp = HW_MALLOC(sizeof(int32_t) * ((size_t)Tq + 1));
+            gp = HW_MALLOC(sizeof(int32_t) * (2 * (size_t)Tq + 1));
+            gs = gp + Tq;
         }
 #pragma omp for schedule(dynamic) collapse(2)
         for (int b = 0; b < B; b++)
@@ -233,8 +260,10 @@ void attention_block_forward_cpu(float *out, float *lse, const struct attn_block
                 const float *qb = a->q + (size_t)b * Tq * a->ldq + (size_t)h * hd;
                 float *ob = out + (size_t)b * Tq * ldo + (size_t)h * hd;
                 float *lb = lse + ((size_t)b * H + h) * Tq;
+                const int32_t *qs = a->qseg ? a->qseg + (size_t)b * Tq : NULL;
                 if (!a->qsel) {
-                    forward_rows(ob, ldo, lb, qb, a->ldq, a->qpos, Tq, &kv, hd, scale, merge, S, O);
+                    forward_rows(ob, ldo, lb, qb, a->ldq, a->qpos, qs, Tq, &kv, hd, scale, merge, S,
+                                 O);
                     continue;
                 }
                 const int32_t *idx = a->qsel + a->qsel_off[b * H + h];
@@ -249,8 +278,10 @@ void attention_block_forward_cpu(float *out, float *lse, const struct attn_block
                     memcpy(go + (size_t)i * hd, ob + (size_t)idx[i] * ldo, sizeof(float) * hd);
                     gl[i] = lb[idx[i]];
                     gp[i] = a->qpos[idx[i]];
+                    gs[i] = qs ? qs[idx[i]] : 0;
                 }
-                forward_rows(go, hd, gl, gq, hd, gp, n, &kv, hd, scale, merge, S, O);
+                forward_rows(go, hd, gl, gq, hd, gp, qs ? gs : NULL, n, &kv, hd, scale, merge, S,
+                             O);
                 for (int i = 0; i < n; i++) {
                     memcpy(ob + (size_t)idx[i] * ldo, go + (size_t)i * hd, sizeof(float) * hd);
                     lb[idx[i]] = gl[i];
@@ -275,13 +306,14 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
         float *dP = HW_MALLOC(sizeof(float) * BQ * BK);
         float *D = HW_MALLOC(sizeof(float) * (size_t)(Tq ? Tq : 1));
         float *gq = NULL, *gdo = NULL, *gdq = NULL, *gl = NULL;
-        int32_t *gp = NULL;
+        int32_t *gp = NULL, *gs = NULL;
         if (a->qsel) {
             gq = HW_MALLOC(sizeof(float) * ((size_t)Tq * hd * 3 + Tq + 1));
             gdo = gq + (size_t)Tq * hd;
             gdq = gdo + (size_t)Tq * hd;
             gl = gdq + (size_t)Tq * hd;
-            gp = HW_MALLOC(sizeof(int32_t) * ((size_t)Tq + 1));
+            gp = HW_MALLOC(sizeof(int32_t) * (2 * (size_t)Tq + 1));
+            gs = gp + Tq;
         }
 #pragma omp for schedule(dynamic) collapse(2)
         for (int b = 0; b < B; b++)
@@ -295,6 +327,7 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                     const float *ob = out + (size_t)b * Tq * ldo + (size_t)h * hd;
                     const float *dob = dout + (size_t)b * Tq * ldo + (size_t)h * hd;
                     const float *lb = lse + ((size_t)b * H + h) * Tq;
+                    const int32_t *qs = a->qseg ? a->qseg + (size_t)b * Tq : NULL;
                     if (!a->qsel) {
                         for (int t = 0; t < Tq; t++) {
                             float acc = 0.0f;
@@ -302,8 +335,8 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                                 acc += dob[(size_t)t * ldo + d] * ob[(size_t)t * ldo + d];
                             D[t] = acc;
                         }
-                        backward_rows(dqb, lddq, dkb, dvb, lddkv, qb, a->ldq, a->qpos, Tq, dob, ldo,
-                                      lb, D, &kv, hd, scale, P, dP);
+                        backward_rows(dqb, lddq, dkb, dvb, lddkv, qb, a->ldq, a->qpos, qs, Tq, dob,
+                                      ldo, lb, D, &kv, hd, scale, P, dP);
                         continue;
                     }
                     const int32_t *idx = a->qsel + a->qsel_off[b * H + h];
@@ -319,9 +352,10 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                         memset(gdq + (size_t)i * hd, 0, sizeof(float) * hd);
                         gl[i] = lb[t];
                         gp[i] = a->qpos[t];
+                        gs[i] = qs ? qs[t] : 0;
                     }
-                    backward_rows(gdq, hd, dkb, dvb, lddkv, gq, hd, gp, n, gdo, hd, gl, D, &kv, hd,
-                                  scale, P, dP);
+                    backward_rows(gdq, hd, dkb, dvb, lddkv, gq, hd, gp, qs ? gs : NULL, n, gdo, hd,
+                                  gl, D, &kv, hd, scale, P, dP);
                     for (int i = 0; i < n; i++) {
                         float *dst = dqb + (size_t)idx[i] * lddq;
                         for (int d = 0; d < hd; d++)
@@ -361,7 +395,9 @@ static struct attn_block whole_block(const float *qkv, const struct attn_shape *
                            .s2 = s->s2,
                            .head0 = s->head0,
                            .qsel = s->qsel,
-                           .qsel_off = s->qsel_off};
+                           .qsel_off = s->qsel_off,
+                           .qseg = s->seg,
+                           .kseg = s->seg};
     return a;
 }
 

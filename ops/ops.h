@@ -25,6 +25,8 @@ struct attn_shape {
     const struct s2_pattern *s2;
     int head0;
     const int32_t *qsel, *qsel_off;
+    const int32_t *seg; /* (B, T) segment ids of packed examples (non-decreasing per row), or
+                           NULL: one sequence per row; see attention.h */
 };
 
 struct attn_block;
