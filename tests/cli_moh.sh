@@ -68,6 +68,10 @@ ok "  resumed at step 4" grep -q "resumed from" "$T/out"
 expect_exit 0 "sample from the checkpoint" "$HW" sample "$T/one" --prompt "abc" --tokens 40 \
     --seed 1
 err_has "KV cache"
+expect_exit 0 "eval perplexity of the MoH + S2 checkpoint" "$HW" eval --ckpt "$T/one" \
+    --tasks perplexity --perplexity-data "$D/val.h5" --output "$T/ev" --limit 8
+ok "  results file written" test -s "$T/ev/results_ckpt_00000006.h5.json" -o -s \
+    "$T/ev/results_ckpt_00000006.json"
 expect_exit 2 "a config with other MoH settings cannot resume the run" "$HW" train $(base) "$MOH" \
     "model.moh={shared_heads: 2, top_k: 1}" "$S2" train.steps=8 run.dir="$T/one"
 err_has "does not match"
