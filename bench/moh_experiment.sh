@@ -5,20 +5,21 @@
 # the heads active per token (3 shared + top-3 of 5 routed) and MoH with 50% (2 shared + top-2
 # of 6). Prints the best validation loss, the attention FLOPs per token relative to MHA, the
 # measured training throughput and the last step's head usage. Needs ../shared/datasets.
-#   sh bench/moh_experiment.sh [build/headwise] [steps]
+#   [SEED=s] [THREADS=n] sh bench/moh_experiment.sh [build/headwise] [steps]
 set -e
 HW=${1:-build/headwise}
 STEPS=${2:-300}
-OUT=runs/moh-exp
+SEED=${SEED:-1}
+OUT=runs/moh-exp/seed$SEED
 mkdir -p "$OUT"
-[ -f "$OUT/data/train.h5" ] ||
+[ -f runs/moh-exp/data/train.h5 ] ||
     "$HW" data prepare --input ../shared/datasets/tinyshakespeare/input.txt --vocab 1024 \
-        --out "$OUT/data" >/dev/null
+        --out runs/moh-exp/data >/dev/null
 run() { # NAME OVERRIDES...
     name=$1
     shift
     "$HW" train configs/moh-shakespeare.yaml train.steps="$STEPS" run.dir="$OUT/$name" \
-        run.resume=never train.threads="${THREADS:-0}" "$@" >"$OUT/$name.log" 2>&1
+        run.resume=never train.threads="${THREADS:-0}" train.seed="$SEED" "$@" >"$OUT/$name.log" 2>&1
 }
 run mha
 run moh75 model.attention.kind=moh "model.moh={shared_heads: 3, top_k: 3}"
