@@ -187,9 +187,11 @@ static const struct key keys[] = {
     K_DBL(rec.l2, 1e-6, 0.0, 0, 1.0, 0,
           "explicit L2 on the parameters that are neither biases nor embeddings"),
     K_INT(rec.negatives, 2, 1, 100, "negatives per positive, sampled by item frequency"),
-    K_INT(rec.train_targets, 19, 1, 100000, "training targets per user: positions -3, -8, -13, ..."),
+    K_INT(rec.train_targets, 19, 1, 100000,
+          "training targets per user: positions -3, -8, -13, ..."),
     K_INT(rec.min_hist, 1, 1, 100000, "targets with fewer history behaviours are skipped"),
-    K_INT(rec.epochs, 0, 0, 100000, "passes over the training samples (sets train.steps); 0 = use train.steps"),
+    K_INT(rec.epochs, 0, 0, 100000,
+          "passes over the training samples (sets train.steps); 0 = use train.steps"),
     K_INT(rec.synth_users, 2000, 2, 10000000, "synth: users"),
     K_INT(rec.synth_items, 1000, 10, 100000000, "synth: items"),
     K_INT(rec.synth_cats, 20, 2, 1000000, "synth: categories"),
@@ -1256,8 +1258,9 @@ static int validate(const struct loader *L, char *err) {
         return rule_error(L, "dist.context", "dist.context_mode", a, a, err);
     }
     if (!strcmp(m->family, "rec") && (g->context > 1 || g->heads > 1)) {
-        snprintf(a, sizeof(a), "model.family rec is data-parallel with sharded tables; it needs "
-                               "dist.context 1 and dist.heads 1");
+        snprintf(a, sizeof(a),
+                 "model.family rec is data-parallel with sharded tables; it needs "
+                 "dist.context 1 and dist.heads 1");
         return rule_error(L, "dist.context", "model.family", a, a, err);
     }
     if (!strcmp(m->family, "gpt") && !strcmp(m->embedding, "twin_proj")) {

@@ -32,8 +32,8 @@ struct cfg_model {
     int tied_embeddings;    /* 1: LM head shares the token embedding */
     double rope_theta;
     double norm_eps;
-    double init_std; /* std of weight init; output projections are scaled by 1/sqrt(2L) */
-    char family[CFG_NAME_MAX];    /* "gpt" | "rec" (DARE/TWIN recommendation model) */
+    double init_std;           /* std of weight init; output projections are scaled by 1/sqrt(2L) */
+    char family[CFG_NAME_MAX]; /* "gpt" | "rec" (DARE/TWIN recommendation model) */
     char embedding[CFG_NAME_MAX]; /* "twin" (one table set) | "dare" | "twin_proj" */
 };
 
@@ -103,19 +103,19 @@ struct cfg_eval {
 
 /* model.family rec: the DARE / TWIN recommendation model and its data (docs/rec.md). */
 struct cfg_rec {
-    char data[CFG_NAME_MAX];   /* "movielens" | "taobao" | "synth" */
-    char path[CFG_PATH_MAX];   /* movielens: the directory with u.data/u.item; taobao: CSV */
-    int item_dim, cat_dim, time_dim;          /* representation dims */
+    char data[CFG_NAME_MAX];         /* "movielens" | "taobao" | "synth" */
+    char path[CFG_PATH_MAX];         /* movielens: the directory with u.data/u.item; taobao: CSV */
+    int item_dim, cat_dim, time_dim; /* representation dims */
     int attn_item_dim, attn_cat_dim, attn_time_dim; /* DARE attention dims; 0 = same */
-    int max_len;      /* history length L */
-    int top_k;        /* GSU top-K */
+    int max_len;                                    /* history length L */
+    int top_k;                                      /* GSU top-K */
     int hidden1, hidden2;
-    int aux_loss;     /* auxiliary loss over the whole history */
-    double l2;        /* explicit L2 on non-bias, non-embedding parameters */
-    int negatives;    /* sampled negatives per positive */
+    int aux_loss;      /* auxiliary loss over the whole history */
+    double l2;         /* explicit L2 on non-bias, non-embedding parameters */
+    int negatives;     /* sampled negatives per positive */
     int train_targets; /* training targets per user: positions -3, -8, ... */
-    int min_hist;     /* skip targets with fewer history behaviours */
-    int epochs;       /* passes over the training samples (sets train.steps) */
+    int min_hist;      /* skip targets with fewer history behaviours */
+    int epochs;        /* passes over the training samples (sets train.steps) */
     int synth_users, synth_items, synth_cats; /* synthetic generator size */
 };
 

@@ -562,8 +562,8 @@ void dist_alltoallv_bytes(struct dist *d, enum dist_group g, const void *send, c
         if (i != me)
             bytes += scount[i];
     }
-    HW_CHECK_MPI(MPI_Alltoallv(send, scount, sd, MPI_BYTE, recv, rcount, rd, MPI_BYTE,
-                               comm_of(d, g)));
+    HW_CHECK_MPI(
+        MPI_Alltoallv(send, scount, sd, MPI_BYTE, recv, rcount, rd, MPI_BYTE, comm_of(d, g)));
     free(sd);
     account(d, DIST_KIND_EMB_A2A, bytes, t0);
 }
