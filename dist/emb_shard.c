@@ -68,27 +68,56 @@ void emb_shard_gather(struct dist *d, enum dist_group g, const float *local, int
     free(cnt);
 }
 
+struct req_ent {
+    int32_t id;
+    int k; /* position in the received list (rank order) */
+};
+
+static int by_id_then_k(const void *a, const void *b) {
+    const struct req_ent *x = a, *y = b;
+    if (x->id != y->id)
+        return (x->id > y->id) - (x->id < y->id);
+    return (x->k > y->k) - (x->k < y->k);
+}
+
 void emb_shard_scatter_add(struct dist *d, enum dist_group g, float *local_grad, int64_t n_rows,
-                           int dim, const int32_t *ids, int n_ids, const float *grad) {
+                           int dim, const int32_t *ids, int n_ids, const double *grad) {
     int p = dist_group_size(d, g), me = dist_group_rank(d, g), n_req;
     int64_t lo, hi;
     emb_shard_range(n_rows, p, me, &lo, &hi);
     int *cnt = HW_MALLOC(sizeof(int) * 4 * (size_t)p), *rcnt = cnt + p, *sb = cnt + 2 * p,
         *rb = cnt + 3 * p;
     int32_t *req = exchange_ids(d, g, n_rows, ids, n_ids, cnt, rcnt, &n_req);
-    float *rows = HW_MALLOC(sizeof(float) * (size_t)(n_req ? n_req : 1) * (size_t)dim);
+    double *rows = HW_MALLOC(sizeof(double) * (size_t)(n_req ? n_req : 1) * (size_t)dim);
     for (int i = 0; i < p; i++) {
-        sb[i] = cnt[i] * dim * (int)sizeof(float);
-        rb[i] = rcnt[i] * dim * (int)sizeof(float);
+        sb[i] = cnt[i] * dim * (int)sizeof(double);
+        rb[i] = rcnt[i] * dim * (int)sizeof(double);
     }
     dist_alltoallv_bytes(d, g, grad, sb, rows, rb);
-    for (int i = 0; i < n_req; i++) { /* packed in rank order: deterministic sums */
+    /* the partial sums of one row from every rank are added in double, in rank order, and
+     * rounded once: the same value as one process summing the whole batch */
+    struct req_ent *e = HW_MALLOC(sizeof(*e) * (size_t)(n_req ? n_req : 1));
+    for (int i = 0; i < n_req; i++) {
         HW_ASSERT(req[i] >= lo && req[i] < hi);
-        float *dst = local_grad + (size_t)(req[i] - lo) * dim;
-        const float *src = rows + (size_t)i * dim;
-        for (int k = 0; k < dim; k++)
-            dst[k] += src[k];
+        e[i].id = req[i];
+        e[i].k = i;
     }
+    qsort(e, (size_t)n_req, sizeof(*e), by_id_then_k);
+    double *acc = HW_MALLOC(sizeof(double) * (size_t)dim);
+    for (int a = 0; a < n_req;) {
+        int b = a;
+        for (int k = 0; k < dim; k++)
+            acc[k] = 0.0;
+        for (; b < n_req && e[b].id == e[a].id; b++)
+            for (int k = 0; k < dim; k++)
+                acc[k] += rows[(size_t)e[b].k * dim + k];
+        float *dst = local_grad + (size_t)(e[a].id - lo) * dim;
+        for (int k = 0; k < dim; k++)
+            dst[k] += (float)acc[k];
+        a = b;
+    }
+    free(acc);
+    free(e);
     free(rows);
     free(req);
     free(cnt);

@@ -403,7 +403,7 @@ static void gather_rows(struct rec_model *m, int set, int k, const int32_t *ids,
 }
 
 static void scatter_rows(struct rec_model *m, int set, int k, const int32_t *ids, int n,
-                         const float *g) {
+                         const double *g) {
     const struct gpt_param *p = &m->params[m->tab[set][k]];
     float *local = m->grad_mem + p->offset;
     int dim = (int)p->shape[1];
@@ -413,7 +413,7 @@ static void scatter_rows(struct rec_model *m, int set, int k, const int32_t *ids
     }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < dim; j++)
-            local[(size_t)ids[i] * dim + j] += g[(size_t)i * dim + j];
+            local[(size_t)ids[i] * dim + j] += (float)g[(size_t)i * dim + j];
 }
 
 /* Sum a small double vector over the ranks (BatchNorm statistics). */
@@ -807,11 +807,7 @@ static void scatter_set(struct rec_model *m, struct rec_ws *w, int set, const do
                 for (int e = 0; e < dims[k]; e++)
                     acc[(size_t)ix * dims[k] + e] += src[e];
             }
-        float *g = HW_MALLOC(sizeof(float) * ((size_t)w->nu[k] * dims[k] + 1));
-        for (size_t i = 0; i < (size_t)w->nu[k] * dims[k]; i++)
-            g[i] = (float)acc[i];
-        scatter_rows(m, set, k, w->u[k], w->nu[k], g);
-        free(g);
+        scatter_rows(m, set, k, w->u[k], w->nu[k], acc);
         free(acc);
         off += dims[k];
     }
