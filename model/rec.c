@@ -220,28 +220,30 @@ static int find_id(const int32_t *u, int n, int32_t id) {
     return (int)(p - u);
 }
 
-struct rank_ent {
-    double s;
-    int j;
-};
-
-static int cmp_rank(const void *a, const void *b) {
-    const struct rank_ent *x = a, *y = b;
-    if (x->s != y->s)
-        return x->s > y->s ? -1 : 1;
-    return (x->j > y->j) - (x->j < y->j);
+/* Top-k of s[0..n) into idx, best first: a sorted buffer of the k best so far, scanned in
+ * slot order, where a later slot enters only with a strictly higher score, so ties keep the
+ * lowest slot. O(n + inserts * k); val is scratch (k). */
+static void topk_into(const double *s, int n, int k, int32_t *idx, double *val) {
+    int m = 0;
+    for (int j = 0; j < n; j++) {
+        double x = s[j];
+        if (m == k && !(x > val[k - 1]))
+            continue;
+        int p = m < k ? m++ : k - 1; /* drop the last when full */
+        while (p > 0 && x > val[p - 1]) {
+            val[p] = val[p - 1];
+            idx[p] = idx[p - 1];
+            p--;
+        }
+        val[p] = x;
+        idx[p] = j;
+    }
 }
 
 void rec_topk_indices(const double *s, int n, int k, int32_t *idx) {
-    struct rank_ent *e = HW_MALLOC(sizeof(*e) * (size_t)n);
-    for (int j = 0; j < n; j++) {
-        e[j].s = s[j];
-        e[j].j = j;
-    }
-    qsort(e, (size_t)n, sizeof(*e), cmp_rank);
-    for (int i = 0; i < k; i++)
-        idx[i] = e[i].j;
-    free(e);
+    double *val = HW_MALLOC(sizeof(double) * (size_t)k);
+    topk_into(s, n, k, idx, val);
+    free(val);
 }
 
 void rec_esu(const double *s, const int32_t *slots, int n, const double *v, int dim, double *wt,
@@ -599,14 +601,13 @@ static void fill_raw(struct rec_model *m, struct rec_ws *w, int set, double *t, 
 }
 
 /* Scaled dot-product score of target q and behaviour k (attention dims of the model). */
-static double score(const struct rec_model *m, const double *q, const double *k, int Da, int *sp) {
-    int sem = sp[0];
+static double score(const double *q, const double *k, int sem, int Da, double cs, double ct) {
     double a = 0.0, t = 0.0;
     for (int e = 0; e < sem; e++)
         a += q[e] * k[e];
     for (int e = sem; e < Da; e++)
         t += q[e] * k[e];
-    return a / sqrt((double)sem) + t / sqrt((double)(Da - sem));
+    return a * cs + t * ct;
 }
 
 /* The attention dims that score() splits: sem = item + cat. */
@@ -694,7 +695,7 @@ struct rec_out rec_forward(struct rec_model *m, const struct rec_batch *bt, int 
     }
     int sem, Da;
     attn_split(m, &sem, &Da);
-    int sp[1] = {sem};
+    const double cs = 1.0 / sqrt((double)sem), ct = 1.0 / sqrt((double)(Da - sem));
     /* GSU: scores and the top-K index set */
     double t0 = log_now();
     w->s = dcalloc((size_t)B * L);
@@ -703,11 +704,17 @@ struct rec_out rec_forward(struct rec_model *m, const struct rec_batch *bt, int 
         double *s = w->s + (size_t)b * L;
         for (int j = 0; j < L; j++)
             s[j] = bt->hitem[(size_t)b * L + j] > 0
-                       ? score(m, w->qa + (size_t)b * Da, w->ka + ((size_t)b * L + j) * Da, Da, sp)
+                       ? score(w->qa + (size_t)b * Da, w->ka + ((size_t)b * L + j) * Da, sem, Da,
+                               cs, ct)
                        : MASKED;
-        rec_topk_indices(s, L, K, w->idx + (size_t)b * K);
     }
+    double t1 = log_now();
+    double *topv = dcalloc((size_t)K);
+    for (int b = 0; b < B; b++)
+        topk_into(w->s + (size_t)b * L, L, K, w->idx + (size_t)b * K, topv);
+    free(topv);
     m->gsu_seconds += log_now() - t0;
+    m->score_seconds += t1 - t0;
     /* ESU over the selected valid slots; aux attention over every valid slot */
     w->w = dcalloc((size_t)B * K);
     w->wall = dcalloc((size_t)B * L);

@@ -67,7 +67,8 @@ struct rec_model {
     int auxp[7];     /* bn.w bn.b fc1.w fc1.b prelu1 fc2.w fc2.b */
     double *stats;   /* BatchNorm running mean/var: main (2*F) then aux (2*F), F = 3 d_R */
     double bn_momentum, bn_eps;
-    double gsu_seconds; /* time spent in the score + top-K search (benchmark) */
+    double gsu_seconds;   /* time spent in the GSU: scores + top-K (benchmark) */
+    double score_seconds; /* of which the attention-dim dependent scores */
     struct rec_ws *ws;
 };
 

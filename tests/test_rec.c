@@ -80,6 +80,22 @@ static void test_toy(void) {
     CHECK(ti[0] == 1 && ti[1] == 3 && ti[2] == 4);
     rec_topk_indices(t, 5, 4, ti);
     CHECK(ti[3] == 2);
+    /* against a full sort on random scores with many ties */
+    enum { N = 200, K = 17 };
+    double r[N];
+    int32_t got[K], ord[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = (int)(rng_uniform(21, i) * 12);
+        ord[i] = i;
+    }
+    for (int i = 1; i < N; i++) /* insertion sort by (score desc, index asc) */
+        for (int j = i; j > 0 && r[ord[j]] > r[ord[j - 1]]; j--) {
+            int32_t t2 = ord[j];
+            ord[j] = ord[j - 1];
+            ord[j - 1] = t2;
+        }
+    rec_topk_indices(r, N, K, got);
+    CHECK(memcmp(got, ord, sizeof(got)) == 0);
     /* masked slots never get weight */
     double sm[3] = {-4294967295.0, 1, -4294967295.0}, hm;
     int32_t all[3] = {0, 1, 2};

@@ -193,7 +193,7 @@ static struct scores evaluate(struct rjob *j, int split) {
     const int n = sp->n, B = j->B;
     double *prob = HW_CALLOC((size_t)n, sizeof(double));
     double *pl = HW_MALLOC(sizeof(double) * (size_t)B);
-    double g0 = j->m.gsu_seconds;
+    double g0 = j->m.gsu_seconds, s0 = j->m.score_seconds;
     for (int s = 0; s < n; s += B) {
         int nb = n - s < B ? n - s : B, lo, hi;
         slice(j, nb, &lo, &hi);
@@ -205,10 +205,11 @@ static struct scores evaluate(struct rjob *j, int split) {
         for (int i = lo; i < hi; i++)
             prob[s + i] = pl[i - lo];
     }
-    double gsu = j->m.gsu_seconds - g0;
+    double gsu = j->m.gsu_seconds - g0, sc = j->m.score_seconds - s0;
     if (j->d->world > 1) {
         dist_allreduce_group_doubles(j->d, DIST_DP, prob, n);
         gsu = dist_allreduce_sum_double(j->d, gsu);
+        sc = dist_allreduce_sum_double(j->d, sc);
     }
     int *grp = HW_MALLOC(sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++)
@@ -219,6 +220,7 @@ static struct scores evaluate(struct rjob *j, int split) {
         .gauc = rec_gauc(prob, sp->label, grp, n),
         .logloss = rec_logloss(prob, sp->label, n),
         .gsu_us = gsu / n * 1e6,
+        .score_us = sc / n * 1e6,
         .n = n,
     };
     free(grp);
@@ -228,9 +230,9 @@ static struct scores evaluate(struct rjob *j, int split) {
 }
 
 static json_t *scores_json(const struct scores *s) {
-    return json_pack("{s:f,s:f,s:f,s:f,s:i,s:f}", "auc", s->auc, "gauc", s->gauc, "logloss",
+    return json_pack("{s:f,s:f,s:f,s:f,s:i,s:f,s:f}", "auc", s->auc, "gauc", s->gauc, "logloss",
                      s->logloss, "auc_calc_ref", s->auc_calc, "samples", s->n, "gsu_us_per_sample",
-                     s->gsu_us);
+                     s->gsu_us, "gsu_score_us_per_sample", s->score_us);
 }
 
 static void write_metrics(struct rjob *j, json_t *line) {
@@ -533,6 +535,11 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
         }
         j.m.gsu_seconds = 0;
         struct scores v = evaluate(&j, REC_VAL), t = evaluate(&j, REC_TEST);
+        for (int rep = 0; rep < 2; rep++) { /* search timing: the best of three passes */
+            struct scores t2 = evaluate(&j, REC_TEST);
+            t.gsu_us = fmin(t.gsu_us, t2.gsu_us);
+            t.score_us = fmin(t.score_us, t2.score_us);
+        }
         log_info("best validation step %d: val auc %.5f gauc %.5f | test auc %.5f gauc %.5f "
                  "logloss %.5f | %.1fs",
                  best_step, v.auc, v.gauc, t.auc, t.gauc, t.logloss, secs);
