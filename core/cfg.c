@@ -151,7 +151,8 @@ static const struct key keys[] = {
 
     K_LIST(eval.checkpoints, "checkpoint files or run directories to evaluate (a run directory "
                              "means every checkpoint in it)"),
-    K_LIST(eval.tasks, "tasks to run: perplexity, multifc, multifc_classify, rolemrc"),
+    K_LIST(eval.tasks, "tasks to run: perplexity, multifc, multifc_classify, rolemrc; or rec "
+                       "alone, for model.family rec checkpoints"),
     K_STR(eval.output, "", 0, "results directory; \"\" = eval/ inside the (first) run directory"),
     K_INT(eval.batch_size, 8, 1, 65536, "examples per forward pass; scores do not depend on it"),
     K_INT(eval.limit, 0, 0, BIG, "at most this many examples per task; 0 = all"),

@@ -43,6 +43,18 @@ assert abs(a['rec_test']['auc']-b['rec_test']['auc']) < 1e-4, (a['rec_test'], b[
 else
     echo "SKIP np 2/4: mpirun not installed"
 fi
+# headwise eval rebuilds the model from the checkpoint alone, on any rank count
+expect_exit 0 "eval --tasks rec on the run directory" "$HW" eval --ckpt "$T/one" --tasks rec \
+    --output "$T/ev1"
+if command -v mpirun >/dev/null; then
+    expect_exit 0 "  the same on 2 ranks" $MPIRUN -np 2 "$HW" eval --ckpt "$T/one" --tasks rec \
+        --output "$T/ev2"
+    ok "  same scores" python3 -c "
+import json,glob; a=json.load(open(glob.glob('$T/ev1/results_*.json')[0]))['results']
+b=json.load(open(glob.glob('$T/ev2/results_*.json')[0]))['results']
+for s in ('rec_val','rec_test'):
+    for k in ('auc','gauc','logloss'): assert abs(a[s][k]-b[s][k]) < 1e-6, (s,k,a[s][k],b[s][k])"
+fi
 # bad data: one line with file:line
 mkdir -p "$T/ml"
 printf '1|A|x||u|0|0|0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n' >"$T/ml/u.item"

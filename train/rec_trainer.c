@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct rjob {
@@ -113,13 +114,37 @@ static int save(struct rjob *j, char *err) {
     return rc;
 }
 
+/* Parameters and BatchNorm statistics (and with optim the AdamW moments) from an open
+ * checkpoint; rank-local reads, the caller agrees across ranks. */
+static int read_state(struct rjob *j, struct ckpt_file *f, int optim, char *err) {
+    struct rec_model *m = &j->m;
+    const int F = (int)m->params[m->mlp[0]].gshape[0], ns = n_stats(m);
+    struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params + ns, sizeof(*tv));
+    float *st = HW_MALLOC(sizeof(float) * (size_t)ns * F);
+    const char *groups[3] = {"model", "optim/m", "optim/v"};
+    float *bases[3] = {m->param_mem, j->opt.m, j->opt.v};
+    int rc = 0;
+    for (int g = 0; g < (optim ? 3 : 1) && !rc; g++) {
+        views(j, bases[g], tv);
+        for (int i = 0; i < m->n_params && !rc; i++)
+            rc = ckpt_read_tensor(f, groups[g], &tv[i], err);
+    }
+    stat_views(j, st, tv);
+    for (int i = 0; i < ns && !rc; i++)
+        rc = ckpt_read_tensor(f, "model", &tv[i], err);
+    if (!rc)
+        for (size_t i = 0; i < (size_t)ns * F; i++)
+            m->stats[i] = st[i];
+    free(tv);
+    free(st);
+    return rc;
+}
+
 static int resume(struct rjob *j, char *err) {
     char path[CKPT_PATH_LEN];
     int found = ckpt_latest(j->c->run.dir, path, err);
     if (found <= 0)
         return found;
-    struct rec_model *m = &j->m;
-    const int F = (int)m->params[m->mlp[0]].gshape[0], ns = n_stats(m);
     struct ckpt_file f;
     struct ckpt_meta meta;
     memset(&f, 0, sizeof(f));
@@ -131,23 +156,8 @@ static int resume(struct rjob *j, char *err) {
         rc = hw_errf(err, HW_ECONFIG,
                      "%s: checkpoint model '%s' does not match the config's model '%s'", path,
                      meta.model_sig, j->sig);
-    struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params + ns, sizeof(*tv));
-    float *st = HW_MALLOC(sizeof(float) * (size_t)ns * F);
-    const char *groups[3] = {"model", "optim/m", "optim/v"};
-    float *bases[3] = {m->param_mem, j->opt.m, j->opt.v};
-    for (int g = 0; g < 3 && !rc; g++) {
-        views(j, bases[g], tv);
-        for (int i = 0; i < m->n_params && !rc; i++)
-            rc = ckpt_read_tensor(&f, groups[g], &tv[i], err);
-    }
-    stat_views(j, st, tv);
-    for (int i = 0; i < ns && !rc; i++)
-        rc = ckpt_read_tensor(&f, "model", &tv[i], err);
     if (!rc)
-        for (size_t i = 0; i < (size_t)ns * F; i++)
-            m->stats[i] = st[i];
-    free(tv);
-    free(st);
+        rc = read_state(j, &f, 1, err);
     int any = dist_allreduce_max_int(j->d, rc ? 1 : 0);
     if (any && !rc)
         rc = hw_errf(err, HW_EIO, "%s: resume failed on another rank (see its message)", path);
@@ -248,15 +258,12 @@ static void write_metrics(struct rjob *j, json_t *line) {
     json_decref(line);
 }
 
-static int write_results(struct rjob *j, const struct scores *val, const struct scores *test,
-                         int best_step, double seconds, char *err) {
+static int write_results(struct rjob *j, const char *dir, const char *name,
+                         const struct scores *val, const struct scores *test, int best_step,
+                         double seconds, char *err) {
     if (j->d->rank != 0)
         return 0;
-    char dir[CFG_PATH_MAX + 16], path[CFG_PATH_MAX + 64];
-    if (j->c->eval.output[0])
-        snprintf(dir, sizeof(dir), "%s", j->c->eval.output);
-    else
-        snprintf(dir, sizeof(dir), "%s/eval", j->c->run.dir);
+    char path[2 * CKPT_PATH_LEN + 600];
     int rc = fs_mkdirs(dir, err);
     if (rc)
         return rc;
@@ -275,7 +282,7 @@ static int write_results(struct rjob *j, const struct scores *val, const struct 
     json_t *doc = json_pack("{s:o,s:o,s:{s:s,s:I},s:s,s:s}", "results", res, "task_info", info,
                             "checkpoint", "path", j->last_ckpt, "step", (json_int_t)j->step,
                             "model_sig", j->sig, "config", j->cfg_yaml);
-    snprintf(path, sizeof(path), "%s/results_rec.json", dir);
+    snprintf(path, sizeof(path), "%s/results_%s.json", dir, name);
     char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     rc = fs_write_atomic(path, s, strlen(s), err);
     free(s);
@@ -336,6 +343,46 @@ static void free_job(struct rjob *j) {
     free(j->perm);
 }
 
+/* Data, model (weights from the seed) and the optimizer state for j->c. */
+static int prepare(struct rjob *j, char *err) {
+    const struct hw_config *c = j->c;
+    double t_load = log_now();
+    int rc = rec_data_load(&j->data, &c->rec, (uint64_t)c->train.seed, err);
+    if (rc)
+        return rc;
+    const struct rec_data *dd = &j->data;
+    log_info("rec data %s: %d users, %d items, %d categories; samples train %d / val %d / test "
+             "%d (%.2fs)",
+             c->rec.data, dd->n_users, dd->n_item - 1, dd->n_cat - 1, dd->split[REC_TRAIN].n,
+             dd->split[REC_VAL].n, dd->split[REC_TEST].n, log_now() - t_load);
+    log_info("left out: %ld non-pv rows, %ld category conflicts (first kept), %ld users with < 3 "
+             "interactions, %ld targets with < %d behaviours before them",
+             dd->skipped_rows, dd->cat_conflicts, dd->users_dropped, dd->targets_short,
+             c->rec.min_hist);
+    struct rec_config rc_;
+    rec_config_from_cfg(&rc_, c, dd->n_item, dd->n_cat);
+    rec_signature(&rc_, j->sig, sizeof(j->sig));
+    rec_init(&j->m, &rc_, j->d->world > 1 ? j->d : NULL);
+    rec_init_weights(&j->m, (uint64_t)c->train.seed);
+    j->shim.n_params = j->m.n_params;
+    j->shim.params = j->m.params;
+    j->shim.num_params = j->m.num_params;
+    j->shim.param_mem = j->m.param_mem;
+    j->shim.grad_mem = j->m.grad_mem;
+    struct optim_seg seg = {0, j->m.num_params, 0};
+    optim_init(&j->opt, &seg, 1);
+    j->B = c->train.micro_batch;
+    const int L = j->m.c.L, Bl = j->B / j->d->world + 1;
+    j->item = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
+    j->cat = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
+    j->hitem = HW_MALLOC(sizeof(int32_t) * (size_t)Bl * L);
+    j->hcat = HW_MALLOC(sizeof(int32_t) * (size_t)Bl * L);
+    j->label = HW_MALLOC(sizeof(float) * (size_t)Bl);
+    j->idx = HW_MALLOC(sizeof(int) * (size_t)Bl);
+    j->perm = HW_MALLOC(sizeof(int) * (size_t)(dd->split[REC_TRAIN].n + 1));
+    return 0;
+}
+
 int rec_train_run(const struct hw_config *c, struct dist *d) {
     struct rjob j;
     char err[HW_ERR_LEN];
@@ -351,35 +398,13 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
     }
     dist_grid_init(d, c->dist.data, 1, 1, 0);
     int threads = ops_set_threads(c->train.threads ? c->train.threads : dist_threads_per_rank(d));
-    double t_load = log_now();
-    rc = rec_data_load(&j.data, &c->rec, (uint64_t)c->train.seed, err);
-    if (rc) {
+    if ((rc = prepare(&j, err))) {
         if (d->rank == 0)
             fprintf(stderr, "%s\n", err);
+        free_job(&j);
         return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
     }
     const struct rec_data *dd = &j.data;
-    log_info("rec data %s: %d users, %d items, %d categories; samples train %d / val %d / test "
-             "%d (%.2fs)",
-             c->rec.data, dd->n_users, dd->n_item - 1, dd->n_cat - 1, dd->split[REC_TRAIN].n,
-             dd->split[REC_VAL].n, dd->split[REC_TEST].n, log_now() - t_load);
-    log_info("left out: %ld non-pv rows, %ld category conflicts (first kept), %ld users with < 3 "
-             "interactions, %ld targets with < %d behaviours before them",
-             dd->skipped_rows, dd->cat_conflicts, dd->users_dropped, dd->targets_short,
-             c->rec.min_hist);
-    struct rec_config rc_;
-    rec_config_from_cfg(&rc_, c, dd->n_item, dd->n_cat);
-    rec_signature(&rc_, j.sig, sizeof(j.sig));
-    rec_init(&j.m, &rc_, d->world > 1 ? d : NULL);
-    rec_init_weights(&j.m, (uint64_t)c->train.seed);
-    j.shim.n_params = j.m.n_params;
-    j.shim.params = j.m.params;
-    j.shim.num_params = j.m.num_params;
-    j.shim.param_mem = j.m.param_mem;
-    j.shim.grad_mem = j.m.grad_mem;
-    struct optim_seg seg = {0, j.m.num_params, 0};
-    optim_init(&j.opt, &seg, 1);
-    j.B = c->train.micro_batch;
     j.spe = dd->split[REC_TRAIN].n / j.B;
     if (j.spe < 1) {
         if (d->rank == 0)
@@ -393,14 +418,6 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
     ct.train.steps = j.steps;
     if (ct.train.warmup > j.steps)
         ct.train.warmup = j.steps;
-    const int L = rc_.L, Bl = j.B / d->world + 1;
-    j.item = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
-    j.cat = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
-    j.hitem = HW_MALLOC(sizeof(int32_t) * (size_t)Bl * L);
-    j.hcat = HW_MALLOC(sizeof(int32_t) * (size_t)Bl * L);
-    j.label = HW_MALLOC(sizeof(float) * (size_t)Bl);
-    j.idx = HW_MALLOC(sizeof(int) * (size_t)Bl);
-    j.perm = HW_MALLOC(sizeof(int) * (size_t)dd->split[REC_TRAIN].n);
     /* run directory */
     if ((rc = fs_mkdirs(c->run.dir, err))) {
         log_error("%s", err);
@@ -543,7 +560,12 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
         log_info("best validation step %d: val auc %.5f gauc %.5f | test auc %.5f gauc %.5f "
                  "logloss %.5f | %.1fs",
                  best_step, v.auc, v.gauc, t.auc, t.gauc, t.logloss, secs);
-        if ((rc = write_results(&j, &v, &t, best_step, secs, err))) {
+        char dir[CFG_PATH_MAX + 16];
+        if (c->eval.output[0])
+            snprintf(dir, sizeof(dir), "%s", c->eval.output);
+        else
+            snprintf(dir, sizeof(dir), "%s/eval", c->run.dir);
+        if ((rc = write_results(&j, dir, "rec", &v, &t, best_step, secs, err))) {
             log_error("%s", err);
             exit_code = HW_EXIT_FAIL;
         }
@@ -552,4 +574,93 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
     free(best_stats);
     free_job(&j);
     return exit_code;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* headwise eval with eval.tasks [rec] */
+
+static int eval_one(const struct hw_config *c, struct dist *d, const char *in, char *err) {
+    char path[CKPT_PATH_LEN];
+    struct stat st;
+    int rc = 0;
+    if (!stat(in, &st) && S_ISDIR(st.st_mode)) {
+        int found = ckpt_latest(in, path, err);
+        if (found <= 0)
+            return found < 0 ? found : hw_errf(err, HW_EIO, "%s: no checkpoint in directory", in);
+    } else {
+        snprintf(path, sizeof(path), "%s", in);
+    }
+    struct rjob j;
+    memset(&j, 0, sizeof(j));
+    j.d = d;
+    struct hw_config mc;
+    struct ckpt_file f;
+    struct ckpt_meta meta;
+    memset(&f, 0, sizeof(f));
+    memset(&meta, 0, sizeof(meta));
+    rc = ckpt_open(&f, d, path, err);
+    if (!rc)
+        rc = ckpt_read_meta(&f, &meta, err);
+    if (!rc)
+        rc = cfg_load_string(&mc, meta.config_yaml, path, 0, NULL, err);
+    if (!rc && strcmp(mc.model.family, "rec"))
+        rc = hw_errf(err, HW_ECONFIG,
+                     "%s: not a rec checkpoint (model.family %s): the rec task scores "
+                     "model.family rec only",
+                     path, mc.model.family);
+    if (!rc) {
+        j.c = &mc;
+        rc = prepare(&j, err);
+    }
+    if (!rc && strcmp(meta.model_sig, j.sig))
+        rc = hw_errf(err, HW_EMISMATCH, "%s: checkpoint model '%s' differs from its config's '%s'",
+                     path, meta.model_sig, j.sig);
+    if (!rc)
+        rc = read_state(&j, &f, 0, err);
+    if (dist_allreduce_max_int(d, rc ? 1 : 0) && !rc)
+        rc = hw_errf(err, HW_EIO, "%s: load failed on another rank (see its message)", path);
+    if (!rc) {
+        j.step = (int)meta.step;
+        snprintf(j.last_ckpt, sizeof(j.last_ckpt), "%s", path);
+        j.cfg_yaml = cfg_to_yaml(&mc);
+        struct scores v = evaluate(&j, REC_VAL), t = evaluate(&j, REC_TEST);
+        char dir[CKPT_PATH_LEN + 16], name[CKPT_PATH_LEN];
+        if (c->eval.output[0]) {
+            snprintf(dir, sizeof(dir), "%s", c->eval.output);
+        } else {
+            snprintf(dir, sizeof(dir), "%s", path);
+            char *slash = strrchr(dir, '/');
+            snprintf(slash ? slash : dir, sizeof(dir) - (size_t)(slash ? slash - dir : 0), "%s",
+                     slash ? "/eval" : "eval");
+        }
+        const char *base = strrchr(path, '/');
+        snprintf(name, sizeof(name), "%s", base ? base + 1 : path);
+        char *dot = strrchr(name, '.');
+        if (dot)
+            *dot = '\0';
+        rc = write_results(&j, dir, name, &v, &t, j.step, 0.0, err);
+    }
+    ckpt_meta_free(&meta);
+    ckpt_close(&f);
+    free_job(&j);
+    return rc;
+}
+
+int rec_eval_run(const struct hw_config *c, struct dist *d) {
+    char err[HW_ERR_LEN];
+    dist_grid_init(d, d->world, 1, 1, 0);
+    ops_set_threads(dist_threads_per_rank(d));
+    if (!c->eval.checkpoints.n) {
+        if (d->rank == 0)
+            fprintf(stderr, "%s: error: eval.checkpoints: empty\n", c->source);
+        return HW_EXIT_CONFIG;
+    }
+    for (int i = 0; i < c->eval.checkpoints.n; i++) {
+        int rc = eval_one(c, d, c->eval.checkpoints.item[i], err);
+        if (rc) {
+            log_error("%s", err);
+            return rc == HW_ECONFIG || rc == HW_EMISMATCH ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
+        }
+    }
+    return HW_EXIT_OK;
 }

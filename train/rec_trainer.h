@@ -11,4 +11,10 @@
 /* Returns a process exit code (enum hw_exit). */
 int rec_train_run(const struct hw_config *c, struct dist *d);
 
+/* `headwise eval` with eval.tasks [rec]: each of eval.checkpoints (a file, or a run directory's
+ * latest checkpoint) is rebuilt from its stored config, its data reloaded, and scored on
+ * validation and test; results_<checkpoint>.json goes to eval.output or <run dir>/eval. Any
+ * rank count (tables are read as row slabs). */
+int rec_eval_run(const struct hw_config *c, struct dist *d);
+
 #endif /* HW_REC_TRAINER_H */
