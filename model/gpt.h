@@ -3,6 +3,9 @@
  * table, and KV-cached decoding for sampling.
  * Block: x += Wo attn(rope(Wqkv rmsnorm(x))); x += Wdown act(Win rmsnorm(x)).
  * Final: logits = Wlm rmsnorm(x). Cross-entropy ignores targets equal to XENT_IGNORE (-1).
+ * With model.embedding dare (DARE for language models, docs/rec.md) a second table
+ * tok_emb_attn gives the first layer's queries and keys, Wq,k rmsnorm(tok_emb_attn[t]), while
+ * tok_emb feeds its values and the residual stream; tied tables give the ordinary model.
  *
  * Under a rank grid (struct dist) the model holds only its shard: Megatron-style head
  * parallelism splits wq/wk/wv and w_gate/w_up by rows (heads, MLP columns) and wo/w_down by
@@ -42,6 +45,7 @@ struct gpt_config {
     float eps;
     float init_std;
     int n_cls; /* classifier head classes (train.task classify); 0 = none */
+    int dare;  /* model.embedding dare: tok_emb_attn feeds Q and K of the first layer */
 };
 
 /* One named parameter tensor inside the flat parameter block. */
@@ -69,6 +73,7 @@ struct gpt_layer {
 
 struct gpt_weights {
     float *wte;        /* (V, C) */
+    float *wte_attn;   /* (V, C) DARE attention table, or NULL */
     float *final_norm; /* (C) */
     float *lm_head;    /* (V, C); == wte when tied */
     float *cls_head;   /* (n_cls, C) or NULL */
@@ -115,6 +120,8 @@ struct gpt {
     struct cp_attn_ctx *cp_ctx; /* (L) Ulysses state per layer */
     float *cp_mem;
     struct cp_work cp_work;
+    /* DARE (c.dare): the first layer's attention-path embedding, its norm and Q/K */
+    float *dare_mem, *xa, *na, *rstda, *qkva, *dxa;
     /* Gradient blocks in the order the backward finishes them: the final norm (with an untied
      * head), the layers from last to first, the token embedding (with a tied head). Each is a
      * contiguous range of the parameter block. */
@@ -171,7 +178,8 @@ struct gpt_kv {
     int *n;       /* (B) positions filled per sequence */
     float *k, *v; /* (L, B, max_T, Hkv*hd) */
     float *x, *buf, *tmp, *qkv, *att, *h, *a, *rstd, *scratch;
-    float *logits; /* (B, V): row b holds sequence b's next-token logits after a step */
+    float *logits;    /* (B, V): row b holds sequence b's next-token logits after a step */
+    float *xa, *qkva; /* DARE: the attention-path embedding and Q/K of the first layer */
     int *rows;
     int32_t *tok;
 };

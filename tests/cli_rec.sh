@@ -2,7 +2,9 @@
 # tests/cli_rec.sh -- the rec model end to end: a small synthetic DARE run writes metrics with
 # validation AUC, a checkpoint (parameters by name, BatchNorm statistics, moments) and the
 # results JSON; a resumed run continues with the same losses; 2 and 4 ranks (tables split by
-# rows) give the losses and scores of one rank; bad data and config fail with one line.
+# rows) give the losses and scores of one rank; headwise eval rescoring on 1 and 2 ranks; the
+# LM option model.embedding dare (train, sample, head parallel, resume guard); bad data and
+# config errors fail with one line.
 . tests/lib.sh
 set -- configs/rec-synth.yaml rec.synth_users=200 rec.synth_items=300 rec.max_len=20 \
     rec.top_k=5 rec.hidden1=16 rec.hidden2=8 rec.train_targets=3 train.micro_batch=60 \
@@ -55,6 +57,23 @@ b=json.load(open(glob.glob('$T/ev2/results_*.json')[0]))['results']
 for s in ('rec_val','rec_test'):
     for k in ('auc','gauc','logloss'): assert abs(a[s][k]-b[s][k]) < 1e-6, (s,k,a[s][k],b[s][k])"
 fi
+# the language-model option: model.embedding dare (attention table for the first layer's Q/K)
+D=$T/lmdata
+prepare_tiny "$D"
+set -- configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 \
+    train.steps=4 run.ckpt_every=0 train.threads=1 model.embedding=dare
+expect_exit 0 "LM with model.embedding dare" "$HW" train "$@" run.dir="$T/lm1"
+ok "  checkpoint holds tok_emb_attn" sh -c "h5ls -r $T/lm1/ckpt_00000004.h5 | grep -q 'model/tok_emb_attn.weight'"
+expect_exit 0 "  sample from it" "$HW" sample "$T/lm1" --tokens 4 --prompt "copy ab"
+if command -v mpirun >/dev/null; then
+    expect_exit 0 "  heads 2" $MPIRUN -np 2 "$HW" train "$@" dist.heads=2 run.dir="$T/lm2"
+    ok "  same losses as one rank" sh -c "[ \"\$(grep -o '\"loss\":[^,]*' $T/lm1/metrics.jsonl)\" = \
+        \"\$(grep -o '\"loss\":[^,]*' $T/lm2/metrics.jsonl)\" ]"
+fi
+expect_exit 2 "  resuming an ordinary run as dare is refused" "$HW" train configs/tiny.yaml \
+    data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 train.steps=6 \
+    run.ckpt_every=0 train.threads=1 run.dir="$T/lm1" run.resume=auto
+err_has "does not match"
 # bad data: one line with file:line
 mkdir -p "$T/ml"
 printf '1|A|x||u|0|0|0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n' >"$T/ml/u.item"
@@ -69,6 +88,6 @@ err_has "$T/ml/u.data:1: error: expected 4 tab-separated integers"
 expect_exit 2 "twin_proj needs the rec family" "$HW" train configs/tiny.yaml \
     model.embedding=twin_proj
 err_has "twin_proj exists only for model.family rec"
-expect_exit 2 "top_k > max_len" "$HW" train "$@" rec.top_k=30
+expect_exit 2 "top_k > max_len" "$HW" train configs/rec-synth.yaml rec.max_len=20 rec.top_k=30
 err_has "rec.top_k 30 exceeds rec.max_len 20"
 finish
