@@ -203,6 +203,8 @@ done:
         fclose(f);
     free(line);
     free(cat);
+    if (rc)
+        rec_data_free(d);
     return rc;
 }
 
@@ -305,6 +307,8 @@ done:
     fclose(f);
     free(line);
     free(r);
+    if (rc)
+        rec_data_free(d);
     return rc;
 }
 

@@ -65,7 +65,7 @@ static double loss_of(struct rec_model *m, const struct rec_batch *bt) {
 }
 
 static void test_toy(void) {
-    double s[3] = {1, 0, 2}, v[3] = {1, 2, 3}, wt[2], h;
+    double s[3] = {1, 0, 2}, v[3] = {1, 2, 3}, wt[3], h;
     int32_t idx[2];
     rec_topk_indices(s, 3, 2, idx);
     CHECK(idx[0] == 2 && idx[1] == 0);
