@@ -8,7 +8,6 @@
 #include "../core/fsutil.h"
 #include "../core/log.h"
 #include "../ops/ops.h"
-#include "../train/rec_trainer.h"
 #include "lm.h"
 #include "tasks.h"
 
@@ -163,8 +162,6 @@ static int check_tasks(const struct hw_config *c, char *err) {
 }
 
 int eval_run(const struct hw_config *c, struct dist *d) {
-    if (c->eval.tasks.n == 1 && !strcmp(c->eval.tasks.item[0], "rec"))
-        return rec_eval_run(c, d); /* model.family rec checkpoints (docs/rec.md) */
     char err[HW_ERR_LEN] = "";
     int rc = check_tasks(c, err);
     if (rc) {
