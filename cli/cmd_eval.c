@@ -5,6 +5,7 @@
 #include "../core/log.h"
 #include "../eval/eval.h"
 #include "../eval/tasks.h"
+#include "../train/rec_trainer.h"
 #include "cli.h"
 
 #include <stdio.h>
@@ -75,5 +76,7 @@ int cmd_eval(int argc, char **argv, struct dist *d) {
             fprintf(stderr, "%s\n", err);
         return HW_EXIT_CONFIG;
     }
+    if (c.eval.tasks.n == 1 && !strcmp(c.eval.tasks.item[0], "rec"))
+        return rec_eval_run(&c, d); /* model.family rec checkpoints (docs/rec.md) */
     return eval_run(&c, d);
 }

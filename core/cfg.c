@@ -64,12 +64,15 @@ static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
 static const char *const task_vals[] = {"lm", "classify", NULL};
+static const char *const family_vals[] = {"gpt", "rec", NULL};
+static const char *const emb_vals[] = {"twin", "dare", "twin_proj", NULL};
+static const char *const recdata_vals[] = {"movielens", "taobao", "synth", NULL};
 
 static const char *const attn_vals[] = {"mha", "moh", NULL};
 static const char *const router_vals[] = {"learned", "qnorm", NULL};
 static const char *const sparsity_vals[] = {"none", "s2", NULL};
 
-static const char *const sections[] = {"model", "train", "data", "run", "dist", "eval"};
+static const char *const sections[] = {"model", "train", "data", "run", "dist", "eval", "rec"};
 #define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
 
 static const struct key keys[] = {
@@ -118,6 +121,12 @@ static const struct key keys[] = {
     K_LIST(model.sparsity.dense_layers, "S2: indices of layers that stay dense"),
     K_INT(model.sparsity.dense_every, 0, 0, 1024,
           "S2: layer l (0-based) is dense when (l+1) % dense_every == 0 (Phi-3-small: 2); 0 = off"),
+    K_ENUM(model.family, "gpt", family_vals,
+           "gpt: the decoder-only language model; rec: the DARE/TWIN recommendation model "
+           "(docs/rec.md)"),
+    K_ENUM(model.embedding, "twin", emb_vals,
+           "twin: one table set for attention and representation; dare: separate attention and "
+           "representation tables; twin_proj (rec only): shared tables with linear projections"),
 
     K_INT(train.steps, 1000, 1, BIG, "optimizer steps in total"),
     K_INT(train.micro_batch, 8, 1, 65536, "sequences per micro-batch"),
@@ -176,7 +185,8 @@ static const struct key keys[] = {
 
     K_LIST(eval.checkpoints, "checkpoint files or run directories to evaluate (a run directory "
                              "means every checkpoint in it)"),
-    K_LIST(eval.tasks, "tasks to run: perplexity, multifc, multifc_classify, rolemrc"),
+    K_LIST(eval.tasks, "tasks to run: perplexity, multifc, multifc_classify, rolemrc; or rec "
+                       "alone, for model.family rec checkpoints"),
     K_STR(eval.output, "", 0, "results directory; \"\" = eval/ inside the (first) run directory"),
     K_INT(eval.batch_size, 8, 1, 65536, "examples per forward pass; scores do not depend on it"),
     K_INT(eval.limit, 0, 0, BIG, "at most this many examples per task; 0 = all"),
@@ -194,6 +204,32 @@ static const struct key keys[] = {
     K_LIST(eval.stop, "stop strings for generation"),
     K_LIST(eval.judge_command,
            "LLM judge argv (no shell): gets each judge prompt on stdin, answers 0 or 1; [] = off"),
+
+    K_ENUM(rec.data, "synth", recdata_vals,
+           "rec data: movielens (u.data + u.item), taobao (UserBehavior CSV), synth (generated)"),
+    K_STR(rec.path, "", 0, "movielens: directory holding u.data and u.item; taobao: the CSV"),
+    K_INT(rec.item_dim, 16, 1, 4096, "representation item embedding dim"),
+    K_INT(rec.cat_dim, 16, 1, 4096, "representation category embedding dim"),
+    K_INT(rec.time_dim, 16, 1, 4096, "representation time/position embedding dim"),
+    K_INT(rec.attn_item_dim, 0, 0, 4096, "dare: attention item embedding dim; 0 = rec.item_dim"),
+    K_INT(rec.attn_cat_dim, 0, 0, 4096, "dare: attention category embedding dim; 0 = rec.cat_dim"),
+    K_INT(rec.attn_time_dim, 0, 0, 4096, "dare: attention time embedding dim; 0 = rec.time_dim"),
+    K_INT(rec.max_len, 200, 1, 100000, "behaviour history length L (older ones are dropped)"),
+    K_INT(rec.top_k, 20, 1, 100000, "GSU soft search: behaviours kept for the ESU attention"),
+    K_INT(rec.hidden1, 200, 1, 65536, "first hidden width of the main and auxiliary MLPs"),
+    K_INT(rec.hidden2, 80, 1, 65536, "second hidden width of the main MLP"),
+    K_BOOL(rec.aux_loss, 1, "auxiliary loss: attention over the whole history, its own MLP"),
+    K_DBL(rec.l2, 1e-6, 0.0, 0, 1.0, 0,
+          "explicit L2 on the parameters that are neither biases nor embeddings"),
+    K_INT(rec.negatives, 2, 1, 100, "negatives per positive, sampled by item frequency"),
+    K_INT(rec.train_targets, 19, 1, 100000,
+          "training targets per user: positions -3, -8, -13, ..."),
+    K_INT(rec.min_hist, 1, 1, 100000, "targets with fewer history behaviours are skipped"),
+    K_INT(rec.epochs, 0, 0, 100000,
+          "passes over the training samples (sets train.steps); 0 = use train.steps"),
+    K_INT(rec.synth_users, 2000, 2, 10000000, "synth: users"),
+    K_INT(rec.synth_items, 1000, 10, 100000000, "synth: items"),
+    K_INT(rec.synth_cats, 20, 2, 1000000, "synth: categories"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 _Static_assert(N_KEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
@@ -220,6 +256,9 @@ static const char *const rules_doc[] = {
     "heads; `model.sparsity.dense_layers` are layer indices.",
     "S2 with `dist.context` > 1: the zig-zag chunk `train.seq_len / (2 * dist.context)` is a "
     "multiple of `model.sparsity.block`.",
+    "`model.family: rec` needs `dist.context: 1` and `dist.heads: 1`.",
+    "`model.embedding: twin_proj` needs `model.family: rec`.",
+    "`rec.top_k` <= `rec.max_len`.",
     "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
 };
 
@@ -1348,6 +1387,21 @@ static int validate(const struct loader *L, char *err) {
                  "to divide by %d context ranks",
                  m->n_heads / g->heads, kv / g->heads, g->context);
         return rule_error(L, "dist.context", "dist.context_mode", a, a, err);
+    }
+    if (!strcmp(m->family, "rec") && (g->context > 1 || g->heads > 1)) {
+        snprintf(a, sizeof(a),
+                 "model.family rec is data-parallel with sharded tables; it needs "
+                 "dist.context 1 and dist.heads 1");
+        return rule_error(L, "dist.context", "model.family", a, a, err);
+    }
+    if (!strcmp(m->family, "gpt") && !strcmp(m->embedding, "twin_proj")) {
+        snprintf(a, sizeof(a), "twin_proj exists only for model.family rec");
+        return rule_error(L, "model.embedding", "model.family", a, a, err);
+    }
+    if (L->cfg.rec.top_k > L->cfg.rec.max_len) {
+        snprintf(a, sizeof(a), "rec.top_k %d exceeds rec.max_len %d", L->cfg.rec.top_k,
+                 L->cfg.rec.max_len);
+        return rule_error(L, "rec.top_k", "rec.max_len", a, a, err);
     }
     return 0;
 }

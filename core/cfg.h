@@ -63,6 +63,8 @@ struct cfg_model {
     struct cfg_attention attention;
     struct cfg_moh moh;
     struct cfg_sparsity sparsity;
+    char family[CFG_NAME_MAX];    /* "gpt" | "rec" (DARE/TWIN recommendation model) */
+    char embedding[CFG_NAME_MAX]; /* "twin" (one table set) | "dare" | "twin_proj" */
 };
 
 struct cfg_train {
@@ -129,7 +131,25 @@ struct cfg_eval {
     struct cfg_list judge_command;      /* argv of an LLM judge (prompt on stdin, 0/1 out) */
 };
 
-#define CFG_MAX_KEYS  160
+#define CFG_MAX_KEYS 160
+/* model.family rec: the DARE / TWIN recommendation model and its data (docs/rec.md). */
+struct cfg_rec {
+    char data[CFG_NAME_MAX];         /* "movielens" | "taobao" | "synth" */
+    char path[CFG_PATH_MAX];         /* movielens: the directory with u.data/u.item; taobao: CSV */
+    int item_dim, cat_dim, time_dim; /* representation dims */
+    int attn_item_dim, attn_cat_dim, attn_time_dim; /* DARE attention dims; 0 = same */
+    int max_len;                                    /* history length L */
+    int top_k;                                      /* GSU top-K */
+    int hidden1, hidden2;
+    int aux_loss;      /* auxiliary loss over the whole history */
+    double l2;         /* explicit L2 on non-bias, non-embedding parameters */
+    int negatives;     /* sampled negatives per positive */
+    int train_targets; /* training targets per user: positions -3, -8, ... */
+    int min_hist;      /* skip targets with fewer history behaviours */
+    int epochs;        /* passes over the training samples (sets train.steps) */
+    int synth_users, synth_items, synth_cats; /* synthetic generator size */
+};
+
 #define CFG_MAX_FILES 8
 
 /* Where a key was last set, for errors found after loading (e.g. the grid vs the world size). */
@@ -145,6 +165,7 @@ struct hw_config {
     struct cfg_run run;
     struct cfg_dist dist;
     struct cfg_eval eval;
+    struct cfg_rec rec;
     char source[CFG_PATH_MAX]; /* the file it was loaded from */
     struct cfg_origin origin[CFG_MAX_KEYS];
     char origin_files[CFG_MAX_FILES][CFG_PATH_MAX];

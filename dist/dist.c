@@ -30,8 +30,8 @@
 #define TAG_RING    7
 #define TAG_CP      9
 
-const char *const dist_kind_names[DIST_KINDS] = {"dp_grad", "hp_reduce", "cp_ring",
-                                                 "cp_a2a",  "zero_ag",   "other"};
+const char *const dist_kind_names[DIST_KINDS] = {"dp_grad", "hp_reduce", "cp_ring", "cp_a2a",
+                                                 "zero_ag", "other",     "emb_a2a"};
 
 /* One ring all-reduce in flight: reduce-scatter then all-gather, p-1 steps each. */
 struct ring_op {
@@ -556,6 +556,35 @@ void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n) 
     HW_CHECK_MPI(MPI_Alltoall(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
     /* every block but our own leaves this rank */
     account(d, DIST_KIND_CP_A2A, (double)(d->cp - 1) * n * sizeof(float), t0);
+}
+
+void dist_alltoall_int(struct dist *d, enum dist_group g, const int *send, int *recv) {
+    double t0 = now();
+    int p = dist_group_size(d, g);
+    HW_CHECK_MPI(MPI_Alltoall(send, 1, MPI_INT, recv, 1, MPI_INT, comm_of(d, g)));
+    account(d, DIST_KIND_EMB_A2A, (double)(p - 1) * sizeof(int), t0);
+}
+
+void dist_alltoallv_bytes(struct dist *d, enum dist_group g, const void *send, const int *scount,
+                          void *recv, const int *rcount) {
+    double t0 = now();
+    int p = dist_group_size(d, g), me = dist_group_rank(d, g);
+    int *sd = HW_MALLOC(sizeof(int) * 2 * (size_t)p), *rd = sd + p;
+    double bytes = 0.0;
+    for (int i = 0, so = 0, ro = 0; i < p; i++) {
+        sd[i] = so;
+        rd[i] = ro;
+        HW_ASSERT(scount[i] >= 0 && rcount[i] >= 0 && so <= 2147483647 - scount[i] &&
+                  ro <= 2147483647 - rcount[i]);
+        so += scount[i];
+        ro += rcount[i];
+        if (i != me)
+            bytes += scount[i];
+    }
+    HW_CHECK_MPI(
+        MPI_Alltoallv(send, scount, sd, MPI_BYTE, recv, rcount, rd, MPI_BYTE, comm_of(d, g)));
+    free(sd);
+    account(d, DIST_KIND_EMB_A2A, bytes, t0);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -30,6 +30,7 @@ enum dist_kind {
     DIST_KIND_CP_A2A,    /* Ulysses all-to-all */
     DIST_KIND_ZERO_AG,   /* ZeRO-1 parameter all-gather after the sharded update */
     DIST_KIND_OTHER,     /* scalars: losses, norms, flags */
+    DIST_KIND_EMB_A2A,   /* sharded embedding lookups and gradient scatters (all-to-all) */
     DIST_KINDS
 };
 
@@ -107,6 +108,14 @@ void dist_cp_wait(struct dist *d);
  * on who sends what. Counted under cp_ring. */
 void dist_cp_exchange(struct dist *d, const float *const *send, float *const *recv, size_t n);
 void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n);
+
+/* All-to-all over group g of one int per rank: recv[i] = what rank i put in its send[me]. */
+void dist_alltoall_int(struct dist *d, enum dist_group g, const int *send, int *recv);
+/* Variable all-to-all of bytes over group g: scount[i] bytes from send (packed in rank order)
+ * go to rank i, rcount[i] bytes from rank i land in recv (packed in rank order). Counted under
+ * DIST_KIND_EMB_A2A (the sharded embedding tables, dist/emb_shard.h). */
+void dist_alltoallv_bytes(struct dist *d, enum dist_group g, const void *send, const int *scount,
+                          void *recv, const int *rcount);
 
 void dist_stats_reset(struct dist *d);
 

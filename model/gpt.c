@@ -43,6 +43,7 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
     gc->s2_vert = m->sparsity.vert_stride;
     gc->s2_offset = m->sparsity.head_offset;
     gc->s2_dense = m->sparsity.dense_heads;
+    gc->dare = strcmp(m->embedding, "dare") == 0;
 }
 
 /* Per-layer flags as text: "M.M." (L <= 64) or a count and a hash. */
@@ -84,9 +85,11 @@ void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
     }
     if (any_s2 && k > 0 && (size_t)k < n) {
         layer_flags(f, sizeof(f), gc->s2, gc->L);
-        snprintf(out + k, n - (size_t)k, " s2=%s/b%d/l%d/v%d/o%d/d%d", f, gc->s2_block,
-                 gc->s2_local, gc->s2_vert, gc->s2_offset, gc->s2_dense);
+        k += snprintf(out + k, n - (size_t)k, " s2=%s/b%d/l%d/v%d/o%d/d%d", f, gc->s2_block,
+                      gc->s2_local, gc->s2_vert, gc->s2_offset, gc->s2_dense);
     }
+    if (gc->dare && k > 0 && (size_t)k < n)
+        snprintf(out + k, n - (size_t)k, " embedding=dare");
 }
 
 /* local widths (this rank's heads and MLP columns) */
@@ -134,6 +137,8 @@ static void build_table(struct gpt *m) {
     char nm[64];
     float std = c->init_std, std_out = c->init_std / sqrtf(2.0f * (float)c->L);
     add_param(m, &cap, "tok_emb.weight", c->V, c->C, -1, 1, std);
+    if (c->dare)
+        add_param(m, &cap, "tok_emb_attn.weight", c->V, c->C, -1, 1, std);
     for (int l = 0; l < c->L; l++) {
 #define P(suffix, r, cols, shard, decay, s)                                                        \
     do {                                                                                           \
@@ -176,6 +181,7 @@ static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
     const struct gpt_config *c = &m->c;
     int i = 0;
     w->wte = base + m->params[i++].offset;
+    w->wte_attn = c->dare ? base + m->params[i++].offset : NULL;
     for (int l = 0; l < c->L; l++) {
         struct gpt_layer *y = &w->layers[l];
         y->attn_norm = base + m->params[i++].offset;
@@ -276,6 +282,8 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
     free(m->pos);
     free(m->cp_ctx);
     free(m->cp_mem);
+    free(m->dare_mem);
+    m->dare_mem = NULL;
     m->pos = HW_MALLOC(sizeof(int32_t) * (size_t)T);
     if (m->cp > 1)
         cp_positions(m->pos, T, m->cp, m->cp_rank);
@@ -364,6 +372,14 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
             j++;
         }
     }
+    if (c->dare) {
+        m->dare_mem = alloc_floats(3 * N * C + N + N * D);
+        m->xa = m->dare_mem;
+        m->na = m->xa + N * C;
+        m->dxa = m->na + N * C;
+        m->rstda = m->dxa + N * C;
+        m->qkva = m->rstda + N;
+    }
 }
 
 void gpt_moh_usage_reset(struct gpt *m) {
@@ -385,6 +401,7 @@ void gpt_free(struct gpt *m) {
     free(m->pos);
     free(m->cp_ctx);
     free(m->cp_mem);
+    free(m->dare_mem);
     cp_work_free(&m->cp_work);
     free(m->block_off);
     free(m->block_len);
@@ -463,7 +480,7 @@ static void build_blocks(struct gpt *m) {
         m->block_len[k++] = hi - lo;
     }
     m->block_off[k] = 0;
-    m->block_len[k++] = (size_t)c->V * c->C;
+    m->block_len[k++] = (size_t)(c->dare ? 2 : 1) * c->V * c->C; /* both tables with DARE */
 }
 
 static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
@@ -661,6 +678,14 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
         float *x_out = l + 1 < c->L ? m->acts[l + 1].x_in : m->x_final;
         o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
         o->matmul_forward(a->qkv, a->n1, w->wqkv, N, C, D, 0.0f);
+        if (c->dare && l == 0) { /* Q and K from the attention table */
+            const int QK = HD + m->Hkvl * c->hd;
+            o->embed_forward(m->xa, tokens, m->w.wte_attn, N, C);
+            o->rmsnorm_forward(m->na, m->rstda, m->xa, w->attn_norm, N, C, c->eps);
+            o->matmul_forward(m->qkva, m->na, w->wqkv, N, C, D, 0.0f);
+            for (int i = 0; i < N; i++)
+                memcpy(a->qkv + (size_t)i * D, m->qkva + (size_t)i * D, sizeof(float) * QK);
+        }
         o->rope_forward(a->qkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
         o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
         if (c->moh[l])
@@ -793,6 +818,20 @@ static void backward_trunk(struct gpt *m) {
         o->rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
         o->rope_backward(m->dqkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
         progress(m);
+        if (c->dare && l == 0) { /* Q, K gradients go to the attention table, V's stay */
+            const int QK = HD + m->Hkvl * c->hd;
+            for (int i = 0; i < N; i++) {
+                float *src = m->dqkv + (size_t)i * D, *dst = m->qkva + (size_t)i * D;
+                memcpy(dst, src, sizeof(float) * QK);
+                memset(dst + QK, 0, sizeof(float) * (size_t)(D - QK));
+                memset(src, 0, sizeof(float) * QK);
+            }
+            o->matmul_backward(m->dxa, g->wqkv, m->qkva, m->na, w->wqkv, N, C, D, 0.0f);
+            hp_sum(m, m->dxa, NC);
+            memset(m->na, 0, sizeof(float) * NC);
+            o->rmsnorm_backward(m->na, g->attn_norm, m->dxa, m->xa, w->attn_norm, m->rstda, N, C);
+            o->embed_backward(m->g.wte_attn, m->na, m->tokens, N, C);
+        }
         o->matmul_backward(m->dn, g->wqkv, m->dqkv, a->n1, w->wqkv, N, C, D, 0.0f);
         progress(m);
         hp_sum(m, m->dn, NC);
@@ -895,6 +934,10 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
     kv->logits = alloc_floats(Bs * c->V);
     kv->rows = HW_CALLOC(Bs, sizeof(int));
     kv->tok = HW_CALLOC(Bs, sizeof(int32_t));
+    if (c->dare) {
+        kv->xa = alloc_floats(2 * Bs * c->C);
+        kv->qkva = alloc_floats(Bs * qkv_width(m));
+    }
 }
 
 void gpt_kv_reset(struct gpt_kv *kv, int b) {
@@ -935,6 +978,8 @@ void gpt_kv_free(struct gpt_kv *kv) {
     free(kv->logits);
     free(kv->rows);
     free(kv->tok);
+    free(kv->xa);
+    free(kv->qkva);
     memset(kv, 0, sizeof(*kv));
 }
 
@@ -1062,6 +1107,15 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
         const struct gpt_layer *w = &m->w.layers[l];
         o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->attn_norm, nb, C, c->eps);
         rows_matmul(o, kv->qkv, kv->buf, w->wqkv, nb, C, D);
+        if (c->dare && l == 0) {
+            float *na = kv->xa + (size_t)nb * C;
+            o->embed_forward(kv->xa, kv->tok, m->w.wte_attn, nb, C);
+            o->rmsnorm_forward(na, kv->rstd, kv->xa, w->attn_norm, nb, C, c->eps);
+            rows_matmul(o, kv->qkva, na, w->wqkv, nb, C, D);
+            for (int i = 0; i < nb; i++)
+                memcpy(kv->qkv + (size_t)i * D, kv->qkva + (size_t)i * D,
+                       sizeof(float) * (size_t)(HD + kvw));
+        }
         for (int i = 0; i < nb; i++) {
             const int b = kv->rows[i], pos = kv->n[b];
             float *q = kv->qkv + (size_t)i * D, *att = kv->att + (size_t)i * HD;

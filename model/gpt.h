@@ -6,6 +6,9 @@
  * Per layer, attention is MHA or Mixture-of-Head (the head outputs are scaled by router gates
  * before Wo, and a head is computed only for the tokens that selected it), and dense causal or
  * S2 block-sparse (model.attention, model.moh, model.sparsity; see moh.h and ops/s2.h).
+ * With model.embedding dare (DARE for language models, docs/rec.md) a second table
+ * tok_emb_attn gives the first layer's queries and keys, Wq,k rmsnorm(tok_emb_attn[t]), while
+ * tok_emb feeds its values and the residual stream; tied tables give the ordinary model.
  *
  * Under a rank grid (struct dist) the model holds only its shard: Megatron-style head
  * parallelism splits wq/wk/wv and w_gate/w_up by rows (heads, MLP columns) and wo/w_down by
@@ -54,6 +57,7 @@ struct gpt_config {
     int moh_hs, moh_k, moh_qnorm, moh_literal;
     float moh_coef;
     int s2_block, s2_local, s2_vert, s2_offset, s2_dense;
+    int dare; /* model.embedding dare: tok_emb_attn feeds Q and K of the first layer */
 };
 
 /* One named parameter tensor inside the flat parameter block. */
@@ -85,6 +89,7 @@ struct gpt_layer {
 
 struct gpt_weights {
     float *wte;        /* (V, C) */
+    float *wte_attn;   /* (V, C) DARE attention table, or NULL */
     float *final_norm; /* (C) */
     float *lm_head;    /* (V, C); == wte when tied */
     float *cls_head;   /* (n_cls, C) or NULL */
@@ -147,6 +152,8 @@ struct gpt {
     double moh_ntok;        /* global tokens of the last forward */
     double *moh_usage;      /* (L, H) tokens routed to each head, summed since the last reset */
     double moh_usage_tok;   /* tokens counted in moh_usage */
+    /* DARE (c.dare): the first layer's attention-path embedding, its norm and Q/K */
+    float *dare_mem, *xa, *na, *rstda, *qkva, *dxa;
     /* Gradient blocks in the order the backward finishes them: the final norm (with an untied
      * head), the layers from last to first, the token embedding (with a tied head). Each is a
      * contiguous range of the parameter block. */
@@ -218,7 +225,8 @@ struct gpt_kv {
     float *moh_f, *gate;         /* MoH: router state of one token, its gates (H) */
     int32_t *moh_i;
     float *x, *buf, *tmp, *qkv, *att, *h, *a, *rstd, *scratch;
-    float *logits; /* (B, V): row b holds sequence b's next-token logits after a step */
+    float *logits;    /* (B, V): row b holds sequence b's next-token logits after a step */
+    float *xa, *qkva; /* DARE: the attention-path embedding and Q/K of the first layer */
     int *rows;
     int32_t *tok;
 };

@@ -15,6 +15,7 @@
 #include "../ops/adamw.h"
 #include "../ops/ops.h"
 #include "optim.h"
+#include "rec_trainer.h"
 #include "signals.h"
 
 #include <errno.h>
@@ -669,6 +670,8 @@ static int env_step(const char *name) {
 }
 
 int train_run(const struct hw_config *c, struct dist *d) {
+    if (!strcmp(c->model.family, "rec"))
+        return rec_train_run(c, d);
     struct run r;
     char err[HW_ERR_LEN];
     memset(&r, 0, sizeof(r));

@@ -1,0 +1,666 @@
+/* train/rec_trainer.c -- the rec training job (see rec_trainer.h). Data parallel over all
+ * ranks: every rank loads the same samples and takes its slice of each global batch; the
+ * embedding tables are split by rows (model/rec.h), the dense gradients are summed with the
+ * ring all-reduce, the explicit L2 term is added after it. */
+#define _POSIX_C_SOURCE 200809L
+#include "rec_trainer.h"
+
+#include "../ckpt/ckpt.h"
+#include "../core/check.h"
+#include "../core/fsutil.h"
+#include "../core/log.h"
+#include "../core/rng.h"
+#include "../datasets/rec_data.h"
+#include "../eval/rec_metrics.h"
+#include "../model/rec.h"
+#include "../ops/ops.h"
+#include "optim.h"
+#include "signals.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct rjob {
+    const struct hw_config *c;
+    struct dist *d;
+    struct rec_data data;
+    struct rec_model m;
+    struct gpt shim; /* the parameter table as train/optim sees it */
+    struct optim opt;
+    char sig[256];
+    char *cfg_yaml;
+    char metrics_path[CFG_PATH_MAX + 32];
+    char last_ckpt[CKPT_PATH_LEN];
+    int step, steps, spe; /* step, total steps, steps per epoch */
+    int B;                /* global batch */
+    /* batch buffers (local slice) */
+    int32_t *item, *cat, *hitem, *hcat;
+    float *label;
+    int *idx, *perm, perm_epoch;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* checkpoints: parameters, BatchNorm running statistics, AdamW moments */
+
+#define N_STATS 4
+static const char *const stat_names[N_STATS] = {"mlp.bn.running_mean", "mlp.bn.running_var",
+                                                "aux.bn.running_mean", "aux.bn.running_var"};
+
+static int n_stats(const struct rec_model *m) {
+    return m->c.aux ? 4 : 2;
+}
+
+static void views(const struct rjob *j, float *base, struct ckpt_tensor *t) {
+    const struct rec_model *m = &j->m;
+    for (int i = 0; i < m->n_params; i++) {
+        const struct gpt_param *p = &m->params[i];
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].name = p->name;
+        t[i].ndim = p->ndim;
+        for (int k = 0; k < p->ndim; k++) {
+            t[i].shape[k] = p->gshape[k];
+            t[i].offset[k] = p->goff[k];
+            t[i].count[k] = p->shape[k];
+        }
+        HW_ASSERT(p->shape[0] > 0); /* every rank holds rows of every table */
+        t[i].write = p->shard_dim == 0 || j->d->rank == 0;
+        t[i].data = base + p->offset;
+    }
+}
+
+static void stat_views(const struct rjob *j, float *buf, struct ckpt_tensor *t) {
+    const int F = (int)j->m.params[j->m.mlp[0]].gshape[0];
+    for (int i = 0; i < n_stats(&j->m); i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].name = stat_names[i];
+        t[i].ndim = 1;
+        t[i].shape[0] = t[i].count[0] = F;
+        t[i].write = j->d->rank == 0;
+        t[i].data = buf + (size_t)i * F;
+    }
+}
+
+static int save(struct rjob *j, char *err) {
+    const struct rec_model *m = &j->m;
+    const int F = (int)m->params[m->mlp[0]].gshape[0], ns = n_stats(m);
+    struct ckpt_tensor *tv = HW_CALLOC((size_t)3 * m->n_params + ns, sizeof(*tv));
+    float *st = HW_MALLOC(sizeof(float) * (size_t)ns * F);
+    for (size_t i = 0; i < (size_t)ns * F; i++)
+        st[i] = (float)m->stats[i];
+    views(j, m->param_mem, tv);
+    stat_views(j, st, tv + m->n_params);
+    views(j, j->opt.m, tv + m->n_params + ns);
+    views(j, j->opt.v, tv + 2 * m->n_params + ns);
+    struct ckpt_group g[3] = {{"model", tv, m->n_params + ns},
+                              {"optim/m", tv + m->n_params + ns, m->n_params},
+                              {"optim/v", tv + 2 * m->n_params + ns, m->n_params}};
+    struct ckpt_meta meta;
+    memset(&meta, 0, sizeof(meta));
+    meta.step = j->step;
+    meta.tokens_seen = (int64_t)j->step * j->B; /* samples */
+    meta.rng[0] = (uint64_t)j->c->train.seed;
+    meta.n_cursor = 0;
+    meta.config_yaml = j->cfg_yaml;
+    meta.tokenizer_json = "";
+    meta.model_sig = j->sig;
+    int rc =
+        ckpt_save(j->d, j->c->run.dir, j->step, g, 3, &meta, j->c->run.keep, j->last_ckpt, err);
+    free(tv);
+    free(st);
+    return rc;
+}
+
+/* Parameters and BatchNorm statistics (and with optim the AdamW moments) from an open
+ * checkpoint; rank-local reads, the caller agrees across ranks. */
+static int read_state(struct rjob *j, struct ckpt_file *f, int optim, char *err) {
+    struct rec_model *m = &j->m;
+    const int F = (int)m->params[m->mlp[0]].gshape[0], ns = n_stats(m);
+    struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params + ns, sizeof(*tv));
+    float *st = HW_MALLOC(sizeof(float) * (size_t)ns * F);
+    const char *groups[3] = {"model", "optim/m", "optim/v"};
+    float *bases[3] = {m->param_mem, j->opt.m, j->opt.v};
+    int rc = 0;
+    for (int g = 0; g < (optim ? 3 : 1) && !rc; g++) {
+        views(j, bases[g], tv);
+        for (int i = 0; i < m->n_params && !rc; i++)
+            rc = ckpt_read_tensor(f, groups[g], &tv[i], err);
+    }
+    stat_views(j, st, tv);
+    for (int i = 0; i < ns && !rc; i++)
+        rc = ckpt_read_tensor(f, "model", &tv[i], err);
+    if (!rc)
+        for (size_t i = 0; i < (size_t)ns * F; i++)
+            m->stats[i] = st[i];
+    free(tv);
+    free(st);
+    return rc;
+}
+
+static int resume(struct rjob *j, char *err) {
+    char path[CKPT_PATH_LEN];
+    int found = ckpt_latest(j->c->run.dir, path, err);
+    if (found <= 0)
+        return found;
+    struct ckpt_file f;
+    struct ckpt_meta meta;
+    memset(&f, 0, sizeof(f));
+    memset(&meta, 0, sizeof(meta));
+    int rc = ckpt_open(&f, j->d, path, err);
+    if (!rc)
+        rc = ckpt_read_meta(&f, &meta, err);
+    if (!rc && strcmp(meta.model_sig, j->sig) != 0)
+        rc = hw_errf(err, HW_ECONFIG,
+                     "%s: checkpoint model '%s' does not match the config's model '%s'", path,
+                     meta.model_sig, j->sig);
+    if (!rc)
+        rc = read_state(j, &f, 1, err);
+    int any = dist_allreduce_max_int(j->d, rc ? 1 : 0);
+    if (any && !rc)
+        rc = hw_errf(err, HW_EIO, "%s: resume failed on another rank (see its message)", path);
+    if (!rc) {
+        j->step = (int)meta.step;
+        snprintf(j->last_ckpt, sizeof(j->last_ckpt), "%s", path);
+        log_info("resumed from %s at step %d", path, j->step);
+    }
+    ckpt_meta_free(&meta);
+    ckpt_close(&f);
+    return rc ? rc : 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* batches and evaluation */
+
+/* This rank's slice [lo, hi) of a global batch of n samples. */
+static void slice(const struct rjob *j, int n, int *lo, int *hi) {
+    int p = j->d->world, r = j->d->rank;
+    *lo = (int)((int64_t)n * r / p);
+    *hi = (int)((int64_t)n * (r + 1) / p);
+}
+
+static void fill(struct rjob *j, int split, const int *idx, int n, struct rec_batch *bt) {
+    rec_data_fill(&j->data, split, idx, n, j->m.c.L, j->item, j->cat, j->hitem, j->hcat, j->label);
+    bt->B = n;
+    bt->item = j->item;
+    bt->cat = j->cat;
+    bt->hitem = j->hitem;
+    bt->hcat = j->hcat;
+    bt->label = j->label;
+}
+
+struct scores {
+    double auc, auc_calc, gauc, logloss, gsu_us, score_us;
+    int n;
+};
+
+/* Click probabilities of every sample of a split (eval mode), then the metrics (every rank
+ * gets them). */
+static struct scores evaluate(struct rjob *j, int split) {
+    const struct rec_split *sp = &j->data.split[split];
+    const int n = sp->n, B = j->B;
+    double *prob = HW_CALLOC((size_t)n, sizeof(double));
+    double *pl = HW_MALLOC(sizeof(double) * (size_t)B);
+    double g0 = j->m.gsu_seconds, s0 = j->m.score_seconds;
+    for (int s = 0; s < n; s += B) {
+        int nb = n - s < B ? n - s : B, lo, hi;
+        slice(j, nb, &lo, &hi);
+        for (int i = lo; i < hi; i++)
+            j->idx[i - lo] = s + i;
+        struct rec_batch bt;
+        fill(j, split, j->idx, hi - lo, &bt);
+        rec_forward(&j->m, &bt, 0, 1.0, pl);
+        for (int i = lo; i < hi; i++)
+            prob[s + i] = pl[i - lo];
+    }
+    double gsu = j->m.gsu_seconds - g0, sc = j->m.score_seconds - s0;
+    if (j->d->world > 1) {
+        dist_allreduce_group_doubles(j->d, DIST_DP, prob, n);
+        gsu = dist_allreduce_sum_double(j->d, gsu);
+        sc = dist_allreduce_sum_double(j->d, sc);
+    }
+    int *grp = HW_MALLOC(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        grp[i] = j->data.item_cat[sp->item[i]];
+    struct scores r = {
+        .auc = rec_auc(prob, sp->label, n),
+        .auc_calc = rec_auc_calc(prob, sp->label, n),
+        .gauc = rec_gauc(prob, sp->label, grp, n),
+        .logloss = rec_logloss(prob, sp->label, n),
+        .gsu_us = gsu / n * 1e6,
+        .score_us = sc / n * 1e6,
+        .n = n,
+    };
+    free(grp);
+    free(prob);
+    free(pl);
+    return r;
+}
+
+static json_t *scores_json(const struct scores *s) {
+    return json_pack("{s:f,s:f,s:f,s:f,s:i,s:f,s:f}", "auc", s->auc, "gauc", s->gauc, "logloss",
+                     s->logloss, "auc_calc_ref", s->auc_calc, "samples", s->n, "gsu_us_per_sample",
+                     s->gsu_us, "gsu_score_us_per_sample", s->score_us);
+}
+
+static void write_metrics(struct rjob *j, json_t *line) {
+    if (j->d->rank == 0) {
+        char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+        FILE *f = fopen(j->metrics_path, "a");
+        if (f) {
+            fprintf(f, "%s\n", s);
+            fclose(f);
+        }
+        free(s);
+    }
+    json_decref(line);
+}
+
+static int write_results(struct rjob *j, const char *dir, const char *name,
+                         const struct scores *val, const struct scores *test, int best_step,
+                         double seconds, char *err) {
+    if (j->d->rank != 0)
+        return 0;
+    char path[2 * CKPT_PATH_LEN + 600];
+    int rc = fs_mkdirs(dir, err);
+    if (rc)
+        return rc;
+    json_t *res =
+        json_pack("{s:o,s:o}", "rec_val", scores_json(val), "rec_test", scores_json(test));
+    const struct rec_data *dd = &j->data;
+    json_t *info = json_pack(
+        "{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:i,s:f}", "data", j->c->rec.data,
+        "embedding", j->c->model.embedding, "users", dd->n_users, "items", dd->n_item - 1,
+        "categories", dd->n_cat - 1, "train_samples", dd->split[REC_TRAIN].n, "val_samples",
+        dd->split[REC_VAL].n, "test_samples", dd->split[REC_TEST].n, "rows", (json_int_t)dd->rows,
+        "skipped_rows", (json_int_t)dd->skipped_rows, "cat_conflicts",
+        (json_int_t)dd->cat_conflicts, "users_dropped", (json_int_t)dd->users_dropped,
+        "targets_short", (json_int_t)dd->targets_short, "best_val_step", best_step, "train_seconds",
+        seconds);
+    json_t *doc = json_pack("{s:o,s:o,s:{s:s,s:I},s:s,s:s}", "results", res, "task_info", info,
+                            "checkpoint", "path", j->last_ckpt, "step", (json_int_t)j->step,
+                            "model_sig", j->sig, "config", j->cfg_yaml);
+    snprintf(path, sizeof(path), "%s/results_%s.json", dir, name);
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    rc = fs_write_atomic(path, s, strlen(s), err);
+    free(s);
+    json_decref(doc);
+    if (!rc) {
+        printf("| split | auc      | gauc     | logloss  | auc (calc_auc) | samples |\n");
+        printf("| val   | %.6f | %.6f | %.6f | %.6f       | %7d |\n", val->auc, val->gauc,
+               val->logloss, val->auc_calc, val->n);
+        printf("| test  | %.6f | %.6f | %.6f | %.6f       | %7d |\n", test->auc, test->gauc,
+               test->logloss, test->auc_calc, test->n);
+        printf("results: %s\n", path);
+        fflush(stdout);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void epoch_perm(struct rjob *j, int epoch) {
+    if (j->perm_epoch == epoch)
+        return;
+    const int n = j->data.split[REC_TRAIN].n;
+    uint64_t key = rng_hash2((uint64_t)j->c->train.seed, 0xe90c + (uint64_t)epoch);
+    for (int i = 0; i < n; i++)
+        j->perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int k = (int)(rng_uniform(key, (uint64_t)i) * (i + 1));
+        int t = j->perm[i];
+        j->perm[i] = j->perm[k];
+        j->perm[k] = t;
+    }
+    j->perm_epoch = epoch;
+}
+
+static double grad_norm(struct rjob *j) {
+    const struct rec_model *m = &j->m;
+    double dense = 0, tab = 0;
+    for (size_t i = 0; i < m->n_dense; i++)
+        dense += (double)m->grad_mem[i] * m->grad_mem[i];
+    for (size_t i = m->n_dense; i < m->num_params; i++)
+        tab += (double)m->grad_mem[i] * m->grad_mem[i];
+    if (j->d->world > 1)
+        tab = dist_allreduce_sum_double(j->d, tab);
+    return sqrt(dense + tab);
+}
+
+static void free_job(struct rjob *j) {
+    optim_free(&j->opt);
+    rec_free(&j->m);
+    rec_data_free(&j->data);
+    free(j->cfg_yaml);
+    free(j->item);
+    free(j->cat);
+    free(j->hitem);
+    free(j->hcat);
+    free(j->label);
+    free(j->idx);
+    free(j->perm);
+}
+
+/* Data, model (weights from the seed) and the optimizer state for j->c. */
+static int prepare(struct rjob *j, char *err) {
+    const struct hw_config *c = j->c;
+    double t_load = log_now();
+    int rc = rec_data_load(&j->data, &c->rec, (uint64_t)c->train.seed, err);
+    if (rc)
+        return rc;
+    const struct rec_data *dd = &j->data;
+    log_info("rec data %s: %d users, %d items, %d categories; samples train %d / val %d / test "
+             "%d (%.2fs)",
+             c->rec.data, dd->n_users, dd->n_item - 1, dd->n_cat - 1, dd->split[REC_TRAIN].n,
+             dd->split[REC_VAL].n, dd->split[REC_TEST].n, log_now() - t_load);
+    log_info("left out: %ld non-pv rows, %ld category conflicts (first kept), %ld users with < 3 "
+             "interactions, %ld targets with < %d behaviours before them",
+             dd->skipped_rows, dd->cat_conflicts, dd->users_dropped, dd->targets_short,
+             c->rec.min_hist);
+    struct rec_config rc_;
+    rec_config_from_cfg(&rc_, c, dd->n_item, dd->n_cat);
+    rec_signature(&rc_, j->sig, sizeof(j->sig));
+    rec_init(&j->m, &rc_, j->d->world > 1 ? j->d : NULL);
+    rec_init_weights(&j->m, (uint64_t)c->train.seed);
+    j->shim.n_params = j->m.n_params;
+    j->shim.params = j->m.params;
+    j->shim.num_params = j->m.num_params;
+    j->shim.param_mem = j->m.param_mem;
+    j->shim.grad_mem = j->m.grad_mem;
+    struct optim_seg seg = {0, j->m.num_params, 0};
+    optim_init(&j->opt, &seg, 1);
+    j->B = c->train.micro_batch;
+    const int L = j->m.c.L, Bl = j->B / j->d->world + 1;
+    j->item = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
+    j->cat = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
+    j->hitem = HW_MALLOC(sizeof(int32_t) * (size_t)Bl * L);
+    j->hcat = HW_MALLOC(sizeof(int32_t) * (size_t)Bl * L);
+    j->label = HW_MALLOC(sizeof(float) * (size_t)Bl);
+    j->idx = HW_MALLOC(sizeof(int) * (size_t)Bl);
+    j->perm = HW_MALLOC(sizeof(int) * (size_t)(dd->split[REC_TRAIN].n + 1));
+    return 0;
+}
+
+int rec_train_run(const struct hw_config *c, struct dist *d) {
+    struct rjob j;
+    char err[HW_ERR_LEN];
+    memset(&j, 0, sizeof(j));
+    j.c = c;
+    j.d = d;
+    j.perm_epoch = -1;
+    int rc = cfg_check_world(c, d->world, err);
+    if (rc) {
+        if (d->rank == 0)
+            fprintf(stderr, "%s\n", err);
+        return HW_EXIT_CONFIG;
+    }
+    dist_grid_init(d, c->dist.data, 1, 1, 0);
+    int threads = ops_set_threads(c->train.threads ? c->train.threads : dist_threads_per_rank(d));
+    if ((rc = prepare(&j, err))) {
+        if (d->rank == 0)
+            fprintf(stderr, "%s\n", err);
+        free_job(&j);
+        return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
+    }
+    const struct rec_data *dd = &j.data;
+    j.spe = dd->split[REC_TRAIN].n / j.B;
+    if (j.spe < 1) {
+        if (d->rank == 0)
+            fprintf(stderr, "%s: train.micro_batch %d exceeds the %d training samples\n", c->source,
+                    j.B, dd->split[REC_TRAIN].n);
+        free_job(&j);
+        return HW_EXIT_CONFIG;
+    }
+    j.steps = c->rec.epochs ? c->rec.epochs * j.spe : c->train.steps;
+    struct hw_config ct = *c; /* the schedule follows the real step count */
+    ct.train.steps = j.steps;
+    if (ct.train.warmup > j.steps)
+        ct.train.warmup = j.steps;
+    /* run directory */
+    if ((rc = fs_mkdirs(c->run.dir, err))) {
+        log_error("%s", err);
+        free_job(&j);
+        return HW_EXIT_FAIL;
+    }
+    j.cfg_yaml = cfg_to_yaml(c);
+    char path[CFG_PATH_MAX + 32];
+    if (d->rank == 0) {
+        snprintf(path, sizeof(path), "%s/config.yaml", c->run.dir);
+        if ((rc = fs_write_atomic(path, j.cfg_yaml, strlen(j.cfg_yaml), err))) {
+            log_error("%s", err);
+            free_job(&j);
+            return HW_EXIT_FAIL;
+        }
+    }
+    snprintf(j.metrics_path, sizeof(j.metrics_path), "%s/metrics.jsonl", c->run.dir);
+    int resumed = 0;
+    if (!strcmp(c->run.resume, "auto")) {
+        rc = resume(&j, err);
+        if (rc < 0) {
+            log_error("%s", err);
+            free_job(&j);
+            return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
+        }
+        resumed = rc > 0;
+    }
+    if (d->rank == 0 && !resumed)
+        unlink(j.metrics_path);
+    double n_global = 0;
+    for (int i = 0; i < j.m.n_params; i++)
+        n_global += (double)j.m.params[i].gshape[0] * j.m.params[i].gshape[1];
+    log_info("headwise train (rec): %s | %s | %.3fM params (%.3fM dense) | %d rank(s), %d "
+             "threads/rank",
+             c->source, j.sig, n_global / 1e6, j.m.n_dense / 1e6, d->world, threads);
+    log_info("%d steps = %d epoch(s) x %d steps of %d samples; tables split by rows over %d "
+             "rank(s): %.3fM floats here",
+             j.steps, c->rec.epochs, j.spe, j.B, d->world,
+             (double)(j.m.num_params - j.m.n_dense) / 1e6);
+    signals_install();
+    float *best = HW_MALLOC(sizeof(float) * j.m.num_params);
+    const int F = (int)j.m.params[j.m.mlp[0]].gshape[0];
+    double *best_stats = HW_MALLOC(sizeof(double) * 4 * (size_t)F);
+    memcpy(best, j.m.param_mem, sizeof(float) * j.m.num_params);
+    memcpy(best_stats, j.m.stats, sizeof(double) * 4 * (size_t)F);
+    double best_auc = -1, t_start = log_now(), loss_sum = 0, ctr_sum = 0, aux_sum = 0;
+    int best_step = j.step, n_sum = 0, exit_code = HW_EXIT_OK;
+    while (j.step < j.steps) {
+        double t0 = log_now();
+        int epoch = j.step / j.spe, s0 = (j.step % j.spe) * j.B, lo, hi;
+        epoch_perm(&j, epoch);
+        slice(&j, j.B, &lo, &hi);
+        for (int i = lo; i < hi; i++)
+            j.idx[i - lo] = j.perm[s0 + i];
+        struct rec_batch bt;
+        fill(&j, REC_TRAIN, j.idx, hi - lo, &bt);
+        rec_zero_grad(&j.m);
+        struct rec_out o = rec_forward(&j.m, &bt, 1, 1.0 / j.B, NULL);
+        rec_backward(&j.m);
+        double parts[3] = {o.loss, o.ctr, o.aux};
+        if (d->world > 1) {
+            dist_allreduce_f32(d, DIST_DP, j.m.grad_mem, j.m.n_dense, DIST_KIND_DP_GRAD);
+            dist_allreduce_group_doubles(d, DIST_DP, parts, 3);
+        }
+        double l2 = rec_l2(&j.m, 1), loss = parts[0] + l2;
+        if (!isfinite(loss)) {
+            log_error("step %d: loss is %g", j.step, loss);
+            exit_code = HW_EXIT_NUMERIC;
+            break;
+        }
+        double gn = c->train.grad_clip > 0 ? grad_norm(&j) : 0.0;
+        float scale = c->train.grad_clip > 0 && gn > c->train.grad_clip
+                          ? (float)(c->train.grad_clip / gn)
+                          : 1.0f;
+        double lr = optim_lr(&ct.train, j.step);
+        optim_step(&j.opt, &j.shim, &ct.train, (float)lr, j.step + 1, scale);
+        j.step++;
+        loss_sum += loss;
+        ctr_sum += parts[1];
+        aux_sum += parts[2];
+        n_sum++;
+        double dt = log_now() - t0;
+        int val_now = (c->train.val_every && j.step % c->train.val_every == 0) ||
+                      j.step % j.spe == 0 || j.step == j.steps;
+        if (j.step % c->train.log_every == 0 || val_now) {
+            json_t *line = json_pack("{s:i,s:f,s:f,s:f,s:f,s:f}", "step", j.step, "loss",
+                                     loss_sum / n_sum, "ctr_loss", ctr_sum / n_sum, "aux_loss",
+                                     aux_sum / n_sum, "lr", lr, "samples_per_s", j.B / dt);
+            if (val_now) {
+                struct scores v = evaluate(&j, REC_VAL);
+                json_object_set_new(line, "val_auc", json_real(v.auc));
+                json_object_set_new(line, "val_gauc", json_real(v.gauc));
+                json_object_set_new(line, "val_logloss", json_real(v.logloss));
+                log_info("step %d/%d (epoch %d) | loss %.5f (ctr %.5f aux %.5f) | val auc %.5f "
+                         "gauc %.5f logloss %.5f",
+                         j.step, j.steps, epoch + 1, loss_sum / n_sum, ctr_sum / n_sum,
+                         aux_sum / n_sum, v.auc, v.gauc, v.logloss);
+                if (v.auc > best_auc) {
+                    best_auc = v.auc;
+                    best_step = j.step;
+                    memcpy(best, j.m.param_mem, sizeof(float) * j.m.num_params);
+                    memcpy(best_stats, j.m.stats, sizeof(double) * 4 * (size_t)F);
+                }
+            } else {
+                log_info("step %d/%d | loss %.5f (ctr %.5f aux %.5f) | %.0f samples/s", j.step,
+                         j.steps, loss_sum / n_sum, ctr_sum / n_sum, aux_sum / n_sum, j.B / dt);
+            }
+            write_metrics(&j, line);
+            loss_sum = ctr_sum = aux_sum = 0;
+            n_sum = 0;
+        }
+        int stop = signals_pending();
+        if ((c->run.ckpt_every && j.step % c->run.ckpt_every == 0) || j.step == j.steps || stop) {
+            if ((rc = save(&j, err))) {
+                log_error("%s", err);
+                exit_code = HW_EXIT_FAIL;
+                break;
+            }
+        }
+        if (stop) {
+            log_info("stopped by signal %d at step %d; checkpoint %s", stop, j.step, j.last_ckpt);
+            exit_code = HW_EXIT_REQUEUE;
+            break;
+        }
+    }
+    if (exit_code == HW_EXIT_OK) {
+        /* the reference tests the best-validation parameters */
+        double secs = log_now() - t_start;
+        if (best_auc >= 0) {
+            memcpy(j.m.param_mem, best, sizeof(float) * j.m.num_params);
+            memcpy(j.m.stats, best_stats, sizeof(double) * 4 * (size_t)F);
+        }
+        j.m.gsu_seconds = 0;
+        struct scores v = evaluate(&j, REC_VAL), t = evaluate(&j, REC_TEST);
+        for (int rep = 0; rep < 2; rep++) { /* search timing: the best of three passes */
+            struct scores t2 = evaluate(&j, REC_TEST);
+            t.gsu_us = fmin(t.gsu_us, t2.gsu_us);
+            t.score_us = fmin(t.score_us, t2.score_us);
+        }
+        log_info("best validation step %d: val auc %.5f gauc %.5f | test auc %.5f gauc %.5f "
+                 "logloss %.5f | %.1fs",
+                 best_step, v.auc, v.gauc, t.auc, t.gauc, t.logloss, secs);
+        char dir[CFG_PATH_MAX + 16];
+        if (c->eval.output[0])
+            snprintf(dir, sizeof(dir), "%s", c->eval.output);
+        else
+            snprintf(dir, sizeof(dir), "%s/eval", c->run.dir);
+        if ((rc = write_results(&j, dir, "rec", &v, &t, best_step, secs, err))) {
+            log_error("%s", err);
+            exit_code = HW_EXIT_FAIL;
+        }
+    }
+    free(best);
+    free(best_stats);
+    free_job(&j);
+    return exit_code;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* headwise eval with eval.tasks [rec] */
+
+static int eval_one(const struct hw_config *c, struct dist *d, const char *in, char *err) {
+    char path[CKPT_PATH_LEN];
+    struct stat st;
+    int rc = 0;
+    if (!stat(in, &st) && S_ISDIR(st.st_mode)) {
+        int found = ckpt_latest(in, path, err);
+        if (found <= 0)
+            return found < 0 ? found : hw_errf(err, HW_EIO, "%s: no checkpoint in directory", in);
+    } else {
+        snprintf(path, sizeof(path), "%s", in);
+    }
+    struct rjob j;
+    memset(&j, 0, sizeof(j));
+    j.d = d;
+    struct hw_config mc;
+    struct ckpt_file f;
+    struct ckpt_meta meta;
+    memset(&f, 0, sizeof(f));
+    memset(&meta, 0, sizeof(meta));
+    rc = ckpt_open(&f, d, path, err);
+    if (!rc)
+        rc = ckpt_read_meta(&f, &meta, err);
+    if (!rc)
+        rc = cfg_load_string(&mc, meta.config_yaml, path, 0, NULL, err);
+    if (!rc && strcmp(mc.model.family, "rec"))
+        rc = hw_errf(err, HW_ECONFIG,
+                     "%s: not a rec checkpoint (model.family %s): the rec task scores "
+                     "model.family rec only",
+                     path, mc.model.family);
+    if (!rc) {
+        j.c = &mc;
+        rc = prepare(&j, err);
+    }
+    if (!rc && strcmp(meta.model_sig, j.sig))
+        rc = hw_errf(err, HW_EMISMATCH, "%s: checkpoint model '%s' differs from its config's '%s'",
+                     path, meta.model_sig, j.sig);
+    if (!rc)
+        rc = read_state(&j, &f, 0, err);
+    if (dist_allreduce_max_int(d, rc ? 1 : 0) && !rc)
+        rc = hw_errf(err, HW_EIO, "%s: load failed on another rank (see its message)", path);
+    if (!rc) {
+        j.step = (int)meta.step;
+        snprintf(j.last_ckpt, sizeof(j.last_ckpt), "%s", path);
+        j.cfg_yaml = cfg_to_yaml(&mc);
+        struct scores v = evaluate(&j, REC_VAL), t = evaluate(&j, REC_TEST);
+        char dir[CKPT_PATH_LEN + 16], name[CKPT_PATH_LEN];
+        if (c->eval.output[0]) {
+            snprintf(dir, sizeof(dir), "%s", c->eval.output);
+        } else {
+            snprintf(dir, sizeof(dir), "%s", path);
+            char *slash = strrchr(dir, '/');
+            snprintf(slash ? slash : dir, sizeof(dir) - (size_t)(slash ? slash - dir : 0), "%s",
+                     slash ? "/eval" : "eval");
+        }
+        const char *base = strrchr(path, '/');
+        snprintf(name, sizeof(name), "%s", base ? base + 1 : path);
+        char *dot = strrchr(name, '.');
+        if (dot)
+            *dot = '\0';
+        rc = write_results(&j, dir, name, &v, &t, j.step, 0.0, err);
+    }
+    ckpt_meta_free(&meta);
+    ckpt_close(&f);
+    free_job(&j);
+    return rc;
+}
+
+int rec_eval_run(const struct hw_config *c, struct dist *d) {
+    char err[HW_ERR_LEN];
+    dist_grid_init(d, d->world, 1, 1, 0);
+    ops_set_threads(dist_threads_per_rank(d));
+    if (!c->eval.checkpoints.n) {
+        if (d->rank == 0)
+            fprintf(stderr, "%s: error: eval.checkpoints: empty\n", c->source);
+        return HW_EXIT_CONFIG;
+    }
+    for (int i = 0; i < c->eval.checkpoints.n; i++) {
+        int rc = eval_one(c, d, c->eval.checkpoints.item[i], err);
+        if (rc) {
+            log_error("%s", err);
+            return rc == HW_ECONFIG || rc == HW_EMISMATCH ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
+        }
+    }
+    return HW_EXIT_OK;
+}
