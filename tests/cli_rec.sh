@@ -42,6 +42,12 @@ if command -v mpirun >/dev/null; then
 import json; a=json.load(open('$R'))['results']; b=json.load(open('$T/np$np/eval/results_rec.json'))['results']
 assert abs(a['rec_test']['auc']-b['rec_test']['auc']) < 1e-4, (a['rec_test'], b['rec_test'])"
     done
+    # a table set over one rank's budget: refused on 1 rank, trains on 4
+    expect_exit 2 "tables over the per-rank budget on 1 rank" "$HW" train "$@" \
+        rec.table_budget_mb=0.05 run.dir="$T/budget1"
+    err_has "rec.table_budget_mb: the tables need"
+    expect_exit 0 "  the same budget on 4 ranks trains" $MPIRUN -np 4 "$HW" train "$@" \
+        dist.data=4 rec.table_budget_mb=0.05 run.dir="$T/budget4"
 else
     echo "SKIP np 2/4: mpirun not installed"
 fi

@@ -11,6 +11,7 @@
 #include "../core/log.h"
 #include "../core/rng.h"
 #include "../datasets/rec_data.h"
+#include "../dist/emb_shard.h"
 #include "../eval/rec_metrics.h"
 #include "../model/rec.h"
 #include "../ops/ops.h"
@@ -362,6 +363,26 @@ static int prepare(struct rjob *j, char *err) {
     struct rec_config rc_;
     rec_config_from_cfg(&rc_, c, dd->n_item, dd->n_cat);
     rec_signature(&rc_, j->sig, sizeof(j->sig));
+    /* the largest shard any rank will hold: rows split over the ranks, 4 floats per value
+     * (parameter, gradient, two AdamW moments) */
+    const int64_t rows[3] = {rc_.n_item, rc_.n_cat, rc_.L + 1};
+    double shard = 0;
+    for (int k = 0; k < 3; k++) {
+        int64_t lo, hi;
+        emb_shard_range(rows[k], j->d->world, 0, &lo, &hi);
+        shard += (double)(hi - lo) * (rc_.dim[k] + (rc_.emb == REC_EMB_DARE ? rc_.adim[k] : 0));
+    }
+    shard *= 4.0 * sizeof(float) / (1024.0 * 1024.0);
+    if (c->rec.table_budget_mb > 0 && shard > c->rec.table_budget_mb) {
+        char where[CFG_PATH_MAX + 32];
+        cfg_where(c, "rec.table_budget_mb", where, sizeof(where));
+        return hw_errf(err, HW_ECONFIG,
+                       "%s: error: rec.table_budget_mb: the tables need %.3f MiB per rank on %d "
+                       "rank(s) (rows split by rank), over the budget of %g MiB; run on more ranks",
+                       where, shard, j->d->world, c->rec.table_budget_mb);
+    }
+    log_info("embedding tables: %.3f MiB per rank with gradients and moments (%d rank(s))", shard,
+             j->d->world);
     rec_init(&j->m, &rc_, j->d->world > 1 ? j->d : NULL);
     rec_init_weights(&j->m, (uint64_t)c->train.seed);
     j->shim.n_params = j->m.n_params;
