@@ -2,7 +2,8 @@
 # bench/rec_experiment.sh -- DARE against TWIN (docs/rec.md): on MovieLens-100k and on the
 # synthetic set, train each with several seeds and print the test AUC and GAUC (best-validation
 # parameters) as mean +- std; then the GSU search time per sample of DARE with attention dims
-# 16 and 4 per field (48 vs 12) on the MovieLens test set, and the AUC that costs.
+# 16 and 4 per field (48 vs 12) on the MovieLens test set, and the AUC that costs; and the
+# gradient observation of the paper (representation vs attention gradient of the item rows).
 #   sh bench/rec_experiment.sh [build/headwise]   (SEEDS="1 2 3", MODELS="dare twin"; ~4 min
 #   on 2 shared cores)
 HW=${1:-build/headwise}
@@ -66,6 +67,19 @@ for data in ("movielens", "synth"):
         a, g = ms([r["auc"] for r in rs]), ms([r["gauc"] for r in rs])
         summary[(data, emb)] = a
         print(f"| {data} | {emb} | {a[0]:.4f} ± {a[1]:.4f} | {g[0]:.4f} ± {g[1]:.4f} | {len(rs)} |")
+def info(name):
+    p = os.path.join(out, name, "eval", "results_rec.json")
+    return json.load(open(p))["task_info"] if os.path.exists(p) else {}
+print("\n| data | model | |grad repr| / |grad attn| (item rows) | rows with cos < 0 |")
+print("|---|---|---|---|")
+for data in ("movielens", "synth"):
+    for emb in ("twin", "dare"):
+        g = [info(f"{data}-{emb}-s{s}") for s in seeds]
+        g = [x for x in g if "grad_repr_attn_ratio" in x]
+        if g:
+            r = ms([x["grad_repr_attn_ratio"] for x in g])
+            c = ms([x["grad_conflict_frac"] for x in g])
+            print(f"| {data} | {emb} | {r[0]:.1f} ± {r[1]:.1f} | {c[0]:.3f} ± {c[1]:.3f} |")
 for data in ("movielens", "synth"):
     if (data, "dare") in summary and (data, "twin") in summary:
         d = summary[(data, "dare")][0] - summary[(data, "twin")][0]

@@ -230,6 +230,10 @@ static const struct key keys[] = {
     K_INT(rec.synth_users, 2000, 2, 10000000, "synth: users"),
     K_INT(rec.synth_items, 1000, 10, 100000000, "synth: items"),
     K_INT(rec.synth_cats, 20, 2, 1000000, "synth: categories"),
+    K_DBL(rec.table_budget_mb, 0.0, 0.0, 0, INFINITY, 1,
+          "per-rank memory budget (MiB) for this rank's embedding-table rows with their "
+          "gradients and AdamW moments; a larger shard is refused before allocating (run more "
+          "ranks); 0 = no limit"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 _Static_assert(N_KEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");

@@ -148,6 +148,7 @@ struct cfg_rec {
     int min_hist;      /* skip targets with fewer history behaviours */
     int epochs;        /* passes over the training samples (sets train.steps) */
     int synth_users, synth_items, synth_cats; /* synthetic generator size */
+    double table_budget_mb; /* per-rank limit for the table shards (+grads, moments); 0 = none */
 };
 
 #define CFG_MAX_FILES 8

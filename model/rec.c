@@ -176,6 +176,8 @@ static void ws_free(struct rec_model *m);
 
 void rec_free(struct rec_model *m) {
     ws_free(m);
+    free(m->obs[0]);
+    free(m->obs[1]);
     free(m->params);
     free(m->param_mem);
     free(m->grad_mem);
@@ -815,13 +817,23 @@ static void scatter_set(struct rec_model *m, struct rec_ws *w, int set, const do
                     acc[(size_t)ix * dims[k] + e] += src[e];
             }
         scatter_rows(m, set, k, w->u[k], w->nu[k], acc);
-        free(acc);
+        if (m->observe && k == 0) { /* keep this role's item-row gradients (this rank's part) */
+            free(m->obs[set]);
+            m->obs[set] = acc;
+            m->obs_rows = w->nu[0];
+            m->obs_dim = dims[0];
+        } else {
+            free(acc);
+        }
         off += dims[k];
     }
 }
 
 void rec_backward(struct rec_model *m) {
     struct rec_ws *w = m->ws;
+    free(m->obs[0]);
+    free(m->obs[1]);
+    m->obs[0] = m->obs[1] = NULL;
     HW_ASSERT(w && w->train);
     const int B = w->B, L = m->c.L, K = m->c.K, R = dR(m), F = 3 * R;
     int sem, Da;

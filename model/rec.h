@@ -70,6 +70,12 @@ struct rec_model {
     double gsu_seconds;   /* time spent in the GSU: scores + top-K (benchmark) */
     double score_seconds; /* of which the attention-dim dependent scores */
     struct rec_ws *ws;
+    /* observe: rec_backward keeps each role's gradient of the batch's unique item rows before
+     * they are added to the tables (set 0 representation, 1 attention; NULL for twin_proj,
+     * whose roles meet before the table). (obs_rows, obs_dim) doubles each, this rank's part. */
+    int observe;
+    double *obs[2];
+    int obs_rows, obs_dim;
 };
 
 struct rec_out {

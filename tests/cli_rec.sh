@@ -3,7 +3,7 @@
 # validation AUC, a checkpoint (parameters by name, BatchNorm statistics, moments) and the
 # results JSON; a resumed run continues with the same losses; 2 and 4 ranks (tables split by
 # rows) give the losses and scores of one rank; headwise eval rescoring on 1 and 2 ranks; the
-# LM option model.embedding dare (train, sample, head parallel, resume guard); bad data and
+# LM option model.embedding dare (train, sample, head/context parallel, resume guard); bad data and
 # config errors fail with one line.
 . tests/lib.sh
 set -- configs/rec-synth.yaml rec.synth_users=200 rec.synth_items=300 rec.max_len=20 \
@@ -42,6 +42,12 @@ if command -v mpirun >/dev/null; then
 import json; a=json.load(open('$R'))['results']; b=json.load(open('$T/np$np/eval/results_rec.json'))['results']
 assert abs(a['rec_test']['auc']-b['rec_test']['auc']) < 1e-4, (a['rec_test'], b['rec_test'])"
     done
+    # a table set over one rank's budget: refused on 1 rank, trains on 4
+    expect_exit 2 "tables over the per-rank budget on 1 rank" "$HW" train "$@" \
+        rec.table_budget_mb=0.05 run.dir="$T/budget1"
+    err_has "rec.table_budget_mb: the tables need"
+    expect_exit 0 "  the same budget on 4 ranks trains" $MPIRUN -np 4 "$HW" train "$@" \
+        dist.data=4 rec.table_budget_mb=0.05 run.dir="$T/budget4"
 else
     echo "SKIP np 2/4: mpirun not installed"
 fi
@@ -69,6 +75,10 @@ if command -v mpirun >/dev/null; then
     expect_exit 0 "  heads 2" $MPIRUN -np 2 "$HW" train "$@" dist.heads=2 run.dir="$T/lm2"
     ok "  same losses as one rank" sh -c "[ \"\$(grep -o '\"loss\":[^,]*' $T/lm1/metrics.jsonl)\" = \
         \"\$(grep -o '\"loss\":[^,]*' $T/lm2/metrics.jsonl)\" ]"
+    expect_exit 0 "  context 2 (ulysses)" $MPIRUN -np 2 "$HW" train "$@" dist.context=2 \
+        dist.context_mode=ulysses run.dir="$T/lm3"
+    ok "  same losses as one rank" sh -c "[ \"\$(grep -o '\"loss\":[^,]*' $T/lm1/metrics.jsonl)\" = \
+        \"\$(grep -o '\"loss\":[^,]*' $T/lm3/metrics.jsonl)\" ]"
 fi
 expect_exit 2 "  resuming an ordinary run as dare is refused" "$HW" train configs/tiny.yaml \
     data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 train.steps=6 \

@@ -240,8 +240,18 @@ static void test_tied(void) {
     struct rec_out ot = rec_forward(&mt, &bt, 1, 1.0 / B, pt);
     CHECK(od.loss == ot.loss && od.ctr == ot.ctr && od.aux == ot.aux);
     CHECK(memcmp(pd, pt, sizeof(pd)) == 0);
+    mt.observe = 1;
     rec_backward(&md);
     rec_backward(&mt);
+    /* the observed per-role item-row gradients add up to the table's gradient */
+    CHECK(mt.obs[0] && mt.obs[1] && mt.obs_dim == 3);
+    double so = 0, sg = 0;
+    for (int i = 0; i < mt.obs_rows * mt.obs_dim; i++)
+        so += mt.obs[0][i] + mt.obs[1][i];
+    const struct gpt_param *ti = rec_find_param(&mt, "emb.item");
+    for (size_t j = 0; j < ti->numel; j++)
+        sg += mt.grad_mem[ti->offset + j];
+    CHECK_CLOSE(so, sg, 1e-6);
     int exact = 1;
     for (int i = 0; i < mt.n_params; i++) {
         const struct gpt_param *p = &mt.params[i];

@@ -11,6 +11,7 @@
 #include "../core/log.h"
 #include "../core/rng.h"
 #include "../datasets/rec_data.h"
+#include "../dist/emb_shard.h"
 #include "../eval/rec_metrics.h"
 #include "../model/rec.h"
 #include "../ops/ops.h"
@@ -41,6 +42,7 @@ struct rjob {
     int32_t *item, *cat, *hitem, *hcat;
     float *label;
     int *idx, *perm, perm_epoch;
+    double gc_ratio, gc_neg; /* mean gradient observation over the logged steps; < 0: none */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -279,6 +281,10 @@ static int write_results(struct rjob *j, const char *dir, const char *name,
         (json_int_t)dd->cat_conflicts, "users_dropped", (json_int_t)dd->users_dropped,
         "targets_short", (json_int_t)dd->targets_short, "best_val_step", best_step, "train_seconds",
         seconds);
+    if (j->gc_ratio >= 0) {
+        json_object_set_new(info, "grad_repr_attn_ratio", json_real(j->gc_ratio));
+        json_object_set_new(info, "grad_conflict_frac", json_real(j->gc_neg));
+    }
     json_t *doc = json_pack("{s:o,s:o,s:{s:s,s:I},s:s,s:s}", "results", res, "task_info", info,
                             "checkpoint", "path", j->last_ckpt, "step", (json_int_t)j->step,
                             "model_sig", j->sig, "config", j->cfg_yaml);
@@ -329,6 +335,40 @@ static double grad_norm(struct rjob *j) {
     return sqrt(dense + tab);
 }
 
+/* The gradient observation of the paper (§4.2.1; the reference's -observe_attn_repr_grad):
+ * over the item rows of this step's batch, the norm ratio of the representation role's
+ * gradient to the attention role's, and the fraction of rows whose two gradients point apart
+ * (cosine < 0). Meaningful for TWIN, where both roles update the same vectors; with DARE the
+ * two live in different tables (the ratio still shows which role dominates). One rank only
+ * (per-rank partial sums of a row are not its gradient); needs equal item dims. */
+static int grad_conflict(struct rjob *j, double *ratio, double *neg_frac) {
+    const struct rec_model *m = &j->m;
+    if (j->d->world > 1 || !m->obs[0] || !m->obs[1] || m->c.adim[0] != m->c.dim[0])
+        return 0;
+    const int dim = m->obs_dim;
+    double rr_all = 0, aa_all = 0, rows = 0, neg = 0;
+    for (int r = 0; r < m->obs_rows; r++) {
+        const double *x = m->obs[0] + (size_t)r * dim, *y = m->obs[1] + (size_t)r * dim;
+        double rr = 0, aa = 0, ra = 0;
+        for (int k = 0; k < dim; k++) {
+            rr += x[k] * x[k];
+            aa += y[k] * y[k];
+            ra += x[k] * y[k];
+        }
+        if (rr == 0 || aa == 0)
+            continue;
+        rr_all += rr;
+        aa_all += aa;
+        rows += 1;
+        neg += ra < 0;
+    }
+    if (rows == 0)
+        return 0;
+    *ratio = sqrt(rr_all / aa_all);
+    *neg_frac = neg / rows;
+    return 1;
+}
+
 static void free_job(struct rjob *j) {
     optim_free(&j->opt);
     rec_free(&j->m);
@@ -362,6 +402,26 @@ static int prepare(struct rjob *j, char *err) {
     struct rec_config rc_;
     rec_config_from_cfg(&rc_, c, dd->n_item, dd->n_cat);
     rec_signature(&rc_, j->sig, sizeof(j->sig));
+    /* the largest shard any rank will hold: rows split over the ranks, 4 floats per value
+     * (parameter, gradient, two AdamW moments) */
+    const int64_t rows[3] = {rc_.n_item, rc_.n_cat, rc_.L + 1};
+    double shard = 0;
+    for (int k = 0; k < 3; k++) {
+        int64_t lo, hi;
+        emb_shard_range(rows[k], j->d->world, 0, &lo, &hi);
+        shard += (double)(hi - lo) * (rc_.dim[k] + (rc_.emb == REC_EMB_DARE ? rc_.adim[k] : 0));
+    }
+    shard *= 4.0 * sizeof(float) / (1024.0 * 1024.0);
+    if (c->rec.table_budget_mb > 0 && shard > c->rec.table_budget_mb) {
+        char where[CFG_PATH_MAX + 32];
+        cfg_where(c, "rec.table_budget_mb", where, sizeof(where));
+        return hw_errf(err, HW_ECONFIG,
+                       "%s: error: rec.table_budget_mb: the tables need %.3f MiB per rank on %d "
+                       "rank(s) (rows split by rank), over the budget of %g MiB; run on more ranks",
+                       where, shard, j->d->world, c->rec.table_budget_mb);
+    }
+    log_info("embedding tables: %.3f MiB per rank with gradients and moments (%d rank(s))", shard,
+             j->d->world);
     rec_init(&j->m, &rc_, j->d->world > 1 ? j->d : NULL);
     rec_init_weights(&j->m, (uint64_t)c->train.seed);
     j->shim.n_params = j->m.n_params;
@@ -465,6 +525,7 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
     memcpy(best_stats, j.m.stats, sizeof(double) * 4 * (size_t)F);
     double best_auc = -1, t_start = log_now(), loss_sum = 0, ctr_sum = 0, aux_sum = 0;
     int best_step = j.step, n_sum = 0, exit_code = HW_EXIT_OK;
+    double gc_sum[3] = {0, 0, 0}; /* gradient observation: ratio, conflict fraction, count */
     while (j.step < j.steps) {
         double t0 = log_now();
         int epoch = j.step / j.spe, s0 = (j.step % j.spe) * j.B, lo, hi;
@@ -475,6 +536,7 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
         struct rec_batch bt;
         fill(&j, REC_TRAIN, j.idx, hi - lo, &bt);
         rec_zero_grad(&j.m);
+        j.m.observe = d->world == 1 && (j.step + 1) % c->train.log_every == 0;
         struct rec_out o = rec_forward(&j.m, &bt, 1, 1.0 / j.B, NULL);
         rec_backward(&j.m);
         double parts[3] = {o.loss, o.ctr, o.aux};
@@ -487,6 +549,13 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
             log_error("step %d: loss is %g", j.step, loss);
             exit_code = HW_EXIT_NUMERIC;
             break;
+        }
+        double gc_ratio = 0, gc_neg = 0;
+        int gc_ok = (j.step + 1) % c->train.log_every == 0 && grad_conflict(&j, &gc_ratio, &gc_neg);
+        if (gc_ok) {
+            gc_sum[0] += gc_ratio;
+            gc_sum[1] += gc_neg;
+            gc_sum[2] += 1;
         }
         double gn = c->train.grad_clip > 0 ? grad_norm(&j) : 0.0;
         float scale = c->train.grad_clip > 0 && gn > c->train.grad_clip
@@ -506,6 +575,10 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
             json_t *line = json_pack("{s:i,s:f,s:f,s:f,s:f,s:f}", "step", j.step, "loss",
                                      loss_sum / n_sum, "ctr_loss", ctr_sum / n_sum, "aux_loss",
                                      aux_sum / n_sum, "lr", lr, "samples_per_s", j.B / dt);
+            if (gc_ok) {
+                json_object_set_new(line, "grad_repr_attn_ratio", json_real(gc_ratio));
+                json_object_set_new(line, "grad_conflict_frac", json_real(gc_neg));
+            }
             if (val_now) {
                 struct scores v = evaluate(&j, REC_VAL);
                 json_object_set_new(line, "val_auc", json_real(v.auc));
@@ -551,6 +624,8 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
             memcpy(j.m.stats, best_stats, sizeof(double) * 4 * (size_t)F);
         }
         j.m.gsu_seconds = 0;
+        j.gc_ratio = gc_sum[2] > 0 ? gc_sum[0] / gc_sum[2] : -1;
+        j.gc_neg = gc_sum[2] > 0 ? gc_sum[1] / gc_sum[2] : -1;
         struct scores v = evaluate(&j, REC_VAL), t = evaluate(&j, REC_TEST);
         for (int rep = 0; rep < 2; rep++) { /* search timing: the best of three passes */
             struct scores t2 = evaluate(&j, REC_TEST);
@@ -592,6 +667,7 @@ static int eval_one(const struct hw_config *c, struct dist *d, const char *in, c
     }
     struct rjob j;
     memset(&j, 0, sizeof(j));
+    j.gc_ratio = j.gc_neg = -1;
     j.d = d;
     struct hw_config mc;
     struct ckpt_file f;
