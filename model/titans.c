@@ -33,6 +33,8 @@ const char *titans_cfg_error(const struct titans_cfg *c) {
         return "hidden must be >= 1 when depth > 1";
     if (c->c < 1 || c->b < c->c || c->b % c->c)
         return "chunk c must be >= 1 and the TTT batch b a positive multiple of c";
+    if (c->conv < 0 || c->conv > 16)
+        return "conv width must be in [0, 16]";
     if (c->max_lr <= 0 || c->kappa <= 0 || c->max_grad_norm < 0)
         return "max_lr and kappa must be > 0, max_grad_norm >= 0";
     return NULL;
@@ -60,6 +62,9 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo) {
     lo->bal = o, o += H;
     lo->wg = o, o += d * H;
     lo->wo = o, o += HD * d;
+    lo->ck = o, o += (size_t)c->conv * HD;
+    lo->cv = o, o += (size_t)c->conv * HD;
+    lo->cq = o, o += (size_t)c->conv * HD;
     lo->w0 = o, o += H * lo->P;
     lo->total = o;
 }

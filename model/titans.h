@@ -7,7 +7,8 @@
  * (model/titans_impl.h); docs/titans.md describes the semantics in full.
  *
  * Per token x (width d), per memory head h (width D = dm):
- *   k = l2n(silu(x Wk_h)), v = silu(x Wv_h), q = l2n(silu(x Wq_h))     (silu, l2n optional)
+ *   k = l2n(silu(conv(x Wk_h))), v = silu(conv(x Wv_h)), q = l2n(silu(conv(x Wq_h)))
+ *        (silu, l2n optional; conv_t(z) = sum_{s<K} c_s * z_{t-s}, depthwise, causal, optional)
  *   theta_t = max_lr * sigmoid(x wth_h + bth_h)          per token (or per chunk: pooled x)
  *   eta_n = sigmoid(xbar_n weta_h + beta_h), alpha_n = sigmoid(xbar_n wal_h + bal_h)
  *        with xbar_n the mean of x over store chunk n (c tokens; per token when c = 1)
@@ -38,6 +39,7 @@ struct titans_cfg {
     int l2norm; /* l2-normalise q and k */
     int gate;   /* retrieve gate sigmoid(x wg) per head */
     int theta_per_chunk;  /* theta from the pooled chunk input instead of per token */
+    int conv;             /* > 0: width of a depthwise causal conv after the q/k/v projections */
     double max_lr;        /* theta = max_lr * sigmoid(.) */
     double kappa;         /* inner loss factor: 1 (paper, sum) or 1/D (reference, mean) */
     double max_grad_norm; /* > 0: soft-clamp each chunk gradient tensor's norm (reference) */
@@ -52,6 +54,7 @@ struct titans_layout {
     size_t wal, bal;   /* d x H, H */
     size_t wg;         /* d x H */
     size_t wo;         /* (H*D) x d */
+    size_t ck, cv, cq; /* conv x (H*D) each: taps [s][channel], s = lag */
     size_t w0;         /* H x P: learned initial memory weights */
     size_t total;
     size_t P; /* per-head memory size */
@@ -73,7 +76,9 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
         struct titans_cfg cfg;                                                                     \
         struct titans_layout lo;                                                                   \
         int nmax, N, Nc; /* tokens, complete store chunks of the last forward */                   \
-        T *x;            /* N x d */                                                               \
+        T *xe;           /* (K-1 + N) x d: the conv history rows, then the input */                \
+        T *x;            /* = xe + (K-1) d */                                                      \
+        T *zk, *zv, *zq; /* (K-1 + N) x HD projections before the conv (conv > 0) */               \
         T *kp, *vp, *qp; /* N x HD pre-activations */                                              \
         T *k, *v, *q;    /* N x HD keys, values, queries as used */                                \
         T *kn, *qn;      /* N x H norms before l2-normalisation */                                 \
@@ -89,9 +94,10 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
         struct titans_cfg cfg;                                                                     \
         struct titans_layout lo;                                                                   \
         T *W, *S, *Ws; /* H x P: current weights, momentum, TTT-batch start weights */             \
-        T *pend;       /* c x d inputs of the incomplete chunk */                                  \
+        T *buf;        /* (K-1 + c) x d: conv history before the chunk, then its inputs */         \
         int npend;                                                                                 \
         long chunks; /* complete chunks stored */                                                  \
+        int K1;      /* conv history rows (conv - 1, or 0) */                                      \
     };                                                                                             \
     int titans_tape_init##SF(struct titans_tape##SF *t, const struct titans_cfg *c, int nmax);     \
     void titans_tape_free##SF(struct titans_tape##SF *t);                                          \
@@ -100,14 +106,17 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
     /* dpar[W0] += dW (the adjoint of titans_state_init). */                                       \
     void titans_state_init_backward##SF(const struct titans_cfg *c, const T *dW, T *dpar);         \
     /* One call over N <= nmax tokens x (N x d) from the state (Win, Sin) at a TTT-batch boundary. \
-     * Writes out (N x d) and the state after the call's complete chunks (Wout, Sout; H x P). The  \
+     * xprev: the K-1 inputs before x (conv > 0; NULL = sequence start: zeros). Writes out         \
+     * (N x d) and the state after the call's complete chunks (Wout, Sout; H x P). The             \
      * state can be handed to a next call (context parallelism) when N is a multiple of b. */      \
     void titans_forward##SF(struct titans_tape##SF *t, const T *par, const T *Win, const T *Sin,   \
-                            const T *x, int N, T *out, T *Wout, T *Sout);                          \
+                            const T *xprev, const T *x, int N, T *out, T *Wout, T *Sout);          \
     /* The VJP of the last forward on t: given dout (N x d) and the adjoints of (Wout, Sout)       \
-     * (NULL = 0), accumulates dpar and dx (N x d; NULL = not wanted) and writes dWin, dSin. */    \
+     * (NULL = 0), accumulates dpar, dx (N x d) and dxprev ((K-1) x d; NULL = not wanted),         \
+     * and writes dWin, dSin. */                                                                   \
     void titans_backward##SF(struct titans_tape##SF *t, const T *par, const T *dout,               \
-                             const T *dWout, const T *dSout, T *dpar, T *dx, T *dWin, T *dSin);    \
+                             const T *dWout, const T *dSout, T *dpar, T *dx, T *dxprev, T *dWin,   \
+                             T *dSin);                                                             \
     /* Token-by-token inference with the reference's single-token semantics. */                    \
     int titans_dec_init##SF(struct titans_dec##SF *s, const struct titans_cfg *c, const T *par);   \
     void titans_dec_free##SF(struct titans_dec##SF *s);                                            \

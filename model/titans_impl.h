@@ -191,9 +191,8 @@ static void SFX(chunk_grad_)(const struct titans_layout *lo, const struct SFX(ws
                              int rows, T *G) {
     for (int l = 0; l < lo->L; l++)
         SFX(mm_)
-        (1, 0, lo->in[l], lo->out[l], rows, 1, w->A[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l],
-         w->R[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l], 0, G + lo->off[l],
-         (size_t)lo->out[l]);
+    (1, 0, lo->in[l], lo->out[l], rows, 1, w->A[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l],
+     w->R[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l], 0, G + lo->off[l], (size_t)lo->out[l]);
 }
 
 /* Soft-clamp of a tensor's norm (reference softclamp_grad_norm): g *= f(|g|)/|g| with
@@ -235,21 +234,39 @@ static void SFX(clamp_bwd_)(const struct titans_layout *lo, T m, const T *G, T *
 }
 
 /* ---- projections --------------------------------------------------------------------------- */
-/* kp/vp/qp = x W; k, v, q after SiLU and l2-normalisation (norms in kn, qn); g = the gate. Any of
- * the k/v outputs may be NULL (decode's query-only pass). */
+/* xe: K1 = conv-1 history rows then n input rows. z* ((K1+n) x HD) = xe W (conv only; scratch
+ * otherwise unused), kp/vp/qp = conv(z) (or x W); k, v, q after SiLU and l2-normalisation (norms in
+ * kn, qn). The k/v or q outputs may be NULL (decode's partial passes). */
 static void SFX(project_)(const struct titans_cfg *c, const struct titans_layout *lo, const T *par,
-                          const T *x, int n, T *kp, T *vp, T *qp, T *k, T *v, T *q, T *kn, T *qn,
-                          T *g) {
-    int d = c->d, H = c->H, D = c->D, HD = H * D;
-    T *pre[3] = {kp, vp, qp}, *post[3] = {k, v, q}, *nrm[3] = {kn, NULL, qn};
-    size_t off[3] = {lo->wk, lo->wv, lo->wq};
+                          const T *xe, int n, T *zk, T *zv, T *zq, T *kp, T *vp, T *qp, T *k, T *v,
+                          T *q, T *kn, T *qn) {
+    int d = c->d, H = c->H, D = c->D, HD = H * D, K = c->conv, K1 = K > 0 ? K - 1 : 0;
+    T *pre[3] = {kp, vp, qp}, *post[3] = {k, v, q}, *nrm[3] = {kn, NULL, qn}, *z[3] = {zk, zv, zq};
+    size_t off[3] = {lo->wk, lo->wv, lo->wq}, coff[3] = {lo->ck, lo->cv, lo->cq};
     for (int w = 0; w < 3; w++) {
         if (!pre[w])
             continue;
-        SFX(mm_)(0, 0, n, HD, d, 1, x, (size_t)d, par + off[w], (size_t)HD, 0, pre[w], (size_t)HD);
+        if (K > 0) {
+            SFX(mm_)
+            (0, 0, n + K1, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, z[w], (size_t)HD);
+            const T *cw = par + coff[w];
+            for (int t = 0; t < n; t++) {
+                T *o = pre[w] + (size_t)t * HD;
+                for (int j = 0; j < HD; j++)
+                    o[j] = 0;
+                for (int sl = 0; sl < K; sl++) {
+                    const T *zr = z[w] + (size_t)(t + K1 - sl) * HD, *cr = cw + (size_t)sl * HD;
+                    for (int j = 0; j < HD; j++)
+                        o[j] += cr[j] * zr[j];
+                }
+            }
+        } else {
+            SFX(mm_)
+            (0, 0, n, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, pre[w], (size_t)HD);
+        }
         for (size_t i = 0; i < (size_t)n * HD; i++) {
-            T z = pre[w][i];
-            post[w][i] = c->silu ? z * SFX(sig_)(z) : z;
+            T zz = pre[w][i];
+            post[w][i] = c->silu ? zz * SFX(sig_)(zz) : zz;
         }
         if (c->l2norm && nrm[w])
             for (int t = 0; t < n; t++)
@@ -262,15 +279,19 @@ static void SFX(project_)(const struct titans_cfg *c, const struct titans_layout
                         r[j] *= inv;
                 }
     }
-    if (g) {
-        if (c->gate) {
-            SFX(mm_)(0, 0, n, H, d, 1, x, (size_t)d, par + lo->wg, (size_t)H, 0, g, (size_t)H);
-            for (size_t i = 0; i < (size_t)n * H; i++)
-                g[i] = SFX(sig_)(g[i]);
-        } else {
-            for (size_t i = 0; i < (size_t)n * H; i++)
-                g[i] = 1;
-        }
+}
+
+/* g (n x H): the retrieve gate sigmoid(x wg), or 1. */
+static void SFX(rgate_)(const struct titans_cfg *c, const struct titans_layout *lo, const T *par,
+                        const T *x, int n, T *g) {
+    int H = c->H;
+    if (c->gate) {
+        SFX(mm_)(0, 0, n, H, c->d, 1, x, (size_t)c->d, par + lo->wg, (size_t)H, 0, g, (size_t)H);
+        for (size_t i = 0; i < (size_t)n * H; i++)
+            g[i] = SFX(sig_)(g[i]);
+    } else {
+        for (size_t i = 0; i < (size_t)n * H; i++)
+            g[i] = 1;
     }
 }
 
@@ -320,7 +341,14 @@ int SFX(titans_tape_init)(struct SFX(titans_tape) * t, const struct titans_cfg *
     t->nmax = nmax;
     size_t N = (size_t)nmax, d = (size_t)c->d, H = (size_t)c->H, HD = H * (size_t)c->D;
     size_t Nc = N / (size_t)c->c, HP = H * t->lo.P;
-    t->x = SFX(xcalloc_)(N * d);
+    size_t K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
+    t->xe = SFX(xcalloc_)((K1 + N) * d);
+    t->x = t->xe + K1 * d;
+    if (c->conv > 0) {
+        t->zk = SFX(xcalloc_)((K1 + N) * HD);
+        t->zv = SFX(xcalloc_)((K1 + N) * HD);
+        t->zq = SFX(xcalloc_)((K1 + N) * HD);
+    }
     t->kp = SFX(xcalloc_)(N * HD);
     t->vp = SFX(xcalloc_)(N * HD);
     t->qp = SFX(xcalloc_)(N * HD);
@@ -342,8 +370,8 @@ int SFX(titans_tape_init)(struct SFX(titans_tape) * t, const struct titans_cfg *
 }
 
 void SFX(titans_tape_free)(struct SFX(titans_tape) * t) {
-    T *ps[] = {t->x,  t->kp,   t->vp,  t->qp,    t->k, t->v, t->q, t->kn, t->qn,
-               t->th, t->pool, t->eta, t->alpha, t->W, t->S, t->m, t->g,  t->y};
+    T *ps[] = {t->xe, t->zk, t->zv,   t->zq,  t->kp,    t->vp, t->qp, t->k, t->v, t->q, t->kn,
+               t->qn, t->th, t->pool, t->eta, t->alpha, t->W,  t->S,  t->m, t->g, t->y};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         free(ps[i]);
     memset(t, 0, sizeof *t);
@@ -367,7 +395,7 @@ void SFX(titans_state_init_backward)(const struct titans_cfg *c, const T *dW, T 
 
 /* ---- forward ------------------------------------------------------------------------------- */
 void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
-                         const T *x, int N, T *out, T *Wout, T *Sout) {
+                         const T *xprev, const T *x, int N, T *out, T *Wout, T *Sout) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
     if (N < 0 || N > t->nmax) {
@@ -379,8 +407,16 @@ void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win
     int Nc = N / cs;
     t->N = N;
     t->Nc = Nc;
+    size_t K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
+    if (xprev)
+        memcpy(t->xe, xprev, sizeof(T) * K1 * d);
+    else
+        memset(t->xe, 0, sizeof(T) * K1 * d);
     memcpy(t->x, x, sizeof(T) * (size_t)N * d);
-    SFX(project_)(c, lo, par, x, N, t->kp, t->vp, t->qp, t->k, t->v, t->q, t->kn, t->qn, t->g);
+    SFX(project_)
+    (c, lo, par, t->xe, N, t->zk, t->zv, t->zq, t->kp, t->vp, t->qp, t->k, t->v, t->q, t->kn,
+     t->qn);
+    SFX(rgate_)(c, lo, par, x, N, t->g);
     SFX(pool_)(x, d, cs, Nc, t->pool);
     SFX(gate_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta);
     SFX(gate_)(c, par, lo->wal, lo->bal, t->pool, Nc, 1, t->alpha);
@@ -480,7 +516,7 @@ static void SFX(gate_bwd_)(const struct titans_cfg *c, const T *par, size_t wo, 
 }
 
 void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *dout, const T *dWout,
-                          const T *dSout, T *dpar, T *dx, T *dWin, T *dSin) {
+                          const T *dSout, T *dpar, T *dx, T *dxprev, T *dWin, T *dSin) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
     int N = t->N, Nc = t->Nc, d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c,
@@ -672,7 +708,14 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     /* q/k/v: l2-normalisation, SiLU, projection */
     T *adj[3] = {dk, dv, dq}, *pre[3] = {t->kp, t->vp, t->qp}, *post[3] = {t->k, t->v, t->q};
     T *nrm[3] = {t->kn, NULL, t->qn};
-    size_t off[3] = {lo->wk, lo->wv, lo->wq};
+    size_t off[3] = {lo->wk, lo->wv, lo->wq}, coff[3] = {lo->ck, lo->cv, lo->cq};
+    const T *zs[3] = {t->zk, t->zv, t->zq};
+    int K = c->conv, K1 = K > 0 ? K - 1 : 0;
+    T *dz = NULL, *dxe = NULL;
+    if (K > 0) {
+        dz = SFX(xcalloc_)((size_t)(N + K1) * HD);
+        dxe = SFX(xcalloc_)((size_t)(N + K1) * d);
+    }
     for (int s = 0; s < 3; s++) {
         T *a = adj[s];
         if (c->l2norm && nrm[s])
@@ -694,9 +737,41 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                 T z = pre[s][i], sg = SFX(sig_)(z);
                 a[i] *= sg * (1 + z * (1 - sg));
             }
-        SFX(mm_)(1, 0, d, HD, N, 1, t->x, (size_t)d, a, (size_t)HD, 1, dpar + off[s], (size_t)HD);
+        if (K > 0) {
+            /* pre_t = sum_s c_s z_{t+K1-s}: dz and dc, then the projection of all K1+N rows */
+            const T *z = zs[s], *cw = par + coff[s];
+            T *dcw = dpar + coff[s];
+            memset(dz, 0, sizeof(T) * (size_t)(N + K1) * HD);
+            for (int i = 0; i < N; i++)
+                for (int sl = 0; sl < K; sl++) {
+                    size_t zr = (size_t)(i + K1 - sl) * HD, cr = (size_t)sl * HD;
+                    for (int j = 0; j < HD; j++) {
+                        dz[zr + j] += cw[cr + j] * a[(size_t)i * HD + j];
+                        dcw[cr + j] += z[zr + j] * a[(size_t)i * HD + j];
+                    }
+                }
+            SFX(mm_)
+            (1, 0, d, HD, N + K1, 1, t->xe, (size_t)d, dz, (size_t)HD, 1, dpar + off[s],
+             (size_t)HD);
+            SFX(mm_)
+            (0, 1, N + K1, d, HD, 1, dz, (size_t)HD, par + off[s], (size_t)HD, 1, dxe, (size_t)d);
+        } else {
+            SFX(mm_)
+            (1, 0, d, HD, N, 1, t->x, (size_t)d, a, (size_t)HD, 1, dpar + off[s], (size_t)HD);
+            if (dx)
+                SFX(mm_)
+                (0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx, (size_t)d);
+        }
+    }
+    if (K > 0) {
+        if (dxprev)
+            for (size_t i = 0; i < (size_t)K1 * d; i++)
+                dxprev[i] += dxe[i];
         if (dx)
-            SFX(mm_)(0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx, (size_t)d);
+            for (size_t i = 0; i < (size_t)N * d; i++)
+                dx[i] += dxe[(size_t)K1 * d + i];
+        free(dz);
+        free(dxe);
     }
     free(Wb);
     free(dY);
@@ -723,7 +798,8 @@ int SFX(titans_dec_init)(struct SFX(titans_dec) * s, const struct titans_cfg *c,
     s->W = SFX(xcalloc_)(HP);
     s->S = SFX(xcalloc_)(HP);
     s->Ws = SFX(xcalloc_)(HP);
-    s->pend = SFX(xcalloc_)((size_t)c->c * c->d);
+    s->K1 = c->conv > 0 ? c->conv - 1 : 0;
+    s->buf = SFX(xcalloc_)((size_t)(s->K1 + c->c) * c->d);
     SFX(titans_state_init)(c, par, s->W, s->S);
     memcpy(s->Ws, s->W, sizeof(T) * HP);
     return 0;
@@ -733,7 +809,7 @@ void SFX(titans_dec_free)(struct SFX(titans_dec) * s) {
     free(s->W);
     free(s->S);
     free(s->Ws);
-    free(s->pend);
+    free(s->buf);
     memset(s, 0, sizeof *s);
 }
 
@@ -742,20 +818,30 @@ void SFX(titans_dec_free)(struct SFX(titans_dec) * s) {
 void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, T *out) {
     const struct titans_cfg *c = &s->cfg;
     const struct titans_layout *lo = &s->lo;
-    int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c;
+    int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, K1 = s->K1;
     size_t P = lo->P, HP = (size_t)H * P;
-    memcpy(s->pend + (size_t)s->npend * d, x, sizeof(T) * d);
+    T *pend = s->buf + (size_t)K1 * d;
+    memcpy(pend + (size_t)s->npend * d, x, sizeof(T) * d);
     s->npend++;
     struct SFX(ws_) w;
     SFX(ws_init_)(&w, lo, cs, 1);
+    /* the query from x and its K1 predecessors (before the history shifts) */
+    T *zq = SFX(xcalloc_)((size_t)(K1 + 1) * HD), *qp = SFX(xcalloc_)((size_t)HD);
+    T *q = SFX(xcalloc_)((size_t)HD), *qn = SFX(xcalloc_)((size_t)H), *g = SFX(xcalloc_)((size_t)H);
+    T *y = SFX(xcalloc_)((size_t)HD);
+    SFX(project_)
+    (c, lo, par, s->buf + (size_t)(s->npend - 1) * d, 1, NULL, NULL, zq, NULL, NULL, qp, NULL, NULL,
+     q, NULL, qn);
+    SFX(rgate_)(c, lo, par, x, 1, g);
     if (s->npend == cs) {
+        T *zk = SFX(xcalloc_)((size_t)(K1 + cs) * HD), *zv = SFX(xcalloc_)((size_t)(K1 + cs) * HD);
         T *k = SFX(xcalloc_)((size_t)cs * HD), *v = SFX(xcalloc_)((size_t)cs * HD);
         T *kp = SFX(xcalloc_)((size_t)cs * HD), *vp = SFX(xcalloc_)((size_t)cs * HD);
         T *kn = SFX(xcalloc_)((size_t)cs * H), *th = SFX(xcalloc_)((size_t)cs * H);
         T *pl = SFX(xcalloc_)((size_t)d), *et = SFX(xcalloc_)((size_t)H);
         T *ap = SFX(xcalloc_)((size_t)H);
-        SFX(project_)(c, lo, par, s->pend, cs, kp, vp, NULL, k, v, NULL, kn, NULL, NULL);
-        SFX(pool_)(s->pend, d, cs, 1, pl);
+        SFX(project_)(c, lo, par, s->buf, cs, zk, zv, NULL, kp, vp, NULL, k, v, NULL, kn, NULL);
+        SFX(pool_)(pend, d, cs, 1, pl);
         SFX(gate_)(c, par, lo->weta, lo->beta, pl, 1, 1, et);
         SFX(gate_)(c, par, lo->wal, lo->bal, pl, 1, 1, ap);
         if (c->theta_per_chunk) {
@@ -763,7 +849,7 @@ void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, 
             for (int i = 1; i < cs; i++)
                 memcpy(th + (size_t)i * H, th, sizeof(T) * H);
         } else {
-            SFX(gate_)(c, par, lo->wth, lo->bth, s->pend, cs, (T)c->max_lr, th);
+            SFX(gate_)(c, par, lo->wth, lo->bth, pend, cs, (T)c->max_lr, th);
         }
         for (int h = 0; h < H; h++) {
             const T *Ws = s->Ws + (size_t)h * P;
@@ -784,6 +870,9 @@ void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, 
         }
         s->npend = 0;
         s->chunks++;
+        memmove(s->buf, s->buf + (size_t)cs * d, sizeof(T) * (size_t)K1 * d);
+        free(zk);
+        free(zv);
         if ((s->chunks * cs) % c->b == 0)
             memcpy(s->Ws, s->W, sizeof(T) * HP);
         free(et);
@@ -796,9 +885,6 @@ void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, 
         free(th);
         free(pl);
     }
-    T *qp = SFX(xcalloc_)((size_t)HD), *q = SFX(xcalloc_)((size_t)HD);
-    T *qn = SFX(xcalloc_)((size_t)H), *g = SFX(xcalloc_)((size_t)H), *y = SFX(xcalloc_)((size_t)HD);
-    SFX(project_)(c, lo, par, x, 1, NULL, NULL, qp, NULL, NULL, q, NULL, qn, g);
     for (int h = 0; h < H; h++) {
         memcpy(w.A[0], q + (size_t)h * D, sizeof(T) * D);
         SFX(mlp_fwd_)(lo, s->W + (size_t)h * P, &w, 1);
@@ -806,6 +892,7 @@ void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, 
             y[(size_t)h * D + j] = g[h] * w.Hh[lo->L - 1][j];
     }
     SFX(mm_)(0, 0, 1, d, HD, 1, y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
+    free(zq);
     free(qp);
     free(q);
     free(qn);

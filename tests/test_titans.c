@@ -106,7 +106,7 @@ static void test_fixed_and_reset(void) {
     size_t HP = (size_t)H * lo.P;
     double *W = malloc(8 * HP), *S = malloc(8 * HP), *out = malloc(8 * (size_t)N * d);
     titans_state_init_d(&cf, par, W, S);
-    titans_forward_d(&t, par, W, S, x, N, out, NULL, NULL);
+    titans_forward_d(&t, par, W, S, NULL, x, N, out, NULL, NULL);
     double e = 0;
     for (int n = 0; n <= t.Nc; n++)
         for (size_t i = 0; i < HP; i++)
@@ -131,7 +131,7 @@ static void test_fixed_and_reset(void) {
     /* alpha = 1 (theta back on): full reset, W_n = S_n */
     for (int h = 0; h < H; h++)
         par[lo.bth + h] = 0, par[lo.bal + h] = 1e4;
-    titans_forward_d(&t, par, W, S, x, N, out, NULL, NULL);
+    titans_forward_d(&t, par, W, S, NULL, x, N, out, NULL, NULL);
     e = 0;
     double mx = 0;
     for (int n = 1; n <= t.Nc; n++)
@@ -157,7 +157,7 @@ static void test_retrieval_index(void) {
     struct titans_tape_d t;
     titans_tape_init_d(&t, &cf, N);
     titans_state_init_d(&cf, par, W, S);
-    titans_forward_d(&t, par, W, S, x, N, out, NULL, NULL);
+    titans_forward_d(&t, par, W, S, NULL, x, N, out, NULL, NULL);
     double e = 0, ewrong = 0;
     for (int i = 0; i < N; i++)
         for (int h = 0; h < H; h++) {
@@ -194,7 +194,7 @@ static void test_delta_rule(double kappa_over_D) {
     size_t HP = (size_t)H * lo.P, P = lo.P;
     double *W = malloc(8 * HP), *S = malloc(8 * HP), *out = malloc(8 * (size_t)N * d);
     titans_state_init_d(&cf, par, W, S);
-    titans_forward_d(&t, par, W, S, x, N, out, NULL, NULL);
+    titans_forward_d(&t, par, W, S, NULL, x, N, out, NULL, NULL);
     double e = 0;
     for (int i = 0; i < N; i++)
         for (int h = 0; h < H; h++) {
@@ -238,7 +238,7 @@ static void toy(int b, double alpha, double *w2, double *y0, double *y1) {
     struct titans_tape_d t;
     titans_tape_init_d(&t, &cf, 2);
     titans_state_init_d(&cf, par, &W, &S);
-    titans_forward_d(&t, par, &W, &S, x, 2, out, &W, &S);
+    titans_forward_d(&t, par, &W, &S, NULL, x, 2, out, &W, &S);
     *w2 = W;
     *y0 = out[0];
     *y1 = out[1];
@@ -266,14 +266,16 @@ static double run_pieces(const struct titans_cfg *cf, const double *par, const d
                          double *out, double *Wf, double *dpar, double *dx) {
     struct titans_layout lo;
     titans_layout(cf, &lo);
-    int d = cf->d, len = N / npieces;
+    int d = cf->d, len = N / npieces, K1 = cf->conv > 0 ? cf->conv - 1 : 0;
     size_t HP = (size_t)cf->H * lo.P;
     struct titans_tape_d *tp = malloc(sizeof *tp * npieces);
     double *W = malloc(8 * HP * (npieces + 1)), *S = malloc(8 * HP * (npieces + 1));
     titans_state_init_d(cf, par, W, S);
     for (int p = 0; p < npieces; p++) {
         titans_tape_init_d(&tp[p], cf, len);
-        titans_forward_d(&tp[p], par, W + p * HP, S + p * HP, x + (size_t)p * len * d, len,
+        /* the conv history of piece p: the K1 inputs before it (p * len >= K1 here) */
+        const double *xprev = p ? x + ((size_t)p * len - K1) * d : NULL;
+        titans_forward_d(&tp[p], par, W + p * HP, S + p * HP, xprev, x + (size_t)p * len * d, len,
                          out + (size_t)p * len * d, W + (p + 1) * HP, S + (p + 1) * HP);
     }
     double L = 0;
@@ -289,7 +291,8 @@ static double run_pieces(const struct titans_cfg *cf, const double *par, const d
         memcpy(dS, RS, 8 * HP);
         for (int p = npieces - 1; p >= 0; p--)
             titans_backward_d(&tp[p], par, R + (size_t)p * len * d, dW, dS, dpar,
-                              dx ? dx + (size_t)p * len * d : NULL, dW, dS);
+                              dx ? dx + (size_t)p * len * d : NULL,
+                              dx && p ? dx + ((size_t)p * len - K1) * d : NULL, dW, dS);
         titans_state_init_backward_d(cf, dW, dpar);
         free(dW), free(dS);
     }
@@ -387,7 +390,7 @@ static void test_decode(struct titans_cfg cf, int N, const char *name) {
     struct titans_tape_d t;
     titans_tape_init_d(&t, &cf, N);
     titans_state_init_d(&cf, par, W, S);
-    titans_forward_d(&t, par, W, S, x, N, out, NULL, NULL);
+    titans_forward_d(&t, par, W, S, NULL, x, N, out, NULL, NULL);
     struct titans_dec_d s;
     titans_dec_init_d(&s, &cf, par);
     double e = 0, o[64];
@@ -408,7 +411,7 @@ static void test_decode(struct titans_cfg cf, int N, const char *name) {
     struct titans_tape_f tf;
     titans_tape_init_f(&tf, &cf, N);
     titans_state_init_f(&cf, pf, Wf, Sf);
-    titans_forward_f(&tf, pf, Wf, Sf, xf, N, of, NULL, NULL);
+    titans_forward_f(&tf, pf, Wf, Sf, NULL, xf, N, of, NULL, NULL);
     double ef = 0;
     for (size_t i = 0; i < (size_t)N * d; i++)
         ef = fmax(ef, fabs(of[i] - out[i]));
@@ -432,10 +435,10 @@ static void test_causality(struct titans_cfg cf, int N) {
     struct titans_tape_d t;
     titans_tape_init_d(&t, &cf, N);
     titans_state_init_d(&cf, par, W, S);
-    titans_forward_d(&t, par, W, S, x, N, o1, NULL, NULL);
+    titans_forward_d(&t, par, W, S, NULL, x, N, o1, NULL, NULL);
     for (int j = 1; j < N; j += 3) {
         x[(size_t)j * d] += 0.5;
-        titans_forward_d(&t, par, W, S, x, N, o2, NULL, NULL);
+        titans_forward_d(&t, par, W, S, NULL, x, N, o2, NULL, NULL);
         x[(size_t)j * d] -= 0.5;
         double before = 0, after = 0;
         for (int i = 0; i < N; i++)
@@ -471,17 +474,24 @@ int main(void) {
     c3.theta_per_chunk = 1;
     c3.gate = 0;
     test_fd(c3, 10, "depth3 c3 theta/chunk nogate tail");
+    struct titans_cfg cv = base_cfg(2, 2, 2);
+    cv.conv = 4;
+    cv.max_grad_norm = 2;
+    test_fd(cv, 8, "depth2 c2 b2 conv4");
 
     test_chaining(a, 16, "depth2 c2 b4 clamp");
     test_chaining(b, 24, "linear c1 b3");
     struct titans_cfg c4 = base_cfg(2, 4, 4);
     c4.theta_per_chunk = 1;
     test_chaining(c4, 32, "depth2 c4 b4 theta/chunk");
+    test_chaining(cv, 16, "depth2 c2 b2 conv4");
 
     test_decode(a, 13, "depth2 c2 b4");
     test_decode(b, 10, "linear c1 b3");
     test_decode(c4, 14, "depth2 c4 theta/chunk");
+    test_decode(cv, 11, "depth2 c2 b2 conv4");
     test_causality(a, 14);
     test_causality(c4, 14);
+    test_causality(cv, 14);
     return check_report("test_titans");
 }
