@@ -1,0 +1,26 @@
+/* dist/titans_cp.h -- context parallelism for the Titans memory (model/titans.h). Context rank r
+ * holds the r-th contiguous slice of every sequence. In the forward, rank r receives the memory
+ * state (W, S) and the conv history (the K-1 inputs before its slice) from rank r-1, runs its
+ * slice and sends its end state to rank r+1; in the backward the adjoints (dW, dS, dxprev) flow
+ * from r+1 back to r. The chain is blocking (rank r idles until r-1 is done); pipelining
+ * micro-batches over it is left to the model integration (docs/titans.md). Each rank's slice
+ * length must be a multiple of the TTT batch b and at least K-1. */
+#ifndef HW_TITANS_CP_H
+#define HW_TITANS_CP_H
+
+#include "../model/titans.h"
+
+struct dist;
+
+/* Floats of one hand-off message: W and S (H x P each) and the conv history ((K-1) x d). */
+size_t titans_cp_msg_floats(const struct titans_cfg *c);
+/* Forward of this rank's slice x (N x d) -> out (N x d); Wout/Sout (may be NULL) receive the
+ * state after the slice (on the last rank, the state after the whole sequence). */
+void titans_cp_forward(struct dist *d, struct titans_tape_f *t, const float *par, const float *x,
+                       int N, float *out, float *Wout, float *Sout);
+/* Backward of the last titans_cp_forward on t: accumulates this rank's share of dpar (rank 0
+ * includes W0's; sum dpar over the context group) and dx (N x d, NULL = not wanted). */
+void titans_cp_backward(struct dist *d, struct titans_tape_f *t, const float *par,
+                        const float *dout, float *dpar, float *dx);
+
+#endif /* HW_TITANS_CP_H */
