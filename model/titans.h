@@ -86,6 +86,7 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
         T *pool;         /* Nc x d chunk means */                                                  \
         T *eta, *alpha;  /* Nc x H */                                                              \
         T *W, *S;        /* (Nc+1) x H x P: states after each chunk, [0] = incoming */             \
+        T *Wb;           /* (Nc+1) x H x P: backward scratch (adjoints of W) */                    \
         T *m;            /* N x HD retrieved (before the gate) */                                  \
         T *g;            /* N x H retrieve gate */                                                 \
         T *y;            /* N x HD gated */                                                        \

@@ -75,7 +75,7 @@ void SFX(titans_scan)(int n, size_t P, const T *a, const T *x, size_t ldx, const
     }
     int bs = (n + nb - 1) / nb;
     nb = (n + bs - 1) / bs;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * P >= ((size_t)1 << 21))
     for (int k = 0; k < nb; k++) {
         int s = k * bs, e = s + bs < n ? s + bs : n;
         SFX(titans_scan_seq)
@@ -92,7 +92,7 @@ void SFX(titans_scan)(int n, size_t P, const T *a, const T *x, size_t ldx, const
         for (size_t j = 0; j < P; j++)
             he[j] += pa * pe[j];
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * P >= ((size_t)1 << 21))
     for (int k = 1; k < nb; k++) {
         int s = k * bs, e = s + bs < n ? s + bs : n;
         const T *pe = h + (size_t)(s - 1) * ldh;
@@ -363,6 +363,7 @@ int SFX(titans_tape_init)(struct SFX(titans_tape) * t, const struct titans_cfg *
     t->alpha = SFX(xcalloc_)(Nc * H);
     t->W = SFX(xcalloc_)((Nc + 1) * HP);
     t->S = SFX(xcalloc_)((Nc + 1) * HP);
+    t->Wb = SFX(xcalloc_)((Nc + 1) * HP);
     t->m = SFX(xcalloc_)(N * HD);
     t->g = SFX(xcalloc_)(N * H);
     t->y = SFX(xcalloc_)(N * HD);
@@ -370,8 +371,8 @@ int SFX(titans_tape_init)(struct SFX(titans_tape) * t, const struct titans_cfg *
 }
 
 void SFX(titans_tape_free)(struct SFX(titans_tape) * t) {
-    T *ps[] = {t->xe, t->zk, t->zv,   t->zq,  t->kp,    t->vp, t->qp, t->k, t->v, t->q, t->kn,
-               t->qn, t->th, t->pool, t->eta, t->alpha, t->W,  t->S,  t->m, t->g, t->y};
+    T *ps[] = {t->xe, t->zk, t->zv,   t->zq,  t->kp,    t->vp, t->qp, t->k,  t->v, t->q, t->kn,
+               t->qn, t->th, t->pool, t->eta, t->alpha, t->W,  t->S,  t->Wb, t->m, t->g, t->y};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         free(ps[i]);
     memset(t, 0, sizeof *t);
@@ -524,7 +525,8 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     size_t P = lo->P, HP = (size_t)H * P;
     T kappa = (T)c->kappa;
 
-    T *Wb = SFX(xcalloc_)((size_t)(Nc + 1) * HP);
+    T *Wb = t->Wb;
+    memset(Wb, 0, sizeof(T) * (size_t)(Nc + 1) * HP);
     if (dWout)
         memcpy(Wb + (size_t)Nc * HP, dWout, sizeof(T) * HP);
     T *dY = SFX(xcalloc_)((size_t)N * HD), *dm = SFX(xcalloc_)((size_t)N * HD);
@@ -760,7 +762,7 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
             (1, 0, d, HD, N, 1, t->x, (size_t)d, a, (size_t)HD, 1, dpar + off[s], (size_t)HD);
             if (dx)
                 SFX(mm_)
-                (0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx, (size_t)d);
+            (0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx, (size_t)d);
         }
     }
     if (K > 0) {
@@ -773,7 +775,6 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
         free(dz);
         free(dxe);
     }
-    free(Wb);
     free(dY);
     free(dm);
     free(dg);
