@@ -118,6 +118,9 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
     void titans_backward##SF(struct titans_tape##SF *t, const T *par, const T *dout,               \
                              const T *dWout, const T *dSout, T *dpar, T *dx, T *dxprev, T *dWin,   \
                              T *dSin);                                                             \
+    /* The first chunk state n (0..Nc) of the last forward whose W or S holds a NaN/Inf, or -1;    \
+     * the model reports it with the layer and step. */                                            \
+    int titans_nonfinite##SF(const struct titans_tape##SF *t);                                     \
     /* Token-by-token inference with the reference's single-token semantics. */                    \
     int titans_dec_init##SF(struct titans_dec##SF *s, const struct titans_cfg *c, const T *par);   \
     void titans_dec_free##SF(struct titans_dec##SF *s);                                            \

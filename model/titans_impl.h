@@ -788,6 +788,15 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     free(Sb);
 }
 
+int SFX(titans_nonfinite)(const struct SFX(titans_tape) * t) {
+    size_t HP = (size_t)t->cfg.H * t->lo.P;
+    for (int n = 0; n <= t->Nc; n++)
+        for (size_t i = 0; i < HP; i++)
+            if (!isfinite(t->W[(size_t)n * HP + i]) || !isfinite(t->S[(size_t)n * HP + i]))
+                return n;
+    return -1;
+}
+
 /* ---- token-by-token decoding --------------------------------------------------------------- */
 int SFX(titans_dec_init)(struct SFX(titans_dec) * s, const struct titans_cfg *c, const T *par) {
     memset(s, 0, sizeof *s);

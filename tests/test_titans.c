@@ -416,6 +416,19 @@ static void test_decode(struct titans_cfg cf, int N, const char *name) {
     for (size_t i = 0; i < (size_t)N * d; i++)
         ef = fmax(ef, fabs(of[i] - out[i]));
     CHECK_MSG(ef < 1e-4, "%s: float vs double %g", name, ef);
+    /* float backward agrees with double */
+    double *R = rand_vec((size_t)N * d, 1), *gd = calloc(lo.total, 8), *dWd = malloc(8 * HP);
+    float *Rf = malloc(4 * (size_t)N * d), *gf = calloc(lo.total, 4), *dWf = malloc(4 * HP);
+    for (size_t i = 0; i < (size_t)N * d; i++)
+        Rf[i] = (float)R[i];
+    titans_backward_d(&t, par, R, NULL, NULL, gd, NULL, NULL, dWd, S);
+    titans_backward_f(&tf, pf, Rf, NULL, NULL, gf, NULL, NULL, dWf, Sf);
+    double eb = 0;
+    for (size_t i = 0; i < lo.total; i++)
+        eb = fmax(eb, fabs(gf[i] - gd[i]) / fmax(1, fabs(gd[i])));
+    CHECK_MSG(eb < 1e-3, "%s: float vs double gradients %g", name, eb);
+    CHECK(titans_nonfinite_f(&tf) == -1);
+    free(R), free(gd), free(dWd), free(Rf), free(gf), free(dWf);
     titans_tape_free_f(&tf);
     titans_dec_free_d(&s);
     titans_tape_free_d(&t);
@@ -452,6 +465,11 @@ static void test_causality(struct titans_cfg cf, int N) {
         CHECK_MSG(before < 1e-14 && after > 1e-8, "causality j=%d: before %g after %g", j, before,
                   after);
     }
+    /* a NaN input poisons the state from the chunk after its own, and is reported there */
+    CHECK(titans_nonfinite_d(&t) == -1);
+    x[(size_t)5 * d] = NAN;
+    titans_forward_d(&t, par, W, S, NULL, x, N, o2, NULL, NULL);
+    CHECK_MSG(titans_nonfinite_d(&t) == 5 / cf.c + 1, "nonfinite at %d", titans_nonfinite_d(&t));
     titans_tape_free_d(&t);
     free(par), free(x), free(o1), free(o2), free(W), free(S);
 }
