@@ -76,6 +76,7 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
         struct titans_cfg cfg;                                                                     \
         struct titans_layout lo;                                                                   \
         int nmax, N, Nc; /* tokens, complete store chunks of the last forward */                   \
+        int read_only;   /* the last forward was titans_read (no store) */                         \
         T *xe;           /* (K-1 + N) x d: the conv history rows, then the input */                \
         T *x;            /* = xe + (K-1) d */                                                      \
         T *zk, *zv, *zq; /* (K-1 + N) x HD projections before the conv (conv > 0) */               \
@@ -121,6 +122,13 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
     /* The first chunk state n (0..Nc) of the last forward whose W or S holds a NaN/Inf, or -1;    \
      * the model reports it with the layer and step. */                                            \
     int titans_nonfinite##SF(const struct titans_tape##SF *t);                                     \
+    /* Retrieval only, at the given state W (H x P), with no store: every token reads W (the       \
+     * paper's MAC read h_t = M*_{t-1}(q)). The backward accumulates dpar (q path, gate, Wo), dx,  \
+     * dxprev and writes dW. Uses the same tape (its last call decides what backward does). */     \
+    void titans_read##SF(struct titans_tape##SF *t, const T *par, const T *W, const T *xprev,      \
+                         const T *x, int N, T *out);                                               \
+    void titans_read_backward##SF(struct titans_tape##SF *t, const T *par, const T *dout, T *dpar, \
+                                  T *dx, T *dxprev, T *dW);                                        \
     /* Token-by-token inference with the reference's single-token semantics. */                    \
     int titans_dec_init##SF(struct titans_dec##SF *s, const struct titans_cfg *c, const T *par);   \
     void titans_dec_free##SF(struct titans_dec##SF *s);                                            \

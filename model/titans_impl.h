@@ -395,8 +395,27 @@ void SFX(titans_state_init_backward)(const struct titans_cfg *c, const T *dW, T 
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
-void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
-                         const T *xprev, const T *x, int N, T *out, T *Wout, T *Sout) {
+/* Retrieval groups: group j = tokens [i0, i1) reading state index (return value). Stored calls
+ * have Nc + 1 groups (token i reads W_{floor((i+1)/c)}); read-only calls ceil(N/c) groups, all
+ * reading state 0. */
+static int SFX(ngroups_)(const struct SFX(titans_tape) * t) {
+    return t->read_only ? (t->N + t->cfg.c - 1) / t->cfg.c : t->Nc + 1;
+}
+static int SFX(group_)(const struct SFX(titans_tape) * t, int j, int *i0, int *i1) {
+    int cs = t->cfg.c, N = t->N;
+    if (t->read_only) {
+        *i0 = j * cs;
+        *i1 = j * cs + cs < N ? j * cs + cs : N;
+        return 0;
+    }
+    *i0 = j * cs - 1 > 0 ? j * cs - 1 : 0;
+    *i1 = j * cs + cs - 1 < N ? j * cs + cs - 1 : N;
+    return j;
+}
+
+static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
+                          const T *xprev, const T *x, int N, T *out, T *Wout, T *Sout,
+                          int read_only) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
     if (N < 0 || N > t->nmax) {
@@ -405,18 +424,23 @@ void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win
     }
     int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c;
     size_t P = lo->P, HP = (size_t)H * P;
-    int Nc = N / cs;
+    int Nc = read_only ? 0 : N / cs;
     t->N = N;
     t->Nc = Nc;
+    t->read_only = read_only;
     size_t K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
     if (xprev)
         memcpy(t->xe, xprev, sizeof(T) * K1 * d);
     else
         memset(t->xe, 0, sizeof(T) * K1 * d);
     memcpy(t->x, x, sizeof(T) * (size_t)N * d);
-    SFX(project_)
-    (c, lo, par, t->xe, N, t->zk, t->zv, t->zq, t->kp, t->vp, t->qp, t->k, t->v, t->q, t->kn,
-     t->qn);
+    if (read_only)
+        SFX(project_)
+        (c, lo, par, t->xe, N, NULL, NULL, t->zq, NULL, NULL, t->qp, NULL, NULL, t->q, NULL, t->qn);
+    else
+        SFX(project_)
+        (c, lo, par, t->xe, N, t->zk, t->zv, t->zq, t->kp, t->vp, t->qp, t->k, t->v, t->q, t->kn,
+         t->qn);
     SFX(rgate_)(c, lo, par, x, N, t->g);
     SFX(pool_)(x, d, cs, Nc, t->pool);
     SFX(gate_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta);
@@ -428,11 +452,14 @@ void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win
         for (int i = 0; i < Nc * cs; i++)
             memcpy(t->th + (size_t)i * H, tc + (size_t)(i / cs) * H, sizeof(T) * H);
         free(tc);
-    } else {
+    } else if (!read_only) {
         SFX(gate_)(c, par, lo->wth, lo->bth, x, N, (T)c->max_lr, t->th);
     }
     memcpy(t->W, Win, sizeof(T) * HP);
-    memcpy(t->S, Sin, sizeof(T) * HP);
+    if (Sin)
+        memcpy(t->S, Sin, sizeof(T) * HP);
+    else
+        memset(t->S, 0, sizeof(T) * HP);
 
     int rows_max = (mb * cs < N ? mb * cs : N) > cs ? (mb * cs < N ? mb * cs : N) : cs;
     struct SFX(ws_) w;
@@ -463,14 +490,13 @@ void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win
             SFX(titans_scan)(m, P, a1, w.G, P, S1 - HP, S1, HP);
             SFX(titans_scan)(m, P, a2, S1, HP, W1 - HP, W1, HP);
         }
-        /* retrieval: token i reads W_{floor((i+1)/c)} */
-        for (int j = 0; j <= Nc; j++) {
-            int i0 = j * cs - 1 > 0 ? j * cs - 1 : 0,
-                i1 = j * cs + cs - 1 < N ? j * cs + cs - 1 : N;
+        /* retrieval: token i reads W_{floor((i+1)/c)} (read-only: W_0) */
+        for (int j = 0; j < SFX(ngroups_)(t); j++) {
+            int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
             if (i1 <= i0)
                 continue;
             SFX(gather_)(t->q, HD, h, D, i0, i1 - i0, w.A[0]);
-            SFX(mlp_fwd_)(lo, t->W + (size_t)j * HP + (size_t)h * P, &w, i1 - i0);
+            SFX(mlp_fwd_)(lo, t->W + (size_t)js * HP + (size_t)h * P, &w, i1 - i0);
             for (int i = i0; i < i1; i++)
                 memcpy(t->m + (size_t)i * HD + (size_t)h * D,
                        w.Hh[lo->L - 1] + (size_t)(i - i0) * D, sizeof(T) * D);
@@ -490,6 +516,21 @@ void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win
         memcpy(Wout, t->W + (size_t)Nc * HP, sizeof(T) * HP);
     if (Sout)
         memcpy(Sout, t->S + (size_t)Nc * HP, sizeof(T) * HP);
+}
+
+void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
+                         const T *xprev, const T *x, int N, T *out, T *Wout, T *Sout) {
+    SFX(forward_)(t, par, Win, Sin, xprev, x, N, out, Wout, Sout, 0);
+}
+
+void SFX(titans_read)(struct SFX(titans_tape) * t, const T *par, const T *W, const T *xprev,
+                      const T *x, int N, T *out) {
+    SFX(forward_)(t, par, W, NULL, xprev, x, N, out, NULL, NULL, 1);
+}
+
+void SFX(titans_read_backward)(struct SFX(titans_tape) * t, const T *par, const T *dout, T *dpar,
+                               T *dx, T *dxprev, T *dW) {
+    SFX(titans_backward)(t, par, dout, NULL, NULL, dpar, dx, dxprev, dW, NULL);
 }
 
 /* ---- backward ------------------------------------------------------------------------------ */
@@ -555,14 +596,13 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     SFX(ws_init_)(&w, lo, rows_max, mb);
     for (int h = 0; h < H; h++) {
         /* retrieval: first-order backward at W_j */
-        for (int j = 0; j <= Nc; j++) {
-            int i0 = j * cs - 1 > 0 ? j * cs - 1 : 0,
-                i1 = j * cs + cs - 1 < N ? j * cs + cs - 1 : N;
+        for (int j = 0; j < SFX(ngroups_)(t); j++) {
+            int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
             int n = i1 - i0;
             if (n <= 0)
                 continue;
-            const T *Wj = t->W + (size_t)j * HP + (size_t)h * P;
-            T *Wbj = Wb + (size_t)j * HP + (size_t)h * P;
+            const T *Wj = t->W + (size_t)js * HP + (size_t)h * P;
+            T *Wbj = Wb + (size_t)js * HP + (size_t)h * P;
             SFX(gather_)(t->q, HD, h, D, i0, n, w.A[0]);
             SFX(mlp_fwd_)(lo, Wj, &w, n);
             SFX(gather_)(dm, HD, h, D, i0, n, w.Hb[L - 1]);
@@ -699,7 +739,7 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
         SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->pool, Nc, (T)c->max_lr, tc, tcb, dpar, dpool);
         free(tc);
         free(tcb);
-    } else {
+    } else if (!t->read_only) {
         SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->x, N, (T)c->max_lr, t->th, dth, dpar, dx);
     }
     if (dx)
@@ -718,7 +758,7 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
         dz = SFX(xcalloc_)((size_t)(N + K1) * HD);
         dxe = SFX(xcalloc_)((size_t)(N + K1) * d);
     }
-    for (int s = 0; s < 3; s++) {
+    for (int s = t->read_only ? 2 : 0; s < 3; s++) {
         T *a = adj[s];
         if (c->l2norm && nrm[s])
             for (int i = 0; i < N; i++)

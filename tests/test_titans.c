@@ -177,6 +177,64 @@ static void test_retrieval_index(void) {
     free(par), free(x), free(W), free(S), free(out);
 }
 
+/* Read-only retrieval at a given state (MAC's h_t = M*_{t-1}(q)): every token reads W (checked
+ * with a naive MLP), and FD of every parameter, x, the conv history and W. */
+static double read_loss(const struct titans_cfg *cf, const double *par, const double *W,
+                        const double *xp, const double *x, int N, const double *R, double *out) {
+    struct titans_tape_d t;
+    titans_tape_init_d(&t, cf, N);
+    titans_read_d(&t, par, W, xp, x, N, out);
+    double L = 0;
+    for (size_t i = 0; i < (size_t)N * cf->d; i++)
+        L += out[i] * R[i];
+    titans_tape_free_d(&t);
+    return L;
+}
+
+static void test_read(void) {
+    struct titans_cfg cf = base_cfg(2, 2, 4);
+    cf.conv = 3;
+    struct titans_layout lo;
+    titans_layout(&cf, &lo);
+    int N = 7, d = cf.d, H = cf.H, D = cf.D, HD = H * D, K1 = cf.conv - 1;
+    size_t HP = (size_t)H * lo.P;
+    double *par = rand_params(&cf), *x = rand_vec((size_t)N * d, 1), *W = rand_vec(HP, 0.5);
+    double *xp = rand_vec((size_t)K1 * d, 1), *R = rand_vec((size_t)N * d, 1);
+    double *out = malloc(8 * (size_t)N * d), *dpar = calloc(lo.total, 8);
+    double *dx = calloc((size_t)N * d, 8), *dxp = calloc((size_t)K1 * d, 8), *dW = malloc(8 * HP);
+    struct titans_tape_d t;
+    titans_tape_init_d(&t, &cf, N);
+    titans_read_d(&t, par, W, xp, x, N, out);
+    double e = 0;
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < H; h++) {
+            double y[16];
+            naive_mlp(&lo, W + h * lo.P, t.q + (size_t)i * HD + h * D, y);
+            for (int k = 0; k < D; k++)
+                e = fmax(e, fabs(y[k] - t.m[(size_t)i * HD + h * D + k]));
+        }
+    CHECK_MSG(e < 1e-12, "read: retrieval err %g", e);
+    titans_read_backward_d(&t, par, R, dpar, dx, dxp, dW);
+    titans_tape_free_d(&t);
+    double eh = 1e-5, w = 0;
+    double *arrs[4] = {par, x, xp, W}, *grads[4] = {dpar, dx, dxp, dW};
+    size_t lens[4] = {lo.total, (size_t)N * d, (size_t)K1 * d, HP};
+    for (int a = 0; a < 4; a++)
+        for (size_t i = 0; i < lens[a]; i++) {
+            double sv = arrs[a][i];
+            arrs[a][i] = sv + eh;
+            double lp = read_loss(&cf, par, W, xp, x, N, R, out);
+            arrs[a][i] = sv - eh;
+            double lm = read_loss(&cf, par, W, xp, x, N, R, out);
+            arrs[a][i] = sv;
+            double fd = (lp - lm) / (2 * eh);
+            w = fmax(w, fabs(fd - grads[a][i]) / fmax(1, fabs(fd)));
+        }
+    CHECK_MSG(w < 1e-6, "read: FD off by %g", w);
+    free(par), free(x), free(W), free(xp), free(R), free(out), free(dpar), free(dx), free(dxp);
+    free(dW);
+}
+
 /* Linear memory, eta = alpha = 0, c = b = 1: W_t = W_{t-1} - theta_t 2 kappa k^T (k W - v). */
 static void test_delta_rule(double kappa_over_D) {
     struct titans_cfg cf = base_cfg(1, 1, 1);
@@ -474,13 +532,29 @@ static void test_causality(struct titans_cfg cf, int N) {
     free(par), free(x), free(o1), free(o2), free(W), free(S);
 }
 
+static void test_cfg_errors(void) {
+    struct titans_cfg c = base_cfg(2, 2, 4);
+    CHECK(titans_cfg_error(&c) == NULL);
+    c.b = 3; /* not a multiple of c */
+    CHECK(titans_cfg_error(&c) != NULL);
+    c = base_cfg(0, 1, 1);
+    CHECK(titans_cfg_error(&c) != NULL);
+    c = base_cfg(2, 1, 1);
+    c.conv = -1;
+    CHECK(titans_cfg_error(&c) != NULL);
+    struct titans_tape_d t;
+    CHECK(titans_tape_init_d(&t, &c, 4) == -1);
+}
+
 int main(void) {
+    test_cfg_errors();
     test_scan();
     test_fixed_and_reset();
     test_delta_rule(0);
     test_delta_rule(1);
     test_toy();
     test_retrieval_index();
+    test_read();
 
     struct titans_cfg a = base_cfg(2, 2, 4);
     a.max_grad_norm = 0.5;
