@@ -2,6 +2,8 @@
  * instantiations (float, double) of its body in model/titans_impl.h. */
 #include "titans.h"
 
+#include "../core/rng.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>

@@ -24,6 +24,7 @@
 #define HW_TITANS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define TITANS_MAX_DEPTH 8
 
@@ -101,6 +102,9 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
         long chunks; /* complete chunks stored */                                                  \
         int K1;      /* conv history rows (conv - 1, or 0) */                                      \
     };                                                                                             \
+    /* Default init from a counter-based key (grid-independent): projections U(+-1/sqrt(fan_in)),  \
+     * gate weights 0 with theta/eta/alpha biases -2/2/-4.6, identity conv taps, W0 Xavier. */     \
+    void titans_params_init##SF(const struct titans_cfg *c, T *par, uint64_t key);                 \
     int titans_tape_init##SF(struct titans_tape##SF *t, const struct titans_cfg *c, int nmax);     \
     void titans_tape_free##SF(struct titans_tape##SF *t);                                          \
     /* The initial state: W = W0 (per head), S = 0. Both H x P. */                                 \

@@ -331,6 +331,41 @@ static void SFX(scatter_add_)(T *dst, int HD, int h, int D, int r0, int n, const
             dst[(size_t)(r0 + t) * HD + (size_t)h * D + j] += src[(size_t)t * D + j];
 }
 
+/* ---- parameter init (documented in docs/titans.md) ----------------------------------------- */
+void SFX(titans_params_init)(const struct titans_cfg *c, T *par, uint64_t key) {
+    struct titans_layout lo;
+    titans_layout(c, &lo);
+    size_t d = (size_t)c->d, H = (size_t)c->H, HD = H * (size_t)c->D;
+    memset(par, 0, sizeof(T) * lo.total);
+    struct {
+        size_t off, n;
+        double bound;
+    } u[] = {{lo.wq, d * HD, 1 / sqrt((double)d)},
+             {lo.wk, d * HD, 1 / sqrt((double)d)},
+             {lo.wv, d * HD, 1 / sqrt((double)d)},
+             {lo.wg, d * H, 1 / sqrt((double)d)},
+             {lo.wo, HD * d, 1 / sqrt((double)HD)}};
+    for (size_t f = 0; f < sizeof u / sizeof u[0]; f++)
+        for (size_t i = 0; i < u[f].n; i++)
+            par[u[f].off + i] = (T)(u[f].bound * (2 * rng_uniform(key + f, i) - 1));
+    for (size_t h = 0; h < H; h++) {
+        par[lo.bth + h] = (T)-2.0; /* theta = 0.12 max_lr */
+        par[lo.beta + h] = (T)2.0; /* eta = 0.88 */
+        par[lo.bal + h] = (T)-4.6; /* alpha = 0.01 */
+    }
+    if (c->conv > 0) /* identity taps */
+        for (size_t j = 0; j < HD; j++)
+            par[lo.ck + j] = par[lo.cv + j] = par[lo.cq + j] = 1;
+    for (size_t h = 0; h < H; h++)
+        for (int l = 0; l < lo.L; l++) {
+            size_t n = (size_t)lo.in[l] * (size_t)lo.out[l];
+            double b = sqrt(6.0 / (lo.in[l] + lo.out[l]));
+            for (size_t i = 0; i < n; i++)
+                par[lo.w0 + h * lo.P + lo.off[l] + i] =
+                    (T)(b * (2 * rng_uniform(key + 16 + (uint64_t)l, h * n + i) - 1));
+        }
+}
+
 /* ---- tape, state --------------------------------------------------------------------------- */
 int SFX(titans_tape_init)(struct SFX(titans_tape) * t, const struct titans_cfg *c, int nmax) {
     memset(t, 0, sizeof *t);
@@ -436,11 +471,9 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
     memcpy(t->x, x, sizeof(T) * (size_t)N * d);
     if (read_only)
         SFX(project_)
-        (c, lo, par, t->xe, N, NULL, NULL, t->zq, NULL, NULL, t->qp, NULL, NULL, t->q, NULL, t->qn);
-    else
-        SFX(project_)
-        (c, lo, par, t->xe, N, t->zk, t->zv, t->zq, t->kp, t->vp, t->qp, t->k, t->v, t->q, t->kn,
-         t->qn);
+    (c, lo, par, t->xe, N, NULL, NULL, t->zq, NULL, NULL, t->qp, NULL, NULL, t->q, NULL, t->qn);
+    else SFX(project_)(c, lo, par, t->xe, N, t->zk, t->zv, t->zq, t->kp, t->vp, t->qp, t->k, t->v,
+                       t->q, t->kn, t->qn);
     SFX(rgate_)(c, lo, par, x, N, t->g);
     SFX(pool_)(x, d, cs, Nc, t->pool);
     SFX(gate_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta);
