@@ -2,11 +2,11 @@
  * instantiations (float, double) of its body in model/titans_impl.h. */
 #include "titans.h"
 
+#include "../core/check.h"
 #include "../core/rng.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

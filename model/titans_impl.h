@@ -43,12 +43,7 @@ static T SFX(dot_)(const T *a, const T *b, size_t n) {
 }
 
 static void *SFX(xcalloc_)(size_t n) {
-    void *p = calloc(n ? n : 1, sizeof(T));
-    if (!p) {
-        fprintf(stderr, "titans: out of memory (%zu elements)\n", n);
-        abort();
-    }
-    return p;
+    return HW_CALLOC(n ? n : 1, sizeof(T));
 }
 
 /* ---- scans --------------------------------------------------------------------------------- */
@@ -453,10 +448,8 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
                           int read_only) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
-    if (N < 0 || N > t->nmax) {
-        fprintf(stderr, "titans_forward: N = %d outside [0, %d]\n", N, t->nmax);
-        abort();
-    }
+    if (N < 0 || N > t->nmax)
+        HW_DIE("titans: a call of %d tokens on a tape for at most %d", N, t->nmax);
     int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c;
     size_t P = lo->P, HP = (size_t)H * P;
     int Nc = read_only ? 0 : N / cs;
