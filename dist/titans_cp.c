@@ -79,3 +79,18 @@ void titans_cp_backward(struct dist *d, struct titans_tape_f *t, const float *pa
     free(msg);
     free(dxl);
 }
+
+void titans_cp_forward_mb(struct dist *d, struct titans_tape_f *t, int M, const float *par,
+                          const float *x, int N, float *out) {
+    size_t n = (size_t)N * (size_t)t[0].cfg.d;
+    for (int m = 0; m < M; m++)
+        titans_cp_forward(d, &t[m], par, x + (size_t)m * n, N, out + (size_t)m * n, NULL, NULL);
+}
+
+void titans_cp_backward_mb(struct dist *d, struct titans_tape_f *t, int M, const float *par,
+                           const float *dout, float *dpar, float *dx) {
+    size_t n = (size_t)t[0].N * (size_t)t[0].cfg.d;
+    for (int m = M - 1; m >= 0; m--)
+        titans_cp_backward(d, &t[m], par, dout + (size_t)m * n, dpar,
+                           dx ? dx + (size_t)m * n : NULL);
+}
