@@ -488,49 +488,54 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
         memset(t->S, 0, sizeof(T) * HP);
 
     int rows_max = (mb * cs < N ? mb * cs : N) > cs ? (mb * cs < N ? mb * cs : N) : cs;
-    struct SFX(ws_) w;
-    SFX(ws_init_)(&w, lo, rows_max, mb);
-    T *a1 = SFX(xcalloc_)((size_t)mb), *a2 = SFX(xcalloc_)((size_t)mb);
-    for (int h = 0; h < H; h++) {
-        for (int n0 = 0; n0 < Nc; n0 += mb) {
-            int m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
-            const T *Ws = t->W + (size_t)n0 * HP + (size_t)h * P;
-            SFX(gather_)(t->k, HD, h, D, t0, rows, w.A[0]);
-            SFX(gather_)(t->v, HD, h, D, t0, rows, w.V);
-            for (int i = 0; i < rows; i++)
-                w.th[i] = t->th[(size_t)(t0 + i) * H + h];
-            SFX(mlp_fwd_)(lo, Ws, &w, rows);
-            SFX(mlp_inner_grad_)(lo, (T)c->kappa, Ws, &w, rows);
-            for (int ci = 0; ci < m; ci++) {
-                T *G = w.G + (size_t)ci * P;
-                SFX(chunk_grad_)(lo, &w, ci * cs, cs, G);
-                if (c->max_grad_norm > 0)
-                    SFX(clamp_fwd_)(lo, (T)c->max_grad_norm, G);
-                for (size_t j = 0; j < P; j++)
-                    G[j] = -G[j];
-                a1[ci] = t->eta[(size_t)(n0 + ci) * H + h];
-                a2[ci] = 1 - t->alpha[(size_t)(n0 + ci) * H + h];
+    /* heads are independent: one thread per head, each with its own workspace */
+#pragma omp parallel if (H > 1)
+    {
+        struct SFX(ws_) w;
+        SFX(ws_init_)(&w, lo, rows_max, mb);
+        T *a1 = SFX(xcalloc_)((size_t)mb), *a2 = SFX(xcalloc_)((size_t)mb);
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++) {
+            for (int n0 = 0; n0 < Nc; n0 += mb) {
+                int m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
+                const T *Ws = t->W + (size_t)n0 * HP + (size_t)h * P;
+                SFX(gather_)(t->k, HD, h, D, t0, rows, w.A[0]);
+                SFX(gather_)(t->v, HD, h, D, t0, rows, w.V);
+                for (int i = 0; i < rows; i++)
+                    w.th[i] = t->th[(size_t)(t0 + i) * H + h];
+                SFX(mlp_fwd_)(lo, Ws, &w, rows);
+                SFX(mlp_inner_grad_)(lo, (T)c->kappa, Ws, &w, rows);
+                for (int ci = 0; ci < m; ci++) {
+                    T *G = w.G + (size_t)ci * P;
+                    SFX(chunk_grad_)(lo, &w, ci * cs, cs, G);
+                    if (c->max_grad_norm > 0)
+                        SFX(clamp_fwd_)(lo, (T)c->max_grad_norm, G);
+                    for (size_t j = 0; j < P; j++)
+                        G[j] = -G[j];
+                    a1[ci] = t->eta[(size_t)(n0 + ci) * H + h];
+                    a2[ci] = 1 - t->alpha[(size_t)(n0 + ci) * H + h];
+                }
+                T *S1 = t->S + (size_t)(n0 + 1) * HP + (size_t)h * P;
+                T *W1 = t->W + (size_t)(n0 + 1) * HP + (size_t)h * P;
+                SFX(titans_scan)(m, P, a1, w.G, P, S1 - HP, S1, HP);
+                SFX(titans_scan)(m, P, a2, S1, HP, W1 - HP, W1, HP);
             }
-            T *S1 = t->S + (size_t)(n0 + 1) * HP + (size_t)h * P;
-            T *W1 = t->W + (size_t)(n0 + 1) * HP + (size_t)h * P;
-            SFX(titans_scan)(m, P, a1, w.G, P, S1 - HP, S1, HP);
-            SFX(titans_scan)(m, P, a2, S1, HP, W1 - HP, W1, HP);
+            /* retrieval: token i reads W_{floor((i+1)/c)} (read-only: W_0) */
+            for (int j = 0; j < SFX(ngroups_)(t); j++) {
+                int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
+                if (i1 <= i0)
+                    continue;
+                SFX(gather_)(t->q, HD, h, D, i0, i1 - i0, w.A[0]);
+                SFX(mlp_fwd_)(lo, t->W + (size_t)js * HP + (size_t)h * P, &w, i1 - i0);
+                for (int i = i0; i < i1; i++)
+                    memcpy(t->m + (size_t)i * HD + (size_t)h * D,
+                           w.Hh[lo->L - 1] + (size_t)(i - i0) * D, sizeof(T) * D);
+            }
         }
-        /* retrieval: token i reads W_{floor((i+1)/c)} (read-only: W_0) */
-        for (int j = 0; j < SFX(ngroups_)(t); j++) {
-            int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
-            if (i1 <= i0)
-                continue;
-            SFX(gather_)(t->q, HD, h, D, i0, i1 - i0, w.A[0]);
-            SFX(mlp_fwd_)(lo, t->W + (size_t)js * HP + (size_t)h * P, &w, i1 - i0);
-            for (int i = i0; i < i1; i++)
-                memcpy(t->m + (size_t)i * HD + (size_t)h * D,
-                       w.Hh[lo->L - 1] + (size_t)(i - i0) * D, sizeof(T) * D);
-        }
+        free(a1);
+        free(a2);
+        SFX(ws_free_)(&w);
     }
-    free(a1);
-    free(a2);
-    SFX(ws_free_)(&w);
     for (int i = 0; i < N; i++)
         for (int h = 0; h < H; h++)
             for (int j = 0; j < D; j++) {
@@ -601,7 +606,6 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     T *dk = SFX(xcalloc_)((size_t)N * HD), *dv = SFX(xcalloc_)((size_t)N * HD);
     T *dth = SFX(xcalloc_)((size_t)N * H), *deta = SFX(xcalloc_)((size_t)Nc * H);
     T *dal = SFX(xcalloc_)((size_t)Nc * H), *dpool = SFX(xcalloc_)((size_t)Nc * d);
-    T *Sb = SFX(xcalloc_)(P);
 
     /* output projection and retrieve gate */
     SFX(mm_)(0, 1, N, HD, d, 1, dout, (size_t)d, par + lo->wo, (size_t)d, 0, dY, (size_t)HD);
@@ -618,137 +622,143 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
         SFX(gate_bwd_)(c, par, lo->wg, (size_t)-1, t->x, N, 1, t->g, dg, dpar, dx);
 
     int rows_max = (mb * cs < N ? mb * cs : N) > cs ? (mb * cs < N ? mb * cs : N) : cs;
-    struct SFX(ws_) w;
-    SFX(ws_init_)(&w, lo, rows_max, mb);
-    for (int h = 0; h < H; h++) {
-        /* retrieval: first-order backward at W_j */
-        for (int j = 0; j < SFX(ngroups_)(t); j++) {
-            int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
-            int n = i1 - i0;
-            if (n <= 0)
-                continue;
-            const T *Wj = t->W + (size_t)js * HP + (size_t)h * P;
-            T *Wbj = Wb + (size_t)js * HP + (size_t)h * P;
-            SFX(gather_)(t->q, HD, h, D, i0, n, w.A[0]);
-            SFX(mlp_fwd_)(lo, Wj, &w, n);
-            SFX(gather_)(dm, HD, h, D, i0, n, w.Hb[L - 1]);
-            for (int l = L - 1; l >= 0; l--) {
-                SFX(mm_)
-                (1, 0, lo->in[l], lo->out[l], n, 1, w.A[l], (size_t)lo->in[l], w.Hb[l],
-                 (size_t)lo->out[l], 1, Wbj + lo->off[l], (size_t)lo->out[l]);
-                SFX(mm_)
-                (0, 1, n, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l], Wj + lo->off[l],
-                 (size_t)lo->out[l], 0, w.Ab[l], (size_t)lo->in[l]);
-                if (l > 0)
-                    for (size_t i = 0; i < (size_t)n * lo->in[l]; i++)
-                        w.Hb[l - 1][i] = w.Ab[l][i] * SFX(gelu1_)(w.Hh[l - 1][i]);
-            }
-            SFX(scatter_add_)(dq, HD, h, D, i0, n, w.Ab[0]);
-        }
-        /* the scans in reverse, TTT batch by TTT batch */
-        if (dSout)
-            memcpy(Sb, dSout + (size_t)h * P, sizeof(T) * P);
-        else
-            memset(Sb, 0, sizeof(T) * P);
-        int nlast = Nc > 0 ? ((Nc - 1) / mb) * mb : -1;
-        for (int n0 = nlast; n0 >= 0; n0 -= mb) {
-            int m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
-            for (int n = n0 + m; n > n0; n--) {
-                size_t gi = (size_t)(n - 1) * H + h;
-                T *Wbn = Wb + (size_t)n * HP + (size_t)h * P, *Wbp = Wbn - HP;
-                const T *Wp = t->W + (size_t)(n - 1) * HP + (size_t)h * P;
-                const T *Sp = t->S + (size_t)(n - 1) * HP + (size_t)h * P;
-                T al = t->alpha[gi], et = t->eta[gi];
-                dal[gi] = -SFX(dot_)(Wbn, Wp, P);
-                for (size_t j = 0; j < P; j++) {
-                    Wbp[j] += (1 - al) * Wbn[j];
-                    Sb[j] += Wbn[j];
-                }
-                deta[gi] = SFX(dot_)(Sb, Sp, P);
-                T *Gb = w.Gb + (size_t)(n - 1 - n0) * P;
-                for (size_t j = 0; j < P; j++) {
-                    Gb[j] = -Sb[j];
-                    Sb[j] *= et;
-                }
-            }
-            /* recompute the batch's inner forward at W* and take the VJP of its gradients */
-            const T *Ws = t->W + (size_t)n0 * HP + (size_t)h * P;
-            T *Wbs = Wb + (size_t)n0 * HP + (size_t)h * P;
-            SFX(gather_)(t->k, HD, h, D, t0, rows, w.A[0]);
-            SFX(gather_)(t->v, HD, h, D, t0, rows, w.V);
-            for (int i = 0; i < rows; i++)
-                w.th[i] = t->th[(size_t)(t0 + i) * H + h];
-            SFX(mlp_fwd_)(lo, Ws, &w, rows);
-            SFX(mlp_inner_grad_)(lo, kappa, Ws, &w, rows);
-            for (int ci = 0; ci < m; ci++) {
-                T *Gb = w.Gb + (size_t)ci * P;
-                if (c->max_grad_norm > 0) {
-                    T *G = w.G + (size_t)ci * P;
-                    SFX(chunk_grad_)(lo, &w, ci * cs, cs, G);
-                    SFX(clamp_bwd_)(lo, (T)c->max_grad_norm, G, Gb);
-                }
-                int r0 = ci * cs;
-                for (int l = 0; l < L; l++) {
-                    /* G_l = A[l]^T R[l]: Rb[l] = A[l] Gb_l, Ab[l] = R[l] Gb_l^T */
+#pragma omp parallel if (H > 1)
+    {
+        struct SFX(ws_) w;
+        SFX(ws_init_)(&w, lo, rows_max, mb);
+        T *Sb = SFX(xcalloc_)(P);
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++) {
+            /* retrieval: first-order backward at W_j */
+            for (int j = 0; j < SFX(ngroups_)(t); j++) {
+                int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
+                int n = i1 - i0;
+                if (n <= 0)
+                    continue;
+                const T *Wj = t->W + (size_t)js * HP + (size_t)h * P;
+                T *Wbj = Wb + (size_t)js * HP + (size_t)h * P;
+                SFX(gather_)(t->q, HD, h, D, i0, n, w.A[0]);
+                SFX(mlp_fwd_)(lo, Wj, &w, n);
+                SFX(gather_)(dm, HD, h, D, i0, n, w.Hb[L - 1]);
+                for (int l = L - 1; l >= 0; l--) {
                     SFX(mm_)
-                    (0, 0, cs, lo->out[l], lo->in[l], 1, w.A[l] + (size_t)r0 * lo->in[l],
-                     (size_t)lo->in[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
-                     w.Rb[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l]);
+                    (1, 0, lo->in[l], lo->out[l], n, 1, w.A[l], (size_t)lo->in[l], w.Hb[l],
+                     (size_t)lo->out[l], 1, Wbj + lo->off[l], (size_t)lo->out[l]);
                     SFX(mm_)
-                    (0, 1, cs, lo->in[l], lo->out[l], 1, w.R[l] + (size_t)r0 * lo->out[l],
-                     (size_t)lo->out[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
-                     w.Ab[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l]);
+                    (0, 1, n, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l],
+                     Wj + lo->off[l], (size_t)lo->out[l], 0, w.Ab[l], (size_t)lo->in[l]);
+                    if (l > 0)
+                        for (size_t i = 0; i < (size_t)n * lo->in[l]; i++)
+                            w.Hb[l - 1][i] = w.Ab[l][i] * SFX(gelu1_)(w.Hh[l - 1][i]);
                 }
+                SFX(scatter_add_)(dq, HD, h, D, i0, n, w.Ab[0]);
             }
-            for (int l = 0; l < L; l++)
-                memset(w.Hb[l], 0, sizeof(T) * (size_t)rows * lo->out[l]);
-            /* reverse of R[l] = U[l] gelu'(Hh[l]), U[l] = R[l+1] W_{l+1}^T */
-            for (int l = 0; l + 1 < L; l++) {
-                size_t e = (size_t)rows * lo->out[l];
-                for (size_t i = 0; i < e; i++) {
-                    T hv = w.Hh[l][i], rb = w.Rb[l][i];
-                    w.Hb[l][i] += rb * w.U[l][i] * SFX(gelu2_)(hv);
-                    w.U[l][i] = rb * SFX(gelu1_)(hv); /* now the adjoint of U[l] */
+            /* the scans in reverse, TTT batch by TTT batch */
+            if (dSout)
+                memcpy(Sb, dSout + (size_t)h * P, sizeof(T) * P);
+            else
+                memset(Sb, 0, sizeof(T) * P);
+            int nlast = Nc > 0 ? ((Nc - 1) / mb) * mb : -1;
+            for (int n0 = nlast; n0 >= 0; n0 -= mb) {
+                int m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
+                for (int n = n0 + m; n > n0; n--) {
+                    size_t gi = (size_t)(n - 1) * H + h;
+                    T *Wbn = Wb + (size_t)n * HP + (size_t)h * P, *Wbp = Wbn - HP;
+                    const T *Wp = t->W + (size_t)(n - 1) * HP + (size_t)h * P;
+                    const T *Sp = t->S + (size_t)(n - 1) * HP + (size_t)h * P;
+                    T al = t->alpha[gi], et = t->eta[gi];
+                    dal[gi] = -SFX(dot_)(Wbn, Wp, P);
+                    for (size_t j = 0; j < P; j++) {
+                        Wbp[j] += (1 - al) * Wbn[j];
+                        Sb[j] += Wbn[j];
+                    }
+                    deta[gi] = SFX(dot_)(Sb, Sp, P);
+                    T *Gb = w.Gb + (size_t)(n - 1 - n0) * P;
+                    for (size_t j = 0; j < P; j++) {
+                        Gb[j] = -Sb[j];
+                        Sb[j] *= et;
+                    }
                 }
-                SFX(mm_)
-                (0, 0, rows, lo->out[l + 1], lo->in[l + 1], 1, w.U[l], (size_t)lo->in[l + 1],
-                 Ws + lo->off[l + 1], (size_t)lo->out[l + 1], 1, w.Rb[l + 1],
-                 (size_t)lo->out[l + 1]);
-                SFX(mm_)
-                (1, 0, lo->in[l + 1], lo->out[l + 1], rows, 1, w.U[l], (size_t)lo->in[l + 1],
-                 w.R[l + 1], (size_t)lo->out[l + 1], 1, Wbs + lo->off[l + 1],
-                 (size_t)lo->out[l + 1]);
-            }
-            /* reverse of R[L-1] = 2 kappa theta (p - v) */
-            for (int i = 0; i < rows; i++) {
-                T *rb = w.Rb[L - 1] + (size_t)i * D, *hb = w.Hb[L - 1] + (size_t)i * D;
-                const T *p = w.Hh[L - 1] + (size_t)i * D, *v = w.V + (size_t)i * D;
-                T f = 2 * kappa * w.th[i], tb = 0;
-                for (int j = 0; j < D; j++) {
-                    tb += (p[j] - v[j]) * rb[j];
-                    hb[j] += f * rb[j];
-                    dv[(size_t)(t0 + i) * HD + (size_t)h * D + j] -= f * rb[j];
+                /* recompute the batch's inner forward at W* and take the VJP of its gradients */
+                const T *Ws = t->W + (size_t)n0 * HP + (size_t)h * P;
+                T *Wbs = Wb + (size_t)n0 * HP + (size_t)h * P;
+                SFX(gather_)(t->k, HD, h, D, t0, rows, w.A[0]);
+                SFX(gather_)(t->v, HD, h, D, t0, rows, w.V);
+                for (int i = 0; i < rows; i++)
+                    w.th[i] = t->th[(size_t)(t0 + i) * H + h];
+                SFX(mlp_fwd_)(lo, Ws, &w, rows);
+                SFX(mlp_inner_grad_)(lo, kappa, Ws, &w, rows);
+                for (int ci = 0; ci < m; ci++) {
+                    T *Gb = w.Gb + (size_t)ci * P;
+                    if (c->max_grad_norm > 0) {
+                        T *G = w.G + (size_t)ci * P;
+                        SFX(chunk_grad_)(lo, &w, ci * cs, cs, G);
+                        SFX(clamp_bwd_)(lo, (T)c->max_grad_norm, G, Gb);
+                    }
+                    int r0 = ci * cs;
+                    for (int l = 0; l < L; l++) {
+                        /* G_l = A[l]^T R[l]: Rb[l] = A[l] Gb_l, Ab[l] = R[l] Gb_l^T */
+                        SFX(mm_)
+                        (0, 0, cs, lo->out[l], lo->in[l], 1, w.A[l] + (size_t)r0 * lo->in[l],
+                         (size_t)lo->in[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
+                         w.Rb[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l]);
+                        SFX(mm_)
+                        (0, 1, cs, lo->in[l], lo->out[l], 1, w.R[l] + (size_t)r0 * lo->out[l],
+                         (size_t)lo->out[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
+                         w.Ab[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l]);
+                    }
                 }
-                dth[(size_t)(t0 + i) * H + h] += 2 * kappa * tb;
+                for (int l = 0; l < L; l++)
+                    memset(w.Hb[l], 0, sizeof(T) * (size_t)rows * lo->out[l]);
+                /* reverse of R[l] = U[l] gelu'(Hh[l]), U[l] = R[l+1] W_{l+1}^T */
+                for (int l = 0; l + 1 < L; l++) {
+                    size_t e = (size_t)rows * lo->out[l];
+                    for (size_t i = 0; i < e; i++) {
+                        T hv = w.Hh[l][i], rb = w.Rb[l][i];
+                        w.Hb[l][i] += rb * w.U[l][i] * SFX(gelu2_)(hv);
+                        w.U[l][i] = rb * SFX(gelu1_)(hv); /* now the adjoint of U[l] */
+                    }
+                    SFX(mm_)
+                    (0, 0, rows, lo->out[l + 1], lo->in[l + 1], 1, w.U[l], (size_t)lo->in[l + 1],
+                     Ws + lo->off[l + 1], (size_t)lo->out[l + 1], 1, w.Rb[l + 1],
+                     (size_t)lo->out[l + 1]);
+                    SFX(mm_)
+                    (1, 0, lo->in[l + 1], lo->out[l + 1], rows, 1, w.U[l], (size_t)lo->in[l + 1],
+                     w.R[l + 1], (size_t)lo->out[l + 1], 1, Wbs + lo->off[l + 1],
+                     (size_t)lo->out[l + 1]);
+                }
+                /* reverse of R[L-1] = 2 kappa theta (p - v) */
+                for (int i = 0; i < rows; i++) {
+                    T *rb = w.Rb[L - 1] + (size_t)i * D, *hb = w.Hb[L - 1] + (size_t)i * D;
+                    const T *p = w.Hh[L - 1] + (size_t)i * D, *v = w.V + (size_t)i * D;
+                    T f = 2 * kappa * w.th[i], tb = 0;
+                    for (int j = 0; j < D; j++) {
+                        tb += (p[j] - v[j]) * rb[j];
+                        hb[j] += f * rb[j];
+                        dv[(size_t)(t0 + i) * HD + (size_t)h * D + j] -= f * rb[j];
+                    }
+                    dth[(size_t)(t0 + i) * H + h] += 2 * kappa * tb;
+                }
+                /* reverse of the MLP forward at W* */
+                for (int l = L - 1; l >= 0; l--) {
+                    SFX(mm_)
+                    (1, 0, lo->in[l], lo->out[l], rows, 1, w.A[l], (size_t)lo->in[l], w.Hb[l],
+                     (size_t)lo->out[l], 1, Wbs + lo->off[l], (size_t)lo->out[l]);
+                    SFX(mm_)
+                    (0, 1, rows, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l],
+                     Ws + lo->off[l], (size_t)lo->out[l], 1, w.Ab[l], (size_t)lo->in[l]);
+                    if (l > 0)
+                        for (size_t i = 0; i < (size_t)rows * lo->in[l]; i++)
+                            w.Hb[l - 1][i] += w.Ab[l][i] * SFX(gelu1_)(w.Hh[l - 1][i]);
+                }
+                SFX(scatter_add_)(dk, HD, h, D, t0, rows, w.Ab[0]);
             }
-            /* reverse of the MLP forward at W* */
-            for (int l = L - 1; l >= 0; l--) {
-                SFX(mm_)
-                (1, 0, lo->in[l], lo->out[l], rows, 1, w.A[l], (size_t)lo->in[l], w.Hb[l],
-                 (size_t)lo->out[l], 1, Wbs + lo->off[l], (size_t)lo->out[l]);
-                SFX(mm_)
-                (0, 1, rows, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l], Ws + lo->off[l],
-                 (size_t)lo->out[l], 1, w.Ab[l], (size_t)lo->in[l]);
-                if (l > 0)
-                    for (size_t i = 0; i < (size_t)rows * lo->in[l]; i++)
-                        w.Hb[l - 1][i] += w.Ab[l][i] * SFX(gelu1_)(w.Hh[l - 1][i]);
-            }
-            SFX(scatter_add_)(dk, HD, h, D, t0, rows, w.Ab[0]);
+            if (dSin)
+                memcpy(dSin + (size_t)h * P, Sb, sizeof(T) * P);
         }
-        if (dSin)
-            memcpy(dSin + (size_t)h * P, Sb, sizeof(T) * P);
+        SFX(ws_free_)(&w);
+        free(Sb);
     }
-    SFX(ws_free_)(&w);
     if (dWin)
         memcpy(dWin, Wb, sizeof(T) * HP);
 
@@ -851,7 +861,6 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     free(deta);
     free(dal);
     free(dpool);
-    free(Sb);
 }
 
 int SFX(titans_nonfinite)(const struct SFX(titans_tape) * t) {

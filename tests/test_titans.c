@@ -7,6 +7,7 @@
 #include "../model/titans.h"
 #include "check.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -581,7 +582,36 @@ static void test_init(void) {
     free(pa), free(pb), free(pc), free(x), free(oa), free(ob), free(W), free(S);
 }
 
+/* Heads run in parallel threads; results are bitwise the same for any thread count. */
+static void test_threads(void) {
+    struct titans_cfg cf = base_cfg(2, 2, 4);
+    cf.H = 3;
+    cf.max_grad_norm = 1;
+    struct titans_layout lo;
+    titans_layout(&cf, &lo);
+    int N = 16, d = cf.d;
+    double *par = rand_params(&cf), *x = rand_vec((size_t)N * d, 1),
+           *R = rand_vec((size_t)N * d, 1);
+    double *res[2];
+    int nt = omp_get_max_threads();
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k ? 3 : 1);
+        double *out = malloc(8 * (size_t)N * d), *g = calloc(lo.total, 8);
+        double *dx = calloc((size_t)N * d, 8);
+        double *RW = calloc((size_t)cf.H * lo.P, 8), *RS = calloc((size_t)cf.H * lo.P, 8);
+        run_pieces(&cf, par, x, N, 1, R, RW, RS, out, NULL, g, dx);
+        res[k] = malloc(8 * (lo.total + (size_t)N * d));
+        memcpy(res[k], g, 8 * lo.total);
+        memcpy(res[k] + lo.total, out, 8 * (size_t)N * d);
+        free(out), free(g), free(dx), free(RW), free(RS);
+    }
+    omp_set_num_threads(nt);
+    CHECK(memcmp(res[0], res[1], 8 * (lo.total + (size_t)N * d)) == 0);
+    free(res[0]), free(res[1]), free(par), free(x), free(R);
+}
+
 int main(void) {
+    test_threads();
     test_init();
     test_cfg_errors();
     test_scan();
