@@ -14,7 +14,7 @@ static double now_(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void run(int N, int reps, int depth, int c, int b) {
+static void run(int N, int reps, int depth, int c, int b, int rc) {
     struct titans_cfg cf;
     titans_cfg_default(&cf, 384, 4, 64);
     cf.depth = depth;
@@ -24,6 +24,7 @@ static void run(int N, int reps, int depth, int c, int b) {
     cf.max_lr = 0.1;
     cf.max_grad_norm = 1;
     cf.conv = 4;
+    cf.recompute = rc;
     struct titans_layout lo;
     titans_layout(&cf, &lo);
     size_t HP = (size_t)cf.H * lo.P, nx = (size_t)N * cf.d;
@@ -49,20 +50,22 @@ static void run(int N, int reps, int depth, int c, int b) {
         titans_backward_f(&t, par, out, NULL, NULL, dpar, dx, NULL, dW, dS);
     }
     double tb = (now_() - t0) / reps;
-    double tape_mb = 2.0 * (N / c + 1) * HP * 4 / 1e6;
-    printf("depth %d chunk %3d ttt-batch %3d N %5d: fwd %8.0f tok/s  fwd+bwd %8.0f tok/s  "
-           "(W,S) snapshots %.1f MB\n",
-           depth, c, b, N, N / tf, N / tb, tape_mb);
+    int ns = rc ? (N / c + b / c - 1) / (b / c) : N / c;
+    double tape_mb = 2.0 * (ns + 1) * HP * 4 / 1e6;
+    printf("depth %d chunk %3d ttt-batch %3d%s N %5d: fwd %8.0f tok/s  fwd+bwd %8.0f tok/s  "
+           "(W,S) kept %.1f MB\n",
+           depth, c, b, rc ? " recompute" : "", N, N / tf, N / tb, tape_mb);
     titans_tape_free_f(&t);
     free(par), free(x), free(out), free(dpar), free(dx), free(W), free(S), free(dW), free(dS);
 }
 
 int main(int argc, char **argv) {
     int N = argc > 1 ? atoi(argv[1]) : 512, reps = argc > 2 ? atoi(argv[2]) : 3;
-    run(N, reps, 1, 4, 128);
-    run(N, reps, 2, 4, 128);
-    run(N, reps, 2, 16, 128);
-    run(N, reps, 2, 1, 128);
-    run(N, reps, 2, 4, 4);
+    run(N, reps, 1, 4, 128, 0);
+    run(N, reps, 2, 4, 128, 0);
+    run(N, reps, 2, 4, 128, 1);
+    run(N, reps, 2, 16, 128, 0);
+    run(N, reps, 2, 1, 128, 0);
+    run(N, reps, 2, 4, 4, 0);
     return 0;
 }

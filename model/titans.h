@@ -39,10 +39,11 @@ struct titans_cfg {
     int silu;   /* SiLU after the q/k/v projections */
     int l2norm; /* l2-normalise q and k */
     int gate;   /* retrieve gate sigmoid(x wg) per head */
-    int theta_per_chunk;  /* theta from the pooled chunk input instead of per token */
-    int conv;             /* > 0: width of a depthwise causal conv after the q/k/v projections */
-    double max_lr;        /* theta = max_lr * sigmoid(.) */
-    double kappa;         /* inner loss factor: 1 (paper, sum) or 1/D (reference, mean) */
+    int theta_per_chunk; /* theta from the pooled chunk input instead of per token */
+    int conv;            /* > 0: width of a depthwise causal conv after the q/k/v projections */
+    int recompute;       /* keep only TTT-batch boundary states; the backward recomputes the rest */
+    double max_lr;       /* theta = max_lr * sigmoid(.) */
+    double kappa;        /* inner loss factor: 1 (paper, sum) or 1/D (reference, mean) */
     double max_grad_norm; /* > 0: soft-clamp each chunk gradient tensor's norm (reference) */
 };
 
@@ -87,11 +88,12 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
         T *th;           /* N x H learning rates (per token, or the chunk's) */                    \
         T *pool;         /* Nc x d chunk means */                                                  \
         T *eta, *alpha;  /* Nc x H */                                                              \
-        T *W, *S;        /* (Nc+1) x H x P: states after each chunk, [0] = incoming */             \
-        T *Wb;           /* (Nc+1) x H x P: backward scratch (adjoints of W) */                    \
-        T *m;            /* N x HD retrieved (before the gate) */                                  \
-        T *g;            /* N x H retrieve gate */                                                 \
-        T *y;            /* N x HD gated */                                                        \
+        T *W, *S;        /* (Nc+1) x H x P: the state after each chunk, [0] = incoming; with       \
+                            recompute only the TTT-batch boundaries (ceil(Nc/(b/c))+1 rows) */     \
+        T *Wb; /* (Nc+1) x H x P: backward scratch, adjoints of W (NULL with recompute) */         \
+        T *m;  /* N x HD retrieved (before the gate) */                                            \
+        T *g;  /* N x H retrieve gate */                                                           \
+        T *y;  /* N x HD gated */                                                                  \
     };                                                                                             \
     struct titans_dec##SF {                                                                        \
         struct titans_cfg cfg;                                                                     \
@@ -124,7 +126,8 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
                              const T *dWout, const T *dSout, T *dpar, T *dx, T *dxprev, T *dWin,   \
                              T *dSin);                                                             \
     /* The first chunk state n (0..Nc) of the last forward whose W or S holds a NaN/Inf, or -1;    \
-     * the model reports it with the layer and step. */                                            \
+     * with recompute, the first such TTT-batch boundary; the model reports it with the layer and  \
+     * step. */                                                                                    \
     int titans_nonfinite##SF(const struct titans_tape##SF *t);                                     \
     /* Retrieval only, at the given state W (H x P), with no store: every token reads W (the       \
      * paper's MAC read h_t = M*_{t-1}(q)). The backward accumulates dpar (q path, gate, Wo), dx,  \

@@ -391,9 +391,11 @@ int SFX(titans_tape_init)(struct SFX(titans_tape) * t, const struct titans_cfg *
     t->pool = SFX(xcalloc_)(Nc * d);
     t->eta = SFX(xcalloc_)(Nc * H);
     t->alpha = SFX(xcalloc_)(Nc * H);
-    t->W = SFX(xcalloc_)((Nc + 1) * HP);
-    t->S = SFX(xcalloc_)((Nc + 1) * HP);
-    t->Wb = SFX(xcalloc_)((Nc + 1) * HP);
+    /* every chunk state, or (recompute) only the TTT-batch boundaries */
+    size_t mbs = (size_t)(c->b / c->c), ns = c->recompute ? (Nc + mbs - 1) / mbs : Nc;
+    t->W = SFX(xcalloc_)((ns + 1) * HP);
+    t->S = SFX(xcalloc_)((ns + 1) * HP);
+    t->Wb = c->recompute ? NULL : SFX(xcalloc_)((Nc + 1) * HP);
     t->m = SFX(xcalloc_)(N * HD);
     t->g = SFX(xcalloc_)(N * H);
     t->y = SFX(xcalloc_)(N * HD);
@@ -443,6 +445,68 @@ static int SFX(group_)(const struct SFX(titans_tape) * t, int j, int *i0, int *i
     return j;
 }
 
+/* The chunk states of one TTT batch for head h: rows 0..m of Wr/Sr (row stride ld) are the
+ * states n0..n0+m; row 0 (W*, S) is given, rows 1..m are computed. Leaves the batch's inner
+ * forward at W* in w. */
+static void SFX(batch_states_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h,
+                               int n0, int m, T *Wr, T *Sr, size_t ld, T *a1, T *a2) {
+    const struct titans_cfg *c = &t->cfg;
+    const struct titans_layout *lo = &t->lo;
+    int H = c->H, D = c->D, HD = H * D, cs = c->c, rows = m * cs, t0 = n0 * cs;
+    size_t P = lo->P;
+    SFX(gather_)(t->k, HD, h, D, t0, rows, w->A[0]);
+    SFX(gather_)(t->v, HD, h, D, t0, rows, w->V);
+    for (int i = 0; i < rows; i++)
+        w->th[i] = t->th[(size_t)(t0 + i) * H + h];
+    SFX(mlp_fwd_)(lo, Wr, w, rows);
+    SFX(mlp_inner_grad_)(lo, (T)c->kappa, Wr, w, rows);
+    for (int ci = 0; ci < m; ci++) {
+        T *G = w->G + (size_t)ci * P;
+        SFX(chunk_grad_)(lo, w, ci * cs, cs, G);
+        if (c->max_grad_norm > 0)
+            SFX(clamp_fwd_)(lo, (T)c->max_grad_norm, G);
+        for (size_t j = 0; j < P; j++)
+            G[j] = -G[j];
+        a1[ci] = t->eta[(size_t)(n0 + ci) * H + h];
+        a2[ci] = 1 - t->alpha[(size_t)(n0 + ci) * H + h];
+    }
+    SFX(titans_scan)(m, P, a1, w->G, P, Sr, Sr + ld, ld);
+    SFX(titans_scan)(m, P, a2, Sr + ld, ld, Wr, Wr + ld, ld);
+}
+
+/* Retrieval of tokens [i0, i1) of head h at weights Wj into t->m. */
+static void SFX(read_fwd_)(struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h, int i0, int i1,
+                           const T *Wj) {
+    int D = t->cfg.D, HD = t->cfg.H * D;
+    SFX(gather_)(t->q, HD, h, D, i0, i1 - i0, w->A[0]);
+    SFX(mlp_fwd_)(&t->lo, Wj, w, i1 - i0);
+    for (int i = i0; i < i1; i++)
+        memcpy(t->m + (size_t)i * HD + (size_t)h * D, w->Hh[t->lo.L - 1] + (size_t)(i - i0) * D,
+               sizeof(T) * D);
+}
+
+/* Its backward: Wbj += dW, dq += (rows [i0, i1), head h) from dm. */
+static void SFX(read_bwd_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h, int i0,
+                           int i1, const T *Wj, T *Wbj, const T *dm, T *dq) {
+    const struct titans_layout *lo = &t->lo;
+    int D = t->cfg.D, HD = t->cfg.H * D, L = lo->L, n = i1 - i0;
+    SFX(gather_)(t->q, HD, h, D, i0, n, w->A[0]);
+    SFX(mlp_fwd_)(lo, Wj, w, n);
+    SFX(gather_)(dm, HD, h, D, i0, n, w->Hb[L - 1]);
+    for (int l = L - 1; l >= 0; l--) {
+        SFX(mm_)
+        (1, 0, lo->in[l], lo->out[l], n, 1, w->A[l], (size_t)lo->in[l], w->Hb[l],
+         (size_t)lo->out[l], 1, Wbj + lo->off[l], (size_t)lo->out[l]);
+        SFX(mm_)
+        (0, 1, n, lo->in[l], lo->out[l], 1, w->Hb[l], (size_t)lo->out[l], Wj + lo->off[l],
+         (size_t)lo->out[l], 0, w->Ab[l], (size_t)lo->in[l]);
+        if (l > 0)
+            for (size_t i = 0; i < (size_t)n * lo->in[l]; i++)
+                w->Hb[l - 1][i] = w->Ab[l][i] * SFX(gelu1_)(w->Hh[l - 1][i]);
+    }
+    SFX(scatter_add_)(dq, HD, h, D, i0, n, w->Ab[0]);
+}
+
 static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
                           const T *xprev, const T *x, int N, T *out, T *Wout, T *Sout,
                           int read_only) {
@@ -452,7 +516,7 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
         HW_DIE("titans: a call of %d tokens on a tape for at most %d", N, t->nmax);
     int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c;
     size_t P = lo->P, HP = (size_t)H * P;
-    int Nc = read_only ? 0 : N / cs;
+    int Nc = read_only ? 0 : N / cs, rc = c->recompute;
     t->N = N;
     t->Nc = Nc;
     t->read_only = read_only;
@@ -494,44 +558,47 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
         struct SFX(ws_) w;
         SFX(ws_init_)(&w, lo, rows_max, mb);
         T *a1 = SFX(xcalloc_)((size_t)mb), *a2 = SFX(xcalloc_)((size_t)mb);
+        T *Wsc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
+        T *Ssc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
 #pragma omp for schedule(static)
         for (int h = 0; h < H; h++) {
-            for (int n0 = 0; n0 < Nc; n0 += mb) {
-                int m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
-                const T *Ws = t->W + (size_t)n0 * HP + (size_t)h * P;
-                SFX(gather_)(t->k, HD, h, D, t0, rows, w.A[0]);
-                SFX(gather_)(t->v, HD, h, D, t0, rows, w.V);
-                for (int i = 0; i < rows; i++)
-                    w.th[i] = t->th[(size_t)(t0 + i) * H + h];
-                SFX(mlp_fwd_)(lo, Ws, &w, rows);
-                SFX(mlp_inner_grad_)(lo, (T)c->kappa, Ws, &w, rows);
-                for (int ci = 0; ci < m; ci++) {
-                    T *G = w.G + (size_t)ci * P;
-                    SFX(chunk_grad_)(lo, &w, ci * cs, cs, G);
-                    if (c->max_grad_norm > 0)
-                        SFX(clamp_fwd_)(lo, (T)c->max_grad_norm, G);
-                    for (size_t j = 0; j < P; j++)
-                        G[j] = -G[j];
-                    a1[ci] = t->eta[(size_t)(n0 + ci) * H + h];
-                    a2[ci] = 1 - t->alpha[(size_t)(n0 + ci) * H + h];
+            if (Nc == 0) /* nothing stored: every token reads the incoming state */
+                for (int j = 0; j < SFX(ngroups_)(t); j++) {
+                    int i0, i1;
+                    SFX(group_)(t, j, &i0, &i1);
+                    if (i1 > i0)
+                        SFX(read_fwd_)(t, &w, h, i0, i1, t->W + (size_t)h * P);
                 }
-                T *S1 = t->S + (size_t)(n0 + 1) * HP + (size_t)h * P;
-                T *W1 = t->W + (size_t)(n0 + 1) * HP + (size_t)h * P;
-                SFX(titans_scan)(m, P, a1, w.G, P, S1 - HP, S1, HP);
-                SFX(titans_scan)(m, P, a2, S1, HP, W1 - HP, W1, HP);
-            }
-            /* retrieval: token i reads W_{floor((i+1)/c)} (read-only: W_0) */
-            for (int j = 0; j < SFX(ngroups_)(t); j++) {
-                int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
-                if (i1 <= i0)
-                    continue;
-                SFX(gather_)(t->q, HD, h, D, i0, i1 - i0, w.A[0]);
-                SFX(mlp_fwd_)(lo, t->W + (size_t)js * HP + (size_t)h * P, &w, i1 - i0);
-                for (int i = i0; i < i1; i++)
-                    memcpy(t->m + (size_t)i * HD + (size_t)h * D,
-                           w.Hh[lo->L - 1] + (size_t)(i - i0) * D, sizeof(T) * D);
+            for (int bi = 0; bi * mb < Nc; bi++) {
+                int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb;
+                T *Wr, *Sr;
+                size_t ld = rc ? P : HP;
+                if (rc) {
+                    Wr = Wsc, Sr = Ssc;
+                    memcpy(Wr, t->W + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
+                    memcpy(Sr, t->S + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
+                } else {
+                    Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
+                    Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
+                }
+                SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld, a1, a2);
+                /* retrieval: token i reads W_{floor((i+1)/c)} */
+                for (int j = bi ? n0 + 1 : 0; j <= n0 + m; j++) {
+                    int i0, i1;
+                    SFX(group_)(t, j, &i0, &i1);
+                    if (i1 > i0)
+                        SFX(read_fwd_)(t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld);
+                }
+                if (rc) {
+                    memcpy(t->W + (size_t)(bi + 1) * HP + (size_t)h * P, Wr + (size_t)m * ld,
+                           sizeof(T) * P);
+                    memcpy(t->S + (size_t)(bi + 1) * HP + (size_t)h * P, Sr + (size_t)m * ld,
+                           sizeof(T) * P);
+                }
             }
         }
+        free(Wsc);
+        free(Ssc);
         free(a1);
         free(a2);
         SFX(ws_free_)(&w);
@@ -543,10 +610,11 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
                 t->y[o] = t->g[(size_t)i * H + h] * t->m[o];
             }
     SFX(mm_)(0, 0, N, d, HD, 1, t->y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
+    int last = rc ? (Nc + mb - 1) / mb : Nc; /* index of the final stored state */
     if (Wout)
-        memcpy(Wout, t->W + (size_t)Nc * HP, sizeof(T) * HP);
+        memcpy(Wout, t->W + (size_t)last * HP, sizeof(T) * HP);
     if (Sout)
-        memcpy(Sout, t->S + (size_t)Nc * HP, sizeof(T) * HP);
+        memcpy(Sout, t->S + (size_t)last * HP, sizeof(T) * HP);
 }
 
 void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
@@ -597,10 +665,13 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     size_t P = lo->P, HP = (size_t)H * P;
     T kappa = (T)c->kappa;
 
-    T *Wb = t->Wb;
-    memset(Wb, 0, sizeof(T) * (size_t)(Nc + 1) * HP);
-    if (dWout)
-        memcpy(Wb + (size_t)Nc * HP, dWout, sizeof(T) * HP);
+    int rc = c->recompute, nb = (Nc + mb - 1) / mb;
+    T *Wb = t->Wb; /* every state's adjoint (NULL when recomputing: per-batch scratch) */
+    if (!rc) {
+        memset(Wb, 0, sizeof(T) * (size_t)(Nc + 1) * HP);
+        if (dWout)
+            memcpy(Wb + (size_t)Nc * HP, dWout, sizeof(T) * HP);
+    }
     T *dY = SFX(xcalloc_)((size_t)N * HD), *dm = SFX(xcalloc_)((size_t)N * HD);
     T *dg = SFX(xcalloc_)((size_t)N * H), *dq = SFX(xcalloc_)((size_t)N * HD);
     T *dk = SFX(xcalloc_)((size_t)N * HD), *dv = SFX(xcalloc_)((size_t)N * HD);
@@ -626,46 +697,61 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     {
         struct SFX(ws_) w;
         SFX(ws_init_)(&w, lo, rows_max, mb);
-        T *Sb = SFX(xcalloc_)(P);
+        T *Sb = SFX(xcalloc_)(P), *carry = SFX(xcalloc_)(P);
+        T *a1 = SFX(xcalloc_)((size_t)mb), *a2 = SFX(xcalloc_)((size_t)mb);
+        T *Wsc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
+        T *Ssc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
+        T *Wbsc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
 #pragma omp for schedule(static)
         for (int h = 0; h < H; h++) {
-            /* retrieval: first-order backward at W_j */
-            for (int j = 0; j < SFX(ngroups_)(t); j++) {
-                int i0, i1, js = SFX(group_)(t, j, &i0, &i1);
-                int n = i1 - i0;
-                if (n <= 0)
-                    continue;
-                const T *Wj = t->W + (size_t)js * HP + (size_t)h * P;
-                T *Wbj = Wb + (size_t)js * HP + (size_t)h * P;
-                SFX(gather_)(t->q, HD, h, D, i0, n, w.A[0]);
-                SFX(mlp_fwd_)(lo, Wj, &w, n);
-                SFX(gather_)(dm, HD, h, D, i0, n, w.Hb[L - 1]);
-                for (int l = L - 1; l >= 0; l--) {
-                    SFX(mm_)
-                    (1, 0, lo->in[l], lo->out[l], n, 1, w.A[l], (size_t)lo->in[l], w.Hb[l],
-                     (size_t)lo->out[l], 1, Wbj + lo->off[l], (size_t)lo->out[l]);
-                    SFX(mm_)
-                    (0, 1, n, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l],
-                     Wj + lo->off[l], (size_t)lo->out[l], 0, w.Ab[l], (size_t)lo->in[l]);
-                    if (l > 0)
-                        for (size_t i = 0; i < (size_t)n * lo->in[l]; i++)
-                            w.Hb[l - 1][i] = w.Ab[l][i] * SFX(gelu1_)(w.Hh[l - 1][i]);
-                }
-                SFX(scatter_add_)(dq, HD, h, D, i0, n, w.Ab[0]);
-            }
-            /* the scans in reverse, TTT batch by TTT batch */
             if (dSout)
                 memcpy(Sb, dSout + (size_t)h * P, sizeof(T) * P);
             else
                 memset(Sb, 0, sizeof(T) * P);
-            int nlast = Nc > 0 ? ((Nc - 1) / mb) * mb : -1;
-            for (int n0 = nlast; n0 >= 0; n0 -= mb) {
-                int m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
-                for (int n = n0 + m; n > n0; n--) {
-                    size_t gi = (size_t)(n - 1) * H + h;
-                    T *Wbn = Wb + (size_t)n * HP + (size_t)h * P, *Wbp = Wbn - HP;
-                    const T *Wp = t->W + (size_t)(n - 1) * HP + (size_t)h * P;
-                    const T *Sp = t->S + (size_t)(n - 1) * HP + (size_t)h * P;
+            /* the adjoint of the final state W_{Nc} */
+            if (dWout)
+                memcpy(carry, dWout + (size_t)h * P, sizeof(T) * P);
+            else
+                memset(carry, 0, sizeof(T) * P);
+            if (Nc == 0) { /* nothing stored: every token read the incoming state */
+                T *Wb0 = rc ? carry : Wb + (size_t)h * P;
+                for (int j = 0; j < SFX(ngroups_)(t); j++) {
+                    int i0, i1;
+                    SFX(group_)(t, j, &i0, &i1);
+                    if (i1 > i0)
+                        SFX(read_bwd_)(t, &w, h, i0, i1, t->W + (size_t)h * P, Wb0, dm, dq);
+                }
+            }
+            /* TTT batches in reverse: retrieval backward, the scans in reverse, then the VJP of
+             * the batch's gradients at W* */
+            for (int bi = nb - 1; bi >= 0; bi--) {
+                int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
+                T *Wr, *Sr, *Wbr;
+                size_t ld = rc ? P : HP;
+                if (rc) {
+                    Wr = Wsc, Sr = Ssc, Wbr = Wbsc;
+                    memcpy(Wr, t->W + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
+                    memcpy(Sr, t->S + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
+                    SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld, a1, a2);
+                    memset(Wbr, 0, sizeof(T) * (size_t)m * P);
+                    memcpy(Wbr + (size_t)m * ld, carry, sizeof(T) * P);
+                } else {
+                    Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
+                    Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
+                    Wbr = Wb + (size_t)n0 * HP + (size_t)h * P;
+                }
+                for (int j = bi ? n0 + 1 : 0; j <= n0 + m; j++) {
+                    int i0, i1;
+                    SFX(group_)(t, j, &i0, &i1);
+                    if (i1 > i0)
+                        SFX(read_bwd_)
+                        (t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld, Wbr + (size_t)(j - n0) * ld,
+                         dm, dq);
+                }
+                for (int r = m; r > 0; r--) {
+                    size_t gi = (size_t)(n0 + r - 1) * H + h;
+                    T *Wbn = Wbr + (size_t)r * ld, *Wbp = Wbn - ld;
+                    const T *Wp = Wr + (size_t)(r - 1) * ld, *Sp = Sr + (size_t)(r - 1) * ld;
                     T al = t->alpha[gi], et = t->eta[gi];
                     dal[gi] = -SFX(dot_)(Wbn, Wp, P);
                     for (size_t j = 0; j < P; j++) {
@@ -673,15 +759,15 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                         Sb[j] += Wbn[j];
                     }
                     deta[gi] = SFX(dot_)(Sb, Sp, P);
-                    T *Gb = w.Gb + (size_t)(n - 1 - n0) * P;
+                    T *Gb = w.Gb + (size_t)(r - 1) * P;
                     for (size_t j = 0; j < P; j++) {
                         Gb[j] = -Sb[j];
                         Sb[j] *= et;
                     }
                 }
                 /* recompute the batch's inner forward at W* and take the VJP of its gradients */
-                const T *Ws = t->W + (size_t)n0 * HP + (size_t)h * P;
-                T *Wbs = Wb + (size_t)n0 * HP + (size_t)h * P;
+                const T *Ws = Wr;
+                T *Wbs = Wbr;
                 SFX(gather_)(t->k, HD, h, D, t0, rows, w.A[0]);
                 SFX(gather_)(t->v, HD, h, D, t0, rows, w.V);
                 for (int i = 0; i < rows; i++)
@@ -752,14 +838,24 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                             w.Hb[l - 1][i] += w.Ab[l][i] * SFX(gelu1_)(w.Hh[l - 1][i]);
                 }
                 SFX(scatter_add_)(dk, HD, h, D, t0, rows, w.Ab[0]);
+                if (rc)
+                    memcpy(carry, Wbr, sizeof(T) * P);
             }
             if (dSin)
                 memcpy(dSin + (size_t)h * P, Sb, sizeof(T) * P);
+            if (rc && dWin)
+                memcpy(dWin + (size_t)h * P, carry, sizeof(T) * P);
         }
         SFX(ws_free_)(&w);
         free(Sb);
+        free(carry);
+        free(a1);
+        free(a2);
+        free(Wsc);
+        free(Ssc);
+        free(Wbsc);
     }
-    if (dWin)
+    if (dWin && !rc)
         memcpy(dWin, Wb, sizeof(T) * HP);
 
     /* gates */
@@ -865,10 +961,12 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
 
 int SFX(titans_nonfinite)(const struct SFX(titans_tape) * t) {
     size_t HP = (size_t)t->cfg.H * t->lo.P;
-    for (int n = 0; n <= t->Nc; n++)
+    int mb = t->cfg.b / t->cfg.c, step = t->cfg.recompute ? mb : 1;
+    int ns = t->cfg.recompute ? (t->Nc + mb - 1) / mb : t->Nc;
+    for (int n = 0; n <= ns; n++)
         for (size_t i = 0; i < HP; i++)
             if (!isfinite(t->W[(size_t)n * HP + i]) || !isfinite(t->S[(size_t)n * HP + i]))
-                return n;
+                return n * step < t->Nc ? n * step : t->Nc;
     return -1;
 }
 

@@ -81,6 +81,7 @@ static void run_mb(struct dist *d) {
     cf.c = 2;
     cf.b = 2;
     cf.conv = 2;
+    cf.recompute = 1; /* boundary states only on the CP ranks; the reference stores all */
     struct titans_layout lo;
     titans_layout(&cf, &lo);
     int R = d->cp, r = d->cp_rank, M = 3, Nl = 4, N = Nl * R, dd = cf.d;
@@ -90,7 +91,9 @@ static void run_mb(struct dist *d) {
     float *R_ = rnd(M * sq, 1, &seed), *out = malloc(4 * M * sq), *g1 = calloc(lo.total, 4);
     float *dx1 = calloc(M * sq, 4), *W = malloc(4 * HP), *S = malloc(4 * HP), *dW = malloc(4 * HP);
     struct titans_tape_f t1;
-    titans_tape_init_f(&t1, &cf, N);
+    struct titans_cfg cf1 = cf;
+    cf1.recompute = 0;
+    titans_tape_init_f(&t1, &cf1, N);
     for (int m = 0; m < M; m++) {
         titans_state_init_f(&cf, par, W, S);
         titans_forward_f(&t1, par, W, S, NULL, x + m * sq, N, out + m * sq, NULL, NULL);

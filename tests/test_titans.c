@@ -528,7 +528,11 @@ static void test_causality(struct titans_cfg cf, int N) {
     CHECK(titans_nonfinite_d(&t) == -1);
     x[(size_t)5 * d] = NAN;
     titans_forward_d(&t, par, W, S, NULL, x, N, o2, NULL, NULL);
-    CHECK_MSG(titans_nonfinite_d(&t) == 5 / cf.c + 1, "nonfinite at %d", titans_nonfinite_d(&t));
+    int bad = 5 / cf.c + 1, mb = cf.b / cf.c; /* recompute: the first stored boundary after */
+    if (cf.recompute)
+        bad = (bad + mb - 1) / mb * mb < t.Nc ? (bad + mb - 1) / mb * mb : t.Nc;
+    CHECK_MSG(titans_nonfinite_d(&t) == bad, "nonfinite at %d, expected %d", titans_nonfinite_d(&t),
+              bad);
     titans_tape_free_d(&t);
     free(par), free(x), free(o1), free(o2), free(W), free(S);
 }
@@ -610,6 +614,38 @@ static void test_threads(void) {
     free(res[0]), free(res[1]), free(par), free(x), free(R);
 }
 
+/* recompute = 1 keeps only TTT-batch boundary states and recomputes the rest in the backward:
+ * outputs, final state and gradients equal the stored mode (1 and 2 pieces), and FD holds. */
+static void test_recompute(struct titans_cfg cf, int N, const char *name) {
+    struct titans_layout lo;
+    titans_layout(&cf, &lo);
+    int d = cf.d;
+    size_t HP = (size_t)cf.H * lo.P;
+    double *par = rand_params(&cf), *x = rand_vec((size_t)N * d, 1);
+    double *R = rand_vec((size_t)N * d, 1), *RW = rand_vec(HP, 0.3), *RS = rand_vec(HP, 0.3);
+    for (int np = 1; np <= 2; np++) {
+        double *o[2], *g[2], *dx[2], *W[2];
+        for (int k = 0; k < 2; k++) {
+            struct titans_cfg ck = cf;
+            ck.recompute = k;
+            o[k] = malloc(8 * (size_t)N * d), g[k] = calloc(lo.total, 8);
+            dx[k] = calloc((size_t)N * d, 8), W[k] = malloc(8 * HP);
+            run_pieces(&ck, par, x, N, np, R, RW, RS, o[k], W[k], g[k], dx[k]);
+        }
+        double e = 0;
+        for (size_t i = 0; i < (size_t)N * d; i++)
+            e = fmax(e, fmax(fabs(o[0][i] - o[1][i]), fabs(dx[0][i] - dx[1][i])));
+        for (size_t i = 0; i < lo.total; i++)
+            e = fmax(e, fabs(g[0][i] - g[1][i]));
+        for (size_t i = 0; i < HP; i++)
+            e = fmax(e, fabs(W[0][i] - W[1][i]));
+        CHECK_MSG(e < 1e-13, "%s: recompute vs stored (%d pieces) %g", name, np, e);
+        for (int k = 0; k < 2; k++)
+            free(o[k]), free(g[k]), free(dx[k]), free(W[k]);
+    }
+    free(par), free(x), free(R), free(RW), free(RS);
+}
+
 int main(void) {
     test_threads();
     test_init();
@@ -644,6 +680,16 @@ int main(void) {
     test_chaining(c4, 32, "depth2 c4 b4 theta/chunk");
     test_chaining(cv, 16, "depth2 c2 b2 conv4");
 
+    test_recompute(a, 16, "depth2 c2 b4 clamp");
+    test_recompute(b, 12, "linear c1 b3");
+    test_recompute(c4, 32, "depth2 c4 b4 theta/chunk");
+    test_recompute(cv, 16, "depth2 c2 b2 conv4");
+    struct titans_cfg r8 = base_cfg(2, 2, 8);
+    r8.max_grad_norm = 1;
+    test_recompute(r8, 20, "depth2 c2 b8 tail");
+    r8.recompute = 1;
+    test_fd(r8, 10, "recompute depth2 c2 b8");
+    test_causality(r8, 14);
     test_decode(a, 13, "depth2 c2 b4");
     test_decode(b, 10, "linear c1 b3");
     test_decode(c4, 14, "depth2 c4 theta/chunk");
