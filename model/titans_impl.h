@@ -745,8 +745,8 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                     SFX(group_)(t, j, &i0, &i1);
                     if (i1 > i0)
                         SFX(read_bwd_)
-                        (t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld, Wbr + (size_t)(j - n0) * ld,
-                         dm, dq);
+                    (t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld, Wbr + (size_t)(j - n0) * ld, dm,
+                     dq);
                 }
                 for (int r = m; r > 0; r--) {
                     size_t gi = (size_t)(n0 + r - 1) * H + h;
