@@ -115,6 +115,11 @@ $(BUILD)/bench/attn_bench: bench/attn_bench.c $(LIBHW)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
 
+# Titans memory module throughput (float path): docs/titans.md
+$(BUILD)/bench/titans_bench: bench/titans_bench.c $(LIBHW)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
+
 bench-attn: $(BUILD)/bench/attn_bench
 	@$(BUILD)/bench/attn_bench moh 1024
 	@$(BUILD)/bench/attn_bench s2 4096
