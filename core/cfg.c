@@ -71,6 +71,7 @@ static const char *const recdata_vals[] = {"movielens", "taobao", "synth", NULL}
 static const char *const attn_vals[] = {"mha", "moh", NULL};
 static const char *const router_vals[] = {"learned", "qnorm", NULL};
 static const char *const sparsity_vals[] = {"none", "s2", NULL};
+static const char *const kappa_vals[] = {"mean", "sum", NULL};
 
 static const char *const sections[] = {"model", "train", "data", "run", "dist", "eval", "rec"};
 #define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
@@ -121,6 +122,29 @@ static const struct key keys[] = {
     K_LIST(model.sparsity.dense_layers, "S2: indices of layers that stay dense"),
     K_INT(model.sparsity.dense_every, 0, 0, 1024,
           "S2: layer l (0-based) is dense when (l+1) % dense_every == 0 (Phi-3-small: 2); 0 = off"),
+    K_LIST(model.memory.layers,
+           "Titans memory per layer (none|mal|mag|memory), repeated when shorter than n_layers: "
+           "mal = memory sublayer before attention, mag = attention output gated by "
+           "sigmoid(memory), memory = the memory replaces attention; [] = none (docs/titans.md)"),
+    K_INT(model.memory.heads, 2, 1, 1024, "memory heads H_m"),
+    K_INT(model.memory.head_dim, 0, 0, 4096, "memory head width d_m; 0 = d_model / heads"),
+    K_INT(model.memory.depth, 2, 1, 8, "memory MLP depth L_M; 1 = linear matrix memory"),
+    K_INT(model.memory.hidden, 0, 0, 65536, "hidden width of the memory MLP; 0 = 4 head_dim"),
+    K_INT(model.memory.chunk, 4, 1, 65536,
+          "store chunk c: momentum/decay gates and weight snapshots per c tokens"),
+    K_INT(model.memory.ttt_batch, 0, 0, 1048576,
+          "TTT batch b (a multiple of chunk): gradients at the batch's starting weights; "
+          "0 = one batch per sequence (model.max_seq rounded up to chunk)"),
+    K_INT(model.memory.conv, 0, 0, 64, "width of the depthwise causal conv on q/k/v; 0 = none"),
+    K_DBL(model.memory.max_lr, 0.1, 0.0, 1, 1e3, 0, "inner learning rate theta = max_lr * sigmoid"),
+    K_DBL(model.memory.max_grad_norm, 0.0, 0.0, 0, 1e9, 0,
+          "soft-clamp of each surprise tensor's norm; 0 = off"),
+    K_ENUM(model.memory.kappa, "mean", kappa_vals,
+           "inner loss: mean (1/d_m, the reference) or sum (the paper) of squared errors"),
+    K_BOOL(model.memory.theta_per_chunk, 0, "theta from the chunk mean instead of per token"),
+    K_BOOL(model.memory.gate, 1, "retrieve gate sigmoid(x w_g) per memory head"),
+    K_BOOL(model.memory.recompute, 0,
+           "keep only TTT-batch boundary states; the backward recomputes the rest"),
     K_ENUM(model.family, "gpt", family_vals,
            "gpt: the decoder-only language model; rec: the DARE/TWIN recommendation model "
            "(docs/rec.md)"),
@@ -261,6 +285,10 @@ static const char *const rules_doc[] = {
     "S2 with `dist.context` > 1: the zig-zag chunk `train.seq_len / (2 * dist.context)` is a "
     "multiple of `model.sparsity.block`.",
     "`model.family: rec` needs `dist.context: 1` and `dist.heads: 1`.",
+    "`model.memory.layers` items are none, mal, mag or memory; with memory layers: "
+    "`model.family: gpt`, `dist.context: 1`, `model.memory.ttt_batch` a "
+    "multiple of `model.memory.chunk`, `model.memory.head_dim` set or `d_model` divisible by "
+    "`model.memory.heads`, and with `model.embedding: dare` layer 0 is not `memory`.",
     "`model.embedding: twin_proj` needs `model.family: rec`.",
     "`rec.top_k` <= `rec.max_len`.",
     "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
@@ -383,6 +411,14 @@ int cfg_layer_moh(const struct cfg_model *m, int l) {
     const struct cfg_list *ls = &m->attention.layers;
     const char *k = ls->n ? ls->item[l % ls->n] : m->attention.kind;
     return !strcmp(k, "moh");
+}
+
+int cfg_layer_memory(const struct cfg_model *m, int l) {
+    const struct cfg_list *ls = &m->memory.layers;
+    if (!ls->n)
+        return 0;
+    const char *k = ls->item[l % ls->n];
+    return !strcmp(k, "mal") ? 1 : !strcmp(k, "mag") ? 2 : !strcmp(k, "memory") ? 3 : 0;
 }
 
 int cfg_layer_s2(const struct cfg_model *m, int l) {
@@ -1259,6 +1295,50 @@ static int rule_error(const struct loader *L, const char *a, const char *b, cons
     return errat(err, HW_ECONFIG, L->where, 1, 1, "%s: %s", k->path, msg);
 }
 
+/* model.memory rules (Titans layers). */
+static int validate_memory(const struct loader *L, char *err) {
+    const struct cfg_model *m = &L->cfg.model;
+    const struct cfg_memory *me = &m->memory;
+    char a[160];
+    int any = 0;
+    for (int i = 0; i < me->layers.n; i++) {
+        const char *it = me->layers.item[i];
+        if (strcmp(it, "none") && strcmp(it, "mal") && strcmp(it, "mag") && strcmp(it, "memory")) {
+            snprintf(a, sizeof(a), "item %d is '%.40s'; expected none, mal, mag or memory", i + 1,
+                     it);
+            return rule_error(L, "model.memory.layers", "model.memory.layers", a, a, err);
+        }
+    }
+    for (int l = 0; l < m->n_layers; l++)
+        any |= cfg_layer_memory(m, l) != 0;
+    if (!any)
+        return 0;
+    if (strcmp(m->family, "gpt")) {
+        snprintf(a, sizeof(a), "memory layers exist only for model.family gpt");
+        return rule_error(L, "model.memory.layers", "model.family", a, a, err);
+    }
+    if (L->cfg.dist.context > 1) {
+        snprintf(a, sizeof(a),
+                 "memory layers do not support context parallelism yet; use dist.context 1");
+        return rule_error(L, "dist.context", "model.memory.layers", a, a, err);
+    }
+    if (me->ttt_batch % me->chunk) {
+        snprintf(a, sizeof(a), "ttt_batch %d is not a multiple of chunk %d", me->ttt_batch,
+                 me->chunk);
+        return rule_error(L, "model.memory.ttt_batch", "model.memory.chunk", a, a, err);
+    }
+    if (!me->head_dim && m->d_model % me->heads) {
+        snprintf(a, sizeof(a), "d_model %d is not divisible by %d memory heads (set head_dim)",
+                 m->d_model, me->heads);
+        return rule_error(L, "model.memory.heads", "model.memory.head_dim", a, a, err);
+    }
+    if (!strcmp(m->embedding, "dare") && cfg_layer_memory(m, 0) == 3) {
+        snprintf(a, sizeof(a), "layer 0 is memory-only, but dare feeds its attention");
+        return rule_error(L, "model.memory.layers", "model.embedding", a, a, err);
+    }
+    return 0;
+}
+
 static int validate(const struct loader *L, char *err) {
     const struct cfg_model *m = &L->cfg.model;
     const struct cfg_train *t = &L->cfg.train;
@@ -1402,6 +1482,8 @@ static int validate(const struct loader *L, char *err) {
         snprintf(a, sizeof(a), "twin_proj exists only for model.family rec");
         return rule_error(L, "model.embedding", "model.family", a, a, err);
     }
+    if (validate_memory(L, err))
+        return HW_ECONFIG;
     if (L->cfg.rec.top_k > L->cfg.rec.max_len) {
         snprintf(a, sizeof(a), "rec.top_k %d exceeds rec.max_len %d", L->cfg.rec.top_k,
                  L->cfg.rec.max_len);

@@ -47,6 +47,15 @@ struct cfg_sparsity {
     int dense_every;              /* layer l dense iff (l+1) % dense_every == 0; 0 = off */
 };
 
+/* model.memory: Titans neural long-term memory layers (docs/titans.md) */
+struct cfg_memory {
+    struct cfg_list layers; /* per layer none|mal|mag|memory (cycled); empty = none */
+    int heads, head_dim, depth, hidden, chunk, ttt_batch, conv;
+    double max_lr, max_grad_norm;
+    char kappa[CFG_NAME_MAX]; /* "mean" (1/head_dim) | "sum" */
+    int theta_per_chunk, gate, recompute;
+};
+
 struct cfg_model {
     int d_model;    /* model width C */
     int n_layers;   /* transformer blocks L */
@@ -65,6 +74,7 @@ struct cfg_model {
     struct cfg_sparsity sparsity;
     char family[CFG_NAME_MAX];    /* "gpt" | "rec" (DARE/TWIN recommendation model) */
     char embedding[CFG_NAME_MAX]; /* "twin" (one table set) | "dare" | "twin_proj" */
+    struct cfg_memory memory;
 };
 
 struct cfg_train {
@@ -206,6 +216,8 @@ int cfg_check_world(const struct hw_config *c, int world, char *err);
 /* Derived values. */
 /* 1 when layer l is a MoH layer (model.attention), an S2-sparse layer (model.sparsity). */
 int cfg_layer_moh(const struct cfg_model *m, int l);
+/* The memory kind of layer l (model.memory.layers): 0 none, 1 mal, 2 mag, 3 memory. */
+int cfg_layer_memory(const struct cfg_model *m, int l);
 int cfg_layer_s2(const struct cfg_model *m, int l);
 int cfg_kv_heads(const struct cfg_model *m);
 int cfg_d_ff(const struct cfg_model *m);

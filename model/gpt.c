@@ -1,6 +1,7 @@
 /* model/gpt.c -- the transformer: parameter table, carving, forward, backward, decoding
  * (see gpt.h). */
 #include "gpt.h"
+#include "gpt_memory.h"
 
 #include "../core/check.h"
 #include "../core/rng.h"
@@ -44,6 +45,7 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
     gc->s2_offset = m->sparsity.head_offset;
     gc->s2_dense = m->sparsity.dense_heads;
     gc->dare = strcmp(m->embedding, "dare") == 0;
+    gpt_memory_config(gc, m);
 }
 
 /* Per-layer flags as text: "M.M." (L <= 64) or a count and a hash. */
@@ -90,6 +92,7 @@ void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
     }
     if (gc->dare && k > 0 && (size_t)k < n)
         snprintf(out + k, n - (size_t)k, " embedding=dare");
+    gpt_memory_signature(gc, out, n);
 }
 
 /* local widths (this rank's heads and MLP columns) */
@@ -166,6 +169,14 @@ static void build_table(struct gpt *m) {
             P("mlp.w_up", c->F, c->C, 0, 1, std);
         }
         P("mlp.w_down", c->C, c->F, 1, 1, std_out);
+        for (int j = 0; j < gpt_memory_n_tensors(c, l); j++) {
+            const char *sfx;
+            int64_t r, cols;
+            int dec;
+            float s;
+            gpt_memory_tensor(c, l, j, &sfx, &r, &cols, &dec, &s);
+            P(sfx, r, cols, -1, dec, s);
+        }
 #undef P
     }
     add_param(m, &cap, "final_norm.weight", c->C, 0, -1, 0, 0.0f);
@@ -201,6 +212,8 @@ static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
         y->w_in = base + m->params[i].offset;
         i += c->mlp == GPT_MLP_SWIGLU ? 2 : 1;
         y->w_out = base + m->params[i++].offset;
+        gpt_memory_carve(c, l, y, i < m->n_params ? base + m->params[i].offset : NULL);
+        i += gpt_memory_n_tensors(c, l);
     }
     w->final_norm = base + m->params[i++].offset;
     w->lm_head = c->tied ? w->wte : base + m->params[i++].offset;
@@ -269,11 +282,13 @@ void gpt_init_weights(struct gpt *m, uint64_t seed) {
                     p->init_std == 0.0f ? 1.0f : (float)(p->init_std * rng_normal(key, g));
             }
     }
+    gpt_memory_init_weights(m, seed);
 }
 
 void gpt_alloc_acts(struct gpt *m, int B, int T) {
     const struct gpt_config *c = &m->c;
     HW_ASSERT(T * m->cp <= c->max_T);
+    gpt_memory_alloc(m, B, T);
     if (m->act_mem && m->B == B && m->T == T)
         return;
     free(m->act_mem);
@@ -388,6 +403,7 @@ void gpt_moh_usage_reset(struct gpt *m) {
 }
 
 void gpt_free(struct gpt *m) {
+    gpt_memory_free(m);
     free(m->params);
     free(m->param_mem);
     free(m->grad_mem);
@@ -676,6 +692,8 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
         struct gpt_layer_acts *a = &m->acts[l];
         const struct gpt_layer *w = &m->w.layers[l];
         float *x_out = l + 1 < c->L ? m->acts[l + 1].x_in : m->x_final;
+        if (c->mem[l] == GPT_MEM_MAL)
+            gpt_memory_mal_forward(m, l, a->x_in);
         o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
         o->matmul_forward(a->qkv, a->n1, w->wqkv, N, C, D, 0.0f);
         if (c->dare && l == 0) { /* Q and K from the attention table */
@@ -702,6 +720,8 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
             o->matmul_forward(m->dn, a->att, w->wo, N, HD, C, 0.0f);
         }
         hp_sum(m, m->dn, NC);
+        if (c->mem[l] >= GPT_MEM_MAG)
+            gpt_memory_attn_forward(m, l, a->n1, m->dn);
         o->residual_add(a->x_mid, a->x_in, m->dn, (int64_t)NC);
         o->rmsnorm_forward(a->n2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->eps);
         o->matmul_forward(a->h, a->n2, w->w_in, N, C, Fin, 0.0f);
@@ -800,12 +820,13 @@ static void backward_trunk(struct gpt *m) {
         o->rmsnorm_backward(m->dx, g->mlp_norm, m->dn, a->x_mid, w->mlp_norm, a->rstd2, N, C);
         /* attention residual */
         struct attn_shape as = layer_attn_shape(m, l);
+        const float *dwo = c->mem[l] ? gpt_memory_attn_backward(m, l, m->dx) : m->dx;
         if (c->moh[l]) {
             moh_gate(m, m->dqkv, a->att, a->moh.G, N); /* the gated input of wo, again */
-            o->matmul_backward(m->datt, g->wo, m->dx, m->dqkv, w->wo, N, HD, C, 0.0f);
+            o->matmul_backward(m->datt, g->wo, dwo, m->dqkv, w->wo, N, HD, C, 0.0f);
             moh_gate_backward(m, l);
         } else {
-            o->matmul_backward(m->datt, g->wo, m->dx, a->att, w->wo, N, HD, C, 0.0f);
+            o->matmul_backward(m->datt, g->wo, dwo, a->att, w->wo, N, HD, C, 0.0f);
         }
         progress(m);
         if (m->cp > 1)
@@ -837,7 +858,11 @@ static void backward_trunk(struct gpt *m) {
         hp_sum(m, m->dn, NC);
         if (c->moh[l])
             moh_router_backward(m, l);
+        if (c->mem[l])
+            gpt_memory_add_dn(m, l, m->dn);
         o->rmsnorm_backward(m->dx, g->attn_norm, m->dn, a->x_in, w->attn_norm, a->rstd1, N, C);
+        if (c->mem[l] == GPT_MEM_MAL)
+            gpt_memory_mal_backward(m, l, m->dx);
         grads_ready(m, c->L - l);
     }
     o->embed_backward(m->g.wte, m->dx, m->tokens, N, C);
@@ -938,10 +963,12 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
         kv->xa = alloc_floats(2 * Bs * c->C);
         kv->qkva = alloc_floats(Bs * qkv_width(m));
     }
+    kv->mem = gpt_memory_kv_init(m, B);
 }
 
 void gpt_kv_reset(struct gpt_kv *kv, int b) {
     kv->n[b] = 0;
+    gpt_memory_kv_reset(kv->mem, b);
     if (kv->s2n)
         for (size_t sl = 0; sl < (size_t)kv->L * kv->B * kv->Hkv; sl++)
             if ((int)(sl / kv->Hkv % kv->B) == b)
@@ -980,6 +1007,7 @@ void gpt_kv_free(struct gpt_kv *kv) {
     free(kv->tok);
     free(kv->xa);
     free(kv->qkva);
+    gpt_memory_kv_free(kv->mem);
     memset(kv, 0, sizeof(*kv));
 }
 
@@ -1105,6 +1133,8 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
     o->embed_forward(kv->x, kv->tok, m->w.wte, nb, C);
     for (int l = 0; l < c->L; l++) {
         const struct gpt_layer *w = &m->w.layers[l];
+        if (c->mem[l] == GPT_MEM_MAL)
+            gpt_memory_decode_mal(m, kv->mem, l, nb, kv->rows, kv->x);
         o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->attn_norm, nb, C, c->eps);
         rows_matmul(o, kv->qkv, kv->buf, w->wqkv, nb, C, D);
         if (c->dare && l == 0) {
@@ -1150,6 +1180,8 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
             }
         }
         rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);
+        if (c->mem[l] >= GPT_MEM_MAG)
+            gpt_memory_decode_attn(m, kv->mem, l, nb, kv->rows, kv->buf, kv->tmp);
         o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);
         o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->mlp_norm, nb, C, c->eps);
         rows_matmul(o, kv->h, kv->buf, w->w_in, nb, C, Fin);

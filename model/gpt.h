@@ -26,6 +26,7 @@
 #include "../ops/ops.h"
 #include "../ops/s2.h"
 #include "moh.h"
+#include "titans.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -58,6 +59,9 @@ struct gpt_config {
     float moh_coef;
     int s2_block, s2_local, s2_vert, s2_offset, s2_dense;
     int dare; /* model.embedding dare: tok_emb_attn feeds Q and K of the first layer */
+    /* per layer Titans memory (model.memory, gpt_memory.h): 0 none, GPT_MEM_MAL/MAG/ONLY */
+    unsigned char mem[GPT_MAX_LAYERS];
+    struct titans_cfg mem_cfg; /* d = C; b = the TTT batch */
 };
 
 /* One named parameter tensor inside the flat parameter block. */
@@ -85,6 +89,9 @@ struct gpt_layer {
     float *moh_wr; /* (E, C) routed heads */
     float *moh_ws; /* (ns, C) shared heads */
     float *moh_wh; /* (2, C) head types */
+    /* Titans memory layers (gpt_memory.h; NULL when absent) */
+    float *mem_norm; /* (C) MAL: the memory sublayer's input norm */
+    float *mem;      /* the module's flat parameters (titans_layout order) */
 };
 
 struct gpt_weights {
@@ -163,6 +170,7 @@ struct gpt {
      * the data-parallel all-reduce with the backward */
     void (*grad_ready)(void *ctx, int k);
     void *grad_ready_ctx;
+    struct gpt_memory *mem; /* Titans layers' tapes and buffers (gpt_memory.h), or NULL */
 };
 
 /* Derive the model shape from the config; vocab comes from the tokenizer. */
@@ -229,6 +237,7 @@ struct gpt_kv {
     float *xa, *qkva; /* DARE: the attention-path embedding and Q/K of the first layer */
     int *rows;
     int32_t *tok;
+    struct gpt_memory_kv *mem; /* Titans decoders per (memory layer, sequence), or NULL */
 };
 void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T);
 /* Empty sequence b's cache (start a new sequence in that slot). */

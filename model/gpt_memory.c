@@ -1,0 +1,437 @@
+/* model/gpt_memory.c -- Titans memory layers in the transformer: config, parameter tensors,
+ * forward/backward hooks and decoding (see gpt_memory.h). */
+#include "gpt_memory.h"
+
+#include "../core/check.h"
+#include "../core/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gpt_memory {
+    int B, T, n;                /* sequences, tokens, memory layers */
+    int slot[GPT_MAX_LAYERS];   /* layer -> memory index, or -1 */
+    struct titans_tape_f *tape; /* (n, B) */
+    float *x0, *nrm, *rstd;     /* MAL: (n, N, C) input, normed input, (n, N) */
+    float *u, *y;               /* (n, N, C) memory outputs; MAG: the ungated branch */
+    float *dn1, *dy, *du;       /* (N, C) backward scratch */
+    float *W, *S, *Wo, *So;     /* (H, P) state scratch */
+    int warned;                 /* a NaN/Inf was reported */
+};
+
+struct gpt_memory_kv {
+    int B, n;
+    int slot[GPT_MAX_LAYERS];
+    struct titans_dec_f *dec; /* (n, B) */
+    const float **par;        /* (n) the layers' parameters */
+    float *nrm, *u, rstd;
+};
+
+void gpt_memory_config(struct gpt_config *gc, const struct cfg_model *m) {
+    const struct cfg_memory *me = &m->memory;
+    int any = 0;
+    for (int l = 0; l < gc->L; l++) {
+        gc->mem[l] = (unsigned char)cfg_layer_memory(m, l);
+        any |= gc->mem[l] != 0;
+    }
+    if (!any)
+        return;
+    const int D = me->head_dim ? me->head_dim : m->d_model / me->heads;
+    struct titans_cfg *t = &gc->mem_cfg;
+    titans_cfg_default(t, m->d_model, me->heads, D);
+    t->depth = me->depth;
+    t->hidden = me->hidden ? me->hidden : 4 * D;
+    t->c = me->chunk;
+    /* 0: one TTT batch for the whole sequence (W* = W0) */
+    t->b = me->ttt_batch ? me->ttt_batch : (gc->max_T + me->chunk - 1) / me->chunk * me->chunk;
+    t->silu = 1;
+    t->l2norm = 1;
+    t->gate = me->gate;
+    t->theta_per_chunk = me->theta_per_chunk;
+    t->conv = me->conv;
+    t->recompute = me->recompute;
+    t->max_lr = me->max_lr;
+    t->kappa = strcmp(me->kappa, "sum") ? 1.0 / D : 1.0;
+    t->max_grad_norm = me->max_grad_norm;
+    const char *e = titans_cfg_error(t);
+    if (e)
+        HW_DIE("model.memory: %s", e);
+}
+
+void gpt_memory_signature(const struct gpt_config *gc, char *out, size_t n) {
+    char f[GPT_MAX_LAYERS + 1];
+    int any = 0;
+    for (int l = 0; l < gc->L; l++) {
+        f[l] = (char)('0' + gc->mem[l]);
+        any |= gc->mem[l] != 0;
+    }
+    f[gc->L] = 0;
+    size_t k = strlen(out);
+    if (!any || k >= n)
+        return;
+    const struct titans_cfg *t = &gc->mem_cfg;
+    snprintf(out + k, n - k, " mem=%s/H%d/D%d/L%d/h%d/c%d/b%d/k%d", f, t->H, t->D, t->depth,
+             t->hidden, t->c, t->b, t->conv);
+}
+
+enum {
+    T_WQ,
+    T_WK,
+    T_WV,
+    T_WTH,
+    T_BTH,
+    T_WETA,
+    T_BETA,
+    T_WAL,
+    T_BAL,
+    T_WG,
+    T_WO,
+    T_CK,
+    T_CV,
+    T_CQ,
+    T_W0,
+    T_N
+};
+
+static const char *const tnames[T_N] = {"mem.wq",      "mem.wk",     "mem.wv",    "mem.w_theta",
+                                        "mem.b_theta", "mem.w_eta",  "mem.b_eta", "mem.w_alpha",
+                                        "mem.b_alpha", "mem.w_gate", "mem.wo",    "mem.conv_k",
+                                        "mem.conv_v",  "mem.conv_q", "mem.w0"};
+
+/* The module tensors present: the conv taps only with conv > 0. */
+static int module_tensor(const struct gpt_config *gc, int j) {
+    int k = 0;
+    for (int t = 0; t < T_N; t++) {
+        if ((t == T_CK || t == T_CV || t == T_CQ) && gc->mem_cfg.conv == 0)
+            continue;
+        if (k++ == j)
+            return t;
+    }
+    return -1;
+}
+
+int gpt_memory_n_tensors(const struct gpt_config *gc, int l) {
+    if (!gc->mem[l])
+        return 0;
+    return (gc->mem[l] == GPT_MEM_MAL) + T_N - (gc->mem_cfg.conv ? 0 : 3);
+}
+
+void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, const char **name, int64_t *rows,
+                       int64_t *cols, int *decay, float *std) {
+    const struct titans_cfg *c = &gc->mem_cfg;
+    struct titans_layout lo;
+    titans_layout(c, &lo);
+    const int64_t C = gc->C, H = c->H, HD = (int64_t)c->H * c->D;
+    *std = 0.02f; /* overwritten by gpt_memory_init_weights */
+    if (gc->mem[l] == GPT_MEM_MAL && j-- == 0) {
+        *name = "mem_norm.weight";
+        *rows = C, *cols = 0, *decay = 0, *std = 0.0f;
+        return;
+    }
+    const int t = module_tensor(gc, j);
+    HW_ASSERT(t >= 0);
+    *name = tnames[t];
+    *decay = 1;
+    switch (t) {
+    case T_WQ:
+    case T_WK:
+    case T_WV:
+        *rows = C, *cols = HD;
+        break;
+    case T_WTH:
+    case T_WETA:
+    case T_WAL:
+    case T_WG:
+        *rows = C, *cols = H;
+        break;
+    case T_BTH:
+    case T_BETA:
+    case T_BAL:
+        *rows = H, *cols = 0, *decay = 0;
+        break;
+    case T_WO:
+        *rows = HD, *cols = C;
+        break;
+    case T_CK:
+    case T_CV:
+    case T_CQ:
+        *rows = c->conv, *cols = HD, *decay = 0;
+        break;
+    default: /* T_W0 */
+        *rows = H, *cols = (int64_t)lo.P, *decay = 0;
+        break;
+    }
+}
+
+void gpt_memory_carve(const struct gpt_config *gc, int l, struct gpt_layer *y, float *first) {
+    y->mem_norm = y->mem = NULL;
+    if (!gc->mem[l])
+        return;
+    if (gc->mem[l] == GPT_MEM_MAL) {
+        y->mem_norm = first;
+        first += gc->C;
+    }
+    y->mem = first;
+}
+
+void gpt_memory_init_weights(struct gpt *m, uint64_t seed) {
+    char nm[64];
+    for (int l = 0; l < m->c.L; l++) {
+        if (!m->c.mem[l])
+            continue;
+        snprintf(nm, sizeof(nm), "blocks.%d.mem", l);
+        titans_params_init_f(&m->c.mem_cfg, m->w.layers[l].mem, rng_hash2(seed, rng_hash_str(nm)));
+    }
+}
+
+void gpt_memory_free(struct gpt *m) {
+    struct gpt_memory *s = m->mem;
+    if (!s)
+        return;
+    for (int i = 0; i < s->n * s->B; i++)
+        titans_tape_free_f(&s->tape[i]);
+    free(s->tape);
+    free(s->x0);
+    free(s->nrm);
+    free(s->rstd);
+    free(s->u);
+    free(s->y);
+    free(s->dn1);
+    free(s->dy);
+    free(s->du);
+    free(s->W);
+    free(s->S);
+    free(s->Wo);
+    free(s->So);
+    free(s);
+    m->mem = NULL;
+}
+
+static float *fl(size_t n) {
+    return HW_CALLOC(n ? n : 1, sizeof(float));
+}
+
+void gpt_memory_alloc(struct gpt *m, int B, int T) {
+    const struct gpt_config *gc = &m->c;
+    if (m->mem && m->mem->B == B && m->mem->T == T)
+        return;
+    gpt_memory_free(m);
+    int n = 0;
+    for (int l = 0; l < gc->L; l++)
+        n += gc->mem[l] != 0;
+    if (!n)
+        return;
+    HW_ASSERT(m->cp == 1); /* cfg rule: memory layers need dist.context 1 */
+    struct gpt_memory *s = HW_CALLOC(1, sizeof(*s));
+    s->B = B, s->T = T, s->n = n;
+    for (int l = 0, j = 0; l < gc->L; l++)
+        s->slot[l] = gc->mem[l] ? j++ : -1;
+    s->tape = HW_CALLOC((size_t)n * B, sizeof(*s->tape));
+    for (int i = 0; i < n * B; i++)
+        if (titans_tape_init_f(&s->tape[i], &gc->mem_cfg, T))
+            HW_DIE("model.memory: %s", titans_cfg_error(&gc->mem_cfg));
+    const size_t NC = (size_t)B * T * gc->C, N = (size_t)B * T;
+    s->x0 = fl(n * NC);
+    s->nrm = fl(n * NC);
+    s->rstd = fl(n * N);
+    s->u = fl(n * NC);
+    s->y = fl(n * NC);
+    s->dn1 = fl(NC);
+    s->dy = fl(NC);
+    s->du = fl(NC);
+    struct titans_layout lo;
+    titans_layout(&gc->mem_cfg, &lo);
+    const size_t HP = (size_t)gc->mem_cfg.H * lo.P;
+    s->W = fl(HP);
+    s->S = fl(HP);
+    s->Wo = fl(HP);
+    s->So = fl(HP);
+    m->mem = s;
+}
+
+/* u = M(x) per sequence from the learned initial state; every sequence starts at W0. */
+static void mem_forward(struct gpt *m, int l, const float *x, float *u) {
+    struct gpt_memory *s = m->mem;
+    const struct titans_cfg *tc = &m->c.mem_cfg;
+    const float *par = m->w.layers[l].mem;
+    const size_t TC = (size_t)s->T * m->c.C;
+    for (int b = 0; b < s->B; b++) {
+        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
+        titans_state_init_f(tc, par, s->W, s->S);
+        titans_forward_f(t, par, s->W, s->S, NULL, x + b * TC, s->T, u + b * TC, s->Wo, s->So);
+        for (size_t i = 0; i < TC && !s->warned; i++)
+            if (!isfinite(u[b * TC + i])) {
+                /* reported once; the trainer stops on the non-finite loss with the step */
+                fprintf(stderr,
+                        "headwise: memory of layer %d: NaN/Inf in its output (first bad state: "
+                        "chunk %d of sequence %d); lower model.memory.max_lr or set "
+                        "model.memory.max_grad_norm\n",
+                        l, titans_nonfinite_f(t), b);
+                s->warned = 1;
+            }
+    }
+}
+
+/* dx (N, C) += the VJP of mem_forward for du. */
+static void mem_backward(struct gpt *m, int l, const float *du, float *dx) {
+    struct gpt_memory *s = m->mem;
+    const struct titans_cfg *tc = &m->c.mem_cfg;
+    const float *par = m->w.layers[l].mem;
+    float *dpar = m->g.layers[l].mem;
+    const size_t TC = (size_t)s->T * m->c.C;
+    for (int b = 0; b < s->B; b++) {
+        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
+        titans_backward_f(t, par, du + b * TC, NULL, NULL, dpar, dx + b * TC, NULL, s->W, s->S);
+        titans_state_init_backward_f(tc, s->W, dpar);
+    }
+}
+
+void gpt_memory_mal_forward(struct gpt *m, int l, float *x) {
+    struct gpt_memory *s = m->mem;
+    const int N = s->B * s->T, C = m->c.C;
+    const size_t NC = (size_t)N * C, j = (size_t)s->slot[l];
+    float *x0 = s->x0 + j * NC, *nrm = s->nrm + j * NC, *u = s->u + j * NC;
+    memcpy(x0, x, sizeof(float) * NC);
+    m->ops->rmsnorm_forward(nrm, s->rstd + j * N, x0, m->w.layers[l].mem_norm, N, C, m->c.eps);
+    mem_forward(m, l, nrm, u);
+    m->ops->residual_add(x, x0, u, (int64_t)NC);
+}
+
+void gpt_memory_mal_backward(struct gpt *m, int l, float *dx) {
+    struct gpt_memory *s = m->mem;
+    const int N = s->B * s->T, C = m->c.C;
+    const size_t NC = (size_t)N * C, j = (size_t)s->slot[l];
+    memset(s->dn1, 0, sizeof(float) * NC);
+    mem_backward(m, l, dx, s->dn1);
+    m->ops->rmsnorm_backward(dx, m->g.layers[l].mem_norm, s->dn1, s->x0 + j * NC,
+                             m->w.layers[l].mem_norm, s->rstd + j * N, N, C);
+}
+
+static float sigm(float z) {
+    return 1.0f / (1.0f + expf(-z));
+}
+
+void gpt_memory_attn_forward(struct gpt *m, int l, const float *n1, float *dn) {
+    struct gpt_memory *s = m->mem;
+    const size_t NC = (size_t)s->B * s->T * m->c.C, j = (size_t)s->slot[l];
+    float *u = s->u + j * NC, *y = s->y + j * NC;
+    mem_forward(m, l, n1, u);
+    if (m->c.mem[l] == GPT_MEM_ONLY) {
+        memcpy(dn, u, sizeof(float) * NC);
+        return;
+    }
+    memcpy(y, dn, sizeof(float) * NC);
+    for (size_t i = 0; i < NC; i++)
+        dn[i] = y[i] * sigm(u[i]);
+}
+
+const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx) {
+    const int kind = m->c.mem[l];
+    if (kind != GPT_MEM_MAG && kind != GPT_MEM_ONLY)
+        return dx;
+    struct gpt_memory *s = m->mem;
+    const size_t NC = (size_t)s->B * s->T * m->c.C, j = (size_t)s->slot[l];
+    const float *u = s->u + j * NC, *y = s->y + j * NC;
+    if (kind == GPT_MEM_ONLY) {
+        memset(s->dy, 0, sizeof(float) * NC); /* the unused attention gets no gradient */
+        memcpy(s->du, dx, sizeof(float) * NC);
+    } else {
+        for (size_t i = 0; i < NC; i++) {
+            const float g = sigm(u[i]);
+            s->dy[i] = dx[i] * g;
+            s->du[i] = dx[i] * y[i] * g * (1.0f - g);
+        }
+    }
+    memset(s->dn1, 0, sizeof(float) * NC);
+    mem_backward(m, l, s->du, s->dn1);
+    return s->dy;
+}
+
+void gpt_memory_add_dn(struct gpt *m, int l, float *dn) {
+    const int kind = m->c.mem[l];
+    if (kind != GPT_MEM_MAG && kind != GPT_MEM_ONLY)
+        return;
+    const size_t NC = (size_t)m->mem->B * m->mem->T * m->c.C;
+    m->ops->residual_add(dn, dn, m->mem->dn1, (int64_t)NC);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* decoding */
+
+struct gpt_memory_kv *gpt_memory_kv_init(const struct gpt *m, int B) {
+    int n = 0;
+    for (int l = 0; l < m->c.L; l++)
+        n += m->c.mem[l] != 0;
+    if (!n)
+        return NULL;
+    struct gpt_memory_kv *k = HW_CALLOC(1, sizeof(*k));
+    k->B = B, k->n = n;
+    k->dec = HW_CALLOC((size_t)n * B, sizeof(*k->dec));
+    k->par = HW_CALLOC((size_t)n, sizeof(*k->par));
+    for (int l = 0, j = 0; l < m->c.L; l++) {
+        k->slot[l] = m->c.mem[l] ? j : -1;
+        if (!m->c.mem[l])
+            continue;
+        k->par[j] = m->w.layers[l].mem;
+        for (int b = 0; b < B; b++)
+            HW_ASSERT(titans_dec_init_f(&k->dec[(size_t)j * B + b], &m->c.mem_cfg, k->par[j]) == 0);
+        j++;
+    }
+    k->nrm = fl((size_t)m->c.C);
+    k->u = fl((size_t)m->c.C);
+    return k;
+}
+
+void gpt_memory_kv_reset(struct gpt_memory_kv *k, int b) {
+    if (!k)
+        return;
+    for (int j = 0; j < k->n; j++) {
+        struct titans_dec_f *d = &k->dec[(size_t)j * k->B + b];
+        const struct titans_cfg c = d->cfg;
+        titans_dec_free_f(d);
+        HW_ASSERT(titans_dec_init_f(d, &c, k->par[j]) == 0);
+    }
+}
+
+void gpt_memory_kv_free(struct gpt_memory_kv *k) {
+    if (!k)
+        return;
+    for (int i = 0; i < k->n * k->B; i++)
+        titans_dec_free_f(&k->dec[i]);
+    free(k->dec);
+    free(k->par);
+    free(k->nrm);
+    free(k->u);
+    free(k);
+}
+
+void gpt_memory_decode_mal(struct gpt *m, struct gpt_memory_kv *k, int l, int nb, const int *rows,
+                           float *x) {
+    if (m->c.mem[l] != GPT_MEM_MAL)
+        return;
+    const int C = m->c.C;
+    for (int i = 0; i < nb; i++) {
+        float *xi = x + (size_t)i * C;
+        m->ops->rmsnorm_forward(k->nrm, &k->rstd, xi, m->w.layers[l].mem_norm, 1, C, m->c.eps);
+        titans_dec_step_f(&k->dec[(size_t)k->slot[l] * k->B + rows[i]], k->par[k->slot[l]], k->nrm,
+                          k->u);
+        for (int c = 0; c < C; c++)
+            xi[c] += k->u[c];
+    }
+}
+
+void gpt_memory_decode_attn(struct gpt *m, struct gpt_memory_kv *k, int l, int nb, const int *rows,
+                            const float *n1, float *br) {
+    const int kind = m->c.mem[l], C = m->c.C;
+    if (kind != GPT_MEM_MAG && kind != GPT_MEM_ONLY)
+        return;
+    for (int i = 0; i < nb; i++) {
+        float *bi = br + (size_t)i * C;
+        titans_dec_step_f(&k->dec[(size_t)k->slot[l] * k->B + rows[i]], k->par[k->slot[l]],
+                          n1 + (size_t)i * C, k->u);
+        for (int c = 0; c < C; c++)
+            bi[c] = kind == GPT_MEM_ONLY ? k->u[c] : bi[c] * sigm(k->u[c]);
+    }
+}
