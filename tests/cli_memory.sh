@@ -1,0 +1,71 @@
+#!/bin/sh
+# tests/cli_memory.sh -- Titans memory layers through the binary (docs/titans.md): a model with a
+# MAL layer followed by a MAG layer over S2 sliding-window attention, and a memory-only layer,
+# trains; data x heads grids of 2 and 4 ranks give the losses and gradient norms of one rank;
+# the checkpoint resumes exactly, samples (the memory keeps memorising token by token) and
+# evaluates; bad memory settings (unknown kind, context parallelism, chunk/TTT batch) are
+# config errors with file:line:col.
+. tests/lib.sh
+D=$T/data
+prepare_tiny "$D"
+base() {
+    echo configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 \
+        model.max_seq=64 train.seq_len=64 train.steps=4 run.ckpt_every=2 train.threads=1 \
+        train.val_every=0
+}
+MEM="model.memory={layers: [mal, mag], heads: 2, chunk: 4, ttt_batch: 16, conv: 2}"
+SWA="model.sparsity={kind: s2, block: 16, local_blocks: 2, vert_stride: 1000}"
+expect_exit 0 "MAL + MAG (S2 sliding window), one rank" "$HW" train $(base) "$MEM" "$SWA" \
+    run.dir="$T/one"
+metric_lines "$T/one/metrics.jsonl" >"$T/m1"
+ok "  checkpoint holds the memory tensors" sh -c "'$HW' ckpt verify '$T/one/ckpt_00000004.h5' |
+    grep -q 'blocks.1.mem.w0'"
+expect_exit 0 "the same model without memory" "$HW" train $(base) "$SWA" run.dir="$T/none"
+metric_lines "$T/none/metrics.jsonl" >"$T/m0"
+ok "  the memory changes the losses" sh -c "! cmp -s '$T/m1' '$T/m0'"
+for np_grid in "2 2 1" "2 1 2" "4 2 2" "4 1 4"; do
+    set -- $np_grid
+    np=$1 dp=$2 hp=$3
+    dir="$T/g$dp$hp"
+    expect_exit 0 "np $np: data $dp x heads $hp" $MPIRUN -np "$np" "$HW" train $(base) "$MEM" \
+        "$SWA" dist.data="$dp" dist.heads="$hp" run.ckpt_every=0 run.dir="$dir"
+    metric_lines "$dir/metrics.jsonl" >"$T/mg"
+    ok "  same losses and grad norms as one rank (rel 1e-5)" close "$T/m1" "$T/mg" 1e-5
+done
+
+# exact resume: stop at 2 and continue to 4
+HW_STOP_AFTER_STEP=2 expect_exit 4 "preempted after step 2" "$HW" train $(base) "$MEM" "$SWA" \
+    run.dir="$T/rs"
+unset HW_STOP_AFTER_STEP
+expect_exit 0 "resume to step 4" "$HW" train $(base) "$MEM" "$SWA" run.dir="$T/rs"
+metric_lines "$T/rs/metrics.jsonl" >"$T/mr"
+ok "  resumed losses equal the uninterrupted run" cmp -s "$T/m1" "$T/mr"
+expect_exit 2 "other memory settings cannot resume the run" "$HW" train $(base) \
+    "model.memory={layers: [mal, mag], heads: 2, chunk: 2, ttt_batch: 16, conv: 2}" "$SWA" \
+    train.steps=6 run.dir="$T/one"
+err_has "does not match"
+
+# a memory-only layer (the memory replaces attention) next to a MAG layer
+expect_exit 0 "memory-only + MAG layers" "$HW" train $(base) \
+    "model.memory={layers: [memory, mag], depth: 1, chunk: 2, max_grad_norm: 1.0}" \
+    run.dir="$T/lmm"
+ok "  loss is finite" sh -c "! grep -qi nan '$T/lmm/metrics.jsonl'"
+
+# inference keeps memorising
+expect_exit 0 "sample from the MAL + MAG checkpoint" "$HW" sample "$T/one" --prompt "abc" \
+    --tokens 40 --seed 1
+err_has "KV cache"
+expect_exit 0 "eval perplexity of the memory checkpoint" "$HW" eval --ckpt "$T/one" \
+    --tasks perplexity --perplexity-data "$D/val.h5" --output "$T/ev" --limit 8
+
+# config errors
+expect_exit 2 "unknown memory kind" "$HW" train $(base) "model.memory.layers=[mal, mac2]"
+err_has "expected none, mal, mag or memory"
+expect_exit 2 "memory under context parallelism" $MPIRUN -np 2 "$HW" train $(base) "$MEM" \
+    dist.context=2
+err_has "memory layers do not support context parallelism"
+printf 'base: %s\nmodel:\n  memory:\n    layers: [mag]\n    chunk: 4\n    ttt_batch: 6\n' \
+    "$PWD/configs/tiny.yaml" >"$T/bad.yaml"
+expect_exit 2 "TTT batch not a multiple of the chunk" "$HW" train "$T/bad.yaml"
+err_has "bad.yaml:6:16: error: model.memory.ttt_batch: ttt_batch 6 is not a multiple of chunk 4"
+finish
