@@ -172,10 +172,10 @@ static void build_table(struct gpt *m) {
         for (int j = 0; j < gpt_memory_n_tensors(c, l); j++) {
             const char *sfx;
             int64_t r, cols;
-            int dec;
+            int shard, dec;
             float s;
-            gpt_memory_tensor(c, l, j, &sfx, &r, &cols, &dec, &s);
-            P(sfx, r, cols, -1, dec, s);
+            gpt_memory_tensor(c, l, j, m->hp, &sfx, &r, &cols, &shard, &dec, &s);
+            P(sfx, r, cols, shard, dec, s);
         }
 #undef P
     }

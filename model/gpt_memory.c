@@ -118,13 +118,19 @@ int gpt_memory_n_tensors(const struct gpt_config *gc, int l) {
     return (gc->mem[l] == GPT_MEM_MAL) + T_N - (gc->mem_cfg.conv ? 0 : 3);
 }
 
-void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, const char **name, int64_t *rows,
-                       int64_t *cols, int *decay, float *std) {
+/* Memory heads are split over the head ranks when they divide, else replicated. */
+static int split(const struct gpt_config *gc, int hp) {
+    return hp > 1 && gc->mem_cfg.H % hp == 0;
+}
+
+void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, int hp, const char **name,
+                       int64_t *rows, int64_t *cols, int *shard, int *decay, float *std) {
     const struct titans_cfg *c = &gc->mem_cfg;
     struct titans_layout lo;
     titans_layout(c, &lo);
     const int64_t C = gc->C, H = c->H, HD = (int64_t)c->H * c->D;
     *std = 0.02f; /* overwritten by gpt_memory_init_weights */
+    *shard = -1;
     if (gc->mem[l] == GPT_MEM_MAL && j-- == 0) {
         *name = "mem_norm.weight";
         *rows = C, *cols = 0, *decay = 0, *std = 0.0f;
@@ -134,33 +140,36 @@ void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, const char **n
     HW_ASSERT(t >= 0);
     *name = tnames[t];
     *decay = 1;
+    /* head-split tensors: the head index is the column of the projections and gates, the row
+     * of wo and w0, the element of the biases */
+    const int hs = split(gc, hp);
     switch (t) {
     case T_WQ:
     case T_WK:
     case T_WV:
-        *rows = C, *cols = HD;
+        *rows = C, *cols = HD, *shard = hs ? 1 : -1;
         break;
     case T_WTH:
     case T_WETA:
     case T_WAL:
     case T_WG:
-        *rows = C, *cols = H;
+        *rows = C, *cols = H, *shard = hs ? 1 : -1;
         break;
     case T_BTH:
     case T_BETA:
     case T_BAL:
-        *rows = H, *cols = 0, *decay = 0;
+        *rows = H, *cols = 0, *decay = 0, *shard = hs ? 0 : -1;
         break;
     case T_WO:
-        *rows = HD, *cols = C;
+        *rows = HD, *cols = C, *shard = hs ? 0 : -1;
         break;
     case T_CK:
     case T_CV:
     case T_CQ:
-        *rows = c->conv, *cols = HD, *decay = 0;
+        *rows = c->conv, *cols = HD, *decay = 0, *shard = hs ? 1 : -1;
         break;
     default: /* T_W0 */
-        *rows = H, *cols = (int64_t)lo.P, *decay = 0;
+        *rows = H, *cols = (int64_t)lo.P, *decay = 0, *shard = hs ? 0 : -1;
         break;
     }
 }
@@ -176,14 +185,57 @@ void gpt_memory_carve(const struct gpt_config *gc, int l, struct gpt_layer *y, f
     y->mem = first;
 }
 
+/* The module's init on the global tensors, then each rank keeps its block: the weights do not
+ * depend on the rank grid. */
 void gpt_memory_init_weights(struct gpt *m, uint64_t seed) {
+    const struct gpt_config *gc = &m->c;
     char nm[64];
-    for (int l = 0; l < m->c.L; l++) {
-        if (!m->c.mem[l])
+    struct titans_layout lo;
+    titans_layout(&gc->mem_cfg, &lo);
+    float *glob = NULL;
+    for (int l = 0; l < gc->L; l++) {
+        if (!gc->mem[l])
             continue;
+        if (!glob)
+            glob = HW_CALLOC(lo.total, sizeof(float));
         snprintf(nm, sizeof(nm), "blocks.%d.mem", l);
-        titans_params_init_f(&m->c.mem_cfg, m->w.layers[l].mem, rng_hash2(seed, rng_hash_str(nm)));
+        titans_params_init_f(&gc->mem_cfg, glob, rng_hash2(seed, rng_hash_str(nm)));
+        size_t goff = 0; /* the tensor's offset in the global flat array */
+        for (int j = gc->mem[l] == GPT_MEM_MAL; j < gpt_memory_n_tensors(gc, l); j++) {
+            const char *sfx;
+            int64_t r, c;
+            int sh, dec;
+            float sd;
+            gpt_memory_tensor(gc, l, j, 1, &sfx, &r, &c, &sh, &dec, &sd);
+            snprintf(nm, sizeof(nm), "blocks.%d.%s", l, sfx);
+            const struct gpt_param *p = gpt_find_param(m, nm);
+            HW_ASSERT(p);
+            float *x = m->param_mem + p->offset;
+            const int64_t rows = p->shape[0], cols = p->ndim == 2 ? p->shape[1] : 1;
+            const int64_t gcols = p->ndim == 2 ? p->gshape[1] : 1;
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t k = 0; k < cols; k++)
+                    x[i * cols + k] = glob[goff + (size_t)((i + p->goff[0]) * gcols + k +
+                                                           (p->ndim == 2 ? p->goff[1] : 0))];
+            goff += (size_t)r * (size_t)(c ? c : 1);
+        }
+        HW_ASSERT(goff == lo.total);
     }
+    free(glob);
+}
+
+/* The module configuration of this rank: its share of the memory heads. */
+static struct titans_cfg local_cfg(const struct gpt *m) {
+    struct titans_cfg t = m->c.mem_cfg;
+    if (split(&m->c, m->hp))
+        t.H /= m->hp;
+    return t;
+}
+
+/* Sum a head-split memory's partial outputs (or input gradients) over the head ranks. */
+static void mem_hp_sum(struct gpt *m, float *x, size_t n) {
+    if (m->d && split(&m->c, m->hp))
+        dist_allreduce_f32(m->d, DIST_HP, x, n, DIST_KIND_HP_REDUCE);
 }
 
 void gpt_memory_free(struct gpt *m) {
@@ -229,9 +281,10 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
     for (int l = 0, j = 0; l < gc->L; l++)
         s->slot[l] = gc->mem[l] ? j++ : -1;
     s->tape = HW_CALLOC((size_t)n * B, sizeof(*s->tape));
+    const struct titans_cfg tc = local_cfg(m);
     for (int i = 0; i < n * B; i++)
-        if (titans_tape_init_f(&s->tape[i], &gc->mem_cfg, T))
-            HW_DIE("model.memory: %s", titans_cfg_error(&gc->mem_cfg));
+        if (titans_tape_init_f(&s->tape[i], &tc, T))
+            HW_DIE("model.memory: %s", titans_cfg_error(&tc));
     const size_t NC = (size_t)B * T * gc->C, N = (size_t)B * T;
     s->x0 = fl(n * NC);
     s->nrm = fl(n * NC);
@@ -242,8 +295,8 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
     s->dy = fl(NC);
     s->du = fl(NC);
     struct titans_layout lo;
-    titans_layout(&gc->mem_cfg, &lo);
-    const size_t HP = (size_t)gc->mem_cfg.H * lo.P;
+    titans_layout(&tc, &lo);
+    const size_t HP = (size_t)tc.H * lo.P;
     s->W = fl(HP);
     s->S = fl(HP);
     s->Wo = fl(HP);
@@ -254,13 +307,17 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
 /* u = M(x) per sequence from the learned initial state; every sequence starts at W0. */
 static void mem_forward(struct gpt *m, int l, const float *x, float *u) {
     struct gpt_memory *s = m->mem;
-    const struct titans_cfg *tc = &m->c.mem_cfg;
+    const struct titans_cfg tcl = local_cfg(m), *tc = &tcl;
     const float *par = m->w.layers[l].mem;
     const size_t TC = (size_t)s->T * m->c.C;
     for (int b = 0; b < s->B; b++) {
         struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
         titans_state_init_f(tc, par, s->W, s->S);
         titans_forward_f(t, par, s->W, s->S, NULL, x + b * TC, s->T, u + b * TC, s->Wo, s->So);
+    }
+    mem_hp_sum(m, u, TC * s->B);
+    for (int b = 0; b < s->B; b++) {
+        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
         for (size_t i = 0; i < TC && !s->warned; i++)
             if (!isfinite(u[b * TC + i])) {
                 /* reported once; the trainer stops on the non-finite loss with the step */
@@ -277,7 +334,7 @@ static void mem_forward(struct gpt *m, int l, const float *x, float *u) {
 /* dx (N, C) += the VJP of mem_forward for du. */
 static void mem_backward(struct gpt *m, int l, const float *du, float *dx) {
     struct gpt_memory *s = m->mem;
-    const struct titans_cfg *tc = &m->c.mem_cfg;
+    const struct titans_cfg tcl = local_cfg(m), *tc = &tcl;
     const float *par = m->w.layers[l].mem;
     float *dpar = m->g.layers[l].mem;
     const size_t TC = (size_t)s->T * m->c.C;
@@ -286,6 +343,7 @@ static void mem_backward(struct gpt *m, int l, const float *du, float *dx) {
         titans_backward_f(t, par, du + b * TC, NULL, NULL, dpar, dx + b * TC, NULL, s->W, s->S);
         titans_state_init_backward_f(tc, s->W, dpar);
     }
+    mem_hp_sum(m, dx, TC * s->B); /* dx is a zeroed scratch: the sum is the whole gradient */
 }
 
 void gpt_memory_mal_forward(struct gpt *m, int l, float *x) {

@@ -9,8 +9,9 @@
  *           block's attention-norm output (memory as a gate)
  *   memory: the attention residual branch is M(n1) (the memory replaces attention)
  * M runs per sequence from the learned W0 with the module's chunked parallel training; decoding
- * advances one titans decoder per (layer, sequence), which equals the parallel pass. Memory
- * parameters are replicated over head ranks (their inputs and output gradients are). */
+ * advances one titans decoder per (layer, sequence), which equals the parallel pass. Under head
+ * parallelism the memory heads are split over the head ranks when they divide (the partial
+ * outputs and input gradients are summed over the head group), else replicated. */
 #ifndef HW_GPT_MEMORY_H
 #define HW_GPT_MEMORY_H
 
@@ -26,11 +27,13 @@ void gpt_memory_config(struct gpt_config *gc, const struct cfg_model *m);
 void gpt_memory_signature(const struct gpt_config *gc, char *out, size_t n);
 
 /* Parameter tensors of layer l (0 when it has no memory): tensor j's name suffix (after
- * "blocks.l."), global shape (cols 0: 1-D), weight decay and init std (0 = ones). The module's
- * tensors are consecutive, in titans_layout order. */
+ * "blocks.l."), global shape (cols 0: 1-D), shard dimension over hp head ranks (-1: replicated;
+ * the memory heads are split when hp divides them), weight decay and init std (0 = ones). The
+ * module's tensors are consecutive, in titans_layout order, so a rank's blocks form the flat
+ * array of the module configured with its share of the heads. */
 int gpt_memory_n_tensors(const struct gpt_config *gc, int l);
-void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, const char **name, int64_t *rows,
-                       int64_t *cols, int *decay, float *std);
+void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, int hp, const char **name,
+                       int64_t *rows, int64_t *cols, int *shard, int *decay, float *std);
 /* Carve layer l's pointers from its first memory tensor. */
 void gpt_memory_carve(const struct gpt_config *gc, int l, struct gpt_layer *y, float *first);
 /* Overwrite the memory parameters with the module's init (key from seed and layer). */

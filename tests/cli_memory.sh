@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/cli_memory.sh -- Titans memory layers through the binary (docs/titans.md): a model with a
 # MAL layer followed by a MAG layer over S2 sliding-window attention, and a memory-only layer,
-# trains; data x heads grids of 2 and 4 ranks give the losses and gradient norms of one rank;
+# trains; data x heads grids of 2 and 4 ranks give the losses and gradient norms of one rank
+# (heads 2: the two memory heads are split over the head ranks; heads 4: replicated);
 # the checkpoint resumes exactly, samples (the memory keeps memorising token by token) and
 # evaluates; bad memory settings (unknown kind, context parallelism, chunk/TTT batch) are
 # config errors with file:line:col.
@@ -32,6 +33,14 @@ for np_grid in "2 2 1" "2 1 2" "4 2 2" "4 1 4"; do
     metric_lines "$dir/metrics.jsonl" >"$T/mg"
     ok "  same losses and grad norms as one rank (rel 1e-5)" close "$T/m1" "$T/mg" 1e-5
 done
+# the head-split memory tensors are saved whole: heads 2 stops at step 2, one rank continues
+HW_STOP_AFTER_STEP=2 expect_exit 4 "heads 2 (memory heads split), preempted after step 2" \
+    $MPIRUN -np 2 -x HW_STOP_AFTER_STEP "$HW" train $(base) "$MEM" "$SWA" dist.heads=2 \
+    run.dir="$T/hs"
+unset HW_STOP_AFTER_STEP
+expect_exit 0 "  resume on one rank to step 4" "$HW" train $(base) "$MEM" "$SWA" run.dir="$T/hs"
+metric_lines "$T/hs/metrics.jsonl" >"$T/mh"
+ok "  losses continue the one-rank run (rel 1e-5)" close "$T/m1" "$T/mh" 1e-5
 
 # exact resume: stop at 2 and continue to 4
 HW_STOP_AFTER_STEP=2 expect_exit 4 "preempted after step 2" "$HW" train $(base) "$MEM" "$SWA" \
