@@ -286,8 +286,10 @@ static const char *const rules_doc[] = {
     "multiple of `model.sparsity.block`.",
     "`model.family: rec` needs `dist.context: 1` and `dist.heads: 1`.",
     "`model.memory.layers` items are none, mal, mag or memory; with memory layers: "
-    "`model.family: gpt`, `dist.context: 1`, `model.memory.ttt_batch` a "
-    "multiple of `model.memory.chunk`, `model.memory.head_dim` set or `d_model` divisible by "
+    "`model.family: gpt`, `model.memory.ttt_batch` a multiple of `model.memory.chunk`; with "
+    "`dist.context` > 1 the zig-zag chunk `train.seq_len / (2 * dist.context)` is a multiple of a "
+    "nonzero `model.memory.ttt_batch` and at least `model.memory.conv - 1`, "
+    "`model.memory.head_dim` set or `d_model` divisible by "
     "`model.memory.heads`, and with `model.embedding: dare` layer 0 is not `memory`.",
     "`model.embedding: twin_proj` needs `model.family: rec`.",
     "`rec.top_k` <= `rec.max_len`.",
@@ -1317,10 +1319,14 @@ static int validate_memory(const struct loader *L, char *err) {
         snprintf(a, sizeof(a), "memory layers exist only for model.family gpt");
         return rule_error(L, "model.memory.layers", "model.family", a, a, err);
     }
-    if (L->cfg.dist.context > 1) {
+    const int zz = L->cfg.train.seq_len / (2 * L->cfg.dist.context);
+    if (L->cfg.dist.context > 1 &&
+        (me->ttt_batch == 0 || zz % me->ttt_batch || zz < me->conv - 1)) {
         snprintf(a, sizeof(a),
-                 "memory layers do not support context parallelism yet; use dist.context 1");
-        return rule_error(L, "dist.context", "model.memory.layers", a, a, err);
+                 "memory layers under dist.context %d need zig-zag chunks of %d tokens to be a "
+                 "multiple of a nonzero model.memory.ttt_batch (and >= conv - 1)",
+                 L->cfg.dist.context, zz);
+        return rule_error(L, "dist.context", "model.memory.ttt_batch", a, a, err);
     }
     if (me->ttt_batch % me->chunk) {
         snprintf(a, sizeof(a), "ttt_batch %d is not a multiple of chunk %d", me->ttt_batch,

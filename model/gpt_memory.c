@@ -13,11 +13,13 @@
 struct gpt_memory {
     int B, T, n;                /* sequences, tokens, memory layers */
     int slot[GPT_MAX_LAYERS];   /* layer -> memory index, or -1 */
-    struct titans_tape_f *tape; /* (n, B) */
+    struct titans_tape_f *tape; /* (n, B, np) */
     float *x0, *nrm, *rstd;     /* MAL: (n, N, C) input, normed input, (n, N) */
     float *u, *y;               /* (n, N, C) memory outputs; MAG: the ungated branch */
     float *dn1, *dy, *du;       /* (N, C) backward scratch */
     float *W, *S, *Wo, *So;     /* (H, P) state scratch */
+    int np;                     /* pieces per local sequence: 2 under context parallelism */
+    float *in, *msg;            /* context parallel: hand-off messages (W, S, conv history) */
     int warned;                 /* a NaN/Inf was reported */
 };
 
@@ -242,8 +244,10 @@ void gpt_memory_free(struct gpt *m) {
     struct gpt_memory *s = m->mem;
     if (!s)
         return;
-    for (int i = 0; i < s->n * s->B; i++)
+    for (int i = 0; i < s->n * s->B * s->np; i++)
         titans_tape_free_f(&s->tape[i]);
+    free(s->in);
+    free(s->msg);
     free(s->tape);
     free(s->x0);
     free(s->nrm);
@@ -275,15 +279,16 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
         n += gc->mem[l] != 0;
     if (!n)
         return;
-    HW_ASSERT(m->cp == 1); /* cfg rule: memory layers need dist.context 1 */
     struct gpt_memory *s = HW_CALLOC(1, sizeof(*s));
     s->B = B, s->T = T, s->n = n;
+    /* under context parallelism a rank holds two zig-zag chunks of every sequence */
+    s->np = m->cp > 1 ? 2 : 1;
     for (int l = 0, j = 0; l < gc->L; l++)
         s->slot[l] = gc->mem[l] ? j++ : -1;
-    s->tape = HW_CALLOC((size_t)n * B, sizeof(*s->tape));
+    s->tape = HW_CALLOC((size_t)n * B * s->np, sizeof(*s->tape));
     const struct titans_cfg tc = local_cfg(m);
-    for (int i = 0; i < n * B; i++)
-        if (titans_tape_init_f(&s->tape[i], &tc, T))
+    for (int i = 0; i < n * B * s->np; i++)
+        if (titans_tape_init_f(&s->tape[i], &tc, T / s->np))
             HW_DIE("model.memory: %s", titans_cfg_error(&tc));
     const size_t NC = (size_t)B * T * gc->C, N = (size_t)B * T;
     s->x0 = fl(n * NC);
@@ -301,7 +306,97 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
     s->S = fl(HP);
     s->Wo = fl(HP);
     s->So = fl(HP);
+    if (s->np > 1) {
+        const size_t K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
+        HW_ASSERT((T / 2) % tc.b == 0 && (size_t)(T / 2) >= K1); /* cfg rule */
+        s->in = fl(2 * HP + K1 * (size_t)gc->C);
+        s->msg = fl(2 * HP + K1 * (size_t)gc->C);
+    }
     m->mem = s;
+}
+
+/* ---- context parallelism ---------------------------------------------------------------------
+ * Context rank r holds zig-zag chunks r (rows [0, Tc)) and 2cp-1-r (rows [Tc, 2Tc)) of every
+ * sequence. The memory runs over the 2cp chunks in sequence order: chunk r on rank r (state and
+ * conv history from rank r-1), ..., chunk cp-1 then chunk cp both on rank cp-1, then chunk
+ * 2cp-1-r on rank r (from rank r+1), ending on rank 0. The backward runs the chain in reverse
+ * with the adjoints. Each message is (W, S, the K-1 inputs before the next chunk); blocking. */
+
+static void cp_msg(struct gpt *m, float *buf, size_t n, int other, int sending) {
+    const float **send = HW_CALLOC((size_t)m->cp, sizeof(*send));
+    float **recv = HW_CALLOC((size_t)m->cp, sizeof(*recv));
+    if (sending)
+        send[other] = buf;
+    else
+        recv[other] = buf;
+    dist_cp_exchange(m->d, send, recv, n);
+    free(send);
+    free(recv);
+}
+
+/* t: this sequence's two tapes (chunk A, chunk B); x, u: its 2Tc local rows. */
+static void cp_forward(struct gpt *m, struct titans_tape_f *t, const float *par, const float *x,
+                       float *u) {
+    struct gpt_memory *s = m->mem;
+    const struct titans_cfg *c = &t->cfg;
+    const int r = m->cp_rank, R = m->cp, Tc = s->T / 2, C = m->c.C;
+    const size_t HP = (size_t)c->H * t->lo.P, K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
+    const size_t n = 2 * HP + K1 * C, TcC = (size_t)Tc * C;
+    float *in = s->in, *msg = s->msg;
+    /* chunk A = r */
+    if (r == 0)
+        titans_state_init_f(c, par, in, in + HP);
+    else
+        cp_msg(m, in, n, r - 1, 0);
+    titans_forward_f(&t[0], par, in, in + HP, r ? in + 2 * HP : NULL, x, Tc, u, msg, msg + HP);
+    memcpy(msg + 2 * HP, x + TcC - K1 * C, sizeof(float) * K1 * C);
+    if (r + 1 < R)
+        cp_msg(m, msg, n, r + 1, 1);
+    /* chunk B = 2cp-1-r: after chunk cp-1 (this rank, when r = cp-1) or chunk 2cp-2-r (r+1) */
+    if (r + 1 < R)
+        cp_msg(m, in, n, r + 1, 0);
+    else
+        memcpy(in, msg, sizeof(float) * n);
+    titans_forward_f(&t[1], par, in, in + HP, in + 2 * HP, x + TcC, Tc, u + TcC, msg, msg + HP);
+    memcpy(msg + 2 * HP, x + 2 * TcC - K1 * C, sizeof(float) * K1 * C);
+    if (r > 0)
+        cp_msg(m, msg, n, r - 1, 1);
+}
+
+static void cp_backward(struct gpt *m, struct titans_tape_f *t, const float *par, const float *du,
+                        float *dpar, float *dx) {
+    struct gpt_memory *s = m->mem;
+    const struct titans_cfg *c = &t->cfg;
+    const int r = m->cp_rank, R = m->cp, Tc = s->T / 2, C = m->c.C;
+    const size_t HP = (size_t)c->H * t->lo.P, K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
+    const size_t n = 2 * HP + K1 * C, TcC = (size_t)Tc * C;
+    float *in = s->in, *msg = s->msg;
+    /* chunk B: adjoints from its successor (chunk 2cp-r on rank r-1); none after the last */
+    if (r > 0)
+        cp_msg(m, in, n, r - 1, 0);
+    else
+        memset(in, 0, sizeof(float) * n);
+    for (size_t i = 0; i < K1 * C; i++)
+        dx[2 * TcC - K1 * C + i] += in[2 * HP + i];
+    memset(msg, 0, sizeof(float) * n); /* the backward accumulates dxprev */
+    titans_backward_f(&t[1], par, du + TcC, in, in + HP, dpar, dx + TcC, msg + 2 * HP, msg,
+                      msg + HP);
+    if (r + 1 < R)
+        cp_msg(m, msg, n, r + 1, 1);
+    /* chunk A: adjoints from chunk r+1 (rank r+1), or from chunk B on this rank */
+    if (r + 1 < R)
+        cp_msg(m, in, n, r + 1, 0);
+    else
+        memcpy(in, msg, sizeof(float) * n);
+    for (size_t i = 0; i < K1 * C; i++)
+        dx[TcC - K1 * C + i] += in[2 * HP + i];
+    memset(msg, 0, sizeof(float) * n);
+    titans_backward_f(&t[0], par, du, in, in + HP, dpar, dx, r ? msg + 2 * HP : NULL, msg,
+                      msg + HP);
+    if (r == 0)
+        titans_state_init_backward_f(c, msg, dpar);
+    else
+        cp_msg(m, msg, n, r - 1, 1);
 }
 
 /* u = M(x) per sequence from the learned initial state; every sequence starts at W0. */
@@ -311,13 +406,17 @@ static void mem_forward(struct gpt *m, int l, const float *x, float *u) {
     const float *par = m->w.layers[l].mem;
     const size_t TC = (size_t)s->T * m->c.C;
     for (int b = 0; b < s->B; b++) {
-        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
+        struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np];
+        if (s->np > 1) {
+            cp_forward(m, t, par, x + b * TC, u + b * TC);
+            continue;
+        }
         titans_state_init_f(tc, par, s->W, s->S);
         titans_forward_f(t, par, s->W, s->S, NULL, x + b * TC, s->T, u + b * TC, s->Wo, s->So);
     }
     mem_hp_sum(m, u, TC * s->B);
     for (int b = 0; b < s->B; b++) {
-        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
+        struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np];
         for (size_t i = 0; i < TC && !s->warned; i++)
             if (!isfinite(u[b * TC + i])) {
                 /* reported once; the trainer stops on the non-finite loss with the step */
@@ -339,7 +438,11 @@ static void mem_backward(struct gpt *m, int l, const float *du, float *dx) {
     float *dpar = m->g.layers[l].mem;
     const size_t TC = (size_t)s->T * m->c.C;
     for (int b = 0; b < s->B; b++) {
-        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
+        struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np];
+        if (s->np > 1) {
+            cp_backward(m, t, par, du + b * TC, dpar, dx + b * TC);
+            continue;
+        }
         titans_backward_f(t, par, du + b * TC, NULL, NULL, dpar, dx + b * TC, NULL, s->W, s->S);
         titans_state_init_backward_f(tc, s->W, dpar);
     }

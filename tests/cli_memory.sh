@@ -1,21 +1,22 @@
 #!/bin/sh
 # tests/cli_memory.sh -- Titans memory layers through the binary (docs/titans.md): a model with a
 # MAL layer followed by a MAG layer over S2 sliding-window attention, and a memory-only layer,
-# trains; data x heads grids of 2 and 4 ranks give the losses and gradient norms of one rank
-# (heads 2: the two memory heads are split over the head ranks; heads 4: replicated);
+# trains; data x heads x context grids of 2 and 4 ranks give the losses and gradient norms of
+# one rank (heads 2: the two memory heads are split over the head ranks; heads 4: replicated;
+# context: the memory state is handed along the zig-zag chunks);
 # the checkpoint resumes exactly, samples (the memory keeps memorising token by token) and
-# evaluates; bad memory settings (unknown kind, context parallelism, chunk/TTT batch) are
+# evaluates; bad memory settings (unknown kind, zig-zag chunks, chunk/TTT batch) are
 # config errors with file:line:col.
 . tests/lib.sh
 D=$T/data
 prepare_tiny "$D"
 base() {
     echo configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 \
-        model.max_seq=64 train.seq_len=64 train.steps=4 run.ckpt_every=2 train.threads=1 \
+        model.max_seq=128 train.seq_len=128 train.steps=4 run.ckpt_every=2 train.threads=1 \
         train.val_every=0
 }
 MEM="model.memory={layers: [mal, mag], heads: 2, chunk: 4, ttt_batch: 16, conv: 2}"
-SWA="model.sparsity={kind: s2, block: 16, local_blocks: 2, vert_stride: 1000}"
+SWA="model.sparsity={kind: s2, block: 16, local_blocks: 2, vert_stride: 1000, head_offset: 1}"
 expect_exit 0 "MAL + MAG (S2 sliding window), one rank" "$HW" train $(base) "$MEM" "$SWA" \
     run.dir="$T/one"
 metric_lines "$T/one/metrics.jsonl" >"$T/m1"
@@ -24,12 +25,14 @@ ok "  checkpoint holds the memory tensors" sh -c "'$HW' ckpt verify '$T/one/ckpt
 expect_exit 0 "the same model without memory" "$HW" train $(base) "$SWA" run.dir="$T/none"
 metric_lines "$T/none/metrics.jsonl" >"$T/m0"
 ok "  the memory changes the losses" sh -c "! cmp -s '$T/m1' '$T/m0'"
-for np_grid in "2 2 1" "2 1 2" "4 2 2" "4 1 4"; do
+for np_grid in "2 2 1 1 ring" "2 1 2 1 ring" "4 2 2 1 ring" "4 1 4 1 ring" "2 1 1 2 ring" \
+    "4 1 1 4 ring" "4 1 2 2 ring" "4 2 1 2 ulysses"; do
     set -- $np_grid
-    np=$1 dp=$2 hp=$3
-    dir="$T/g$dp$hp"
-    expect_exit 0 "np $np: data $dp x heads $hp" $MPIRUN -np "$np" "$HW" train $(base) "$MEM" \
-        "$SWA" dist.data="$dp" dist.heads="$hp" run.ckpt_every=0 run.dir="$dir"
+    np=$1 dp=$2 hp=$3 cp=$4 mode=$5
+    dir="$T/g$dp$hp$cp$mode"
+    expect_exit 0 "np $np: data $dp x heads $hp x context $cp ($mode)" $MPIRUN -np "$np" \
+        "$HW" train $(base) "$MEM" "$SWA" dist.data="$dp" dist.heads="$hp" dist.context="$cp" \
+        dist.context_mode="$mode" run.ckpt_every=0 run.dir="$dir"
     metric_lines "$dir/metrics.jsonl" >"$T/mg"
     ok "  same losses and grad norms as one rank (rel 1e-5)" close "$T/m1" "$T/mg" 1e-5
 done
@@ -70,9 +73,9 @@ expect_exit 0 "eval perplexity of the memory checkpoint" "$HW" eval --ckpt "$T/o
 # config errors
 expect_exit 2 "unknown memory kind" "$HW" train $(base) "model.memory.layers=[mal, mac2]"
 err_has "expected none, mal, mag or memory"
-expect_exit 2 "memory under context parallelism" $MPIRUN -np 2 "$HW" train $(base) "$MEM" \
-    dist.context=2
-err_has "memory layers do not support context parallelism"
+expect_exit 2 "zig-zag chunks not whole TTT batches" $MPIRUN -np 4 "$HW" train $(base) \
+    "model.memory={layers: [mag], chunk: 4, ttt_batch: 32}" dist.context=4
+err_has "need zig-zag chunks of 16 tokens to be a multiple of a nonzero model.memory.ttt_batch"
 printf 'base: %s\nmodel:\n  memory:\n    layers: [mag]\n    chunk: 4\n    ttt_batch: 6\n' \
     "$PWD/configs/tiny.yaml" >"$T/bad.yaml"
 expect_exit 2 "TTT batch not a multiple of the chunk" "$HW" train "$T/bad.yaml"
