@@ -120,6 +120,11 @@ $(BUILD)/bench/titans_bench: bench/titans_bench.c $(LIBHW)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
 
+# Titans associative-recall experiment (MAG/MAL vs sliding window only): docs/titans.md
+$(BUILD)/bench/titans_recall: bench/titans_recall.c $(LIBHW)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
+
 bench-attn: $(BUILD)/bench/attn_bench
 	@$(BUILD)/bench/attn_bench moh 1024
 	@$(BUILD)/bench/attn_bench s2 4096
