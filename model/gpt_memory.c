@@ -19,8 +19,9 @@ struct gpt_memory {
     float *dn1, *dy, *du;       /* (N, C) backward scratch */
     float *W, *S, *Wo, *So;     /* (H, P) state scratch */
     int np;                     /* pieces per local sequence: 2 under context parallelism */
-    float *in, *msg;            /* context parallel: hand-off messages (W, S, conv history) */
-    int warned;                 /* a NaN/Inf was reported */
+    float *in,
+        *msg;   /* context parallel: hand-off messages (W, S, conv history); msg per sequence */
+    int warned; /* a NaN/Inf was reported */
 };
 
 struct gpt_memory_kv {
@@ -310,7 +311,7 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
         const size_t K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
         HW_ASSERT((T / 2) % tc.b == 0 && (size_t)(T / 2) >= K1); /* cfg rule */
         s->in = fl(2 * HP + K1 * (size_t)gc->C);
-        s->msg = fl(2 * HP + K1 * (size_t)gc->C);
+        s->msg = fl((size_t)B * (2 * HP + K1 * (size_t)gc->C)); /* one per sequence */
     }
     m->mem = s;
 }
@@ -320,7 +321,10 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
  * sequence. The memory runs over the 2cp chunks in sequence order: chunk r on rank r (state and
  * conv history from rank r-1), ..., chunk cp-1 then chunk cp both on rank cp-1, then chunk
  * 2cp-1-r on rank r (from rank r+1), ending on rank 0. The backward runs the chain in reverse
- * with the adjoints. Each message is (W, S, the K-1 inputs before the next chunk); blocking. */
+ * with the adjoints. Each message is (W, S, the K-1 inputs before the next chunk).
+ * Pipelined over the B local sequences: phase 1 runs the first chunks of all sequences (the
+ * messages flow up the ranks, so rank r works on sequence b while rank r+1 works on b-1), phase
+ * 2 the second chunks (flowing down); the backward runs the two phases in the other order. */
 
 static void cp_msg(struct gpt *m, float *buf, size_t n, int other, int sending) {
     const float **send = HW_CALLOC((size_t)m->cp, sizeof(*send));
@@ -334,33 +338,47 @@ static void cp_msg(struct gpt *m, float *buf, size_t n, int other, int sending) 
     free(recv);
 }
 
-/* t: this sequence's two tapes (chunk A, chunk B); x, u: its 2Tc local rows. */
+/* Message floats of one hand-off. */
+static size_t cp_n(const struct titans_tape_f *t, int C) {
+    const size_t K1 = t->cfg.conv > 0 ? (size_t)t->cfg.conv - 1 : 0;
+    return 2 * (size_t)t->cfg.H * t->lo.P + K1 * C;
+}
+
+/* x, u: the layer's (B, 2Tc) local rows; t: the layer's tapes (B x 2). */
 static void cp_forward(struct gpt *m, struct titans_tape_f *t, const float *par, const float *x,
                        float *u) {
     struct gpt_memory *s = m->mem;
     const struct titans_cfg *c = &t->cfg;
     const int r = m->cp_rank, R = m->cp, Tc = s->T / 2, C = m->c.C;
     const size_t HP = (size_t)c->H * t->lo.P, K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
-    const size_t n = 2 * HP + K1 * C, TcC = (size_t)Tc * C;
-    float *in = s->in, *msg = s->msg;
-    /* chunk A = r */
-    if (r == 0)
-        titans_state_init_f(c, par, in, in + HP);
-    else
-        cp_msg(m, in, n, r - 1, 0);
-    titans_forward_f(&t[0], par, in, in + HP, r ? in + 2 * HP : NULL, x, Tc, u, msg, msg + HP);
-    memcpy(msg + 2 * HP, x + TcC - K1 * C, sizeof(float) * K1 * C);
-    if (r + 1 < R)
-        cp_msg(m, msg, n, r + 1, 1);
-    /* chunk B = 2cp-1-r: after chunk cp-1 (this rank, when r = cp-1) or chunk 2cp-2-r (r+1) */
-    if (r + 1 < R)
-        cp_msg(m, in, n, r + 1, 0);
-    else
-        memcpy(in, msg, sizeof(float) * n);
-    titans_forward_f(&t[1], par, in, in + HP, in + 2 * HP, x + TcC, Tc, u + TcC, msg, msg + HP);
-    memcpy(msg + 2 * HP, x + 2 * TcC - K1 * C, sizeof(float) * K1 * C);
-    if (r > 0)
-        cp_msg(m, msg, n, r - 1, 1);
+    const size_t n = cp_n(t, C), TcC = (size_t)Tc * C;
+    float *in = s->in;
+    for (int b = 0; b < s->B; b++) { /* phase 1: chunk r, from rank r-1 */
+        const float *xb = x + 2 * b * TcC;
+        float *keep = s->msg + (size_t)b * n;
+        if (r == 0)
+            titans_state_init_f(c, par, in, in + HP);
+        else
+            cp_msg(m, in, n, r - 1, 0);
+        titans_forward_f(&t[2 * b], par, in, in + HP, r ? in + 2 * HP : NULL, xb, Tc,
+                         u + 2 * b * TcC, keep, keep + HP);
+        memcpy(keep + 2 * HP, xb + TcC - K1 * C, sizeof(float) * K1 * C);
+        if (r + 1 < R)
+            cp_msg(m, keep, n, r + 1, 1);
+    }
+    for (int b = 0; b < s->B; b++) { /* phase 2: chunk 2cp-1-r, from rank r+1 (or chunk cp-1) */
+        const float *xb = x + (2 * b + 1) * TcC;
+        float *out = s->msg + (size_t)b * n;
+        if (r + 1 < R)
+            cp_msg(m, in, n, r + 1, 0);
+        else
+            memcpy(in, out, sizeof(float) * n);
+        titans_forward_f(&t[2 * b + 1], par, in, in + HP, in + 2 * HP, xb, Tc,
+                         u + (2 * b + 1) * TcC, out, out + HP);
+        memcpy(out + 2 * HP, xb + TcC - K1 * C, sizeof(float) * K1 * C);
+        if (r > 0)
+            cp_msg(m, out, n, r - 1, 1);
+    }
 }
 
 static void cp_backward(struct gpt *m, struct titans_tape_f *t, const float *par, const float *du,
@@ -369,34 +387,38 @@ static void cp_backward(struct gpt *m, struct titans_tape_f *t, const float *par
     const struct titans_cfg *c = &t->cfg;
     const int r = m->cp_rank, R = m->cp, Tc = s->T / 2, C = m->c.C;
     const size_t HP = (size_t)c->H * t->lo.P, K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
-    const size_t n = 2 * HP + K1 * C, TcC = (size_t)Tc * C;
-    float *in = s->in, *msg = s->msg;
-    /* chunk B: adjoints from its successor (chunk 2cp-r on rank r-1); none after the last */
-    if (r > 0)
-        cp_msg(m, in, n, r - 1, 0);
-    else
-        memset(in, 0, sizeof(float) * n);
-    for (size_t i = 0; i < K1 * C; i++)
-        dx[2 * TcC - K1 * C + i] += in[2 * HP + i];
-    memset(msg, 0, sizeof(float) * n); /* the backward accumulates dxprev */
-    titans_backward_f(&t[1], par, du + TcC, in, in + HP, dpar, dx + TcC, msg + 2 * HP, msg,
-                      msg + HP);
-    if (r + 1 < R)
-        cp_msg(m, msg, n, r + 1, 1);
-    /* chunk A: adjoints from chunk r+1 (rank r+1), or from chunk B on this rank */
-    if (r + 1 < R)
-        cp_msg(m, in, n, r + 1, 0);
-    else
-        memcpy(in, msg, sizeof(float) * n);
-    for (size_t i = 0; i < K1 * C; i++)
-        dx[TcC - K1 * C + i] += in[2 * HP + i];
-    memset(msg, 0, sizeof(float) * n);
-    titans_backward_f(&t[0], par, du, in, in + HP, dpar, dx, r ? msg + 2 * HP : NULL, msg,
-                      msg + HP);
-    if (r == 0)
-        titans_state_init_backward_f(c, msg, dpar);
-    else
-        cp_msg(m, msg, n, r - 1, 1);
+    const size_t n = cp_n(t, C), TcC = (size_t)Tc * C;
+    float *in = s->in;
+    for (int b = 0; b < s->B; b++) { /* second chunks: adjoints from rank r-1, none after the end */
+        float *keep = s->msg + (size_t)b * n, *dxb = dx + (2 * b + 1) * TcC;
+        if (r > 0)
+            cp_msg(m, in, n, r - 1, 0);
+        else
+            memset(in, 0, sizeof(float) * n);
+        for (size_t i = 0; i < K1 * C; i++)
+            dxb[TcC - K1 * C + i] += in[2 * HP + i];
+        memset(keep, 0, sizeof(float) * n); /* the backward accumulates dxprev */
+        titans_backward_f(&t[2 * b + 1], par, du + (2 * b + 1) * TcC, in, in + HP, dpar, dxb,
+                          keep + 2 * HP, keep, keep + HP);
+        if (r + 1 < R)
+            cp_msg(m, keep, n, r + 1, 1);
+    }
+    for (int b = 0; b < s->B; b++) { /* first chunks: from rank r+1, or this rank's second chunk */
+        float *out = s->msg + (size_t)b * n, *dxb = dx + 2 * b * TcC;
+        if (r + 1 < R)
+            cp_msg(m, in, n, r + 1, 0);
+        else
+            memcpy(in, out, sizeof(float) * n);
+        for (size_t i = 0; i < K1 * C; i++)
+            dxb[TcC - K1 * C + i] += in[2 * HP + i];
+        memset(out, 0, sizeof(float) * n);
+        titans_backward_f(&t[2 * b], par, du + 2 * b * TcC, in, in + HP, dpar, dxb,
+                          r ? out + 2 * HP : NULL, out, out + HP);
+        if (r == 0)
+            titans_state_init_backward_f(c, out, dpar);
+        else
+            cp_msg(m, out, n, r - 1, 1);
+    }
 }
 
 /* u = M(x) per sequence from the learned initial state; every sequence starts at W0. */
@@ -405,12 +427,10 @@ static void mem_forward(struct gpt *m, int l, const float *x, float *u) {
     const struct titans_cfg tcl = local_cfg(m), *tc = &tcl;
     const float *par = m->w.layers[l].mem;
     const size_t TC = (size_t)s->T * m->c.C;
-    for (int b = 0; b < s->B; b++) {
-        struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np];
-        if (s->np > 1) {
-            cp_forward(m, t, par, x + b * TC, u + b * TC);
-            continue;
-        }
+    if (s->np > 1)
+        cp_forward(m, &s->tape[(size_t)s->slot[l] * s->B * 2], par, x, u);
+    for (int b = 0; b < s->B && s->np == 1; b++) {
+        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
         titans_state_init_f(tc, par, s->W, s->S);
         titans_forward_f(t, par, s->W, s->S, NULL, x + b * TC, s->T, u + b * TC, s->Wo, s->So);
     }
@@ -437,12 +457,10 @@ static void mem_backward(struct gpt *m, int l, const float *du, float *dx) {
     const float *par = m->w.layers[l].mem;
     float *dpar = m->g.layers[l].mem;
     const size_t TC = (size_t)s->T * m->c.C;
-    for (int b = 0; b < s->B; b++) {
-        struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np];
-        if (s->np > 1) {
-            cp_backward(m, t, par, du + b * TC, dpar, dx + b * TC);
-            continue;
-        }
+    if (s->np > 1)
+        cp_backward(m, &s->tape[(size_t)s->slot[l] * s->B * 2], par, du, dpar, dx);
+    for (int b = 0; b < s->B && s->np == 1; b++) {
+        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
         titans_backward_f(t, par, du + b * TC, NULL, NULL, dpar, dx + b * TC, NULL, s->W, s->S);
         titans_state_init_backward_f(tc, s->W, dpar);
     }
