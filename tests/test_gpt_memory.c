@@ -3,7 +3,7 @@
  * differences of the float forward along random directions (every tensor, memory tensors
  * included; their numeric derivatives must be clearly nonzero, so a missing memory backward
  * fails), KV decoding with test-time memorisation against the parallel forward (one and two
- * sequences, a trailing incomplete chunk), and bitwise determinism. */
+ * sequences, a trailing incomplete chunk), bitwise determinism, and the NaN report. */
 #include "../core/rng.h"
 #include "../model/gpt.h"
 #include "../model/gpt_memory.h"
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* kinds: per layer memory kind; conv: memory conv width */
 static void make_model(struct gpt *m, const unsigned char *kinds, int L, int conv, double clamp) {
@@ -206,6 +207,36 @@ static void test_decode(const unsigned char *kinds, int L, int conv) {
     gpt_free(&m);
 }
 
+/* A NaN in the memory is reported once on stderr, naming the layer (the trainer then stops on
+ * the non-finite loss with the step). */
+static void test_nan_report(void) {
+    const unsigned char k[2] = {0, GPT_MEM_MAG};
+    struct gpt m;
+    make_model(&m, k, 2, 0, 0.0);
+    const struct gpt_param *w0 = gpt_find_param(&m, "blocks.1.mem.w0");
+    m.param_mem[w0->offset + 3] = NAN;
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, 9};
+    fflush(stderr);
+    const int saved = dup(2);
+    FILE *f = tmpfile();
+    CHECK(saved >= 0 && f != NULL);
+    dup2(fileno(f), 2);
+    const double loss = gpt_forward(&m, tok, tgt, 1, 8, 1.0f, 0);
+    gpt_forward(&m, tok, tgt, 1, 8, 1.0f, 0); /* reported once */
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char buf[1024] = {0};
+    rewind(f);
+    const size_t got = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    CHECK(!isfinite(loss));
+    CHECK_MSG(got > 0 && strstr(buf, "memory of layer 1: NaN/Inf") != NULL, "stderr: %s", buf);
+    const char *first = strstr(buf, "memory of layer");
+    CHECK(first && strstr(first + 1, "memory of layer") == NULL);
+    gpt_free(&m);
+}
+
 int main(void) {
     ops_set_threads(1);
     test_table();
@@ -216,5 +247,6 @@ int main(void) {
     test_gradient(mag, 2, 0, 0.0);
     test_decode(all, 3, 0);
     test_decode(all, 3, 3);
+    test_nan_report();
     return check_report("test_gpt_memory");
 }
