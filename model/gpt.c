@@ -695,6 +695,8 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
         if (c->mem[l] == GPT_MEM_MAL)
             gpt_memory_mal_forward(m, l, a->x_in);
         o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
+        if (c->mem[l] == GPT_MEM_ONLY)
+            goto attn_branch; /* the memory replaces the attention (gpt_memory.h) */
         o->matmul_forward(a->qkv, a->n1, w->wqkv, N, C, D, 0.0f);
         if (c->dare && l == 0) { /* Q and K from the attention table */
             const int QK = HD + m->Hkvl * c->hd;
@@ -720,6 +722,7 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
             o->matmul_forward(m->dn, a->att, w->wo, N, HD, C, 0.0f);
         }
         hp_sum(m, m->dn, NC);
+    attn_branch:
         if (c->mem[l] >= GPT_MEM_MAG)
             gpt_memory_attn_forward(m, l, a->n1, m->dn);
         o->residual_add(a->x_mid, a->x_in, m->dn, (int64_t)NC);
@@ -821,6 +824,10 @@ static void backward_trunk(struct gpt *m) {
         /* attention residual */
         struct attn_shape as = layer_attn_shape(m, l);
         const float *dwo = c->mem[l] ? gpt_memory_attn_backward(m, l, m->dx) : m->dx;
+        if (c->mem[l] == GPT_MEM_ONLY) { /* no attention: only the memory's input gradient */
+            memset(m->dn, 0, sizeof(float) * NC);
+            goto attn_input;
+        }
         if (c->moh[l]) {
             moh_gate(m, m->dqkv, a->att, a->moh.G, N); /* the gated input of wo, again */
             o->matmul_backward(m->datt, g->wo, dwo, m->dqkv, w->wo, N, HD, C, 0.0f);
@@ -858,6 +865,7 @@ static void backward_trunk(struct gpt *m) {
         hp_sum(m, m->dn, NC);
         if (c->moh[l])
             moh_router_backward(m, l);
+    attn_input:
         if (c->mem[l])
             gpt_memory_add_dn(m, l, m->dn);
         o->rmsnorm_backward(m->dx, g->attn_norm, m->dn, a->x_in, w->attn_norm, a->rstd1, N, C);

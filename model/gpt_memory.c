@@ -513,8 +513,7 @@ const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx) {
     struct gpt_memory *s = m->mem;
     const size_t NC = (size_t)s->B * s->T * m->c.C, j = (size_t)s->slot[l];
     const float *u = s->u + j * NC, *y = s->y + j * NC;
-    if (kind == GPT_MEM_ONLY) {
-        memset(s->dy, 0, sizeof(float) * NC); /* the unused attention gets no gradient */
+    if (kind == GPT_MEM_ONLY) { /* gpt.c skips the attention */
         memcpy(s->du, dx, sizeof(float) * NC);
     } else {
         for (size_t i = 0; i < NC; i++) {

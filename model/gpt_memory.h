@@ -48,7 +48,8 @@ void gpt_memory_free(struct gpt *m);
 void gpt_memory_mal_forward(struct gpt *m, int l, float *x);
 void gpt_memory_attn_forward(struct gpt *m, int l, const float *n1, float *dn);
 /* Backward hooks. attn_backward: given d(residual branch) dx, runs the memory backward and
- * returns the gradient for the attention's wo output (dx itself for layers without mag/memory).
+ * returns the gradient for the attention's wo output (dx itself for layers without mag/memory;
+ * for memory-only layers gpt.c skips the attention and ignores it).
  * add_dn: adds the memory's gradient w.r.t. n1 into dn (after dn's head all-reduce).
  * mal_backward: dx = d(x after the memory sublayer) becomes d(x before it). */
 const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx);
