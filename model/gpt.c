@@ -345,8 +345,14 @@ static void build_blocks(struct gpt *m) {
 }
 
 static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
-    struct attn_shape as = {
-        .B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = m->c.hd, .ld_qkv = qkv_width(m)};
+    struct attn_shape as = {.B = B,
+                            .T = T,
+                            .H = m->Hl,
+                            .Hkv = m->Hkvl,
+                            .hd = m->c.hd,
+                            .ld_qkv = qkv_width(m),
+                            .seg = m->seg};
+    HW_ASSERT(!m->seg || m->cp == 1);
     return as;
 }
 
@@ -540,10 +546,13 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
     kv->logits = alloc_floats(Bs * c->V);
     kv->rows = HW_CALLOC(Bs, sizeof(int));
     kv->tok = HW_CALLOC(Bs, sizeof(int32_t));
+    kv->steer_alpha = 1.0f;
+    kv->user = HW_CALLOC(Bs * (size_t)max_T, 1);
 }
 
 void gpt_kv_reset(struct gpt_kv *kv, int b) {
     kv->n[b] = 0;
+    memset(kv->user + (size_t)b * kv->max_T, 0, (size_t)kv->max_T);
 }
 
 void gpt_kv_free(struct gpt_kv *kv) {
@@ -562,6 +571,7 @@ void gpt_kv_free(struct gpt_kv *kv) {
     free(kv->logits);
     free(kv->rows);
     free(kv->tok);
+    free(kv->user);
     memset(kv, 0, sizeof(*kv));
 }
 
@@ -606,8 +616,13 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
             o->rope_forward(q + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, &pos);
             memcpy(kc + (size_t)pos * kvw, q + HD, sizeof(float) * (size_t)kvw);
             memcpy(vc + (size_t)pos * kvw, q + HD + kvw, sizeof(float) * (size_t)kvw);
-            o->attention_decode(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H, c->Hkv,
-                                c->hd, kv->scratch);
+            if (kv->steer_alpha != 1.0f)
+                o->attention_decode_steer(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H,
+                                          c->Hkv, c->hd, kv->scratch,
+                                          kv->user + (size_t)b * kv->max_T, kv->steer_alpha);
+            else
+                o->attention_decode(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H,
+                                    c->Hkv, c->hd, kv->scratch);
         }
         rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);
         o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);

@@ -6,7 +6,11 @@
  * same code serves one rank (the block is the whole sequence) and context parallelism (ring
  * attention visits the K/V blocks of other ranks and merges partial results by log-sum-exp).
  * Causality is by position: query i sees key j iff kpos[j] <= qpos[i]. Positions must increase
- * within a block. */
+ * within a block.
+ *
+ * Packed sequences (SFT): with segment ids (qseg/kseg non-NULL), query i also needs
+ * kseg[j] == qseg[i], so examples packed into one row never attend to each other. Segment ids
+ * must be non-decreasing along each row (every example is one contiguous run). */
 #ifndef HW_ATTENTION_H
 #define HW_ATTENTION_H
 
@@ -24,6 +28,8 @@ struct attn_block {
     const int32_t *qpos; /* (Tq) absolute positions of the queries */
     const int32_t *kpos; /* (Tk) absolute positions of the keys */
     int B, Tq, Tk, H, Hkv, hd;
+    const int32_t *qseg; /* (B, Tq) segment ids of the queries, or NULL: one segment */
+    const int32_t *kseg; /* (B, Tk) segment ids of the keys (NULL iff qseg is NULL) */
 };
 
 /* out (B, Tq, H*hd) and lse (B, H, Tq). merge = 0: overwrite with this block's attention;
@@ -47,5 +53,13 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
  * kc, vc: (n_ctx, ld_kv) rows holding Hkv heads of hd; out: (H*hd). scratch: n_ctx floats. */
 void attention_decode_cpu(float *out, const float *q, const float *kc, const float *vc, int n_ctx,
                           int ld_kv, int H, int Hkv, int hd, float *scratch);
+
+/* attention_decode with PASTA-style steering (Zhang et al. 2023; CSFT paper §2.3): the
+ * post-softmax weight of every key j with user[j] == 0 is multiplied by alpha and each head's
+ * weights are renormalised (the same as adding log(alpha) to those scores). alpha == 1 gives
+ * attention_decode exactly. user: n_ctx flags. */
+void attention_decode_steer_cpu(float *out, const float *q, const float *kc, const float *vc,
+                                int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
+                                const uint8_t *user, float alpha);
 
 #endif /* HW_ATTENTION_H */

@@ -32,6 +32,16 @@ static int visible(const int32_t *kpos, int nk, int32_t qp) {
     return lo + 1;
 }
 
+/* First key among the visible kseg[0..cmax) of query segment qs: keys of earlier segments come
+ * first because segment ids are non-decreasing. 0 without segments. */
+static int seg_first(const int32_t *kseg, int cmax, int32_t qs) {
+    int c = 0;
+    if (kseg)
+        while (c < cmax && kseg[c] != qs)
+            c++;
+    return c;
+}
+
 void attention_block_forward_cpu(float *out, float *lse, const struct attn_block *a, int merge) {
     const int B = a->B, Tq = a->Tq, Tk = a->Tk, H = a->H, hd = a->hd;
     const int group = H / a->Hkv, ldo = H * hd;
@@ -49,6 +59,8 @@ void attention_block_forward_cpu(float *out, float *lse, const struct attn_block
                 const float *qb = a->q + (size_t)b * Tq * a->ldq + (size_t)h * hd;
                 const float *kb = a->k + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
                 const float *vb = a->v + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                const int32_t *qs = a->qseg ? a->qseg + (size_t)b * Tq : NULL;
+                const int32_t *ks = a->kseg ? a->kseg + (size_t)b * Tk : NULL;
                 float *lb = lse + ((size_t)b * H + h) * Tq;
                 for (int i0 = 0; i0 < Tq; i0 += BQ) {
                     const int nq = Tq - i0 < BQ ? Tq - i0 : BQ;
@@ -75,16 +87,20 @@ void attention_block_forward_cpu(float *out, float *lse, const struct attn_block
                         for (int r = 0; r < nq; r++) {
                             float *sr = S + r * BK;
                             const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
+                            const int cmin =
+                                ks ? seg_first(ks + j0, cmax, qs[i0 + r]) : 0;
 
-                            if (cmax == 0) {
+                            if (cmin >= cmax) {
                                 memset(sr, 0, sizeof(float) * nk);
                                 continue;
                             }
                             float mx = m[r];
-                            for (int c = 0; c < cmax; c++)
+                            for (int c = cmin; c < cmax; c++)
                                 mx = sr[c] > mx ? sr[c] : mx;
                             float alpha = expf(m[r] - mx), sum = 0.0f;
-                            for (int c = 0; c < cmax; c++) {
+                            for (int c = 0; c < cmin; c++)
+                                sr[c] = 0.0f;
+                            for (int c = cmin; c < cmax; c++) {
                                 sr[c] = expf(sr[c] - mx);
                                 sum += sr[c];
                             }
@@ -137,6 +153,8 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
             for (int kvh = 0; kvh < Hkv; kvh++) {
                 const float *kb = a->k + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
                 const float *vb = a->v + (size_t)b * Tk * a->ldkv + (size_t)kvh * hd;
+                const int32_t *qs = a->qseg ? a->qseg + (size_t)b * Tq : NULL;
+                const int32_t *ks = a->kseg ? a->kseg + (size_t)b * Tk : NULL;
                 float *dkb = dk + (size_t)b * Tk * lddkv + (size_t)kvh * hd;
                 float *dvb = dv + (size_t)b * Tk * lddkv + (size_t)kvh * hd;
                 for (int h = kvh * group; h < (kvh + 1) * group; h++) {
@@ -162,8 +180,12 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                             for (int r = 0; r < nq; r++) {
                                 float *pr = P + r * BK;
                                 const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
+                                const int cmin =
+                                    ks ? seg_first(ks + j0, cmax, qs[i0 + r]) : 0;
                                 const float L = lb[i0 + r];
-                                for (int c = 0; c < cmax; c++)
+                                for (int c = 0; c < cmin && c < cmax; c++)
+                                    pr[c] = 0.0f;
+                                for (int c = cmin; c < cmax; c++)
                                     pr[c] = expf(pr[c] - L);
                                 for (int c = cmax; c < nk; c++)
                                     pr[c] = 0.0f;
@@ -220,7 +242,9 @@ static struct attn_block whole_block(const float *qkv, const struct attn_shape *
                            .Tk = s->T,
                            .H = s->H,
                            .Hkv = s->Hkv,
-                           .hd = s->hd};
+                           .hd = s->hd,
+                           .qseg = s->seg,
+                           .kseg = s->seg};
     return a;
 }
 
@@ -261,6 +285,43 @@ void attention_decode_cpu(float *out, const float *q, const float *kc, const flo
         }
         for (int t = 0; t < n_ctx; t++) {
             scratch[t] = expf(scratch[t] - mx);
+            sum += scratch[t];
+        }
+        float *oh = out + (size_t)h * hd;
+        for (int d = 0; d < hd; d++)
+            oh[d] = 0.0f;
+        for (int t = 0; t < n_ctx; t++) {
+            const float *v = vc + (size_t)t * ld_kv + (size_t)kvh * hd;
+            float p = scratch[t] / sum;
+            for (int d = 0; d < hd; d++)
+                oh[d] += p * v[d];
+        }
+    }
+}
+
+void attention_decode_steer_cpu(float *out, const float *q, const float *kc, const float *vc,
+                                int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
+                                const uint8_t *user, float alpha) {
+    if (alpha == 1.0f) {
+        attention_decode_cpu(out, q, kc, vc, n_ctx, ld_kv, H, Hkv, hd, scratch);
+        return;
+    }
+    const int group = H / Hkv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < H; h++) {
+        const float *qh = q + (size_t)h * hd;
+        const int kvh = h / group;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int t = 0; t < n_ctx; t++) {
+            const float *k = kc + (size_t)t * ld_kv + (size_t)kvh * hd;
+            float s = 0.0f;
+            for (int d = 0; d < hd; d++)
+                s += qh[d] * k[d];
+            scratch[t] = s * scale;
+            mx = scratch[t] > mx ? scratch[t] : mx;
+        }
+        for (int t = 0; t < n_ctx; t++) {
+            scratch[t] = expf(scratch[t] - mx) * (user[t] ? 1.0f : alpha);
             sum += scratch[t];
         }
         float *oh = out + (size_t)h * hd;
