@@ -39,8 +39,8 @@ static const char *jtype_(const json_t *v) {
 /* ShareGPT speaker names and chat roles -> "system" / "user" / "assistant", or NULL. */
 static const char *role_of_(const char *from) {
     static const char *const user[] = {"human", "user", NULL};
-    static const char *const asst[] = {"gpt", "assistant", "chatgpt", "bard", "bing", "model",
-                                       NULL};
+    static const char *const asst[] = {"gpt",  "assistant", "chatgpt", "bard",
+                                       "bing", "model",     NULL};
     for (int i = 0; user[i]; i++)
         if (!strcasecmp(from, user[i]))
             return "user";
@@ -82,8 +82,9 @@ static int parse_conv_(json_t *root, const char *path, int line, struct sft_conv
                            path, line);
         ref = json_object_get(root, "reference");
         if (!ref || !json_is_string(ref))
-            return hw_errf(err, HW_EFORMAT, "%s:%d: error: key 'reference' must be a string, got %s",
-                           path, line, ref ? jtype_(ref) : "nothing");
+            return hw_errf(err, HW_EFORMAT,
+                           "%s:%d: error: key 'reference' must be a string, got %s", path, line,
+                           ref ? jtype_(ref) : "nothing");
     }
     if (!json_is_array(arr) || json_array_size(arr) == 0)
         return hw_errf(err, HW_EFORMAT, "%s:%d: error: key '%s' must be a non-empty array, got %s",
@@ -100,8 +101,8 @@ static int parse_conv_(json_t *root, const char *path, int line, struct sft_conv
     for (size_t i = 0; i < n; i++) {
         json_t *m = json_array_get(arr, i);
         if (!json_is_object(m))
-            return hw_errf(err, HW_EFORMAT, "%s:%d: error: %s[%zu] must be an object, got %s",
-                           path, line, arr_key, i, jtype_(m));
+            return hw_errf(err, HW_EFORMAT, "%s:%d: error: %s[%zu] must be an object, got %s", path,
+                           line, arr_key, i, jtype_(m));
         const char *rk, *tk;
         json_t *r = get2_(m, "from", "role", &rk), *t = get2_(m, "value", "content", &tk);
         if (!r || !json_is_string(r))
