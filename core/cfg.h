@@ -66,19 +66,19 @@ struct cfg_data {
 
 /* train.task sft and `headwise data csft-score` (docs/sft.md). */
 struct cfg_sft {
-    char train[CFG_PATH_MAX];         /* JSONL conversations (ShareGPT or RoleMRC schema) */
-    char val[CFG_PATH_MAX];           /* JSONL for the validation loss; "" = none */
-    char loss[CFG_NAME_MAX];          /* "response" (assistant turns only) | "all" */
-    int pack;                         /* 1: pack conversations into rows; 0: one per row */
-    char indicator[CFG_NAME_MAX];     /* the context-dependency token, added to the vocab */
-    struct cfg_list add_tokens;       /* further special tokens to add */
-    char tpl_system[CFG_NAME_MAX];    /* chat template: role tags, end of turn, BOS */
+    char train[CFG_PATH_MAX];      /* JSONL conversations (ShareGPT or RoleMRC schema) */
+    char val[CFG_PATH_MAX];        /* JSONL for the validation loss; "" = none */
+    char loss[CFG_NAME_MAX];       /* "response" (assistant turns only) | "all" */
+    int pack;                      /* 1: pack conversations into rows; 0: one per row */
+    char indicator[CFG_NAME_MAX];  /* the context-dependency token, added to the vocab */
+    struct cfg_list add_tokens;    /* further special tokens to add */
+    char tpl_system[CFG_NAME_MAX]; /* chat template: role tags, end of turn, BOS */
     char tpl_user[CFG_NAME_MAX];
     char tpl_assistant[CFG_NAME_MAX];
     char tpl_end[CFG_NAME_MAX];
     char tpl_bos[CFG_NAME_MAX];
-    int score_layer;                  /* csft-score: attention layer; -1 = n_layers / 2 */
-    double beta;                      /* csft-score: tag a turn when its score > beta */
+    int score_layer; /* csft-score: attention layer; -1 = n_layers / 2 */
+    double beta;     /* csft-score: tag a turn when its score > beta */
 };
 
 struct cfg_run {

@@ -621,8 +621,8 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
                                           c->Hkv, c->hd, kv->scratch,
                                           kv->user + (size_t)b * kv->max_T, kv->steer_alpha);
             else
-                o->attention_decode(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H,
-                                    c->Hkv, c->hd, kv->scratch);
+                o->attention_decode(kv->att + (size_t)i * HD, q, kc, vc, pos + 1, kvw, c->H, c->Hkv,
+                                    c->hd, kv->scratch);
         }
         rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);
         o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);

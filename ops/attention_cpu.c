@@ -87,8 +87,7 @@ void attention_block_forward_cpu(float *out, float *lse, const struct attn_block
                         for (int r = 0; r < nq; r++) {
                             float *sr = S + r * BK;
                             const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
-                            const int cmin =
-                                ks ? seg_first(ks + j0, cmax, qs[i0 + r]) : 0;
+                            const int cmin = ks ? seg_first(ks + j0, cmax, qs[i0 + r]) : 0;
 
                             if (cmin >= cmax) {
                                 memset(sr, 0, sizeof(float) * nk);
@@ -180,8 +179,7 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                             for (int r = 0; r < nq; r++) {
                                 float *pr = P + r * BK;
                                 const int cmax = visible(a->kpos + j0, nk, a->qpos[i0 + r]);
-                                const int cmin =
-                                    ks ? seg_first(ks + j0, cmax, qs[i0 + r]) : 0;
+                                const int cmin = ks ? seg_first(ks + j0, cmax, qs[i0 + r]) : 0;
                                 const float L = lb[i0 + r];
                                 for (int c = 0; c < cmin && c < cmax; c++)
                                     pr[c] = 0.0f;

@@ -14,10 +14,10 @@ enum backend {
 };
 
 struct attn_shape {
-    int B, T;   /* batch, sequence */
-    int H, Hkv; /* query heads, key/value heads (H % Hkv == 0) */
-    int hd;     /* head dim */
-    int ld_qkv; /* row stride of the qkv buffer (>= (H + 2 Hkv) hd) */
+    int B, T;           /* batch, sequence */
+    int H, Hkv;         /* query heads, key/value heads (H % Hkv == 0) */
+    int hd;             /* head dim */
+    int ld_qkv;         /* row stride of the qkv buffer (>= (H + 2 Hkv) hd) */
     const int32_t *seg; /* (B, T) segment ids of packed examples (non-decreasing per row), or
                            NULL: one sequence per row; see attention.h */
 };

@@ -528,8 +528,8 @@ static int init_weights(struct run *r, char *err) {
         const int vocab_rows = !strcmp(m->params[i].name, "tok_emb.weight") ||
                                !strcmp(m->params[i].name, "lm_head.weight");
         if (r->sft && vocab_rows &&
-            ckpt_tensor_shape(&f, "model", m->params[i].name, &nd, shape, err) == 1 &&
-            nd == 2 && shape[0] <= tv[i].shape[0] && shape[0] >= r->tok_v0 &&
+            ckpt_tensor_shape(&f, "model", m->params[i].name, &nd, shape, err) == 1 && nd == 2 &&
+            shape[0] <= tv[i].shape[0] && shape[0] >= r->tok_v0 &&
             bpe_vocab_size(&r->tok) > r->tok_v0) {
             /* added tokens: the stored rows are kept bit for bit, new rows start at the mean
              * of the old tokenizer's rows */
@@ -633,8 +633,8 @@ static int setup(struct run *r, char *err) {
                 continue;
             if ((rc = sft_load(&sd, path, err)))
                 return prefix_err(err, k ? "sft.val" : "sft.train", rc);
-            rc = sft_set_build(k ? &r->sv : &r->ss, &sd, &r->tok, &tpl, loss_all,
-                               c->train.seq_len, (uint64_t)c->train.seed, err);
+            rc = sft_set_build(k ? &r->sv : &r->ss, &sd, &r->tok, &tpl, loss_all, c->train.seq_len,
+                               (uint64_t)c->train.seed, err);
             sft_free(&sd);
             if (rc)
                 return prefix_err(err, k ? "sft.val" : "sft.train", rc);
