@@ -2,15 +2,22 @@
 """bench/csft_data.py -- synthetic data for the conditional-SFT experiment (docs/sft.md).
 
 A made-up world of COUNTRIES countries, each with a capital, written out as plain sentences for
-pretraining. The instruction set mixes
+pretraining, mixed with generic copying practice (random words, then "again:" the same words)
+so that the small model learns to copy from its context at all. The instruction set mixes
   * knowledge-only turns: "what is the capital of X?" for the first TRAINED countries, answered
-    from what pretraining taught ("the capital of X is Y.");
+    from what pretraining taught ("Y.");
   * context-dependent turns: a user message with filler sentences and one needle
-    ("the code of the red box is W.") and a question about it; the answer is only in the
-    message.
+    ("the code of the red box is W.") and a question about it, answered "W."; the answer is
+    only in the message.
+Answers are short and every value W is one of the capital names, which the model knows as
+tokens: retrieving from the context is then a matter of attending to the right word, which a
+small model learns quickly, instead of generic copying of unseen strings (induction), which
+it did not learn within the budget (with --repeat-frac > 0 the pretraining text also holds
+copying practice).
 Test sets (RoleMRC question + reference schema, `task` = category):
-  * test_conflict.jsonl: a passage that states a NEW capital for a known country (counter-
-    factual: pretraining says otherwise), then the capital question; correct = the passage's;
+  * test_conflict.jsonl: a passage that states a different capital (another country's) for a
+    known country (counterfactual: pretraining says otherwise), then the capital question;
+    correct = the passage's;
   * test_needle.jsonl: new needles of the training kind (codes of other objects);
   * test_knowledge.jsonl: the capital question for the held-out countries (seen only in
     pretraining) and for trained ones.
@@ -68,10 +75,11 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--countries", type=int, default=80)
     ap.add_argument("--trained", type=int, default=60)
-    ap.add_argument("--sft", type=int, default=1600)
-    ap.add_argument("--context-frac", type=float, default=0.4)
+    ap.add_argument("--sft", type=int, default=4000)
+    ap.add_argument("--context-frac", type=float, default=0.5)
     ap.add_argument("--test", type=int, default=100)
     ap.add_argument("--pretrain-bytes", type=int, default=600000)
+    ap.add_argument("--repeat-frac", type=float, default=0.0)
     a = ap.parse_args()
     rng = random.Random(a.seed)
     os.makedirs(a.out, exist_ok=True)
@@ -86,10 +94,16 @@ def main():
              "in {n}, the capital is {c}.", "people of {n} travel to {c}, the capital."]
     out, size = [], 0
     while size < a.pretrain_bytes:
-        i = rng.randrange(a.countries)
-        s = rng.choice(forms).format(n=names[i], c=caps[i])
-        if rng.random() < 0.3:
-            s += " " + rng.choice(FILLER)
+        u = rng.random()
+        if u < a.repeat_frac:
+            # generic copying practice (induction): random words, then the same words again
+            ws = " ".join(word(rng, rng.randint(1, 3)) for _ in range(rng.randint(2, 6)))
+            s = "%s %s. again: %s." % (rng.choice(["words:", "list:", "say:"]), ws, ws)
+        else:
+            i = rng.randrange(a.countries)
+            s = rng.choice(forms).format(n=names[i], c=caps[i])
+            if rng.random() < 0.3:
+                s += " " + rng.choice(FILLER)
         out.append(s)
         size += len(s) + 1
     with open(os.path.join(a.out, "pretrain.txt"), "w") as f:
@@ -98,14 +112,12 @@ def main():
     sft = []
     for _ in range(a.sft):
         if rng.random() < a.context_frac:
-            obj, w = rng.choice(OBJECTS[:8]), word(rng, 2)
+            obj, w = rng.choice(OBJECTS[:8]), rng.choice(caps)
             p = passage(rng, "the code of the %s is %s." % (obj, w), rng.randint(2, 4))
-            sft.append(conv("%s what is the code of the %s?" % (p, obj),
-                            "the code of the %s is %s." % (obj, w), "context"))
+            sft.append(conv("%s what is the code of the %s?" % (p, obj), "%s." % w, "context"))
         else:
             i = rng.randrange(a.trained)
-            sft.append(conv("what is the capital of %s?" % names[i],
-                            "the capital of %s is %s." % (names[i], caps[i]), "knowledge"))
+            sft.append(conv("what is the capital of %s?" % names[i], "%s." % caps[i], "knowledge"))
     with open(os.path.join(a.out, "sft.jsonl"), "w") as f:
         for x in sft:
             f.write(json.dumps(x) + "\n")
@@ -113,15 +125,15 @@ def main():
     with open(os.path.join(a.out, "test_conflict.jsonl"), "w") as f:
         for _ in range(a.test):
             i = rng.randrange(a.countries)
-            w = word(rng, 2)
+            w = rng.choice(caps)
             while w == caps[i]:
-                w = word(rng, 2)
+                w = rng.choice(caps)
             p = passage(rng, "the capital of %s is %s." % (names[i], w), rng.randint(2, 4))
             f.write(json.dumps(qa("%s what is the capital of %s?" % (p, names[i]), w,
                                   "conflict", caps[i])) + "\n")
     with open(os.path.join(a.out, "test_needle.jsonl"), "w") as f:
         for _ in range(a.test):
-            obj, w = rng.choice(OBJECTS[8:]), word(rng, 2)
+            obj, w = rng.choice(OBJECTS[8:]), rng.choice(caps)
             p = passage(rng, "the code of the %s is %s." % (obj, w), rng.randint(2, 4))
             f.write(json.dumps(qa("%s what is the code of the %s?" % (p, obj), w, "needle")) + "\n")
     with open(os.path.join(a.out, "test_knowledge.jsonl"), "w") as f:

@@ -34,7 +34,7 @@ for model in vanilla csft; do
             flag=""
             [ "$ind" = yes ] && flag="--indicator"
             "$HW" eval --ckpt "$OUT/sft-$model" --tasks chat_qa \
-                --chat-data "$OUT/data/test_$set.jsonl" $flag --max-new-tokens 16 \
+                --chat-data "$OUT/data/test_$set.jsonl" $flag --max-new-tokens 24 \
                 --output "$OUT/eval-$model-$set-$ind" --log-samples >/dev/null
         done
     done

@@ -344,7 +344,6 @@ static int64_t sft_batch(struct run *r, struct sft_set *s, int64_t *cursor, int 
 /* sft: mean loss per supervised token over the val conversations (in file order, at most
  * val_batches micro-batches, one pass). */
 static double sft_val(struct run *r) {
-    const int B = r->c->train.micro_batch;
     int64_t cursor = 0, n_sup = 0;
     double sum = 0.0;
     for (int i = 0; i < r->c->train.val_batches && cursor < r->sv.n; i++) {
@@ -352,7 +351,6 @@ static double sft_val(struct run *r) {
         r->model.seg = r->c->sft.pack ? r->seg : NULL;
         sum += gpt_forward(&r->model, r->tokens, r->targets, r->Bl, r->Tl, 0.0f, 0);
         r->model.seg = NULL;
-        (void)B;
     }
     dist_allreduce_group_doubles(r->d, DIST_DPCP, &sum, 1);
     return n_sup ? sum / (double)n_sup : NAN;
