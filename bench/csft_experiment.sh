@@ -18,6 +18,7 @@ OUT=runs/csft-exp
 PY=${PYTHON:-/usr/bin/python3}
 [ -x "$HW" ] || make -j2 "$HW"
 mkdir -p "$OUT"
+rm -rf "$OUT"/eval-* "$OUT"/sft-vanilla "$OUT"/sft-csft "$OUT"/lm # results of an earlier run
 t0=$(date +%s)
 $PY bench/csft_data.py --out "$OUT/data"
 "$HW" data prepare --input "$OUT/data/pretrain.txt" --vocab 512 --out "$OUT/lm-data"
@@ -56,14 +57,15 @@ mean = lambda v: sum(v) / len(v) if v else float("nan")
 rows = []
 def score(model, s, ind):
     d = "%s/eval-%s-%s-%s" % (out, model, s, ind)
-    res = json.load(open(glob.glob(d + "/results_*.json")[0]))
-    m = res["results"]["chat_qa"]
-    samples = load(glob.glob(d + "/samples_*.jsonl")[0])
+    res_files, sample_files = glob.glob(d + "/results_*.json"), glob.glob(d + "/samples_*.jsonl")
+    assert len(res_files) == 1 and len(sample_files) == 1, (res_files, sample_files)
+    m = json.load(open(res_files[0]))["results"]["chat_qa"]
+    samples = load(sample_files[0])
     mem = None
     if s == "conflict":  # answers that follow pretraining instead of the passage
         tests = load(out + "/data/test_conflict.jsonl")
-        mem = mean([1.0 if tests[i]["memory"] in samples[i]["output"] else 0.0
-                    for i in range(len(samples))])
+        mem = mean([1.0 if tests[x["line"] - 1]["memory"] in x["output"] else 0.0
+                    for x in samples])
     sub = {k[len("contains_"):-len(",none")]: v for k, v in m.items() if k.startswith("contains_")}
     return m["contains,none"], mem, sub
 lines = ["# CSFT experiment (bench/csft_experiment.sh, beta %s, %s s)" % (beta, secs), "",
