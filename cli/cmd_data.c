@@ -170,12 +170,11 @@ static int data_synth(int argc, char **argv) {
 }
 
 int cmd_data(int argc, char **argv, struct dist *d) {
-    if (argc >= 2 && !strcmp(argv[1], "csft-score"))
-        return cmd_csft_score(argc - 1, argv + 1, d);
+    (void)d;
     if (argc >= 2 && !strcmp(argv[1], "prepare"))
         return data_prepare(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "synth"))
         return data_synth(argc - 1, argv + 1);
-    log_error("usage: headwise data prepare|synth|csft-score ... (see headwise --help)");
+    log_error("usage: headwise data prepare|synth ... (see headwise --help)");
     return HW_EXIT_CONFIG;
 }

@@ -50,8 +50,8 @@ int main(int argc, char **argv) {
         cmd = cmd_train;
     else if (!strcmp(argv[1], "sample"))
         cmd = cmd_sample;
-    else if (!strcmp(argv[1], "data"))
-        cmd = cmd_data;
+    else if (!strcmp(argv[1], "data")) /* csft-score lives in cmd_csft.c */
+        cmd = argc >= 3 && !strcmp(argv[2], "csft-score") ? cmd_csft_score : cmd_data;
     else if (!strcmp(argv[1], "eval"))
         cmd = cmd_eval;
     else if (!strcmp(argv[1], "report"))
