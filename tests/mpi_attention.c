@@ -23,7 +23,7 @@ static void run(struct dist *d, int ulysses, int H, int Hkv) {
     float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * (size_t)B * H * T);
     float *dout = malloc(4 * no), *dqkv = malloc(4 * nq);
     fill(qkv, nq, 1), fill(dout, no, 2);
-    struct attn_shape gs = {B, T, H, Hkv, hd, ld};
+    struct attn_shape gs = {B, T, H, Hkv, hd, ld, NULL};
     attention_forward_cpu(out, lse, qkv, &gs);
     attention_backward_cpu(dqkv, dout, out, lse, qkv, &gs);
     /* local slices */
@@ -37,7 +37,7 @@ static void run(struct dist *d, int ulysses, int H, int Hkv) {
             memcpy(lq + ((size_t)b * Tl + t) * ld, qkv + ((size_t)b * T + pos[t]) * ld, 4 * ld);
             memcpy(ldo + ((size_t)b * Tl + t) * HD, dout + ((size_t)b * T + pos[t]) * HD, 4 * HD);
         }
-    struct attn_shape ls = {B, Tl, H, Hkv, hd, ld};
+    struct attn_shape ls = {B, Tl, H, Hkv, hd, ld, NULL};
     struct cp_attn_ctx ctx;
     float *mem = malloc(4 * (cp_ctx_floats(d, &ls) + 1));
     cp_ctx_carve(&ctx, mem, d, &ls);

@@ -193,7 +193,7 @@ static void test_attention_shape(int B, int T, int H, int Hkv, int hd) {
     float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * B * H * T),
           *r = malloc(4 * no), *dqkv = malloc(4 * nq);
     fill(qkv, nq, 1), fill(r, no, 1);
-    struct attn_shape s = {B, T, H, Hkv, hd, ld};
+    struct attn_shape s = {B, T, H, Hkv, hd, ld, NULL};
     attention_forward_cpu(out, lse, qkv, &s);
     double *dq = to_d(qkv, nq), *ref = malloc(sizeof(double) * no);
     ref_attention(ref, dq, B, T, H, Hkv, hd, ld);
@@ -231,7 +231,7 @@ static void test_attention_blocks(void) {
     float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * B * H * T);
     float *dout = malloc(4 * no), *dqkv = malloc(4 * nq);
     fill(qkv, nq, 1), fill(dout, no, 1);
-    struct attn_shape s = {B, T, H, Hkv, hd, ld};
+    struct attn_shape s = {B, T, H, Hkv, hd, ld, NULL};
     attention_forward_cpu(out, lse, qkv, &s);
     attention_backward_cpu(dqkv, dout, out, lse, qkv, &s);
     /* local (zig-zag) layouts of the two ranks: rank r holds chunks r and 3 - r */
