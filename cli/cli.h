@@ -11,6 +11,8 @@ int cmd_ckpt(int argc, char **argv, struct dist *d);
 int cmd_eval(int argc, char **argv, struct dist *d);
 int cmd_config(int argc, char **argv, struct dist *d);
 int cmd_report(int argc, char **argv, struct dist *d);
+/* `headwise data csft-score` (cmd_csft.c) */
+int cmd_csft_score(int argc, char **argv, struct dist *d);
 
 /* Option parsing shared by the subcommands: "--name value" pairs. */
 const char *cli_opt(int argc, char **argv, const char *name, const char *def);

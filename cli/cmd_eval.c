@@ -24,6 +24,8 @@ static const char *const flag_keys[][2] = {{"--ckpt", "eval.checkpoints"},
                                            {"--perplexity-data", "eval.perplexity_data"},
                                            {"--shots", "eval.multifc_shots"},
                                            {"--max-new-tokens", "eval.max_new_tokens"},
+                                           {"--chat-data", "eval.chat_data"},
+                                           {"--pasta", "eval.pasta_alpha"},
                                            {NULL, NULL}};
 
 int cmd_eval(int argc, char **argv, struct dist *d) {
@@ -46,8 +48,9 @@ int cmd_eval(int argc, char **argv, struct dist *d) {
         for (int f = 0; flag_keys[f][0]; f++)
             if (!strcmp(argv[i], flag_keys[f][0]))
                 key = flag_keys[f][1];
-        if (!strcmp(argv[i], "--log-samples")) {
-            snprintf(buf[n_over], sizeof(buf[0]), "eval.log_samples=true");
+        if (!strcmp(argv[i], "--log-samples") || !strcmp(argv[i], "--indicator")) {
+            snprintf(buf[n_over], sizeof(buf[0]), "eval.%s=true",
+                     argv[i][2] == 'l' ? "log_samples" : "indicator");
             over[n_over] = buf[n_over];
             n_over++;
         } else if (key && i + 1 < argc) {
@@ -61,7 +64,8 @@ int cmd_eval(int argc, char **argv, struct dist *d) {
             log_error("headwise eval: unknown argument '%s'\nusage: headwise eval CONFIG "
                       "[key.path=value ...] | headwise eval --ckpt PATH[,PATH] --tasks "
                       "a[,b] [--multifc-data P] [--rolemrc-data P] [--perplexity-data P] "
-                      "[--output DIR] [--limit N] [--batch-size N] [--log-samples] | "
+                      "[--output DIR] [--limit N] [--batch-size N] [--log-samples] "
+                      "[--chat-data P] [--indicator] [--pasta ALPHA] | "
                       "headwise eval --list-tasks",
                       argv[i]);
             return HW_EXIT_CONFIG;

@@ -5,6 +5,7 @@
 #include "../core/check.h"
 #include "../core/log.h"
 #include "../core/rng.h"
+#include "../datasets/sft.h"
 #include "cli.h"
 
 #include <math.h>
@@ -48,12 +49,13 @@ static int32_t pick_token(const float *logits, int V, double temperature, int to
 }
 
 int cmd_sample(int argc, char **argv, struct dist *d) {
-    static const char *const valued[] = {"--prompt", "--tokens", "--temperature",
-                                         "--top-k",  "--seed",   NULL};
+    static const char *const valued[] = {"--prompt", "--tokens", "--temperature", "--top-k",
+                                         "--seed",   "--system", "--pasta",       NULL};
     char *pos[2], err[HW_ERR_LEN], file[CKPT_PATH_LEN];
     if (cli_positional(argc, argv, valued, pos, 2) != 1) {
         log_error("usage: headwise sample CKPT|RUN_DIR [--prompt S] [--tokens N] "
-                  "[--temperature T] [--top-k K] [--seed S]");
+                  "[--temperature T] [--top-k K] [--seed S] [--chat [--system S] [--indicator] "
+                  "[--pasta ALPHA]]");
         return HW_EXIT_CONFIG;
     }
     const char *prompt = cli_opt(argc, argv, "--prompt", "\n");
@@ -61,6 +63,20 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     double temperature = atof(cli_opt(argc, argv, "--temperature", "0.8"));
     int top_k = atoi(cli_opt(argc, argv, "--top-k", "40"));
     long long seed = atoll(cli_opt(argc, argv, "--seed", "1337"));
+    /* chat mode: the prompt is a user turn in the checkpoint's template (sft.tpl_*); the
+     * indicator switch tags it as CSFT inference does; PASTA steers attention to it */
+    const int chat = cli_flag(argc, argv, "--chat"),
+              indicator = cli_flag(argc, argv, "--indicator");
+    const char *system = cli_opt(argc, argv, "--system", NULL);
+    const double pasta = atof(cli_opt(argc, argv, "--pasta", "1"));
+    if ((indicator || system || pasta != 1.0) && !chat) {
+        log_error("sample: --system, --indicator and --pasta need --chat");
+        return HW_EXIT_CONFIG;
+    }
+    if (!(pasta > 0.0 && pasta <= 1.0)) {
+        log_error("sample: --pasta must be in (0, 1] (1 = off)");
+        return HW_EXIT_CONFIG;
+    }
     struct hw_config cfg;
     struct bpe tok;
     struct gpt m;
@@ -75,12 +91,37 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     }
     ops_set_threads(cfg.train.threads);
     int32_t *ids = NULL;
-    int64_t n_prompt = bpe_encode(&tok, prompt, strlen(prompt), 1, &ids);
+    int64_t n_prompt = 0;
+    struct sft_tokens st = {0};
+    struct chat_template tpl;
+    sft_template_from_cfg(&tpl, &cfg.sft);
+    if (chat) {
+        char err2[HW_ERR_LEN], *user = indicator ? sft_tag_text(prompt, cfg.sft.indicator) : NULL;
+        struct chat_msg msgs[2] = {{"system", system ? system : ""},
+                                   {"user", user ? user : prompt}};
+        if (indicator && bpe_special_id(&tok, cfg.sft.indicator) < 0)
+            log_info("sample: note: '%s' is not a token of this checkpoint (not a CSFT model)",
+                     cfg.sft.indicator);
+        rc = sft_encode(&tok, &tpl, system ? msgs : msgs + 1, system ? 2 : 1, 1, &st, err2);
+        free(user);
+        if (rc) {
+            log_error("sample: %s", err2);
+            bpe_free(&tok);
+            gpt_free(&m);
+            return HW_EXIT_CONFIG;
+        }
+        ids = HW_MALLOC(sizeof(int32_t) * (size_t)(st.n ? st.n : 1));
+        memcpy(ids, st.ids, sizeof(int32_t) * (size_t)st.n);
+        n_prompt = st.n;
+    } else {
+        n_prompt = bpe_encode(&tok, prompt, strlen(prompt), 1, &ids);
+    }
     int max_T = m.c.max_T;
     if (n_prompt < 1 || n_prompt >= max_T) {
         log_error("sample: the prompt is %lld tokens; it must hold 1..%d", (long long)n_prompt,
                   max_T - 1);
         free(ids);
+        sft_tokens_free(&st);
         bpe_free(&tok);
         gpt_free(&m);
         return HW_EXIT_CONFIG;
@@ -90,6 +131,9 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     ids = HW_REALLOC(ids, sizeof(int32_t) * (size_t)(n_prompt + n_new));
     struct gpt_kv kv;
     gpt_kv_init(&kv, &m, 1, (int)(n_prompt + n_new));
+    kv.steer_alpha = (float)pasta;
+    for (int64_t i = 0; chat && i < n_prompt; i++)
+        kv.user[i] = (uint8_t)sft_is_user_content(&tok, &st, (int)i);
     struct rng_stream rng;
     rng_stream_init(&rng, (uint64_t)seed, 0x5a3b1e);
     int32_t *idx = HW_MALLOC(sizeof(int32_t) * (size_t)m.c.V);
@@ -112,7 +156,10 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     }
     double dt = log_now() - t0;
     char *text = NULL;
-    bpe_decode(&tok, ids, n, &text);
+    bpe_decode(&tok, chat ? ids + n_prompt : ids, chat ? n - n_prompt : n, &text);
+    char *stop = chat && text && tpl.end_turn[0] ? strstr(text, tpl.end_turn) : NULL;
+    if (stop) /* chat: the reply ends at the end-of-turn text */
+        *stop = '\0';
     if (d->rank == 0) {
         fprintf(stderr,
                 "[sample] %s (step %lld) | T=%.2f top-k=%d seed=%lld | %lld tokens in "
@@ -126,6 +173,7 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     free(idx);
     free(p);
     free(ids);
+    sft_tokens_free(&st);
     gpt_kv_free(&kv);
     bpe_free(&tok);
     gpt_free(&m);

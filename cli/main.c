@@ -17,10 +17,13 @@ static void usage(FILE *f) {
         "  train CONFIG [key.path=value ...]   train (resumes from the run dir's latest "
         "checkpoint)\n"
         "  sample CKPT|RUN_DIR [--prompt S] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+        "         [--chat] [--system S] [--indicator] [--pasta ALPHA]\n"
         "  data prepare (--input FILE [--format text|jsonl] [--field F] | --synthetic [--bytes "
         "N])\n"
         "               --out DIR [--vocab N] [--val-frac F] [--seed S]\n"
         "  data synth --out FILE [--bytes N] [--seed S]\n"
+        "  data csft-score --ckpt CKPT|RUN_DIR --input IN.jsonl --out OUT.jsonl [--layer L]\n"
+        "               [--beta B] [--indicator S]   score and tag conversations (docs/sft.md)\n"
         "  ckpt info|verify FILE\n"
         "  config show CONFIG [key.path=value ...] | config docs\n"
         "  report RUN_DIR [--out DIR]          plots, index.html and summary.md of a run\n"
@@ -47,8 +50,8 @@ int main(int argc, char **argv) {
         cmd = cmd_train;
     else if (!strcmp(argv[1], "sample"))
         cmd = cmd_sample;
-    else if (!strcmp(argv[1], "data"))
-        cmd = cmd_data;
+    else if (!strcmp(argv[1], "data")) /* csft-score lives in cmd_csft.c */
+        cmd = argc >= 3 && !strcmp(argv[2], "csft-score") ? cmd_csft_score : cmd_data;
     else if (!strcmp(argv[1], "eval"))
         cmd = cmd_eval;
     else if (!strcmp(argv[1], "report"))

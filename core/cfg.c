@@ -63,7 +63,6 @@ struct key {
 static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
-static const char *const task_vals[] = {"lm", "classify", NULL};
 static const char *const family_vals[] = {"gpt", "rec", NULL};
 static const char *const emb_vals[] = {"twin", "dare", "twin_proj", NULL};
 static const char *const recdata_vals[] = {"movielens", "taobao", "synth", NULL};
@@ -73,7 +72,11 @@ static const char *const router_vals[] = {"learned", "qnorm", NULL};
 static const char *const sparsity_vals[] = {"none", "s2", NULL};
 static const char *const kappa_vals[] = {"mean", "sum", NULL};
 
-static const char *const sections[] = {"model", "train", "data", "run", "dist", "eval", "rec"};
+static const char *const task_vals[] = {"lm", "classify", "sft", NULL};
+static const char *const sft_loss_vals[] = {"response", "all", NULL};
+
+static const char *const sections[] = {"model", "train", "data", "run",
+                                       "dist",  "eval",  "rec",  "sft"};
 #define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
 
 static const struct key keys[] = {
@@ -172,7 +175,7 @@ static const struct key keys[] = {
     K_INT(train.threads, 0, 0, 1024, "CPU threads (OpenMP + OpenBLAS); 0 = all cores"),
     K_ENUM(train.task, "lm", task_vals,
            "lm: next-token prediction on data.train; classify: a classifier head on the last "
-           "token, trained on data.multifc"),
+           "token, trained on data.multifc; sft: chat fine-tuning on sft.train (docs/sft.md)"),
     K_STR(train.init_from, "", 0,
           "start from this checkpoint's weights and tokenizer (fine-tuning); optimizer state "
           "starts fresh"),
@@ -258,6 +261,38 @@ static const struct key keys[] = {
           "per-rank memory budget (MiB) for this rank's embedding-table rows with their "
           "gradients and AdamW moments; a larger shard is refused before allocating (run more "
           "ranks); 0 = no limit"),
+    K_STR(eval.chat_data, "", 0,
+          "chat_qa: JSONL in the RoleMRC question schema (question + reference), scored by "
+          "containment"),
+    K_BOOL(eval.indicator, 0,
+           "chat tasks: append the checkpoint's sft.indicator to every user turn (\".\" first when "
+           "it ends alphanumerically)"),
+    K_DBL(eval.pasta_alpha, 1.0, 0.0, 1, 1.0, 0,
+          "chat tasks: PASTA-style steering, attention to non-user tokens is scaled by this and "
+          "renormalised on every head; 1 = off"),
+
+    K_STR(sft.train, "", 0, "train.task sft: JSONL conversations (ShareGPT or RoleMRC schema)"),
+    K_STR(sft.val, "", 0, "JSONL conversations for the validation loss; \"\" = none"),
+    K_ENUM(sft.loss, "response", sft_loss_vals,
+           "response: loss on assistant turns only (content and end of turn); all: on every "
+           "token (the reference repo's configuration)"),
+    K_BOOL(sft.pack, 1,
+           "pack whole conversations into each row (no attention across them); false: one "
+           "per row, padded"),
+    K_STR(sft.indicator, "[IND]", 0,
+          "the context-dependency indicator, added to the vocabulary as a special token; "
+          "\"\" = none"),
+    K_LIST(sft.add_tokens, "further special tokens to add to the vocabulary (e.g. role tags)"),
+    K_STR(sft.tpl_system, "<|system|>\n", 0, "chat template: system role tag"),
+    K_STR(sft.tpl_user, "<|user|>\n", 0, "chat template: user role tag"),
+    K_STR(sft.tpl_assistant, "<|assistant|>\n", 0, "chat template: assistant role tag"),
+    K_STR(sft.tpl_end, "<|end|>\n", 0, "chat template: written after every message"),
+    K_STR(sft.tpl_bos, "", 0, "chat template: written once at the start"),
+    K_INT(sft.score_layer, -1, -1, 1024,
+          "csft-score: the layer whose attention scores a turn; -1 = n_layers / 2"),
+    K_DBL(sft.beta, 0.6, 0.0, 0, INFINITY, 1,
+          "csft-score: a response turn scoring > beta gets its user turn tagged; >= 1 tags "
+          "nothing"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 _Static_assert(N_KEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
@@ -276,6 +311,7 @@ static const char *const rules_doc[] = {
     "With `dist.context_mode: ulysses`, the heads of each head-parallel rank (query and "
     "key/value) are divisible by `dist.context`.",
     "`train.task: classify` needs `dist.context: 1`.",
+    "`train.task: sft` needs `sft.train` and `dist.context: 1`.",
     "`data.val_frac + data.test_frac` < 1.",
     "`model.attention.layers` items are `mha` or `moh`.",
     "MoH layers: `model.moh.shared_heads + model.moh.top_k` <= `model.n_heads`; `top_k: 0` needs "
@@ -1414,6 +1450,17 @@ static int validate(const struct loader *L, char *err) {
                  "needs dist.context 1, not %d",
                  g->context);
         return rule_error(L, "dist.context", "train.task", a, a, err);
+    }
+    if (!strcmp(t->task, "sft") && g->context > 1) {
+        snprintf(a, sizeof(a),
+                 "train.task sft packs conversations with segment masks; it needs dist.context "
+                 "1, not %d",
+                 g->context);
+        return rule_error(L, "dist.context", "train.task", a, a, err);
+    }
+    if (!strcmp(t->task, "sft") && !L->cfg.sft.train[0]) {
+        snprintf(a, sizeof(a), "train.task sft needs sft.train (a JSONL of conversations)");
+        return rule_error(L, "train.task", "sft.train", a, a, err);
     }
     if (L->cfg.data.val_frac + L->cfg.data.test_frac >= 1.0) {
         snprintf(a, sizeof(a), "val_frac + test_frac must leave a training part (< 1)");

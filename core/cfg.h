@@ -93,7 +93,8 @@ struct cfg_train {
     int log_every;    /* steps between progress lines */
     int64_t seed;
     int threads;                  /* CPU threads (OpenMP + OpenBLAS); 0 = all cores */
-    char task[CFG_NAME_MAX];      /* "lm" (next-token) | "classify" (MultiFC classifier head) */
+    char task[CFG_NAME_MAX];      /* "lm" (next-token) | "classify" (MultiFC classifier head) |
+                                     "sft" (chat conversations, see struct cfg_sft) */
     char init_from[CFG_PATH_MAX]; /* start from this checkpoint's weights and tokenizer */
 };
 
@@ -103,6 +104,23 @@ struct cfg_data {
     char tokenizer[CFG_PATH_MAX]; /* tokenizer JSON; "" = the one stored in the shard's dir */
     char multifc[CFG_PATH_MAX];   /* train.task classify: MultiFC CSV/TSV */
     double val_frac, test_frac;   /* classify: seeded stratified split of the one labelled file */
+};
+
+/* train.task sft and `headwise data csft-score` (docs/sft.md). */
+struct cfg_sft {
+    char train[CFG_PATH_MAX];      /* JSONL conversations (ShareGPT or RoleMRC schema) */
+    char val[CFG_PATH_MAX];        /* JSONL for the validation loss; "" = none */
+    char loss[CFG_NAME_MAX];       /* "response" (assistant turns only) | "all" */
+    int pack;                      /* 1: pack conversations into rows; 0: one per row */
+    char indicator[CFG_NAME_MAX];  /* the context-dependency token, added to the vocab */
+    struct cfg_list add_tokens;    /* further special tokens to add */
+    char tpl_system[CFG_NAME_MAX]; /* chat template: role tags, end of turn, BOS */
+    char tpl_user[CFG_NAME_MAX];
+    char tpl_assistant[CFG_NAME_MAX];
+    char tpl_end[CFG_NAME_MAX];
+    char tpl_bos[CFG_NAME_MAX];
+    int score_layer; /* csft-score: attention layer; -1 = n_layers / 2 */
+    double beta;     /* csft-score: tag a turn when its score > beta */
 };
 
 struct cfg_run {
@@ -139,6 +157,9 @@ struct cfg_eval {
     int max_new_tokens;                 /* generation length */
     struct cfg_list stop;               /* stop strings for generation */
     struct cfg_list judge_command;      /* argv of an LLM judge (prompt on stdin, 0/1 out) */
+    char chat_data[CFG_PATH_MAX];       /* chat_qa: JSONL in the RoleMRC question schema */
+    int indicator;                      /* append sft.indicator to user turns (chat tasks) */
+    double pasta_alpha;                 /* PASTA: scale attention to non-user tokens; 1 = off */
 };
 
 #define CFG_MAX_KEYS 160
@@ -177,6 +198,7 @@ struct hw_config {
     struct cfg_dist dist;
     struct cfg_eval eval;
     struct cfg_rec rec;
+    struct cfg_sft sft;
     char source[CFG_PATH_MAX]; /* the file it was loaded from */
     struct cfg_origin origin[CFG_MAX_KEYS];
     char origin_files[CFG_MAX_FILES][CFG_PATH_MAX];

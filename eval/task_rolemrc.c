@@ -4,11 +4,13 @@
  * BLEU-4 and ROUGE-1/2/L/Lsum as the official evaluation.py computes them (per sample, then the
  * mean), overall, per task tag, per official group and per judge aspect. With
  * eval.judge_command, every (sample, aspect) pair of the official task-to-aspect map also gets
- * a 0/1 judgement from the external judge; the aspect score is their mean. METEOR and
+ * a 0/1 judgement from the external judge; the aspect score is their mean. With eval.indicator,
+ * user turns get the checkpoint's CSFT indicator (docs/sft.md). METEOR and
  * BERTScore are not computed (see eval/metrics.h and docs/eval.md). */
 #include "../core/check.h"
 #include "../datasets/chat.h"
 #include "../datasets/rolemrc.h"
+#include "../datasets/sft.h"
 #include "../eval/metrics.h"
 #include "judge.h"
 #include "tasks.h"
@@ -124,8 +126,19 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         if (!eval_mine(ctx, i))
             continue;
         struct chat_span *spans = NULL;
-        int len = chat_render(&tpl, r.ex[i].msgs, r.ex[i].n_msgs, 1, &prompts[k++], &spans, err);
+        /* eval.indicator: the checkpoint's CSFT indicator after every user turn */
+        struct chat_msg *msgs = HW_MALLOC(sizeof(*msgs) * (size_t)r.ex[i].n_msgs);
+        for (int q = 0; q < r.ex[i].n_msgs; q++) {
+            msgs[q] = r.ex[i].msgs[q];
+            if (e->indicator && ctx->mc->sft.indicator[0] && !strcmp(msgs[q].role, "user"))
+                msgs[q].content = sft_tag_text(msgs[q].content, ctx->mc->sft.indicator);
+        }
+        int len = chat_render(&tpl, msgs, r.ex[i].n_msgs, 1, &prompts[k++], &spans, err);
         rc = len < 0 ? len : 0;
+        for (int q = 0; q < r.ex[i].n_msgs; q++)
+            if (msgs[q].content != r.ex[i].msgs[q].content)
+                free((char *)msgs[q].content);
+        free(msgs);
         free(spans);
     }
     if (!rc)

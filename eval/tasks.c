@@ -21,8 +21,14 @@ static const struct eval_task multifc_classify = {
     "MultiFC with the fine-tuned classifier head (train.task classify), on the held-out test part",
     task_multifc_classify};
 
-const struct eval_task *const eval_tasks[] = {&perplexity, &multifc, &multifc_classify, &rolemrc,
-                                              NULL};
+static const struct eval_task chat_qa = {
+    "chat_qa", "1",
+    "short answers in chat form (question + reference JSONL), containment and exact match; "
+    "eval.indicator / eval.pasta_alpha for conditional SFT",
+    task_chat_qa};
+
+const struct eval_task *const eval_tasks[] = {&perplexity, &multifc, &multifc_classify,
+                                              &rolemrc,    &chat_qa, NULL};
 
 const struct eval_task *eval_find_task(const char *name) {
     for (int i = 0; eval_tasks[i]; i++)

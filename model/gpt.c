@@ -500,8 +500,14 @@ static void build_blocks(struct gpt *m) {
 }
 
 static struct attn_shape local_attn_shape(const struct gpt *m, int B, int T) {
-    struct attn_shape as = {
-        .B = B, .T = T, .H = m->Hl, .Hkv = m->Hkvl, .hd = m->c.hd, .ld_qkv = qkv_width(m)};
+    struct attn_shape as = {.B = B,
+                            .T = T,
+                            .H = m->Hl,
+                            .Hkv = m->Hkvl,
+                            .hd = m->c.hd,
+                            .ld_qkv = qkv_width(m),
+                            .seg = m->seg};
+    HW_ASSERT(!m->seg || m->cp == 1);
     return as;
 }
 
@@ -972,6 +978,9 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
         kv->qkva = alloc_floats(Bs * qkv_width(m));
     }
     kv->mem = gpt_memory_kv_init(m, B);
+    kv->steer_alpha = 1.0f;
+    kv->user = HW_CALLOC(Bs * (size_t)max_T, 1);
+    kv->user_rows = HW_CALLOC((size_t)max_T + 1, 1);
 }
 
 void gpt_kv_reset(struct gpt_kv *kv, int b) {
@@ -981,6 +990,7 @@ void gpt_kv_reset(struct gpt_kv *kv, int b) {
         for (size_t sl = 0; sl < (size_t)kv->L * kv->B * kv->Hkv; sl++)
             if ((int)(sl / kv->Hkv % kv->B) == b)
                 kv->s2n[sl] = 0;
+    memset(kv->user + (size_t)b * kv->max_T, 0, (size_t)kv->max_T);
 }
 
 void gpt_kv_free(struct gpt_kv *kv) {
@@ -1016,6 +1026,8 @@ void gpt_kv_free(struct gpt_kv *kv) {
     free(kv->xa);
     free(kv->qkva);
     gpt_memory_kv_free(kv->mem);
+    free(kv->user);
+    free(kv->user_rows);
     memset(kv, 0, sizeof(*kv));
 }
 
@@ -1026,6 +1038,42 @@ static void rows_matmul(const struct ops *o, float *out, const float *in, const 
                         int K, int M) {
     for (int i = 0; i < nb; i++)
         o->matmul_forward(out + (size_t)i * M, in + (size_t)i * K, w, 1, K, M, 0.0f);
+}
+
+/* Attention of one decoded token over n cached rows (stride ld, kv heads side by side): every
+ * head, or with MoH gates only the selected heads, scaled by their gates; with PASTA steering
+ * (kv->steer_alpha != 1) the rows whose user flag is 0 are down-weighted. */
+static void decode_heads(const struct gpt *m, struct gpt_kv *kv, float *att, const float *q,
+                         const float *kc, const float *vc, int n, int ld, const uint8_t *user,
+                         const float *gate) {
+    const struct gpt_config *c = &m->c;
+    const struct ops *o = m->ops;
+    const int steer = kv->steer_alpha != 1.0f;
+    if (!gate) {
+        if (steer)
+            o->attention_decode_steer(att, q, kc, vc, n, ld, c->H, c->Hkv, c->hd, kv->scratch, user,
+                                      kv->steer_alpha);
+        else
+            o->attention_decode(att, q, kc, vc, n, ld, c->H, c->Hkv, c->hd, kv->scratch);
+        return;
+    }
+    /* MoH: only the heads this token selected */
+    for (int h = 0; h < c->H; h++) {
+        float *oh = att + (size_t)h * c->hd;
+        const size_t kvo = (size_t)(h / (c->H / c->Hkv)) * c->hd;
+        if (gate[h] == 0.0f) {
+            memset(oh, 0, sizeof(float) * c->hd);
+            continue;
+        }
+        if (steer)
+            o->attention_decode_steer(oh, q + (size_t)h * c->hd, kc + kvo, vc + kvo, n, ld, 1, 1,
+                                      c->hd, kv->scratch, user, kv->steer_alpha);
+        else
+            o->attention_decode(oh, q + (size_t)h * c->hd, kc + kvo, vc + kvo, n, ld, 1, 1, c->hd,
+                                kv->scratch);
+        for (int d = 0; d < c->hd; d++)
+            oh[d] *= gate[h];
+    }
 }
 
 /* MoH gates of one decoded token (n1 row x, rotated queries q); NULL-free: kv->gate (H).
@@ -1105,13 +1153,22 @@ static void decode_s2(struct gpt *m, struct gpt_kv *kv, int l, int b, int pos, c
         kp[n++] = pos;
         kv->s2n[sl] = n;
         rows += (size_t)n;
+        /* PASTA: the user flags of the kept rows */
+        uint8_t *user = kv->user_rows;
+        for (int j = 0; j < n && kv->steer_alpha != 1.0f; j++)
+            user[j] = kv->user[(size_t)b * kv->max_T + kp[j]];
         for (int h = g * group; h < (g + 1) * group; h++) {
             float *oh = att + (size_t)h * hd;
             if (gate && gate[h] == 0.0f) {
                 memset(oh, 0, sizeof(float) * hd);
                 continue;
             }
-            m->ops->attention_decode(oh, q + (size_t)h * hd, kc, vc, n, hd, 1, 1, hd, kv->scratch);
+            if (kv->steer_alpha != 1.0f)
+                m->ops->attention_decode_steer(oh, q + (size_t)h * hd, kc, vc, n, hd, 1, 1, hd,
+                                               kv->scratch, user, kv->steer_alpha);
+            else
+                m->ops->attention_decode(oh, q + (size_t)h * hd, kc, vc, n, hd, 1, 1, hd,
+                                         kv->scratch);
             if (gate)
                 for (int d = 0; d < hd; d++)
                     oh[d] *= gate[h];
@@ -1169,23 +1226,8 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
             float *vc = kv->v + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
             memcpy(kc + (size_t)pos * kvw, q + HD, sizeof(float) * (size_t)kvw);
             memcpy(vc + (size_t)pos * kvw, q + HD + kvw, sizeof(float) * (size_t)kvw);
-            if (!gate) {
-                o->attention_decode(att, q, kc, vc, pos + 1, kvw, c->H, c->Hkv, c->hd, kv->scratch);
-                continue;
-            }
-            /* MoH: only the heads this token selected */
-            for (int h = 0; h < c->H; h++) {
-                float *oh = att + (size_t)h * c->hd;
-                const size_t kvo = (size_t)(h / (c->H / c->Hkv)) * c->hd;
-                if (gate[h] == 0.0f) {
-                    memset(oh, 0, sizeof(float) * c->hd);
-                    continue;
-                }
-                o->attention_decode(oh, q + (size_t)h * c->hd, kc + kvo, vc + kvo, pos + 1, kvw, 1,
-                                    1, c->hd, kv->scratch);
-                for (int d = 0; d < c->hd; d++)
-                    oh[d] *= gate[h];
-            }
+            decode_heads(m, kv, att, q, kc, vc, pos + 1, kvw, kv->user + (size_t)b * kv->max_T,
+                         gate);
         }
         rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);
         if (c->mem[l] >= GPT_MEM_MAG)

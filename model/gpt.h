@@ -143,6 +143,10 @@ struct gpt {
     float *cls_logits; /* (B, n_cls) classifier probabilities' gradient after gpt_classify */
     int32_t *cls_last; /* (B) pooled positions of the last gpt_classify */
     int32_t *pos;      /* (T) absolute positions of the local tokens */
+    /* (B, T) segment ids of packed examples for the next forward/backward (non-decreasing per
+     * row; tokens attend only within their segment), or NULL: one sequence per row. Set by the
+     * caller (SFT packing); needs cp == 1. */
+    const int32_t *seg;
     struct cp_attn_ctx *cp_ctx; /* (L) Ulysses state per layer */
     float *cp_mem;
     struct cp_work cp_work;
@@ -238,6 +242,13 @@ struct gpt_kv {
     int *rows;
     int32_t *tok;
     struct gpt_memory_kv *mem; /* Titans decoders per (memory layer, sequence), or NULL */
+    /* PASTA steering (inference only): with 0 < steer_alpha < 1, attention to the cached
+     * positions p of sequence b with user[b * max_T + p] == 0 is scaled by steer_alpha and
+     * renormalised, on every layer and head. steer_alpha = 1 (the default) is plain attention.
+     * The caller marks the user-content positions before feeding them. */
+    float steer_alpha;
+    uint8_t *user;      /* (B, max_T), zeroed by gpt_kv_init and gpt_kv_reset */
+    uint8_t *user_rows; /* (max_T) scratch: the flags of an S2 cache's kept rows */
 };
 void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T);
 /* Empty sequence b's cache (start a new sequence in that slot). */

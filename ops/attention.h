@@ -60,4 +60,12 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
 void attention_decode_cpu(float *out, const float *q, const float *kc, const float *vc, int n_ctx,
                           int ld_kv, int H, int Hkv, int hd, float *scratch);
 
+/* attention_decode with PASTA-style steering (Zhang et al. 2023; CSFT paper §2.3): the
+ * post-softmax weight of every key j with user[j] == 0 is multiplied by alpha and each head's
+ * weights are renormalised (the same as adding log(alpha) to those scores). alpha == 1 gives
+ * attention_decode exactly. user: n_ctx flags. */
+void attention_decode_steer_cpu(float *out, const float *q, const float *kc, const float *vc,
+                                int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
+                                const uint8_t *user, float alpha);
+
 #endif /* HW_ATTENTION_H */

@@ -58,6 +58,9 @@ struct ops {
     void (*gelu_backward)(float *dh, const float *dout, const float *h, int N, int F);
     void (*attention_decode)(float *out, const float *q, const float *kc, const float *vc,
                              int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch);
+    void (*attention_decode_steer)(float *out, const float *q, const float *kc, const float *vc,
+                                   int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
+                                   const uint8_t *user, float alpha);
     double (*xent_forward_backward)(float *logits, float *losses, const int32_t *targets, int N,
                                     int V, float dscale, int ignore_index);
     void (*embed_forward)(float *out, const int32_t *tok, const float *wte, int N, int C);

@@ -27,6 +27,7 @@ static const struct ops ops_cpu = {
     .attention_forward = attention_forward_cpu,
     .attention_backward = attention_backward_cpu,
     .attention_decode = attention_decode_cpu,
+    .attention_decode_steer = attention_decode_steer_cpu,
     .attention_block_forward = attention_block_forward_cpu,
     .attention_block_backward = attention_block_backward_cpu,
     .swiglu_forward = swiglu_forward_cpu,

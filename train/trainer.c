@@ -9,9 +9,11 @@
 #include "../core/rng.h"
 #include "../datasets/bpe.h"
 #include "../datasets/multifc_cls.h"
+#include "../datasets/sft.h"
 #include "../datasets/shards.h"
 #include "../eval/metrics.h"
 #include "../model/gpt.h"
+#include "../model/gpt_probe.h"
 #include "../ops/adamw.h"
 #include "../ops/ops.h"
 #include "optim.h"
@@ -50,8 +52,13 @@ struct run {
     int32_t *cls_last, *cls_label; /* (grad_accum, Bl) */
     unsigned char *cls_allowed;    /* (grad_accum, Bl, n_cls) */
     double val_acc, val_f1;        /* classify: last validation */
-    double moh_balance; /* MoH: balance term of the last step (mean over micro-batches) */
-    int n_buckets;      /* gradient buckets: the model's blocks cut to bucket_kb */
+    double moh_balance;    /* MoH: balance term of the last step (mean over micro-batches) */
+    int sft;               /* train.task sft */
+    struct sft_set ss, sv; /* sft: encoded train and val conversations */
+    int64_t sft_pos;       /* sft: global example counter */
+    int32_t *seg;          /* sft: (grad_accum, Bl, T) segment ids */
+    int tok_v0;            /* sft: tokenizer size before the added tokens */
+    int n_buckets;         /* gradient buckets: the model's blocks cut to bucket_kb */
     size_t *bk_off, *bk_len;
     int *blk_first, *blk_count; /* (n_blocks) first bucket and bucket count of each block */
     char metrics_path[CFG_PATH_MAX + 32];
@@ -120,7 +127,7 @@ static int save_checkpoint(struct run *r, char *err) {
     meta.step = r->step;
     meta.tokens_seen = r->tokens_seen;
     meta.rng[0] = (uint64_t)r->c->train.seed;
-    meta.cursor[0] = r->classify ? r->cls_pos : r->train.pos;
+    meta.cursor[0] = r->classify ? r->cls_pos : r->sft ? r->sft_pos : r->train.pos;
     meta.n_cursor = 1;
     meta.config_yaml = r->cfg_yaml;
     meta.tokenizer_json = r->tok_json;
@@ -222,6 +229,8 @@ static int resume(struct run *r, char *err) {
         r->tokens_seen = meta.tokens_seen;
         if (r->classify)
             r->cls_pos = meta.n_cursor > 0 ? meta.cursor[0] : 0;
+        else if (r->sft)
+            r->sft_pos = meta.n_cursor > 0 ? meta.cursor[0] : 0;
         else
             loader_seek(&r->train, meta.n_cursor > 0 ? meta.cursor[0] : 0);
         snprintf(r->last_ckpt, sizeof(r->last_ckpt), "%s", path);
@@ -315,9 +324,45 @@ static double cls_val(struct run *r) {
     return loss;
 }
 
+/* sft: the next global micro-batch of B rows from set s (every rank builds all of them, so the
+ * data order does not depend on the grid), this rank's rows kept. Returns the supervised
+ * targets of the GLOBAL micro-batch. */
+static int64_t sft_batch(struct run *r, struct sft_set *s, int64_t *cursor, int shuffle,
+                         int32_t *tok, int32_t *tgt, int32_t *seg) {
+    const int B = r->c->train.micro_batch, T = r->Tl;
+    int32_t *gt = r->g_tokens, *gg = r->g_targets, *gs = HW_MALLOC(sizeof(int32_t) * (size_t)T);
+    int64_t n_sup = 0;
+    for (int g = 0; g < B; g++) {
+        const int b = g - r->d->dp_rank * r->Bl;
+        const int own = b >= 0 && b < r->Bl;
+        const size_t o = (size_t)(own ? b : 0) * T;
+        n_sup += sft_fill_row(s, cursor, r->c->sft.pack, shuffle, 0, own ? tok + o : gt,
+                              own ? tgt + o : gg, own ? seg + o : gs);
+    }
+    free(gs);
+    return n_sup;
+}
+
+/* sft: mean loss per supervised token over the val conversations (in file order, at most
+ * val_batches micro-batches, one pass). */
+static double sft_val(struct run *r) {
+    int64_t cursor = 0, n_sup = 0;
+    double sum = 0.0;
+    for (int i = 0; i < r->c->train.val_batches && cursor < r->sv.n; i++) {
+        n_sup += sft_batch(r, &r->sv, &cursor, 0, r->tokens, r->targets, r->seg);
+        r->model.seg = r->c->sft.pack ? r->seg : NULL;
+        sum += gpt_forward(&r->model, r->tokens, r->targets, r->Bl, r->Tl, 0.0f, 0);
+        r->model.seg = NULL;
+    }
+    dist_allreduce_group_doubles(r->d, DIST_DPCP, &sum, 1);
+    return n_sup ? sum / (double)n_sup : NAN;
+}
+
 static double val_loss(struct run *r, char *err, int *rc) {
     if (r->classify)
         return cls_val(r);
+    if (r->sft)
+        return sft_val(r);
     const struct cfg_train *t = &r->c->train;
     double sum = 0.0;
     loader_seek(&r->val, 0);
@@ -501,6 +546,31 @@ static int init_weights(struct run *r, char *err) {
         if (!strcmp(m->params[i].name, "cls_head.weight") &&
             ckpt_tensor_shape(&f, "model", "cls_head.weight", &nd, shape, err) == 0)
             continue; /* a new head starts from its init */
+        const int vocab_rows = !strcmp(m->params[i].name, "tok_emb.weight") ||
+                               !strcmp(m->params[i].name, "lm_head.weight");
+        if (r->sft && vocab_rows &&
+            ckpt_tensor_shape(&f, "model", m->params[i].name, &nd, shape, err) == 1 && nd == 2 &&
+            shape[0] <= tv[i].shape[0] && shape[0] >= r->tok_v0 &&
+            bpe_vocab_size(&r->tok) > r->tok_v0) {
+            /* added tokens: the stored rows are kept bit for bit, new rows start at the mean
+             * of the old tokenizer's rows */
+            const int64_t v0 = shape[0], v1 = tv[i].shape[0];
+            tv[i].shape[0] = tv[i].count[0] = v0;
+            rc = ckpt_read_tensor(&f, "model", &tv[i], err);
+            tv[i].shape[0] = tv[i].count[0] = v1;
+            int64_t *rows = HW_MALLOC(sizeof(int64_t) * (size_t)(v1 - r->tok_v0));
+            int nr = 0;
+            for (int64_t v = r->tok_v0; v < v1; v++)
+                if (v >= v0 || v < bpe_vocab_size(&r->tok))
+                    rows[nr++] = v;
+            if (!rc)
+                gpt_rows_set_mean(tv[i].data, (int)m->c.C, r->tok_v0, rows, nr);
+            if (!rc && r->d->rank == 0)
+                log_info("%s: %lld -> %lld rows (%d set to the mean of the first %d)",
+                         m->params[i].name, (long long)v0, (long long)v1, nr, r->tok_v0);
+            free(rows);
+            continue;
+        }
         rc = ckpt_read_tensor(&f, "model", &tv[i], err);
     }
     free(tv);
@@ -527,17 +597,18 @@ static int setup(struct run *r, char *err) {
     char tok_path[CFG_PATH_MAX + 32];
     int rc;
     r->classify = !strcmp(c->train.task, "classify");
+    r->sft = !strcmp(c->train.task, "sft");
     if (r->classify && !c->data.multifc[0])
         return hw_errf(err, HW_ECONFIG,
                        "%s: error: data.multifc: required for train.task "
                        "classify",
                        c->source);
-    if (!r->classify && !c->data.train[0])
+    if (!r->classify && !r->sft && !c->data.train[0])
         return hw_errf(err, HW_ECONFIG,
                        "%s: error: data.train: required for training (a token "
                        "shard made by 'headwise data prepare')",
                        c->source);
-    if (!r->classify) {
+    if (!r->classify && !r->sft) {
         if ((rc = loader_open(&r->train, c->data.train, c->train.seq_len, 1,
                               (uint64_t)c->train.seed, err)))
             return prefix_err(err, "data.train", rc);
@@ -552,11 +623,11 @@ static int setup(struct run *r, char *err) {
         snprintf(tok_path, sizeof(tok_path), "%.500s", c->train.init_from);
         if ((rc = init_tokenizer(r, err)))
             return prefix_err(err, "train.init_from", rc);
-    } else if (r->classify && !c->data.tokenizer[0]) {
+    } else if ((r->classify || r->sft) && !c->data.tokenizer[0]) {
         return hw_errf(err, HW_ECONFIG,
                        "%s: error: data.tokenizer: required for train.task "
-                       "classify without train.init_from",
-                       c->source);
+                       "%s without train.init_from",
+                       c->source, c->train.task);
     } else if ((rc = train_load_tokenizer(c, &r->tok, tok_path, err))) {
         return prefix_err(err, c->data.tokenizer[0] ? "data.tokenizer" : "tokenizer", rc);
     }
@@ -568,6 +639,36 @@ static int setup(struct run *r, char *err) {
         r->cls_perm = HW_MALLOC(sizeof(int) * (size_t)(r->cd.n_idx[0] + 1));
         r->cls_epoch = -1;
     }
+    if (r->sft) {
+        struct chat_template tpl;
+        struct sft_data sd;
+        r->tok_v0 = bpe_vocab_size(&r->tok);
+        int added = sft_extend_tokenizer(&r->tok, &c->sft, err);
+        if (added < 0)
+            return prefix_err(err, "sft.add_tokens", HW_ECONFIG);
+        sft_template_from_cfg(&tpl, &c->sft);
+        const int loss_all = !strcmp(c->sft.loss, "all");
+        for (int k = 0; k < 2; k++) {
+            const char *path = k ? c->sft.val : c->sft.train;
+            if (!path[0])
+                continue;
+            if ((rc = sft_load(&sd, path, err)))
+                return prefix_err(err, k ? "sft.val" : "sft.train", rc);
+            rc = sft_set_build(k ? &r->sv : &r->ss, &sd, &r->tok, &tpl, loss_all, c->train.seq_len,
+                               (uint64_t)c->train.seed, err);
+            sft_free(&sd);
+            if (rc)
+                return prefix_err(err, k ? "sft.val" : "sft.train", rc);
+        }
+        r->has_val = r->sv.n > 0;
+        if (r->d->rank == 0)
+            log_info("sft: %d conversations (%d over seq_len %d, cut), %lld supervised tokens, "
+                     "loss on %s, %s; %d tokens added to the vocabulary (%d -> %d)",
+                     r->ss.n, r->ss.n_truncated, c->train.seq_len, (long long)r->ss.n_loss,
+                     loss_all ? "all tokens" : "response tokens only",
+                     c->sft.pack ? "packed (segment masks)" : "padded", added, r->tok_v0,
+                     bpe_vocab_size(&r->tok));
+    }
     int vocab = bpe_vocab_size(&r->tok);
     if (c->model.vocab && c->model.vocab < vocab)
         return hw_errf(err, HW_ECONFIG,
@@ -577,7 +678,7 @@ static int setup(struct run *r, char *err) {
     if (c->model.vocab)
         vocab = c->model.vocab;
     r->tok_json = bpe_to_json(&r->tok);
-    if (!r->classify && r->train.sh.vocab > vocab)
+    if (!r->classify && !r->sft && r->train.sh.vocab > vocab)
         return hw_errf(err, HW_EMISMATCH,
                        "%s: shard vocabulary %d does not fit the model's %d "
                        "(tokenizer %s)",
@@ -606,6 +707,8 @@ static int setup(struct run *r, char *err) {
         r->cls_allowed = HW_MALLOC(ab * (size_t)r->cd.n_cls);
     }
     r->targets = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
+    if (r->sft)
+        r->seg = HW_MALLOC(sizeof(int32_t) * bt * c->train.grad_accum);
     /* run directory: resolved config and tokenizer beside the metrics and checkpoints */
     if ((rc = fs_mkdirs(c->run.dir, err)))
         return rc;
@@ -653,6 +756,9 @@ static void teardown(struct run *r) {
     free(r->bk_len);
     if (r->classify)
         multifc_cls_free(&r->cd);
+    sft_set_free(&r->ss);
+    sft_set_free(&r->sv);
+    free(r->seg);
     free(r->cls_perm);
     free(r->cls_last);
     free(r->cls_label);
@@ -721,11 +827,16 @@ int train_run(const struct hw_config *c, struct dist *d) {
     while (r.step < t->steps) {
         double t0 = log_now();
         double lr = optim_lr(t, r.step), loss_sum = 0.0;
+        int64_t n_sup = 0; /* sft: supervised targets of the whole step (all ranks) */
         dist_stats_reset(d);
         gpt_zero_grad(&r.model);
         gpt_moh_usage_reset(&r.model);
         r.model.moh_aux_scale = 1.0f / (float)A;
         double aux_sum = 0.0;
+        for (int a = 0; a < A && r.sft; a++) {
+            const size_t o = (size_t)a * local_bt;
+            n_sup += sft_batch(&r, &r.ss, &r.sft_pos, 1, r.tokens + o, r.targets + o, r.seg + o);
+        }
         for (int a = 0; a < A && !rc; a++) {
             int32_t *tk = r.tokens + (size_t)a * local_bt, *tg = r.targets + (size_t)a * local_bt;
             if (r.classify) {
@@ -735,6 +846,10 @@ int train_run(const struct hw_config *c, struct dist *d) {
                 loss_sum += gpt_classify(&r.model, tk, r.cls_last + o, r.cls_label + o,
                                          r.cls_allowed + o * (size_t)r.cd.n_cls, r.Bl, r.Tl,
                                          1.0f / (float)(B * A), 1, NULL);
+            } else if (r.sft) {
+                r.model.seg = c->sft.pack ? r.seg + (size_t)a * local_bt : NULL;
+                loss_sum += gpt_forward(&r.model, tk, tg, r.Bl, r.Tl,
+                                        1.0f / (float)(n_sup > 0 ? n_sup : 1), 1);
             } else {
                 rc = next_local_batch(&r, &r.train, tk, tg, err);
                 if (rc)
@@ -753,6 +868,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
                 gpt_backward(&r.model);
             if (r.model.grad_ready)
                 dist_grad_finish(d);
+            r.model.seg = NULL;
         }
         if (rc) {
             log_error("%s", err);
@@ -760,8 +876,10 @@ int train_run(const struct hw_config *c, struct dist *d) {
             break;
         }
         dist_allreduce_group_doubles(d, DIST_DPCP, &loss_sum, 1);
-        double loss = loss_sum / (r.classify ? (double)B * A : (double)tokens_per_step);
         r.moh_balance = aux_sum / A;
+        double loss = loss_sum / (r.classify ? (double)B * A
+                                  : r.sft    ? (double)(n_sup > 0 ? n_sup : 1)
+                                             : (double)tokens_per_step);
         if (r.step + 1 == nan_step)
             loss = NAN;
         double gnorm = grad_norm(&r);
