@@ -5,6 +5,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "json_kind.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -116,26 +117,6 @@ const char *rolemrc_aspect_name(unsigned aspect_bit) {
 /* ------------------------------------------------------------------------------------------ */
 /* loading */
 
-static const char *json_type_name_(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "object";
-    case JSON_ARRAY:
-        return "array";
-    case JSON_STRING:
-        return "string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-        return "number";
-    case JSON_TRUE:
-        return "true";
-    case JSON_FALSE:
-        return "false";
-    default:
-        return "null";
-    }
-}
-
 /* The string value of key in obj, or NULL with err filled ("<where>: " prefixes the key
  * messages of question items). */
 static const char *get_string_(const json_t *obj, const char *key, const char *path, int line,
@@ -147,7 +128,7 @@ static const char *get_string_(const json_t *obj, const char *key, const char *p
     }
     if (!json_is_string(v)) {
         hw_errf(err, HW_EFORMAT, "%s:%d: error: %skey '%s' must be a string, got %s", path, line,
-                where, key, json_type_name_(v));
+                where, key, json_kind(v));
         return NULL;
     }
     return json_string_value(v);
@@ -158,7 +139,7 @@ static int parse_example_(const json_t *root, const char *path, int line, struct
                           char *err) {
     if (!json_is_object(root))
         return hw_errf(err, HW_EFORMAT, "%s:%d: error: expected a JSON object, got %s", path, line,
-                       json_type_name_(root));
+                       json_kind(root));
     const json_t *q = json_object_get(root, "question");
     if (!q)
         return hw_errf(err, HW_EFORMAT, "%s:%d: error: missing key 'question'", path, line);
@@ -166,7 +147,7 @@ static int parse_example_(const json_t *root, const char *path, int line, struct
         return hw_errf(err, HW_EFORMAT,
                        "%s:%d: error: key 'question' must be a non-empty array, "
                        "got %s",
-                       path, line, json_is_array(q) ? "an empty array" : json_type_name_(q));
+                       path, line, json_is_array(q) ? "an empty array" : json_kind(q));
     size_t nq = json_array_size(q), bytes = 0;
     if (nq > 100000)
         return hw_errf(err, HW_EFORMAT, "%s:%d: error: 'question' has %zu messages", path, line,
@@ -177,7 +158,7 @@ static int parse_example_(const json_t *root, const char *path, int line, struct
         snprintf(where, sizeof(where), "question[%zu]: ", i);
         if (!json_is_object(m))
             return hw_errf(err, HW_EFORMAT, "%s:%d: error: question[%zu] must be an object, got %s",
-                           path, line, i, json_type_name_(m));
+                           path, line, i, json_kind(m));
         const char *role = get_string_(m, "role", path, line, where, err);
         if (!role)
             return HW_EFORMAT;

@@ -6,6 +6,7 @@
 #include "../core/check.h"
 #include "../core/fsutil.h"
 #include "../core/rng.h"
+#include "json_kind.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -15,26 +16,6 @@
 
 /* ------------------------------------------------------------------------------------------ */
 /* reading */
-
-static const char *jtype_(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "object";
-    case JSON_ARRAY:
-        return "array";
-    case JSON_STRING:
-        return "string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-        return "number";
-    case JSON_TRUE:
-        return "true";
-    case JSON_FALSE:
-        return "false";
-    default:
-        return "null";
-    }
-}
 
 /* ShareGPT speaker names and chat roles -> "system" / "user" / "assistant", or NULL. */
 static const char *role_of_(const char *from) {
@@ -66,7 +47,7 @@ static json_t *get2_(json_t *obj, const char *k1, const char *k2, const char **w
 static int parse_conv_(json_t *root, const char *path, int line, struct sft_conv *c, char *err) {
     if (!json_is_object(root))
         return hw_errf(err, HW_EFORMAT, "%s:%d: error: expected a JSON object, got %s", path, line,
-                       jtype_(root));
+                       json_kind(root));
     const char *arr_key;
     json_t *arr = get2_(root, "conversations", "messages", &arr_key);
     json_t *ref = NULL;
@@ -84,11 +65,11 @@ static int parse_conv_(json_t *root, const char *path, int line, struct sft_conv
         if (!ref || !json_is_string(ref))
             return hw_errf(err, HW_EFORMAT,
                            "%s:%d: error: key 'reference' must be a string, got %s", path, line,
-                           ref ? jtype_(ref) : "nothing");
+                           ref ? json_kind(ref) : "nothing");
     }
     if (!json_is_array(arr) || json_array_size(arr) == 0)
         return hw_errf(err, HW_EFORMAT, "%s:%d: error: key '%s' must be a non-empty array, got %s",
-                       path, line, arr_key, json_is_array(arr) ? "an empty array" : jtype_(arr));
+                       path, line, arr_key, json_is_array(arr) ? "an empty array" : json_kind(arr));
     size_t n = json_array_size(arr);
     if (n > 100000)
         return hw_errf(err, HW_EFORMAT, "%s:%d: error: '%s' has %zu messages", path, line, arr_key,
@@ -102,18 +83,18 @@ static int parse_conv_(json_t *root, const char *path, int line, struct sft_conv
         json_t *m = json_array_get(arr, i);
         if (!json_is_object(m))
             return hw_errf(err, HW_EFORMAT, "%s:%d: error: %s[%zu] must be an object, got %s", path,
-                           line, arr_key, i, jtype_(m));
+                           line, arr_key, i, json_kind(m));
         const char *rk, *tk;
         json_t *r = get2_(m, "from", "role", &rk), *t = get2_(m, "value", "content", &tk);
         if (!r || !json_is_string(r))
             return hw_errf(err, HW_EFORMAT,
                            "%s:%d: error: %s[%zu]: key 'from' or 'role' must be a string, got %s",
-                           path, line, arr_key, i, r ? jtype_(r) : "nothing");
+                           path, line, arr_key, i, r ? json_kind(r) : "nothing");
         if (!t || !json_is_string(t))
             return hw_errf(err, HW_EFORMAT,
                            "%s:%d: error: %s[%zu]: key 'value' or 'content' must be a string, got "
                            "%s",
-                           path, line, arr_key, i, t ? jtype_(t) : "nothing");
+                           path, line, arr_key, i, t ? json_kind(t) : "nothing");
         const char *role = role_of_(json_string_value(r));
         if (!role)
             return hw_errf(err, HW_EFORMAT,

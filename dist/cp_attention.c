@@ -51,6 +51,31 @@ void cp_ctx_carve(struct cp_attn_ctx *ctx, float *mem, const struct dist *d,
     ctx->u_lse = ctx->u_out + (size_t)s->B * T * Hu * s->hd;
 }
 
+/* Local queries (all of qkv's rows) against one K/V block kv (k and v adjacent, row stride
+ * ldkv) at positions kpos, carrying the shape's sparsity (S2, MoH selection). */
+static struct attn_block kv_block(const float *qkv, const float *kv, int ldkv, const int32_t *qpos,
+                                  const int32_t *kpos, const struct attn_shape *s) {
+    const size_t KD = (size_t)s->Hkv * s->hd;
+    struct attn_block a = {.q = qkv,
+                           .k = kv,
+                           .v = kv + KD,
+                           .ldq = s->ld_qkv,
+                           .ldkv = ldkv,
+                           .qpos = qpos,
+                           .kpos = kpos,
+                           .B = s->B,
+                           .Tq = s->T,
+                           .Tk = s->T,
+                           .H = s->H,
+                           .Hkv = s->Hkv,
+                           .hd = s->hd,
+                           .s2 = s->s2,
+                           .head0 = s->head0,
+                           .qsel = s->qsel,
+                           .qsel_off = s->qsel_off};
+    return a;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* ring */
 
@@ -69,23 +94,7 @@ static void ring_forward(struct dist *d, float *out, float *lse, const float *qk
         if (step + 1 < cp)
             dist_cp_isendrecv(d, cur, nxt, blk);
         cp_positions(kpos, Tl, cp, owner);
-        struct attn_block a = {.q = qkv,
-                               .k = cur,
-                               .v = cur + KD,
-                               .ldq = ld,
-                               .ldkv = (int)(2 * KD),
-                               .qpos = qpos,
-                               .kpos = kpos,
-                               .B = s->B,
-                               .Tq = Tl,
-                               .Tk = Tl,
-                               .H = s->H,
-                               .Hkv = s->Hkv,
-                               .hd = s->hd,
-                               .s2 = s->s2,
-                               .head0 = s->head0,
-                               .qsel = s->qsel,
-                               .qsel_off = s->qsel_off};
+        struct attn_block a = kv_block(qkv, cur, (int)(2 * KD), qpos, kpos, s);
         attention_block_forward_cpu(out, lse, &a, step > 0);
         if (step + 1 < cp) {
             dist_cp_wait(d);
@@ -114,23 +123,7 @@ static void ring_backward(struct dist *d, float *dqkv, const float *dout, const 
     for (int step = 0; step < cp; step++) {
         const int owner = ((r - step) % cp + cp) % cp;
         cp_positions(kpos, Tl, cp, owner);
-        struct attn_block a = {.q = qkv,
-                               .k = cur,
-                               .v = cur + KD,
-                               .ldq = ld,
-                               .ldkv = (int)W4,
-                               .qpos = qpos,
-                               .kpos = kpos,
-                               .B = s->B,
-                               .Tq = Tl,
-                               .Tk = Tl,
-                               .H = s->H,
-                               .Hkv = s->Hkv,
-                               .hd = s->hd,
-                               .s2 = s->s2,
-                               .head0 = s->head0,
-                               .qsel = s->qsel,
-                               .qsel_off = s->qsel_off};
+        struct attn_block a = kv_block(qkv, cur, (int)W4, qpos, kpos, s);
         attention_block_backward_cpu(dqkv, cur + 2 * KD, cur + 3 * KD, ld, (int)W4, dout, out, lse,
                                      &a);
         /* pass the block (with its accumulated dK/dV) on; after cp passes it is home again */
@@ -162,29 +155,6 @@ static void s2_needs(const struct dist *d, const struct attn_shape *s, int *need
         by[o] = o == r || s2_any_visible(s->s2, g0, g1, b, Tl, a, Tl);
     }
     free(a);
-}
-
-static struct attn_block s2_block(const float *qkv, const float *kv, int ldkv, const int32_t *qpos,
-                                  const int32_t *kpos, const struct attn_shape *s) {
-    const size_t KD = (size_t)s->Hkv * s->hd;
-    struct attn_block a = {.q = qkv,
-                           .k = kv,
-                           .v = kv + KD,
-                           .ldq = s->ld_qkv,
-                           .ldkv = ldkv,
-                           .qpos = qpos,
-                           .kpos = kpos,
-                           .B = s->B,
-                           .Tq = s->T,
-                           .Tk = s->T,
-                           .H = s->H,
-                           .Hkv = s->Hkv,
-                           .hd = s->hd,
-                           .s2 = s->s2,
-                           .head0 = s->head0,
-                           .qsel = s->qsel,
-                           .qsel_off = s->qsel_off};
-    return a;
 }
 
 /* Fetch the K/V chunks this rank needs into w->a (one slot per context rank; ours first). */
@@ -222,7 +192,7 @@ static void s2_ring_forward(struct dist *d, float *out, float *lse, const float 
         if (!needs[o])
             continue;
         cp_positions(kpos, Tl, cp, o);
-        struct attn_block a = s2_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
+        struct attn_block a = kv_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
         attention_block_forward_cpu(out, lse, &a, !first);
         first = 0;
     }
@@ -252,7 +222,7 @@ static void s2_ring_backward(struct dist *d, float *dqkv, const float *dout, con
         float *dk = dkv + blk * (size_t)o;
         memset(dk, 0, sizeof(float) * blk);
         cp_positions(kpos, Tl, cp, o);
-        struct attn_block a = s2_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
+        struct attn_block a = kv_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
         attention_block_backward_cpu(dqkv, dk, dk + KD, ld, (int)(2 * KD), dout, out, lse, &a);
     }
     const float *snd[64];

@@ -420,8 +420,11 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
     free(pos);
 }
 
-void attention_decode_cpu(float *out, const float *q, const float *kc, const float *vc, int n_ctx,
-                          int ld_kv, int H, int Hkv, int hd, float *scratch) {
+/* One query position against a cache; with user != NULL (PASTA), the weights of positions whose
+ * flag is 0 are scaled by alpha before the normalisation. */
+static void decode_rows(float *out, const float *q, const float *kc, const float *vc, int n_ctx,
+                        int ld_kv, int H, int Hkv, int hd, float *scratch, const uint8_t *user,
+                        float alpha) {
     const int group = H / Hkv;
     const float scale = 1.0f / sqrtf((float)hd);
     for (int h = 0; h < H; h++) {
@@ -438,6 +441,8 @@ void attention_decode_cpu(float *out, const float *q, const float *kc, const flo
         }
         for (int t = 0; t < n_ctx; t++) {
             scratch[t] = expf(scratch[t] - mx);
+            if (user && !user[t])
+                scratch[t] *= alpha;
             sum += scratch[t];
         }
         float *oh = out + (size_t)h * hd;
@@ -452,39 +457,14 @@ void attention_decode_cpu(float *out, const float *q, const float *kc, const flo
     }
 }
 
+void attention_decode_cpu(float *out, const float *q, const float *kc, const float *vc, int n_ctx,
+                          int ld_kv, int H, int Hkv, int hd, float *scratch) {
+    decode_rows(out, q, kc, vc, n_ctx, ld_kv, H, Hkv, hd, scratch, NULL, 1.0f);
+}
+
 void attention_decode_steer_cpu(float *out, const float *q, const float *kc, const float *vc,
                                 int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
                                 const uint8_t *user, float alpha) {
-    if (alpha == 1.0f) {
-        attention_decode_cpu(out, q, kc, vc, n_ctx, ld_kv, H, Hkv, hd, scratch);
-        return;
-    }
-    const int group = H / Hkv;
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < H; h++) {
-        const float *qh = q + (size_t)h * hd;
-        const int kvh = h / group;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int t = 0; t < n_ctx; t++) {
-            const float *k = kc + (size_t)t * ld_kv + (size_t)kvh * hd;
-            float s = 0.0f;
-            for (int d = 0; d < hd; d++)
-                s += qh[d] * k[d];
-            scratch[t] = s * scale;
-            mx = scratch[t] > mx ? scratch[t] : mx;
-        }
-        for (int t = 0; t < n_ctx; t++) {
-            scratch[t] = expf(scratch[t] - mx) * (user[t] ? 1.0f : alpha);
-            sum += scratch[t];
-        }
-        float *oh = out + (size_t)h * hd;
-        for (int d = 0; d < hd; d++)
-            oh[d] = 0.0f;
-        for (int t = 0; t < n_ctx; t++) {
-            const float *v = vc + (size_t)t * ld_kv + (size_t)kvh * hd;
-            float p = scratch[t] / sum;
-            for (int d = 0; d < hd; d++)
-                oh[d] += p * v[d];
-        }
-    }
+    decode_rows(out, q, kc, vc, n_ctx, ld_kv, H, Hkv, hd, scratch, alpha == 1.0f ? NULL : user,
+                alpha);
 }
