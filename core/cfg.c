@@ -126,9 +126,11 @@ static const struct key keys[] = {
     K_INT(model.sparsity.dense_every, 0, 0, 1024,
           "S2: layer l (0-based) is dense when (l+1) % dense_every == 0 (Phi-3-small: 2); 0 = off"),
     K_LIST(model.memory.layers,
-           "Titans memory per layer (none|mal|mag|memory), repeated when shorter than n_layers: "
-           "mal = memory sublayer before attention, mag = attention output gated by "
-           "sigmoid(memory), memory = the memory replaces attention; [] = none (docs/titans.md)"),
+           "Titans memory per layer (none|mal|mag|mac|memory), repeated when shorter than "
+           "n_layers: mal = memory sublayer before attention, mag = attention output gated by "
+           "sigmoid(memory), mac = memory as context (segment attention over persistent tokens, "
+           "retrieved memory and the segment), memory = the memory replaces attention; [] = none "
+           "(docs/titans.md)"),
     K_INT(model.memory.heads, 2, 1, 1024, "memory heads H_m"),
     K_INT(model.memory.head_dim, 0, 0, 4096, "memory head width d_m; 0 = d_model / heads"),
     K_INT(model.memory.depth, 2, 1, 8, "memory MLP depth L_M; 1 = linear matrix memory"),
@@ -139,6 +141,10 @@ static const struct key keys[] = {
           "TTT batch b (a multiple of chunk): gradients at the batch's starting weights; "
           "0 = one batch per sequence (model.max_seq rounded up to chunk)"),
     K_INT(model.memory.conv, 0, 0, 64, "width of the depthwise causal conv on q/k/v; 0 = none"),
+    K_INT(model.memory.segment, 64, 1, 1048576,
+          "mac: segment length C (attention is causal inside a segment; a multiple of ttt_batch)"),
+    K_INT(model.memory.persistent, 4, 0, 4096,
+          "mac: learned persistent tokens N_p that every segment's attention sees"),
     K_DBL(model.memory.max_lr, 0.1, 0.0, 1, 1e3, 0, "inner learning rate theta = max_lr * sigmoid"),
     K_DBL(model.memory.max_grad_norm, 0.0, 0.0, 0, 1e9, 0,
           "soft-clamp of each surprise tensor's norm; 0 = off"),
@@ -321,12 +327,16 @@ static const char *const rules_doc[] = {
     "S2 with `dist.context` > 1: the zig-zag chunk `train.seq_len / (2 * dist.context)` is a "
     "multiple of `model.sparsity.block`.",
     "`model.family: rec` needs `dist.context: 1` and `dist.heads: 1`.",
-    "`model.memory.layers` items are none, mal, mag or memory; with memory layers: "
+    "`model.memory.layers` items are none, mal, mag, mac or memory; with memory layers: "
     "`model.family: gpt`, `model.memory.ttt_batch` a multiple of `model.memory.chunk`; with "
     "`dist.context` > 1 the zig-zag chunk `train.seq_len / (2 * dist.context)` is a multiple of a "
     "nonzero `model.memory.ttt_batch` and at least `model.memory.conv - 1`, "
     "`model.memory.head_dim` set or `d_model` divisible by "
-    "`model.memory.heads`, and with `model.embedding: dare` layer 0 is not `memory`.",
+    "`model.memory.heads`, and with `model.embedding: dare` layer 0 is not `memory` or `mac`.",
+    "`mac` layers: not `moh`; `model.memory.segment` a multiple of `chunk` and of a nonzero "
+    "`ttt_batch` (0: the TTT batch is the segment), at least `conv - 1`, and "
+    "`persistent + segment <= model.max_seq`; with `dist.context` > 1 the zig-zag chunk is a "
+    "multiple of `segment`.",
     "`model.embedding: twin_proj` needs `model.family: rec`.",
     "`rec.top_k` <= `rec.max_len`.",
     "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
@@ -456,7 +466,11 @@ int cfg_layer_memory(const struct cfg_model *m, int l) {
     if (!ls->n)
         return 0;
     const char *k = ls->item[l % ls->n];
-    return !strcmp(k, "mal") ? 1 : !strcmp(k, "mag") ? 2 : !strcmp(k, "memory") ? 3 : 0;
+    return !strcmp(k, "mal")      ? 1
+           : !strcmp(k, "mag")    ? 2
+           : !strcmp(k, "memory") ? 3
+           : !strcmp(k, "mac")    ? 4
+                                  : 0;
 }
 
 int cfg_layer_s2(const struct cfg_model *m, int l) {
@@ -1333,6 +1347,52 @@ static int rule_error(const struct loader *L, const char *a, const char *b, cons
     return errat(err, HW_ECONFIG, L->where, 1, 1, "%s: %s", k->path, msg);
 }
 
+/* model.memory rules of memory-as-context layers. */
+static int validate_mac(const struct loader *L, char *err) {
+    const struct cfg_model *m = &L->cfg.model;
+    const struct cfg_memory *me = &m->memory;
+    char a[200];
+    int any = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        if (cfg_layer_memory(m, l) != 4)
+            continue;
+        any = 1;
+        if (cfg_layer_moh(m, l)) {
+            snprintf(a, sizeof(a),
+                     "layer %d is mac (its attention is the segment attention) and moh; give it "
+                     "mha in model.attention.layers",
+                     l);
+            return rule_error(L, "model.memory.layers", "model.attention.layers", a, a, err);
+        }
+    }
+    if (!any)
+        return 0;
+    if (me->ttt_batch && me->segment % me->ttt_batch) {
+        snprintf(a, sizeof(a), "mac segment %d is not a multiple of ttt_batch %d", me->segment,
+                 me->ttt_batch);
+        return rule_error(L, "model.memory.segment", "model.memory.ttt_batch", a, a, err);
+    }
+    if (me->segment % me->chunk || me->segment < me->conv - 1) {
+        snprintf(a, sizeof(a), "mac segment %d must be a multiple of chunk %d and >= conv - 1 (%d)",
+                 me->segment, me->chunk, me->conv - 1);
+        return rule_error(L, "model.memory.segment", "model.memory.chunk", a, a, err);
+    }
+    if (me->persistent + me->segment > m->max_seq) {
+        snprintf(a, sizeof(a), "mac persistent %d + segment %d exceed model.max_seq %d",
+                 me->persistent, me->segment, m->max_seq);
+        return rule_error(L, "model.memory.segment", "model.max_seq", a, a, err);
+    }
+    const int zz = L->cfg.train.seq_len / (2 * L->cfg.dist.context);
+    if (L->cfg.dist.context > 1 && zz % me->segment) {
+        snprintf(a, sizeof(a),
+                 "mac layers under dist.context %d need zig-zag chunks of %d tokens to be a "
+                 "multiple of model.memory.segment %d",
+                 L->cfg.dist.context, zz, me->segment);
+        return rule_error(L, "dist.context", "model.memory.segment", a, a, err);
+    }
+    return 0;
+}
+
 /* model.memory rules (Titans layers). */
 static int validate_memory(const struct loader *L, char *err) {
     const struct cfg_model *m = &L->cfg.model;
@@ -1341,9 +1401,10 @@ static int validate_memory(const struct loader *L, char *err) {
     int any = 0;
     for (int i = 0; i < me->layers.n; i++) {
         const char *it = me->layers.item[i];
-        if (strcmp(it, "none") && strcmp(it, "mal") && strcmp(it, "mag") && strcmp(it, "memory")) {
-            snprintf(a, sizeof(a), "item %d is '%.40s'; expected none, mal, mag or memory", i + 1,
-                     it);
+        if (strcmp(it, "none") && strcmp(it, "mal") && strcmp(it, "mag") && strcmp(it, "memory") &&
+            strcmp(it, "mac")) {
+            snprintf(a, sizeof(a), "item %d is '%.40s'; expected none, mal, mag, mac or memory",
+                     i + 1, it);
             return rule_error(L, "model.memory.layers", "model.memory.layers", a, a, err);
         }
     }
@@ -1374,11 +1435,12 @@ static int validate_memory(const struct loader *L, char *err) {
                  m->d_model, me->heads);
         return rule_error(L, "model.memory.heads", "model.memory.head_dim", a, a, err);
     }
-    if (!strcmp(m->embedding, "dare") && cfg_layer_memory(m, 0) == 3) {
-        snprintf(a, sizeof(a), "layer 0 is memory-only, but dare feeds its attention");
+    if (!strcmp(m->embedding, "dare") && cfg_layer_memory(m, 0) >= 3) {
+        snprintf(a, sizeof(a), "layer 0 is %s, but dare feeds its attention",
+                 cfg_layer_memory(m, 0) == 3 ? "memory-only" : "mac");
         return rule_error(L, "model.memory.layers", "model.embedding", a, a, err);
     }
-    return 0;
+    return validate_mac(L, err);
 }
 
 static int validate(const struct loader *L, char *err) {

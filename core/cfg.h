@@ -49,8 +49,9 @@ struct cfg_sparsity {
 
 /* model.memory: Titans neural long-term memory layers (docs/titans.md) */
 struct cfg_memory {
-    struct cfg_list layers; /* per layer none|mal|mag|memory (cycled); empty = none */
+    struct cfg_list layers; /* per layer none|mal|mag|mac|memory (cycled); empty = none */
     int heads, head_dim, depth, hidden, chunk, ttt_batch, conv;
+    int segment, persistent; /* MAC: segment length C, persistent tokens N_p */
     double max_lr, max_grad_norm;
     char kappa[CFG_NAME_MAX]; /* "mean" (1/head_dim) | "sum" */
     int theta_per_chunk, gate, recompute;
@@ -238,7 +239,7 @@ int cfg_check_world(const struct hw_config *c, int world, char *err);
 /* Derived values. */
 /* 1 when layer l is a MoH layer (model.attention), an S2-sparse layer (model.sparsity). */
 int cfg_layer_moh(const struct cfg_model *m, int l);
-/* The memory kind of layer l (model.memory.layers): 0 none, 1 mal, 2 mag, 3 memory. */
+/* The memory kind of layer l (model.memory.layers): 0 none, 1 mal, 2 mag, 3 memory, 4 mac. */
 int cfg_layer_memory(const struct cfg_model *m, int l);
 int cfg_layer_s2(const struct cfg_model *m, int l);
 int cfg_kv_heads(const struct cfg_model *m);

@@ -701,8 +701,8 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
         if (c->mem[l] == GPT_MEM_MAL)
             gpt_memory_mal_forward(m, l, a->x_in);
         o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
-        if (c->mem[l] == GPT_MEM_ONLY)
-            goto attn_branch; /* the memory replaces the attention (gpt_memory.h) */
+        if (c->mem[l] >= GPT_MEM_ONLY)
+            goto attn_branch; /* the memory replaces (or runs) the attention (gpt_memory.h) */
         o->matmul_forward(a->qkv, a->n1, w->wqkv, N, C, D, 0.0f);
         if (c->dare && l == 0) { /* Q and K from the attention table */
             const int QK = HD + m->Hkvl * c->hd;
@@ -830,7 +830,7 @@ static void backward_trunk(struct gpt *m) {
         /* attention residual */
         struct attn_shape as = layer_attn_shape(m, l);
         const float *dwo = c->mem[l] ? gpt_memory_attn_backward(m, l, m->dx) : m->dx;
-        if (c->mem[l] == GPT_MEM_ONLY) { /* no attention: only the memory's input gradient */
+        if (c->mem[l] >= GPT_MEM_ONLY) { /* memory-only or MAC: the memory did it all */
             memset(m->dn, 0, sizeof(float) * NC);
             goto attn_input;
         }
@@ -1201,7 +1201,13 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
         if (c->mem[l] == GPT_MEM_MAL)
             gpt_memory_decode_mal(m, kv->mem, l, nb, kv->rows, kv->x);
         o->rmsnorm_forward(kv->buf, kv->rstd, kv->x, w->attn_norm, nb, C, c->eps);
+        if (c->mem[l] == GPT_MEM_ONLY) /* the memory replaces the attention branch */
+            goto attn_branch;
         rows_matmul(o, kv->qkv, kv->buf, w->wqkv, nb, C, D);
+        if (c->mem[l] == GPT_MEM_MAC) {
+            gpt_mac_decode_attn(m, kv->mem, l, nb, kv->rows, kv->n, kv->buf, kv->qkv, kv->att);
+            goto attn_out;
+        }
         if (c->dare && l == 0) {
             float *na = kv->xa + (size_t)nb * C;
             o->embed_forward(kv->xa, kv->tok, m->w.wte_attn, nb, C);
@@ -1229,7 +1235,9 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
             decode_heads(m, kv, att, q, kc, vc, pos + 1, kvw, kv->user + (size_t)b * kv->max_T,
                          gate);
         }
+    attn_out:
         rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);
+    attn_branch:
         if (c->mem[l] >= GPT_MEM_MAG)
             gpt_memory_decode_attn(m, kv->mem, l, nb, kv->rows, kv->buf, kv->tmp);
         o->residual_add(kv->x, kv->x, kv->tmp, (int64_t)nb * C);

@@ -59,9 +59,10 @@ struct gpt_config {
     float moh_coef;
     int s2_block, s2_local, s2_vert, s2_offset, s2_dense;
     int dare; /* model.embedding dare: tok_emb_attn feeds Q and K of the first layer */
-    /* per layer Titans memory (model.memory, gpt_memory.h): 0 none, GPT_MEM_MAL/MAG/ONLY */
+    /* per layer Titans memory (model.memory, gpt_memory.h): 0 none, GPT_MEM_MAL/MAG/ONLY/MAC */
     unsigned char mem[GPT_MAX_LAYERS];
     struct titans_cfg mem_cfg; /* d = C; b = the TTT batch */
+    int mem_seg, mem_np;       /* MAC: segment length, persistent tokens */
 };
 
 /* One named parameter tensor inside the flat parameter block. */
@@ -90,8 +91,9 @@ struct gpt_layer {
     float *moh_ws; /* (ns, C) shared heads */
     float *moh_wh; /* (2, C) head types */
     /* Titans memory layers (gpt_memory.h; NULL when absent) */
-    float *mem_norm; /* (C) MAL: the memory sublayer's input norm */
-    float *mem;      /* the module's flat parameters (titans_layout order) */
+    float *mem_norm;    /* (C) MAL: the memory sublayer's input norm */
+    float *mem_persist; /* (N_p, C) MAC: persistent memory tokens, or NULL */
+    float *mem;         /* the module's flat parameters (titans_layout order) */
 };
 
 struct gpt_weights {

@@ -1,36 +1,15 @@
 /* model/gpt_memory.c -- Titans memory layers in the transformer: config, parameter tensors,
  * forward/backward hooks and decoding (see gpt_memory.h). */
-#include "gpt_memory.h"
+#include "gpt_memory_impl.h"
 
 #include "../core/check.h"
 #include "../core/rng.h"
+#include "../dist/dist.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct gpt_memory {
-    int B, T, n;                /* sequences, tokens, memory layers */
-    int slot[GPT_MAX_LAYERS];   /* layer -> memory index, or -1 */
-    struct titans_tape_f *tape; /* (n, B, np) */
-    float *x0, *nrm, *rstd;     /* MAL: (n, N, C) input, normed input, (n, N) */
-    float *u, *y;               /* (n, N, C) memory outputs; MAG: the ungated branch */
-    float *dn1, *dy, *du;       /* (N, C) backward scratch */
-    float *W, *S, *Wo, *So;     /* (H, P) state scratch */
-    int np;                     /* pieces per local sequence: 2 under context parallelism */
-    float *in,
-        *msg;   /* context parallel: hand-off messages (W, S, conv history); msg per sequence */
-    int warned; /* a NaN/Inf was reported */
-};
-
-struct gpt_memory_kv {
-    int B, n;
-    int slot[GPT_MAX_LAYERS];
-    struct titans_dec_f *dec; /* (n, B) */
-    const float **par;        /* (n) the layers' parameters */
-    float *nrm, *u, rstd;
-};
 
 void gpt_memory_config(struct gpt_config *gc, const struct cfg_model *m) {
     const struct cfg_memory *me = &m->memory;
@@ -41,14 +20,26 @@ void gpt_memory_config(struct gpt_config *gc, const struct cfg_model *m) {
     }
     if (!any)
         return;
+    int any_mac = 0;
+    for (int l = 0; l < gc->L; l++)
+        if (gc->mem[l] == GPT_MEM_MAC) {
+            any_mac = 1;
+            gc->s2[l] = 0; /* its attention is the segment attention */
+        }
+    if (any_mac) {
+        gc->mem_seg = me->segment;
+        gc->mem_np = me->persistent;
+    }
     const int D = me->head_dim ? me->head_dim : m->d_model / me->heads;
     struct titans_cfg *t = &gc->mem_cfg;
     titans_cfg_default(t, m->d_model, me->heads, D);
     t->depth = me->depth;
     t->hidden = me->hidden ? me->hidden : 4 * D;
     t->c = me->chunk;
-    /* 0: one TTT batch for the whole sequence (W* = W0) */
-    t->b = me->ttt_batch ? me->ttt_batch : (gc->max_T + me->chunk - 1) / me->chunk * me->chunk;
+    /* 0: one TTT batch for the whole sequence (W* = W0), or per MAC segment */
+    t->b = me->ttt_batch ? me->ttt_batch
+           : any_mac     ? me->segment
+                         : (gc->max_T + me->chunk - 1) / me->chunk * me->chunk;
     t->silu = 1;
     t->l2norm = 1;
     t->gate = me->gate;
@@ -75,8 +66,10 @@ void gpt_memory_signature(const struct gpt_config *gc, char *out, size_t n) {
     if (!any || k >= n)
         return;
     const struct titans_cfg *t = &gc->mem_cfg;
-    snprintf(out + k, n - k, " mem=%s/H%d/D%d/L%d/h%d/c%d/b%d/k%d", f, t->H, t->D, t->depth,
-             t->hidden, t->c, t->b, t->conv);
+    k += (size_t)snprintf(out + k, n - k, " mem=%s/H%d/D%d/L%d/h%d/c%d/b%d/k%d", f, t->H, t->D,
+                          t->depth, t->hidden, t->c, t->b, t->conv);
+    if (gc->mem_seg && k < n)
+        snprintf(out + k, n - k, "/seg%d/np%d", gc->mem_seg, gc->mem_np);
 }
 
 enum {
@@ -115,10 +108,15 @@ static int module_tensor(const struct gpt_config *gc, int j) {
     return -1;
 }
 
+/* Tensors before the module's: MAL's input norm, MAC's persistent tokens. */
+static int front_tensors(const struct gpt_config *gc, int l) {
+    return gc->mem[l] == GPT_MEM_MAL || (gc->mem[l] == GPT_MEM_MAC && gc->mem_np > 0);
+}
+
 int gpt_memory_n_tensors(const struct gpt_config *gc, int l) {
     if (!gc->mem[l])
         return 0;
-    return (gc->mem[l] == GPT_MEM_MAL) + T_N - (gc->mem_cfg.conv ? 0 : 3);
+    return front_tensors(gc, l) + T_N - (gc->mem_cfg.conv ? 0 : 3);
 }
 
 /* Memory heads are split over the head ranks when they divide, else replicated. */
@@ -137,6 +135,11 @@ void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, int hp, const 
     if (gc->mem[l] == GPT_MEM_MAL && j-- == 0) {
         *name = "mem_norm.weight";
         *rows = C, *cols = 0, *decay = 0, *std = 0.0f;
+        return;
+    }
+    if (gc->mem[l] == GPT_MEM_MAC && gc->mem_np > 0 && j-- == 0) {
+        *name = "mem.persistent"; /* replicated over head ranks; init std 0.02 */
+        *rows = gc->mem_np, *cols = C, *decay = 0;
         return;
     }
     const int t = module_tensor(gc, j);
@@ -178,12 +181,16 @@ void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, int hp, const 
 }
 
 void gpt_memory_carve(const struct gpt_config *gc, int l, struct gpt_layer *y, float *first) {
-    y->mem_norm = y->mem = NULL;
+    y->mem_norm = y->mem_persist = y->mem = NULL;
     if (!gc->mem[l])
         return;
     if (gc->mem[l] == GPT_MEM_MAL) {
         y->mem_norm = first;
         first += gc->C;
+    }
+    if (gc->mem[l] == GPT_MEM_MAC && gc->mem_np > 0) {
+        y->mem_persist = first;
+        first += (size_t)gc->mem_np * gc->C;
     }
     y->mem = first;
 }
@@ -204,7 +211,7 @@ void gpt_memory_init_weights(struct gpt *m, uint64_t seed) {
         snprintf(nm, sizeof(nm), "blocks.%d.mem", l);
         titans_params_init_f(&gc->mem_cfg, glob, rng_hash2(seed, rng_hash_str(nm)));
         size_t goff = 0; /* the tensor's offset in the global flat array */
-        for (int j = gc->mem[l] == GPT_MEM_MAL; j < gpt_memory_n_tensors(gc, l); j++) {
+        for (int j = front_tensors(gc, l); j < gpt_memory_n_tensors(gc, l); j++) {
             const char *sfx;
             int64_t r, c;
             int sh, dec;
@@ -227,17 +234,20 @@ void gpt_memory_init_weights(struct gpt *m, uint64_t seed) {
     free(glob);
 }
 
-/* The module configuration of this rank: its share of the memory heads. */
-static struct titans_cfg local_cfg(const struct gpt *m) {
+struct titans_cfg gpt_memory_local_cfg(const struct gpt *m) {
     struct titans_cfg t = m->c.mem_cfg;
     if (split(&m->c, m->hp))
         t.H /= m->hp;
     return t;
 }
 
-/* Sum a head-split memory's partial outputs (or input gradients) over the head ranks. */
-static void mem_hp_sum(struct gpt *m, float *x, size_t n) {
+void gpt_memory_hp_sum(struct gpt *m, float *x, size_t n) {
     if (m->d && split(&m->c, m->hp))
+        dist_allreduce_f32(m->d, DIST_HP, x, n, DIST_KIND_HP_REDUCE);
+}
+
+void gpt_memory_attn_hp_sum(struct gpt *m, float *x, size_t n) {
+    if (m->d && m->hp > 1)
         dist_allreduce_f32(m->d, DIST_HP, x, n, DIST_KIND_HP_REDUCE);
 }
 
@@ -247,6 +257,7 @@ void gpt_memory_free(struct gpt *m) {
         return;
     for (int i = 0; i < s->n * s->B * s->np; i++)
         titans_tape_free_f(&s->tape[i]);
+    gpt_mac_free(s);
     free(s->in);
     free(s->msg);
     free(s->tape);
@@ -275,9 +286,11 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
     if (m->mem && m->mem->B == B && m->mem->T == T)
         return;
     gpt_memory_free(m);
-    int n = 0;
-    for (int l = 0; l < gc->L; l++)
+    int n = 0, any_mac = 0;
+    for (int l = 0; l < gc->L; l++) {
         n += gc->mem[l] != 0;
+        any_mac |= gc->mem[l] == GPT_MEM_MAC;
+    }
     if (!n)
         return;
     struct gpt_memory *s = HW_CALLOC(1, sizeof(*s));
@@ -287,10 +300,11 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
     for (int l = 0, j = 0; l < gc->L; l++)
         s->slot[l] = gc->mem[l] ? j++ : -1;
     s->tape = HW_CALLOC((size_t)n * B * s->np, sizeof(*s->tape));
-    const struct titans_cfg tc = local_cfg(m);
-    for (int i = 0; i < n * B * s->np; i++)
-        if (titans_tape_init_f(&s->tape[i], &tc, T / s->np))
-            HW_DIE("model.memory: %s", titans_cfg_error(&tc));
+    const struct titans_cfg tc = gpt_memory_local_cfg(m);
+    for (int l = 0; l < gc->L; l++)
+        for (int i = 0; gc->mem[l] && gc->mem[l] != GPT_MEM_MAC && i < B * s->np; i++)
+            if (titans_tape_init_f(&s->tape[(size_t)s->slot[l] * B * s->np + i], &tc, T / s->np))
+                HW_DIE("model.memory: %s", titans_cfg_error(&tc));
     const size_t NC = (size_t)B * T * gc->C, N = (size_t)B * T;
     s->x0 = fl(n * NC);
     s->nrm = fl(n * NC);
@@ -302,29 +316,31 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
     s->du = fl(NC);
     struct titans_layout lo;
     titans_layout(&tc, &lo);
-    const size_t HP = (size_t)tc.H * lo.P;
+    const size_t HP = (size_t)tc.H * lo.P, K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
     s->W = fl(HP);
     s->S = fl(HP);
     s->Wo = fl(HP);
     s->So = fl(HP);
-    if (s->np > 1) {
-        const size_t K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
+    /* (W, S) and the conv history of the memory input (MAC: of n1 and of y) */
+    s->nmsg = 2 * HP + (any_mac ? 2 : 1) * K1 * (size_t)gc->C;
+    s->in = fl(s->nmsg);
+    s->msg = fl((size_t)B * s->nmsg); /* one per sequence */
+    if (s->np > 1)
         HW_ASSERT((T / 2) % tc.b == 0 && (size_t)(T / 2) >= K1); /* cfg rule */
-        s->in = fl(2 * HP + K1 * (size_t)gc->C);
-        s->msg = fl((size_t)B * (2 * HP + K1 * (size_t)gc->C)); /* one per sequence */
-    }
     m->mem = s;
+    if (any_mac)
+        gpt_mac_alloc(m);
 }
 
-/* ---- context parallelism ---------------------------------------------------------------------
- * Context rank r holds zig-zag chunks r (rows [0, Tc)) and 2cp-1-r (rows [Tc, 2Tc)) of every
- * sequence. The memory runs over the 2cp chunks in sequence order: chunk r on rank r (state and
- * conv history from rank r-1), ..., chunk cp-1 then chunk cp both on rank cp-1, then chunk
- * 2cp-1-r on rank r (from rank r+1), ending on rank 0. The backward runs the chain in reverse
- * with the adjoints. Each message is (W, S, the K-1 inputs before the next chunk).
- * Pipelined over the B local sequences: phase 1 runs the first chunks of all sequences (the
- * messages flow up the ranks, so rank r works on sequence b while rank r+1 works on b-1), phase
- * 2 the second chunks (flowing down); the backward runs the two phases in the other order. */
+/* ---- the chain ------------------------------------------------------------------------------
+ * One process: one piece per sequence. Under context parallelism, context rank r holds zig-zag
+ * chunks r (rows [0, Tc)) and 2cp-1-r (rows [Tc, 2Tc)) of every sequence. The memory runs over
+ * the 2cp chunks in sequence order: chunk r on rank r (message from rank r-1), ..., chunk cp-1
+ * then chunk cp both on rank cp-1, then chunk 2cp-1-r on rank r (from rank r+1), ending on rank
+ * 0. The backward runs the chain in reverse with the adjoints. Pipelined over the B local
+ * sequences: phase 1 runs the first chunks of all sequences (the messages flow up the ranks,
+ * so rank r works on sequence b while rank r+1 works on b-1), phase 2 the second chunks
+ * (flowing down); the backward runs the two phases in the other order. */
 
 static void cp_msg(struct gpt *m, float *buf, size_t n, int other, int sending) {
     const float **send = HW_CALLOC((size_t)m->cp, sizeof(*send));
@@ -338,108 +354,118 @@ static void cp_msg(struct gpt *m, float *buf, size_t n, int other, int sending) 
     free(recv);
 }
 
-/* Message floats of one hand-off. */
-static size_t cp_n(const struct titans_tape_f *t, int C) {
-    const size_t K1 = t->cfg.conv > 0 ? (size_t)t->cfg.conv - 1 : 0;
-    return 2 * (size_t)t->cfg.H * t->lo.P + K1 * C;
-}
-
-/* x, u: the layer's (B, 2Tc) local rows; t: the layer's tapes (B x 2). */
-static void cp_forward(struct gpt *m, struct titans_tape_f *t, const float *par, const float *x,
-                       float *u) {
+void gpt_memory_chain_forward(struct gpt *m, int l, gpt_memory_piece_fn fwd) {
     struct gpt_memory *s = m->mem;
-    const struct titans_cfg *c = &t->cfg;
-    const int r = m->cp_rank, R = m->cp, Tc = s->T / 2, C = m->c.C;
-    const size_t HP = (size_t)c->H * t->lo.P, K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
-    const size_t n = cp_n(t, C), TcC = (size_t)Tc * C;
-    float *in = s->in;
+    const size_t n = s->nmsg;
+    if (s->np == 1) {
+        for (int b = 0; b < s->B; b++)
+            fwd(m, l, b, 0, NULL, s->msg + (size_t)b * n);
+        return;
+    }
+    const int r = m->cp_rank, R = m->cp;
     for (int b = 0; b < s->B; b++) { /* phase 1: chunk r, from rank r-1 */
-        const float *xb = x + 2 * b * TcC;
         float *keep = s->msg + (size_t)b * n;
-        if (r == 0)
-            titans_state_init_f(c, par, in, in + HP);
-        else
-            cp_msg(m, in, n, r - 1, 0);
-        titans_forward_f(&t[2 * b], par, in, in + HP, r ? in + 2 * HP : NULL, xb, Tc,
-                         u + 2 * b * TcC, keep, keep + HP);
-        memcpy(keep + 2 * HP, xb + TcC - K1 * C, sizeof(float) * K1 * C);
+        if (r > 0)
+            cp_msg(m, s->in, n, r - 1, 0);
+        fwd(m, l, b, 0, r ? s->in : NULL, keep);
         if (r + 1 < R)
             cp_msg(m, keep, n, r + 1, 1);
     }
     for (int b = 0; b < s->B; b++) { /* phase 2: chunk 2cp-1-r, from rank r+1 (or chunk cp-1) */
-        const float *xb = x + (2 * b + 1) * TcC;
         float *out = s->msg + (size_t)b * n;
         if (r + 1 < R)
-            cp_msg(m, in, n, r + 1, 0);
+            cp_msg(m, s->in, n, r + 1, 0);
         else
-            memcpy(in, out, sizeof(float) * n);
-        titans_forward_f(&t[2 * b + 1], par, in, in + HP, in + 2 * HP, xb, Tc,
-                         u + (2 * b + 1) * TcC, out, out + HP);
-        memcpy(out + 2 * HP, xb + TcC - K1 * C, sizeof(float) * K1 * C);
+            memcpy(s->in, out, sizeof(float) * n);
+        fwd(m, l, b, 1, s->in, out);
         if (r > 0)
             cp_msg(m, out, n, r - 1, 1);
     }
 }
 
-static void cp_backward(struct gpt *m, struct titans_tape_f *t, const float *par, const float *du,
-                        float *dpar, float *dx) {
+void gpt_memory_chain_backward(struct gpt *m, int l, gpt_memory_piece_fn bwd) {
     struct gpt_memory *s = m->mem;
-    const struct titans_cfg *c = &t->cfg;
-    const int r = m->cp_rank, R = m->cp, Tc = s->T / 2, C = m->c.C;
-    const size_t HP = (size_t)c->H * t->lo.P, K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
-    const size_t n = cp_n(t, C), TcC = (size_t)Tc * C;
-    float *in = s->in;
+    const size_t n = s->nmsg;
+    if (s->np == 1) {
+        for (int b = 0; b < s->B; b++)
+            bwd(m, l, b, 0, NULL, NULL);
+        return;
+    }
+    const int r = m->cp_rank, R = m->cp;
     for (int b = 0; b < s->B; b++) { /* second chunks: adjoints from rank r-1, none after the end */
-        float *keep = s->msg + (size_t)b * n, *dxb = dx + (2 * b + 1) * TcC;
+        float *keep = s->msg + (size_t)b * n;
         if (r > 0)
-            cp_msg(m, in, n, r - 1, 0);
-        else
-            memset(in, 0, sizeof(float) * n);
-        for (size_t i = 0; i < K1 * C; i++)
-            dxb[TcC - K1 * C + i] += in[2 * HP + i];
-        memset(keep, 0, sizeof(float) * n); /* the backward accumulates dxprev */
-        titans_backward_f(&t[2 * b + 1], par, du + (2 * b + 1) * TcC, in, in + HP, dpar, dxb,
-                          keep + 2 * HP, keep, keep + HP);
+            cp_msg(m, s->in, n, r - 1, 0);
+        bwd(m, l, b, 1, r > 0 ? s->in : NULL, keep);
         if (r + 1 < R)
             cp_msg(m, keep, n, r + 1, 1);
     }
     for (int b = 0; b < s->B; b++) { /* first chunks: from rank r+1, or this rank's second chunk */
-        float *out = s->msg + (size_t)b * n, *dxb = dx + 2 * b * TcC;
+        float *out = s->msg + (size_t)b * n;
         if (r + 1 < R)
-            cp_msg(m, in, n, r + 1, 0);
+            cp_msg(m, s->in, n, r + 1, 0);
         else
-            memcpy(in, out, sizeof(float) * n);
-        for (size_t i = 0; i < K1 * C; i++)
-            dxb[TcC - K1 * C + i] += in[2 * HP + i];
-        memset(out, 0, sizeof(float) * n);
-        titans_backward_f(&t[2 * b], par, du + 2 * b * TcC, in, in + HP, dpar, dxb,
-                          r ? out + 2 * HP : NULL, out, out + HP);
-        if (r == 0)
-            titans_state_init_backward_f(c, out, dpar);
-        else
+            memcpy(s->in, out, sizeof(float) * n);
+        bwd(m, l, b, 0, s->in, r ? out : NULL);
+        if (r > 0)
             cp_msg(m, out, n, r - 1, 1);
     }
+}
+
+/* ---- MAL, MAG and memory-only: the module over the layer's input rows s->cx ---------------- */
+
+static void mem_piece_forward(struct gpt *m, int l, int b, int p, const float *in, float *out) {
+    struct gpt_memory *s = m->mem;
+    const struct titans_cfg tc = gpt_memory_local_cfg(m);
+    struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np + p];
+    const float *par = m->w.layers[l].mem;
+    const int Tp = s->T / s->np, C = m->c.C;
+    const size_t HP = (size_t)tc.H * t->lo.P, K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
+    const size_t off = ((size_t)b * s->T + (size_t)p * Tp) * C;
+    const float *W = in, *S = in ? in + HP : NULL;
+    if (!in) {
+        titans_state_init_f(&tc, par, s->W, s->S);
+        W = s->W, S = s->S;
+    }
+    titans_forward_f(t, par, W, S, in ? in + 2 * HP : NULL, s->cx + off, Tp, s->cu + off, out,
+                     out + HP);
+    if ((size_t)Tp >= K1)
+        memcpy(out + 2 * HP, s->cx + off + (Tp - K1) * C, sizeof(float) * K1 * C);
+}
+
+static void mem_piece_backward(struct gpt *m, int l, int b, int p, const float *din, float *dout) {
+    struct gpt_memory *s = m->mem;
+    const struct titans_cfg tc = gpt_memory_local_cfg(m);
+    struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np + p];
+    const float *par = m->w.layers[l].mem;
+    float *dpar = m->g.layers[l].mem;
+    const int Tp = s->T / s->np, C = m->c.C;
+    const size_t HP = (size_t)tc.H * t->lo.P, K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
+    const size_t off = ((size_t)b * s->T + (size_t)p * Tp) * C;
+    float *dx = s->cdx + off;
+    if (din) /* the successor read this piece's last K-1 rows as its conv history */
+        for (size_t i = 0; i < K1 * C; i++)
+            dx[(Tp - K1) * C + i] += din[2 * HP + i];
+    if (dout)
+        memset(dout, 0, sizeof(float) * s->nmsg); /* the backward accumulates dxprev */
+    titans_backward_f(t, par, s->cdu + off, din, din ? din + HP : NULL, dpar, dx,
+                      dout ? dout + 2 * HP : NULL, dout ? dout : s->W, dout ? dout + HP : s->S);
+    if (!dout)
+        titans_state_init_backward_f(&tc, s->W, dpar);
 }
 
 /* u = M(x) per sequence from the learned initial state; every sequence starts at W0. */
 static void mem_forward(struct gpt *m, int l, const float *x, float *u) {
     struct gpt_memory *s = m->mem;
-    const struct titans_cfg tcl = local_cfg(m), *tc = &tcl;
-    const float *par = m->w.layers[l].mem;
     const size_t TC = (size_t)s->T * m->c.C;
-    if (s->np > 1)
-        cp_forward(m, &s->tape[(size_t)s->slot[l] * s->B * 2], par, x, u);
-    for (int b = 0; b < s->B && s->np == 1; b++) {
-        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
-        titans_state_init_f(tc, par, s->W, s->S);
-        titans_forward_f(t, par, s->W, s->S, NULL, x + b * TC, s->T, u + b * TC, s->Wo, s->So);
-    }
-    mem_hp_sum(m, u, TC * s->B);
-    for (int b = 0; b < s->B; b++) {
-        struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np];
+    s->cx = x, s->cu = u;
+    gpt_memory_chain_forward(m, l, mem_piece_forward);
+    gpt_memory_hp_sum(m, u, TC * s->B);
+    for (int b = 0; b < s->B; b++)
         for (size_t i = 0; i < TC && !s->warned; i++)
             if (!isfinite(u[b * TC + i])) {
                 /* reported once; the trainer stops on the non-finite loss with the step */
+                const struct titans_tape_f *t = &s->tape[((size_t)s->slot[l] * s->B + b) * s->np];
                 fprintf(stderr,
                         "headwise: memory of layer %d: NaN/Inf in its output (first bad state: "
                         "chunk %d of sequence %d); lower model.memory.max_lr or set "
@@ -447,24 +473,15 @@ static void mem_forward(struct gpt *m, int l, const float *x, float *u) {
                         l, titans_nonfinite_f(t), b);
                 s->warned = 1;
             }
-    }
 }
 
 /* dx (N, C) += the VJP of mem_forward for du. */
 static void mem_backward(struct gpt *m, int l, const float *du, float *dx) {
     struct gpt_memory *s = m->mem;
-    const struct titans_cfg tcl = local_cfg(m), *tc = &tcl;
-    const float *par = m->w.layers[l].mem;
-    float *dpar = m->g.layers[l].mem;
-    const size_t TC = (size_t)s->T * m->c.C;
-    if (s->np > 1)
-        cp_backward(m, &s->tape[(size_t)s->slot[l] * s->B * 2], par, du, dpar, dx);
-    for (int b = 0; b < s->B && s->np == 1; b++) {
-        struct titans_tape_f *t = &s->tape[(size_t)s->slot[l] * s->B + b];
-        titans_backward_f(t, par, du + b * TC, NULL, NULL, dpar, dx + b * TC, NULL, s->W, s->S);
-        titans_state_init_backward_f(tc, s->W, dpar);
-    }
-    mem_hp_sum(m, dx, TC * s->B); /* dx is a zeroed scratch: the sum is the whole gradient */
+    s->cdu = du, s->cdx = dx;
+    gpt_memory_chain_backward(m, l, mem_piece_backward);
+    /* dx is a zeroed scratch: the sum is the whole gradient */
+    gpt_memory_hp_sum(m, dx, (size_t)s->T * m->c.C * s->B);
 }
 
 void gpt_memory_mal_forward(struct gpt *m, int l, float *x) {
@@ -494,6 +511,10 @@ static float sigm(float z) {
 
 void gpt_memory_attn_forward(struct gpt *m, int l, const float *n1, float *dn) {
     struct gpt_memory *s = m->mem;
+    if (m->c.mem[l] == GPT_MEM_MAC) {
+        gpt_mac_forward(m, l, n1, dn);
+        return;
+    }
     const size_t NC = (size_t)s->B * s->T * m->c.C, j = (size_t)s->slot[l];
     float *u = s->u + j * NC, *y = s->y + j * NC;
     mem_forward(m, l, n1, u);
@@ -508,6 +529,10 @@ void gpt_memory_attn_forward(struct gpt *m, int l, const float *n1, float *dn) {
 
 const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx) {
     const int kind = m->c.mem[l];
+    if (kind == GPT_MEM_MAC) {
+        gpt_mac_backward(m, l, dx);
+        return dx;
+    }
     if (kind != GPT_MEM_MAG && kind != GPT_MEM_ONLY)
         return dx;
     struct gpt_memory *s = m->mem;
@@ -529,7 +554,7 @@ const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx) {
 
 void gpt_memory_add_dn(struct gpt *m, int l, float *dn) {
     const int kind = m->c.mem[l];
-    if (kind != GPT_MEM_MAG && kind != GPT_MEM_ONLY)
+    if (kind < GPT_MEM_MAG)
         return;
     const size_t NC = (size_t)m->mem->B * m->mem->T * m->c.C;
     m->ops->residual_add(dn, dn, m->mem->dn1, (int64_t)NC);
@@ -559,6 +584,7 @@ struct gpt_memory_kv *gpt_memory_kv_init(const struct gpt *m, int B) {
     }
     k->nrm = fl((size_t)m->c.C);
     k->u = fl((size_t)m->c.C);
+    gpt_mac_kv_init(m, k);
     return k;
 }
 
@@ -570,6 +596,8 @@ void gpt_memory_kv_reset(struct gpt_memory_kv *k, int b) {
         const struct titans_cfg c = d->cfg;
         titans_dec_free_f(d);
         HW_ASSERT(titans_dec_init_f(d, &c, k->par[j]) == 0);
+        if (k->is_mac[j])
+            gpt_mac_kv_reset(k, j, b);
     }
 }
 
@@ -582,6 +610,7 @@ void gpt_memory_kv_free(struct gpt_memory_kv *k) {
     free(k->par);
     free(k->nrm);
     free(k->u);
+    gpt_mac_kv_free(k);
     free(k);
 }
 
@@ -603,12 +632,13 @@ void gpt_memory_decode_mal(struct gpt *m, struct gpt_memory_kv *k, int l, int nb
 void gpt_memory_decode_attn(struct gpt *m, struct gpt_memory_kv *k, int l, int nb, const int *rows,
                             const float *n1, float *br) {
     const int kind = m->c.mem[l], C = m->c.C;
-    if (kind != GPT_MEM_MAG && kind != GPT_MEM_ONLY)
+    if (kind < GPT_MEM_MAG)
         return;
     for (int i = 0; i < nb; i++) {
         float *bi = br + (size_t)i * C;
+        /* MAC stores the attention output y and gates it with M(y) */
         titans_dec_step_f(&k->dec[(size_t)k->slot[l] * k->B + rows[i]], k->par[k->slot[l]],
-                          n1 + (size_t)i * C, k->u);
+                          kind == GPT_MEM_MAC ? bi : n1 + (size_t)i * C, k->u);
         for (int c = 0; c < C; c++)
             bi[c] = kind == GPT_MEM_ONLY ? k->u[c] : bi[c] * sigm(k->u[c]);
     }

@@ -8,6 +8,9 @@
  *   mag:    the attention residual branch a = Wo attn(.) becomes a * sigmoid(M(n1)), n1 the
  *           block's attention-norm output (memory as a gate)
  *   memory: the attention residual branch is M(n1) (the memory replaces attention)
+ *   mac:    memory as context (model/gpt_mac.c): per segment of model.memory.segment tokens,
+ *           h = M*(n1) read at the segment's incoming state, y = Wo attn over [P | h | segment]
+ *           (P the persistent tokens), then M stores y and the branch is y * sigmoid(M(y))
  * M runs per sequence from the learned W0 with the module's chunked parallel training; decoding
  * advances one titans decoder per (layer, sequence), which equals the parallel pass. Under head
  * parallelism the memory heads are split over the head ranks when they divide (the partial
@@ -20,6 +23,7 @@
 #define GPT_MEM_MAL  1
 #define GPT_MEM_MAG  2
 #define GPT_MEM_ONLY 3
+#define GPT_MEM_MAC  4
 
 /* Fill gc->mem[] and gc->mem_cfg from model.memory (gc->C, gc->L, gc->max_T already set). */
 void gpt_memory_config(struct gpt_config *gc, const struct cfg_model *m);
@@ -66,5 +70,11 @@ void gpt_memory_decode_mal(struct gpt *m, struct gpt_memory_kv *k, int l, int nb
                            float *x);
 void gpt_memory_decode_attn(struct gpt *m, struct gpt_memory_kv *k, int l, int nb, const int *rows,
                             const float *n1, float *br);
+
+/* MAC layer l's attention for nb decoded rows (sequence rows[i] at position pos[rows[i]]): n1
+ * the attention-norm rows, qkv their projections before RoPE (rotated in place); writes att
+ * (nb, H*hd). The store and the gate follow in gpt_memory_decode_attn. */
+void gpt_mac_decode_attn(struct gpt *m, struct gpt_memory_kv *k, int l, int nb, const int *rows,
+                         const int *pos, const float *n1, float *qkv, float *att);
 
 #endif /* HW_GPT_MEMORY_H */

@@ -3,7 +3,9 @@
  * differences of the float forward along random directions (every tensor, memory tensors
  * included; their numeric derivatives must be clearly nonzero, so a missing memory backward
  * fails), KV decoding with test-time memorisation against the parallel forward (one and two
- * sequences, a trailing incomplete chunk), bitwise determinism, and the NaN report. */
+ * sequences, a trailing incomplete chunk), bitwise determinism, and the NaN report. MAC layers
+ * (memory as context: segments, persistent tokens, read/attend/store) go through the same
+ * gradient and decoding checks, with trailing partial segments. */
 #include "../core/rng.h"
 #include "../model/gpt.h"
 #include "../model/gpt_memory.h"
@@ -31,8 +33,11 @@ static void make_model(struct gpt *m, const unsigned char *kinds, int L, int con
                             .rope_theta = 10000.0f,
                             .eps = 1e-5f,
                             .init_std = 0.3f};
-    for (int l = 0; l < L; l++)
+    for (int l = 0; l < L; l++) {
         gc.mem[l] = kinds[l];
+        if (kinds[l] == GPT_MEM_MAC) /* segments of 4 (a multiple of b), 2 persistent tokens */
+            gc.mem_seg = 4, gc.mem_np = 2;
+    }
     titans_cfg_default(&gc.mem_cfg, gc.C, 2, 8);
     gc.mem_cfg.depth = 2;
     gc.mem_cfg.hidden = 8;
@@ -45,6 +50,8 @@ static void make_model(struct gpt *m, const unsigned char *kinds, int L, int con
     gc.mem_cfg.max_lr = 0.8;
     gc.mem_cfg.kappa = 1.0 / 8;
     gc.mem_cfg.max_grad_norm = clamp;
+    if (gc.mem_seg) /* MAC: per-token stores, so the store path matters within a short test */
+        gc.mem_cfg.c = 1, gc.mem_cfg.b = 2;
     CHECK(titans_cfg_error(&gc.mem_cfg) == NULL);
     gpt_init(m, &gc, ops_for(BACKEND_CPU), NULL);
     gpt_init_weights(m, 7);
@@ -138,6 +145,8 @@ static void test_gradient(const unsigned char *kinds, int L, int conv, double cl
         worst = err > worst ? err : worst;
         if (err > 3e-2)
             fprintf(stderr, "  %s: analytic %.6g, numeric %.6g\n", gp->name, an, num);
+        if (getenv("HW_TEST_VERBOSE"))
+            fprintf(stderr, "  %s: %.3g\n", gp->name, num);
         if (strstr(gp->name, ".mem")) {
             nmem++;
             nmem_live += fabs(num) > 5e-5;
@@ -245,8 +254,14 @@ int main(void) {
     test_gradient(all, 3, 0, 0.0);
     test_gradient(all, 3, 2, 0.5);
     test_gradient(mag, 2, 0, 0.0);
+    const unsigned char mac[3] = {GPT_MEM_MAC, GPT_MEM_MAG, GPT_MEM_MAC};
+    const unsigned char mac1[2] = {GPT_MEM_MAC, 0};
+    test_gradient(mac, 3, 2, 0.5);
+    test_gradient(mac1, 2, 0, 0.0);
     test_decode(all, 3, 0);
     test_decode(all, 3, 3);
+    test_decode(mac, 3, 3);
+    test_decode(mac1, 2, 0);
     test_nan_report();
     return check_report("test_gpt_memory");
 }
