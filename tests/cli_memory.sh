@@ -5,8 +5,9 @@
 # one rank (heads 2: the two memory heads are split over the head ranks; heads 4: replicated;
 # context: the memory state is handed along the zig-zag chunks);
 # the checkpoint resumes exactly, samples (the memory keeps memorising token by token) and
-# evaluates; bad memory settings (unknown kind, zig-zag chunks, chunk/TTT batch) are
-# config errors with file:line:col.
+# evaluates; a MAC (memory as context) + MAG model passes the same grid, resume, sample and eval
+# checks; bad memory settings (unknown kind, zig-zag chunks, chunk/TTT batch, MAC segment, MAC
+# with MoH) are config errors with file:line:col.
 . tests/lib.sh
 D=$T/data
 prepare_tiny "$D"
@@ -70,9 +71,50 @@ err_has "KV cache"
 expect_exit 0 "eval perplexity of the memory checkpoint" "$HW" eval --ckpt "$T/one" \
     --tasks perplexity --perplexity-data "$D/val.h5" --output "$T/ev" --limit 8
 
+# MAC (memory as context) next to a MAG layer over the sliding window: segments of 16 with 4
+# persistent tokens; every grid gives the one-rank losses (context: the state, and the conv
+# histories of n1 and y, are handed along the zig-zag chunks; heads: attention and memory heads
+# split)
+MAC="model.memory={layers: [mac, mag], heads: 2, chunk: 4, ttt_batch: 16, conv: 2, segment: 16, persistent: 4}"
+expect_exit 0 "MAC + MAG, one rank" "$HW" train $(base) "$MAC" "$SWA" run.dir="$T/mac"
+metric_lines "$T/mac/metrics.jsonl" >"$T/mc1"
+ok "  checkpoint holds the persistent tokens" sh -c "'$HW' ckpt verify '$T/mac/ckpt_00000004.h5' |
+    grep -q 'blocks.0.mem.persistent'"
+ok "  MAC changes the losses" sh -c "! cmp -s '$T/mc1' '$T/m0'"
+for np_grid in "2 2 1 1 ring" "2 1 2 1 ring" "2 1 1 2 ring" "4 1 1 4 ring" "4 1 2 2 ring" \
+    "4 2 1 2 ulysses"; do
+    set -- $np_grid
+    np=$1 dp=$2 hp=$3 cp=$4 mode=$5
+    dir="$T/mg$dp$hp$cp$mode"
+    expect_exit 0 "MAC np $np: data $dp x heads $hp x context $cp ($mode)" $MPIRUN -np "$np" \
+        "$HW" train $(base) "$MAC" "$SWA" dist.data="$dp" dist.heads="$hp" dist.context="$cp" \
+        dist.context_mode="$mode" run.ckpt_every=0 run.dir="$dir"
+    metric_lines "$dir/metrics.jsonl" >"$T/mg"
+    ok "  same losses and grad norms as one rank (rel 1e-5)" close "$T/mc1" "$T/mg" 1e-5
+done
+HW_STOP_AFTER_STEP=2 expect_exit 4 "MAC preempted after step 2" "$HW" train $(base) "$MAC" \
+    "$SWA" run.dir="$T/macr"
+unset HW_STOP_AFTER_STEP
+expect_exit 0 "  resume to step 4" "$HW" train $(base) "$MAC" "$SWA" run.dir="$T/macr"
+metric_lines "$T/macr/metrics.jsonl" >"$T/mcr"
+ok "  resumed losses equal the uninterrupted run" cmp -s "$T/mc1" "$T/mcr"
+expect_exit 0 "sample from the MAC checkpoint" "$HW" sample "$T/mac" --prompt "abc" --tokens 40 \
+    --seed 1
+expect_exit 0 "eval perplexity of the MAC checkpoint" "$HW" eval --ckpt "$T/mac" \
+    --tasks perplexity --perplexity-data "$D/val.h5" --output "$T/evm" --limit 8
+
 # config errors
 expect_exit 2 "unknown memory kind" "$HW" train $(base) "model.memory.layers=[mal, mac2]"
-err_has "expected none, mal, mag or memory"
+err_has "expected none, mal, mag, mac or memory"
+expect_exit 2 "MAC segment not whole TTT batches" "$HW" train $(base) \
+    "model.memory={layers: [mac], chunk: 4, ttt_batch: 16, segment: 24}"
+err_has "mac segment 24 is not a multiple of ttt_batch 16"
+expect_exit 2 "MAC layer with MoH attention" "$HW" train $(base) "model.memory.layers=[mac]" \
+    model.attention.kind=moh
+err_has "is mac (its attention is the segment attention) and moh"
+expect_exit 2 "MAC: zig-zag chunks not whole segments" $MPIRUN -np 2 "$HW" train $(base) \
+    "model.memory={layers: [mac], chunk: 4, ttt_batch: 16, segment: 64}" dist.context=2
+err_has "need zig-zag chunks of 32 tokens to be a multiple of model.memory.segment 64"
 expect_exit 2 "zig-zag chunks not whole TTT batches" $MPIRUN -np 4 "$HW" train $(base) \
     "model.memory={layers: [mag], chunk: 4, ttt_batch: 32}" dist.context=4
 err_has "need zig-zag chunks of 16 tokens to be a multiple of a nonzero model.memory.ttt_batch"
