@@ -3,9 +3,11 @@
  * pairs, filler tokens, then Q <= P queries (distinct keys of the pairs; the target is the
  * key's value). Only
  * the query targets are trained and scored. Every model uses S2 sliding-window attention
- * (block-local only) on every layer; the variants add Titans memory layers (MAG, MAL) or none.
+ * (block-local only) on every layer; the variants add Titans memory layers (MAG, MAL) or none;
+ * `mac` makes both layers memory-as-context layers whose attention is the segment (16 tokens,
+ * the window's size) plus 4 persistent tokens and the 16 retrieved memory rows.
  * Prints recall accuracy at several lengths (chance = 1/values) and the training tokens/s.
- * Usage: titans_recall VARIANT STEPS [seed]   VARIANT: none | mag | mal | mem */
+ * Usage: titans_recall VARIANT STEPS [seed]   VARIANT: none | mag | mal | mac | mem */
 #include "../core/rng.h"
 #include "../model/gpt.h"
 #include "../model/gpt_memory.h"
@@ -71,7 +73,7 @@ static void gen(uint64_t seed, uint64_t n, int T, int32_t *tok, int32_t *tgt) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: titans_recall none|mag|mal|mem STEPS [seed]\n");
+        fprintf(stderr, "usage: titans_recall none|mag|mal|mac|mem STEPS [seed]\n");
         return 2;
     }
     const char *var = argv[1];
@@ -101,7 +103,12 @@ int main(int argc, char **argv) {
         gc.mem[0] = gc.mem[1] = GPT_MEM_MAG;
     else if (!strcmp(var, "mal"))
         gc.mem[0] = gc.mem[1] = GPT_MEM_MAL;
-    else if (!strcmp(var, "mem"))
+    else if (!strcmp(var, "mac")) {
+        gc.mem[0] = gc.mem[1] = GPT_MEM_MAC;
+        gc.mem_seg = 2 * block; /* the segment is as long as the sliding window */
+        gc.mem_np = 4;
+        gc.s2[0] = gc.s2[1] = 0; /* a MAC layer's attention is its segment attention */
+    } else if (!strcmp(var, "mem"))
         gc.mem[1] = GPT_MEM_ONLY;
     else if (strcmp(var, "none")) {
         fprintf(stderr, "unknown variant %s\n", var);

@@ -103,6 +103,7 @@ static void ring_forward(struct dist *d, float *out, float *lse, const float *qk
             nxt = t;
         }
     }
+    attention_prefix_forward_cpu(out, lse, qkv, qpos, s); /* on every rank: its own queries */
     free(qpos);
 }
 
@@ -134,6 +135,7 @@ static void ring_backward(struct dist *d, float *dqkv, const float *dout, const 
     }
     for (size_t i = 0; i < rows; i++)
         memcpy(dqkv + i * ld + HD, cur + i * W4 + 2 * KD, sizeof(float) * 2 * KD);
+    attention_prefix_backward_cpu(dqkv, ld, dout, out, lse, qkv, qpos, s);
     free(qpos);
 }
 
@@ -196,6 +198,7 @@ static void s2_ring_forward(struct dist *d, float *out, float *lse, const float 
         attention_block_forward_cpu(out, lse, &a, !first);
         first = 0;
     }
+    attention_prefix_forward_cpu(out, lse, qkv, qpos, s);
     free(qpos);
 }
 
@@ -248,6 +251,7 @@ static void s2_ring_backward(struct dist *d, float *dqkv, const float *dout, con
                 dst[j] += x[j];
         }
     }
+    attention_prefix_backward_cpu(dqkv, ld, dout, out, lse, qkv, qpos, s);
     free(qpos);
 }
 
@@ -274,6 +278,21 @@ static struct uly uly_shape(const struct dist *d, const struct attn_shape *s) {
     u.Du = (size_t)(u.Hu + 2 * u.Hkvu) * u.hd;
     u.HDu = (size_t)u.Hu * u.hd;
     return u;
+}
+
+/* The persistent prefix of head slice j: its kv heads' columns (the gradient slices of the
+ * context ranks are disjoint; the data x context gradient all-reduce sums them). */
+static void uly_prefix(struct attn_shape *us, const struct attn_shape *s, const struct uly *u,
+                       int j) {
+    if (s->np <= 0)
+        return;
+    const size_t off = (size_t)j * u->Hkvu * u->hd;
+    us->np = s->np;
+    us->ld_p = s->ld_p;
+    us->pk = s->pk + off;
+    us->pv = s->pv + off;
+    us->dpk = s->dpk ? s->dpk + off : NULL;
+    us->dpv = s->dpv ? s->dpv + off : NULL;
 }
 
 /* local qkv row (ld columns) -> the Du columns of head slice j */
@@ -323,6 +342,7 @@ static void ulysses_forward(struct dist *d, float *out, const float *qkv,
                             .ld_qkv = (int)u.Du,
                             .s2 = s->s2,
                             .head0 = s->head0 + d->cp_rank * u.Hu};
+    uly_prefix(&us, s, &u, d->cp_rank);
     attention_forward_cpu(ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     /* back: rank j gets, for its tokens, our head slice */
     for (int j = 0; j < u.cp; j++) {
@@ -373,6 +393,7 @@ static void ulysses_backward(struct dist *d, float *dqkv, const float *dout,
                             .ld_qkv = (int)u.Du,
                             .s2 = s->s2,
                             .head0 = s->head0 + d->cp_rank * u.Hu};
+    uly_prefix(&us, s, &u, d->cp_rank);
     attention_backward_cpu(u_dqkv, u_dout, ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     for (int j = 0; j < u.cp; j++) {
         cp_positions(pos, u.Tl, u.cp, j);

@@ -668,8 +668,10 @@ static void moh_router_backward(struct gpt *m, int l) {
                                 w->moh_wh, N, C, nh, 1.0f);
 }
 
-static struct attn_shape layer_attn_shape(const struct gpt *m, int l) {
+static struct attn_shape layer_attn_shape(struct gpt *m, int l) {
     struct attn_shape as = local_attn_shape(m, m->B, m->T);
+    if (m->mem)
+        gpt_memory_prefix_shape(m, l, &as); /* MAG's persistent tokens */
     if (m->c.s2[l]) {
         as.s2 = &m->s2;
         as.head0 = m->hp_rank * m->Hl;
@@ -716,6 +718,8 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
         o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
         if (c->moh[l])
             moh_route(m, l, want_grad);
+        if (m->mem)
+            gpt_memory_prefix_forward(m, l);
         struct attn_shape as = layer_attn_shape(m, l);
         if (m->cp > 1)
             cp_attention_forward(m->d, a->att, a->lse, a->qkv, &as, &m->cp_ctx[l], &m->cp_work);
@@ -847,6 +851,8 @@ static void backward_trunk(struct gpt *m) {
                                   &m->cp_ctx[l], &m->cp_work);
         else
             o->attention_backward(m->dqkv, m->datt, a->att, a->lse, a->qkv, &as);
+        if (m->mem)
+            gpt_memory_prefix_backward(m, l);
         if (c->moh[l] && m->moh.qnorm)
             moh_qnorm_backward(m, l);
         o->rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
@@ -923,9 +929,13 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
         c->s2[l] ? n_s2++ : n_dense++;
     /* dense layers are indexed by l in kv->k; S2 layers' rows there are never touched, so
      * only allocate the dense block when some layer is dense */
-    kv->k = alloc_floats(n_dense ? (size_t)c->L * Bs * max_T * kvw : 1);
-    kv->v = alloc_floats(n_dense ? (size_t)c->L * Bs * max_T * kvw : 1);
-    kv->floats = 2 * (size_t)n_dense * Bs * max_T * kvw;
+    for (int l = 0; l < c->L; l++)
+        kv->pre = gpt_memory_prefix_rows(c, l) > kv->pre ? gpt_memory_prefix_rows(c, l) : kv->pre;
+    const size_t rows = (size_t)kv->pre + max_T; /* per (layer, sequence) */
+    kv->k = alloc_floats(n_dense ? (size_t)c->L * Bs * rows * kvw : 1);
+    kv->v = alloc_floats(n_dense ? (size_t)c->L * Bs * rows * kvw : 1);
+    kv->pq = alloc_floats((size_t)kv->pre * qkv_width(m));
+    kv->floats = 2 * (size_t)n_dense * Bs * rows * kvw;
     kv->floats_dense = 2 * (size_t)c->L * Bs * max_T * kvw;
     if (n_s2) {
         const size_t slots = (size_t)c->L * Bs * c->Hkv;
@@ -946,7 +956,7 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
                     int cap = 0;
                     for (int kb = 0; kb < nblk; kb++)
                         cap += s2_active(p, g, nblk - 1, kb) * p->block;
-                    cap = cap > max_T ? max_T : cap;
+                    cap = (cap > max_T ? max_T : cap) + gpt_memory_prefix_rows(c, l);
                     const size_t sl = ((size_t)l * Bs + b) * c->Hkv + g;
                     kv->s2cap[sl] = cap;
                     kv->s2k[sl] = alloc_floats((size_t)cap * c->hd);
@@ -969,7 +979,7 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
     kv->h = alloc_floats(Bs * fin_width(m));
     kv->a = alloc_floats(Bs * c->F);
     kv->rstd = alloc_floats(Bs);
-    kv->scratch = alloc_floats((size_t)max_T + 1);
+    kv->scratch = alloc_floats(rows + 1);
     kv->logits = alloc_floats(Bs * c->V);
     kv->rows = HW_CALLOC(Bs, sizeof(int));
     kv->tok = HW_CALLOC(Bs, sizeof(int32_t));
@@ -980,7 +990,7 @@ void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T) {
     kv->mem = gpt_memory_kv_init(m, B);
     kv->steer_alpha = 1.0f;
     kv->user = HW_CALLOC(Bs * (size_t)max_T, 1);
-    kv->user_rows = HW_CALLOC((size_t)max_T + 1, 1);
+    kv->user_rows = HW_CALLOC(rows + 1, 1);
 }
 
 void gpt_kv_reset(struct gpt_kv *kv, int b) {
@@ -1011,6 +1021,7 @@ void gpt_kv_free(struct gpt_kv *kv) {
     free(kv->n);
     free(kv->k);
     free(kv->v);
+    free(kv->pq);
     free(kv->x);
     free(kv->buf);
     free(kv->tmp);
@@ -1136,8 +1147,8 @@ static void decode_s2(struct gpt *m, struct gpt_kv *kv, int l, int b, int pos, c
             int keep = 0;
             for (int j = 0; j < n; j++) {
                 const int64_t kb = kp[j] / p->block;
-                if (!(qb - kb < p->local || s2_vert(p, g, kb)))
-                    continue;
+                if (kp[j] >= 0 && !(qb - kb < p->local || s2_vert(p, g, kb)))
+                    continue; /* persistent rows (negative positions) stay */
                 if (keep != j) {
                     memcpy(kc + (size_t)keep * hd, kc + (size_t)j * hd, sizeof(float) * hd);
                     memcpy(vc + (size_t)keep * hd, vc + (size_t)j * hd, sizeof(float) * hd);
@@ -1156,7 +1167,7 @@ static void decode_s2(struct gpt *m, struct gpt_kv *kv, int l, int b, int pos, c
         /* PASTA: the user flags of the kept rows */
         uint8_t *user = kv->user_rows;
         for (int j = 0; j < n && kv->steer_alpha != 1.0f; j++)
-            user[j] = kv->user[(size_t)b * kv->max_T + kp[j]];
+            user[j] = kp[j] < 0 || kv->user[(size_t)b * kv->max_T + kp[j]];
         for (int h = g * group; h < (g + 1) * group; h++) {
             float *oh = att + (size_t)h * hd;
             if (gate && gate[h] == 0.0f) {
@@ -1175,6 +1186,39 @@ static void decode_s2(struct gpt *m, struct gpt_kv *kv, int l, int b, int pos, c
         }
     }
     kv->rows_peak = rows > kv->rows_peak ? rows : kv->rows_peak;
+}
+
+/* A new sequence in slot b: the persistent rows of MAG layer l lead its cache (dense: the pre
+ * rows before position 0; S2: rows at positions -np..-1 that are never evicted). */
+static void decode_prefix(struct gpt *m, struct gpt_kv *kv, int l, int b) {
+    const struct gpt_config *c = &m->c;
+    const int np = gpt_memory_prefix_rows(c, l), D = qkv_width(m), HD = c->H * c->hd;
+    const int kvw = c->Hkv * c->hd;
+    float *pq = kv->pq;
+    m->ops->matmul_forward(pq, m->w.layers[l].mem_persist, m->w.layers[l].wqkv, np, c->C, D, 0.0f);
+    for (int r = 0; r < np; r++)
+        m->ops->rope_forward(pq + (size_t)r * D + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd,
+                             D, &r);
+    if (!c->s2[l]) {
+        const size_t slot = ((size_t)l * kv->B + b) * (size_t)(kv->pre + kv->max_T);
+        for (int r = 0; r < np; r++) {
+            const size_t row = slot + (size_t)(kv->pre - np + r);
+            memcpy(kv->k + row * kvw, pq + (size_t)r * D + HD, sizeof(float) * kvw);
+            memcpy(kv->v + row * kvw, pq + (size_t)r * D + HD + kvw, sizeof(float) * kvw);
+        }
+        return;
+    }
+    for (int g = 0; g < c->Hkv; g++) {
+        const size_t sl = ((size_t)l * kv->B + b) * c->Hkv + g;
+        for (int r = 0; r < np; r++) {
+            memcpy(kv->s2k[sl] + (size_t)r * c->hd, pq + (size_t)r * D + HD + (size_t)g * c->hd,
+                   sizeof(float) * c->hd);
+            memcpy(kv->s2v[sl] + (size_t)r * c->hd,
+                   pq + (size_t)r * D + HD + kvw + (size_t)g * c->hd, sizeof(float) * c->hd);
+            kv->s2pos[sl][r] = r - np;
+        }
+        kv->s2n[sl] = np;
+    }
 }
 
 /* The active sequences are packed into nb rows; attention runs per sequence over its own
@@ -1220,6 +1264,8 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
         for (int i = 0; i < nb; i++) {
             const int b = kv->rows[i], pos = kv->n[b];
             float *q = kv->qkv + (size_t)i * D, *att = kv->att + (size_t)i * HD;
+            if (pos == 0 && gpt_memory_prefix_rows(c, l))
+                decode_prefix(m, kv, l, b);
             o->rope_forward(q, m->rope_cos, m->rope_sin, 1, 1, c->H, c->hd, D, &pos);
             o->rope_forward(q + HD, m->rope_cos, m->rope_sin, 1, 1, c->Hkv, c->hd, D, &pos);
             const float *gate =
@@ -1228,12 +1274,20 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
                 decode_s2(m, kv, l, b, pos, q, att, gate);
                 continue;
             }
-            float *kc = kv->k + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
-            float *vc = kv->v + (((size_t)l * kv->B + b) * kv->max_T) * kvw;
+            const size_t slot = ((size_t)l * kv->B + b) * (size_t)(kv->pre + kv->max_T);
+            float *kc = kv->k + (slot + (size_t)kv->pre) * kvw;
+            float *vc = kv->v + (slot + (size_t)kv->pre) * kvw;
             memcpy(kc + (size_t)pos * kvw, q + HD, sizeof(float) * (size_t)kvw);
             memcpy(vc + (size_t)pos * kvw, q + HD + kvw, sizeof(float) * (size_t)kvw);
-            decode_heads(m, kv, att, q, kc, vc, pos + 1, kvw, kv->user + (size_t)b * kv->max_T,
-                         gate);
+            const int np = gpt_memory_prefix_rows(c, l);
+            const uint8_t *user = kv->user + (size_t)b * kv->max_T;
+            if (np && kv->steer_alpha != 1.0f) { /* persistent rows are never steered */
+                memset(kv->user_rows, 1, (size_t)np);
+                memcpy(kv->user_rows + np, user, (size_t)pos + 1);
+                user = kv->user_rows;
+            }
+            decode_heads(m, kv, att, q, kc - (size_t)np * kvw, vc - (size_t)np * kvw, pos + 1 + np,
+                         kvw, user, gate);
         }
     attn_out:
         rows_matmul(o, kv->tmp, kv->att, w->wo, nb, HD, C);

@@ -244,6 +244,10 @@ struct gpt_kv {
     int *rows;
     int32_t *tok;
     struct gpt_memory_kv *mem; /* Titans decoders per (memory layer, sequence), or NULL */
+    /* persistent tokens of MAG layers (gpt_memory_prefix_rows): pre rows lead every dense
+     * cache slot (and every S2 slot, at negative positions); pq: their projections */
+    int pre;
+    float *pq;
     /* PASTA steering (inference only): with 0 < steer_alpha < 1, attention to the cached
      * positions p of sequence b with user[b * max_T + p] == 0 is scaled by steer_alpha and
      * renormalised, on every layer and head. steer_alpha = 1 (the default) is plain attention.

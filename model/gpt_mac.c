@@ -58,17 +58,13 @@ void gpt_mac_alloc(struct gpt *m) {
     s->h = fl((size_t)s->n * NC);
     s->kv1 = fl((size_t)s->n * s->B * s->nseg * (size_t)(Np + Cs) * D);
     s->pqkv = fl((size_t)Np * D);
-    s->ppos = HW_CALLOC((size_t)(Np + Cs), sizeof(int32_t));
     s->spos = HW_CALLOC((size_t)Cs, sizeof(int32_t));
     s->mpos = HW_CALLOC((size_t)s->T, sizeof(int32_t));
-    for (int i = 0; i < Np + Cs; i++)
-        s->ppos[i] = i;
     for (int i = 0; i < Cs; i++)
         s->spos[i] = Np + i;
     s->dym = fl(NC);
     s->dh = fl((size_t)(Np > Cs ? Np : Cs) * C);
     s->dkv1 = fl((size_t)(Np + Cs) * D);
-    s->dpq = fl((size_t)Np * D);
     struct titans_layout lo;
     titans_layout(&tc, &lo);
     for (int i = 0; i < 5; i++)
@@ -85,13 +81,11 @@ void gpt_mac_free(struct gpt_memory *s) {
     free(s->h);
     free(s->kv1);
     free(s->pqkv);
-    free(s->ppos);
     free(s->spos);
     free(s->mpos);
     free(s->dym);
     free(s->dh);
     free(s->dkv1);
-    free(s->dpq);
     for (int i = 0; i < 5; i++)
         free(s->dW[i]);
     s->mtape = NULL;
@@ -322,6 +316,7 @@ void gpt_mac_backward(struct gpt *m, int l, const float *dx) {
         o->matmul_backward(s->dh, g->wqkv, s->dpq, w->mem_persist, w->wqkv, Np, C, D, 0.0f);
         gpt_memory_attn_hp_sum(m, s->dh, (size_t)Np * C);
         o->residual_add(g->mem_persist, g->mem_persist, s->dh, (int64_t)Np * C);
+        memset(s->dpq, 0, sizeof(float) * (size_t)Np * D); /* MAG layers accumulate into it */
     }
 }
 

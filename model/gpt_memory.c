@@ -26,10 +26,11 @@ void gpt_memory_config(struct gpt_config *gc, const struct cfg_model *m) {
             any_mac = 1;
             gc->s2[l] = 0; /* its attention is the segment attention */
         }
-    if (any_mac) {
+    if (any_mac)
         gc->mem_seg = me->segment;
-        gc->mem_np = me->persistent;
-    }
+    for (int l = 0; l < gc->L; l++) /* persistent tokens: MAC and MAG layers */
+        if (gc->mem[l] == GPT_MEM_MAC || gc->mem[l] == GPT_MEM_MAG)
+            gc->mem_np = me->persistent;
     const int D = me->head_dim ? me->head_dim : m->d_model / me->heads;
     struct titans_cfg *t = &gc->mem_cfg;
     titans_cfg_default(t, m->d_model, me->heads, D);
@@ -69,7 +70,9 @@ void gpt_memory_signature(const struct gpt_config *gc, char *out, size_t n) {
     k += (size_t)snprintf(out + k, n - k, " mem=%s/H%d/D%d/L%d/h%d/c%d/b%d/k%d", f, t->H, t->D,
                           t->depth, t->hidden, t->c, t->b, t->conv);
     if (gc->mem_seg && k < n)
-        snprintf(out + k, n - k, "/seg%d/np%d", gc->mem_seg, gc->mem_np);
+        k += (size_t)snprintf(out + k, n - k, "/seg%d", gc->mem_seg);
+    if (gc->mem_np && k < n)
+        snprintf(out + k, n - k, "/np%d", gc->mem_np);
 }
 
 enum {
@@ -110,7 +113,8 @@ static int module_tensor(const struct gpt_config *gc, int j) {
 
 /* Tensors before the module's: MAL's input norm, MAC's persistent tokens. */
 static int front_tensors(const struct gpt_config *gc, int l) {
-    return gc->mem[l] == GPT_MEM_MAL || (gc->mem[l] == GPT_MEM_MAC && gc->mem_np > 0);
+    return gc->mem[l] == GPT_MEM_MAL ||
+           ((gc->mem[l] == GPT_MEM_MAC || gc->mem[l] == GPT_MEM_MAG) && gc->mem_np > 0);
 }
 
 int gpt_memory_n_tensors(const struct gpt_config *gc, int l) {
@@ -137,7 +141,7 @@ void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, int hp, const 
         *rows = C, *cols = 0, *decay = 0, *std = 0.0f;
         return;
     }
-    if (gc->mem[l] == GPT_MEM_MAC && gc->mem_np > 0 && j-- == 0) {
+    if ((gc->mem[l] == GPT_MEM_MAC || gc->mem[l] == GPT_MEM_MAG) && gc->mem_np > 0 && j-- == 0) {
         *name = "mem.persistent"; /* replicated over head ranks; init std 0.02 */
         *rows = gc->mem_np, *cols = C, *decay = 0;
         return;
@@ -188,7 +192,7 @@ void gpt_memory_carve(const struct gpt_config *gc, int l, struct gpt_layer *y, f
         y->mem_norm = first;
         first += gc->C;
     }
-    if (gc->mem[l] == GPT_MEM_MAC && gc->mem_np > 0) {
+    if ((gc->mem[l] == GPT_MEM_MAC || gc->mem[l] == GPT_MEM_MAG) && gc->mem_np > 0) {
         y->mem_persist = first;
         first += (size_t)gc->mem_np * gc->C;
     }
@@ -258,6 +262,10 @@ void gpt_memory_free(struct gpt *m) {
     for (int i = 0; i < s->n * s->B * s->np; i++)
         titans_tape_free_f(&s->tape[i]);
     gpt_mac_free(s);
+    free(s->ppq);
+    free(s->dpq);
+    free(s->pdP);
+    free(s->ppos);
     free(s->in);
     free(s->msg);
     free(s->tape);
@@ -325,6 +333,14 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
     s->nmsg = 2 * HP + (any_mac ? 2 : 1) * K1 * (size_t)gc->C;
     s->in = fl(s->nmsg);
     s->msg = fl((size_t)B * s->nmsg); /* one per sequence */
+    const size_t D = (size_t)(m->Hl + 2 * m->Hkvl) * gc->hd;
+    s->ppq = fl((size_t)n * gc->mem_np * D);
+    s->dpq = fl((size_t)gc->mem_np * D);
+    s->pdP = fl((size_t)gc->mem_np * gc->C);
+    /* positions 0.. of the persistent rows (and of MAC's [P | segment] keys) */
+    s->ppos = HW_CALLOC((size_t)(gc->mem_np + gc->mem_seg + 1), sizeof(int32_t));
+    for (int i = 0; i < gc->mem_np + gc->mem_seg; i++)
+        s->ppos[i] = i;
     if (s->np > 1)
         HW_ASSERT((T / 2) % tc.b == 0 && (size_t)(T / 2) >= K1); /* cfg rule */
     m->mem = s;
@@ -558,6 +574,58 @@ void gpt_memory_add_dn(struct gpt *m, int l, float *dn) {
         return;
     const size_t NC = (size_t)m->mem->B * m->mem->T * m->c.C;
     m->ops->residual_add(dn, dn, m->mem->dn1, (int64_t)NC);
+}
+
+/* ---- persistent tokens on the attention of MAG layers ---------------------------------------
+ * P's keys sit at positions 0..N_p-1 (the paper's x~ = P || x, the sequence keeping its
+ * positions); every query sees them, whatever the layer's sparsity. */
+
+int gpt_memory_prefix_rows(const struct gpt_config *c, int l) {
+    return c->mem[l] == GPT_MEM_MAG ? c->mem_np : 0;
+}
+
+void gpt_memory_prefix_forward(struct gpt *m, int l) {
+    const int np = gpt_memory_prefix_rows(&m->c, l);
+    if (!np)
+        return;
+    struct gpt_memory *s = m->mem;
+    const int D = (m->Hl + 2 * m->Hkvl) * m->c.hd, HD = m->Hl * m->c.hd;
+    float *pq = s->ppq + (size_t)s->slot[l] * np * D;
+    m->ops->matmul_forward(pq, m->w.layers[l].mem_persist, m->w.layers[l].wqkv, np, m->c.C, D,
+                           0.0f);
+    m->ops->rope_forward(pq + HD, m->rope_cos, m->rope_sin, 1, np, m->Hkvl, m->c.hd, D, s->ppos);
+}
+
+void gpt_memory_prefix_shape(struct gpt *m, int l, struct attn_shape *as) {
+    const int np = gpt_memory_prefix_rows(&m->c, l);
+    if (!np)
+        return;
+    struct gpt_memory *s = m->mem;
+    const int D = (m->Hl + 2 * m->Hkvl) * m->c.hd, HD = m->Hl * m->c.hd;
+    const int kvw = m->Hkvl * m->c.hd;
+    const float *pq = s->ppq + (size_t)s->slot[l] * np * D;
+    as->np = np;
+    as->ld_p = D;
+    as->pk = pq + HD;
+    as->pv = pq + HD + kvw;
+    as->dpk = s->dpq + HD;
+    as->dpv = s->dpq + HD + kvw;
+}
+
+void gpt_memory_prefix_backward(struct gpt *m, int l) {
+    const int np = gpt_memory_prefix_rows(&m->c, l);
+    if (!np)
+        return;
+    struct gpt_memory *s = m->mem;
+    const struct ops *o = m->ops;
+    const int C = m->c.C, D = (m->Hl + 2 * m->Hkvl) * m->c.hd, HD = m->Hl * m->c.hd;
+    o->rope_backward(s->dpq + HD, m->rope_cos, m->rope_sin, 1, np, m->Hkvl, m->c.hd, D, s->ppos);
+    o->matmul_backward(s->pdP, m->g.layers[l].wqkv, s->dpq, m->w.layers[l].mem_persist,
+                       m->w.layers[l].wqkv, np, C, D, 0.0f);
+    gpt_memory_attn_hp_sum(m, s->pdP, (size_t)np * C);
+    o->residual_add(m->g.layers[l].mem_persist, m->g.layers[l].mem_persist, s->pdP,
+                    (int64_t)np * C);
+    memset(s->dpq, 0, sizeof(float) * (size_t)np * D); /* ready for the next backward */
 }
 
 /* ----------------------------------------------------------------------------------------- */

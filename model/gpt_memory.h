@@ -60,6 +60,15 @@ const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx);
 void gpt_memory_add_dn(struct gpt *m, int l, float *dn);
 void gpt_memory_mal_backward(struct gpt *m, int l, float *dx);
 
+/* Persistent tokens on MAG layers' attention (N_p key/value rows every query sees, the paper's
+ * SW-Attn*): the rows of layer l (0: none); forward: project them (before the attention);
+ * shape: point the attention shape at them and at their gradient; backward (after the
+ * attention backward): their gradient into the weights. */
+int gpt_memory_prefix_rows(const struct gpt_config *c, int l);
+void gpt_memory_prefix_forward(struct gpt *m, int l);
+void gpt_memory_prefix_shape(struct gpt *m, int l, struct attn_shape *as);
+void gpt_memory_prefix_backward(struct gpt *m, int l);
+
 /* Decoding: one titans decoder per (memory layer, sequence slot). */
 struct gpt_memory_kv *gpt_memory_kv_init(const struct gpt *m, int B);
 void gpt_memory_kv_reset(struct gpt_memory_kv *k, int b);

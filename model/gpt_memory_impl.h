@@ -22,14 +22,16 @@ struct gpt_memory {
     const float *cx, *cdu;
     float *cu, *cdx;
     /* MAC (gpt_mac.c) */
-    int nseg;                     /* segments per local sequence */
-    struct titans_tape_f *mtape;  /* (n, B, nseg, 2): read, store (MAC layers only) */
-    float *h;                     /* (n, N, C) retrieved memory rows */
-    float *kv1;                   /* (n, B, nseg, Np + seg, Dqkv) persistent + retrieved rows */
-    float *pqkv;                  /* (Np, Dqkv) projected persistent tokens of the current layer */
-    int32_t *ppos, *spos, *mpos;  /* positions: [P | segment] rows, segment rows, local rows */
-    float *dym, *dh, *dkv1, *dpq; /* backward scratch */
-    float *dW[5];                 /* (H, P) adjoint scratch */
+    int nseg;                    /* segments per local sequence */
+    struct titans_tape_f *mtape; /* (n, B, nseg, 2): read, store (MAC layers only) */
+    float *h;                    /* (n, N, C) retrieved memory rows */
+    float *kv1;                  /* (n, B, nseg, Np + seg, Dqkv) persistent + retrieved rows */
+    float *pqkv;                 /* (Np, Dqkv) projected persistent tokens of the current layer */
+    int32_t *ppos, *spos, *mpos; /* positions: [P | segment] rows, segment rows, local rows */
+    float *dym, *dh, *dkv1;      /* backward scratch */
+    /* persistent tokens: projections per memory slot (MAG), K/V gradient, P gradient */
+    float *ppq, *dpq, *pdP;
+    float *dW[5]; /* (H, P) adjoint scratch */
 };
 
 struct gpt_memory_kv {

@@ -48,8 +48,18 @@ void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int
                                   const float *dout, const float *out, const float *lse,
                                   const struct attn_block *a);
 
+/* The persistent prefix of s (s->np > 0): merge its rows into out/lse of the queries in qkv
+ * (B, T rows of stride s->ld_qkv, absolute positions qpos); the backward accumulates dq (stride
+ * lddq) and s->dpk/dpv given the final out/lse. Used by the whole-sequence functions below and
+ * by context-parallel attention after its own blocks. */
+void attention_prefix_forward_cpu(float *out, float *lse, const float *qkv, const int32_t *qpos,
+                                  const struct attn_shape *s);
+void attention_prefix_backward_cpu(float *dq, int lddq, const float *dout, const float *out,
+                                   const float *lse, const float *qkv, const int32_t *qpos,
+                                   const struct attn_shape *s);
+
 /* Whole-sequence attention over the fused projection buffer qkv (B, T, ld_qkv) laid out as
- * [q heads | k heads | v heads], positions 0..T-1. */
+ * [q heads | k heads | v heads], positions 0..T-1, then the persistent prefix if any. */
 void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s);
 /* Overwrites the q, k and v columns of dqkv (all B*T rows). */
 void attention_backward_cpu(float *dqkv, const float *dout, const float *out, const float *lse,

@@ -401,10 +401,69 @@ static struct attn_block whole_block(const float *qkv, const struct attn_shape *
     return a;
 }
 
+/* The prefix as a key block for sequence b's queries: positions -np..-1 precede every query. */
+static struct attn_block prefix_block(const float *qkv, const int32_t *qpos, const int32_t *kpos,
+                                      const struct attn_shape *s, int b) {
+    struct attn_block a = {.q = qkv + (size_t)b * s->T * s->ld_qkv,
+                           .k = s->pk,
+                           .v = s->pv,
+                           .ldq = s->ld_qkv,
+                           .ldkv = s->ld_p,
+                           .qpos = qpos,
+                           .kpos = kpos,
+                           .B = 1,
+                           .Tq = s->T,
+                           .Tk = s->np,
+                           .H = s->H,
+                           .Hkv = s->Hkv,
+                           .hd = s->hd,
+                           .qsel = s->qsel,
+                           .qsel_off = s->qsel ? s->qsel_off + (size_t)b * s->H : NULL};
+    return a;
+}
+
+static int32_t *prefix_positions(int np) {
+    int32_t *kpos = HW_MALLOC(sizeof(int32_t) * (size_t)np);
+    for (int i = 0; i < np; i++)
+        kpos[i] = i - np;
+    return kpos;
+}
+
+void attention_prefix_forward_cpu(float *out, float *lse, const float *qkv, const int32_t *qpos,
+                                  const struct attn_shape *s) {
+    if (s->np <= 0)
+        return;
+    int32_t *kpos = prefix_positions(s->np);
+    const size_t HD = (size_t)s->H * s->hd;
+    for (int b = 0; b < s->B; b++) {
+        struct attn_block a = prefix_block(qkv, qpos, kpos, s, b);
+        attention_block_forward_cpu(out + (size_t)b * s->T * HD, lse + (size_t)b * s->H * s->T, &a,
+                                    1);
+    }
+    free(kpos);
+}
+
+void attention_prefix_backward_cpu(float *dq, int lddq, const float *dout, const float *out,
+                                   const float *lse, const float *qkv, const int32_t *qpos,
+                                   const struct attn_shape *s) {
+    if (s->np <= 0)
+        return;
+    int32_t *kpos = prefix_positions(s->np);
+    const size_t HD = (size_t)s->H * s->hd, rows = (size_t)s->T;
+    for (int b = 0; b < s->B; b++) {
+        struct attn_block a = prefix_block(qkv, qpos, kpos, s, b);
+        attention_block_backward_cpu(dq + (size_t)b * rows * lddq, s->dpk, s->dpv, lddq, s->ld_p,
+                                     dout + (size_t)b * rows * HD, out + (size_t)b * rows * HD,
+                                     lse + (size_t)b * s->H * rows, &a);
+    }
+    free(kpos);
+}
+
 void attention_forward_cpu(float *out, float *lse, const float *qkv, const struct attn_shape *s) {
     int32_t *pos;
     struct attn_block a = whole_block(qkv, s, &pos);
     attention_block_forward_cpu(out, lse, &a, 0);
+    attention_prefix_forward_cpu(out, lse, qkv, pos, s);
     free(pos);
 }
 
@@ -417,6 +476,7 @@ void attention_backward_cpu(float *dqkv, const float *dout, const float *out, co
         memset(dqkv + r * s->ld_qkv, 0, sizeof(float) * (HD + 2 * KD));
     attention_block_backward_cpu(dqkv, dqkv + HD, dqkv + HD + KD, s->ld_qkv, s->ld_qkv, dout, out,
                                  lse, &a);
+    attention_prefix_backward_cpu(dqkv, s->ld_qkv, dout, out, lse, qkv, pos, s);
     free(pos);
 }
 

@@ -27,6 +27,13 @@ struct attn_shape {
     const int32_t *qsel, *qsel_off;
     const int32_t *seg; /* (B, T) segment ids of packed examples (non-decreasing per row), or
                            NULL: one sequence per row; see attention.h */
+    /* optional persistent prefix (Titans persistent memory, docs/titans.md): np key/value rows
+     * pk, pv (row stride ld_p; Hkv heads of hd, keys already rotated) that every query sees,
+     * outside any sparsity pattern or segment; the backward accumulates their gradients into
+     * dpk, dpv (same layout) */
+    int np, ld_p;
+    const float *pk, *pv;
+    float *dpk, *dpv;
 };
 
 struct attn_block;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/cli_memory.sh -- Titans memory layers through the binary (docs/titans.md): a model with a
-# MAL layer followed by a MAG layer over S2 sliding-window attention, and a memory-only layer,
+# MAL layer followed by a MAG layer over S2 sliding-window attention (with 4 persistent tokens
+# every window sees), and a memory-only layer,
 # trains; data x heads x context grids of 2 and 4 ranks give the losses and gradient norms of
 # one rank (heads 2: the two memory heads are split over the head ranks; heads 4: replicated;
 # context: the memory state is handed along the zig-zag chunks);
@@ -23,6 +24,8 @@ expect_exit 0 "MAL + MAG (S2 sliding window), one rank" "$HW" train $(base) "$ME
 metric_lines "$T/one/metrics.jsonl" >"$T/m1"
 ok "  checkpoint holds the memory tensors" sh -c "'$HW' ckpt verify '$T/one/ckpt_00000004.h5' |
     grep -q 'blocks.1.mem.w0'"
+ok "  and the MAG layer's persistent tokens" sh -c "'$HW' ckpt verify \
+    '$T/one/ckpt_00000004.h5' | grep -q 'blocks.1.mem.persistent'"
 expect_exit 0 "the same model without memory" "$HW" train $(base) "$SWA" run.dir="$T/none"
 metric_lines "$T/none/metrics.jsonl" >"$T/m0"
 ok "  the memory changes the losses" sh -c "! cmp -s '$T/m1' '$T/m0'"

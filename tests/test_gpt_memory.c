@@ -5,7 +5,8 @@
  * fails), KV decoding with test-time memorisation against the parallel forward (one and two
  * sequences, a trailing incomplete chunk), bitwise determinism, and the NaN report. MAC layers
  * (memory as context: segments, persistent tokens, read/attend/store) go through the same
- * gradient and decoding checks, with trailing partial segments. */
+ * gradient and decoding checks, with trailing partial segments, and so do MAG layers with
+ * persistent tokens over dense and S2 sliding-window attention. */
 #include "../core/rng.h"
 #include "../model/gpt.h"
 #include "../model/gpt_memory.h"
@@ -17,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* persistent tokens of MAG layers; S2 sliding-window attention on every layer */
+static int g_np, g_s2;
 
 /* kinds: per layer memory kind; conv: memory conv width */
 static void make_model(struct gpt *m, const unsigned char *kinds, int L, int conv, double clamp) {
@@ -37,7 +41,12 @@ static void make_model(struct gpt *m, const unsigned char *kinds, int L, int con
         gc.mem[l] = kinds[l];
         if (kinds[l] == GPT_MEM_MAC) /* segments of 4 (a multiple of b), 2 persistent tokens */
             gc.mem_seg = 4, gc.mem_np = 2;
+        gc.s2[l] = (unsigned char)(g_s2 && kinds[l] != GPT_MEM_MAC);
     }
+    if (g_np)
+        gc.mem_np = g_np;
+    /* block 4, window of 2 blocks, no far blocks: the persistent rows are all it sees beyond */
+    gc.s2_block = 4, gc.s2_local = 2, gc.s2_vert = 1 << 20, gc.s2_offset = 1;
     titans_cfg_default(&gc.mem_cfg, gc.C, 2, 8);
     gc.mem_cfg.depth = 2;
     gc.mem_cfg.hidden = 8;
@@ -262,6 +271,15 @@ int main(void) {
     test_decode(all, 3, 3);
     test_decode(mac, 3, 3);
     test_decode(mac1, 2, 0);
+    /* persistent tokens on MAG layers, dense and over S2 sliding windows (decoding keeps them
+     * pinned in front of the cache) */
+    g_np = 3;
+    test_gradient(mag, 2, 0, 0.0);
+    test_decode(all, 3, 2);
+    g_s2 = 1;
+    test_gradient(mag, 2, 2, 0.0);
+    test_decode(all, 3, 0);
+    test_decode(mac, 3, 3);
     test_nan_report();
     return check_report("test_gpt_memory");
 }
