@@ -144,7 +144,7 @@ static const struct key keys[] = {
     K_INT(model.memory.segment, 64, 1, 1048576,
           "mac: segment length C (attention is causal inside a segment; a multiple of ttt_batch)"),
     K_INT(model.memory.persistent, 4, 0, 4096,
-          "mac: learned persistent tokens N_p that every segment's attention sees"),
+          "persistent tokens N_p of mac and mag layers, seen by every query of their attention"),
     K_DBL(model.memory.max_lr, 0.1, 0.0, 1, 1e3, 0, "inner learning rate theta = max_lr * sigmoid"),
     K_DBL(model.memory.max_grad_norm, 0.0, 0.0, 0, 1e9, 0,
           "soft-clamp of each surprise tensor's norm; 0 = off"),
