@@ -149,10 +149,12 @@ static void build_table(struct gpt *m) {
         add_param(m, &cap, nm, r, cols, shard, decay, s);                                          \
     } while (0)
         P("attn_norm.weight", c->C, 0, -1, 0, 0.0f);
-        P("attn.wq", (int64_t)c->H * c->hd, c->C, 0, 1, std);
-        P("attn.wk", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
-        P("attn.wv", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
-        P("attn.wo", c->C, (int64_t)c->H * c->hd, 1, 1, std_out);
+        if (c->mem[l] != GPT_MEM_ONLY) { /* a memory-only layer has no attention */
+            P("attn.wq", (int64_t)c->H * c->hd, c->C, 0, 1, std);
+            P("attn.wk", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
+            P("attn.wv", (int64_t)c->Hkv * c->hd, c->C, 0, 1, std);
+            P("attn.wo", c->C, (int64_t)c->H * c->hd, 1, 1, std_out);
+        }
         if (c->moh[l]) {
             if (moh_nr(&m->moh) && !m->moh.qnorm)
                 P("attn.moh_wr", moh_nr(&m->moh), c->C, -1, 1, std);
@@ -196,9 +198,12 @@ static void carve(struct gpt *m, struct gpt_weights *w, float *base) {
     for (int l = 0; l < c->L; l++) {
         struct gpt_layer *y = &w->layers[l];
         y->attn_norm = base + m->params[i++].offset;
-        y->wqkv = base + m->params[i].offset;
-        i += 3;
-        y->wo = base + m->params[i++].offset;
+        y->wqkv = y->wo = NULL;
+        if (c->mem[l] != GPT_MEM_ONLY) {
+            y->wqkv = base + m->params[i].offset;
+            i += 3;
+            y->wo = base + m->params[i++].offset;
+        }
         y->moh_wr = y->moh_ws = y->moh_wh = NULL;
         if (c->moh[l]) {
             if (moh_nr(&m->moh) && !m->moh.qnorm)

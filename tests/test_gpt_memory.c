@@ -104,6 +104,20 @@ static void test_table(void) {
     gpt_config_signature(&m.c, sig, sizeof(sig));
     CHECK(strstr(sig, " mem=120/H2/D8/L2/h8/c2/b4/k3") != NULL);
     gpt_free(&m);
+    /* a memory-only layer has no attention tensors; MAC and MAG layers hold persistent tokens */
+    const unsigned char k2[3] = {GPT_MEM_ONLY, GPT_MEM_MAC, GPT_MEM_MAG};
+    make_model(&m, k2, 3, 0, 0.0);
+    CHECK(gpt_find_param(&m, "blocks.0.attn.wq") == NULL && m.w.layers[0].wqkv == NULL);
+    CHECK(gpt_find_param(&m, "blocks.0.attn.wo") == NULL && m.w.layers[0].wo == NULL);
+    CHECK(gpt_find_param(&m, "blocks.1.attn.wq") != NULL);
+    CHECK(gpt_find_param(&m, "blocks.0.mem.persistent") == NULL);
+    const struct gpt_param *p1 = gpt_find_param(&m, "blocks.1.mem.persistent");
+    const struct gpt_param *p2 = gpt_find_param(&m, "blocks.2.mem.persistent");
+    CHECK(p1 && p2 && p1->gshape[0] == 2 && p1->gshape[1] == 16 && p1->decay == 0);
+    CHECK(m.w.layers[2].mem_persist == m.param_mem + p2->offset);
+    gpt_config_signature(&m.c, sig, sizeof(sig));
+    CHECK_MSG(strstr(sig, " mem=342/") && strstr(sig, "/seg4/np2"), "%s", sig);
+    gpt_free(&m);
 }
 
 /* Central differences of the float model along a random direction per tensor. */
