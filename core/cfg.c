@@ -337,6 +337,8 @@ static const char *const rules_doc[] = {
     "`ttt_batch` (0: the TTT batch is the segment), at least `conv - 1`, and "
     "`persistent + segment <= model.max_seq`; with `dist.context` > 1 the zig-zag chunk is a "
     "multiple of `segment`.",
+    "`train.task: sft` with memory layers needs `sft.pack: false` (the memory would run from one "
+    "packed conversation into the next).",
     "`model.embedding: twin_proj` needs `model.family: rec`.",
     "`rec.top_k` <= `rec.max_len`.",
     "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
@@ -1519,6 +1521,15 @@ static int validate(const struct loader *L, char *err) {
                  "1, not %d",
                  g->context);
         return rule_error(L, "dist.context", "train.task", a, a, err);
+    }
+    int any_mem = 0;
+    for (int l = 0; l < L->cfg.model.n_layers; l++)
+        any_mem |= cfg_layer_memory(&L->cfg.model, l) != 0;
+    if (!strcmp(t->task, "sft") && L->cfg.sft.pack && any_mem) {
+        snprintf(a, sizeof(a),
+                 "the Titans memory runs along the whole row and would carry one packed "
+                 "conversation into the next; set sft.pack: false");
+        return rule_error(L, "sft.pack", "model.memory.layers", a, a, err);
     }
     if (!strcmp(t->task, "sft") && !L->cfg.sft.train[0]) {
         snprintf(a, sizeof(a), "train.task sft needs sft.train (a JSONL of conversations)");

@@ -112,6 +112,9 @@ err_has "expected none, mal, mag, mac or memory"
 expect_exit 2 "MAC segment not whole TTT batches" "$HW" train $(base) \
     "model.memory={layers: [mac], chunk: 4, ttt_batch: 16, segment: 24}"
 err_has "mac segment 24 is not a multiple of ttt_batch 16"
+expect_exit 2 "memory layers with packed SFT conversations" "$HW" train $(base) "$MEM" \
+    train.task=sft
+err_has "would carry one packed conversation into the next; set sft.pack: false"
 expect_exit 2 "MAC layer with MoH attention" "$HW" train $(base) "model.memory.layers=[mac]" \
     model.attention.kind=moh
 err_has "is mac (its attention is the segment attention) and moh"
