@@ -5,7 +5,7 @@
  * with n1 the block's attention-norm rows and (W, S) the memory state after segments < s:
  *   h   = M*_W(n1)                      retrieval only (titans_read): every row reads W
  *   y   = Wo attn(q = x rows; keys/values = [P | h | x rows])    P the persistent tokens
- *   u   = M(y), (W, S) <- store of y    titans_forward chained from (W, S)
+ *   u   = M(RMSNorm(y)), (W, S) <- store of RMSNorm(y)   titans_forward chained from (W, S)
  *   branch = y * sigmoid(u)
  * The attention is causal by position inside the segment: query i sees every persistent token,
  * h_j and x_j for j <= i. (The paper's Fig. 3a shows all of h visible; h_j depends on token j's
@@ -132,6 +132,7 @@ static void mac_piece_forward(struct gpt *m, int l, int b, int p, const float *i
     const size_t K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
     const float *n1 = a->n1;
     float *h = s->h + j * NC, *y = s->y + j * NC, *u = s->u + j * NC;
+    float *yn = s->nrm + j * NC, *rstd = s->rstd + j * NC / C; /* the store's normed input */
     float *W = s->W, *S = s->S, *Wn = s->Wo, *Sn = s->So;
     const float *hn1 = NULL, *hy = NULL;
     if (in) {
@@ -160,8 +161,9 @@ static void mac_piece_forward(struct gpt *m, int l, int b, int p, const float *i
         o->attention_block_forward(att, lse, &b2, 1);
         o->matmul_forward(y + row * C, att, w->wo, n, HD, C, 0.0f);
         gpt_memory_attn_hp_sum(m, y + row * C, (size_t)n * C);
-        titans_forward_f(mac_tape(s, j, b, g, 1), par, W, S, k ? y + (row - K1) * C : hy,
-                         y + row * C, n, u + row * C, Wn, Sn);
+        o->rmsnorm_forward(yn + row * C, rstd + row, y + row * C, w->mem_norm, n, C, c->eps);
+        titans_forward_f(mac_tape(s, j, b, g, 1), par, W, S, k ? yn + (row - K1) * C : hy,
+                         yn + row * C, n, u + row * C, Wn, Sn);
         gpt_memory_hp_sum(m, u + row * C, (size_t)n * C);
         float *t = W;
         W = Wn, Wn = t;
@@ -172,7 +174,7 @@ static void mac_piece_forward(struct gpt *m, int l, int b, int p, const float *i
     if ((size_t)Tp >= K1) { /* the conv histories of the next piece */
         const size_t last = (size_t)b * s->T + (size_t)p * Tp + (size_t)Tp - K1;
         memcpy(out + 2 * HP, n1 + last * C, sizeof(float) * K1 * C);
-        memcpy(out + 2 * HP + K1 * C, y + last * C, sizeof(float) * K1 * C);
+        memcpy(out + 2 * HP + K1 * C, yn + last * C, sizeof(float) * K1 * C);
     }
 }
 
@@ -213,9 +215,9 @@ static void mac_piece_backward(struct gpt *m, int l, int b, int p, const float *
             mac_tape(s, j, b, gi, 1), par, s->du + row * C, aW, aS, dpar, s->dym + row * C,
             k ? s->dym + (row - K1) * C : (dout ? dout + 2 * HP + K1 * C : NULL), dW, dS);
         gpt_memory_hp_sum(m, s->dym + row * C, (size_t)n * C);
-        float *dy = s->dy + row * C;
-        for (size_t i = 0; i < (size_t)n * C; i++)
-            dy[i] += s->dym[row * C + i];
+        float *dy = s->dy + row * C; /* += the store norm's backward */
+        o->rmsnorm_backward(dy, g->mem_norm, s->dym + row * C, s->y + j * NC + row * C,
+                            w->mem_norm, s->rstd + j * NC / C + row, n, C);
         /* y = Wo att; the attention over [P | h] and the x rows */
         float *datt = m->datt + row * HD;
         const float *att = a->att + row * HD, *lse = a->lse + row * m->Hl;

@@ -111,9 +111,10 @@ static int module_tensor(const struct gpt_config *gc, int j) {
     return -1;
 }
 
-/* Tensors before the module's: MAL's input norm, MAC's persistent tokens. */
+/* Tensors before the module's: the memory input norm (MAL; MAC: of the store), then the
+ * persistent tokens (MAC, MAG). */
 static int front_tensors(const struct gpt_config *gc, int l) {
-    return gc->mem[l] == GPT_MEM_MAL ||
+    return (gc->mem[l] == GPT_MEM_MAL || gc->mem[l] == GPT_MEM_MAC) +
            ((gc->mem[l] == GPT_MEM_MAC || gc->mem[l] == GPT_MEM_MAG) && gc->mem_np > 0);
 }
 
@@ -136,7 +137,7 @@ void gpt_memory_tensor(const struct gpt_config *gc, int l, int j, int hp, const 
     const int64_t C = gc->C, H = c->H, HD = (int64_t)c->H * c->D;
     *std = 0.02f; /* overwritten by gpt_memory_init_weights */
     *shard = -1;
-    if (gc->mem[l] == GPT_MEM_MAL && j-- == 0) {
+    if ((gc->mem[l] == GPT_MEM_MAL || gc->mem[l] == GPT_MEM_MAC) && j-- == 0) {
         *name = "mem_norm.weight";
         *rows = C, *cols = 0, *decay = 0, *std = 0.0f;
         return;
@@ -188,7 +189,7 @@ void gpt_memory_carve(const struct gpt_config *gc, int l, struct gpt_layer *y, f
     y->mem_norm = y->mem_persist = y->mem = NULL;
     if (!gc->mem[l])
         return;
-    if (gc->mem[l] == GPT_MEM_MAL) {
+    if (gc->mem[l] == GPT_MEM_MAL || gc->mem[l] == GPT_MEM_MAC) {
         y->mem_norm = first;
         first += gc->C;
     }
@@ -704,9 +705,11 @@ void gpt_memory_decode_attn(struct gpt *m, struct gpt_memory_kv *k, int l, int n
         return;
     for (int i = 0; i < nb; i++) {
         float *bi = br + (size_t)i * C;
-        /* MAC stores the attention output y and gates it with M(y) */
+        /* MAC stores the normed attention output y and gates y with M(norm(y)) */
+        if (kind == GPT_MEM_MAC)
+            m->ops->rmsnorm_forward(k->nrm, &k->rstd, bi, m->w.layers[l].mem_norm, 1, C, m->c.eps);
         titans_dec_step_f(&k->dec[(size_t)k->slot[l] * k->B + rows[i]], k->par[k->slot[l]],
-                          kind == GPT_MEM_MAC ? bi : n1 + (size_t)i * C, k->u);
+                          kind == GPT_MEM_MAC ? k->nrm : n1 + (size_t)i * C, k->u);
         for (int c = 0; c < C; c++)
             bi[c] = kind == GPT_MEM_ONLY ? k->u[c] : bi[c] * sigm(k->u[c]);
     }
