@@ -10,7 +10,8 @@
  * "solo" times this rank's titans_forward_f/backward_f calls with no communication (all ranks at
  * once). Model: (R-1)/(M+R-1) pipelined, (R-1)/R blocking and sequential. Rank 0 prints
  * markdown rows (HW_CP_VERBOSE=1: per-rank lines too) and the bytes per hand-off message.
- * Usage: titans_cp_pipeline [N] [reps] [M...] (default 128 3 1 2 4 8). */
+ * Usage: titans_cp_pipeline [N] [reps] [M...] (default 128 5 1 2 4 8). */
+#include "../core/check.h"
 #include "../dist/dist.h"
 #include "../dist/titans_cp.h"
 
@@ -66,31 +67,51 @@ static void work_(struct bench *B, enum mode mo, int M) {
     }
 }
 
-/* Times reps runs (after one warm-up); per run on this rank: v[0] = wall until this rank is
- * done, v[1] = wait (exchange seconds), v[2] = sent bytes, v[3] = step wall (until a barrier
- * after the work: in training the step's gradient all-reduce waits for the slowest rank). */
+/* Times reps runs (after one warm-up) and keeps the one whose step wall (the slowest rank's) is
+ * least, the same run on every rank: the least disturbed by other load. On this rank:
+ * v[0] = wall until this rank is done, v[1] = wait (exchange seconds), v[2] = sent bytes,
+ * v[3] = step wall (until a barrier after the run: in training the step's gradient all-reduce
+ * waits for the slowest rank). */
+static double *gather_(struct bench *B, const double *v, int k);
+
 static void time_(struct bench *B, enum mode mo, int M, double v[4]) {
+    double *run = calloc((size_t)4 * B->reps, sizeof(double));
+    HW_ASSERT(run);
     work_(B, mo, M);
-    v[0] = v[1] = v[2] = v[3] = 0;
     for (int k = 0; k < B->reps; k++) {
+        double *x = run + 4 * k;
         dist_barrier(B->d);
         dist_stats_reset(B->d);
         double t0 = now_();
         work_(B, mo, M);
-        v[0] += now_() - t0;
-        v[1] += B->d->stats.seconds[DIST_KIND_CP_RING];
-        v[2] += B->d->stats.bytes[DIST_KIND_CP_RING];
+        x[0] = now_() - t0;
+        x[1] = B->d->stats.seconds[DIST_KIND_CP_RING];
+        x[2] = B->d->stats.bytes[DIST_KIND_CP_RING];
         dist_barrier(B->d);
-        v[3] += now_() - t0;
+        x[3] = now_() - t0;
     }
-    for (int i = 0; i < 4; i++)
-        v[i] /= B->reps;
+    double *st = malloc(sizeof(double) * B->reps);
+    HW_ASSERT(st);
+    for (int k = 0; k < B->reps; k++)
+        st[k] = run[4 * k + 3];
+    double *all = gather_(B, st, B->reps), best = 1e30;
+    int kb = 0;
+    for (int k = 0; k < B->reps; k++) {
+        double w = 0;
+        for (int r = 0; r < B->d->cp; r++)
+            w = all[r * B->reps + k] > w ? all[r * B->reps + k] : w;
+        if (w < best)
+            best = w, kb = k;
+    }
+    memcpy(v, run + 4 * kb, sizeof(double) * 4);
+    free(run), free(st), free(all);
 }
 
 /* Every rank's k values, gathered on every rank by a sum of zero-padded arrays. */
 static double *gather_(struct bench *B, const double *v, int k) {
     int R = B->d->cp;
     double *all = calloc((size_t)R * k, sizeof(double));
+    HW_ASSERT(all);
     memcpy(all + (size_t)B->d->cp_rank * k, v, sizeof(double) * k);
     dist_allreduce_group_doubles(B->d, DIST_CP, all, R * k);
     return all;
@@ -114,7 +135,8 @@ static void row_(struct bench *B, enum mode mo, int M, double *bytes_sum, long *
                 printf("; last forward %.1f, its wait %.1f", 1e3 * x[5], 1e3 * x[6]);
             printf("\n");
         }
-    double wall = 0, busy = 0, solo = 0, i[3][2] = {{0}}; /* step, own end, solo: max, mean */
+    double wall = 0, busy = 0, solo = 0; /* i: step, own end, solo; each max, mean */
+    double i[3][2] = {{-1e30, 0}, {-1e30, 0}, {-1e30, 0}};
     for (int r = 0; r < R; r++) {
         double *x = a + 7 * r, w = x[3], bz = x[0] - x[1];
         double id[3] = {1 - bz / w, 1 - bz / x[0], 1 - x[4] / w};
@@ -144,7 +166,7 @@ int main(int argc, char **argv) {
     dist_grid_init(&d, 1, d.world, 1, 0);
     struct bench B = {.d = &d};
     B.N = argc > 1 ? atoi(argv[1]) : 128;
-    B.reps = argc > 2 ? atoi(argv[2]) : 3;
+    B.reps = argc > 2 ? atoi(argv[2]) : 5;
     int Ms[16] = {1, 2, 4, 8}, nM = 4, Mmax = 0;
     if (argc > 3) {
         nM = 0;
@@ -187,7 +209,7 @@ int main(int argc, char **argv) {
     double formula = 4.0 * (2.0 * cf->H * B.lo.P + (cf->conv - 1.0) * cf->d);
     if (d.rank == 0) {
         printf("titans cp pipeline: R %d, slice N %d tokens, d %d, H %d, D %d, depth %d, hidden "
-               "%d, c %d, b %d, conv %d, P %zu, %d reps\n",
+               "%d, c %d, b %d, conv %d, P %zu; each row: the fastest of %d runs\n",
                d.cp, B.N, cf->d, cf->H, cf->D, cf->depth, cf->hidden, cf->c, cf->b, cf->conv,
                B.lo.P, B.reps);
         printf("| R | M | mode | step wall ms | busy ms | solo ms | idle max / mean | model idle "

@@ -2,7 +2,7 @@
 # bench/titans_cp_pipeline.sh -- builds bench/titans_cp_pipeline.c and prints one markdown table
 # of the Titans context-parallel chain's idle time, blocking vs pipelined, at np 2 (one core a
 # rank on a 2-core machine) and np 4 (oversubscribed). Usage, from the repository root:
-#   sh bench/titans_cp_pipeline.sh [N] [reps] [M...]      (default 128 3 1 2 4 8)
+#   sh bench/titans_cp_pipeline.sh [N] [reps] [M...]      (default 128 5 1 2 4 8)
 # Env: BUILD (default build), NPS (default "2 4"), REPEATS (whole runs per np, default 1).
 set -e
 BUILD=${BUILD:-build}
@@ -26,15 +26,16 @@ for np in $NPS; do
     fi
     i=1
     while [ $i -le "$REPEATS" ]; do
+        load=$(cut -d' ' -f1 /proc/loadavg) # 1-minute load average when the run starts
         $MPIRUN -np "$np" "$BIN" "$@" >"$out"
         if [ $first = 1 ]; then
             grep '^titans cp pipeline' "$out" | sed 's/R [0-9]*, //'
             grep '^bytes per hand-off' "$out"
-            grep '^| R \|^|---' "$out" | sed 's/^| R | M | mode |/| R | M | mode | run |/;
-                s/^|---|/|---|---|/'
+            grep '^| R \|^|---' "$out" | sed 's/^| R | M | mode |/| R | M | mode | run | load |/;
+                s/^|---|/|---|---|---|/'
             first=0
         fi
-        grep '^| [0-9]' "$out" | sed "s/^\(| [0-9]* | [0-9]* | [a-z]* |\)/\1 $i |/"
+        grep '^| [0-9]' "$out" | sed "s/^\(| [0-9]* | [0-9]* | [a-z]* |\)/\1 $i | $load |/"
         i=$((i + 1))
     done
 done
