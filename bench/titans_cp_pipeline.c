@@ -10,8 +10,11 @@
  * "solo" times this rank's titans_forward_f/backward_f calls with no communication (all ranks at
  * once). Model: (R-1)/(M+R-1) pipelined, (R-1)/R blocking and sequential. Rank 0 prints
  * markdown rows (HW_CP_VERBOSE=1: per-rank lines too) and the bytes per hand-off message.
+ * "other CPU" is the share of all cores that processes other than the ranks used during a row
+ * (/proc/stat busy time minus the ranks' CPU time): the row's noise from other load.
  * Usage: titans_cp_pipeline [N] [reps] [M...] (default 128 5 1 2 4 8). */
 #include "../core/check.h"
+#define _POSIX_C_SOURCE 200809L
 #include "../dist/dist.h"
 #include "../dist/titans_cp.h"
 
@@ -19,11 +22,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* This process's CPU seconds. */
+static double cpu_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Busy CPU seconds of the whole machine so far (all cores; /proc/stat), or 0 if unreadable. */
+static double machine_busy_(void) {
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 8)
+        return 0;
+    /* user nice system [idle iowait] irq softirq steal */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
 struct bench {
@@ -119,15 +145,23 @@ static double *gather_(struct bench *B, const double *v, int k) {
 
 static void row_(struct bench *B, enum mode mo, int M, double *bytes_sum, long *msgs) {
     int R = B->d->cp;
-    double v[7], s[4];
+    double v[8], s[4];
+    dist_barrier(B->d);
+    double m0 = machine_busy_(), c0 = cpu_(), t0 = now_();
     time_(B, mo, M, v);
     v[5] = B->tf, v[6] = B->wf;
     time_(B, SOLO, M, s);
     v[4] = s[0];
-    double *a = gather_(B, v, 7);
+    v[7] = cpu_() - c0;
+    dist_barrier(B->d);
+    double m1 = machine_busy_(), t1 = now_();
+    double *a = gather_(B, v, 8), ours = 0;
+    for (int r = 0; r < R; r++)
+        ours += a[8 * r + 7];
+    double other = (m1 - m0 - ours) / ((t1 - t0) * (double)sysconf(_SC_NPROCESSORS_ONLN));
     if (getenv("HW_CP_VERBOSE") && B->d->rank == 0)
         for (int r = 0; r < R; r++) {
-            double *x = a + 7 * r;
+            double *x = a + 8 * r;
             printf("  rank %d M %d %s: own wall %.1f ms, wait %.1f, step wall %.1f, solo %.1f", r,
                    M, mo == PIPELINED ? "pipelined" : "sequential", 1e3 * x[0], 1e3 * x[1],
                    1e3 * x[3], 1e3 * x[4]);
@@ -138,7 +172,7 @@ static void row_(struct bench *B, enum mode mo, int M, double *bytes_sum, long *
     double wall = 0, busy = 0, solo = 0; /* i: step, own end, solo; each max, mean */
     double i[3][2] = {{-1e30, 0}, {-1e30, 0}, {-1e30, 0}};
     for (int r = 0; r < R; r++) {
-        double *x = a + 7 * r, w = x[3], bz = x[0] - x[1];
+        double *x = a + 8 * r, w = x[3], bz = x[0] - x[1];
         double id[3] = {1 - bz / w, 1 - bz / x[0], 1 - x[4] / w};
         wall += w / R;
         busy += bz / R;
@@ -154,9 +188,9 @@ static void row_(struct bench *B, enum mode mo, int M, double *bytes_sum, long *
     const char *name = mo == SEQUENTIAL ? "sequential" : M == 1 ? "blocking" : "pipelined";
     if (B->d->rank == 0)
         printf("| %d | %d | %s | %.1f | %.1f | %.1f | %.3f / %.3f | %.3f | %.3f / %.3f | %.3f / "
-               "%.3f |\n",
+               "%.3f | %.0f%% |\n",
                R, M, name, 1e3 * wall, 1e3 * busy, 1e3 * solo, i[0][0], i[0][1], model, i[1][0],
-               i[1][1], i[2][0], i[2][1]);
+               i[1][1], i[2][0], i[2][1], 100 * (other > 0 ? other : 0));
     free(a);
 }
 
@@ -213,8 +247,8 @@ int main(int argc, char **argv) {
                d.cp, B.N, cf->d, cf->H, cf->D, cf->depth, cf->hidden, cf->c, cf->b, cf->conv,
                B.lo.P, B.reps);
         printf("| R | M | mode | step wall ms | busy ms | solo ms | idle max / mean | model idle "
-               "| idle to own end max / mean | idle (solo busy) max / mean |\n"
-               "|---|---|---|---|---|---|---|---|---|---|\n");
+               "| idle to own end max / mean | idle (solo busy) max / mean | other CPU |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|\n");
     }
     double bytes_sum = 0;
     long msgs = 0;

@@ -26,16 +26,15 @@ for np in $NPS; do
     fi
     i=1
     while [ $i -le "$REPEATS" ]; do
-        load=$(cut -d' ' -f1 /proc/loadavg) # 1-minute load average when the run starts
         $MPIRUN -np "$np" "$BIN" "$@" >"$out"
         if [ $first = 1 ]; then
             grep '^titans cp pipeline' "$out" | sed 's/R [0-9]*, //'
             grep '^bytes per hand-off' "$out"
-            grep '^| R \|^|---' "$out" | sed 's/^| R | M | mode |/| R | M | mode | run | load |/;
-                s/^|---|/|---|---|---|/'
+            grep '^| R \|^|---' "$out" | sed 's/^| R | M | mode |/| R | M | mode | run |/;
+                s/^|---|/|---|---|/'
             first=0
         fi
-        grep '^| [0-9]' "$out" | sed "s/^\(| [0-9]* | [0-9]* | [a-z]* |\)/\1 $i | $load |/"
+        grep '^| [0-9]' "$out" | sed "s/^\(| [0-9]* | [0-9]* | [a-z]* |\)/\1 $i |/"
         i=$((i + 1))
     done
 done
