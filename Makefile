@@ -120,6 +120,11 @@ $(BUILD)/bench/titans_bench: bench/titans_bench.c $(LIBHW)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
 
+# Titans context-parallel chain, idle time blocking vs pipelined (MPI): bench/titans_cp_pipeline.sh
+$(BUILD)/bench/titans_cp_pipeline: bench/titans_cp_pipeline.c $(LIBHW)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
+
 # Titans associative-recall experiment (MAG/MAL vs sliding window only): docs/titans.md
 $(BUILD)/bench/titans_recall: bench/titans_recall.c $(LIBHW)
 	@mkdir -p $(dir $@)
