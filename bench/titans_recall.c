@@ -73,7 +73,7 @@ static void gen(uint64_t seed, uint64_t n, int T, int32_t *tok, int32_t *tgt) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: titans_recall none|mag|mal|mac|mem STEPS [seed]\n");
+        fprintf(stderr, "usage: titans_recall none|mag|magp|mal|mac|mem STEPS [seed]\n");
         return 2;
     }
     const char *var = argv[1];
@@ -99,9 +99,10 @@ int main(int argc, char **argv) {
     /* offset 1: no far block is ever visible, not even block 0 (with offset 0 it would be an
      * attention sink that holds the first pairs) */
     gc.s2_block = block, gc.s2_local = local, gc.s2_vert = 1 << 20, gc.s2_offset = 1;
-    if (!strcmp(var, "mag"))
+    if (!strcmp(var, "mag") || !strcmp(var, "magp")) {
         gc.mem[0] = gc.mem[1] = GPT_MEM_MAG;
-    else if (!strcmp(var, "mal"))
+        gc.mem_np = var[3] == 'p' ? 4 : 0; /* magp: + 4 persistent tokens every window sees */
+    } else if (!strcmp(var, "mal"))
         gc.mem[0] = gc.mem[1] = GPT_MEM_MAL;
     else if (!strcmp(var, "mac")) {
         gc.mem[0] = gc.mem[1] = GPT_MEM_MAC;

@@ -12,7 +12,8 @@
  * input, so a full h block would leak the segment's future.) RoPE positions restart per
  * segment: persistent row p at p, h_j and x_j at N_p + j, so every segment is handled alike.
  * u_i reads the memory after the store of the chunks up to i (the module's causal right shift),
- * not after the whole segment, for the same reason.
+ * not after the whole segment, for the same reason. The store reads RMSNorm(y) (weight
+ * blocks.L.mem_norm), as the module expects a normed input; y itself is gated.
  * The K/V of the x rows are computed for the whole sequence at once; the rest runs segment by
  * segment (the state of s+1 needs the attention of s), per sequence, in the chain of
  * gpt_memory_chain_* (context ranks hand over (W, S) and the conv histories of n1 and y). */
