@@ -106,6 +106,10 @@ expect_exit 0 "sample from the MAC checkpoint" "$HW" sample "$T/mac" --prompt "a
 expect_exit 0 "eval perplexity of the MAC checkpoint" "$HW" eval --ckpt "$T/mac" \
     --tasks perplexity --perplexity-data "$D/val.h5" --output "$T/evm" --limit 8
 
+# the shipped Titans config is valid, also under context 4
+expect_exit 0 "configs/titans-shakespeare.yaml is valid" "$HW" config show \
+    configs/titans-shakespeare.yaml dist.context=4
+
 # config errors
 expect_exit 2 "unknown memory kind" "$HW" train $(base) "model.memory.layers=[mal, mac2]"
 err_has "expected none, mal, mag, mac or memory"
