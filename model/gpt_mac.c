@@ -217,8 +217,8 @@ static void mac_piece_backward(struct gpt *m, int l, int b, int p, const float *
             k ? s->dym + (row - K1) * C : (dout ? dout + 2 * HP + K1 * C : NULL), dW, dS);
         gpt_memory_hp_sum(m, s->dym + row * C, (size_t)n * C);
         float *dy = s->dy + row * C; /* += the store norm's backward */
-        o->rmsnorm_backward(dy, g->mem_norm, s->dym + row * C, s->y + j * NC + row * C,
-                            w->mem_norm, s->rstd + j * NC / C + row, n, C);
+        o->rmsnorm_backward(dy, g->mem_norm, s->dym + row * C, s->y + j * NC + row * C, w->mem_norm,
+                            s->rstd + j * NC / C + row, n, C);
         /* y = Wo att; the attention over [P | h] and the x rows */
         float *datt = m->datt + row * HD;
         const float *att = a->att + row * HD, *lse = a->lse + row * m->Hl;
