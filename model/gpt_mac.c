@@ -31,14 +31,6 @@ static int qkv_w(const struct gpt *m) {
     return (m->Hl + 2 * m->Hkvl) * m->c.hd;
 }
 
-static float *fl(size_t n) {
-    return HW_CALLOC(n ? n : 1, sizeof(float));
-}
-
-static float sigm(float z) {
-    return 1.0f / (1.0f + expf(-z));
-}
-
 static struct titans_tape_f *mac_tape(struct gpt_memory *s, int j, int b, int g, int which) {
     return &s->mtape[(((size_t)j * s->B + b) * s->nseg + g) * 2 + which];
 }
@@ -56,20 +48,20 @@ void gpt_mac_alloc(struct gpt *m) {
             if (titans_tape_init_f(&s->mtape[(size_t)s->slot[l] * s->B * s->nseg * 2 + i], &tc, Cs))
                 HW_DIE("model.memory: %s", titans_cfg_error(&tc));
     const size_t NC = (size_t)s->B * s->T * C;
-    s->h = fl((size_t)s->n * NC);
-    s->kv1 = fl((size_t)s->n * s->B * s->nseg * (size_t)(Np + Cs) * D);
-    s->pqkv = fl((size_t)Np * D);
+    s->h = mem_floats((size_t)s->n * NC);
+    s->kv1 = mem_floats((size_t)s->n * s->B * s->nseg * (size_t)(Np + Cs) * D);
+    s->pqkv = mem_floats((size_t)Np * D);
     s->spos = HW_CALLOC((size_t)Cs, sizeof(int32_t));
     s->mpos = HW_CALLOC((size_t)s->T, sizeof(int32_t));
     for (int i = 0; i < Cs; i++)
         s->spos[i] = Np + i;
-    s->dym = fl(NC);
-    s->dh = fl((size_t)(Np > Cs ? Np : Cs) * C);
-    s->dkv1 = fl((size_t)(Np + Cs) * D);
+    s->dym = mem_floats(NC);
+    s->dh = mem_floats((size_t)(Np > Cs ? Np : Cs) * C);
+    s->dkv1 = mem_floats((size_t)(Np + Cs) * D);
     struct titans_layout lo;
     titans_layout(&tc, &lo);
     for (int i = 0; i < 5; i++)
-        s->dW[i] = fl((size_t)tc.H * lo.P);
+        s->dW[i] = mem_floats((size_t)tc.H * lo.P);
 }
 
 void gpt_mac_free(struct gpt_memory *s) {
@@ -274,7 +266,7 @@ void gpt_mac_forward(struct gpt *m, int l, const float *n1, float *dn) {
     gpt_memory_chain_forward(m, l, mac_piece_forward);
     const float *y = s->y + j * NC, *u = s->u + j * NC;
     for (size_t i = 0; i < NC; i++)
-        dn[i] = y[i] * sigm(u[i]);
+        dn[i] = y[i] * mem_sigmoid(u[i]);
     for (size_t i = 0; i < NC && !s->warned; i++)
         if (!isfinite(u[i])) {
             const int b = (int)(i / ((size_t)s->T * C)), t = (int)(i / C % (size_t)s->T);
@@ -298,7 +290,7 @@ void gpt_mac_backward(struct gpt *m, int l, const float *dx) {
     const size_t NC = (size_t)N * C, j = (size_t)s->slot[l];
     const float *y = s->y + j * NC, *u = s->u + j * NC;
     for (size_t i = 0; i < NC; i++) {
-        const float gt = sigm(u[i]);
+        const float gt = mem_sigmoid(u[i]);
         s->dy[i] = dx[i] * gt;
         s->du[i] = dx[i] * y[i] * gt * (1.0f - gt);
     }
@@ -343,13 +335,13 @@ void gpt_mac_kv_init(const struct gpt *m, struct gpt_memory_kv *k) {
     k->seg = c->mem_seg;
     k->kvw = c->Hkv * c->hd;
     const size_t nsl = (size_t)k->n * k->B, rows = (size_t)k->Np + 2 * (size_t)k->seg;
-    k->mw = fl(nsl * c->mem_cfg.H * lo.P);
-    k->mhist = fl(nsl * (size_t)k->K1 * k->C);
-    k->mk = fl(nsl * rows * k->kvw);
-    k->mv = fl(nsl * rows * k->kvw);
+    k->mw = mem_floats(nsl * c->mem_cfg.H * lo.P);
+    k->mhist = mem_floats(nsl * (size_t)k->K1 * k->C);
+    k->mk = mem_floats(nsl * rows * k->kvw);
+    k->mv = mem_floats(nsl * rows * k->kvw);
     k->mn = HW_CALLOC(nsl, sizeof(int));
-    k->mrow = fl((size_t)k->C + rows); /* a retrieved row, then the attention scratch */
-    k->mq = fl((size_t)(c->H + 2 * c->Hkv) * c->hd);
+    k->mrow = mem_floats((size_t)k->C + rows); /* a retrieved row, then the attention scratch */
+    k->mq = mem_floats((size_t)(c->H + 2 * c->Hkv) * c->hd);
     HW_ASSERT(titans_tape_init_f(&k->rtape, &c->mem_cfg, 1) == 0);
 }
 

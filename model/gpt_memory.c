@@ -286,10 +286,6 @@ void gpt_memory_free(struct gpt *m) {
     m->mem = NULL;
 }
 
-static float *fl(size_t n) {
-    return HW_CALLOC(n ? n : 1, sizeof(float));
-}
-
 void gpt_memory_alloc(struct gpt *m, int B, int T) {
     const struct gpt_config *gc = &m->c;
     if (m->mem && m->mem->B == B && m->mem->T == T)
@@ -315,29 +311,29 @@ void gpt_memory_alloc(struct gpt *m, int B, int T) {
             if (titans_tape_init_f(&s->tape[(size_t)s->slot[l] * B * s->np + i], &tc, T / s->np))
                 HW_DIE("model.memory: %s", titans_cfg_error(&tc));
     const size_t NC = (size_t)B * T * gc->C, N = (size_t)B * T;
-    s->x0 = fl(n * NC);
-    s->nrm = fl(n * NC);
-    s->rstd = fl(n * N);
-    s->u = fl(n * NC);
-    s->y = fl(n * NC);
-    s->dn1 = fl(NC);
-    s->dy = fl(NC);
-    s->du = fl(NC);
+    s->x0 = mem_floats(n * NC);
+    s->nrm = mem_floats(n * NC);
+    s->rstd = mem_floats(n * N);
+    s->u = mem_floats(n * NC);
+    s->y = mem_floats(n * NC);
+    s->dn1 = mem_floats(NC);
+    s->dy = mem_floats(NC);
+    s->du = mem_floats(NC);
     struct titans_layout lo;
     titans_layout(&tc, &lo);
     const size_t HP = (size_t)tc.H * lo.P, K1 = tc.conv > 0 ? (size_t)tc.conv - 1 : 0;
-    s->W = fl(HP);
-    s->S = fl(HP);
-    s->Wo = fl(HP);
-    s->So = fl(HP);
+    s->W = mem_floats(HP);
+    s->S = mem_floats(HP);
+    s->Wo = mem_floats(HP);
+    s->So = mem_floats(HP);
     /* (W, S) and the conv history of the memory input (MAC: of n1 and of y) */
     s->nmsg = 2 * HP + (any_mac ? 2 : 1) * K1 * (size_t)gc->C;
-    s->in = fl(s->nmsg);
-    s->msg = fl((size_t)B * s->nmsg); /* one per sequence */
+    s->in = mem_floats(s->nmsg);
+    s->msg = mem_floats((size_t)B * s->nmsg); /* one per sequence */
     const size_t D = (size_t)(m->Hl + 2 * m->Hkvl) * gc->hd;
-    s->ppq = fl((size_t)n * gc->mem_np * D);
-    s->dpq = fl((size_t)gc->mem_np * D);
-    s->pdP = fl((size_t)gc->mem_np * gc->C);
+    s->ppq = mem_floats((size_t)n * gc->mem_np * D);
+    s->dpq = mem_floats((size_t)gc->mem_np * D);
+    s->pdP = mem_floats((size_t)gc->mem_np * gc->C);
     /* positions 0.. of the persistent rows (and of MAC's [P | segment] keys) */
     s->ppos = HW_CALLOC((size_t)(gc->mem_np + gc->mem_seg + 1), sizeof(int32_t));
     for (int i = 0; i < gc->mem_np + gc->mem_seg; i++)
@@ -522,10 +518,6 @@ void gpt_memory_mal_backward(struct gpt *m, int l, float *dx) {
                              m->w.layers[l].mem_norm, s->rstd + j * N, N, C);
 }
 
-static float sigm(float z) {
-    return 1.0f / (1.0f + expf(-z));
-}
-
 void gpt_memory_attn_forward(struct gpt *m, int l, const float *n1, float *dn) {
     struct gpt_memory *s = m->mem;
     if (m->c.mem[l] == GPT_MEM_MAC) {
@@ -541,7 +533,7 @@ void gpt_memory_attn_forward(struct gpt *m, int l, const float *n1, float *dn) {
     }
     memcpy(y, dn, sizeof(float) * NC);
     for (size_t i = 0; i < NC; i++)
-        dn[i] = y[i] * sigm(u[i]);
+        dn[i] = y[i] * mem_sigmoid(u[i]);
 }
 
 const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx) {
@@ -559,7 +551,7 @@ const float *gpt_memory_attn_backward(struct gpt *m, int l, const float *dx) {
         memcpy(s->du, dx, sizeof(float) * NC);
     } else {
         for (size_t i = 0; i < NC; i++) {
-            const float g = sigm(u[i]);
+            const float g = mem_sigmoid(u[i]);
             s->dy[i] = dx[i] * g;
             s->du[i] = dx[i] * y[i] * g * (1.0f - g);
         }
@@ -651,8 +643,8 @@ struct gpt_memory_kv *gpt_memory_kv_init(const struct gpt *m, int B) {
             HW_ASSERT(titans_dec_init_f(&k->dec[(size_t)j * B + b], &m->c.mem_cfg, k->par[j]) == 0);
         j++;
     }
-    k->nrm = fl((size_t)m->c.C);
-    k->u = fl((size_t)m->c.C);
+    k->nrm = mem_floats((size_t)m->c.C);
+    k->u = mem_floats((size_t)m->c.C);
     gpt_mac_kv_init(m, k);
     return k;
 }
@@ -711,6 +703,6 @@ void gpt_memory_decode_attn(struct gpt *m, struct gpt_memory_kv *k, int l, int n
         titans_dec_step_f(&k->dec[(size_t)k->slot[l] * k->B + rows[i]], k->par[k->slot[l]],
                           kind == GPT_MEM_MAC ? k->nrm : n1 + (size_t)i * C, k->u);
         for (int c = 0; c < C; c++)
-            bi[c] = kind == GPT_MEM_ONLY ? k->u[c] : bi[c] * sigm(k->u[c]);
+            bi[c] = kind == GPT_MEM_ONLY ? k->u[c] : bi[c] * mem_sigmoid(k->u[c]);
     }
 }

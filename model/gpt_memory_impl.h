@@ -6,6 +6,10 @@
 
 #include "gpt_memory.h"
 
+#include "../core/check.h"
+
+#include <math.h>
+
 struct gpt_memory {
     int B, T, n;                /* sequences, tokens, memory layers */
     int slot[GPT_MAX_LAYERS];   /* layer -> memory index, or -1 */
@@ -48,6 +52,15 @@ struct gpt_memory_kv {
     int C, K1, Np, seg, kvw;
     struct titans_tape_f rtape; /* one-token reads */
 };
+
+/* Zeroed floats (at least one). */
+static inline float *mem_floats(size_t n) {
+    return HW_CALLOC(n ? n : 1, sizeof(float));
+}
+
+static inline float mem_sigmoid(float z) {
+    return 1.0f / (1.0f + expf(-z));
+}
 
 /* The module configuration of this rank: its share of the memory heads. */
 struct titans_cfg gpt_memory_local_cfg(const struct gpt *m);
