@@ -1,0 +1,120 @@
+/* ops/cuda_ctx.cu -- the CUDA context (device, streams, cuBLASLt/cuDNN handles, workspace) and
+ * the backend's memory slots: device allocation (cudaMalloc, never managed memory), memset,
+ * copies host <-> device and device <-> device, synchronisation. Everything runs on the compute
+ * stream, so ops and copies are ordered without extra events. */
+#include "cuda_common.cuh"
+
+#include <stdlib.h>
+
+static struct cuda_ctx g_ctx;
+static int g_ready, g_device = -1;
+
+extern "C" void cuda_set_device(int device) {
+    HW_CUDA_ASSERT(!g_ready || device == g_ctx.device);
+    g_device = device;
+}
+
+extern "C" int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no driver or no device: not an error here */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" struct cuda_ctx *cuda_ctx(void) {
+    if (g_ready)
+        return &g_ctx;
+    struct cuda_ctx *c = &g_ctx;
+    c->device = g_device >= 0 ? g_device : 0;
+    HW_CHECK_CUDA(cudaSetDevice(c->device));
+    HW_CHECK_CUDA(cudaGetDeviceProperties(&c->prop, c->device));
+    HW_CHECK_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    HW_CHECK_CUDA(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
+    HW_CHECK_CUBLAS(cublasLtCreate(&c->lt));
+    HW_CHECK_CUBLAS(cublasCreate(&c->blas));
+    HW_CHECK_CUBLAS(cublasSetStream(c->blas, c->stream));
+    /* fp32 stays fp32: no TF32 unless asked for (results comparable with the CPU backend) */
+    HW_CHECK_CUBLAS(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
+    HW_CHECK_CUDNN(cudnnCreate(&c->dnn));
+    HW_CHECK_CUDNN(cudnnSetStream(c->dnn, c->stream));
+    c->lt_ws_bytes = (size_t)32 << 20;
+    HW_CHECK_CUDA(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
+    g_ready = 1;
+    return c;
+}
+
+extern "C" void cuda_ctx_free(void) {
+    if (!g_ready)
+        return;
+    struct cuda_ctx *c = &g_ctx;
+    cudaStreamSynchronize(c->stream);
+    cudaFree(c->lt_ws);
+    cudnnDestroy(c->dnn);
+    cublasDestroy(c->blas);
+    cublasLtDestroy(c->lt);
+    cudaStreamDestroy(c->comm);
+    cudaStreamDestroy(c->stream);
+    g_ready = 0;
+}
+
+/* ---- memory slots --------------------------------------------------------------------------- */
+
+extern "C" void *cuda_alloc(size_t bytes) {
+    struct cuda_ctx *c = cuda_ctx();
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 256;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        hw_die_at(__FILE__, __LINE__,
+                  "cudaMalloc of %.1f MiB failed: %s (device %d: %.1f of %.1f MiB free)",
+                  bytes / 1048576.0, cudaGetErrorString(e), c->device, free_b / 1048576.0,
+                  total_b / 1048576.0);
+    }
+    HW_CHECK_CUDA(cudaMemsetAsync(p, 0, bytes, c->stream)); /* buffers start zeroed */
+    return p;
+}
+
+extern "C" void cuda_free(void *p) {
+    if (!p)
+        return;
+    HW_CHECK_CUDA(cudaStreamSynchronize(cuda_ctx()->stream));
+    HW_CHECK_CUDA(cudaFree(p));
+}
+
+extern "C" void cuda_memset(void *dst, int value, size_t bytes) {
+    if (bytes)
+        HW_CHECK_CUDA(cudaMemsetAsync(dst, value, bytes, cuda_ctx()->stream));
+}
+
+extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src)
+        HW_CHECK_CUDA(
+            cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_ctx()->stream));
+}
+
+/* host -> device: returns when the host buffer may be reused */
+extern "C" void cuda_upload(void *dst, const void *src, size_t bytes) {
+    if (!bytes)
+        return;
+    struct cuda_ctx *c = cuda_ctx();
+    HW_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+    HW_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+}
+
+/* device -> host: returns when the data is on the host */
+extern "C" void cuda_download(void *dst, const void *src, size_t bytes) {
+    if (!bytes)
+        return;
+    struct cuda_ctx *c = cuda_ctx();
+    HW_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    HW_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+}
+
+extern "C" void cuda_synchronize(void) {
+    HW_CHECK_CUDA(cudaStreamSynchronize(cuda_ctx()->stream));
+}

@@ -1,0 +1,41 @@
+/* ops/gemm_cpu.c -- the general matrix product on OpenBLAS (see gemm.h): fp32 through
+ * cblas_sgemm, fp64 through cblas_dgemm; bf16 is not a CPU type (ops_supports says so). */
+#include "gemm.h"
+
+#include "../core/check.h"
+
+#include <cblas.h>
+
+void gemm_cpu(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k,
+              double alpha, const void *A, size_t lda, const void *B, size_t ldb, double beta,
+              void *C, size_t ldc) {
+    if (m <= 0 || n <= 0)
+        return;
+    if (ab == HW_F32 && c == HW_F32) {
+        float *Cf = C;
+        if (k <= 0) {
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    Cf[(size_t)i * ldc + j] =
+                        beta == 0.0 ? 0.0f : (float)beta * Cf[(size_t)i * ldc + j];
+            return;
+        }
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    m, n, k, (float)alpha, A, (int)lda, B, (int)ldb, (float)beta, Cf, (int)ldc);
+        return;
+    }
+    if (ab == HW_F64 && c == HW_F64) {
+        double *Cd = C;
+        if (k <= 0) {
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    Cd[(size_t)i * ldc + j] = beta == 0.0 ? 0.0 : beta * Cd[(size_t)i * ldc + j];
+            return;
+        }
+        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    m, n, k, alpha, A, (int)lda, B, (int)ldb, beta, Cd, (int)ldc);
+        return;
+    }
+    HW_DIE("gemm: %s x %s -> %s is not a CPU type combination (fp32 or fp64)", hw_dtype_name(ab),
+           hw_dtype_name(ab), hw_dtype_name(c));
+}
