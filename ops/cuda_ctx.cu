@@ -3,6 +3,7 @@
  * copies host <-> device and device <-> device, synchronisation. Everything runs on the compute
  * stream, so ops and copies are ordered without extra events. */
 #include "cuda_common.cuh"
+#include "cuda_ctx.h"
 
 #include <stdlib.h>
 

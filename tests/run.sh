@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/run.sh -- run every test: the C unit tests (build/tests/test_*) and the end-to-end CLI
 # scripts (tests/cli_*.sh, which drive build/headwise). Prints one line per test and ends with
-# "N passed, N failed". Run from the repository root; BUILD selects the build directory.
+# "N passed, N failed, N skipped" (a test that exits 77 was skipped: it prints why). Run from the repository root; BUILD selects the build directory.
 BUILD=${BUILD:-build}
 HW=$BUILD/headwise
 export HW_TESTS_DIR=tests
@@ -12,14 +12,20 @@ logdir=$BUILD/test-logs
 rm -rf "$logdir" && mkdir -p "$logdir"
 pass=0
 fail=0
+skip=0
 failed=""
 run_one() { # name, command...
     name=$1
     shift
     t0=$(date +%s.%N)
-    if "$@" >"$logdir/$name.log" 2>&1; then
+    "$@" >"$logdir/$name.log" 2>&1
+    rc=$?
+    if [ $rc = 0 ]; then
         st=PASS
         pass=$((pass + 1))
+    elif [ $rc = 77 ]; then # the test needs something this machine lacks (a GPU): it says what
+        st=SKIP
+        skip=$((skip + 1))
     else
         st=FAIL
         fail=$((fail + 1))
@@ -72,5 +78,5 @@ else
 fi
 echo "logs: $logdir"
 [ -n "$failed" ] && echo "failed:$failed"
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ $fail = 0 ]

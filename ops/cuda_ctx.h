@@ -1,0 +1,33 @@
+/* ops/cuda_ctx.h -- the C view of the CUDA backend's context and memory slots (ops/cuda_ctx.cu).
+ * Only compiled in with HW_CUDA. Every pointer these functions take or return is a device
+ * pointer unless named *_host. All work is ordered on the context's compute stream. */
+#ifndef HW_CUDA_CTX_H
+#define HW_CUDA_CTX_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef HW_CUDA
+/* Devices the driver sees (0 when there is no driver or no GPU; never dies). */
+int cuda_device_count(void);
+/* Pick the device before the first use of the context (each rank: its local rank's GPU). */
+void cuda_set_device(int device);
+void cuda_ctx_free(void);
+/* Zeroed device memory; dies with the sizes on failure. */
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *p);
+void cuda_memset(void *dst, int value, size_t bytes);
+void cuda_copy(void *dst, const void *src, size_t bytes);
+void cuda_upload(void *dst, const void *src_host, size_t bytes);
+void cuda_download(void *dst_host, const void *src, size_t bytes);
+void cuda_synchronize(void);
+#endif /* HW_CUDA */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HW_CUDA_CTX_H */
