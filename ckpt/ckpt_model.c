@@ -56,7 +56,7 @@ int ckpt_load_model(const struct dist *d, const char *path, struct hw_config *cf
         } else {
             gpt_init(m, &gc, ops_for(BACKEND_CPU), NULL);
             for (int i = 0; i < m->n_params && !rc; i++) {
-                const struct gpt_param *p = &m->params[i];
+                const struct param *p = &m->params[i];
                 struct ckpt_tensor t;
                 memset(&t, 0, sizeof(t));
                 t.name = p->name;

@@ -9,19 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *need(float **p, size_t *cap, size_t n) {
+/* Scratch from the backend, grown on demand. */
+static float *need(const struct ops *o, float **p, size_t *cap, size_t n) {
     if (n > *cap) {
-        free(*p);
-        *p = HW_MALLOC(sizeof(float) * n);
+        o->free(*p);
+        *p = o->alloc(sizeof(float) * n);
         *cap = n;
     }
     return *p;
 }
 
-void cp_work_free(struct cp_work *w) {
-    free(w->a);
-    free(w->b);
-    free(w->c);
+void cp_work_free(const struct ops *o, struct cp_work *w) {
+    if (!o) {
+        HW_ASSERT(!w->a && !w->b && !w->c);
+        return;
+    }
+    o->free(w->a);
+    o->free(w->b);
+    o->free(w->c);
     memset(w, 0, sizeof(*w));
 }
 
@@ -79,23 +84,24 @@ static struct attn_block kv_block(const float *qkv, const float *kv, int ldkv, c
 /* ------------------------------------------------------------------------------------------ */
 /* ring */
 
-static void ring_forward(struct dist *d, float *out, float *lse, const float *qkv,
-                         const struct attn_shape *s, struct cp_work *w) {
+static void ring_forward(const struct ops *o, struct dist *d, float *out, float *lse,
+                         const float *qkv, const struct attn_shape *s, struct cp_work *w) {
     const int cp = d->cp, r = d->cp_rank, Tl = s->T, ld = s->ld_qkv;
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
     const size_t rows = (size_t)s->B * Tl, blk = rows * 2 * KD;
-    float *cur = need(&w->a, &w->cap_a, blk), *nxt = need(&w->b, &w->cap_b, blk);
+    float *cur = need(o, &w->a, &w->cap_a, blk), *nxt = need(o, &w->b, &w->cap_b, blk);
     int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
     cp_positions(qpos, Tl, cp, r);
-    for (size_t i = 0; i < rows; i++) /* k and v are adjacent columns of qkv */
-        memcpy(cur + i * 2 * KD, qkv + i * ld + HD, sizeof(float) * 2 * KD);
+    /* k and v are adjacent columns of qkv */
+    o->copy2d(cur, sizeof(float) * 2 * KD, qkv + HD, sizeof(float) * ld, rows,
+              sizeof(float) * 2 * KD);
     for (int step = 0; step < cp; step++) {
         const int owner = ((r - step) % cp + cp) % cp;
         if (step + 1 < cp)
             dist_cp_isendrecv(d, cur, nxt, blk);
         cp_positions(kpos, Tl, cp, owner);
         struct attn_block a = kv_block(qkv, cur, (int)(2 * KD), qpos, kpos, s);
-        attention_block_forward_cpu(out, lse, &a, step > 0);
+        o->attention_block_forward(out, lse, &a, step > 0);
         if (step + 1 < cp) {
             dist_cp_wait(d);
             float *t = cur;
@@ -103,39 +109,37 @@ static void ring_forward(struct dist *d, float *out, float *lse, const float *qk
             nxt = t;
         }
     }
-    attention_prefix_forward_cpu(out, lse, qkv, qpos, s); /* on every rank: its own queries */
+    o->attention_prefix_forward(out, lse, qkv, qpos, s); /* on every rank: its own queries */
     free(qpos);
 }
 
-static void ring_backward(struct dist *d, float *dqkv, const float *dout, const float *out,
-                          const float *lse, const float *qkv, const struct attn_shape *s,
-                          struct cp_work *w) {
+static void ring_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
+                          const float *out, const float *lse, const float *qkv,
+                          const struct attn_shape *s, struct cp_work *w) {
     const int cp = d->cp, r = d->cp_rank, Tl = s->T, ld = s->ld_qkv;
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
     const size_t rows = (size_t)s->B * Tl, W4 = 4 * KD, blk = rows * W4;
-    float *cur = need(&w->a, &w->cap_a, blk), *nxt = need(&w->b, &w->cap_b, blk);
+    float *cur = need(o, &w->a, &w->cap_a, blk), *nxt = need(o, &w->b, &w->cap_b, blk);
     int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
     cp_positions(qpos, Tl, cp, r);
-    for (size_t i = 0; i < rows; i++) {
-        memcpy(cur + i * W4, qkv + i * ld + HD, sizeof(float) * 2 * KD);
-        memset(cur + i * W4 + 2 * KD, 0, sizeof(float) * 2 * KD);
-        memset(dqkv + i * ld, 0, sizeof(float) * HD);
-    }
+    o->copy2d(cur, sizeof(float) * W4, qkv + HD, sizeof(float) * ld, rows, sizeof(float) * 2 * KD);
+    o->memset2d(cur + 2 * KD, sizeof(float) * W4, 0, rows, sizeof(float) * 2 * KD);
+    o->memset2d(dqkv, sizeof(float) * ld, 0, rows, sizeof(float) * HD);
     for (int step = 0; step < cp; step++) {
         const int owner = ((r - step) % cp + cp) % cp;
         cp_positions(kpos, Tl, cp, owner);
         struct attn_block a = kv_block(qkv, cur, (int)W4, qpos, kpos, s);
-        attention_block_backward_cpu(dqkv, cur + 2 * KD, cur + 3 * KD, ld, (int)W4, dout, out, lse,
-                                     &a);
+        o->attention_block_backward(dqkv, cur + 2 * KD, cur + 3 * KD, ld, (int)W4, dout, out, lse,
+                                    &a);
         /* pass the block (with its accumulated dK/dV) on; after cp passes it is home again */
         dist_cp_sendrecv(d, cur, nxt, blk);
         float *t = cur;
         cur = nxt;
         nxt = t;
     }
-    for (size_t i = 0; i < rows; i++)
-        memcpy(dqkv + i * ld + HD, cur + i * W4 + 2 * KD, sizeof(float) * 2 * KD);
-    attention_prefix_backward_cpu(dqkv, ld, dout, out, lse, qkv, qpos, s);
+    o->copy2d(dqkv + HD, sizeof(float) * ld, cur + 2 * KD, sizeof(float) * W4, rows,
+              sizeof(float) * 2 * KD);
+    o->attention_prefix_backward(dqkv, ld, dout, out, lse, qkv, qpos, s);
     free(qpos);
 }
 
@@ -160,98 +164,94 @@ static void s2_needs(const struct dist *d, const struct attn_shape *s, int *need
 }
 
 /* Fetch the K/V chunks this rank needs into w->a (one slot per context rank; ours first). */
-static float *s2_fetch(struct dist *d, const float *qkv, const struct attn_shape *s,
-                       const int *needs, const int *by, struct cp_work *w) {
+static float *s2_fetch(const struct ops *o, struct dist *d, const float *qkv,
+                       const struct attn_shape *s, const int *needs, const int *by,
+                       struct cp_work *w) {
     const int cp = d->cp, r = d->cp_rank;
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
     const size_t rows = (size_t)s->B * s->T, blk = rows * 2 * KD;
-    float *kvs = need(&w->a, &w->cap_a, blk * (size_t)cp);
+    float *kvs = need(o, &w->a, &w->cap_a, blk * (size_t)cp);
     float *mine = kvs + blk * (size_t)r;
-    for (size_t i = 0; i < rows; i++)
-        memcpy(mine + i * 2 * KD, qkv + i * s->ld_qkv + HD, sizeof(float) * 2 * KD);
+    o->copy2d(mine, sizeof(float) * 2 * KD, qkv + HD, sizeof(float) * s->ld_qkv, rows,
+              sizeof(float) * 2 * KD);
     const float *snd[64];
     float *rcv[64];
     HW_ASSERT(cp <= 64);
-    for (int o = 0; o < cp; o++) {
-        snd[o] = by[o] ? mine : NULL;
-        rcv[o] = needs[o] ? kvs + blk * (size_t)o : NULL;
+    for (int k = 0; k < cp; k++) {
+        snd[k] = by[k] ? mine : NULL;
+        rcv[k] = needs[k] ? kvs + blk * (size_t)k : NULL;
     }
     dist_cp_exchange(d, snd, rcv, blk);
     return kvs;
 }
 
-static void s2_ring_forward(struct dist *d, float *out, float *lse, const float *qkv,
-                            const struct attn_shape *s, struct cp_work *w) {
+static void s2_ring_forward(const struct ops *o, struct dist *d, float *out, float *lse,
+                            const float *qkv, const struct attn_shape *s, struct cp_work *w) {
     const int cp = d->cp, r = d->cp_rank, Tl = s->T;
     const size_t KD = (size_t)s->Hkv * s->hd, blk = (size_t)s->B * Tl * 2 * KD;
     int needs[64], by[64];
     s2_needs(d, s, needs, by);
-    float *kvs = s2_fetch(d, qkv, s, needs, by, w);
+    float *kvs = s2_fetch(o, d, qkv, s, needs, by, w);
     int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
     cp_positions(qpos, Tl, cp, r);
     for (int step = 0, first = 1; step < cp; step++) {
-        const int o = ((r - step) % cp + cp) % cp; /* the ring's order */
-        if (!needs[o])
+        const int src = ((r - step) % cp + cp) % cp; /* the ring's order */
+        if (!needs[src])
             continue;
-        cp_positions(kpos, Tl, cp, o);
-        struct attn_block a = kv_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
-        attention_block_forward_cpu(out, lse, &a, !first);
+        cp_positions(kpos, Tl, cp, src);
+        struct attn_block a = kv_block(qkv, kvs + blk * (size_t)src, (int)(2 * KD), qpos, kpos, s);
+        o->attention_block_forward(out, lse, &a, !first);
         first = 0;
     }
-    attention_prefix_forward_cpu(out, lse, qkv, qpos, s);
+    o->attention_prefix_forward(out, lse, qkv, qpos, s);
     free(qpos);
 }
 
-static void s2_ring_backward(struct dist *d, float *dqkv, const float *dout, const float *out,
-                             const float *lse, const float *qkv, const struct attn_shape *s,
-                             struct cp_work *w) {
+static void s2_ring_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
+                             const float *out, const float *lse, const float *qkv,
+                             const struct attn_shape *s, struct cp_work *w) {
     const int cp = d->cp, r = d->cp_rank, Tl = s->T, ld = s->ld_qkv;
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
     const size_t rows = (size_t)s->B * Tl, blk = rows * 2 * KD;
     int needs[64], by[64];
     s2_needs(d, s, needs, by);
-    float *kvs = s2_fetch(d, qkv, s, needs, by, w);
+    float *kvs = s2_fetch(o, d, qkv, s, needs, by, w);
     /* dK/dV per chunk we attended to (ours included), then sent back to their owners */
-    float *dkv = need(&w->b, &w->cap_b, blk * (size_t)cp);
-    float *back = need(&w->c, &w->cap_c, blk * (size_t)cp);
+    float *dkv = need(o, &w->b, &w->cap_b, blk * (size_t)cp);
+    float *back = need(o, &w->c, &w->cap_c, blk * (size_t)cp);
     int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
     cp_positions(qpos, Tl, cp, r);
-    for (size_t i = 0; i < rows; i++)
-        memset(dqkv + i * ld, 0, sizeof(float) * HD);
+    o->memset2d(dqkv, sizeof(float) * ld, 0, rows, sizeof(float) * HD);
     for (int step = 0; step < cp; step++) {
-        const int o = ((r - step) % cp + cp) % cp;
-        if (!needs[o])
+        const int src = ((r - step) % cp + cp) % cp;
+        if (!needs[src])
             continue;
-        float *dk = dkv + blk * (size_t)o;
-        memset(dk, 0, sizeof(float) * blk);
-        cp_positions(kpos, Tl, cp, o);
-        struct attn_block a = kv_block(qkv, kvs + blk * (size_t)o, (int)(2 * KD), qpos, kpos, s);
-        attention_block_backward_cpu(dqkv, dk, dk + KD, ld, (int)(2 * KD), dout, out, lse, &a);
+        float *dk = dkv + blk * (size_t)src;
+        o->memset(dk, 0, sizeof(float) * blk);
+        cp_positions(kpos, Tl, cp, src);
+        struct attn_block a = kv_block(qkv, kvs + blk * (size_t)src, (int)(2 * KD), qpos, kpos, s);
+        o->attention_block_backward(dqkv, dk, dk + KD, ld, (int)(2 * KD), dout, out, lse, &a);
     }
     const float *snd[64];
     float *rcv[64];
-    for (int o = 0; o < cp; o++) {
-        snd[o] = needs[o] ? dkv + blk * (size_t)o : NULL;
-        rcv[o] = by[o] ? back + blk * (size_t)o : NULL;
+    for (int k = 0; k < cp; k++) {
+        snd[k] = needs[k] ? dkv + blk * (size_t)k : NULL;
+        rcv[k] = by[k] ? back + blk * (size_t)k : NULL;
     }
     dist_cp_exchange(d, snd, rcv, blk);
     /* our dK/dV: our own part, then the returned parts in the ring's order */
-    memcpy(back + blk * (size_t)r, dkv + blk * (size_t)r, sizeof(float) * blk);
-    for (size_t i = 0; i < rows; i++)
-        memset(dqkv + i * ld + HD, 0, sizeof(float) * 2 * KD);
+    o->copy(back + blk * (size_t)r, dkv + blk * (size_t)r, sizeof(float) * blk);
+    o->memset2d(dqkv + HD, sizeof(float) * ld, 0, rows, sizeof(float) * 2 * KD);
     for (int step = 0; step < cp; step++) {
-        const int o = (r + step) % cp;
-        if (!by[o])
+        const int src = (r + step) % cp;
+        if (!by[src])
             continue;
-        const float *src = back + blk * (size_t)o;
-        for (size_t i = 0; i < rows; i++) {
-            float *dst = dqkv + i * ld + HD;
-            const float *x = src + i * 2 * KD;
-            for (size_t j = 0; j < 2 * KD; j++)
-                dst[j] += x[j];
-        }
+        const float *part = back + blk * (size_t)src;
+        for (size_t i = 0; i < rows; i++)
+            o->residual_add(dqkv + i * ld + HD, dqkv + i * ld + HD, part + i * 2 * KD,
+                            (int64_t)(2 * KD));
     }
-    attention_prefix_backward_cpu(dqkv, ld, dout, out, lse, qkv, qpos, s);
+    o->attention_prefix_backward(dqkv, ld, dout, out, lse, qkv, qpos, s);
     free(qpos);
 }
 
@@ -295,42 +295,43 @@ static void uly_prefix(struct attn_shape *us, const struct attn_shape *s, const 
     us->dpv = s->dpv ? s->dpv + off : NULL;
 }
 
-/* local qkv row (ld columns) -> the Du columns of head slice j */
-static void pack_qkv_row(float *dst, const float *row, const struct uly *u, int j) {
-    const size_t qd = u->HDu, kd = (size_t)u->Hkvu * u->hd;
-    memcpy(dst, row + j * qd, sizeof(float) * qd);
-    memcpy(dst + qd, row + u->HD + j * kd, sizeof(float) * kd);
-    memcpy(dst + qd + kd, row + u->HD + u->KD + j * kd, sizeof(float) * kd);
+/* local qkv rows (stride ld) -> the Du columns of head slice j (rows of stride Du), and back */
+static void pack_qkv(const struct ops *o, float *dst, const float *qkv, size_t ld, size_t rows,
+                     const struct uly *u, int j) {
+    const size_t qd = u->HDu, kd = (size_t)u->Hkvu * u->hd, F = sizeof(float);
+    o->copy2d(dst, u->Du * F, qkv + j * qd, ld * F, rows, qd * F);
+    o->copy2d(dst + qd, u->Du * F, qkv + u->HD + j * kd, ld * F, rows, kd * F);
+    o->copy2d(dst + qd + kd, u->Du * F, qkv + u->HD + u->KD + j * kd, ld * F, rows, kd * F);
 }
 
-static void unpack_qkv_row(float *row, const float *src, const struct uly *u, int j) {
-    const size_t qd = u->HDu, kd = (size_t)u->Hkvu * u->hd;
-    memcpy(row + j * qd, src, sizeof(float) * qd);
-    memcpy(row + u->HD + j * kd, src + qd, sizeof(float) * kd);
-    memcpy(row + u->HD + u->KD + j * kd, src + qd + kd, sizeof(float) * kd);
+static void unpack_qkv(const struct ops *o, float *qkv, size_t ld, const float *src, size_t rows,
+                       const struct uly *u, int j) {
+    const size_t qd = u->HDu, kd = (size_t)u->Hkvu * u->hd, F = sizeof(float);
+    o->copy2d(qkv + j * qd, ld * F, src, u->Du * F, rows, qd * F);
+    o->copy2d(qkv + u->HD + j * kd, ld * F, src + qd, u->Du * F, rows, kd * F);
+    o->copy2d(qkv + u->HD + u->KD + j * kd, ld * F, src + qd + kd, u->Du * F, rows, kd * F);
 }
 
 /* local (B, Tl, width*cp-sliced) <-> global (B, T, width): the block for rank j holds, for
  * every local token, slice j; the receiver scatters block j into the positions of rank j. */
-static void ulysses_forward(struct dist *d, float *out, const float *qkv,
+static void ulysses_forward(const struct ops *o, struct dist *d, float *out, const float *qkv,
                             const struct attn_shape *s, struct cp_attn_ctx *ctx,
                             struct cp_work *w) {
     const struct uly u = uly_shape(d, s);
     const size_t rows = (size_t)u.B * u.Tl, ld = (size_t)s->ld_qkv;
-    float *snd = need(&w->a, &w->cap_a, rows * u.Du * u.cp);
-    float *rcv = need(&w->b, &w->cap_b, rows * u.Du * u.cp);
+    float *snd = need(o, &w->a, &w->cap_a, rows * u.Du * u.cp);
+    float *rcv = need(o, &w->b, &w->cap_b, rows * u.Du * u.cp);
     int32_t *pos = HW_MALLOC(sizeof(int32_t) * (size_t)u.Tl);
     for (int j = 0; j < u.cp; j++)
-        for (size_t i = 0; i < rows; i++)
-            pack_qkv_row(snd + ((size_t)j * rows + i) * u.Du, qkv + i * ld, &u, j);
+        pack_qkv(o, snd + (size_t)j * rows * u.Du, qkv, ld, rows, &u, j);
     dist_cp_alltoall(d, snd, rcv, rows * u.Du);
     for (int j = 0; j < u.cp; j++) {
         cp_positions(pos, u.Tl, u.cp, j);
         for (int b = 0; b < u.B; b++)
             for (int t = 0; t < u.Tl; t++)
-                memcpy(ctx->u_qkv + ((size_t)b * u.T + pos[t]) * u.Du,
-                       rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
-                       sizeof(float) * u.Du);
+                o->copy(ctx->u_qkv + ((size_t)b * u.T + pos[t]) * u.Du,
+                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
+                        sizeof(float) * u.Du);
     }
     /* MoH query selection is per local token and is not carried over the all-to-all: the
      * heads run densely here and the gates zero the unselected outputs afterwards */
@@ -343,45 +344,43 @@ static void ulysses_forward(struct dist *d, float *out, const float *qkv,
                             .s2 = s->s2,
                             .head0 = s->head0 + d->cp_rank * u.Hu};
     uly_prefix(&us, s, &u, d->cp_rank);
-    attention_forward_cpu(ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
+    o->attention_forward(ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     /* back: rank j gets, for its tokens, our head slice */
     for (int j = 0; j < u.cp; j++) {
         cp_positions(pos, u.Tl, u.cp, j);
         for (int b = 0; b < u.B; b++)
             for (int t = 0; t < u.Tl; t++)
-                memcpy(snd + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
-                       ctx->u_out + ((size_t)b * u.T + pos[t]) * u.HDu, sizeof(float) * u.HDu);
+                o->copy(snd + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
+                        ctx->u_out + ((size_t)b * u.T + pos[t]) * u.HDu, sizeof(float) * u.HDu);
     }
     dist_cp_alltoall(d, snd, rcv, rows * u.HDu);
     for (int j = 0; j < u.cp; j++)
-        for (size_t i = 0; i < rows; i++)
-            memcpy(out + i * u.HD + j * u.HDu, rcv + ((size_t)j * rows + i) * u.HDu,
-                   sizeof(float) * u.HDu);
+        o->copy2d(out + j * u.HDu, u.HD * sizeof(float), rcv + (size_t)j * rows * u.HDu,
+                  u.HDu * sizeof(float), rows, u.HDu * sizeof(float));
     free(pos);
 }
 
-static void ulysses_backward(struct dist *d, float *dqkv, const float *dout,
+static void ulysses_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
                              const struct attn_shape *s, struct cp_attn_ctx *ctx,
                              struct cp_work *w) {
     const struct uly u = uly_shape(d, s);
     const size_t rows = (size_t)u.B * u.Tl, ld = (size_t)s->ld_qkv;
-    float *snd = need(&w->a, &w->cap_a, rows * u.Du * u.cp);
-    float *rcv = need(&w->b, &w->cap_b, rows * u.Du * u.cp);
-    float *ubuf = need(&w->c, &w->cap_c, (size_t)u.B * u.T * (u.HDu + u.Du));
+    float *snd = need(o, &w->a, &w->cap_a, rows * u.Du * u.cp);
+    float *rcv = need(o, &w->b, &w->cap_b, rows * u.Du * u.cp);
+    float *ubuf = need(o, &w->c, &w->cap_c, (size_t)u.B * u.T * (u.HDu + u.Du));
     float *u_dout = ubuf, *u_dqkv = ubuf + (size_t)u.B * u.T * u.HDu;
     int32_t *pos = HW_MALLOC(sizeof(int32_t) * (size_t)u.Tl);
     for (int j = 0; j < u.cp; j++)
-        for (size_t i = 0; i < rows; i++)
-            memcpy(snd + ((size_t)j * rows + i) * u.HDu, dout + i * u.HD + j * u.HDu,
-                   sizeof(float) * u.HDu);
+        o->copy2d(snd + (size_t)j * rows * u.HDu, u.HDu * sizeof(float), dout + j * u.HDu,
+                  u.HD * sizeof(float), rows, u.HDu * sizeof(float));
     dist_cp_alltoall(d, snd, rcv, rows * u.HDu);
     for (int j = 0; j < u.cp; j++) {
         cp_positions(pos, u.Tl, u.cp, j);
         for (int b = 0; b < u.B; b++)
             for (int t = 0; t < u.Tl; t++)
-                memcpy(u_dout + ((size_t)b * u.T + pos[t]) * u.HDu,
-                       rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
-                       sizeof(float) * u.HDu);
+                o->copy(u_dout + ((size_t)b * u.T + pos[t]) * u.HDu,
+                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
+                        sizeof(float) * u.HDu);
     }
     /* MoH query selection is per local token and is not carried over the all-to-all: the
      * heads run densely here and the gates zero the unselected outputs afterwards */
@@ -394,40 +393,40 @@ static void ulysses_backward(struct dist *d, float *dqkv, const float *dout,
                             .s2 = s->s2,
                             .head0 = s->head0 + d->cp_rank * u.Hu};
     uly_prefix(&us, s, &u, d->cp_rank);
-    attention_backward_cpu(u_dqkv, u_dout, ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
+    o->attention_backward(u_dqkv, u_dout, ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     for (int j = 0; j < u.cp; j++) {
         cp_positions(pos, u.Tl, u.cp, j);
         for (int b = 0; b < u.B; b++)
             for (int t = 0; t < u.Tl; t++)
-                memcpy(snd + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
-                       u_dqkv + ((size_t)b * u.T + pos[t]) * u.Du, sizeof(float) * u.Du);
+                o->copy(snd + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
+                        u_dqkv + ((size_t)b * u.T + pos[t]) * u.Du, sizeof(float) * u.Du);
     }
     dist_cp_alltoall(d, snd, rcv, rows * u.Du);
     for (int j = 0; j < u.cp; j++)
-        for (size_t i = 0; i < rows; i++)
-            unpack_qkv_row(dqkv + i * ld, rcv + ((size_t)j * rows + i) * u.Du, &u, j);
+        unpack_qkv(o, dqkv, ld, rcv + (size_t)j * rows * u.Du, rows, &u, j);
     free(pos);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 
-void cp_attention_forward(struct dist *d, float *out, float *lse, const float *qkv,
-                          const struct attn_shape *s, struct cp_attn_ctx *ctx, struct cp_work *w) {
+void cp_attention_forward(const struct ops *o, struct dist *d, float *out, float *lse,
+                          const float *qkv, const struct attn_shape *s, struct cp_attn_ctx *ctx,
+                          struct cp_work *w) {
     if (d->ulysses)
-        ulysses_forward(d, out, qkv, s, ctx, w);
+        ulysses_forward(o, d, out, qkv, s, ctx, w);
     else if (s->s2)
-        s2_ring_forward(d, out, lse, qkv, s, w);
+        s2_ring_forward(o, d, out, lse, qkv, s, w);
     else
-        ring_forward(d, out, lse, qkv, s, w);
+        ring_forward(o, d, out, lse, qkv, s, w);
 }
 
-void cp_attention_backward(struct dist *d, float *dqkv, const float *dout, const float *out,
-                           const float *lse, const float *qkv, const struct attn_shape *s,
-                           struct cp_attn_ctx *ctx, struct cp_work *w) {
+void cp_attention_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
+                           const float *out, const float *lse, const float *qkv,
+                           const struct attn_shape *s, struct cp_attn_ctx *ctx, struct cp_work *w) {
     if (d->ulysses)
-        ulysses_backward(d, dqkv, dout, s, ctx, w);
+        ulysses_backward(o, d, dqkv, dout, s, ctx, w);
     else if (s->s2)
-        s2_ring_backward(d, dqkv, dout, out, lse, qkv, s, w);
+        s2_ring_backward(o, d, dqkv, dout, out, lse, qkv, s, w);
     else
-        ring_backward(d, dqkv, dout, out, lse, qkv, s, w);
+        ring_backward(o, d, dqkv, dout, out, lse, qkv, s, w);
 }

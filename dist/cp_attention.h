@@ -38,12 +38,16 @@ size_t cp_ctx_floats(const struct dist *d, const struct attn_shape *s);
 void cp_ctx_carve(struct cp_attn_ctx *ctx, float *mem, const struct dist *d,
                   const struct attn_shape *s);
 
-void cp_attention_forward(struct dist *d, float *out, float *lse, const float *qkv,
-                          const struct attn_shape *s, struct cp_attn_ctx *ctx, struct cp_work *w);
+/* The kernels run through the backend o (its block, prefix and whole-sequence attention);
+ * the scratch comes from it too. */
+void cp_attention_forward(const struct ops *o, struct dist *d, float *out, float *lse,
+                          const float *qkv, const struct attn_shape *s, struct cp_attn_ctx *ctx,
+                          struct cp_work *w);
 /* Overwrites the q, k, v columns of dqkv. */
-void cp_attention_backward(struct dist *d, float *dqkv, const float *dout, const float *out,
-                           const float *lse, const float *qkv, const struct attn_shape *s,
-                           struct cp_attn_ctx *ctx, struct cp_work *w);
-void cp_work_free(struct cp_work *w);
+void cp_attention_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
+                           const float *out, const float *lse, const float *qkv,
+                           const struct attn_shape *s, struct cp_attn_ctx *ctx, struct cp_work *w);
+/* o: the backend the scratch came from (NULL only for a scratch never used). */
+void cp_work_free(const struct ops *o, struct cp_work *w);
 
 #endif /* HW_CP_ATTENTION_H */

@@ -112,7 +112,7 @@ static void add_param(struct gpt *m, int *cap, const char *name, int64_t r, int6
         *cap = *cap ? 2 * *cap : 64;
         m->params = HW_REALLOC(m->params, sizeof(*m->params) * (size_t)*cap);
     }
-    struct gpt_param *p = &m->params[m->n_params++];
+    struct param *p = &m->params[m->n_params++];
     memset(p, 0, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->ndim = cols ? 2 : 1;
@@ -235,6 +235,7 @@ void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops,
     memset(m, 0, sizeof(*m));
     m->c = *gc;
     m->ops = ops;
+    m->c.mem_cfg.ops = ops; /* the Titans module's GEMMs and buffers */
     m->d = d && d->world > 1 ? d : NULL;
     m->hp = m->d ? d->hp : 1;
     m->hp_rank = m->d ? d->hp_rank : 0;
@@ -273,7 +274,7 @@ void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops,
 
 void gpt_init_weights(struct gpt *m, uint64_t seed) {
     for (int i = 0; i < m->n_params; i++) {
-        const struct gpt_param *p = &m->params[i];
+        const struct param *p = &m->params[i];
         float *x = m->param_mem + p->offset;
         uint64_t key = rng_hash2(seed, rng_hash_str(p->name));
         /* element (r, j) of the local block is element (r + goff0, j + goff1) of the global
@@ -423,7 +424,7 @@ void gpt_free(struct gpt *m) {
     free(m->cp_ctx);
     free(m->cp_mem);
     free(m->dare_mem);
-    cp_work_free(&m->cp_work);
+    cp_work_free(m->ops, &m->cp_work);
     free(m->block_off);
     free(m->block_len);
     free(m->cls_logits);
@@ -441,7 +442,17 @@ void gpt_zero_grad(struct gpt *m) {
     memset(m->grad_mem, 0, sizeof(float) * m->num_params);
 }
 
-const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name) {
+struct param_set gpt_param_set(struct gpt *m) {
+    struct param_set s = {.be = m->ops,
+                          .n = m->n_params,
+                          .p = m->params,
+                          .numel = m->num_params,
+                          .w = m->param_mem,
+                          .g = m->grad_mem};
+    return s;
+}
+
+const struct param *gpt_find_param(const struct gpt *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i].name, name) == 0)
             return &m->params[i];
@@ -551,12 +562,12 @@ static void moh_route(struct gpt *m, int l, int want_grad) {
         if (moh_nh(sp))
             m->ops->matmul_forward(st->zh, a->n1, w->moh_wh, N, C, moh_nh(sp), 0.0f);
     }
-    moh_forward(sp, N, st);
+    m->ops->moh_router_forward(sp, N, st);
 
     /* balance statistics over every token of the global micro-batch (data x context ranks),
      * so that the loss does not depend on the rank grid */
     double *v = HW_CALLOC(2 * (size_t)E + 1, sizeof(double));
-    moh_balance_sums(sp, N, st, v, v + E);
+    m->ops->moh_balance_sums(sp, N, st, v, v + E);
     v[2 * E] = N;
     if (m->d)
         dist_allreduce_group_doubles(m->d, DIST_DPCP, v, 2 * E + 1);
@@ -629,8 +640,9 @@ static void moh_gate_backward(struct gpt *m, int l) {
     hp_sum(m, dG, (size_t)N * H);
     const int nr = moh_nr(sp), ns = moh_ns(sp);
     const float bal = sp->k > 0 ? c->moh_coef / m->n_moh * m->moh_aux_scale : 0.0f;
-    moh_backward(sp, N, &a->moh, dG, bal, m->moh_fsum + (size_t)l * H, m->moh_ntok, m->moh_dz,
-                 m->moh_dz + (size_t)N * nr, m->moh_dz + (size_t)N * (nr + ns));
+    m->ops->moh_router_backward(sp, N, &a->moh, dG, bal, m->moh_fsum + (size_t)l * H, m->moh_ntok,
+                                m->moh_dz, m->moh_dz + (size_t)N * nr,
+                                m->moh_dz + (size_t)N * (nr + ns));
 }
 
 /* qnorm router: add d|q|/dq to the local routed query heads of dqkv (after the attention
@@ -727,7 +739,8 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
             gpt_memory_prefix_forward(m, l);
         struct attn_shape as = layer_attn_shape(m, l);
         if (m->cp > 1)
-            cp_attention_forward(m->d, a->att, a->lse, a->qkv, &as, &m->cp_ctx[l], &m->cp_work);
+            cp_attention_forward(m->ops, m->d, a->att, a->lse, a->qkv, &as, &m->cp_ctx[l],
+                                 &m->cp_work);
         else
             o->attention_forward(a->att, a->lse, a->qkv, &as);
         if (c->moh[l]) {
@@ -852,7 +865,7 @@ static void backward_trunk(struct gpt *m) {
         }
         progress(m);
         if (m->cp > 1)
-            cp_attention_backward(m->d, m->dqkv, m->datt, a->att, a->lse, a->qkv, &as,
+            cp_attention_backward(m->ops, m->d, m->dqkv, m->datt, a->att, a->lse, a->qkv, &as,
                                   &m->cp_ctx[l], &m->cp_work);
         else
             o->attention_backward(m->dqkv, m->datt, a->att, a->lse, a->qkv, &as);
@@ -1118,7 +1131,7 @@ static const float *decode_gates(struct gpt *m, struct gpt_kv *kv, int l, const 
         if (moh_nh(sp))
             m->ops->matmul_forward(st.zh, x, w->moh_wh, 1, C, moh_nh(sp), 0.0f);
     }
-    moh_forward(sp, 1, &st);
+    m->ops->moh_router_forward(sp, 1, &st);
     /* mark unselected routed heads with exact zeros (a selected head keeps its gate) */
     for (int i = 0; i < m->c.H; i++)
         kv->gate[i] = st.G[i];

@@ -23,9 +23,10 @@
 #include "../core/cfg.h"
 #include "../dist/cp_attention.h"
 #include "../dist/dist.h"
+#include "../ops/moh.h"
 #include "../ops/ops.h"
 #include "../ops/s2.h"
-#include "moh.h"
+#include "param.h"
 #include "titans.h"
 
 #include <stddef.h>
@@ -63,20 +64,6 @@ struct gpt_config {
     unsigned char mem[GPT_MAX_LAYERS];
     struct titans_cfg mem_cfg; /* d = C; b = the TTT batch */
     int mem_seg, mem_np;       /* MAC: segment length, persistent tokens */
-};
-
-/* One named parameter tensor inside the flat parameter block. */
-struct gpt_param {
-    char name[64];     /* stable name, e.g. "blocks.3.attn.wq" */
-    int ndim;          /* 1 or 2 */
-    int64_t shape[2];  /* LOCAL shape held by this rank */
-    int64_t gshape[2]; /* global shape */
-    int64_t goff[2];   /* offset of the local block in the global tensor */
-    int shard_dim;     /* -1 replicated over head ranks, 0 split by rows, 1 by columns */
-    size_t offset;     /* in floats from the start of the block */
-    size_t numel;
-    int decay;      /* 1: AdamW weight decay applies (matrices); 0: norms */
-    float init_std; /* normal(0, init_std); 0 means "init to ones" (norm gains) */
 };
 
 struct gpt_layer {
@@ -129,7 +116,7 @@ struct gpt {
     int hp, hp_rank, cp, cp_rank;
     int Hl, Hkvl, Fl; /* local query heads, kv heads, MLP width */
     int n_params;
-    struct gpt_param *params;
+    struct param *params;
     size_t num_params;          /* floats in the parameter block */
     float *param_mem;           /* one block, carved by params[] */
     float *grad_mem;            /* same layout */
@@ -217,8 +204,10 @@ void gpt_zero_grad(struct gpt *m);
  * used head h of layer l since the last reset (training forwards only). */
 void gpt_moh_usage_reset(struct gpt *m);
 
+/* The parameters as the optimizer and checkpoints see them. */
+struct param_set gpt_param_set(struct gpt *m);
 /* Look up a parameter by name; NULL if absent. */
-const struct gpt_param *gpt_find_param(const struct gpt *m, const char *name);
+const struct param *gpt_find_param(const struct gpt *m, const char *name);
 /* Model FLOPs per token for forward+backward (6N + attention), for MFU. */
 double gpt_flops_per_token(const struct gpt_config *gc, int T);
 

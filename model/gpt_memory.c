@@ -223,7 +223,7 @@ void gpt_memory_init_weights(struct gpt *m, uint64_t seed) {
             float sd;
             gpt_memory_tensor(gc, l, j, 1, &sfx, &r, &c, &sh, &dec, &sd);
             snprintf(nm, sizeof(nm), "blocks.%d.%s", l, sfx);
-            const struct gpt_param *p = gpt_find_param(m, nm);
+            const struct param *p = gpt_find_param(m, nm);
             HW_ASSERT(p);
             float *x = m->param_mem + p->offset;
             const int64_t rows = p->shape[0], cols = p->ndim == 2 ? p->shape[1] : 1;

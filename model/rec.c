@@ -7,7 +7,6 @@
 #include "../core/rng.h"
 #include "../dist/emb_shard.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,7 @@ static int add_param(struct rec_model *m, const char *name, int64_t r, int64_t c
                      float std) {
     int i = m->n_params++;
     m->params = HW_REALLOC(m->params, sizeof(*m->params) * (size_t)m->n_params);
-    struct gpt_param *p = &m->params[i];
+    struct param *p = &m->params[i];
     memset(p, 0, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->ndim = c > 0 ? 2 : 1;
@@ -41,7 +40,7 @@ static int add_table(struct rec_model *m, const char *name, int64_t rows, int di
     if (m->p > 1)
         emb_shard_range(rows, m->p, m->r, &lo, &hi);
     int i = add_param(m, name, hi - lo, dim, 0, std);
-    struct gpt_param *p = &m->params[i];
+    struct param *p = &m->params[i];
     p->gshape[0] = rows;
     p->goff[0] = lo;
     p->shard_dim = 0;
@@ -86,9 +85,11 @@ static int dA(const struct rec_model *m) {
     return m->c.adim[0] + m->c.adim[1] + m->c.adim[2];
 }
 
-void rec_init(struct rec_model *m, const struct rec_config *rc, struct dist *d) {
+void rec_init(struct rec_model *m, const struct rec_config *rc, const struct ops *ops,
+              struct dist *d) {
     memset(m, 0, sizeof(*m));
     m->c = *rc;
+    m->ops = ops;
     m->d = d;
     m->p = d ? dist_group_size(d, DIST_DP) : 1;
     m->r = d ? dist_group_rank(d, DIST_DP) : 0;
@@ -135,8 +136,8 @@ void rec_init(struct rec_model *m, const struct rec_config *rc, struct dist *d) 
     for (int k = 0; k < 3; k++)
         m->tab[1][k] = rc->emb == REC_EMB_DARE ? add_table(m, an[k], m->rows[k], rc->adim[k], s)
                                                : m->tab[0][k];
-    m->param_mem = HW_CALLOC(m->num_params, sizeof(float));
-    m->grad_mem = HW_CALLOC(m->num_params, sizeof(float));
+    m->param_mem = ops->alloc(sizeof(float) * m->num_params);
+    m->grad_mem = ops->alloc(sizeof(float) * m->num_params);
     m->stats = HW_CALLOC((size_t)4 * F, sizeof(double));
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < F; j++)
@@ -145,7 +146,7 @@ void rec_init(struct rec_model *m, const struct rec_config *rc, struct dist *d) 
 
 void rec_init_weights(struct rec_model *m, uint64_t seed) {
     for (int i = 0; i < m->n_params; i++) {
-        struct gpt_param *p = &m->params[i];
+        struct param *p = &m->params[i];
         float *w = m->param_mem + p->offset;
         uint64_t key = rng_hash2(seed, rng_hash_str(p->name));
         const char *nm = p->name;
@@ -179,17 +180,29 @@ void rec_free(struct rec_model *m) {
     free(m->obs[0]);
     free(m->obs[1]);
     free(m->params);
-    free(m->param_mem);
-    free(m->grad_mem);
+    if (m->ops) {
+        m->ops->free(m->param_mem);
+        m->ops->free(m->grad_mem);
+    }
     free(m->stats);
     memset(m, 0, sizeof(*m));
 }
 
 void rec_zero_grad(struct rec_model *m) {
-    memset(m->grad_mem, 0, sizeof(float) * m->num_params);
+    m->ops->memset(m->grad_mem, 0, sizeof(float) * m->num_params);
 }
 
-const struct gpt_param *rec_find_param(const struct rec_model *m, const char *name) {
+struct param_set rec_param_set(struct rec_model *m) {
+    struct param_set s = {.be = m->ops,
+                          .n = m->n_params,
+                          .p = m->params,
+                          .numel = m->num_params,
+                          .w = m->param_mem,
+                          .g = m->grad_mem};
+    return s;
+}
+
+const struct param *rec_find_param(const struct rec_model *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
         if (!strcmp(m->params[i].name, name))
             return &m->params[i];
@@ -272,10 +285,10 @@ void rec_esu(const double *s, const int32_t *slots, int n, const double *v, int 
 }
 
 /* y (B, out) = x (B, in) W^T + b; W float (out, in) converted in wd. */
-static void lin_fwd(int B, int in, int out, const double *x, const double *W, const double *bias,
-                    double *y) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.0, x, in, W, in, 0.0, y,
-                out);
+static void lin_fwd(const struct ops *be, int B, int in, int out, const double *x, const double *W,
+                    const double *bias, double *y) {
+    be->gemm(HW_F64, HW_F64, 0, 1, B, out, in, 1.0, x, (size_t)in, W, (size_t)in, 0.0, y,
+             (size_t)out);
     if (bias)
         for (int b = 0; b < B; b++)
             for (int o = 0; o < out; o++)
@@ -283,17 +296,17 @@ static void lin_fwd(int B, int in, int out, const double *x, const double *W, co
 }
 
 /* dW += dy^T x, db += sum dy, dx = dy W (dx may be NULL). */
-static void lin_bwd(int B, int in, int out, const double *x, const double *W, const double *dy,
-                    double *dx, double *dW, double *db) {
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0, dy, out, x, in, 1.0, dW,
-                in);
+static void lin_bwd(const struct ops *be, int B, int in, int out, const double *x, const double *W,
+                    const double *dy, double *dx, double *dW, double *db) {
+    be->gemm(HW_F64, HW_F64, 1, 0, out, in, B, 1.0, dy, (size_t)out, x, (size_t)in, 1.0, dW,
+             (size_t)in);
     if (db)
         for (int b = 0; b < B; b++)
             for (int o = 0; o < out; o++)
                 db[o] += dy[(size_t)b * out + o];
     if (dx)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0, dy, out, W, in, 0.0,
-                    dx, in);
+        be->gemm(HW_F64, HW_F64, 0, 0, B, in, out, 1.0, dy, (size_t)out, W, (size_t)in, 0.0, dx,
+                 (size_t)in);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -395,29 +408,26 @@ static const double *dparam(const struct rec_model *m, int i) {
 /* Rows of table [set][kind] for the unique ids (float, (nu, dim)). */
 static void gather_rows(struct rec_model *m, int set, int k, const int32_t *ids, int n,
                         float *out) {
-    const struct gpt_param *p = &m->params[m->tab[set][k]];
+    const struct param *p = &m->params[m->tab[set][k]];
     const float *local = m->param_mem + p->offset;
     int dim = (int)p->shape[1];
     if (m->p > 1) {
         emb_shard_gather(m->d, DIST_DP, local, m->rows[k], dim, ids, n, out);
         return;
     }
-    for (int i = 0; i < n; i++)
-        memcpy(out + (size_t)i * dim, local + (size_t)ids[i] * dim, sizeof(float) * dim);
+    m->ops->embed_forward(out, ids, local, n, dim);
 }
 
 static void scatter_rows(struct rec_model *m, int set, int k, const int32_t *ids, int n,
                          const double *g) {
-    const struct gpt_param *p = &m->params[m->tab[set][k]];
+    const struct param *p = &m->params[m->tab[set][k]];
     float *local = m->grad_mem + p->offset;
     int dim = (int)p->shape[1];
     if (m->p > 1) {
         emb_shard_scatter_add(m->d, DIST_DP, local, m->rows[k], dim, ids, n, g);
         return;
     }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < dim; j++)
-            local[(size_t)ids[i] * dim + j] += (float)g[(size_t)i * dim + j];
+    m->ops->rows_scatter_add_f64(local, ids, n, dim, g);
 }
 
 /* Sum a small double vector over the ranks (BatchNorm statistics). */
@@ -478,7 +488,7 @@ static void head_forward(struct rec_model *m, struct head *h, int B, int F, int 
         int out = (int)m->params[pw].shape[0];
         h->a[l] = dcalloc((size_t)B * out);
         h->o[l] = dcalloc((size_t)B * out);
-        lin_fwd(B, in, out, x, dparam(m, pw), dparam(m, pw + 1), h->a[l]);
+        lin_fwd(m->ops, B, in, out, x, dparam(m, pw), dparam(m, pw + 1), h->a[l]);
         double al = dparam(m, h->pi[4 + 3 * l])[0];
         for (size_t i = 0; i < (size_t)B * out; i++)
             h->o[l][i] = h->a[l][i] > 0 ? h->a[l][i] : al * h->a[l][i];
@@ -488,7 +498,7 @@ static void head_forward(struct rec_model *m, struct head *h, int B, int F, int 
     int po = h->pi[2 + 3 * h->nl];
     h->logit = dcalloc((size_t)B * 2);
     h->q = dcalloc((size_t)B * 2);
-    lin_fwd(B, in, 2, x, dparam(m, po), dparam(m, po + 1), h->logit);
+    lin_fwd(m->ops, B, in, 2, x, dparam(m, po), dparam(m, po + 1), h->logit);
     for (int b = 0; b < B; b++) {
         double l0 = h->logit[2 * b], l1 = h->logit[2 * b + 1], mx = l0 > l1 ? l0 : l1;
         double e0 = exp(l0 - mx), e1 = exp(l1 - mx);
@@ -520,7 +530,7 @@ static double *head_backward(struct rec_model *m, struct head *h, int B, int F, 
     }
     const double *xin = nl ? h->o[nl - 1] : h->y;
     double *dx = dcalloc((size_t)B * in_last);
-    lin_bwd(B, in_last, 2, xin, dparam(m, po), dlog, dx, dg + m->params[po].offset,
+    lin_bwd(m->ops, B, in_last, 2, xin, dparam(m, po), dlog, dx, dg + m->params[po].offset,
             dg + m->params[po + 1].offset);
     free(dlog);
     for (int l = nl - 1; l >= 0; l--) {
@@ -536,7 +546,7 @@ static double *head_backward(struct rec_model *m, struct head *h, int B, int F, 
         dg[m->params[pa].offset] += dal;
         const double *x = l ? h->o[l - 1] : h->y;
         double *dxi = dcalloc((size_t)B * in);
-        lin_bwd(B, in, out, x, dparam(m, pw), dx, dxi, dg + m->params[pw].offset,
+        lin_bwd(m->ops, B, in, out, x, dparam(m, pw), dx, dxi, dg + m->params[pw].offset,
                 dg + m->params[pw + 1].offset);
         free(dx);
         dx = dxi;
@@ -685,10 +695,10 @@ struct rec_out rec_forward(struct rec_model *m, const struct rec_batch *bt, int 
         w->ka = dcalloc((size_t)B * L * R);
         w->tr = dcalloc((size_t)B * R);
         w->vr = dcalloc((size_t)B * L * R);
-        lin_fwd(B, R, R, w->at, dparam(m, m->proj[0]), NULL, w->qa);
-        lin_fwd(B * L, R, R, w->ah, dparam(m, m->proj[1]), NULL, w->ka);
-        lin_fwd(B, R, R, w->rt, dparam(m, m->proj[2]), NULL, w->tr);
-        lin_fwd(B * L, R, R, w->rh, dparam(m, m->proj[3]), NULL, w->vr);
+        lin_fwd(m->ops, B, R, R, w->at, dparam(m, m->proj[0]), NULL, w->qa);
+        lin_fwd(m->ops, B * L, R, R, w->ah, dparam(m, m->proj[1]), NULL, w->ka);
+        lin_fwd(m->ops, B, R, R, w->rt, dparam(m, m->proj[2]), NULL, w->tr);
+        lin_fwd(m->ops, B * L, R, R, w->rh, dparam(m, m->proj[3]), NULL, w->vr);
     } else {
         w->qa = w->at;
         w->ka = w->ah;
@@ -869,19 +879,19 @@ void rec_backward(struct rec_model *m) {
         /* projections: raw grads = d(proj) P; both roles land in the one shared table set */
         double *drt = dcalloc((size_t)B * R), *drh = dcalloc((size_t)B * L * R);
         double *tmp = dcalloc((size_t)B * L * R);
-        lin_bwd(B, R, R, w->at, dparam(m, m->proj[0]), dqa, tmp, dg + m->params[m->proj[0]].offset,
-                NULL);
+        lin_bwd(m->ops, B, R, R, w->at, dparam(m, m->proj[0]), dqa, tmp,
+                dg + m->params[m->proj[0]].offset, NULL);
         for (size_t i = 0; i < (size_t)B * R; i++)
             drt[i] += tmp[i];
-        lin_bwd(B, R, R, w->rt, dparam(m, m->proj[2]), dtr, tmp, dg + m->params[m->proj[2]].offset,
-                NULL);
+        lin_bwd(m->ops, B, R, R, w->rt, dparam(m, m->proj[2]), dtr, tmp,
+                dg + m->params[m->proj[2]].offset, NULL);
         for (size_t i = 0; i < (size_t)B * R; i++)
             drt[i] += tmp[i];
-        lin_bwd(B * L, R, R, w->ah, dparam(m, m->proj[1]), dka, tmp,
+        lin_bwd(m->ops, B * L, R, R, w->ah, dparam(m, m->proj[1]), dka, tmp,
                 dg + m->params[m->proj[1]].offset, NULL);
         for (size_t i = 0; i < (size_t)B * L * R; i++)
             drh[i] += tmp[i];
-        lin_bwd(B * L, R, R, w->rh, dparam(m, m->proj[3]), dvr, tmp,
+        lin_bwd(m->ops, B * L, R, R, w->rh, dparam(m, m->proj[3]), dvr, tmp,
                 dg + m->params[m->proj[3]].offset, NULL);
         for (size_t i = 0; i < (size_t)B * L * R; i++)
             drh[i] += tmp[i];
@@ -906,7 +916,7 @@ void rec_backward(struct rec_model *m) {
 double rec_l2(struct rec_model *m, int add_grad) {
     double s = 0.0;
     for (int i = 0; i < m->n_params; i++) {
-        const struct gpt_param *p = &m->params[i];
+        const struct param *p = &m->params[i];
         if (!p->decay)
             continue;
         const float *x = m->param_mem + p->offset;

@@ -54,10 +54,11 @@ struct rec_ws; /* forward state kept for the backward (rec.c) */
 
 struct rec_model {
     struct rec_config c;
-    struct dist *d; /* NULL or a 1-rank world: whole tables here */
-    int p, r;       /* ranks sharing the tables, this rank */
+    const struct ops *ops; /* the backend holding the parameters (needs OPS_CAP_REC) */
+    struct dist *d;        /* NULL or a 1-rank world: whole tables here */
+    int p, r;              /* ranks sharing the tables, this rank */
     int n_params;
-    struct gpt_param *params; /* the same descriptor as the GPT (optim, checkpoints) */
+    struct param *params; /* the same descriptor as the GPT (optim, checkpoints) */
     size_t num_params, n_dense;
     float *param_mem, *grad_mem;
     int tab[2][3];   /* param index of table [set][kind]; set 0 representation, 1 attention */
@@ -86,13 +87,16 @@ struct rec_out {
 void rec_config_from_cfg(struct rec_config *rc, const struct hw_config *c, int n_item, int n_cat);
 void rec_signature(const struct rec_config *rc, char *out, size_t n);
 /* d == NULL: one process holding everything; otherwise the tables are split over DIST_DP. */
-void rec_init(struct rec_model *m, const struct rec_config *rc, struct dist *d);
+void rec_init(struct rec_model *m, const struct rec_config *rc, const struct ops *ops,
+              struct dist *d);
 /* N(0, init_std) for weights and embeddings, zero biases, BN gains 1, PReLU 0.1; by (seed,
  * name, global index), so any rank grid gets the same model. */
 void rec_init_weights(struct rec_model *m, uint64_t seed);
 void rec_free(struct rec_model *m);
 void rec_zero_grad(struct rec_model *m);
-const struct gpt_param *rec_find_param(const struct rec_model *m, const char *name);
+const struct param *rec_find_param(const struct rec_model *m, const char *name);
+/* The parameters as the optimizer and checkpoints see them. */
+struct param_set rec_param_set(struct rec_model *m);
 
 /* Forward over this rank's samples; loss terms are scaled by inv_n (1 / global batch).
  * train: batch statistics (summed over the ranks) and running-stat update; else running stats.

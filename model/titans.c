@@ -5,7 +5,6 @@
 #include "../core/check.h"
 #include "../core/rng.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +44,7 @@ const char *titans_cfg_error(const struct titans_cfg *c) {
 void titans_layout(const struct titans_cfg *c, struct titans_layout *lo) {
     size_t d = (size_t)c->d, H = (size_t)c->H, HD = H * (size_t)c->D, o = 0;
     memset(lo, 0, sizeof *lo);
+    lo->ops = c->ops ? c->ops : ops_for(BACKEND_CPU);
     lo->L = c->depth;
     lo->P = 0;
     for (int l = 0; l < c->depth; l++) {
@@ -73,7 +73,7 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo) {
 
 #define T      float
 #define SFX(n) n##_f
-#define GEMM_  cblas_sgemm
+#define TDTYPE HW_F32
 #define TEXP   expf
 #define TTANH  tanhf
 #define TSQRT  sqrtf
@@ -81,7 +81,7 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo) {
 #include "titans_impl.h"
 #undef T
 #undef SFX
-#undef GEMM_
+#undef TDTYPE
 #undef TEXP
 #undef TTANH
 #undef TSQRT
@@ -89,7 +89,7 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo) {
 
 #define T      double
 #define SFX(n) n##_d
-#define GEMM_  cblas_dgemm
+#define TDTYPE HW_F64
 #define TEXP   exp
 #define TTANH  tanh
 #define TSQRT  sqrt

@@ -23,6 +23,8 @@
 #ifndef HW_TITANS_H
 #define HW_TITANS_H
 
+#include "../ops/ops.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,7 +46,8 @@ struct titans_cfg {
     int recompute;       /* keep only TTT-batch boundary states; the backward recomputes the rest */
     double max_lr;       /* theta = max_lr * sigmoid(.) */
     double kappa;        /* inner loss factor: 1 (paper, sum) or 1/D (reference, mean) */
-    double max_grad_norm; /* > 0: soft-clamp each chunk gradient tensor's norm (reference) */
+    double max_grad_norm;  /* > 0: soft-clamp each chunk gradient tensor's norm (reference) */
+    const struct ops *ops; /* the backend of the module's buffers and GEMMs; NULL: the CPU */
 };
 
 /* Offsets (in elements) of the outer parameters in one flat array; P is the size of one head's
@@ -63,6 +66,7 @@ struct titans_layout {
     int L;    /* depth */
     int in[TITANS_MAX_DEPTH], out[TITANS_MAX_DEPTH];
     size_t off[TITANS_MAX_DEPTH]; /* offset of W_l inside one head's P */
+    const struct ops *ops;        /* the configuration's backend (never NULL) */
 };
 
 /* Fills defaults (d, H, D given): depth 2, hidden 4D, c = b = 1... Callers override. */

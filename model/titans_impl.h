@@ -1,5 +1,5 @@
 /* model/titans_impl.h -- the body of the Titans memory (model/titans.h), included twice by
- * model/titans.c with T = float / double, SFX(name) adding the suffix, GEMM_ the cblas routine and
+ * model/titans.c with T = float / double, SFX(name) adding the suffix, TDTYPE its element type and
  * TEXP/TTANH/TSQRT/TERF the maths. Not a public header. */
 
 /* ---- scalar helpers ------------------------------------------------------------------------ */
@@ -20,19 +20,16 @@ static T SFX(gelu2_)(T h) {
     return SFX(npdf_)(h) * ((T)2 - h * h);
 }
 
-/* C = alpha op(A) op(B) + beta C, row-major; nothing when a dimension is 0 (k = 0 scales C). */
-static void SFX(mm_)(int ta, int tb, int m, int n, int k, T alpha, const T *A, size_t lda,
-                     const T *B, size_t ldb, T beta, T *C, size_t ldc) {
-    if (m <= 0 || n <= 0)
-        return;
-    if (k <= 0) {
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-                C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
-        return;
-    }
-    GEMM_(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
-          alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+/* C = alpha op(A) op(B) + beta C, row-major, through the backend's GEMM (gemm.h: nothing when
+ * m or n is 0, k = 0 scales C). */
+static void SFX(mm_)(const struct ops *o, int ta, int tb, int m, int n, int k, T alpha, const T *A,
+                     size_t lda, const T *B, size_t ldb, T beta, T *C, size_t ldc) {
+    o->gemm(TDTYPE, TDTYPE, ta, tb, m, n, k, (double)alpha, A, lda, B, ldb, (double)beta, C, ldc);
+}
+
+/* The backend of a configuration (NULL: the CPU). */
+static const struct ops *SFX(ops_)(const struct titans_cfg *c) {
+    return c->ops ? c->ops : ops_for(BACKEND_CPU);
 }
 
 static T SFX(dot_)(const T *a, const T *b, size_t n) {
@@ -42,8 +39,13 @@ static T SFX(dot_)(const T *a, const T *b, size_t n) {
     return s;
 }
 
-static void *SFX(xcalloc_)(size_t n) {
-    return HW_CALLOC(n ? n : 1, sizeof(T));
+/* Zeroed buffers from the backend (at least one element). */
+static void *SFX(xcalloc_)(const struct ops *o, size_t n) {
+    return o->alloc((n ? n : 1) * sizeof(T));
+}
+
+static void SFX(xfree_)(const struct ops *o, void *p) {
+    o->free(p);
 }
 
 /* ---- scans --------------------------------------------------------------------------------- */
@@ -112,6 +114,7 @@ struct SFX(ws_) {
     T *V, *th, *thb; /* n x D, n, n */
     T *G, *Gb;       /* m x P chunk gradients and their adjoints */
     T *mem;
+    const struct ops *ops; /* the backend mem came from */
 };
 
 static void SFX(ws_init_)(struct SFX(ws_) * w, const struct titans_layout *lo, int n, int m) {
@@ -119,7 +122,8 @@ static void SFX(ws_init_)(struct SFX(ws_) * w, const struct titans_layout *lo, i
     for (int l = 0; l < lo->L; l++)
         tot += nn * (2 * (size_t)lo->in[l] + 5 * (size_t)lo->out[l]);
     tot += nn * D + 2 * nn + 2 * (size_t)m * lo->P;
-    T *p = SFX(xcalloc_)(tot);
+    T *p = SFX(xcalloc_)(lo->ops, tot);
+    w->ops = lo->ops;
     w->mem = p;
     w->n = n;
     w->m = m;
@@ -141,7 +145,7 @@ static void SFX(ws_init_)(struct SFX(ws_) * w, const struct titans_layout *lo, i
 }
 
 static void SFX(ws_free_)(struct SFX(ws_) * w) {
-    free(w->mem);
+    SFX(xfree_)(w->ops, w->mem);
     w->mem = NULL;
 }
 
@@ -149,7 +153,7 @@ static void SFX(ws_free_)(struct SFX(ws_) * w) {
 static void SFX(mlp_fwd_)(const struct titans_layout *lo, const T *W, struct SFX(ws_) * w, int n) {
     for (int l = 0; l < lo->L; l++) {
         SFX(mm_)
-        (0, 0, n, lo->out[l], lo->in[l], 1, w->A[l], (size_t)lo->in[l], W + lo->off[l],
+        (lo->ops, 0, 0, n, lo->out[l], lo->in[l], 1, w->A[l], (size_t)lo->in[l], W + lo->off[l],
          (size_t)lo->out[l], 0, w->Hh[l], (size_t)lo->out[l]);
         if (l + 1 < lo->L) {
             size_t e = (size_t)n * (size_t)lo->out[l];
@@ -173,7 +177,7 @@ static void SFX(mlp_inner_grad_)(const struct titans_layout *lo, T kappa, const 
     for (int l = L - 1; l >= 1; l--) {
         /* U[l-1] = R[l] W_l^T ; R[l-1] = U[l-1] * gelu'(Hh[l-1]) */
         SFX(mm_)
-        (0, 1, n, lo->in[l], lo->out[l], 1, w->R[l], (size_t)lo->out[l], W + lo->off[l],
+        (lo->ops, 0, 1, n, lo->in[l], lo->out[l], 1, w->R[l], (size_t)lo->out[l], W + lo->off[l],
          (size_t)lo->out[l], 0, w->U[l - 1], (size_t)lo->in[l]);
         size_t e = (size_t)n * (size_t)lo->in[l];
         for (size_t i = 0; i < e; i++)
@@ -186,8 +190,9 @@ static void SFX(chunk_grad_)(const struct titans_layout *lo, const struct SFX(ws
                              int rows, T *G) {
     for (int l = 0; l < lo->L; l++)
         SFX(mm_)
-    (1, 0, lo->in[l], lo->out[l], rows, 1, w->A[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l],
-     w->R[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l], 0, G + lo->off[l], (size_t)lo->out[l]);
+    (lo->ops, 1, 0, lo->in[l], lo->out[l], rows, 1, w->A[l] + (size_t)r0 * lo->in[l],
+     (size_t)lo->in[l], w->R[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l], 0, G + lo->off[l],
+     (size_t)lo->out[l]);
 }
 
 /* Soft-clamp of a tensor's norm (reference softclamp_grad_norm): g *= f(|g|)/|g| with
@@ -243,7 +248,8 @@ static void SFX(project_)(const struct titans_cfg *c, const struct titans_layout
             continue;
         if (K > 0) {
             SFX(mm_)
-            (0, 0, n + K1, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, z[w], (size_t)HD);
+            (lo->ops, 0, 0, n + K1, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, z[w],
+             (size_t)HD);
             const T *cw = par + coff[w];
             for (int t = 0; t < n; t++) {
                 T *o = pre[w] + (size_t)t * HD;
@@ -257,7 +263,8 @@ static void SFX(project_)(const struct titans_cfg *c, const struct titans_layout
             }
         } else {
             SFX(mm_)
-            (0, 0, n, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, pre[w], (size_t)HD);
+            (lo->ops, 0, 0, n, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, pre[w],
+             (size_t)HD);
         }
         for (size_t i = 0; i < (size_t)n * HD; i++) {
             T zz = pre[w][i];
@@ -281,7 +288,8 @@ static void SFX(rgate_)(const struct titans_cfg *c, const struct titans_layout *
                         const T *x, int n, T *g) {
     int H = c->H;
     if (c->gate) {
-        SFX(mm_)(0, 0, n, H, c->d, 1, x, (size_t)c->d, par + lo->wg, (size_t)H, 0, g, (size_t)H);
+        SFX(mm_)
+        (lo->ops, 0, 0, n, H, c->d, 1, x, (size_t)c->d, par + lo->wg, (size_t)H, 0, g, (size_t)H);
         for (size_t i = 0; i < (size_t)n * H; i++)
             g[i] = SFX(sig_)(g[i]);
     } else {
@@ -294,7 +302,8 @@ static void SFX(rgate_)(const struct titans_cfg *c, const struct titans_layout *
 static void SFX(gate_)(const struct titans_cfg *c, const T *par, size_t w, size_t b, const T *x,
                        int n, T scale, T *out) {
     int H = c->H;
-    SFX(mm_)(0, 0, n, H, c->d, 1, x, (size_t)c->d, par + w, (size_t)H, 0, out, (size_t)H);
+    SFX(mm_)
+    (SFX(ops_)(c), 0, 0, n, H, c->d, 1, x, (size_t)c->d, par + w, (size_t)H, 0, out, (size_t)H);
     for (int t = 0; t < n; t++)
         for (int h = 0; h < H; h++)
             out[(size_t)t * H + h] = scale * SFX(sig_)(out[(size_t)t * H + h] + par[b + h]);
@@ -372,41 +381,43 @@ int SFX(titans_tape_init)(struct SFX(titans_tape) * t, const struct titans_cfg *
     size_t N = (size_t)nmax, d = (size_t)c->d, H = (size_t)c->H, HD = H * (size_t)c->D;
     size_t Nc = N / (size_t)c->c, HP = H * t->lo.P;
     size_t K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
-    t->xe = SFX(xcalloc_)((K1 + N) * d);
+    t->xe = SFX(xcalloc_)(t->lo.ops, (K1 + N) * d);
     t->x = t->xe + K1 * d;
     if (c->conv > 0) {
-        t->zk = SFX(xcalloc_)((K1 + N) * HD);
-        t->zv = SFX(xcalloc_)((K1 + N) * HD);
-        t->zq = SFX(xcalloc_)((K1 + N) * HD);
+        t->zk = SFX(xcalloc_)(t->lo.ops, (K1 + N) * HD);
+        t->zv = SFX(xcalloc_)(t->lo.ops, (K1 + N) * HD);
+        t->zq = SFX(xcalloc_)(t->lo.ops, (K1 + N) * HD);
     }
-    t->kp = SFX(xcalloc_)(N * HD);
-    t->vp = SFX(xcalloc_)(N * HD);
-    t->qp = SFX(xcalloc_)(N * HD);
-    t->k = SFX(xcalloc_)(N * HD);
-    t->v = SFX(xcalloc_)(N * HD);
-    t->q = SFX(xcalloc_)(N * HD);
-    t->kn = SFX(xcalloc_)(N * H);
-    t->qn = SFX(xcalloc_)(N * H);
-    t->th = SFX(xcalloc_)(N * H);
-    t->pool = SFX(xcalloc_)(Nc * d);
-    t->eta = SFX(xcalloc_)(Nc * H);
-    t->alpha = SFX(xcalloc_)(Nc * H);
+    t->kp = SFX(xcalloc_)(t->lo.ops, N * HD);
+    t->vp = SFX(xcalloc_)(t->lo.ops, N * HD);
+    t->qp = SFX(xcalloc_)(t->lo.ops, N * HD);
+    t->k = SFX(xcalloc_)(t->lo.ops, N * HD);
+    t->v = SFX(xcalloc_)(t->lo.ops, N * HD);
+    t->q = SFX(xcalloc_)(t->lo.ops, N * HD);
+    t->kn = SFX(xcalloc_)(t->lo.ops, N * H);
+    t->qn = SFX(xcalloc_)(t->lo.ops, N * H);
+    t->th = SFX(xcalloc_)(t->lo.ops, N * H);
+    t->pool = SFX(xcalloc_)(t->lo.ops, Nc * d);
+    t->eta = SFX(xcalloc_)(t->lo.ops, Nc * H);
+    t->alpha = SFX(xcalloc_)(t->lo.ops, Nc * H);
     /* every chunk state, or (recompute) only the TTT-batch boundaries */
     size_t mbs = (size_t)(c->b / c->c), ns = c->recompute ? (Nc + mbs - 1) / mbs : Nc;
-    t->W = SFX(xcalloc_)((ns + 1) * HP);
-    t->S = SFX(xcalloc_)((ns + 1) * HP);
-    t->Wb = c->recompute ? NULL : SFX(xcalloc_)((Nc + 1) * HP);
-    t->m = SFX(xcalloc_)(N * HD);
-    t->g = SFX(xcalloc_)(N * H);
-    t->y = SFX(xcalloc_)(N * HD);
+    t->W = SFX(xcalloc_)(t->lo.ops, (ns + 1) * HP);
+    t->S = SFX(xcalloc_)(t->lo.ops, (ns + 1) * HP);
+    t->Wb = c->recompute ? NULL : SFX(xcalloc_)(t->lo.ops, (Nc + 1) * HP);
+    t->m = SFX(xcalloc_)(t->lo.ops, N * HD);
+    t->g = SFX(xcalloc_)(t->lo.ops, N * H);
+    t->y = SFX(xcalloc_)(t->lo.ops, N * HD);
     return 0;
 }
 
 void SFX(titans_tape_free)(struct SFX(titans_tape) * t) {
+    if (!t->lo.ops) /* zeroed: never initialised */
+        return;
     T *ps[] = {t->xe, t->zk, t->zv,   t->zq,  t->kp,    t->vp, t->qp, t->k,  t->v, t->q, t->kn,
                t->qn, t->th, t->pool, t->eta, t->alpha, t->W,  t->S,  t->Wb, t->m, t->g, t->y};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
-        free(ps[i]);
+        SFX(xfree_)(t->lo.ops, ps[i]);
     memset(t, 0, sizeof *t);
 }
 
@@ -495,11 +506,11 @@ static void SFX(read_bwd_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * 
     SFX(gather_)(dm, HD, h, D, i0, n, w->Hb[L - 1]);
     for (int l = L - 1; l >= 0; l--) {
         SFX(mm_)
-        (1, 0, lo->in[l], lo->out[l], n, 1, w->A[l], (size_t)lo->in[l], w->Hb[l],
+        (t->lo.ops, 1, 0, lo->in[l], lo->out[l], n, 1, w->A[l], (size_t)lo->in[l], w->Hb[l],
          (size_t)lo->out[l], 1, Wbj + lo->off[l], (size_t)lo->out[l]);
         SFX(mm_)
-        (0, 1, n, lo->in[l], lo->out[l], 1, w->Hb[l], (size_t)lo->out[l], Wj + lo->off[l],
-         (size_t)lo->out[l], 0, w->Ab[l], (size_t)lo->in[l]);
+        (t->lo.ops, 0, 1, n, lo->in[l], lo->out[l], 1, w->Hb[l], (size_t)lo->out[l],
+         Wj + lo->off[l], (size_t)lo->out[l], 0, w->Ab[l], (size_t)lo->in[l]);
         if (l > 0)
             for (size_t i = 0; i < (size_t)n * lo->in[l]; i++)
                 w->Hb[l - 1][i] = w->Ab[l][i] * SFX(gelu1_)(w->Hh[l - 1][i]);
@@ -536,12 +547,12 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
     SFX(gate_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta);
     SFX(gate_)(c, par, lo->wal, lo->bal, t->pool, Nc, 1, t->alpha);
     if (c->theta_per_chunk) {
-        T *tc = SFX(xcalloc_)((size_t)Nc * H);
+        T *tc = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H);
         SFX(gate_)(c, par, lo->wth, lo->bth, t->pool, Nc, (T)c->max_lr, tc);
         memset(t->th, 0, sizeof(T) * (size_t)N * H);
         for (int i = 0; i < Nc * cs; i++)
             memcpy(t->th + (size_t)i * H, tc + (size_t)(i / cs) * H, sizeof(T) * H);
-        free(tc);
+        SFX(xfree_)(t->lo.ops, tc);
     } else if (!read_only) {
         SFX(gate_)(c, par, lo->wth, lo->bth, x, N, (T)c->max_lr, t->th);
     }
@@ -557,9 +568,9 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
     {
         struct SFX(ws_) w;
         SFX(ws_init_)(&w, lo, rows_max, mb);
-        T *a1 = SFX(xcalloc_)((size_t)mb), *a2 = SFX(xcalloc_)((size_t)mb);
-        T *Wsc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
-        T *Ssc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
+        T *a1 = SFX(xcalloc_)(t->lo.ops, (size_t)mb), *a2 = SFX(xcalloc_)(t->lo.ops, (size_t)mb);
+        T *Wsc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
+        T *Ssc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
 #pragma omp for schedule(static)
         for (int h = 0; h < H; h++) {
             if (Nc == 0) /* nothing stored: every token reads the incoming state */
@@ -597,10 +608,10 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
                 }
             }
         }
-        free(Wsc);
-        free(Ssc);
-        free(a1);
-        free(a2);
+        SFX(xfree_)(t->lo.ops, Wsc);
+        SFX(xfree_)(t->lo.ops, Ssc);
+        SFX(xfree_)(t->lo.ops, a1);
+        SFX(xfree_)(t->lo.ops, a2);
         SFX(ws_free_)(&w);
     }
     for (int i = 0; i < N; i++)
@@ -609,7 +620,8 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
                 size_t o = (size_t)i * HD + (size_t)h * D + j;
                 t->y[o] = t->g[(size_t)i * H + h] * t->m[o];
             }
-    SFX(mm_)(0, 0, N, d, HD, 1, t->y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
+    SFX(mm_)
+    (t->lo.ops, 0, 0, N, d, HD, 1, t->y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
     int last = rc ? (Nc + mb - 1) / mb : Nc; /* index of the final stored state */
     if (Wout)
         memcpy(Wout, t->W + (size_t)last * HP, sizeof(T) * HP);
@@ -641,19 +653,21 @@ static void SFX(gate_bwd_)(const struct titans_cfg *c, const T *par, size_t wo, 
     int H = c->H, d = c->d;
     if (n <= 0)
         return;
-    T *zb = SFX(xcalloc_)((size_t)n * H);
+    T *zb = SFX(xcalloc_)(SFX(ops_)(c), (size_t)n * H);
     for (size_t i = 0; i < (size_t)n * H; i++) {
         T s = val[i] / scale;
         zb[i] = gb[i] * scale * s * (1 - s);
     }
-    SFX(mm_)(1, 0, d, H, n, 1, xin, (size_t)d, zb, (size_t)H, 1, dpar + wo, (size_t)H);
+    SFX(mm_)
+    (SFX(ops_)(c), 1, 0, d, H, n, 1, xin, (size_t)d, zb, (size_t)H, 1, dpar + wo, (size_t)H);
     if (bo != (size_t)-1)
         for (int t = 0; t < n; t++)
             for (int h = 0; h < H; h++)
                 dpar[bo + h] += zb[(size_t)t * H + h];
     if (dxin)
-        SFX(mm_)(0, 1, n, d, H, 1, zb, (size_t)H, par + wo, (size_t)H, 1, dxin, (size_t)d);
-    free(zb);
+        SFX(mm_)
+        (SFX(ops_)(c), 0, 1, n, d, H, 1, zb, (size_t)H, par + wo, (size_t)H, 1, dxin, (size_t)d);
+    SFX(xfree_)(SFX(ops_)(c), zb);
 }
 
 void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *dout, const T *dWout,
@@ -672,15 +686,21 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
         if (dWout)
             memcpy(Wb + (size_t)Nc * HP, dWout, sizeof(T) * HP);
     }
-    T *dY = SFX(xcalloc_)((size_t)N * HD), *dm = SFX(xcalloc_)((size_t)N * HD);
-    T *dg = SFX(xcalloc_)((size_t)N * H), *dq = SFX(xcalloc_)((size_t)N * HD);
-    T *dk = SFX(xcalloc_)((size_t)N * HD), *dv = SFX(xcalloc_)((size_t)N * HD);
-    T *dth = SFX(xcalloc_)((size_t)N * H), *deta = SFX(xcalloc_)((size_t)Nc * H);
-    T *dal = SFX(xcalloc_)((size_t)Nc * H), *dpool = SFX(xcalloc_)((size_t)Nc * d);
+    T *dY = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD),
+      *dm = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD);
+    T *dg = SFX(xcalloc_)(t->lo.ops, (size_t)N * H), *dq = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD);
+    T *dk = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD),
+      *dv = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD);
+    T *dth = SFX(xcalloc_)(t->lo.ops, (size_t)N * H),
+      *deta = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H);
+    T *dal = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H),
+      *dpool = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * d);
 
     /* output projection and retrieve gate */
-    SFX(mm_)(0, 1, N, HD, d, 1, dout, (size_t)d, par + lo->wo, (size_t)d, 0, dY, (size_t)HD);
-    SFX(mm_)(1, 0, HD, d, N, 1, t->y, (size_t)HD, dout, (size_t)d, 1, dpar + lo->wo, (size_t)d);
+    SFX(mm_)
+    (t->lo.ops, 0, 1, N, HD, d, 1, dout, (size_t)d, par + lo->wo, (size_t)d, 0, dY, (size_t)HD);
+    SFX(mm_)
+    (t->lo.ops, 1, 0, HD, d, N, 1, t->y, (size_t)HD, dout, (size_t)d, 1, dpar + lo->wo, (size_t)d);
     for (int i = 0; i < N; i++)
         for (int h = 0; h < H; h++) {
             size_t o = (size_t)i * HD + (size_t)h * D;
@@ -697,11 +717,11 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     {
         struct SFX(ws_) w;
         SFX(ws_init_)(&w, lo, rows_max, mb);
-        T *Sb = SFX(xcalloc_)(P), *carry = SFX(xcalloc_)(P);
-        T *a1 = SFX(xcalloc_)((size_t)mb), *a2 = SFX(xcalloc_)((size_t)mb);
-        T *Wsc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
-        T *Ssc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
-        T *Wbsc = rc ? SFX(xcalloc_)((size_t)(mb + 1) * P) : NULL;
+        T *Sb = SFX(xcalloc_)(t->lo.ops, P), *carry = SFX(xcalloc_)(t->lo.ops, P);
+        T *a1 = SFX(xcalloc_)(t->lo.ops, (size_t)mb), *a2 = SFX(xcalloc_)(t->lo.ops, (size_t)mb);
+        T *Wsc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
+        T *Ssc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
+        T *Wbsc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
 #pragma omp for schedule(static)
         for (int h = 0; h < H; h++) {
             if (dSout)
@@ -785,13 +805,15 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                     for (int l = 0; l < L; l++) {
                         /* G_l = A[l]^T R[l]: Rb[l] = A[l] Gb_l, Ab[l] = R[l] Gb_l^T */
                         SFX(mm_)
-                        (0, 0, cs, lo->out[l], lo->in[l], 1, w.A[l] + (size_t)r0 * lo->in[l],
-                         (size_t)lo->in[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
-                         w.Rb[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l]);
+                        (t->lo.ops, 0, 0, cs, lo->out[l], lo->in[l], 1,
+                         w.A[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l], Gb + lo->off[l],
+                         (size_t)lo->out[l], 0, w.Rb[l] + (size_t)r0 * lo->out[l],
+                         (size_t)lo->out[l]);
                         SFX(mm_)
-                        (0, 1, cs, lo->in[l], lo->out[l], 1, w.R[l] + (size_t)r0 * lo->out[l],
-                         (size_t)lo->out[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
-                         w.Ab[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l]);
+                        (t->lo.ops, 0, 1, cs, lo->in[l], lo->out[l], 1,
+                         w.R[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l], Gb + lo->off[l],
+                         (size_t)lo->out[l], 0, w.Ab[l] + (size_t)r0 * lo->in[l],
+                         (size_t)lo->in[l]);
                     }
                 }
                 for (int l = 0; l < L; l++)
@@ -805,13 +827,13 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                         w.U[l][i] = rb * SFX(gelu1_)(hv); /* now the adjoint of U[l] */
                     }
                     SFX(mm_)
-                    (0, 0, rows, lo->out[l + 1], lo->in[l + 1], 1, w.U[l], (size_t)lo->in[l + 1],
-                     Ws + lo->off[l + 1], (size_t)lo->out[l + 1], 1, w.Rb[l + 1],
-                     (size_t)lo->out[l + 1]);
+                    (t->lo.ops, 0, 0, rows, lo->out[l + 1], lo->in[l + 1], 1, w.U[l],
+                     (size_t)lo->in[l + 1], Ws + lo->off[l + 1], (size_t)lo->out[l + 1], 1,
+                     w.Rb[l + 1], (size_t)lo->out[l + 1]);
                     SFX(mm_)
-                    (1, 0, lo->in[l + 1], lo->out[l + 1], rows, 1, w.U[l], (size_t)lo->in[l + 1],
-                     w.R[l + 1], (size_t)lo->out[l + 1], 1, Wbs + lo->off[l + 1],
-                     (size_t)lo->out[l + 1]);
+                    (t->lo.ops, 1, 0, lo->in[l + 1], lo->out[l + 1], rows, 1, w.U[l],
+                     (size_t)lo->in[l + 1], w.R[l + 1], (size_t)lo->out[l + 1], 1,
+                     Wbs + lo->off[l + 1], (size_t)lo->out[l + 1]);
                 }
                 /* reverse of R[L-1] = 2 kappa theta (p - v) */
                 for (int i = 0; i < rows; i++) {
@@ -828,10 +850,10 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                 /* reverse of the MLP forward at W* */
                 for (int l = L - 1; l >= 0; l--) {
                     SFX(mm_)
-                    (1, 0, lo->in[l], lo->out[l], rows, 1, w.A[l], (size_t)lo->in[l], w.Hb[l],
-                     (size_t)lo->out[l], 1, Wbs + lo->off[l], (size_t)lo->out[l]);
+                    (t->lo.ops, 1, 0, lo->in[l], lo->out[l], rows, 1, w.A[l], (size_t)lo->in[l],
+                     w.Hb[l], (size_t)lo->out[l], 1, Wbs + lo->off[l], (size_t)lo->out[l]);
                     SFX(mm_)
-                    (0, 1, rows, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l],
+                    (t->lo.ops, 0, 1, rows, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l],
                      Ws + lo->off[l], (size_t)lo->out[l], 1, w.Ab[l], (size_t)lo->in[l]);
                     if (l > 0)
                         for (size_t i = 0; i < (size_t)rows * lo->in[l]; i++)
@@ -847,13 +869,13 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                 memcpy(dWin + (size_t)h * P, carry, sizeof(T) * P);
         }
         SFX(ws_free_)(&w);
-        free(Sb);
-        free(carry);
-        free(a1);
-        free(a2);
-        free(Wsc);
-        free(Ssc);
-        free(Wbsc);
+        SFX(xfree_)(t->lo.ops, Sb);
+        SFX(xfree_)(t->lo.ops, carry);
+        SFX(xfree_)(t->lo.ops, a1);
+        SFX(xfree_)(t->lo.ops, a2);
+        SFX(xfree_)(t->lo.ops, Wsc);
+        SFX(xfree_)(t->lo.ops, Ssc);
+        SFX(xfree_)(t->lo.ops, Wbsc);
     }
     if (dWin && !rc)
         memcpy(dWin, Wb, sizeof(T) * HP);
@@ -862,15 +884,16 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     SFX(gate_bwd_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta, deta, dpar, dpool);
     SFX(gate_bwd_)(c, par, lo->wal, lo->bal, t->pool, Nc, 1, t->alpha, dal, dpar, dpool);
     if (c->theta_per_chunk) {
-        T *tc = SFX(xcalloc_)((size_t)Nc * H), *tcb = SFX(xcalloc_)((size_t)Nc * H);
+        T *tc = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H),
+          *tcb = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H);
         for (int i = 0; i < Nc * cs; i++)
             for (int h = 0; h < H; h++) {
                 tc[(size_t)(i / cs) * H + h] = t->th[(size_t)i * H + h];
                 tcb[(size_t)(i / cs) * H + h] += dth[(size_t)i * H + h];
             }
         SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->pool, Nc, (T)c->max_lr, tc, tcb, dpar, dpool);
-        free(tc);
-        free(tcb);
+        SFX(xfree_)(t->lo.ops, tc);
+        SFX(xfree_)(t->lo.ops, tcb);
     } else if (!t->read_only) {
         SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->x, N, (T)c->max_lr, t->th, dth, dpar, dx);
     }
@@ -887,8 +910,8 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     int K = c->conv, K1 = K > 0 ? K - 1 : 0;
     T *dz = NULL, *dxe = NULL;
     if (K > 0) {
-        dz = SFX(xcalloc_)((size_t)(N + K1) * HD);
-        dxe = SFX(xcalloc_)((size_t)(N + K1) * d);
+        dz = SFX(xcalloc_)(t->lo.ops, (size_t)(N + K1) * HD);
+        dxe = SFX(xcalloc_)(t->lo.ops, (size_t)(N + K1) * d);
     }
     for (int s = t->read_only ? 2 : 0; s < 3; s++) {
         T *a = adj[s];
@@ -925,16 +948,19 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                     }
                 }
             SFX(mm_)
-            (1, 0, d, HD, N + K1, 1, t->xe, (size_t)d, dz, (size_t)HD, 1, dpar + off[s],
+            (t->lo.ops, 1, 0, d, HD, N + K1, 1, t->xe, (size_t)d, dz, (size_t)HD, 1, dpar + off[s],
              (size_t)HD);
             SFX(mm_)
-            (0, 1, N + K1, d, HD, 1, dz, (size_t)HD, par + off[s], (size_t)HD, 1, dxe, (size_t)d);
+            (t->lo.ops, 0, 1, N + K1, d, HD, 1, dz, (size_t)HD, par + off[s], (size_t)HD, 1, dxe,
+             (size_t)d);
         } else {
             SFX(mm_)
-            (1, 0, d, HD, N, 1, t->x, (size_t)d, a, (size_t)HD, 1, dpar + off[s], (size_t)HD);
+            (t->lo.ops, 1, 0, d, HD, N, 1, t->x, (size_t)d, a, (size_t)HD, 1, dpar + off[s],
+             (size_t)HD);
             if (dx)
                 SFX(mm_)
-            (0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx, (size_t)d);
+            (t->lo.ops, 0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx,
+             (size_t)d);
         }
     }
     if (K > 0) {
@@ -944,19 +970,19 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
         if (dx)
             for (size_t i = 0; i < (size_t)N * d; i++)
                 dx[i] += dxe[(size_t)K1 * d + i];
-        free(dz);
-        free(dxe);
+        SFX(xfree_)(t->lo.ops, dz);
+        SFX(xfree_)(t->lo.ops, dxe);
     }
-    free(dY);
-    free(dm);
-    free(dg);
-    free(dq);
-    free(dk);
-    free(dv);
-    free(dth);
-    free(deta);
-    free(dal);
-    free(dpool);
+    SFX(xfree_)(t->lo.ops, dY);
+    SFX(xfree_)(t->lo.ops, dm);
+    SFX(xfree_)(t->lo.ops, dg);
+    SFX(xfree_)(t->lo.ops, dq);
+    SFX(xfree_)(t->lo.ops, dk);
+    SFX(xfree_)(t->lo.ops, dv);
+    SFX(xfree_)(t->lo.ops, dth);
+    SFX(xfree_)(t->lo.ops, deta);
+    SFX(xfree_)(t->lo.ops, dal);
+    SFX(xfree_)(t->lo.ops, dpool);
 }
 
 int SFX(titans_nonfinite)(const struct SFX(titans_tape) * t) {
@@ -978,21 +1004,23 @@ int SFX(titans_dec_init)(struct SFX(titans_dec) * s, const struct titans_cfg *c,
     s->cfg = *c;
     titans_layout(c, &s->lo);
     size_t HP = (size_t)c->H * s->lo.P;
-    s->W = SFX(xcalloc_)(HP);
-    s->S = SFX(xcalloc_)(HP);
-    s->Ws = SFX(xcalloc_)(HP);
+    s->W = SFX(xcalloc_)(s->lo.ops, HP);
+    s->S = SFX(xcalloc_)(s->lo.ops, HP);
+    s->Ws = SFX(xcalloc_)(s->lo.ops, HP);
     s->K1 = c->conv > 0 ? c->conv - 1 : 0;
-    s->buf = SFX(xcalloc_)((size_t)(s->K1 + c->c) * c->d);
+    s->buf = SFX(xcalloc_)(s->lo.ops, (size_t)(s->K1 + c->c) * c->d);
     SFX(titans_state_init)(c, par, s->W, s->S);
     memcpy(s->Ws, s->W, sizeof(T) * HP);
     return 0;
 }
 
 void SFX(titans_dec_free)(struct SFX(titans_dec) * s) {
-    free(s->W);
-    free(s->S);
-    free(s->Ws);
-    free(s->buf);
+    if (!s->lo.ops) /* zeroed: never initialised */
+        return;
+    SFX(xfree_)(s->lo.ops, s->W);
+    SFX(xfree_)(s->lo.ops, s->S);
+    SFX(xfree_)(s->lo.ops, s->Ws);
+    SFX(xfree_)(s->lo.ops, s->buf);
     memset(s, 0, sizeof *s);
 }
 
@@ -1009,20 +1037,26 @@ void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, 
     struct SFX(ws_) w;
     SFX(ws_init_)(&w, lo, cs, 1);
     /* the query from x and its K1 predecessors (before the history shifts) */
-    T *zq = SFX(xcalloc_)((size_t)(K1 + 1) * HD), *qp = SFX(xcalloc_)((size_t)HD);
-    T *q = SFX(xcalloc_)((size_t)HD), *qn = SFX(xcalloc_)((size_t)H), *g = SFX(xcalloc_)((size_t)H);
-    T *y = SFX(xcalloc_)((size_t)HD);
+    T *zq = SFX(xcalloc_)(s->lo.ops, (size_t)(K1 + 1) * HD),
+      *qp = SFX(xcalloc_)(s->lo.ops, (size_t)HD);
+    T *q = SFX(xcalloc_)(s->lo.ops, (size_t)HD), *qn = SFX(xcalloc_)(s->lo.ops, (size_t)H),
+      *g = SFX(xcalloc_)(s->lo.ops, (size_t)H);
+    T *y = SFX(xcalloc_)(s->lo.ops, (size_t)HD);
     SFX(project_)
     (c, lo, par, s->buf + (size_t)(s->npend - 1) * d, 1, NULL, NULL, zq, NULL, NULL, qp, NULL, NULL,
      q, NULL, qn);
     SFX(rgate_)(c, lo, par, x, 1, g);
     if (s->npend == cs) {
-        T *zk = SFX(xcalloc_)((size_t)(K1 + cs) * HD), *zv = SFX(xcalloc_)((size_t)(K1 + cs) * HD);
-        T *k = SFX(xcalloc_)((size_t)cs * HD), *v = SFX(xcalloc_)((size_t)cs * HD);
-        T *kp = SFX(xcalloc_)((size_t)cs * HD), *vp = SFX(xcalloc_)((size_t)cs * HD);
-        T *kn = SFX(xcalloc_)((size_t)cs * H), *th = SFX(xcalloc_)((size_t)cs * H);
-        T *pl = SFX(xcalloc_)((size_t)d), *et = SFX(xcalloc_)((size_t)H);
-        T *ap = SFX(xcalloc_)((size_t)H);
+        T *zk = SFX(xcalloc_)(s->lo.ops, (size_t)(K1 + cs) * HD),
+          *zv = SFX(xcalloc_)(s->lo.ops, (size_t)(K1 + cs) * HD);
+        T *k = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD),
+          *v = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD);
+        T *kp = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD),
+          *vp = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD);
+        T *kn = SFX(xcalloc_)(s->lo.ops, (size_t)cs * H),
+          *th = SFX(xcalloc_)(s->lo.ops, (size_t)cs * H);
+        T *pl = SFX(xcalloc_)(s->lo.ops, (size_t)d), *et = SFX(xcalloc_)(s->lo.ops, (size_t)H);
+        T *ap = SFX(xcalloc_)(s->lo.ops, (size_t)H);
         SFX(project_)(c, lo, par, s->buf, cs, zk, zv, NULL, kp, vp, NULL, k, v, NULL, kn, NULL);
         SFX(pool_)(pend, d, cs, 1, pl);
         SFX(gate_)(c, par, lo->weta, lo->beta, pl, 1, 1, et);
@@ -1054,19 +1088,19 @@ void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, 
         s->npend = 0;
         s->chunks++;
         memmove(s->buf, s->buf + (size_t)cs * d, sizeof(T) * (size_t)K1 * d);
-        free(zk);
-        free(zv);
+        SFX(xfree_)(s->lo.ops, zk);
+        SFX(xfree_)(s->lo.ops, zv);
         if ((s->chunks * cs) % c->b == 0)
             memcpy(s->Ws, s->W, sizeof(T) * HP);
-        free(et);
-        free(ap);
-        free(k);
-        free(v);
-        free(kp);
-        free(vp);
-        free(kn);
-        free(th);
-        free(pl);
+        SFX(xfree_)(s->lo.ops, et);
+        SFX(xfree_)(s->lo.ops, ap);
+        SFX(xfree_)(s->lo.ops, k);
+        SFX(xfree_)(s->lo.ops, v);
+        SFX(xfree_)(s->lo.ops, kp);
+        SFX(xfree_)(s->lo.ops, vp);
+        SFX(xfree_)(s->lo.ops, kn);
+        SFX(xfree_)(s->lo.ops, th);
+        SFX(xfree_)(s->lo.ops, pl);
     }
     for (int h = 0; h < H; h++) {
         memcpy(w.A[0], q + (size_t)h * D, sizeof(T) * D);
@@ -1074,12 +1108,13 @@ void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, 
         for (int j = 0; j < D; j++)
             y[(size_t)h * D + j] = g[h] * w.Hh[lo->L - 1][j];
     }
-    SFX(mm_)(0, 0, 1, d, HD, 1, y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
-    free(zq);
-    free(qp);
-    free(q);
-    free(qn);
-    free(g);
-    free(y);
+    SFX(mm_)
+    (s->lo.ops, 0, 0, 1, d, HD, 1, y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
+    SFX(xfree_)(s->lo.ops, zq);
+    SFX(xfree_)(s->lo.ops, qp);
+    SFX(xfree_)(s->lo.ops, q);
+    SFX(xfree_)(s->lo.ops, qn);
+    SFX(xfree_)(s->lo.ops, g);
+    SFX(xfree_)(s->lo.ops, y);
     SFX(ws_free_)(&w);
 }

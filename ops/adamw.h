@@ -8,9 +8,24 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 void adamw_update_cpu(float *p, float *m, float *v, const float *g, size_t n, float lr, float b1,
                       float b2, float eps, float wd, int t, float grad_scale);
 /* Sum of squares in double, deterministic for a fixed thread count. */
 double sumsq_cpu(const float *x, size_t n);
+
+#ifdef HW_CUDA /* same contracts; every pointer is a device pointer (ops/<family>_cuda.cu) */
+void adamw_update_cuda(float *p, float *m, float *v, const float *g, size_t n, float lr, float b1,
+                       float b2, float eps, float wd, int t, float grad_scale);
+/* Result on the HOST; per-block double partials summed in a fixed order (deterministic). */
+double sumsq_cuda(const float *x, size_t n);
+#endif /* HW_CUDA */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HW_ADAMW_H */

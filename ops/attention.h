@@ -16,7 +16,12 @@
 
 #include "ops.h"
 
+#include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define ATTN_TILE 64
 
@@ -77,5 +82,66 @@ void attention_decode_cpu(float *out, const float *q, const float *kc, const flo
 void attention_decode_steer_cpu(float *out, const float *q, const float *kc, const float *vc,
                                 int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
                                 const uint8_t *user, float alpha);
+
+#ifdef HW_CUDA
+/* CUDA twins (ops/attention_cuda.cu): the same contracts as the _cpu functions above, fp32, run
+ * on the context's compute stream (ops/cuda_ctx.h), deterministic (no floating-point atomics).
+ * Every pointer they take is a DEVICE pointer: the tensors, and the index arrays of the structs
+ * (attn_block q, k, v, qpos, kpos, qsel, qsel_off, qseg, kseg; attn_shape qsel, qsel_off, seg,
+ * pk, pv, dpk, dpv; qpos; user), with one exception: the `s2` member of both structs points to
+ * a HOST struct s2_pattern, read when the call is made and passed to the kernels by value. The
+ * structs themselves are host memory. Head dim up to 128 (decode: 512). Extras over the CPU
+ * contract: attention_prefix_*_cuda accept qpos == NULL for positions 0..T-1, and the decode
+ * functions ignore scratch (it may be NULL). A call may grow a device scratch buffer kept
+ * between calls (it synchronises the stream only when it grows). */
+void attention_block_forward_cuda(float *out, float *lse, const struct attn_block *a, int merge);
+void attention_block_backward_cuda(float *dq, float *dk, float *dv, int lddq, int lddkv,
+                                   const float *dout, const float *out, const float *lse,
+                                   const struct attn_block *a);
+void attention_prefix_forward_cuda(float *out, float *lse, const float *qkv, const int32_t *qpos,
+                                   const struct attn_shape *s);
+void attention_prefix_backward_cuda(float *dq, int lddq, const float *dout, const float *out,
+                                    const float *lse, const float *qkv, const int32_t *qpos,
+                                    const struct attn_shape *s);
+void attention_forward_cuda(float *out, float *lse, const float *qkv, const struct attn_shape *s);
+void attention_backward_cuda(float *dqkv, const float *dout, const float *out, const float *lse,
+                             const float *qkv, const struct attn_shape *s);
+void attention_decode_cuda(float *out, const float *q, const float *kc, const float *vc, int n_ctx,
+                           int ld_kv, int H, int Hkv, int hd, float *scratch);
+void attention_decode_steer_cuda(float *out, const float *q, const float *kc, const float *vc,
+                                 int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
+                                 const uint8_t *user, float alpha);
+/* The compute stream (a cudaStream_t) for C code that records CUDA events (benchmarks). */
+void *attention_cuda_stream(void);
+
+/* Dense causal attention (GQA allowed) through cuDNN's fused flash attention, built with the
+ * cuDNN graph (backend) API (ops/attention_cudnn.cu); execution plans are cached per shape.
+ * bf16 tensors are passed as uint16_t (raw bfloat16 bits), all DEVICE pointers:
+ *   qkv  (B, T, ld_qkv) bf16, the fused layout of attention_forward_cpu: [q H heads | k Hkv |
+ *        v Hkv] of hd each at the start of every row (read through strides, no copies);
+ *   out  (B, T, H*hd) bf16;  lse (B, H, T) fp32, natural-log log-sum-exp (headwise's lse);
+ *   dout (B, T, H*hd) bf16;  dqkv like qkv: the q, k, v columns are overwritten (bf16).
+ * Only s->B, T, H, Hkv, hd, ld_qkv are used; S2, MoH, segments and the prefix are not
+ * expressible here (use the _cuda kernels). Requirements: hd % 8 == 0, hd <= 128,
+ * ld_qkv % 8 == 0, 16-byte aligned buffers. */
+/* 1 when the forward and backward graphs for this shape could be built (and are now cached),
+ * 0 otherwise (S2/MoH/segments/prefix set, a layout cuDNN rejects, no engine): use the _cuda
+ * kernels then. The first failure is explained once on stderr. */
+int attention_cudnn_available(const struct attn_shape *s);
+/* 1 when the cached backward plan for this shape is deterministic (no nondeterministic engine
+ * was needed); only meaningful after attention_cudnn_available(s) returned 1. */
+int attention_cudnn_deterministic(const struct attn_shape *s);
+void attention_forward_cudnn(uint16_t *out, float *lse, const uint16_t *qkv,
+                             const struct attn_shape *s);
+void attention_backward_cudnn(uint16_t *dqkv, const uint16_t *dout, const uint16_t *out,
+                              const float *lse, const uint16_t *qkv, const struct attn_shape *s);
+/* Element-wise conversions on the compute stream (round to nearest even): n elements. */
+void attention_f32_to_bf16_cuda(uint16_t *dst, const float *src, size_t n);
+void attention_bf16_to_f32_cuda(float *dst, const uint16_t *src, size_t n);
+#endif /* HW_CUDA */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HW_ATTENTION_H */

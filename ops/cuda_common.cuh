@@ -72,4 +72,27 @@ static inline unsigned cdiv(size_t a, size_t b) {
     return (unsigned)((a + b - 1) / b);
 }
 
+/* Grow-only device scratch shared by the ops (cuda_ctx.cu): at least `bytes`, valid until the next
+ * cuda_scratch call. Safe to reuse from op to op because every op runs on the compute stream;
+ * growing waits for that stream first. One call per op: carve the one buffer. */
+void *cuda_scratch(size_t bytes);
+
+/* Blocks for a grid-stride loop over n items (capped: the loops cover the rest). */
+static inline unsigned hw_grid1d(size_t n, unsigned block) {
+    size_t g = (n + block - 1) / block;
+    return g == 0 ? 1u : g > (1u << 20) ? (1u << 20) : (unsigned)g;
+}
+
+/* Deterministic warp reductions (a fixed butterfly: every lane ends with the same value). */
+template <typename T> __device__ __forceinline__ T hw_warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float hw_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 #endif /* HW_CUDA_COMMON_CUH */

@@ -46,11 +46,32 @@ extern "C" struct cuda_ctx *cuda_ctx(void) {
     return c;
 }
 
+static void *g_scratch;
+static size_t g_scratch_bytes;
+
+void *cuda_scratch(size_t bytes) {
+    struct cuda_ctx *c = cuda_ctx();
+    if (bytes <= g_scratch_bytes)
+        return g_scratch;
+    /* queued kernels may still read the old buffer */
+    HW_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+    HW_CHECK_CUDA(cudaFree(g_scratch));
+    size_t want = bytes + bytes / 4 + 4096; /* headroom: fewer regrowths for nearby shapes */
+    g_scratch = NULL;
+    g_scratch_bytes = 0;
+    HW_CHECK_CUDA(cudaMalloc(&g_scratch, want));
+    g_scratch_bytes = want;
+    return g_scratch;
+}
+
 extern "C" void cuda_ctx_free(void) {
     if (!g_ready)
         return;
     struct cuda_ctx *c = &g_ctx;
     cudaStreamSynchronize(c->stream);
+    cudaFree(g_scratch);
+    g_scratch = NULL;
+    g_scratch_bytes = 0;
     cudaFree(c->lt_ws);
     cudnnDestroy(c->dnn);
     cublasDestroy(c->blas);

@@ -6,9 +6,29 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 void embed_forward_cpu(float *out, const int32_t *tok, const float *wte, int N, int C);
 void embed_backward_cpu(float *dwte, const float *dout, const int32_t *tok, int N, int C);
+/* dst rows ids[i] += (float) src row i, in order (fp64 rows: the rec model's table gradient
+ * scatter on one rank). */
+void rows_scatter_add_f64_cpu(float *dst, const int32_t *ids, int n, int dim, const double *src);
 /* out = a + b over n floats (out may alias a). */
 void residual_add_cpu(float *out, const float *a, const float *b, int64_t n);
+
+#ifdef HW_CUDA /* same contracts; every pointer is a device pointer (ops/<family>_cuda.cu) */
+/* The backward sorts the token ids (stable radix sort) and sums each dwte row in token order, as
+ * the CPU does: no atomics, bit-identical run after run. */
+void embed_forward_cuda(float *out, const int32_t *tok, const float *wte, int N, int C);
+void embed_backward_cuda(float *dwte, const float *dout, const int32_t *tok, int N, int C);
+void rows_scatter_add_f64_cuda(float *dst, const int32_t *ids, int n, int dim, const double *src);
+void residual_add_cuda(float *out, const float *a, const float *b, int64_t n);
+#endif /* HW_CUDA */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HW_EMBED_H */

@@ -29,3 +29,9 @@ void residual_add_cpu(float *out, const float *a, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] + b[i];
 }
+
+void rows_scatter_add_f64_cpu(float *dst, const int32_t *ids, int n, int dim, const double *src) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < dim; j++)
+            dst[(size_t)ids[i] * dim + j] += (float)src[(size_t)i * dim + j];
+}

@@ -17,14 +17,14 @@
 extern "C" {
 #endif
 
-void gemm_cpu(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k,
-              double alpha, const void *A, size_t lda, const void *B, size_t ldb, double beta,
-              void *C, size_t ldc);
+void gemm_cpu(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k, double alpha,
+              const void *A, size_t lda, const void *B, size_t ldb, double beta, void *C,
+              size_t ldc);
 
 #ifdef HW_CUDA
-void gemm_cuda(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k,
-               double alpha, const void *A, size_t lda, const void *B, size_t ldb, double beta,
-               void *C, size_t ldc);
+void gemm_cuda(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k, double alpha,
+               const void *A, size_t lda, const void *B, size_t ldb, double beta, void *C,
+               size_t ldc);
 #endif
 
 #ifdef __cplusplus

@@ -6,9 +6,9 @@
 
 #include <cblas.h>
 
-void gemm_cpu(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k,
-              double alpha, const void *A, size_t lda, const void *B, size_t ldb, double beta,
-              void *C, size_t ldc) {
+void gemm_cpu(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k, double alpha,
+              const void *A, size_t lda, const void *B, size_t ldb, double beta, void *C,
+              size_t ldc) {
     if (m <= 0 || n <= 0)
         return;
     if (ab == HW_F32 && c == HW_F32) {

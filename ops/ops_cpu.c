@@ -1,55 +1,209 @@
-/* ops/ops_cpu.c -- the CPU backend table and thread control (see ops.h). */
+/* ops/ops_cpu.c -- the CPU backend: host memory (calloc, memcpy, memset), the table of CPU
+ * kernels, backend lookup by name, the capability check, typed buffers, and thread control
+ * (see ops.h). */
+#define _POSIX_C_SOURCE 200112L
 #include "ops.h"
 
 #include "../core/check.h"
+#include "../core/log.h"
 #include "act.h"
+#include "adamw.h"
 #include "attention.h"
 #include "embed.h"
+#include "gemm.h"
 #include "matmul.h"
+#include "moh.h"
 #include "norm.h"
 #include "rope.h"
 #include "xent.h"
 
-#include "../core/log.h"
-
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+const char *const ops_cap_names[OPS_CAPS] = {
+    "core ops",
+    "S2 block-sparse attention",
+    "Mixture-of-Head routing",
+    "segment masks",
+    "ring attention blocks",
+    "persistent attention prefix",
+    "KV-cache decoding",
+    "Titans memory ops",
+    "rec model ops",
+    "fp64 GEMM",
+    "bf16 GEMM",
+};
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+static void *cpu_alloc(size_t bytes) {
+    /* 64-byte aligned like the other backends' allocations, zeroed */
+    size_t n = (bytes + 63) / 64 * 64;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64))
+        HW_DIE("out of memory allocating %.1f MiB", (double)bytes / 1048576.0);
+    memset(p, 0, n ? n : 64);
+    return p;
+}
+
+static void cpu_free(void *p) {
+    free(p);
+}
+
+static void cpu_memset(void *dst, int value, size_t bytes) {
+    if (bytes)
+        memset(dst, value, bytes);
+}
+
+static void cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src)
+        memmove(dst, src, bytes);
+}
+
+static void cpu_copy2d(void *dst, size_t ldd, const void *src, size_t lds, size_t rows,
+                       size_t row_bytes) {
+    for (size_t i = 0; i < rows; i++)
+        memmove((char *)dst + i * ldd, (const char *)src + i * lds, row_bytes);
+}
+
+static void cpu_memset2d(void *dst, size_t ldd, int value, size_t rows, size_t row_bytes) {
+    for (size_t i = 0; i < rows; i++)
+        memset((char *)dst + i * ldd, value, row_bytes);
+}
+
+static void cpu_synchronize(void) {}
+
+static int cpu_supports(enum ops_cap cap) {
+    return cap != OPS_CAP_BF16;
+}
 
 static const struct ops ops_cpu = {
     .name = "cpu",
+    .kind = BACKEND_CPU,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset = cpu_memset,
+    .copy = cpu_copy,
+    .copy2d = cpu_copy2d,
+    .memset2d = cpu_memset2d,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .synchronize = cpu_synchronize,
+    .supports = cpu_supports,
     .matmul_forward = matmul_forward_cpu,
     .matmul_backward = matmul_backward_cpu,
+    .gemm = gemm_cpu,
     .rmsnorm_forward = rmsnorm_forward_cpu,
     .rmsnorm_backward = rmsnorm_backward_cpu,
     .rope_forward = rope_forward_cpu,
     .rope_backward = rope_backward_cpu,
-    .attention_forward = attention_forward_cpu,
-    .attention_backward = attention_backward_cpu,
-    .attention_decode = attention_decode_cpu,
-    .attention_decode_steer = attention_decode_steer_cpu,
-    .attention_block_forward = attention_block_forward_cpu,
-    .attention_block_backward = attention_block_backward_cpu,
     .swiglu_forward = swiglu_forward_cpu,
     .swiglu_backward = swiglu_backward_cpu,
     .gelu_forward = gelu_forward_cpu,
     .gelu_backward = gelu_backward_cpu,
+    .residual_add = residual_add_cpu,
+    .attention_forward = attention_forward_cpu,
+    .attention_backward = attention_backward_cpu,
+    .attention_block_forward = attention_block_forward_cpu,
+    .attention_block_backward = attention_block_backward_cpu,
+    .attention_prefix_forward = attention_prefix_forward_cpu,
+    .attention_prefix_backward = attention_prefix_backward_cpu,
+    .attention_decode = attention_decode_cpu,
+    .attention_decode_steer = attention_decode_steer_cpu,
+    .moh_router_forward = moh_router_forward_cpu,
+    .moh_router_backward = moh_router_backward_cpu,
+    .moh_balance_sums = moh_balance_sums_cpu,
+    .moh_gate_forward = moh_gate_forward_cpu,
+    .moh_gate_backward = moh_gate_backward_cpu,
+    .moh_qnorm_forward = moh_qnorm_forward_cpu,
+    .moh_qnorm_backward = moh_qnorm_backward_cpu,
+    .moh_select_rows = moh_select_rows_cpu,
     .xent_forward_backward = xent_forward_backward_cpu,
     .embed_forward = embed_forward_cpu,
     .embed_backward = embed_backward_cpu,
-    .residual_add = residual_add_cpu,
+    .rows_scatter_add_f64 = rows_scatter_add_f64_cpu,
+    .adamw_update = adamw_update_cpu,
+    .sumsq = sumsq_cpu,
 };
+
+#ifdef HW_CUDA
+const struct ops *ops_cuda_table(const char **why); /* ops_cuda.cu */
+#endif
 
 const struct ops *ops_for(enum backend b) {
     switch (b) {
     case BACKEND_CPU:
         return &ops_cpu;
-    case BACKEND_CUDA:
-        HW_DIE("built without CUDA kernels: the CUDA backend table is not compiled into this "
-               "build; use the CPU backend");
+    case BACKEND_CUDA: {
+#ifdef HW_CUDA
+        const char *why = NULL;
+        const struct ops *o = ops_cuda_table(&why);
+        if (o)
+            return o;
+        HW_DIE("%s", why);
+#else
+        HW_DIE("built without CUDA (nvcc not found or CUDA=0): the cuda backend is not in this "
+               "build; rebuild on a node with the CUDA toolkit");
+#endif
+    }
     }
     HW_DIE("unknown backend %d", (int)b);
 }
+
+const struct ops *ops_by_name(const char *name, const char **why) {
+    *why = NULL;
+    if (!strcmp(name, "cpu"))
+        return &ops_cpu;
+    if (!strcmp(name, "cuda")) {
+#ifdef HW_CUDA
+        return ops_cuda_table(why);
+#else
+        *why = "this build has no CUDA backend (nvcc not found or CUDA=0); rebuild with the CUDA "
+               "toolkit on PATH";
+        return NULL;
+#endif
+    }
+    return NULL;
+}
+
+int ops_require(const struct ops *o, const enum ops_cap *caps, int n, const char *who, char *err) {
+    for (int i = 0; i < n; i++)
+        if (!o->supports(caps[i]))
+            return hw_errf(err, HW_ECONFIG,
+                           "%s needs %s, which the %s backend does not have; use run.backend: cpu "
+                           "or another layer kind",
+                           who, ops_cap_names[caps[i]], o->name);
+    return 0;
+}
+
+/* ---- typed buffers -----------------------------------------------------------------------------
+ */
+
+void *hw_buf_alloc(struct hw_buf *b, const struct ops *o, enum hw_dtype t, size_t n) {
+    HW_ASSERT(n <= SIZE_MAX / 8);
+    b->be = o;
+    b->type = t;
+    b->n = n;
+    b->data = o->alloc(n * hw_dtype_size(t));
+    return b->data;
+}
+
+void hw_buf_free(struct hw_buf *b) {
+    if (b->be && b->data)
+        b->be->free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+void hw_buf_zero(struct hw_buf *b) {
+    if (b->data)
+        b->be->memset(b->data, 0, hw_buf_bytes(b));
+}
+
+/* ---- threads and the sgemm peak
+ * ------------------------------------------------------------------ */
 
 int ops_set_threads(int n) {
     if (n <= 0)

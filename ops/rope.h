@@ -8,10 +8,25 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 void rope_tables(float *cos_t, float *sin_t, int max_T, int hd, double theta);
 void rope_forward_cpu(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
                       int hd, int ld, const int32_t *pos);
 void rope_backward_cpu(float *dx, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
                        int hd, int ld, const int32_t *pos);
+
+#ifdef HW_CUDA /* same contracts; every pointer is a device pointer (ops/<family>_cuda.cu) */
+void rope_forward_cuda(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads,
+                       int hd, int ld, const int32_t *pos);
+void rope_backward_cuda(float *dx, const float *cos_t, const float *sin_t, int B, int T,
+                        int n_heads, int hd, int ld, const int32_t *pos);
+#endif /* HW_CUDA */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HW_ROPE_H */

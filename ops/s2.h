@@ -14,6 +14,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct s2_pattern {
     int block;  /* tokens per block */
     int local;  /* local window in blocks (>= 1) */
@@ -52,5 +56,9 @@ int s2_any_visible(const struct s2_pattern *p, int g0, int g1, const int32_t *qp
  * and every later one: the local window of `at`'s block and the strided far blocks. Writes
  * the kept positions (ascending) to keep and returns how many. */
 int s2_cache_positions(const struct s2_pattern *p, int g, int64_t at, int32_t *keep, int n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HW_S2_H */

@@ -42,8 +42,8 @@ static void run(struct dist *d, int ulysses, int H, int Hkv) {
     float *mem = malloc(4 * (cp_ctx_floats(d, &ls) + 1));
     cp_ctx_carve(&ctx, mem, d, &ls);
     struct cp_work w = {0};
-    cp_attention_forward(d, lo, ll, lq, &ls, &ctx, &w);
-    cp_attention_backward(d, ldq, ldo, lo, ll, lq, &ls, &ctx, &w);
+    cp_attention_forward(ops_for(BACKEND_CPU), d, lo, ll, lq, &ls, &ctx, &w);
+    cp_attention_backward(ops_for(BACKEND_CPU), d, ldq, ldo, lo, ll, lq, &ls, &ctx, &w);
     double eo = 0, eg = 0;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < Tl; t++) {
@@ -70,7 +70,7 @@ static void run(struct dist *d, int ulysses, int H, int Hkv) {
                   kv * (cp - 1) + 2 * kv * cp);
     }
     dist_stats_reset(d);
-    cp_work_free(&w);
+    cp_work_free(ops_for(BACKEND_CPU), &w);
     free(mem), free(qkv), free(out), free(lse), free(dout), free(dqkv), free(pos);
     free(lq), free(ldo), free(lo), free(ll), free(ldq);
 }

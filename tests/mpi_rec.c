@@ -42,15 +42,6 @@ static struct rec_batch slice_batch(int lo, int hi) {
     return bt;
 }
 
-static void shim(struct gpt *g, struct rec_model *m) {
-    memset(g, 0, sizeof(*g));
-    g->n_params = m->n_params;
-    g->params = m->params;
-    g->num_params = m->num_params;
-    g->param_mem = m->param_mem;
-    g->grad_mem = m->grad_mem;
-}
-
 static int close_enough(double a, double b, double tol) {
     return fabs(a - b) <= tol * (fabs(b) > 1e-3 ? fabs(b) : 1e-3);
 }
@@ -74,17 +65,15 @@ static void run(struct dist *d, enum rec_emb emb) {
     c.l2 = 1e-4;
     c.init_std = 0.3f;
     struct rec_model ref, sh;
-    rec_init(&ref, &c, NULL);
-    rec_init(&sh, &c, d);
+    rec_init(&ref, &c, ops_for(BACKEND_CPU), NULL);
+    rec_init(&sh, &c, ops_for(BACKEND_CPU), d);
     rec_init_weights(&ref, 77);
     rec_init_weights(&sh, 77);
-    struct gpt gr, gs;
-    shim(&gr, &ref);
-    shim(&gs, &sh);
+    struct param_set gr = rec_param_set(&ref), gs = rec_param_set(&sh);
     struct optim_seg sr = {0, ref.num_params, 0}, ss = {0, sh.num_params, 0};
     struct optim orf, osh;
-    optim_init(&orf, &sr, 1);
-    optim_init(&osh, &ss, 1);
+    optim_init(&orf, ref.ops, &sr, 1);
+    optim_init(&osh, sh.ops, &ss, 1);
     struct cfg_train tc;
     memset(&tc, 0, sizeof(tc));
     tc.beta1 = 0.9;
@@ -94,7 +83,7 @@ static void run(struct dist *d, enum rec_emb emb) {
     /* the shard: rows [r*ceil(n/p), ...) of each table, nothing else held here */
     int64_t held = 0, total = 0;
     for (int i = 0; i < sh.n_params; i++) {
-        const struct gpt_param *p = &sh.params[i];
+        const struct param *p = &sh.params[i];
         if (p->shard_dim != 0)
             continue;
         int64_t rlo, rhi;
@@ -102,7 +91,7 @@ static void run(struct dist *d, enum rec_emb emb) {
         CHECK(p->goff[0] == rlo && p->shape[0] == rhi - rlo);
         held += p->shape[0];
         total += p->gshape[0];
-        const struct gpt_param *q = rec_find_param(&ref, p->name);
+        const struct param *q = rec_find_param(&ref, p->name);
         CHECK(memcmp(sh.param_mem + p->offset, ref.param_mem + q->offset + rlo * p->shape[1],
                      sizeof(float) * p->numel) == 0);
     }
@@ -129,7 +118,7 @@ static void run(struct dist *d, enum rec_emb emb) {
                   step, l_sh, l_ref);
         int bad = 0;
         for (int i = 0; i < sh.n_params; i++) {
-            const struct gpt_param *p = &sh.params[i], *q = rec_find_param(&ref, p->name);
+            const struct param *p = &sh.params[i], *q = rec_find_param(&ref, p->name);
             const float *a = sh.grad_mem + p->offset;
             const float *b = ref.grad_mem + q->offset + (size_t)p->goff[0] * p->shape[1];
             /* float sums of per-rank partials: relative to the tensor's largest entry */

@@ -32,7 +32,7 @@ static void make(struct gpt *m, int dare) {
 }
 
 static void copy(struct gpt *dst, const char *dn, const struct gpt *src, const char *sn) {
-    const struct gpt_param *d = gpt_find_param(dst, dn), *s = gpt_find_param(src, sn);
+    const struct param *d = gpt_find_param(dst, dn), *s = gpt_find_param(src, sn);
     memcpy(dst->param_mem + d->offset, src->param_mem + s->offset, sizeof(float) * s->numel);
 }
 
@@ -53,7 +53,7 @@ int main(void) {
     make(&a, 0);
     make(&d, 1);
     CHECK(d.n_params == a.n_params + 1 && d.num_params == a.num_params + (size_t)V * 16);
-    const struct gpt_param *pa = gpt_find_param(&d, "tok_emb_attn.weight");
+    const struct param *pa = gpt_find_param(&d, "tok_emb_attn.weight");
     CHECK(pa && pa->gshape[0] == V && pa->gshape[1] == 16);
     char sig[256];
     gpt_config_signature(&d.c, sig, sizeof(sig));
@@ -71,7 +71,7 @@ int main(void) {
     gpt_backward(&d);
     int bad = 0;
     for (int i = 0; i < a.n_params; i++) {
-        const struct gpt_param *p = &a.params[i], *q = gpt_find_param(&d, p->name);
+        const struct param *p = &a.params[i], *q = gpt_find_param(&d, p->name);
         const float *ga = a.grad_mem + p->offset, *gd = d.grad_mem + q->offset;
         const float *ge = !strcmp(p->name, "tok_emb.weight") ? d.grad_mem + pa->offset : NULL;
         double sc = maxabs(ga, p->numel);
@@ -94,7 +94,7 @@ int main(void) {
     int checked = 0, off = 0, nonzero = 0;
     const char *names[2] = {"tok_emb_attn.weight", "blocks.0.attn.wq"};
     for (int n = 0; n < 2; n++) {
-        const struct gpt_param *p = gpt_find_param(&d, names[n]);
+        const struct param *p = gpt_find_param(&d, names[n]);
         for (int k = 0; k < 12; k++) {
             /* rows of tokens that occur, so the gradient is not trivially zero */
             size_t j = n == 0 ? (size_t)tok[k] * 16 + (size_t)(k % 16)

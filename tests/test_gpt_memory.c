@@ -66,7 +66,7 @@ static void make_model(struct gpt *m, const unsigned char *kinds, int L, int con
     gpt_init_weights(m, 7);
     /* non-trivial norm gains, gate weights and conv taps so every path is exercised */
     for (int i = 0; i < m->n_params; i++) {
-        const struct gpt_param *p = &m->params[i];
+        const struct param *p = &m->params[i];
         float *x = m->param_mem + p->offset;
         if (p->init_std == 0.0f)
             for (size_t j = 0; j < p->numel; j++)
@@ -81,14 +81,14 @@ static void test_table(void) {
     const unsigned char k[3] = {GPT_MEM_MAL, GPT_MEM_MAG, 0};
     struct gpt m;
     make_model(&m, k, 3, 3, 0.0);
-    const struct gpt_param *n0 = gpt_find_param(&m, "blocks.0.mem_norm.weight");
+    const struct param *n0 = gpt_find_param(&m, "blocks.0.mem_norm.weight");
     CHECK(n0 && n0->ndim == 1 && n0->gshape[0] == 16 && n0->decay == 0);
     CHECK(gpt_find_param(&m, "blocks.1.mem_norm.weight") == NULL);
     CHECK(gpt_find_param(&m, "blocks.2.mem.wq") == NULL);
-    const struct gpt_param *w0 = gpt_find_param(&m, "blocks.1.mem.w0");
+    const struct param *w0 = gpt_find_param(&m, "blocks.1.mem.w0");
     CHECK(w0 && w0->gshape[0] == 2 && w0->gshape[1] == 8 * 8 + 8 * 8);
-    const struct gpt_param *wq = gpt_find_param(&m, "blocks.1.mem.wq");
-    const struct gpt_param *ck = gpt_find_param(&m, "blocks.0.mem.conv_k");
+    const struct param *wq = gpt_find_param(&m, "blocks.1.mem.wq");
+    const struct param *ck = gpt_find_param(&m, "blocks.0.mem.conv_k");
     CHECK(wq && wq->gshape[0] == 16 && wq->gshape[1] == 16 && wq->decay == 1);
     CHECK(ck && ck->gshape[0] == 3 && ck->decay == 0);
     /* the module's tensors are one flat titans_layout array */
@@ -111,8 +111,8 @@ static void test_table(void) {
     CHECK(gpt_find_param(&m, "blocks.0.attn.wo") == NULL && m.w.layers[0].wo == NULL);
     CHECK(gpt_find_param(&m, "blocks.1.attn.wq") != NULL);
     CHECK(gpt_find_param(&m, "blocks.0.mem.persistent") == NULL);
-    const struct gpt_param *p1 = gpt_find_param(&m, "blocks.1.mem.persistent");
-    const struct gpt_param *p2 = gpt_find_param(&m, "blocks.2.mem.persistent");
+    const struct param *p1 = gpt_find_param(&m, "blocks.1.mem.persistent");
+    const struct param *p2 = gpt_find_param(&m, "blocks.2.mem.persistent");
     CHECK(p1 && p2 && p1->gshape[0] == 2 && p1->gshape[1] == 16 && p1->decay == 0);
     CHECK(m.w.layers[2].mem_persist == m.param_mem + p2->offset);
     gpt_config_signature(&m.c, sig, sizeof(sig));
@@ -139,7 +139,7 @@ static void test_gradient(const unsigned char *kinds, int L, int conv, double cl
     double worst = 0;
     int nmem = 0, nmem_live = 0;
     for (int p = 0; p < m.n_params; p++) {
-        const struct gpt_param *gp = &m.params[p];
+        const struct param *gp = &m.params[p];
         float *x = m.param_mem + gp->offset;
         float *x0 = malloc(sizeof(float) * gp->numel), *dir = malloc(sizeof(float) * gp->numel);
         memcpy(x0, x, sizeof(float) * gp->numel);
@@ -245,7 +245,7 @@ static void test_nan_report(unsigned char kind, const char *want) {
     const unsigned char k[2] = {0, kind};
     struct gpt m;
     make_model(&m, k, 2, 0, 0.0);
-    const struct gpt_param *w0 = gpt_find_param(&m, "blocks.1.mem.w0");
+    const struct param *w0 = gpt_find_param(&m, "blocks.1.mem.w0");
     m.param_mem[w0->offset + 3] = NAN;
     int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, 9};
     fflush(stderr);

@@ -54,7 +54,7 @@ static void test_gradient(int mlp, int tied, int Hkv) {
     double worst = 0;
     int probes = 0;
     for (int p = 0; p < m.n_params; p++) {
-        const struct gpt_param *gp = &m.params[p];
+        const struct param *gp = &m.params[p];
         for (int k = 0; k < 6; k++) {
             size_t j = gp->offset + (size_t)(rng_uniform(11, (uint64_t)(p * 16 + k)) * gp->numel);
             double h = 1e-5, x0 = P[j];
@@ -149,7 +149,7 @@ static void test_classifier(void) {
     double worst = 0;
     for (int p = 0; p < m.n_params; p++)
         for (int k = 0; k < 4; k++) {
-            const struct gpt_param *gp = &m.params[p];
+            const struct param *gp = &m.params[p];
             size_t j = gp->offset + (size_t)(rng_uniform(13, (uint64_t)(p * 8 + k)) * gp->numel);
             double h = 1e-5, x0 = P[j];
             P[j] = x0 + h;
@@ -199,7 +199,7 @@ static void test_table(void) {
     CHECK(gpt_find_param(&m, "blocks.0.mlp.w_gate") != NULL);
     CHECK(gpt_find_param(&m, "lm_head.weight") != NULL);
     CHECK(gpt_find_param(&m, "blocks.2.attn.wq") == NULL);
-    const struct gpt_param *wk = gpt_find_param(&m, "blocks.0.attn.wk");
+    const struct param *wk = gpt_find_param(&m, "blocks.0.attn.wk");
     CHECK(wk && wk->shape[0] == 8 && wk->shape[1] == 16 && wk->decay == 1);
     CHECK(gpt_find_param(&m, "final_norm.weight")->decay == 0);
     size_t total = 0;

@@ -7,7 +7,7 @@
  * every head densely and masks S2 explicitly - so the skipped work is checked too. */
 #include "../core/rng.h"
 #include "../model/gpt.h"
-#include "../model/moh.h"
+#include "../ops/moh.h"
 #include "../ops/ops.h"
 #include "../ops/xent.h"
 #include "check.h"
@@ -24,7 +24,7 @@ static void test_t3_t4(void) {
     moh_state_carve(&st, &s, 1, f, iv);
     const float z[4] = {2, 1, 0, -1};
     memcpy(st.zr, z, sizeof(z));
-    moh_forward(&s, 1, &st);
+    moh_router_forward_cpu(&s, 1, &st);
     const double p[4] = {0.6439, 0.2369, 0.0871, 0.0321}, g[4] = {1.4621, 0.5379, 0, 0};
     for (int i = 0; i < 4; i++) {
         CHECK_CLOSE(st.p[i], p[i], 2e-4);
@@ -40,9 +40,9 @@ static void test_t3_t4(void) {
     for (int t = 0; t < 2; t++)
         for (int i = 0; i < 4; i++)
             s4.zr[t * 4 + i] = (float)log(pp[i]);
-    moh_forward(&s, 2, &s4);
+    moh_router_forward_cpu(&s, 2, &s4);
     double ps[4] = {0}, fs[4] = {0};
-    moh_balance_sums(&s, 2, &s4, ps, fs);
+    moh_balance_sums_cpu(&s, 2, &s4, ps, fs);
     CHECK_CLOSE(moh_balance_loss(&s, ps, fs, 2), 2.8, 1e-6);
     CHECK(fs[0] == 2 && fs[1] == 2 && fs[2] == 0 && fs[3] == 0);
     /* balanced mask with uniform p gives l_aux = k */
@@ -50,10 +50,10 @@ static void test_t3_t4(void) {
     CHECK_CLOSE(moh_balance_loss(&s, pu, fu, 2), 2.0, 1e-12);
     /* T5 (router level): the task gradient of unselected routed logits is exactly 0 */
     float dG[4] = {0.3f, -0.7f, 0.9f, 1.1f}, dzr[4];
-    moh_backward(&s, 1, &st, dG, 0.0f, fs, 2, dzr, NULL, NULL);
+    moh_router_backward_cpu(&s, 1, &st, dG, 0.0f, fs, 2, dzr, NULL, NULL);
     CHECK(dzr[2] == 0.0f && dzr[3] == 0.0f && dzr[0] != 0.0f);
     /* ... but the balance loss reaches them */
-    moh_backward(&s, 1, &st, dG, 0.01f, fs, 2, dzr, NULL, NULL);
+    moh_router_backward_cpu(&s, 1, &st, dG, 0.01f, fs, 2, dzr, NULL, NULL);
     CHECK(dzr[2] != 0.0f && dzr[3] != 0.0f);
     /* qnorm STE: the selected heads' gate gradients reach the soft scores as if the gates were
      * softmax(z) itself; unselected heads get nothing but the balance term */
@@ -65,9 +65,9 @@ static void test_t3_t4(void) {
     moh_state_carve(&sqs, &qs, 1, fqs, iqs);
     const float raw[4] = {3, 2, 1, 0.5f};
     memcpy(sqs.qraw, raw, sizeof(raw));
-    moh_forward(&qs, 1, &sqs);
+    moh_router_forward_cpu(&qs, 1, &sqs);
     CHECK(sqs.G[0] == 1 && sqs.G[1] == 1 && sqs.G[2] == 0 && sqs.G[3] == 0);
-    moh_backward(&qs, 1, &sqs, dG, 0.0f, fs, 2, dq, NULL, NULL);
+    moh_router_backward_cpu(&qs, 1, &sqs, dG, 0.0f, fs, 2, dq, NULL, NULL);
     {
         /* expected: dz = J_softmax(p) [dG0, dG1, 0, 0], then through z = q / std(q) */
         double dz[4], dot = 0, zz[4], mean = 0, var = 0, dzz = 0;
@@ -95,7 +95,7 @@ static void test_t3_t4(void) {
     moh_state_carve(&sq, &q, 1, fq, iq);
     for (int i = 0; i < 4; i++)
         sq.qraw[i] = 2.5f;
-    moh_forward(&q, 1, &sq);
+    moh_router_forward_cpu(&q, 1, &sq);
     const float gq[6] = {1, 1, 1, 1, 0, 0};
     for (int i = 0; i < 6; i++)
         CHECK(sq.G[i] == gq[i]);
@@ -128,8 +128,8 @@ static void build(struct gpt *m, const char *extra) {
 /* copy every parameter of src that dst has (by name); zero dst's router weights */
 static void copy_shared(struct gpt *dst, const struct gpt *src) {
     for (int i = 0; i < dst->n_params; i++) {
-        const struct gpt_param *p = &dst->params[i];
-        const struct gpt_param *q = gpt_find_param(src, p->name);
+        const struct param *p = &dst->params[i];
+        const struct param *q = gpt_find_param(src, p->name);
         float *x = dst->param_mem + p->offset;
         if (q)
             memcpy(x, src->param_mem + q->offset, sizeof(float) * p->numel);
@@ -226,7 +226,7 @@ static void test_gradient(const char *extra, int T) {
     double worst = 0;
     int probes = 0;
     for (int p = 0; p < m.n_params; p++) {
-        const struct gpt_param *gp = &m.params[p];
+        const struct param *gp = &m.params[p];
         const int nprobe = strstr(gp->name, "moh_") ? 12 : 3;
         for (int k = 0; k < nprobe; k++) {
             size_t j = gp->offset + (size_t)(rng_uniform(11, (uint64_t)(p * 16 + k)) * gp->numel);

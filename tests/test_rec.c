@@ -164,7 +164,7 @@ static void fd_check(enum rec_emb emb, const char *what) {
     struct rec_config c;
     small_config(&c, emb, 3);
     struct rec_model m;
-    rec_init(&m, &c, NULL);
+    rec_init(&m, &c, ops_for(BACKEND_CPU), NULL);
     rec_init_weights(&m, 42);
     struct rec_batch bt;
     make_batch(&bt, 5);
@@ -176,7 +176,7 @@ static void fd_check(enum rec_emb emb, const char *what) {
     memcpy(g, m.grad_mem, sizeof(float) * m.num_params);
     int bad = 0, n = 0, nonzero = 0;
     for (int pi = 0; pi < m.n_params; pi++) {
-        const struct gpt_param *p = &m.params[pi];
+        const struct param *p = &m.params[pi];
         size_t step = p->numel > 40 ? p->numel / 23 + 1 : 1;
         for (size_t j = 0; j < p->numel; j += step) {
             float *x = m.param_mem + p->offset + j, x0 = *x;
@@ -207,7 +207,7 @@ static void fd_check(enum rec_emb emb, const char *what) {
 
 static void copy_param(struct rec_model *dst, const char *dn, const struct rec_model *src,
                        const char *sn) {
-    const struct gpt_param *d = rec_find_param(dst, dn), *s = rec_find_param(src, sn);
+    const struct param *d = rec_find_param(dst, dn), *s = rec_find_param(src, sn);
     HW_ASSERT(d && s && d->numel == s->numel);
     memcpy(dst->param_mem + d->offset, src->param_mem + s->offset, sizeof(float) * s->numel);
 }
@@ -219,8 +219,8 @@ static void test_tied(void) {
         cd.adim[k] = cd.dim[k]; /* same shapes, so E^A := E^R is possible */
     small_config(&ct, REC_EMB_TWIN, 3);
     struct rec_model md, mt;
-    rec_init(&md, &cd, NULL);
-    rec_init(&mt, &ct, NULL);
+    rec_init(&md, &cd, ops_for(BACKEND_CPU), NULL);
+    rec_init(&mt, &ct, ops_for(BACKEND_CPU), NULL);
     rec_init_weights(&md, 9);
     for (int i = 0; i < mt.n_params; i++)
         copy_param(&mt, mt.params[i].name, &md, mt.params[i].name);
@@ -248,13 +248,13 @@ static void test_tied(void) {
     double so = 0, sg = 0;
     for (int i = 0; i < mt.obs_rows * mt.obs_dim; i++)
         so += mt.obs[0][i] + mt.obs[1][i];
-    const struct gpt_param *ti = rec_find_param(&mt, "emb.item");
+    const struct param *ti = rec_find_param(&mt, "emb.item");
     for (size_t j = 0; j < ti->numel; j++)
         sg += mt.grad_mem[ti->offset + j];
     CHECK_CLOSE(so, sg, 1e-6);
     int exact = 1;
     for (int i = 0; i < mt.n_params; i++) {
-        const struct gpt_param *p = &mt.params[i];
+        const struct param *p = &mt.params[i];
         const float *gt = mt.grad_mem + p->offset;
         const float *gr = md.grad_mem + rec_find_param(&md, p->name)->offset;
         const float *ga = NULL;
@@ -269,8 +269,8 @@ static void test_tied(void) {
     }
     CHECK_MSG(exact, "grad_TWIN(E) == grad_DARE(E^A) + grad_DARE(E^R), dense grads equal");
     /* the two roles' gradients are not the same thing */
-    const struct gpt_param *pa = rec_find_param(&md, "emb_attn.item"),
-                           *pr = rec_find_param(&md, "emb.item");
+    const struct param *pa = rec_find_param(&md, "emb_attn.item"),
+                       *pr = rec_find_param(&md, "emb.item");
     double na = 0, nr = 0;
     for (size_t j = 0; j < pa->numel; j++) {
         na += md.grad_mem[pa->offset + j] * (double)md.grad_mem[pa->offset + j];
@@ -285,7 +285,7 @@ static void test_k_covers_all(void) {
     struct rec_config c;
     small_config(&c, REC_EMB_DARE, L);
     struct rec_model m;
-    rec_init(&m, &c, NULL);
+    rec_init(&m, &c, ops_for(BACKEND_CPU), NULL);
     rec_init_weights(&m, 3);
     struct rec_batch bt;
     make_batch(&bt, 2);
@@ -299,7 +299,7 @@ static void test_k_covers_all(void) {
     /* with K = 3 < valid behaviours they differ */
     rec_free(&m);
     small_config(&c, REC_EMB_DARE, 3);
-    rec_init(&m, &c, NULL);
+    rec_init(&m, &c, ops_for(BACKEND_CPU), NULL);
     rec_init_weights(&m, 3);
     rec_forward(&m, &bt, 1, 1.0 / B, NULL);
     h = rec_summary(&m, 0);

@@ -2,14 +2,14 @@
 #include "optim.h"
 
 #include "../core/check.h"
-#include "../ops/adamw.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-void optim_init(struct optim *o, const struct optim_seg *seg, int n_seg) {
+void optim_init(struct optim *o, const struct ops *be, const struct optim_seg *seg, int n_seg) {
     memset(o, 0, sizeof(*o));
+    o->be = be;
     o->seg = HW_MALLOC(sizeof(*o->seg) * (size_t)(n_seg ? n_seg : 1));
     o->n_seg = n_seg;
     for (int i = 0; i < n_seg; i++) {
@@ -17,13 +17,15 @@ void optim_init(struct optim *o, const struct optim_seg *seg, int n_seg) {
         o->seg[i].state = o->n;
         o->n += seg[i].len;
     }
-    o->m = HW_CALLOC(o->n, sizeof(float));
-    o->v = HW_CALLOC(o->n, sizeof(float));
+    o->m = be->alloc(sizeof(float) * o->n);
+    o->v = be->alloc(sizeof(float) * o->n);
 }
 
 void optim_free(struct optim *o) {
-    free(o->m);
-    free(o->v);
+    if (o->be) {
+        o->be->free(o->m);
+        o->be->free(o->v);
+    }
     free(o->seg);
     memset(o, 0, sizeof(*o));
 }
@@ -39,11 +41,11 @@ double optim_lr(const struct cfg_train *t, int step) {
 }
 
 /* Call f on every (segment, parameter) overlap: [lo, hi) in the parameter block. */
-#define FOR_OVERLAPS(o, m, body)                                                                   \
+#define FOR_OVERLAPS(o, ps, body)                                                                  \
     for (int si = 0; si < (o)->n_seg; si++) {                                                      \
         const struct optim_seg *sg = &(o)->seg[si];                                                \
-        for (int pi = 0; pi < (m)->n_params; pi++) {                                               \
-            const struct gpt_param *p = &(m)->params[pi];                                          \
+        for (int pi = 0; pi < (ps)->n; pi++) {                                                     \
+            const struct param *p = &(ps)->p[pi];                                                  \
             size_t lo = p->offset > sg->off ? p->offset : sg->off;                                 \
             size_t hi = p->offset + p->numel < sg->off + sg->len ? p->offset + p->numel            \
                                                                  : sg->off + sg->len;              \
@@ -53,35 +55,39 @@ double optim_lr(const struct cfg_train *t, int step) {
         }                                                                                          \
     }
 
-double optim_grad_sumsq(const struct optim *o, const struct gpt *m, int hp_rank) {
+double optim_grad_sumsq(const struct optim *o, const struct param_set *ps, int hp_rank) {
     double ss = 0.0;
-    FOR_OVERLAPS(o, m, {
+    FOR_OVERLAPS(o, ps, {
         if (p->shard_dim >= 0 || hp_rank == 0)
-            ss += sumsq_cpu(m->grad_mem + lo, hi - lo);
+            ss += ps->be->sumsq(ps->g + lo, hi - lo);
     })
     return ss;
 }
 
-void optim_step(struct optim *o, struct gpt *m, const struct cfg_train *tc, float lr, int t,
-                float grad_scale) {
-    FOR_OVERLAPS(o, m, {
+void optim_step(struct optim *o, const struct param_set *ps, const struct cfg_train *tc, float lr,
+                int t, float grad_scale) {
+    FOR_OVERLAPS(o, ps, {
         size_t st = sg->state + (lo - sg->off);
-        adamw_update_cpu(m->param_mem + lo, o->m + st, o->v + st, m->grad_mem + lo, hi - lo, lr,
-                         (float)tc->beta1, (float)tc->beta2, (float)tc->eps,
-                         p->decay ? (float)tc->weight_decay : 0.0f, t, grad_scale);
+        ps->be->adamw_update(ps->w + lo, o->m + st, o->v + st, ps->g + lo, hi - lo, lr,
+                             (float)tc->beta1, (float)tc->beta2, (float)tc->eps,
+                             p->decay ? (float)tc->weight_decay : 0.0f, t, grad_scale);
     })
 }
 
 void optim_export(const struct optim *o, float *full_m, float *full_v) {
     for (int i = 0; i < o->n_seg; i++) {
-        memcpy(full_m + o->seg[i].off, o->m + o->seg[i].state, sizeof(float) * o->seg[i].len);
-        memcpy(full_v + o->seg[i].off, o->v + o->seg[i].state, sizeof(float) * o->seg[i].len);
+        o->be->download(full_m + o->seg[i].off, o->m + o->seg[i].state,
+                        sizeof(float) * o->seg[i].len);
+        o->be->download(full_v + o->seg[i].off, o->v + o->seg[i].state,
+                        sizeof(float) * o->seg[i].len);
     }
 }
 
 void optim_import(struct optim *o, const float *full_m, const float *full_v) {
     for (int i = 0; i < o->n_seg; i++) {
-        memcpy(o->m + o->seg[i].state, full_m + o->seg[i].off, sizeof(float) * o->seg[i].len);
-        memcpy(o->v + o->seg[i].state, full_v + o->seg[i].off, sizeof(float) * o->seg[i].len);
+        o->be->upload(o->m + o->seg[i].state, full_m + o->seg[i].off,
+                      sizeof(float) * o->seg[i].len);
+        o->be->upload(o->v + o->seg[i].state, full_v + o->seg[i].off,
+                      sizeof(float) * o->seg[i].len);
     }
 }

@@ -9,7 +9,7 @@
 #define HW_OPTIM_H
 
 #include "../core/cfg.h"
-#include "../model/gpt.h"
+#include "../model/param.h"
 
 #include <stddef.h>
 
@@ -20,24 +20,26 @@ struct optim_seg {
 };
 
 struct optim {
-    float *m, *v; /* (n) first and second moments of the segments, back to back */
+    const struct ops *be; /* the backend of the parameters; the moments live there too */
+    float *m, *v;         /* (n) first and second moments of the segments, back to back */
     size_t n;
     struct optim_seg *seg;
     int n_seg;
 };
 
-/* State for the given segments (copied; their .state is filled in). */
-void optim_init(struct optim *o, const struct optim_seg *seg, int n_seg);
+/* State for the given segments (copied; their .state is filled in), zeroed moments on be. */
+void optim_init(struct optim *o, const struct ops *be, const struct optim_seg *seg, int n_seg);
 void optim_free(struct optim *o);
 /* Learning rate of optimizer step `step` (0-based). */
 double optim_lr(const struct cfg_train *t, int step);
 /* Sum of squared gradients over the segments; tensors split over head ranks count on every
  * head rank, replicated ones only on head rank 0 (the caller sums over the groups). */
-double optim_grad_sumsq(const struct optim *o, const struct gpt *m, int hp_rank);
+double optim_grad_sumsq(const struct optim *o, const struct param_set *ps, int hp_rank);
 /* One AdamW step (t is 1-based) over the segments, gradient scaled by grad_scale. */
-void optim_step(struct optim *o, struct gpt *m, const struct cfg_train *tc, float lr, int t,
-                float grad_scale);
-/* Copy the moments into / out of full parameter-shaped buffers (other elements untouched). */
+void optim_step(struct optim *o, const struct param_set *ps, const struct cfg_train *tc, float lr,
+                int t, float grad_scale);
+/* Copy the moments into / out of full parameter-shaped HOST buffers (other elements
+ * untouched): the checkpoint's view. */
 void optim_export(const struct optim *o, float *full_m, float *full_v);
 void optim_import(struct optim *o, const float *full_m, const float *full_v);
 

@@ -30,7 +30,6 @@ struct rjob {
     struct dist *d;
     struct rec_data data;
     struct rec_model m;
-    struct gpt shim; /* the parameter table as train/optim sees it */
     struct optim opt;
     char sig[256];
     char *cfg_yaml;
@@ -59,7 +58,7 @@ static int n_stats(const struct rec_model *m) {
 static void views(const struct rjob *j, float *base, struct ckpt_tensor *t) {
     const struct rec_model *m = &j->m;
     for (int i = 0; i < m->n_params; i++) {
-        const struct gpt_param *p = &m->params[i];
+        const struct param *p = &m->params[i];
         memset(&t[i], 0, sizeof(t[i]));
         t[i].name = p->name;
         t[i].ndim = p->ndim;
@@ -422,15 +421,10 @@ static int prepare(struct rjob *j, char *err) {
     }
     log_info("embedding tables: %.3f MiB per rank with gradients and moments (%d rank(s))", shard,
              j->d->world);
-    rec_init(&j->m, &rc_, j->d->world > 1 ? j->d : NULL);
+    rec_init(&j->m, &rc_, ops_for(BACKEND_CPU), j->d->world > 1 ? j->d : NULL);
     rec_init_weights(&j->m, (uint64_t)c->train.seed);
-    j->shim.n_params = j->m.n_params;
-    j->shim.params = j->m.params;
-    j->shim.num_params = j->m.num_params;
-    j->shim.param_mem = j->m.param_mem;
-    j->shim.grad_mem = j->m.grad_mem;
     struct optim_seg seg = {0, j->m.num_params, 0};
-    optim_init(&j->opt, &seg, 1);
+    optim_init(&j->opt, j->m.ops, &seg, 1);
     j->B = c->train.micro_batch;
     const int L = j->m.c.L, Bl = j->B / j->d->world + 1;
     j->item = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
@@ -562,7 +556,8 @@ int rec_train_run(const struct hw_config *c, struct dist *d) {
                           ? (float)(c->train.grad_clip / gn)
                           : 1.0f;
         double lr = optim_lr(&ct.train, j.step);
-        optim_step(&j.opt, &j.shim, &ct.train, (float)lr, j.step + 1, scale);
+        struct param_set ps = rec_param_set(&j.m);
+        optim_step(&j.opt, &ps, &ct.train, (float)lr, j.step + 1, scale);
         j.step++;
         loss_sum += loss;
         ctr_sum += parts[1];

@@ -91,7 +91,7 @@ static void tensor_views(const struct gpt *m, const struct dist *d, float *base,
                          struct ckpt_tensor *t) {
     const int replica0 = d->dp_rank == 0 && d->cp_rank == 0;
     for (int i = 0; i < m->n_params; i++) {
-        const struct gpt_param *p = &m->params[i];
+        const struct param *p = &m->params[i];
         memset(&t[i], 0, sizeof(t[i]));
         t[i].name = p->name;
         t[i].ndim = p->ndim;
@@ -379,7 +379,8 @@ static double val_loss(struct run *r, char *err, int *rc) {
 /* Global gradient norm: split tensors count on every head rank, replicated ones once; under
  * ZeRO-1 each data x context rank holds the reduced gradient of its own chunks only. */
 static double grad_norm(struct run *r) {
-    double ss = optim_grad_sumsq(&r->opt, &r->model, r->d->hp_rank);
+    struct param_set ps = gpt_param_set(&r->model);
+    double ss = optim_grad_sumsq(&r->opt, &ps, r->d->hp_rank);
     if (r->zero)
         dist_allreduce_group_doubles(r->d, DIST_DPCP, &ss, 1);
     dist_allreduce_group_doubles(r->d, DIST_HP, &ss, 1);
@@ -427,7 +428,7 @@ static void plan_buckets(struct run *r) {
     } else {
         seg[n_seg++] = (struct optim_seg){.off = 0, .len = m->num_params};
     }
-    optim_init(&r->opt, seg, n_seg);
+    optim_init(&r->opt, m->ops, seg, n_seg);
     free(seg);
 }
 
@@ -894,7 +895,8 @@ int train_run(const struct hw_config *c, struct dist *d) {
         }
         float clip =
             t->grad_clip > 0 && gnorm > t->grad_clip ? (float)(t->grad_clip / gnorm) : 1.0f;
-        optim_step(&r.opt, &r.model, t, (float)lr, r.step + 1, clip);
+        struct param_set ps = gpt_param_set(&r.model);
+        optim_step(&r.opt, &ps, t, (float)lr, r.step + 1, clip);
         if (r.zero)
             gather_buckets(&r, r.model.param_mem);
         r.step++;

@@ -1,6 +1,9 @@
-/* model/moh.h -- Mixture-of-Head attention gates (ALGORITHMS.md §1): the router maths on
- * token-major arrays, forward and backward, kept apart from the transformer so that it can be
- * checked on its own against the reference's numbers and by finite differences.
+/* ops/moh.h -- the Mixture-of-Head attention op family (ALGORITHMS.md §1): the router maths on
+ * token-major arrays (gates from logits, forward and backward, balance statistics), the gating
+ * of head outputs and its backward, the query-norm router's norms, and the per-(sequence, head)
+ * row lists the attention kernels compute. Kept apart from the transformer so that it can be
+ * checked on its own against the reference's numbers and by finite differences; the backend
+ * table (ops.h) has a slot for each *_cpu function below.
  *
  * Heads 0..hs-1 are shared, hs..H-1 routed (E = H - hs). Per token, from router logits:
  *   reference code (default):   g_r = k * softmax over the top-k set S of z_r (0 outside S)
@@ -54,17 +57,43 @@ size_t moh_state_ints(const struct moh_spec *s, int N);
 void moh_state_carve(struct moh_state *st, const struct moh_spec *s, int N, float *f, int32_t *i);
 
 /* Gates from the logits: fills p, ps, a, sel and G. */
-void moh_forward(const struct moh_spec *s, int N, struct moh_state *st);
-/* Sums over the N tokens of p (psum, E) and of the selection mask (fsum, E), added in. */
-void moh_balance_sums(const struct moh_spec *s, int N, const struct moh_state *st, double *psum,
-                      double *fsum);
+void moh_router_forward_cpu(const struct moh_spec *s, int N, struct moh_state *st);
+/* Sums over the N tokens of p (psum, E) and of the selection mask (fsum, E), added in. psum and
+ * fsum are HOST arrays on every backend (a few numbers per layer). */
+void moh_balance_sums_cpu(const struct moh_spec *s, int N, const struct moh_state *st, double *psum,
+                          double *fsum);
 /* E * sum_i (psum_i / n)(fsum_i / n). */
 double moh_balance_loss(const struct moh_spec *s, const double *psum, const double *fsum, double n);
 /* Backward: dG (N, H) is dL/dG; bal_scale multiplies the balance loss (coefficient / layers /
  * micro-batches), with fsum and n the global selection sums and token count (bal_scale 0: no
  * balance term). Writes dzr, dzs, dzh (qnorm: dzr is the gradient of the raw norms). */
-void moh_backward(const struct moh_spec *s, int N, const struct moh_state *st, const float *dG,
-                  float bal_scale, const double *fsum, double n, float *dzr, float *dzs,
-                  float *dzh);
+void moh_router_backward_cpu(const struct moh_spec *s, int N, const struct moh_state *st,
+                             const float *dG, float bal_scale, const double *fsum, double n,
+                             float *dzr, float *dzs, float *dzh);
+
+/* The head slice of a rank: its Hl local query heads are global heads h0 .. h0+Hl-1 of H, each
+ * hd wide; att rows are (N, Hl*hd), gates G (N, H). */
+struct moh_heads {
+    int Hl, h0, H, hd;
+};
+/* dst = att with local head h of token t scaled by G[t, h0 + h] (dst may alias att). */
+void moh_gate_forward_cpu(float *dst, const float *att, const float *G, int N,
+                          const struct moh_heads *hh);
+/* datt holds dL/d(gated att) on entry and dL/d(att) on return; dG (N, H) gets the local heads'
+ * gate gradients, zeros in the other columns (the head group sums them). */
+void moh_gate_backward_cpu(float *datt, float *dG, const float *att, const float *G, int N,
+                           const struct moh_heads *hh);
+/* qnorm router: qraw (N, E) = |q| of the local routed heads (global head hs + i in column i),
+ * zeros in the others; q rows of qkv have stride ld. */
+void moh_qnorm_forward_cpu(float *qraw, const float *qkv, int ld, int N, int E, int hs,
+                           const struct moh_heads *hh);
+/* dq += dz q / |q| for the local routed heads (dz (N, E) the raw norms' gradient). */
+void moh_qnorm_backward_cpu(float *dqkv, const float *dz, const float *qraw, const float *qkv,
+                            int ld, int N, int E, int hs, const struct moh_heads *hh);
+/* Row lists of the attention kernels: for sequence b and local head h, the token rows t that
+ * use the head (shared heads: all; routed: the tokens that selected it) go to
+ * idx[off[b*Hl+h] .. off[b*Hl+h+1]); off has B*Hl+1 entries. */
+void moh_select_rows_cpu(int32_t *idx, int32_t *off, const struct moh_spec *s, const int32_t *sel,
+                         int B, int T, const struct moh_heads *hh);
 
 #endif /* HW_MOH_H */

@@ -1,4 +1,4 @@
-/* model/moh.c -- MoH gates forward/backward (see moh.h). */
+/* ops/moh_cpu.c -- the Mixture-of-Head router and gate ops on the CPU (see moh.h). */
 #include "moh.h"
 
 #include "../core/check.h"
@@ -120,7 +120,7 @@ static void qnorm_normalise(const struct moh_spec *s, int N, struct moh_state *s
     }
 }
 
-void moh_forward(const struct moh_spec *s, int N, struct moh_state *st) {
+void moh_router_forward_cpu(const struct moh_spec *s, int N, struct moh_state *st) {
     const int H = s->H, hs = s->hs, k = s->k, E = s->E, ns = moh_ns(s), nh = moh_nh(s);
     if (s->qnorm)
         qnorm_normalise(s, N, st);
@@ -179,8 +179,8 @@ void moh_forward(const struct moh_spec *s, int N, struct moh_state *st) {
     }
 }
 
-void moh_balance_sums(const struct moh_spec *s, int N, const struct moh_state *st, double *psum,
-                      double *fsum) {
+void moh_balance_sums_cpu(const struct moh_spec *s, int N, const struct moh_state *st, double *psum,
+                          double *fsum) {
     const int E = s->E, k = s->k;
     if (k == 0)
         return;
@@ -201,9 +201,9 @@ double moh_balance_loss(const struct moh_spec *s, const double *psum, const doub
     return s->E * acc;
 }
 
-void moh_backward(const struct moh_spec *s, int N, const struct moh_state *st, const float *dG,
-                  float bal_scale, const double *fsum, double n, float *dzr, float *dzs,
-                  float *dzh) {
+void moh_router_backward_cpu(const struct moh_spec *s, int N, const struct moh_state *st,
+                             const float *dG, float bal_scale, const double *fsum, double n,
+                             float *dzr, float *dzs, float *dzh) {
     const int H = s->H, hs = s->hs, k = s->k, E = s->E, ns = moh_ns(s), nh = moh_nh(s);
     float dg[1024], tmp[1024];
     HW_ASSERT(H <= 1024);
@@ -308,4 +308,89 @@ void moh_backward(const struct moh_spec *s, int N, const struct moh_state *st, c
             memcpy(dz, tmp, sizeof(float) * (size_t)E);
         }
     }
+}
+
+void moh_gate_forward_cpu(float *dst, const float *att, const float *G, int N,
+                          const struct moh_heads *hh) {
+    const int hd = hh->hd, HD = hh->Hl * hd;
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < hh->Hl; h++) {
+            const float g = G[(size_t)t * hh->H + hh->h0 + h];
+            const float *x = att + (size_t)t * HD + (size_t)h * hd;
+            float *y = dst + (size_t)t * HD + (size_t)h * hd;
+            for (int d = 0; d < hd; d++)
+                y[d] = g * x[d];
+        }
+}
+
+void moh_gate_backward_cpu(float *datt, float *dG, const float *att, const float *G, int N,
+                           const struct moh_heads *hh) {
+    const int hd = hh->hd, HD = hh->Hl * hd, H = hh->H;
+    memset(dG, 0, sizeof(float) * (size_t)N * H);
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < hh->Hl; h++) {
+            float *dy = datt + (size_t)t * HD + (size_t)h * hd;
+            const float *x = att + (size_t)t * HD + (size_t)h * hd;
+            const float g = G[(size_t)t * H + hh->h0 + h];
+            float acc = 0.0f;
+            for (int d = 0; d < hd; d++) {
+                acc += dy[d] * x[d];
+                dy[d] *= g;
+            }
+            dG[(size_t)t * H + hh->h0 + h] = acc;
+        }
+}
+
+void moh_qnorm_forward_cpu(float *qraw, const float *qkv, int ld, int N, int E, int hs,
+                           const struct moh_heads *hh) {
+    const int hd = hh->hd;
+    memset(qraw, 0, sizeof(float) * (size_t)N * E);
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < hh->Hl; h++) {
+            if (hh->h0 + h < hs)
+                continue;
+            const float *q = qkv + (size_t)t * ld + (size_t)h * hd;
+            double ss = 0.0;
+            for (int d = 0; d < hd; d++)
+                ss += (double)q[d] * q[d];
+            qraw[(size_t)t * E + (hh->h0 + h - hs)] = (float)sqrt(ss);
+        }
+}
+
+void moh_qnorm_backward_cpu(float *dqkv, const float *dz, const float *qraw, const float *qkv,
+                            int ld, int N, int E, int hs, const struct moh_heads *hh) {
+    const int hd = hh->hd;
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < hh->Hl; h++) {
+            if (hh->h0 + h < hs)
+                continue;
+            const float d = dz[(size_t)t * E + (hh->h0 + h - hs)];
+            const float nrm = qraw[(size_t)t * E + (hh->h0 + h - hs)];
+            if (d == 0.0f || nrm <= 0.0f)
+                continue;
+            const float *q = qkv + (size_t)t * ld + (size_t)h * hd;
+            float *dq = dqkv + (size_t)t * ld + (size_t)h * hd;
+            for (int i = 0; i < hd; i++)
+                dq[i] += d * q[i] / nrm;
+        }
+}
+
+void moh_select_rows_cpu(int32_t *idx, int32_t *off, const struct moh_spec *s, const int32_t *sel,
+                         int B, int T, const struct moh_heads *hh) {
+    const int hs = s->hs, k = s->k, Hl = hh->Hl;
+    int n = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < Hl; h++) {
+            const int hg = hh->h0 + h;
+            off[b * Hl + h] = n;
+            for (int t = 0; t < T; t++) {
+                const size_t row = (size_t)b * T + t;
+                int on = hg < hs || k == 0;
+                for (int j = 0; j < k && !on; j++)
+                    on = sel[row * k + j] == hg - hs;
+                if (on)
+                    idx[n++] = t;
+            }
+        }
+    off[B * Hl] = n;
 }
