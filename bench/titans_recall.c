@@ -10,7 +10,6 @@
  * Usage: titans_recall VARIANT STEPS [seed]   VARIANT: none | mag | mal | mac | mem */
 #include "../core/rng.h"
 #include "../model/gpt.h"
-#include "../model/gpt_memory.h"
 #include "../ops/ops.h"
 #include "../ops/xent.h"
 #include "../train/optim.h"
@@ -100,17 +99,17 @@ int main(int argc, char **argv) {
      * attention sink that holds the first pairs) */
     gc.s2_block = block, gc.s2_local = local, gc.s2_vert = 1 << 20, gc.s2_offset = 1;
     if (!strcmp(var, "mag") || !strcmp(var, "magp")) {
-        gc.mem[0] = gc.mem[1] = GPT_MEM_MAG;
+        gc.mem[0] = gc.mem[1] = LK_MAG;
         gc.mem_np = var[3] == 'p' ? 4 : 0; /* magp: + 4 persistent tokens every window sees */
     } else if (!strcmp(var, "mal"))
-        gc.mem[0] = gc.mem[1] = GPT_MEM_MAL;
+        gc.mem[0] = gc.mem[1] = LK_MAL;
     else if (!strcmp(var, "mac")) {
-        gc.mem[0] = gc.mem[1] = GPT_MEM_MAC;
+        gc.mem[0] = gc.mem[1] = LK_MAC;
         gc.mem_seg = 2 * block; /* the segment is as long as the sliding window */
         gc.mem_np = 4;
         gc.s2[0] = gc.s2[1] = 0; /* a MAC layer's attention is its segment attention */
     } else if (!strcmp(var, "mem"))
-        gc.mem[1] = GPT_MEM_ONLY;
+        gc.mem[1] = LK_MEMORY;
     else if (strcmp(var, "none")) {
         fprintf(stderr, "unknown variant %s\n", var);
         return 2;

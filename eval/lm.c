@@ -84,12 +84,13 @@ int lm_loglikelihood(struct lm *lm, struct lm_request *req, int n, char *err) {
         struct lm_request *r = &req[i];
         const int T = p->n - 1;
         gpt_forward(lm->m, p->ids, NULL, 1, T, 0.0f, 0);
+        const float *logits = gpt_logits(lm->m);
         r->ll = 0.0;
         r->greedy = 1;
         r->n_tokens = p->n_cont;
         for (int j = p->n - p->n_cont; j < p->n; j++) {
             int is_max;
-            r->ll += logprob(lm->m->logits + (size_t)(j - 1) * V, V, p->ids[j], &is_max);
+            r->ll += logprob(logits + (size_t)(j - 1) * V, V, p->ids[j], &is_max);
             r->greedy &= is_max;
         }
     }
@@ -107,9 +108,10 @@ void lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const in
         double acc = 0.0;
         if (len > 0) {
             gpt_forward(lm->m, tokens + s, NULL, 1, (int)len, 0.0f, 0);
+            const float *logits = gpt_logits(lm->m);
             for (int t = 0; t < len; t++) {
                 int is_max;
-                acc += logprob(lm->m->logits + (size_t)t * V, V, tokens[s + t + 1], &is_max);
+                acc += logprob(logits + (size_t)t * V, V, tokens[s + t + 1], &is_max);
             }
         }
         ll[w] = acc;
@@ -268,7 +270,7 @@ int lm_generate_nocache(struct lm *lm, const char *prompt, int max_new, const st
     *out = NULL;
     for (;;) {
         gpt_forward(lm->m, ids, NULL, 1, n, 0.0f, 0);
-        int32_t t = argmax(lm->m->logits + (size_t)(n - 1) * V, V);
+        int32_t t = argmax(gpt_logits(lm->m) + (size_t)(n - 1) * V, V);
         int finished = t == lm->eot || t >= bpe_vocab_size(lm->tok);
         if (!finished) {
             ids[n++] = t;

@@ -1,31 +1,29 @@
-/* model/gpt.h -- the decoder-only transformer: parameter table with stable names, weights,
- * gradients and activations carved from a few allocations, forward/backward built from the ops
- * table, and KV-cached decoding for sampling.
- * Block: x += Wo attn(rope(Wqkv rmsnorm(x))); x += Wdown act(Win rmsnorm(x)).
- * Final: logits = Wlm rmsnorm(x). Cross-entropy ignores targets equal to XENT_IGNORE (-1).
- * Per layer, attention is MHA or Mixture-of-Head (the head outputs are scaled by router gates
- * before Wo, and a head is computed only for the tokens that selected it), and dense causal or
- * S2 block-sparse (model.attention, model.moh, model.sparsity; see moh.h and ops/s2.h).
- * With model.embedding dare (DARE for language models, docs/rec.md) a second table
- * tok_emb_attn gives the first layer's queries and keys, Wq,k rmsnorm(tok_emb_attn[t]), while
- * tok_emb feeds its values and the residual stream; tied tables give the ordinary model.
+/* model/gpt.h -- the decoder-only transformer: the parameter table with stable names, the trunk
+ * (embedding, blocks, final norm, LM or classifier head), forward/backward through the backend,
+ * and KV-cached decoding for sampling.
  *
- * Under a rank grid (struct dist) the model holds only its shard: Megatron-style head
- * parallelism splits wq/wk/wv and w_gate/w_up by rows (heads, MLP columns) and wo/w_down by
- * columns, with one all-reduce after each row-parallel matmul in the forward and one on the
- * input gradient of each column-parallel matmul in the backward; context parallelism gives
- * the rank T/cp zig-zag tokens and runs ring or Ulysses attention across the context group.
- * Norms and embeddings are replicated. Tensor names and global shapes do not change, so
- * checkpoints are grid-independent. */
+ * Block: x += Wo mixer(RMSNorm(x)); x += Wdown act(Win RMSNorm(x)). Final: logits = Wlm
+ * RMSNorm(x). The mixer of every block is a layer kind (layer.h): dense/GQA or Mixture-of-Head
+ * attention (S2 block sparsity and packed-segment masks are kernel options), or a Titans memory
+ * layer (MAL, MAG, memory-only, MAC). With model.embedding dare, the first block's queries and
+ * keys come from a second table (tok_emb_attn) while tok_emb feeds its values and the residual
+ * stream. Cross-entropy ignores targets equal to XENT_IGNORE (-1).
+ *
+ * Under a rank grid (struct dist) the model holds only its shard: the parameter table splits
+ * head- and MLP-column-shaped tensors over the head ranks (Megatron style) and context
+ * parallelism gives each rank T/cp zig-zag tokens; model/parallel.h places every collective.
+ * Tensor names and global shapes do not change, so checkpoints are grid-independent.
+ * Every buffer comes from the backend (ops.h); host code reads none of them directly except
+ * through gpt_logits and the documented accessors. */
 #ifndef HW_GPT_H
 #define HW_GPT_H
 
 #include "../core/cfg.h"
 #include "../dist/cp_attention.h"
 #include "../dist/dist.h"
-#include "../ops/moh.h"
 #include "../ops/ops.h"
-#include "../ops/s2.h"
+#include "layer.h"
+#include "parallel.h"
 #include "param.h"
 #include "titans.h"
 
@@ -39,6 +37,8 @@ enum gpt_mlp {
     GPT_MLP_GELU,
 };
 
+/* The model's description: the trunk's shape, the mixer kind of every block, and the options
+ * of the kinds. Built from the config (gpt_config_from_cfg) or by hand (tests). */
 struct gpt_config {
     int C;     /* d_model */
     int L;     /* layers */
@@ -54,33 +54,28 @@ struct gpt_config {
     float eps;
     float init_std;
     int n_cls; /* classifier head classes (train.task classify); 0 = none */
-    /* per layer: 1 = MoH attention, 1 = S2 block-sparse attention */
-    unsigned char moh[GPT_MAX_LAYERS], s2[GPT_MAX_LAYERS];
+    int dare;  /* model.embedding dare: tok_emb_attn feeds Q and K of the first layer */
+    /* per layer: the attention kind (a registry id of layer.h, LK_MHA by default), the memory
+     * kind wrapping or replacing it (0: none, else LK_MAL/LK_MAG/LK_MEMORY/LK_MAC) and whether
+     * the attention is S2 block-sparse */
+    unsigned char attn[GPT_MAX_LAYERS], mem[GPT_MAX_LAYERS], s2[GPT_MAX_LAYERS];
+    /* options of the moh kind */
     int moh_hs, moh_k, moh_qnorm, moh_literal;
     float moh_coef;
+    int moh_ste_off; /* qnorm: drop the straight-through estimator (tests of the exact part) */
+    /* the S2 pattern of sparse layers */
     int s2_block, s2_local, s2_vert, s2_offset, s2_dense;
-    int dare; /* model.embedding dare: tok_emb_attn feeds Q and K of the first layer */
-    /* per layer Titans memory (model.memory, gpt_memory.h): 0 none, GPT_MEM_MAL/MAG/ONLY/MAC */
-    unsigned char mem[GPT_MAX_LAYERS];
-    struct titans_cfg mem_cfg; /* d = C; b = the TTT batch */
-    int mem_seg, mem_np;       /* MAC: segment length, persistent tokens */
+    /* options of the memory kinds: the module (d = C; b = the TTT batch), MAC's segment
+     * length and the persistent tokens of MAC and MAG layers */
+    struct titans_cfg mem_cfg;
+    int mem_seg, mem_np;
 };
 
-struct gpt_layer {
-    float *attn_norm; /* (C) */
-    float *wqkv;      /* (H*hd + 2*Hkv*hd, C): wq, wk, wv stacked */
-    float *wo;        /* (C, H*hd) */
-    float *mlp_norm;  /* (C) */
-    float *w_in;      /* swiglu: (2F, C) = w_gate, w_up stacked; gelu: (F, C) */
-    float *w_out;     /* (C, F) */
-    /* MoH routers (replicated over head ranks; NULL when absent) */
-    float *moh_wr; /* (E, C) routed heads */
-    float *moh_ws; /* (ns, C) shared heads */
-    float *moh_wh; /* (2, C) head types */
-    /* Titans memory layers (gpt_memory.h; NULL when absent) */
-    float *mem_norm;    /* (C) MAL: the memory sublayer's input norm */
-    float *mem_persist; /* (N_p, C) MAC: persistent memory tokens, or NULL */
-    float *mem;         /* the module's flat parameters (titans_layout order) */
+/* Trunk weights of one block (views into the parameter or gradient block). */
+struct gpt_block {
+    float *attn_norm;          /* (C) */
+    float *mlp_norm;           /* (C) */
+    struct linear w_in, w_out; /* MLP: column-parallel (2F or F, C), row-parallel (C, F) */
 };
 
 struct gpt_weights {
@@ -89,71 +84,78 @@ struct gpt_weights {
     float *final_norm; /* (C) */
     float *lm_head;    /* (V, C); == wte when tied */
     float *cls_head;   /* (n_cls, C) or NULL */
-    struct gpt_layer *layers;
+    struct gpt_block *blocks;
 };
 
-struct gpt_layer_acts {
-    float *x_in;  /* (N, C) residual stream entering the block */
+/* Trunk activations of one block. */
+struct gpt_block_acts {
+    float *x_in;  /* (N, C) residual stream entering the block (after pre_forward) */
     float *n1;    /* (N, C) */
     float *rstd1; /* (N) */
-    float *qkv;   /* (N, Dqkv), q and k after RoPE */
-    float *att;   /* (N, H*hd) */
-    float *lse;   /* (B, H, T) */
-    float *x_mid; /* (N, C) after the attention residual */
+    float *x_mid; /* (N, C) after the mixer residual */
     float *n2;    /* (N, C) */
     float *rstd2; /* (N) */
     float *h;     /* (N, Fin) MLP pre-activation */
     float *a;     /* (N, F) MLP activation */
-    /* MoH layers only */
-    struct moh_state moh;
-    int32_t *qsel, *qsel_off; /* per (b, local head): the token rows that selected it */
 };
+
+/* Scratch the layers share (sized by the largest request of any layer's alloc). */
+enum gpt_scratch {
+    GPT_SCR_DATT, /* (N, Hl*hd): attention output gradient, gated outputs */
+    GPT_SCR_DQKV, /* (N, Dqkv): projection gradients */
+    GPT_SCRATCH
+};
+
+/* The parameter table being built (layer_param adds to it). */
+struct param_table {
+    struct gpt *m;
+    int cap;
+};
+/* Add a tensor of global shape (rows, cols) (cols 0: 1-D) split over the head ranks along
+ * shard_dim (-1: replicated); returns its index. */
+int gpt_add_param(struct param_table *t, const char *name, int64_t rows, int64_t cols,
+                  int shard_dim, int decay, float std);
 
 struct gpt {
     struct gpt_config c; /* global shape */
     const struct ops *ops;
-    struct dist *d; /* NULL: one process */
-    int hp, hp_rank, cp, cp_rank;
+    struct dist *d;   /* NULL: one process */
+    struct tp tp;     /* the grid as the parallel layers see it */
     int Hl, Hkvl, Fl; /* local query heads, kv heads, MLP width */
     int n_params;
     struct param *params;
     size_t num_params;          /* floats in the parameter block */
-    float *param_mem;           /* one block, carved by params[] */
-    float *grad_mem;            /* same layout */
-    struct gpt_weights w, g;    /* views into param_mem / grad_mem */
+    struct hw_buf pbuf, gbuf;   /* the parameter block and its gradient (fp32 masters) */
+    float *param_mem;           /* = pbuf.data, carved by params[] */
+    float *grad_mem;            /* = gbuf.data, same layout */
+    struct gpt_weights w, g;    /* trunk views into param_mem / grad_mem */
+    struct layer *layers;       /* (L) the mixers */
     float *rope_cos, *rope_sin; /* (max_T, hd/2) */
-    /* activations, sized by gpt_alloc_acts */
+    /* trunk activations, sized by gpt_alloc_acts */
     int B, T;
-    float *act_mem;
-    struct gpt_layer_acts *acts;
+    struct hw_buf act_buf;
+    struct gpt_block_acts *acts;
     float *x_final, *n_final, *rstd_final, *logits, *losses;
-    float *dx, *dn, *dqkv, *datt, *dh, *da;
-    int32_t *tokens;
+    float *dx, *dn, *dh, *da, *br;
+    int32_t *tokens;   /* (B, T) the tokens of the last forward (backend memory) */
+    int32_t *targets;  /* (B, T) their targets (backend memory) */
+    int32_t *pos;      /* (T) absolute positions of the local tokens (backend memory) */
+    int32_t *pos_host; /* the same on the host */
     float *cls_logits; /* (B, n_cls) classifier probabilities' gradient after gpt_classify */
     int32_t *cls_last; /* (B) pooled positions of the last gpt_classify */
-    int32_t *pos;      /* (T) absolute positions of the local tokens */
     /* (B, T) segment ids of packed examples for the next forward/backward (non-decreasing per
      * row; tokens attend only within their segment), or NULL: one sequence per row. Set by the
      * caller (SFT packing); needs cp == 1. */
     const int32_t *seg;
-    struct cp_attn_ctx *cp_ctx; /* (L) Ulysses state per layer */
-    float *cp_mem;
+    int32_t *seg_buf; /* (B, T) backend copy of seg during a forward/backward, or NULL */
+    float *scratch[GPT_SCRATCH];
+    size_t scratch_n[GPT_SCRATCH], scratch_cap[GPT_SCRATCH];
     struct cp_work cp_work;
-    /* MoH / S2 */
-    struct moh_spec moh;
-    int n_moh;            /* MoH layers */
-    struct s2_pattern s2; /* used by layers with c.s2[l] */
-    float *moh_mem;       /* MoH activations of all MoH layers */
-    int32_t *moh_imem;
-    float *moh_dG, *moh_dz; /* (N, H), (N, nr + ns + nh) backward scratch */
-    float moh_aux_scale;    /* gradient scale of the balance loss (1 / micro-batches) */
-    double moh_aux;         /* balance loss of the last forward: coef * mean over MoH layers */
-    double *moh_fsum;       /* (L, E) global selection counts of the last forward */
-    double moh_ntok;        /* global tokens of the last forward */
-    double *moh_usage;      /* (L, H) tokens routed to each head, summed since the last reset */
-    double moh_usage_tok;   /* tokens counted in moh_usage */
-    /* DARE (c.dare): the first layer's attention-path embedding, its norm and Q/K */
-    float *dare_mem, *xa, *na, *rstda, *qkva, *dxa;
+    float *logits_host; /* host mirror for gpt_logits on a device backend */
+    /* auxiliary losses and statistics the layers report (MoH's balance loss and head usage) */
+    double aux_loss;    /* the auxiliary loss of the last forward (sum over layers) */
+    float aux_scale;    /* gradient scale of the auxiliary losses (1 / micro-batches) */
+    double stat_tokens; /* global tokens of the training forwards since gpt_stats_reset */
     /* Gradient blocks in the order the backward finishes them: the final norm (with an untied
      * head), the layers from last to first, the token embedding (with a tied head). Each is a
      * contiguous range of the parameter block. */
@@ -163,7 +165,6 @@ struct gpt {
      * the data-parallel all-reduce with the backward */
     void (*grad_ready)(void *ctx, int k);
     void *grad_ready_ctx;
-    struct gpt_memory *mem; /* Titans layers' tapes and buffers (gpt_memory.h), or NULL */
 };
 
 /* Derive the model shape from the config; vocab comes from the tokenizer. */
@@ -171,8 +172,13 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
 /* A short text that identifies the shape, compared when resuming ("C=128 L=4 H=4 ..."). */
 void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n);
 
-/* Build the parameter table and allocate params + grads (zeroed). d == NULL (or a 1-rank grid)
- * holds the whole model; otherwise this rank's head shard, for context rank d->cp_rank. */
+/* Build the layers and the parameter table and allocate params + grads (zeroed) on the
+ * backend. d == NULL (or a 1-rank grid) holds the whole model; otherwise this rank's head shard,
+ * for context rank d->cp_rank. Returns 0, or HW_ECONFIG with one line in err when a layer needs
+ * an op group the backend lacks (nothing is allocated then; gpt_free is still safe). */
+int gpt_build(struct gpt *m, const struct gpt_config *gc, const struct ops *ops, struct dist *d,
+              char *err);
+/* gpt_build that dies on a refusal (tests, tools that chose the CPU backend). */
 void gpt_init(struct gpt *m, const struct gpt_config *gc, const struct ops *ops, struct dist *d);
 /* Initialise weights from (seed, parameter name, element index): the same for any rank grid. */
 void gpt_init_weights(struct gpt *m, uint64_t seed);
@@ -182,27 +188,35 @@ void gpt_alloc_acts(struct gpt *m, int B, int T);
 void gpt_free(struct gpt *m);
 
 /* Forward over local tokens (B, T). With targets, returns this rank's summed loss over
- * non-ignored targets
- * and, when want_grad, leaves d(loss * dscale)/dlogits in m->logits for gpt_backward. */
+ * non-ignored targets and, when want_grad, leaves d(loss * dscale)/dlogits in m->logits for
+ * gpt_backward. */
 double gpt_forward(struct gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                    float dscale, int want_grad);
 /* Backward of the last gpt_forward(want_grad=1); accumulates into m->grad_mem. */
 void gpt_backward(struct gpt *m);
+/* The logits of the last gpt_forward (B*T, V) in host memory. */
+const float *gpt_logits(struct gpt *m);
 
 /* Classifier head (n_cls > 0): logits of sequence b are W_cls n_final[b, last[b]], restricted
  * to the classes with allowed[b * n_cls + k] != 0 (others -inf), softmax cross-entropy against
  * label[b]. Writes pred[b] (argmax over the allowed classes, lowest id on ties) when pred is
  * not NULL; with want_grad, keeps d(loss * dscale) for gpt_backward_classify. Returns the summed
- * loss over the B sequences (label < 0: not counted). */
+ * loss over the B sequences (label < 0: not counted). tokens, last, label, allowed: host. */
 double gpt_classify(struct gpt *m, const int32_t *tokens, const int32_t *last, const int32_t *label,
                     const unsigned char *allowed, int B, int T, float dscale, int want_grad,
                     int32_t *pred);
 void gpt_backward_classify(struct gpt *m);
 void gpt_zero_grad(struct gpt *m);
 
-/* Head-usage statistics: moh_usage[l*H + h] / moh_usage_tok is the fraction of tokens that
- * used head h of layer l since the last reset (training forwards only). */
-void gpt_moh_usage_reset(struct gpt *m);
+/* Reset the layers' statistics (MoH head usage) and the token count behind them. */
+void gpt_stats_reset(struct gpt *m);
+/* Per-head usage of layer l since the last reset: usage[h] / m->stat_tokens is the fraction of
+ * tokens that used head h; NULL for layers that do not route. */
+const double *gpt_head_usage(const struct gpt *m, int l);
+/* The rotated qkv rows (N, *ld) and attention output (N, Hl*hd) of layer l's last forward, in
+ * backend memory; NULL for layers without attention. */
+const float *gpt_attn_qkv(const struct gpt *m, int l, int *ld);
+const float *gpt_attn_out(const struct gpt *m, int l);
 
 /* The parameters as the optimizer and checkpoints see them. */
 struct param_set gpt_param_set(struct gpt *m);
@@ -211,41 +225,45 @@ const struct param *gpt_find_param(const struct gpt *m, const char *name);
 /* Model FLOPs per token for forward+backward (6N + attention), for MFU. */
 double gpt_flops_per_token(const struct gpt_config *gc, int T);
 
-/* KV cache for incremental decoding of B sequences at once, each at its own position.
- * Dense layers keep every position; S2 layers keep, per (sequence, kv head), only the
- * positions its pattern can still use (the local window of the current block and the strided
- * far blocks), evicting the rest as decoding moves into a new block. */
+/* Let in-flight gradient buckets progress (between kernels of the backward; no-op unless the
+ * data-parallel reduction overlaps the backward). */
+void gpt_progress(struct gpt *m);
+/* A shared scratch buffer of at least the size requested by any layer (gpt_scratch_need, in a
+ * layer's alloc). */
+void gpt_scratch_need(struct gpt *m, enum gpt_scratch s, size_t floats);
+float *gpt_scratch(const struct gpt *m, enum gpt_scratch s);
+/* out (nb, M) = in (nb, K) W^T one row at a time: OpenBLAS's result for a row depends on how
+ * many rows are multiplied together, so decoding row by row makes a sequence's logits (and so
+ * greedy outputs and scores) independent of which other sequences share the batch. */
+void gpt_rows_matmul(const struct ops *o, float *out, const float *in, const float *w, int nb,
+                     int K, int M);
+/* Width of the fused q|k|v projection of this rank: (Hl + 2 Hkvl) hd. */
+int gpt_qkv_width(const struct gpt *m);
+
+/* KV cache for incremental decoding of B sequences at once, each at its own position. Every
+ * layer keeps its own cache (dense layers every position; S2 layers, per (sequence, kv head),
+ * only the positions its pattern can still use; memory layers their decoders). */
 struct gpt_kv {
-    int B, max_T, L, Hkv;
-    int *n;       /* (B) positions filled per sequence */
-    float *k, *v; /* dense layers: (L, B, max_T, Hkv*hd); the rows of S2 layers are unused */
-    /* S2 layers: slot (l*B + b)*Hkv + g holds s2n rows (of hd) at positions s2pos */
-    float **s2k, **s2v;
-    int32_t **s2pos;
-    int *s2n, *s2cap;
+    struct gpt *m; /* the model the cache belongs to */
+    int B, max_T, L;
+    int *n;                      /* (B) positions filled per sequence */
+    void **cache;                /* (L) the layers' caches */
     size_t floats, floats_dense; /* K+V floats allocated vs. a dense cache of every layer */
     size_t rows_peak;            /* most K/V rows (per head) held at once, summed over heads */
-    float *moh_f, *gate;         /* MoH: router state of one token, its gates (H) */
-    int32_t *moh_i;
-    float *x, *buf, *tmp, *qkv, *att, *h, *a, *rstd, *scratch;
-    float *logits;    /* (B, V): row b holds sequence b's next-token logits after a step */
-    float *xa, *qkva; /* DARE: the attention-path embedding and Q/K of the first layer */
+    float *x, *buf, *tmp, *h, *a, *rstd, *scratch;
+    float *logits;  /* (B, V) host: row b holds sequence b's next-token logits after a step */
+    float *dlogits; /* (B, V) backend rows before they are copied out */
     int *rows;
-    int32_t *tok;
-    struct gpt_memory_kv *mem; /* Titans decoders per (memory layer, sequence), or NULL */
-    /* persistent tokens of MAG layers (gpt_memory_prefix_rows): pre rows lead every dense
-     * cache slot (and every S2 slot, at negative positions); pq: their projections */
-    int pre;
-    float *pq;
+    int32_t *tok, *tok_d;   /* host and backend copies of the packed tokens */
+    int32_t *rpos, *rpos_d; /* the positions of the packed rows (host, backend) */
     /* PASTA steering (inference only): with 0 < steer_alpha < 1, attention to the cached
      * positions p of sequence b with user[b * max_T + p] == 0 is scaled by steer_alpha and
      * renormalised, on every layer and head. steer_alpha = 1 (the default) is plain attention.
      * The caller marks the user-content positions before feeding them. */
     float steer_alpha;
-    uint8_t *user;      /* (B, max_T), zeroed by gpt_kv_init and gpt_kv_reset */
-    uint8_t *user_rows; /* (max_T) scratch: the flags of an S2 cache's kept rows */
+    uint8_t *user; /* (B, max_T) host, zeroed by gpt_kv_init and gpt_kv_reset */
 };
-void gpt_kv_init(struct gpt_kv *kv, const struct gpt *m, int B, int max_T);
+void gpt_kv_init(struct gpt_kv *kv, struct gpt *m, int B, int max_T);
 /* Empty sequence b's cache (start a new sequence in that slot). */
 void gpt_kv_reset(struct gpt_kv *kv, int b);
 void gpt_kv_free(struct gpt_kv *kv);

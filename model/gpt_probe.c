@@ -9,11 +9,14 @@
 
 void gpt_attn_probs(const struct gpt *m, int layer, int t, double *p) {
     const struct gpt_config *c = &m->c;
-    HW_ASSERT(m->hp == 1 && m->cp == 1 && m->B == 1 && !m->seg);
+    HW_ASSERT(m->tp.hp == 1 && m->tp.cp == 1 && m->B == 1 && !m->seg);
     HW_ASSERT(layer >= 0 && layer < c->L && t >= 0 && t < m->T);
     const int hd = c->hd, H = c->H, group = c->H / c->Hkv;
-    const int D = (c->H + 2 * c->Hkv) * hd;
-    const float *qkv = m->acts[layer].qkv;
+    int D = 0;
+    const float *qkv_d = gpt_attn_qkv(m, layer, &D);
+    HW_ASSERT(qkv_d); /* a layer with attention */
+    float *qkv = HW_MALLOC(sizeof(float) * (size_t)(t + 1) * D);
+    m->ops->download(qkv, qkv_d, sizeof(float) * (size_t)(t + 1) * D);
     const double scale = 1.0 / sqrt((double)hd);
     for (int h = 0; h < H; h++) {
         const float *q = qkv + (size_t)t * D + (size_t)h * hd;
@@ -32,6 +35,7 @@ void gpt_attn_probs(const struct gpt *m, int layer, int t, double *p) {
         for (int j = 0; j <= t; j++)
             ph[j] /= sum;
     }
+    free(qkv);
 }
 
 void gpt_rows_set_mean(float *w, int C, int64_t n_mean, const int64_t *rows, int n_rows) {

@@ -666,7 +666,7 @@ static void SFX(gate_bwd_)(const struct titans_cfg *c, const T *par, size_t wo, 
                 dpar[bo + h] += zb[(size_t)t * H + h];
     if (dxin)
         SFX(mm_)
-        (SFX(ops_)(c), 0, 1, n, d, H, 1, zb, (size_t)H, par + wo, (size_t)H, 1, dxin, (size_t)d);
+    (SFX(ops_)(c), 0, 1, n, d, H, 1, zb, (size_t)H, par + wo, (size_t)H, 1, dxin, (size_t)d);
     SFX(xfree_)(SFX(ops_)(c), zb);
 }
 

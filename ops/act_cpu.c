@@ -50,3 +50,17 @@ void gelu_backward_cpu(float *dh, const float *dout, const float *h, int N, int 
         dh[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
     }
 }
+
+void sigmoid_gate_forward_cpu(float *out, const float *y, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        out[i] = y[i] * (1.0f / (1.0f + expf(-u[i])));
+}
+
+void sigmoid_gate_backward_cpu(float *dy, float *du, const float *dout, const float *y,
+                               const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float g = 1.0f / (1.0f + expf(-u[i]));
+        dy[i] = dout[i] * g;
+        du[i] = dout[i] * y[i] * g * (1.0f - g);
+    }
+}

@@ -123,6 +123,9 @@ struct ops {
     void (*gelu_forward)(float *out, const float *h, int N, int F);
     void (*gelu_backward)(float *dh, const float *dout, const float *h, int N, int F);
     void (*residual_add)(float *out, const float *a, const float *b, int64_t n);
+    void (*sigmoid_gate_forward)(float *out, const float *y, const float *u, int64_t n);
+    void (*sigmoid_gate_backward)(float *dy, float *du, const float *dout, const float *y,
+                                  const float *u, int64_t n);
 
     /* ---- attention --------------------------------------------------------------------- */
     void (*attention_forward)(float *out, float *lse, const float *qkv, const struct attn_shape *s);

@@ -5,6 +5,8 @@
 #define HW_TESTS_REF_H
 
 #include "../model/gpt.h"
+#include "../ops/moh.h"
+#include "../ops/s2.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -246,7 +248,14 @@ static inline int ref_gpt_hidden_aux(const struct gpt *m, const double *P, const
     double *G = calloc((size_t)N * c->H, sizeof(double));
     *aux = 0;
     for (int l = 0; l < c->L; l++)
-        n_moh += c->moh[l];
+        n_moh += c->attn[l] == LK_MOH;
+    struct moh_spec sp;
+    struct s2_pattern pat;
+    memset(&sp, 0, sizeof(sp));
+    if (n_moh)
+        moh_spec_init(&sp, c->H, c->moh_hs, c->moh_k, c->moh_literal, c->moh_qnorm);
+    s2_init(&pat, c->s2_block ? c->s2_block : 16, c->s2_local ? c->s2_local : 1,
+            c->s2_vert ? c->s2_vert : 1, c->s2_offset, c->s2_dense, c->H, c->Hkv);
     const double *wte = P + m->params[pi++].offset;
     for (int n = 0; n < N; n++)
         memcpy(x + (size_t)n * C, wte + (size_t)tok[n] * C, sizeof(double) * C);
@@ -254,12 +263,12 @@ static inline int ref_gpt_hidden_aux(const struct gpt *m, const double *P, const
         const double *wn1 = P + m->params[pi++].offset, *wqkv = P + m->params[pi].offset;
         pi += 3;
         const double *wo = P + m->params[pi++].offset, *wr = NULL, *ws = NULL, *wh = NULL;
-        if (c->moh[l]) {
-            if (moh_nr(&m->moh) && !m->moh.qnorm)
+        if (c->attn[l] == LK_MOH) {
+            if (moh_nr(&sp) && !sp.qnorm)
                 wr = P + m->params[pi++].offset;
-            if (moh_ns(&m->moh))
+            if (moh_ns(&sp))
                 ws = P + m->params[pi++].offset;
-            if (moh_nh(&m->moh))
+            if (moh_nh(&sp))
                 wh = P + m->params[pi++].offset;
         }
         const double *wn2 = P + m->params[pi++].offset;
@@ -270,8 +279,8 @@ static inline int ref_gpt_hidden_aux(const struct gpt *m, const double *P, const
         ref_matmul(qkv, n1, wqkv, N, C, D);
         ref_rope(qkv, B, T, c->H, c->hd, D, 0, c->rope_theta);
         ref_rope(qkv + HD, B, T, c->Hkv, c->hd, D, 0, c->rope_theta);
-        ref_attention_s2(att, qkv, B, T, c->H, c->Hkv, c->hd, D, c->s2[l] ? &m->s2 : NULL);
-        if (c->moh[l]) {
+        ref_attention_s2(att, qkv, B, T, c->H, c->Hkv, c->hd, D, c->s2[l] ? &pat : NULL);
+        if (c->attn[l] == LK_MOH) {
             double la = ref_moh_gates(m, n1, qkv, D, wr, ws, wh, N, G);
             if (c->moh_k > 0)
                 *aux += c->moh_coef * la / n_moh;

@@ -231,7 +231,8 @@ static void test_metric_model(void) {
     for (int l = 0; l < m.c.L; l++)
         for (int i = 0; i < T; i += 7) {
             gpt_attn_probs(&m, l, i, p);
-            const float *qkv = m.acts[l].qkv;
+            int ldq = 0;
+            const float *qkv = gpt_attn_qkv(&m, l, &ldq), *att = gpt_attn_out(&m, l);
             for (int h = 0; h < m.c.H; h++) {
                 double rs = 0;
                 for (int j = 0; j <= i; j++)
@@ -243,7 +244,7 @@ static void test_metric_model(void) {
                     for (int j = 0; j <= i; j++)
                         o += p[h * (i + 1) + j] *
                              qkv[(size_t)j * D + HD + (m.c.Hkv + kvh) * m.c.hd + dd];
-                    worst = fmax(worst, fabs(o - m.acts[l].att[(size_t)i * HD + h * m.c.hd + dd]));
+                    worst = fmax(worst, fabs(o - att[(size_t)i * HD + h * m.c.hd + dd]));
                 }
             }
         }

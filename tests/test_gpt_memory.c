@@ -1,7 +1,7 @@
-/* tests/test_gpt_memory.c -- Titans memory layers in the transformer (model/gpt_memory.h):
- * the parameter table, the model gradient of MAL, MAG and memory-only layers against central
- * differences of the float forward along random directions (every tensor, memory tensors
- * included; their numeric derivatives must be clearly nonzero, so a missing memory backward
+/* tests/test_gpt_memory.c -- Titans memory layers in the transformer (model/memory.h,
+ * model/layer_*.c): the parameter table, the model gradient of MAL, MAG and memory-only layers
+ * against central differences of the float forward along random directions (every tensor, memory
+ * tensors included; their numeric derivatives must be clearly nonzero, so a missing memory backward
  * fails), KV decoding with test-time memorisation against the parallel forward (one and two
  * sequences, a trailing incomplete chunk), bitwise determinism, and the NaN report. MAC layers
  * (memory as context: segments, persistent tokens, read/attend/store) go through the same
@@ -9,7 +9,6 @@
  * persistent tokens over dense and S2 sliding-window attention. */
 #include "../core/rng.h"
 #include "../model/gpt.h"
-#include "../model/gpt_memory.h"
 #include "../ops/ops.h"
 #include "../ops/xent.h"
 #include "check.h"
@@ -39,9 +38,9 @@ static void make_model(struct gpt *m, const unsigned char *kinds, int L, int con
                             .init_std = 0.3f};
     for (int l = 0; l < L; l++) {
         gc.mem[l] = kinds[l];
-        if (kinds[l] == GPT_MEM_MAC) /* segments of 4 (a multiple of b), 2 persistent tokens */
+        if (kinds[l] == LK_MAC) /* segments of 4 (a multiple of b), 2 persistent tokens */
             gc.mem_seg = 4, gc.mem_np = 2;
-        gc.s2[l] = (unsigned char)(g_s2 && kinds[l] != GPT_MEM_MAC);
+        gc.s2[l] = (unsigned char)(g_s2 && kinds[l] != LK_MAC);
     }
     if (g_np)
         gc.mem_np = g_np;
@@ -78,7 +77,7 @@ static void make_model(struct gpt *m, const unsigned char *kinds, int L, int con
 }
 
 static void test_table(void) {
-    const unsigned char k[3] = {GPT_MEM_MAL, GPT_MEM_MAG, 0};
+    const unsigned char k[3] = {LK_MAL, LK_MAG, 0};
     struct gpt m;
     make_model(&m, k, 3, 3, 0.0);
     const struct param *n0 = gpt_find_param(&m, "blocks.0.mem_norm.weight");
@@ -95,7 +94,6 @@ static void test_table(void) {
     struct titans_layout lo;
     titans_layout(&m.c.mem_cfg, &lo);
     CHECK(w0->offset - wq->offset == lo.w0);
-    CHECK(m.w.layers[1].mem == m.param_mem + wq->offset);
     size_t total = 0;
     for (int i = 0; i < m.n_params; i++)
         total += m.params[i].numel;
@@ -105,16 +103,16 @@ static void test_table(void) {
     CHECK(strstr(sig, " mem=120/H2/D8/L2/h8/c2/b4/k3") != NULL);
     gpt_free(&m);
     /* a memory-only layer has no attention tensors; MAC and MAG layers hold persistent tokens */
-    const unsigned char k2[3] = {GPT_MEM_ONLY, GPT_MEM_MAC, GPT_MEM_MAG};
+    const unsigned char k2[3] = {LK_MEMORY, LK_MAC, LK_MAG};
     make_model(&m, k2, 3, 0, 0.0);
-    CHECK(gpt_find_param(&m, "blocks.0.attn.wq") == NULL && m.w.layers[0].wqkv == NULL);
-    CHECK(gpt_find_param(&m, "blocks.0.attn.wo") == NULL && m.w.layers[0].wo == NULL);
+    int ld = 0;
+    CHECK(gpt_find_param(&m, "blocks.0.attn.wq") == NULL && gpt_attn_qkv(&m, 0, &ld) == NULL);
+    CHECK(gpt_find_param(&m, "blocks.0.attn.wo") == NULL && gpt_attn_out(&m, 0) == NULL);
     CHECK(gpt_find_param(&m, "blocks.1.attn.wq") != NULL);
     CHECK(gpt_find_param(&m, "blocks.0.mem.persistent") == NULL);
     const struct param *p1 = gpt_find_param(&m, "blocks.1.mem.persistent");
     const struct param *p2 = gpt_find_param(&m, "blocks.2.mem.persistent");
     CHECK(p1 && p2 && p1->gshape[0] == 2 && p1->gshape[1] == 16 && p1->decay == 0);
-    CHECK(m.w.layers[2].mem_persist == m.param_mem + p2->offset);
     gpt_config_signature(&m.c, sig, sizeof(sig));
     CHECK_MSG(strstr(sig, " mem=342/") && strstr(sig, "/seg4/np2"), "%s", sig);
     gpt_free(&m);
@@ -272,13 +270,13 @@ static void test_nan_report(unsigned char kind, const char *want) {
 int main(void) {
     ops_set_threads(1);
     test_table();
-    const unsigned char all[3] = {GPT_MEM_MAL, GPT_MEM_MAG, GPT_MEM_ONLY};
-    const unsigned char mag[2] = {0, GPT_MEM_MAG};
+    const unsigned char all[3] = {LK_MAL, LK_MAG, LK_MEMORY};
+    const unsigned char mag[2] = {0, LK_MAG};
     test_gradient(all, 3, 0, 0.0);
     test_gradient(all, 3, 2, 0.5);
     test_gradient(mag, 2, 0, 0.0);
-    const unsigned char mac[3] = {GPT_MEM_MAC, GPT_MEM_MAG, GPT_MEM_MAC};
-    const unsigned char mac1[2] = {GPT_MEM_MAC, 0};
+    const unsigned char mac[3] = {LK_MAC, LK_MAG, LK_MAC};
+    const unsigned char mac1[2] = {LK_MAC, 0};
     test_gradient(mac, 3, 2, 0.5);
     test_gradient(mac1, 2, 0, 0.0);
     test_decode(all, 3, 0);
@@ -294,7 +292,7 @@ int main(void) {
     test_gradient(mag, 2, 2, 0.0);
     test_decode(all, 3, 0);
     test_decode(mac, 3, 3);
-    test_nan_report(GPT_MEM_MAG, "memory of layer 1: NaN/Inf");
-    test_nan_report(GPT_MEM_MAC, "memory of layer 1 (mac): NaN/Inf");
+    test_nan_report(LK_MAG, "memory of layer 1: NaN/Inf");
+    test_nan_report(LK_MAC, "memory of layer 1 (mac): NaN/Inf");
     return check_report("test_gpt_memory");
 }

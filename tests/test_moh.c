@@ -110,19 +110,24 @@ static const char *model_yaml(const char *extra, char *buf, size_t n) {
     return buf;
 }
 
-static void build(struct gpt *m, const char *extra) {
+static void build_ste(struct gpt *m, const char *extra, int ste_off) {
     struct hw_config cfg;
     char y[1024], err[512];
     int rc = cfg_load_string(&cfg, model_yaml(extra, y, sizeof(y)), "test", 0, NULL, err);
     CHECK_MSG(rc == 0, "%s", err);
     struct gpt_config gc;
     gpt_config_from_cfg(&gc, &cfg.model, 23);
+    gc.moh_ste_off = ste_off;
     gpt_init(m, &gc, ops_for(BACKEND_CPU), NULL);
     gpt_init_weights(m, 7);
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].init_std == 0.0f)
             for (size_t j = 0; j < m->params[i].numel; j++)
                 m->param_mem[m->params[i].offset + j] = 1.0f + 0.3f * (float)rng_normal(99, j + i);
+}
+
+static void build(struct gpt *m, const char *extra) {
+    build_ste(m, extra, 0);
 }
 
 /* copy every parameter of src that dst has (by name); zero dst's router weights */
@@ -173,9 +178,13 @@ static void test_reduces_to_mha(void) {
     /* T2: the paper's form gives G = 1/H: MHA with wo scaled by 1/H; compensate in wo */
     build(&moh, "attention: {kind: moh}, moh: {shared_heads: 2, top_k: 2, paper_literal: true}");
     copy_shared(&moh, &mha);
-    for (int l = 0; l < 2; l++)
+    for (int l = 0; l < 2; l++) {
+        char nm[48];
+        snprintf(nm, sizeof(nm), "blocks.%d.attn.wo", l);
+        float *wo = moh.param_mem + gpt_find_param(&moh, nm)->offset;
         for (size_t j = 0; j < (size_t)16 * 16; j++)
-            moh.w.layers[l].wo[j] *= 4.0f;
+            wo[j] *= 4.0f;
+    }
     gpt_forward(&moh, tok, NULL, B, T, 0.0f, 0);
     d = max_diff(ref, moh.logits, NV);
     CHECK_MSG(d < 1e-5, "T2: paper form with zero routers = MHA / H: max diff %g", d);
@@ -205,17 +214,16 @@ static void test_reduces_to_mha(void) {
 static void test_gradient(const char *extra, int T) {
     const int B = 2, V = 23;
     struct gpt m;
-    build(&m, extra);
     /* the straight-through estimator is not the derivative of the binary gates: check the exact
      * part here (test_t3_t4 checks what the STE passes) */
-    m.moh.ste = 0;
+    build_ste(&m, extra, 1);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * B * T);
     for (int i = 0; i < B * T; i++) {
         tok[i] = (int32_t)(rng_uniform(5, i) * V);
         tgt[i] = i == 4 ? XENT_IGNORE : (int32_t)(rng_uniform(6, i) * V);
     }
     gpt_zero_grad(&m);
-    double loss = gpt_forward(&m, tok, tgt, B, T, 1.0f, 1) + m.moh_aux;
+    double loss = gpt_forward(&m, tok, tgt, B, T, 1.0f, 1) + m.aux_loss;
     gpt_backward(&m);
     double *P = malloc(sizeof(double) * m.num_params);
     for (size_t i = 0; i < m.num_params; i++)
@@ -260,14 +268,15 @@ static void test_usage(void) {
     int32_t tok[40], tgt[40];
     for (int i = 0; i < 40; i++)
         tok[i] = tgt[i] = (int32_t)(rng_uniform(5, i) * 23);
-    gpt_moh_usage_reset(&m);
+    gpt_stats_reset(&m);
     gpt_forward(&m, tok, tgt, 2, 20, 1.0f, 1);
-    CHECK(m.moh_usage_tok == 40);
+    CHECK(m.stat_tokens == 40);
+    const double *use = gpt_head_usage(&m, 0);
     double routed = 0;
     for (int h = 1; h < 4; h++)
-        routed += m.moh_usage[h];
-    CHECK(m.moh_usage[0] == 40 && routed == 80);
-    CHECK(m.moh_usage[4] == 0); /* layer 1 is MHA */
+        routed += use[h];
+    CHECK(use[0] == 40 && routed == 80);
+    CHECK(gpt_head_usage(&m, 1) == NULL); /* layer 1 is MHA */
     gpt_free(&m);
 }
 

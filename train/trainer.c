@@ -466,20 +466,23 @@ static void write_metrics(struct run *r, double loss, double lr, double gnorm, d
         json_object_set_new(j, "val_acc", json_real(r->val_acc));
         json_object_set_new(j, "val_f1_macro", json_real(r->val_f1));
     }
-    if (r->model.n_moh) {
-        /* the balance term added to the loss, and per MoH layer the fraction of tokens that
-         * used each head during the step */
+    const struct gpt *m = &r->model;
+    int routed = 0;
+    for (int l = 0; l < m->c.L; l++)
+        routed |= gpt_head_usage(m, l) != NULL;
+    if (routed) {
+        /* the balance term added to the loss, and per routed (MoH) layer the fraction of
+         * tokens that used each head during the step */
         json_object_set_new(j, "moh_balance", json_real((float)r->moh_balance));
         json_t *u = json_array(), *ls = json_array();
-        const struct gpt *m = &r->model;
         for (int l = 0; l < m->c.L; l++) {
-            if (!m->c.moh[l])
+            const double *use = gpt_head_usage(m, l);
+            if (!use)
                 continue;
             json_t *row = json_array();
             for (int h = 0; h < m->c.H; h++)
                 json_array_append_new(
-                    row, json_real(round(m->moh_usage[(size_t)l * m->c.H + h] /
-                                         (m->moh_usage_tok > 0 ? m->moh_usage_tok : 1) * 1e4) /
+                    row, json_real(round(use[h] / (m->stat_tokens > 0 ? m->stat_tokens : 1) * 1e4) /
                                    1e4));
             json_array_append_new(u, row);
             json_array_append_new(ls, json_integer(l));
@@ -831,8 +834,8 @@ int train_run(const struct hw_config *c, struct dist *d) {
         int64_t n_sup = 0; /* sft: supervised targets of the whole step (all ranks) */
         dist_stats_reset(d);
         gpt_zero_grad(&r.model);
-        gpt_moh_usage_reset(&r.model);
-        r.model.moh_aux_scale = 1.0f / (float)A;
+        gpt_stats_reset(&r.model);
+        r.model.aux_scale = 1.0f / (float)A;
         double aux_sum = 0.0;
         for (int a = 0; a < A && r.sft; a++) {
             const size_t o = (size_t)a * local_bt;
@@ -858,7 +861,7 @@ int train_run(const struct hw_config *c, struct dist *d) {
                 loss_sum +=
                     gpt_forward(&r.model, tk, tg, r.Bl, r.Tl, 1.0f / (float)tokens_per_step, 1);
             }
-            aux_sum += r.model.moh_aux;
+            aux_sum += r.model.aux_loss;
             /* the data-parallel all-reduce overlaps the last micro-step's backward */
             r.model.grad_ready = a + 1 == A && d->dp * d->cp > 1 ? push_grads : NULL;
             dist_grad_set_reduce_scatter(d, r.zero);
