@@ -133,6 +133,10 @@ $(BUILD)/bench/titans_recall: bench/titans_recall.c $(LIBHW)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LIBHW) $(LDFLAGS) $(LDLIBS)
 
+# GPU benchmarks (CUDA=1): GEMMs against torch.matmul, attention against PyTorch's SDPA
+include bench/gpu.mk
+include bench/gpu_attn.mk
+
 bench-attn: $(BUILD)/bench/attn_bench
 	@$(BUILD)/bench/attn_bench moh 1024
 	@$(BUILD)/bench/attn_bench s2 4096

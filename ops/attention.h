@@ -111,8 +111,6 @@ void attention_decode_cuda(float *out, const float *q, const float *kc, const fl
 void attention_decode_steer_cuda(float *out, const float *q, const float *kc, const float *vc,
                                  int n_ctx, int ld_kv, int H, int Hkv, int hd, float *scratch,
                                  const uint8_t *user, float alpha);
-/* The compute stream (a cudaStream_t) for C code that records CUDA events (benchmarks). */
-void *attention_cuda_stream(void);
 
 /* Dense causal attention (GQA allowed) through cuDNN's fused flash attention, built with the
  * cuDNN graph (backend) API (ops/attention_cudnn.cu); execution plans are cached per shape.

@@ -68,7 +68,7 @@ struct kmeta {
     int pos[BK];
     int seg[BK];
     int blk[BK];
-    int vert[BK]; /* S2: the key's block is a strided block of this kv head (or the head is dense) */
+    int vert[BK]; /* S2: the key's block is strided for this kv head (or the head is dense) */
 };
 
 __device__ __forceinline__ int job_rows(const attn_job &a, int b, int h, const int32_t **idx) {
@@ -162,6 +162,18 @@ __device__ __forceinline__ void load_rows(float *dst, const float *base, long lo
     }
 }
 
+/* 16-byte shared-memory read (rows are padded to a multiple of 4 floats, so every row and every
+ * d % 4 == 0 column is 16-byte aligned) and a 4-term FMA chain in d order. */
+__device__ __forceinline__ float4 ld4(const float *p) {
+    return *reinterpret_cast<const float4 *>(p);
+}
+__device__ __forceinline__ float dot4(float4 a, float4 b, float acc) {
+    acc = fmaf(a.x, b.x, acc);
+    acc = fmaf(a.y, b.y, acc);
+    acc = fmaf(a.z, b.z, acc);
+    return fmaf(a.w, b.w, acc);
+}
+
 /* Sum / max over the 16 lanes that share a tile row (lanes differ in the low 4 bits). The xor
  * tree is fixed, so the result does not depend on timing. */
 __device__ __forceinline__ float row16_sum(float v) {
@@ -184,16 +196,18 @@ __device__ __forceinline__ float row16_max(float v) {
 template <int HDP>
 __global__ void __launch_bounds__(NT)
     attn_fwd_kernel(float *out, float *lse, const attn_job a, int merge, float scale) {
-    constexpr int LD = HDP + 1, NJ = HDP / 16;
-    extern __shared__ float smem[];
-    float *Qs = smem;         /* BQ x LD */
-    float *Ks = Qs + BQ * LD; /* BK x LD */
-    float *Vs = Ks + BK * LD; /* BK x HDP */
+    constexpr int LD = HDP + 4, NJ = HDP / 16;
+    extern __shared__ float4 smem4[]; /* float4: the base is 16-byte aligned for ld4 */
+    float *smem = reinterpret_cast<float *>(smem4);
+    float *Qs = smem;          /* BQ x LD */
+    float *Ks = Qs + BQ * LD;  /* BK x LD */
+    float *Vs = Ks + BK * LD;  /* BK x HDP */
     float *Ps = Vs + BK * HDP; /* BQ x LP */
     __shared__ qmeta qm;
     __shared__ kmeta km;
 
-    const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * BQ;
+    /* the last query tiles see the most keys: start them first (shorter tail) */
+    const int b = blockIdx.z, h = blockIdx.y, i0 = (gridDim.x - 1 - blockIdx.x) * BQ;
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     const int kvh = h / (a.H / a.Hkv), g = s2_group_head(a, kvh);
     const int32_t *idx;
@@ -262,20 +276,20 @@ __global__ void __launch_bounds__(NT)
 #pragma unroll
             for (int j = 0; j < 4; j++)
                 s[i][j] = 0.0f;
-#pragma unroll 4
-        for (int d = 0; d < HDP; d++) {
-            float qv[4], kv[4];
+#pragma unroll 2
+        for (int d = 0; d < HDP; d += 4) {
+            float4 qv[4], kv[4];
 #pragma unroll
             for (int i = 0; i < 4; i++)
-                qv[i] = Qs[(ty + 16 * i) * LD + d];
+                qv[i] = ld4(Qs + (ty + 16 * i) * LD + d);
 #pragma unroll
             for (int j = 0; j < 4; j++)
-                kv[j] = Ks[(tx + 16 * j) * LD + d];
+                kv[j] = ld4(Ks + (tx + 16 * j) * LD + d);
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++)
-                    s[i][j] = fmaf(qv[i], kv[j], s[i][j]);
+                    s[i][j] = dot4(qv[i], kv[j], s[i][j]);
         }
 
 #pragma unroll
@@ -362,7 +376,7 @@ template <int HDP>
 __device__ __forceinline__ void p_ds_tile(float p[4][4], float ds[4][4], const float *Qs,
                                           const float *dOs, const float *Ks, const float *Vs,
                                           const qmeta &qm, const bool vis[4][4], float scale) {
-    constexpr int LD = HDP + 1;
+    constexpr int LD = HDP + 4;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     float s[4][4], dp[4][4];
 #pragma unroll
@@ -372,25 +386,24 @@ __device__ __forceinline__ void p_ds_tile(float p[4][4], float ds[4][4], const f
             s[i][j] = 0.0f;
             dp[i][j] = 0.0f;
         }
-#pragma unroll 2
-    for (int d = 0; d < HDP; d++) {
-        float qv[4], gv[4], kv[4], vv[4];
+    for (int d = 0; d < HDP; d += 4) {
+        float4 qv[4], gv[4], kv[4], vv[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            qv[i] = Qs[(ty + 16 * i) * LD + d];
-            gv[i] = dOs[(ty + 16 * i) * LD + d];
+            qv[i] = ld4(Qs + (ty + 16 * i) * LD + d);
+            gv[i] = ld4(dOs + (ty + 16 * i) * LD + d);
         }
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            kv[j] = Ks[(tx + 16 * j) * LD + d];
-            vv[j] = Vs[(tx + 16 * j) * LD + d];
+            kv[j] = ld4(Ks + (tx + 16 * j) * LD + d);
+            vv[j] = ld4(Vs + (tx + 16 * j) * LD + d);
         }
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                s[i][j] = fmaf(qv[i], kv[j], s[i][j]);
-                dp[i][j] = fmaf(gv[i], vv[j], dp[i][j]);
+                s[i][j] = dot4(qv[i], kv[j], s[i][j]);
+                dp[i][j] = dot4(gv[i], vv[j], dp[i][j]);
             }
     }
 #pragma unroll
@@ -412,14 +425,15 @@ template <int HDP>
 __global__ void __launch_bounds__(NT)
     attn_bwd_kv_kernel(float *dk, float *dv, int lddkv, long long dkv_bs, const float *dout,
                        const float *lse, const float *Dv, const attn_job a, float scale) {
-    constexpr int LD = HDP + 1, NJ = HDP / 16;
-    extern __shared__ float smem[];
-    float *Ks = smem;           /* BK x LD */
-    float *Vs = Ks + BK * LD;   /* BK x LD */
-    float *Qs = Vs + BK * LD;   /* BQ x LD */
-    float *dOs = Qs + BQ * LD;  /* BQ x LD */
-    float *Ps = dOs + BQ * LD;  /* BQ x LP */
-    float *dSs = Ps + BQ * LP;  /* BQ x LP */
+    constexpr int LD = HDP + 4, NJ = HDP / 16;
+    extern __shared__ float4 smem4[]; /* float4: the base is 16-byte aligned for ld4 */
+    float *smem = reinterpret_cast<float *>(smem4);
+    float *Ks = smem;          /* BK x LD */
+    float *Vs = Ks + BK * LD;  /* BK x LD */
+    float *Qs = Vs + BK * LD;  /* BQ x LD */
+    float *dOs = Qs + BQ * LD; /* BQ x LD */
+    float *Ps = dOs + BQ * LD; /* BQ x LP */
+    float *dSs = Ps + BQ * LP; /* BQ x LP */
     __shared__ qmeta qm;
     __shared__ kmeta km;
 
@@ -434,6 +448,22 @@ __global__ void __launch_bounds__(NT)
     const long long kvoff = (long long)b * a.kv_bs + (long long)kvh * a.hd;
     load_rows<HDP, LD>(Ks, a.k + kvoff, a.ldkv, km.row, a.hd);
     load_rows<HDP, LD>(Vs, a.v + kvoff, a.ldkv, km.row, a.hd);
+    /* Query rows come in increasing position, so the rows that may see this key tile form one
+     * run: none before the tile's first key (causal), and with S2, when the tile holds no strided
+     * block, none at or past the end of the local window of its last block. */
+    int qlimit = INT_MAX;
+    if (a.use_s2) {
+        int anyv = 0, kbmax = INT_MIN;
+        for (int c = 0; c < BK; c++)
+            if (km.row[c] >= 0) {
+                anyv |= km.vert[c];
+                kbmax = max(kbmax, km.blk[c]);
+            }
+        if (!anyv)
+            qlimit = (kbmax + a.s2.local) * a.s2.block;
+    }
+    const int istart =
+        (!a.qsel && !a.qpos) ? max(0, km.pos[0] - a.qpos_off) / BQ * BQ : 0; /* rows = positions */
 
     float dka[4][NJ], dva[4][NJ];
 #pragma unroll
@@ -451,11 +481,13 @@ __global__ void __launch_bounds__(NT)
         const float *drow = Dv + ((long long)b * a.H + h) * a.Tq;
         const float *dob = dout + (long long)b * a.Tq * ldo + (long long)h * a.hd;
         const float *qb = a.q + (long long)b * a.q_bs + (long long)h * a.hd;
-        for (int i0 = 0; i0 < n; i0 += BQ) {
+        for (int i0 = istart; i0 < n; i0 += BQ) {
             __syncthreads(); /* the previous query tile is no longer read */
             if (tid < BQ)
-                load_qmeta(qm, a, b, i0, n, idx, tid, lrow, drow);
+                load_qmeta(qm, a, b, i0, n, idx, tid, nullptr, nullptr);
             __syncthreads();
+            if (qm.pos[0] >= qlimit)
+                break; /* past the local window of every key block of the tile */
             bool vis[4][4];
             int any = 0;
 #pragma unroll
@@ -467,6 +499,11 @@ __global__ void __launch_bounds__(NT)
                 }
             if (!__syncthreads_or(any))
                 continue;
+            if (tid < BQ) { /* only for tiles that are computed: skipping stays cheap */
+                const int t = qm.t[tid];
+                qm.L[tid] = t >= 0 ? lrow[t] : 0.0f;
+                qm.D[tid] = t >= 0 ? drow[t] : 0.0f;
+            }
             load_rows<HDP, LD>(Qs, qb, a.ldq, qm.t, a.hd);
             load_rows<HDP, LD>(dOs, dob, ldo, qm.t, a.hd);
             __syncthreads();
@@ -527,8 +564,9 @@ template <int HDP>
 __global__ void __launch_bounds__(NT)
     attn_bwd_q_kernel(float *dq, int lddq, const float *dout, const float *lse, const float *Dv,
                       const attn_job a, float scale) {
-    constexpr int LD = HDP + 1, NJ = HDP / 16;
-    extern __shared__ float smem[];
+    constexpr int LD = HDP + 4, NJ = HDP / 16;
+    extern __shared__ float4 smem4[]; /* float4: the base is 16-byte aligned for ld4 */
+    float *smem = reinterpret_cast<float *>(smem4);
     float *Qs = smem;          /* BQ x LD */
     float *dOs = Qs + BQ * LD; /* BQ x LD */
     float *Ks = dOs + BQ * LD; /* BK x LD */
@@ -537,7 +575,7 @@ __global__ void __launch_bounds__(NT)
     __shared__ qmeta qm;
     __shared__ kmeta km;
 
-    const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * BQ;
+    const int b = blockIdx.z, h = blockIdx.y, i0 = (gridDim.x - 1 - blockIdx.x) * BQ;
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     const int kvh = h / (a.H / a.Hkv), g = s2_group_head(a, kvh);
     const int32_t *idx;
@@ -757,14 +795,14 @@ __global__ void __launch_bounds__(DT)
 /* kernel launchers */
 
 size_t fwd_smem(int hdp) {
-    return sizeof(float) * ((size_t)BQ * (hdp + 1) + (size_t)BK * (hdp + 1) + (size_t)BK * hdp +
-                            (size_t)BQ * LP);
+    return sizeof(float) *
+           ((size_t)BQ * (hdp + 4) + (size_t)BK * (hdp + 4) + (size_t)BK * hdp + (size_t)BQ * LP);
 }
 size_t bwd_kv_smem(int hdp) {
-    return sizeof(float) * (4 * (size_t)64 * (hdp + 1) + 2 * (size_t)BQ * LP);
+    return sizeof(float) * (4 * (size_t)64 * (hdp + 4) + 2 * (size_t)BQ * LP);
 }
 size_t bwd_q_smem(int hdp) {
-    return sizeof(float) * (4 * (size_t)64 * (hdp + 1) + (size_t)BQ * LP);
+    return sizeof(float) * (4 * (size_t)64 * (hdp + 4) + (size_t)BQ * LP);
 }
 
 /* Raise the dynamic shared-memory limit of a kernel once (above 48 KB needs the opt-in). */
@@ -786,8 +824,8 @@ template <int HDP> void launch_fwd(float *out, float *lse, const attn_job &a, in
     const size_t sm = fwd_smem(HDP);
     smem_optin(attn_fwd_kernel<HDP>, sm, &optin);
     dim3 grid(cdiv(a.Tq, BQ), a.H, a.B);
-    attn_fwd_kernel<HDP><<<grid, NT, sm, cuda_ctx()->stream>>>(out, lse, a, merge,
-                                                               1.0f / sqrtf((float)a.hd));
+    attn_fwd_kernel<HDP>
+        <<<grid, NT, sm, cuda_ctx()->stream>>>(out, lse, a, merge, 1.0f / sqrtf((float)a.hd));
     HW_CHECK_LAUNCH();
 }
 
@@ -831,8 +869,8 @@ void run_fwd(float *out, float *lse, const attn_job &a, int merge) {
             cudaStream_t st = cuda_ctx()->stream;
             const long long n = (long long)a.B * a.Tq * a.H;
             HW_CHECK_CUDA(cudaMemsetAsync(out, 0, sizeof(float) * (size_t)n * a.hd, st));
-            attn_fill_kernel<<<cdiv(n, 256) < 4096 ? cdiv(n, 256) : 4096, 256, 0, st>>>(
-                lse, n, -INFINITY);
+            attn_fill_kernel<<<cdiv(n, 256) < 4096 ? cdiv(n, 256) : 4096, 256, 0, st>>>(lse, n,
+                                                                                        -INFINITY);
             HW_CHECK_LAUNCH();
         }
         return;
@@ -878,8 +916,8 @@ void run_rowdot(float *D, const float *dout, const float *out, int B, int T, int
     const long long warps = (long long)B * T * H;
     if (warps <= 0)
         return;
-    attn_rowdot_kernel<<<cdiv(warps * 32, 256), 256, 0, cuda_ctx()->stream>>>(D, dout, out, B, T,
-                                                                              H, hd);
+    attn_rowdot_kernel<<<cdiv(warps * 32, 256), 256, 0, cuda_ctx()->stream>>>(D, dout, out, B, T, H,
+                                                                              hd);
     HW_CHECK_LAUNCH();
 }
 
@@ -994,8 +1032,7 @@ void prefix_forward(float *out, float *lse, const float *qkv, const int32_t *qpo
 /* D: rowsum(dout * out) of the T rows (computed by the caller). part: 2 * B * np * Hkv*hd
  * floats of scratch for the per-batch dpk/dpv partials. */
 void prefix_backward(float *dq, int lddq, const float *dout, const float *lse, const float *qkv,
-                     const int32_t *qpos, const struct attn_shape *s, const float *D,
-                     float *part) {
+                     const int32_t *qpos, const struct attn_shape *s, const float *D, float *part) {
     if (s->np <= 0)
         return;
     HW_CUDA_ASSERT(s->pk && s->pv && s->dpk && s->dpv && s->ld_p >= s->Hkv * s->hd);
@@ -1033,8 +1070,8 @@ extern "C" void attention_block_forward_cuda(float *out, float *lse, const struc
 }
 
 extern "C" void attention_block_backward_cuda(float *dq, float *dk, float *dv, int lddq, int lddkv,
-                                              const float *dout, const float *out,
-                                              const float *lse, const struct attn_block *a) {
+                                              const float *dout, const float *out, const float *lse,
+                                              const struct attn_block *a) {
     const attn_job j = job_of_block(a);
     if (j.B <= 0 || j.Tq <= 0 || j.Tk <= 0)
         return;
@@ -1049,9 +1086,8 @@ extern "C" void attention_prefix_forward_cuda(float *out, float *lse, const floa
 }
 
 extern "C" void attention_prefix_backward_cuda(float *dq, int lddq, const float *dout,
-                                               const float *out, const float *lse,
-                                               const float *qkv, const int32_t *qpos,
-                                               const struct attn_shape *s) {
+                                               const float *out, const float *lse, const float *qkv,
+                                               const int32_t *qpos, const struct attn_shape *s) {
     if (s->np <= 0 || s->B <= 0 || s->T <= 0)
         return;
     const size_t nD = (size_t)s->B * s->H * s->T;
@@ -1100,8 +1136,4 @@ extern "C" void attention_decode_steer_cuda(float *out, const float *q, const fl
                                             float alpha) {
     (void)scratch_unused;
     decode(out, q, kc, vc, n_ctx, ld_kv, H, Hkv, hd, alpha == 1.0f ? nullptr : user, alpha);
-}
-
-extern "C" void *attention_cuda_stream(void) {
-    return (void *)cuda_ctx()->stream;
 }

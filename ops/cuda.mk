@@ -7,7 +7,7 @@ CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
 CUDNN_INC   ?= $(dir $(CUDNN_H))
 NVCC_ARCH   ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 NVCC_WARN   := -Xcompiler -Wall,-Wextra,-Wno-unused-parameter $(if $(filter 1,$(WERROR)),-Werror all-warnings,)
-NVCC_FLAGS  ?= -O3 -std=c++17 $(NVCC_ARCH) $(NVCC_WARN) -lineinfo -MMD -MP \
+NVCC_FLAGS  ?= -O3 -std=c++17 $(NVCC_ARCH) $(NVCC_WARN) -lineinfo -MMD -MP -DHW_CUDA \
                -I$(CUDA_HOME)/include $(if $(CUDNN_INC),-I$(CUDNN_INC),)
 CUDA_SRCS   := $(sort $(wildcard ops/*.cu))
 CUDA_OBJS   := $(CUDA_SRCS:%.cu=$(BUILD)/obj/%.cu.o)

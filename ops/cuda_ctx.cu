@@ -140,3 +140,7 @@ extern "C" void cuda_download(void *dst, const void *src, size_t bytes) {
 extern "C" void cuda_synchronize(void) {
     HW_CHECK_CUDA(cudaStreamSynchronize(cuda_ctx()->stream));
 }
+
+extern "C" void *cuda_compute_stream(void) {
+    return (void *)cuda_ctx()->stream;
+}

@@ -24,6 +24,8 @@ void cuda_copy(void *dst, const void *src, size_t bytes);
 void cuda_upload(void *dst, const void *src_host, size_t bytes);
 void cuda_download(void *dst_host, const void *src, size_t bytes);
 void cuda_synchronize(void);
+/* The compute stream every op runs on, as a cudaStream_t (CUDA events in benchmarks and tests). */
+void *cuda_compute_stream(void);
 #endif /* HW_CUDA */
 
 #ifdef __cplusplus

@@ -101,8 +101,8 @@ template <typename T> __global__ void dgelu_kernel(T *d, const T *pre, size_t n)
 struct lt_key {
     int32_t ab, cd; /* enum hw_dtype of A and B, of C and D */
     int32_t ta, tb, m, n, k;
-    int32_t epi;  /* cublasLtEpilogue_t */
-    int32_t tf32; /* CUBLAS_COMPUTE_32F_FAST_TF32 for fp32 */
+    int32_t epi;                               /* cublasLtEpilogue_t */
+    int32_t tf32;                              /* CUBLAS_COMPUTE_32F_FAST_TF32 for fp32 */
     int32_t al_a, al_b, al_c, al_bias, al_aux; /* pointer alignments in bytes, capped at 256 */
     int64_t lda, ldb, ldc, ld_aux;
 };
@@ -194,10 +194,10 @@ static void lt_plan_build(struct lt_plan *p, const struct lt_key *k, const void 
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
     cudaDataType_t tab = cuda_type(k->ab), tcd = cuda_type(k->cd);
     /* column-major view: our B (k x n, or n x k transposed) is cuBLASLt's A, our A its B */
-    HW_CHECK_CUBLAS(cublasLtMatrixLayoutCreate(&p->la, tab, k->tb ? k->k : k->n,
-                                               k->tb ? k->n : k->k, k->ldb));
-    HW_CHECK_CUBLAS(cublasLtMatrixLayoutCreate(&p->lb, tab, k->ta ? k->m : k->k,
-                                               k->ta ? k->k : k->m, k->lda));
+    HW_CHECK_CUBLAS(
+        cublasLtMatrixLayoutCreate(&p->la, tab, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->ldb));
+    HW_CHECK_CUBLAS(
+        cublasLtMatrixLayoutCreate(&p->lb, tab, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->lda));
     HW_CHECK_CUBLAS(cublasLtMatrixLayoutCreate(&p->lc, tcd, k->n, k->m, k->ldc));
     uint32_t epi = (uint32_t)k->epi;
     HW_CHECK_CUBLAS(
@@ -209,8 +209,8 @@ static void lt_plan_build(struct lt_plan *p, const struct lt_key *k, const void 
     if (aux) {
         HW_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(
             p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
-        HW_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
-                                                       &k->ld_aux, sizeof(k->ld_aux)));
+        HW_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(
+            p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &k->ld_aux, sizeof(k->ld_aux)));
     }
     cublasLtMatmulPreference_t pref;
     HW_CHECK_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
@@ -312,9 +312,8 @@ static void blas_gemm(int ab, int cd, int ta, int tb, int m, int n, int k, doubl
     HW_CUDA_ASSERT(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
     cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (ab == HW_F64) {
-        HW_CHECK_CUBLAS(cublasDgemm(c->blas, opa, opb, n, m, k, &alpha, (const double *)B,
-                                    (int)ldb, (const double *)A, (int)lda, &beta, (double *)C,
-                                    (int)ldc));
+        HW_CHECK_CUBLAS(cublasDgemm(c->blas, opa, opb, n, m, k, &alpha, (const double *)B, (int)ldb,
+                                    (const double *)A, (int)lda, &beta, (double *)C, (int)ldc));
         return;
     }
     float a = (float)alpha, b = (float)beta;
@@ -397,13 +396,13 @@ extern "C" void matmul_forward_bf16_cuda(void *out, void *pre_gelu, enum hw_dtyp
     if (N == 0 || M == 0)
         return;
     if (bias || pre_gelu) {
-        cublasLtEpilogue_t epi = pre_gelu ? (bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
-                                                  : CUBLASLT_EPILOGUE_GELU_AUX)
-                                          : CUBLASLT_EPILOGUE_BIAS;
+        cublasLtEpilogue_t epi =
+            pre_gelu ? (bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                     : CUBLASLT_EPILOGUE_BIAS;
         /* cuBLASLt wants the GELU input's leading dimension divisible by 8 */
         if (K > 0 && (!pre_gelu || M % 8 == 0) &&
-            lt_matmul(HW_BF16, out_type, 0, 1, N, M, K, 1.0f, inp, K, w, K, beta, out, M, epi,
-                      bias, pre_gelu, M))
+            lt_matmul(HW_BF16, out_type, 0, 1, N, M, K, 1.0f, inp, K, w, K, beta, out, M, epi, bias,
+                      pre_gelu, M))
             return;
     }
     void *dst = pre_gelu ? pre_gelu : out;
@@ -417,8 +416,8 @@ extern "C" void matmul_forward_bf16_cuda(void *out, void *pre_gelu, enum hw_dtyp
             (float *)out, (float *)pre_gelu, (const float *)bias, (size_t)N, M);
     else
         bias_gelu_kernel<__nv_bfloat16><<<hw_grid1d(total, 256), 256, 0, c->stream>>>(
-            (__nv_bfloat16 *)out, (__nv_bfloat16 *)pre_gelu, (const __nv_bfloat16 *)bias,
-            (size_t)N, M);
+            (__nv_bfloat16 *)out, (__nv_bfloat16 *)pre_gelu, (const __nv_bfloat16 *)bias, (size_t)N,
+            M);
     HW_CHECK_LAUNCH();
 }
 
@@ -431,8 +430,8 @@ extern "C" void matmul_backward_bf16_cuda(void *dinp, enum hw_dtype dinp_type, f
     if (dinp) {
         HW_CUDA_ASSERT(dinp_type == HW_F32 || dinp_type == HW_BF16);
         int fused = pre_gelu && M > 0 && K % 8 == 0 && N > 0 && K > 0 &&
-                    lt_matmul(HW_BF16, dinp_type, 0, 0, N, K, M, 1.0f, dout, M, w, K, 0.0f, dinp,
-                              K, CUBLASLT_EPILOGUE_DGELU, NULL, pre_gelu, K);
+                    lt_matmul(HW_BF16, dinp_type, 0, 0, N, K, M, 1.0f, dout, M, w, K, 0.0f, dinp, K,
+                              CUBLASLT_EPILOGUE_DGELU, NULL, pre_gelu, K);
         if (!fused) {
             gemm_plain(HW_BF16, dinp_type, 0, 0, N, K, M, 1.0, dout, M, w, K, beta_dinp, dinp, K);
             if (pre_gelu && N > 0 && K > 0) {
