@@ -5,7 +5,7 @@
 #include "../core/log.h"
 #include "../eval/eval.h"
 #include "../eval/tasks.h"
-#include "../train/rec_trainer.h"
+#include "../train/task_rec.h"
 #include "cli.h"
 
 #include <stdio.h>

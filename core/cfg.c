@@ -61,6 +61,7 @@ struct key {
 #define BIG 1000000000LL
 
 static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
+static const char *const backend_vals[] = {"cpu", "cuda", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
 static const char *const family_vals[] = {"gpt", "rec", NULL};
@@ -200,6 +201,9 @@ static const struct key keys[] = {
     K_INT(run.keep, 3, 1, 1000000, "checkpoints kept (older ones are deleted)"),
     K_ENUM(run.resume, "auto", resume_vals,
            "auto: continue from the latest checkpoint in run.dir if any; never: start fresh"),
+    K_ENUM(run.backend, "cpu", backend_vals,
+           "where the model runs: cpu (OpenBLAS, the reference) or cuda (NVIDIA GPUs: cuBLASLt, "
+           "cuDNN and headwise's kernels; the build needs nvcc, the run a GPU)"),
 
     K_INT(dist.data, 1, 1, 65536, "data-parallel ranks: each takes micro_batch/data sequences"),
     K_INT(dist.heads, 1, 1, 1024,

@@ -125,10 +125,11 @@ struct cfg_sft {
 };
 
 struct cfg_run {
-    char dir[CFG_PATH_MAX];    /* run directory: config, metrics, checkpoints */
-    int ckpt_every;            /* steps between checkpoints; 0 = only at the end */
-    int keep;                  /* checkpoints kept (older ones are deleted) */
-    char resume[CFG_NAME_MAX]; /* "auto" (latest in run.dir if any) | "never" */
+    char dir[CFG_PATH_MAX];     /* run directory: config, metrics, checkpoints */
+    int ckpt_every;             /* steps between checkpoints; 0 = only at the end */
+    int keep;                   /* checkpoints kept (older ones are deleted) */
+    char resume[CFG_NAME_MAX];  /* "auto" (latest in run.dir if any) | "never" */
+    char backend[CFG_NAME_MAX]; /* "cpu" | "cuda" (ops.h) */
 };
 
 struct cfg_dist {

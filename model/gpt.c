@@ -452,7 +452,8 @@ struct param_set gpt_param_set(struct gpt *m) {
                           .p = m->params,
                           .numel = m->num_params,
                           .w = m->param_mem,
-                          .g = m->grad_mem};
+                          .g = m->grad_mem,
+                          .shard_group = DIST_HP};
     return s;
 }
 

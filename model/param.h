@@ -31,6 +31,7 @@ struct param_set {
     const struct param *p; /* (n) */
     size_t numel;          /* floats in the block */
     float *w, *g;          /* parameters and gradients, same layout */
+    int shard_group;       /* the dist group (enum dist_group) shard_dim splits over */
 };
 
 /* The tensor named `name`, or NULL. */

@@ -198,7 +198,8 @@ struct param_set rec_param_set(struct rec_model *m) {
                           .p = m->params,
                           .numel = m->num_params,
                           .w = m->param_mem,
-                          .g = m->grad_mem};
+                          .g = m->grad_mem,
+                          .shard_group = DIST_DP};
     return s;
 }
 

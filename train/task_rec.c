@@ -1,9 +1,12 @@
-/* train/rec_trainer.c -- the rec training job (see rec_trainer.h). Data parallel over all
- * ranks: every rank loads the same samples and takes its slice of each global batch; the
- * embedding tables are split by rows (model/rec.h), the dense gradients are summed with the
- * ring all-reduce, the explicit L2 term is added after it. */
+/* train/task_rec.c -- the rec model's training task (model.family rec) for the loop of
+ * trainer.c, and `headwise eval --tasks rec` (see task_rec.h). Data parallel over all ranks:
+ * every rank loads the same samples and takes its slice of each global batch; the embedding
+ * tables are split by rows (model/rec.h), the dense gradients are summed with the ring
+ * all-reduce, the explicit L2 term is added after it. The best-validation parameters are kept
+ * and scored on the test split at the end. */
 #define _POSIX_C_SOURCE 200809L
-#include "rec_trainer.h"
+#include "task_rec.h"
+#include "task.h"
 
 #include "../ckpt/ckpt.h"
 #include "../core/check.h"
@@ -25,15 +28,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The task's state (training), or an evaluation's. */
 struct rjob {
     const struct hw_config *c;
     struct dist *d;
     struct rec_data data;
     struct rec_model m;
-    struct optim opt;
     char sig[256];
-    char *cfg_yaml;
-    char metrics_path[CFG_PATH_MAX + 32];
+    char *cfg_yaml; /* not owned in training (the trainer's) */
     char last_ckpt[CKPT_PATH_LEN];
     int step, steps, spe; /* step, total steps, steps per epoch */
     int B;                /* global batch */
@@ -42,6 +44,18 @@ struct rjob {
     float *label;
     int *idx, *perm, perm_epoch;
     double gc_ratio, gc_neg; /* mean gradient observation over the logged steps; < 0: none */
+    /* training: the step's batch and forward, the loss parts since the last metrics line, the
+     * gradient observation, the best validation parameters */
+    struct rec_batch bt;
+    struct rec_out out;
+    double ctr_sum, aux_sum;
+    int n_sum, gc_ok;
+    double gc_step[2], gc_sum[3]; /* this step's ratio and conflict; sums and count */
+    float *best;
+    double *best_stats, best_auc;
+    int best_step, best_init;
+    float *stat_buf; /* BatchNorm statistics as fp32 checkpoint tensors */
+    double t_start;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -53,24 +67,6 @@ static const char *const stat_names[N_STATS] = {"mlp.bn.running_mean", "mlp.bn.r
 
 static int n_stats(const struct rec_model *m) {
     return m->c.aux ? 4 : 2;
-}
-
-static void views(const struct rjob *j, float *base, struct ckpt_tensor *t) {
-    const struct rec_model *m = &j->m;
-    for (int i = 0; i < m->n_params; i++) {
-        const struct param *p = &m->params[i];
-        memset(&t[i], 0, sizeof(t[i]));
-        t[i].name = p->name;
-        t[i].ndim = p->ndim;
-        for (int k = 0; k < p->ndim; k++) {
-            t[i].shape[k] = p->gshape[k];
-            t[i].offset[k] = p->goff[k];
-            t[i].count[k] = p->shape[k];
-        }
-        HW_ASSERT(p->shape[0] > 0); /* every rank holds rows of every table */
-        t[i].write = p->shard_dim == 0 || j->d->rank == 0;
-        t[i].data = base + p->offset;
-    }
 }
 
 static void stat_views(const struct rjob *j, float *buf, struct ckpt_tensor *t) {
@@ -85,51 +81,22 @@ static void stat_views(const struct rjob *j, float *buf, struct ckpt_tensor *t) 
     }
 }
 
-static int save(struct rjob *j, char *err) {
-    const struct rec_model *m = &j->m;
-    const int F = (int)m->params[m->mlp[0]].gshape[0], ns = n_stats(m);
-    struct ckpt_tensor *tv = HW_CALLOC((size_t)3 * m->n_params + ns, sizeof(*tv));
-    float *st = HW_MALLOC(sizeof(float) * (size_t)ns * F);
-    for (size_t i = 0; i < (size_t)ns * F; i++)
-        st[i] = (float)m->stats[i];
-    views(j, m->param_mem, tv);
-    stat_views(j, st, tv + m->n_params);
-    views(j, j->opt.m, tv + m->n_params + ns);
-    views(j, j->opt.v, tv + 2 * m->n_params + ns);
-    struct ckpt_group g[3] = {{"model", tv, m->n_params + ns},
-                              {"optim/m", tv + m->n_params + ns, m->n_params},
-                              {"optim/v", tv + 2 * m->n_params + ns, m->n_params}};
-    struct ckpt_meta meta;
-    memset(&meta, 0, sizeof(meta));
-    meta.step = j->step;
-    meta.tokens_seen = (int64_t)j->step * j->B; /* samples */
-    meta.rng[0] = (uint64_t)j->c->train.seed;
-    meta.n_cursor = 0;
-    meta.config_yaml = j->cfg_yaml;
-    meta.tokenizer_json = "";
-    meta.model_sig = j->sig;
-    int rc =
-        ckpt_save(j->d, j->c->run.dir, j->step, g, 3, &meta, j->c->run.keep, j->last_ckpt, err);
-    free(tv);
-    free(st);
-    return rc;
-}
-
-/* Parameters and BatchNorm statistics (and with optim the AdamW moments) from an open
- * checkpoint; rank-local reads, the caller agrees across ranks. */
-static int read_state(struct rjob *j, struct ckpt_file *f, int optim, char *err) {
+/* Parameters and BatchNorm statistics from an open checkpoint (evaluation); rank-local reads,
+ * the caller agrees across ranks. */
+static int read_state(struct rjob *j, struct ckpt_file *f, char *err) {
     struct rec_model *m = &j->m;
     const int F = (int)m->params[m->mlp[0]].gshape[0], ns = n_stats(m);
     struct ckpt_tensor *tv = HW_CALLOC((size_t)m->n_params + ns, sizeof(*tv));
     float *st = HW_MALLOC(sizeof(float) * (size_t)ns * F);
-    const char *groups[3] = {"model", "optim/m", "optim/v"};
-    float *bases[3] = {m->param_mem, j->opt.m, j->opt.v};
+    float *w = HW_MALLOC(sizeof(float) * m->num_params);
+    struct trainer view = {.c = j->c, .d = j->d, .ps = rec_param_set(m)};
     int rc = 0;
-    for (int g = 0; g < (optim ? 3 : 1) && !rc; g++) {
-        views(j, bases[g], tv);
-        for (int i = 0; i < m->n_params && !rc; i++)
-            rc = ckpt_read_tensor(f, groups[g], &tv[i], err);
-    }
+    trainer_tensor_views(&view, w, tv);
+    for (int i = 0; i < m->n_params && !rc; i++)
+        rc = ckpt_read_tensor(f, "model", &tv[i], err);
+    if (!rc)
+        m->ops->upload(m->param_mem, w, sizeof(float) * m->num_params);
+    free(w);
     stat_views(j, st, tv);
     for (int i = 0; i < ns && !rc; i++)
         rc = ckpt_read_tensor(f, "model", &tv[i], err);
@@ -139,37 +106,6 @@ static int read_state(struct rjob *j, struct ckpt_file *f, int optim, char *err)
     free(tv);
     free(st);
     return rc;
-}
-
-static int resume(struct rjob *j, char *err) {
-    char path[CKPT_PATH_LEN];
-    int found = ckpt_latest(j->c->run.dir, path, err);
-    if (found <= 0)
-        return found;
-    struct ckpt_file f;
-    struct ckpt_meta meta;
-    memset(&f, 0, sizeof(f));
-    memset(&meta, 0, sizeof(meta));
-    int rc = ckpt_open(&f, j->d, path, err);
-    if (!rc)
-        rc = ckpt_read_meta(&f, &meta, err);
-    if (!rc && strcmp(meta.model_sig, j->sig) != 0)
-        rc = hw_errf(err, HW_ECONFIG,
-                     "%s: checkpoint model '%s' does not match the config's model '%s'", path,
-                     meta.model_sig, j->sig);
-    if (!rc)
-        rc = read_state(j, &f, 1, err);
-    int any = dist_allreduce_max_int(j->d, rc ? 1 : 0);
-    if (any && !rc)
-        rc = hw_errf(err, HW_EIO, "%s: resume failed on another rank (see its message)", path);
-    if (!rc) {
-        j->step = (int)meta.step;
-        snprintf(j->last_ckpt, sizeof(j->last_ckpt), "%s", path);
-        log_info("resumed from %s at step %d", path, j->step);
-    }
-    ckpt_meta_free(&meta);
-    ckpt_close(&f);
-    return rc ? rc : 1;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -244,19 +180,6 @@ static json_t *scores_json(const struct scores *s) {
     return json_pack("{s:f,s:f,s:f,s:f,s:i,s:f,s:f}", "auc", s->auc, "gauc", s->gauc, "logloss",
                      s->logloss, "auc_calc_ref", s->auc_calc, "samples", s->n, "gsu_us_per_sample",
                      s->gsu_us, "gsu_score_us_per_sample", s->score_us);
-}
-
-static void write_metrics(struct rjob *j, json_t *line) {
-    if (j->d->rank == 0) {
-        char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-        FILE *f = fopen(j->metrics_path, "a");
-        if (f) {
-            fprintf(f, "%s\n", s);
-            fclose(f);
-        }
-        free(s);
-    }
-    json_decref(line);
 }
 
 static int write_results(struct rjob *j, const char *dir, const char *name,
@@ -368,11 +291,14 @@ static int grad_conflict(struct rjob *j, double *ratio, double *neg_frac) {
     return 1;
 }
 
-static void free_job(struct rjob *j) {
-    optim_free(&j->opt);
+static void free_job(struct rjob *j, int own_yaml) {
     rec_free(&j->m);
     rec_data_free(&j->data);
-    free(j->cfg_yaml);
+    if (own_yaml)
+        free(j->cfg_yaml);
+    free(j->best);
+    free(j->best_stats);
+    free(j->stat_buf);
     free(j->item);
     free(j->cat);
     free(j->hitem);
@@ -382,12 +308,15 @@ static void free_job(struct rjob *j) {
     free(j->perm);
 }
 
-/* Data, model (weights from the seed) and the optimizer state for j->c. */
-static int prepare(struct rjob *j, char *err) {
+/* Data and model (weights from the seed) for j->c on backend be. */
+static int prepare(struct rjob *j, const struct ops *be, char *err) {
     const struct hw_config *c = j->c;
-    double t_load = log_now();
-    int rc = rec_data_load(&j->data, &c->rec, (uint64_t)c->train.seed, err);
+    const enum ops_cap caps[2] = {OPS_CAP_REC, OPS_CAP_F64};
+    int rc = ops_require(be, caps, 2, "model.family rec", err);
     if (rc)
+        return rc;
+    double t_load = log_now();
+    if ((rc = rec_data_load(&j->data, &c->rec, (uint64_t)c->train.seed, err)))
         return rc;
     const struct rec_data *dd = &j->data;
     log_info("rec data %s: %d users, %d items, %d categories; samples train %d / val %d / test "
@@ -421,10 +350,8 @@ static int prepare(struct rjob *j, char *err) {
     }
     log_info("embedding tables: %.3f MiB per rank with gradients and moments (%d rank(s))", shard,
              j->d->world);
-    rec_init(&j->m, &rc_, ops_for(BACKEND_CPU), j->d->world > 1 ? j->d : NULL);
+    rec_init(&j->m, &rc_, be, j->d->world > 1 ? j->d : NULL);
     rec_init_weights(&j->m, (uint64_t)c->train.seed);
-    struct optim_seg seg = {0, j->m.num_params, 0};
-    optim_init(&j->opt, j->m.ops, &seg, 1);
     j->B = c->train.micro_batch;
     const int L = j->m.c.L, Bl = j->B / j->d->world + 1;
     j->item = HW_MALLOC(sizeof(int32_t) * (size_t)Bl);
@@ -437,214 +364,247 @@ static int prepare(struct rjob *j, char *err) {
     return 0;
 }
 
-int rec_train_run(const struct hw_config *c, struct dist *d) {
-    struct rjob j;
-    char err[HW_ERR_LEN];
-    memset(&j, 0, sizeof(j));
-    j.c = c;
-    j.d = d;
-    j.perm_epoch = -1;
-    int rc = cfg_check_world(c, d->world, err);
-    if (rc) {
-        if (d->rank == 0)
-            fprintf(stderr, "%s\n", err);
-        return HW_EXIT_CONFIG;
-    }
-    dist_grid_init(d, c->dist.data, 1, 1, 0);
-    int threads = ops_set_threads(c->train.threads ? c->train.threads : dist_threads_per_rank(d));
-    if ((rc = prepare(&j, err))) {
-        if (d->rank == 0)
-            fprintf(stderr, "%s\n", err);
-        free_job(&j);
-        return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
-    }
-    const struct rec_data *dd = &j.data;
-    j.spe = dd->split[REC_TRAIN].n / j.B;
-    if (j.spe < 1) {
-        if (d->rank == 0)
-            fprintf(stderr, "%s: train.micro_batch %d exceeds the %d training samples\n", c->source,
-                    j.B, dd->split[REC_TRAIN].n);
-        free_job(&j);
-        return HW_EXIT_CONFIG;
-    }
-    j.steps = c->rec.epochs ? c->rec.epochs * j.spe : c->train.steps;
-    struct hw_config ct = *c; /* the schedule follows the real step count */
-    ct.train.steps = j.steps;
-    if (ct.train.warmup > j.steps)
-        ct.train.warmup = j.steps;
-    /* run directory */
-    if ((rc = fs_mkdirs(c->run.dir, err))) {
-        log_error("%s", err);
-        free_job(&j);
-        return HW_EXIT_FAIL;
-    }
-    j.cfg_yaml = cfg_to_yaml(c);
-    char path[CFG_PATH_MAX + 32];
-    if (d->rank == 0) {
-        snprintf(path, sizeof(path), "%s/config.yaml", c->run.dir);
-        if ((rc = fs_write_atomic(path, j.cfg_yaml, strlen(j.cfg_yaml), err))) {
-            log_error("%s", err);
-            free_job(&j);
-            return HW_EXIT_FAIL;
-        }
-    }
-    snprintf(j.metrics_path, sizeof(j.metrics_path), "%s/metrics.jsonl", c->run.dir);
-    int resumed = 0;
-    if (!strcmp(c->run.resume, "auto")) {
-        rc = resume(&j, err);
-        if (rc < 0) {
-            log_error("%s", err);
-            free_job(&j);
-            return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
-        }
-        resumed = rc > 0;
-    }
-    if (d->rank == 0 && !resumed)
-        unlink(j.metrics_path);
-    double n_global = 0;
-    for (int i = 0; i < j.m.n_params; i++)
-        n_global += (double)j.m.params[i].gshape[0] * j.m.params[i].gshape[1];
-    log_info("headwise train (rec): %s | %s | %.3fM params (%.3fM dense) | %d rank(s), %d "
-             "threads/rank",
-             c->source, j.sig, n_global / 1e6, j.m.n_dense / 1e6, d->world, threads);
-    log_info("%d steps = %d epoch(s) x %d steps of %d samples; tables split by rows over %d "
-             "rank(s): %.3fM floats here",
-             j.steps, c->rec.epochs, j.spe, j.B, d->world,
-             (double)(j.m.num_params - j.m.n_dense) / 1e6);
-    signals_install();
-    float *best = HW_MALLOC(sizeof(float) * j.m.num_params);
-    const int F = (int)j.m.params[j.m.mlp[0]].gshape[0];
-    double *best_stats = HW_MALLOC(sizeof(double) * 4 * (size_t)F);
-    memcpy(best, j.m.param_mem, sizeof(float) * j.m.num_params);
-    memcpy(best_stats, j.m.stats, sizeof(double) * 4 * (size_t)F);
-    double best_auc = -1, t_start = log_now(), loss_sum = 0, ctr_sum = 0, aux_sum = 0;
-    int best_step = j.step, n_sum = 0, exit_code = HW_EXIT_OK;
-    double gc_sum[3] = {0, 0, 0}; /* gradient observation: ratio, conflict fraction, count */
-    while (j.step < j.steps) {
-        double t0 = log_now();
-        int epoch = j.step / j.spe, s0 = (j.step % j.spe) * j.B, lo, hi;
-        epoch_perm(&j, epoch);
-        slice(&j, j.B, &lo, &hi);
-        for (int i = lo; i < hi; i++)
-            j.idx[i - lo] = j.perm[s0 + i];
-        struct rec_batch bt;
-        fill(&j, REC_TRAIN, j.idx, hi - lo, &bt);
-        rec_zero_grad(&j.m);
-        j.m.observe = d->world == 1 && (j.step + 1) % c->train.log_every == 0;
-        struct rec_out o = rec_forward(&j.m, &bt, 1, 1.0 / j.B, NULL);
-        rec_backward(&j.m);
-        double parts[3] = {o.loss, o.ctr, o.aux};
-        if (d->world > 1) {
-            dist_allreduce_f32(d, DIST_DP, j.m.grad_mem, j.m.n_dense, DIST_KIND_DP_GRAD);
-            dist_allreduce_group_doubles(d, DIST_DP, parts, 3);
-        }
-        double l2 = rec_l2(&j.m, 1), loss = parts[0] + l2;
-        if (!isfinite(loss)) {
-            log_error("step %d: loss is %g", j.step, loss);
-            exit_code = HW_EXIT_NUMERIC;
-            break;
-        }
-        double gc_ratio = 0, gc_neg = 0;
-        int gc_ok = (j.step + 1) % c->train.log_every == 0 && grad_conflict(&j, &gc_ratio, &gc_neg);
-        if (gc_ok) {
-            gc_sum[0] += gc_ratio;
-            gc_sum[1] += gc_neg;
-            gc_sum[2] += 1;
-        }
-        double gn = c->train.grad_clip > 0 ? grad_norm(&j) : 0.0;
-        float scale = c->train.grad_clip > 0 && gn > c->train.grad_clip
-                          ? (float)(c->train.grad_clip / gn)
-                          : 1.0f;
-        double lr = optim_lr(&ct.train, j.step);
-        struct param_set ps = rec_param_set(&j.m);
-        optim_step(&j.opt, &ps, &ct.train, (float)lr, j.step + 1, scale);
-        j.step++;
-        loss_sum += loss;
-        ctr_sum += parts[1];
-        aux_sum += parts[2];
-        n_sum++;
-        double dt = log_now() - t0;
-        int val_now = (c->train.val_every && j.step % c->train.val_every == 0) ||
-                      j.step % j.spe == 0 || j.step == j.steps;
-        if (j.step % c->train.log_every == 0 || val_now) {
-            json_t *line = json_pack("{s:i,s:f,s:f,s:f,s:f,s:f}", "step", j.step, "loss",
-                                     loss_sum / n_sum, "ctr_loss", ctr_sum / n_sum, "aux_loss",
-                                     aux_sum / n_sum, "lr", lr, "samples_per_s", j.B / dt);
-            if (gc_ok) {
-                json_object_set_new(line, "grad_repr_attn_ratio", json_real(gc_ratio));
-                json_object_set_new(line, "grad_conflict_frac", json_real(gc_neg));
-            }
-            if (val_now) {
-                struct scores v = evaluate(&j, REC_VAL);
-                json_object_set_new(line, "val_auc", json_real(v.auc));
-                json_object_set_new(line, "val_gauc", json_real(v.gauc));
-                json_object_set_new(line, "val_logloss", json_real(v.logloss));
-                log_info("step %d/%d (epoch %d) | loss %.5f (ctr %.5f aux %.5f) | val auc %.5f "
-                         "gauc %.5f logloss %.5f",
-                         j.step, j.steps, epoch + 1, loss_sum / n_sum, ctr_sum / n_sum,
-                         aux_sum / n_sum, v.auc, v.gauc, v.logloss);
-                if (v.auc > best_auc) {
-                    best_auc = v.auc;
-                    best_step = j.step;
-                    memcpy(best, j.m.param_mem, sizeof(float) * j.m.num_params);
-                    memcpy(best_stats, j.m.stats, sizeof(double) * 4 * (size_t)F);
-                }
-            } else {
-                log_info("step %d/%d | loss %.5f (ctr %.5f aux %.5f) | %.0f samples/s", j.step,
-                         j.steps, loss_sum / n_sum, ctr_sum / n_sum, aux_sum / n_sum, j.B / dt);
-            }
-            write_metrics(&j, line);
-            loss_sum = ctr_sum = aux_sum = 0;
-            n_sum = 0;
-        }
-        int stop = signals_pending();
-        if ((c->run.ckpt_every && j.step % c->run.ckpt_every == 0) || j.step == j.steps || stop) {
-            if ((rc = save(&j, err))) {
-                log_error("%s", err);
-                exit_code = HW_EXIT_FAIL;
-                break;
-            }
-        }
-        if (stop) {
-            log_info("stopped by signal %d at step %d; checkpoint %s", stop, j.step, j.last_ckpt);
-            exit_code = HW_EXIT_REQUEUE;
-            break;
-        }
-    }
-    if (exit_code == HW_EXIT_OK) {
-        /* the reference tests the best-validation parameters */
-        double secs = log_now() - t_start;
-        if (best_auc >= 0) {
-            memcpy(j.m.param_mem, best, sizeof(float) * j.m.num_params);
-            memcpy(j.m.stats, best_stats, sizeof(double) * 4 * (size_t)F);
-        }
-        j.m.gsu_seconds = 0;
-        j.gc_ratio = gc_sum[2] > 0 ? gc_sum[0] / gc_sum[2] : -1;
-        j.gc_neg = gc_sum[2] > 0 ? gc_sum[1] / gc_sum[2] : -1;
-        struct scores v = evaluate(&j, REC_VAL), t = evaluate(&j, REC_TEST);
-        for (int rep = 0; rep < 2; rep++) { /* search timing: the best of three passes */
-            struct scores t2 = evaluate(&j, REC_TEST);
-            t.gsu_us = fmin(t.gsu_us, t2.gsu_us);
-            t.score_us = fmin(t.score_us, t2.score_us);
-        }
-        log_info("best validation step %d: val auc %.5f gauc %.5f | test auc %.5f gauc %.5f "
-                 "logloss %.5f | %.1fs",
-                 best_step, v.auc, v.gauc, t.auc, t.gauc, t.logloss, secs);
-        char dir[CFG_PATH_MAX + 16];
-        if (c->eval.output[0])
-            snprintf(dir, sizeof(dir), "%s", c->eval.output);
-        else
-            snprintf(dir, sizeof(dir), "%s/eval", c->run.dir);
-        if ((rc = write_results(&j, dir, "rec", &v, &t, best_step, secs, err))) {
-            log_error("%s", err);
-            exit_code = HW_EXIT_FAIL;
-        }
-    }
-    free(best);
-    free(best_stats);
-    free_job(&j);
-    return exit_code;
+/* ------------------------------------------------------------------------------------------ */
+/* the training task */
+
+static struct rjob *J(const struct trainer *tr) {
+    return tr->ts;
 }
+
+static int setup(struct trainer *tr, char *err) {
+    const struct hw_config *c = tr->c;
+    struct rjob *j = HW_CALLOC(1, sizeof(*j));
+    tr->ts = j;
+    j->c = c;
+    j->d = tr->d;
+    j->perm_epoch = -1;
+    j->gc_ratio = j->gc_neg = -1;
+    int rc = prepare(j, tr->be, err);
+    if (rc)
+        return rc;
+    const struct rec_data *dd = &j->data;
+    j->spe = dd->split[REC_TRAIN].n / j->B;
+    if (j->spe < 1)
+        return hw_errf(err, HW_ECONFIG, "%s: train.micro_batch %d exceeds the %d training samples",
+                       c->source, j->B, dd->split[REC_TRAIN].n);
+    j->steps = c->rec.epochs ? c->rec.epochs * j->spe : c->train.steps;
+    tr->steps = j->steps;
+    tr->tokens_per_step = j->B;
+    tr->unit = "samples";
+    tr->ps = rec_param_set(&j->m);
+    snprintf(tr->sig, sizeof(tr->sig), "%s", j->sig);
+    double n_global = 0;
+    for (int i = 0; i < j->m.n_params; i++)
+        n_global += (double)j->m.params[i].gshape[0] * j->m.params[i].gshape[1];
+    log_info("rec: %.3fM params (%.3fM dense) | %d steps = %d epoch(s) x %d steps of %d samples; "
+             "tables split by rows over %d rank(s): %.3fM floats here",
+             n_global / 1e6, j->m.n_dense / 1e6, j->steps, c->rec.epochs, j->spe, j->B,
+             tr->d->world, (double)(j->m.num_params - j->m.n_dense) / 1e6);
+    const int F = (int)j->m.params[j->m.mlp[0]].gshape[0];
+    j->best = HW_MALLOC(sizeof(float) * j->m.num_params);
+    j->best_stats = HW_MALLOC(sizeof(double) * 4 * (size_t)F);
+    j->stat_buf = HW_MALLOC(sizeof(float) * 4 * (size_t)F);
+    j->best_auc = -1;
+    j->t_start = log_now();
+    return 0;
+}
+
+static void teardown(struct trainer *tr) {
+    struct rjob *j = J(tr);
+    if (!j)
+        return;
+    free_job(j, 0);
+    free(j);
+    tr->ts = NULL;
+}
+
+static int micro_batches(const struct trainer *tr) {
+    (void)tr;
+    return 1;
+}
+
+/* The step's slice of the global batch in the epoch's seeded order. */
+static int next(struct trainer *tr, int a, char *err) {
+    struct rjob *j = J(tr);
+    (void)a;
+    (void)err;
+    j->step = tr->step;
+    if (!j->best_init) { /* the starting point (after a resume) is the first best */
+        tr->ps.be->download(j->best, j->m.param_mem, sizeof(float) * j->m.num_params);
+        const int F = (int)j->m.params[j->m.mlp[0]].gshape[0];
+        memcpy(j->best_stats, j->m.stats, sizeof(double) * 4 * (size_t)F);
+        j->best_step = j->step;
+        j->best_init = 1;
+    }
+    int epoch = j->step / j->spe, s0 = (j->step % j->spe) * j->B, lo, hi;
+    epoch_perm(j, epoch);
+    slice(j, j->B, &lo, &hi);
+    for (int i = lo; i < hi; i++)
+        j->idx[i - lo] = j->perm[s0 + i];
+    fill(j, REC_TRAIN, j->idx, hi - lo, &j->bt);
+    j->m.observe = tr->d->world == 1 && (j->step + 1) % tr->c->train.log_every == 0;
+    return 0;
+}
+
+static double denominator(struct trainer *tr) {
+    (void)tr;
+    return 1.0; /* the model scales its loss by 1 / the global batch */
+}
+
+static double forward_backward(struct trainer *tr, int a, float dscale) {
+    struct rjob *j = J(tr);
+    (void)a;
+    (void)dscale;
+    j->out = rec_forward(&j->m, &j->bt, 1, 1.0 / j->B, NULL);
+    rec_backward(&j->m);
+    return j->out.loss;
+}
+
+/* The dense gradients and the loss parts summed over the ranks, then the explicit L2 term. */
+static double finish(struct trainer *tr, double loss_sum, double den) {
+    struct rjob *j = J(tr);
+    struct dist *d = tr->d;
+    (void)den;
+    double parts[3] = {loss_sum, j->out.ctr, j->out.aux};
+    if (d->world > 1) {
+        dist_allreduce_f32(d, DIST_DP, j->m.grad_mem, j->m.n_dense, DIST_KIND_DP_GRAD);
+        dist_allreduce_group_doubles(d, DIST_DP, parts, 3);
+    }
+    double l2 = rec_l2(&j->m, 1), loss = parts[0] + l2;
+    j->ctr_sum += parts[1];
+    j->aux_sum += parts[2];
+    j->n_sum++;
+    j->gc_ok = (j->step + 1) % tr->c->train.log_every == 0 &&
+               grad_conflict(j, &j->gc_step[0], &j->gc_step[1]);
+    if (j->gc_ok) {
+        j->gc_sum[0] += j->gc_step[0];
+        j->gc_sum[1] += j->gc_step[1];
+        j->gc_sum[2] += 1;
+    }
+    return loss;
+}
+
+static double task_grad_norm(struct trainer *tr) {
+    return grad_norm(J(tr));
+}
+
+static int val_due(const struct trainer *tr) {
+    const struct rjob *j = J(tr);
+    const int v = tr->c->train.val_every;
+    return (v && tr->step % v == 0) || tr->step % j->spe == 0 || tr->step == tr->steps;
+}
+
+static int log_due(const struct trainer *tr, int val_now) {
+    return tr->step % tr->c->train.log_every == 0 || val_now;
+}
+
+/* ctr_loss and aux_loss: the means since the last line; the gradient observation */
+static void metrics(struct trainer *tr, json_t *line, int phase) {
+    struct rjob *j = J(tr);
+    if (phase == TASK_METRICS_LOSS) {
+        json_object_set_new(line, "ctr_loss", json_real(j->ctr_sum / j->n_sum));
+        json_object_set_new(line, "aux_loss", json_real(j->aux_sum / j->n_sum));
+    } else if (phase == TASK_METRICS_BEFORE_VAL && j->gc_ok) {
+        json_object_set_new(line, "grad_repr_attn_ratio", json_real(j->gc_step[0]));
+        json_object_set_new(line, "grad_conflict_frac", json_real(j->gc_step[1]));
+    } else if (phase == TASK_METRICS_AFTER_VAL && log_due(tr, val_due(tr))) {
+        j->ctr_sum = j->aux_sum = 0; /* the line is written: the next one averages anew */
+        j->n_sum = 0;
+    }
+}
+
+/* Validation AUC; the best parameters are kept for the final test. */
+static double validate(struct trainer *tr, json_t *line, char *note, size_t n, char *err, int *rc) {
+    struct rjob *j = J(tr);
+    (void)err;
+    *rc = 0;
+    j->step = tr->step;
+    struct scores v = evaluate(j, REC_VAL);
+    json_object_set_new(line, "val_auc", json_real(v.auc));
+    json_object_set_new(line, "val_gauc", json_real(v.gauc));
+    json_object_set_new(line, "val_logloss", json_real(v.logloss));
+    snprintf(note, n, "val auc %.5f gauc %.5f logloss %.5f", v.auc, v.gauc, v.logloss);
+    if (v.auc > j->best_auc) {
+        j->best_auc = v.auc;
+        j->best_step = tr->step;
+        tr->ps.be->download(j->best, j->m.param_mem, sizeof(float) * j->m.num_params);
+        const int F = (int)j->m.params[j->m.mlp[0]].gshape[0];
+        memcpy(j->best_stats, j->m.stats, sizeof(double) * 4 * (size_t)F);
+    }
+    return NAN;
+}
+
+/* The BatchNorm running statistics beside the parameters in the checkpoint. */
+static int extra_tensors(struct trainer *tr, struct ckpt_tensor *t, int saving) {
+    struct rjob *j = J(tr);
+    const int F = (int)j->m.params[j->m.mlp[0]].gshape[0], ns = n_stats(&j->m);
+    if (saving)
+        for (size_t i = 0; i < (size_t)ns * F; i++)
+            j->stat_buf[i] = (float)j->m.stats[i];
+    stat_views(j, j->stat_buf, t);
+    return ns;
+}
+
+static void extra_loaded(struct trainer *tr) {
+    struct rjob *j = J(tr);
+    const int F = (int)j->m.params[j->m.mlp[0]].gshape[0], ns = n_stats(&j->m);
+    for (size_t i = 0; i < (size_t)ns * F; i++)
+        j->m.stats[i] = j->stat_buf[i];
+}
+
+/* The reference tests the best-validation parameters: validation and test scores of them in
+ * <run.dir>/eval/results_rec.json (or eval.output). */
+static int final(struct trainer *tr, char *err) {
+    struct rjob *j = J(tr);
+    const struct hw_config *c = tr->c;
+    const double secs = log_now() - j->t_start;
+    if (j->best_auc >= 0) {
+        const int F = (int)j->m.params[j->m.mlp[0]].gshape[0];
+        tr->ps.be->upload(j->m.param_mem, j->best, sizeof(float) * j->m.num_params);
+        memcpy(j->m.stats, j->best_stats, sizeof(double) * 4 * (size_t)F);
+    }
+    j->m.gsu_seconds = 0;
+    j->gc_ratio = j->gc_sum[2] > 0 ? j->gc_sum[0] / j->gc_sum[2] : -1;
+    j->gc_neg = j->gc_sum[2] > 0 ? j->gc_sum[1] / j->gc_sum[2] : -1;
+    struct scores v = evaluate(j, REC_VAL), t = evaluate(j, REC_TEST);
+    for (int rep = 0; rep < 2; rep++) { /* search timing: the best of three passes */
+        struct scores t2 = evaluate(j, REC_TEST);
+        t.gsu_us = fmin(t.gsu_us, t2.gsu_us);
+        t.score_us = fmin(t.score_us, t2.score_us);
+    }
+    log_info("best validation step %d: val auc %.5f gauc %.5f | test auc %.5f gauc %.5f logloss "
+             "%.5f | %.1fs",
+             j->best_step, v.auc, v.gauc, t.auc, t.gauc, t.logloss, secs);
+    char dir[CFG_PATH_MAX + 16];
+    if (c->eval.output[0])
+        snprintf(dir, sizeof(dir), "%s", c->eval.output);
+    else
+        snprintf(dir, sizeof(dir), "%s/eval", c->run.dir);
+    j->step = tr->step;
+    j->cfg_yaml = tr->cfg_yaml;
+    snprintf(j->last_ckpt, sizeof(j->last_ckpt), "%s", tr->last_ckpt);
+    return write_results(j, dir, "rec", &v, &t, j->best_step, secs, err);
+}
+
+const struct train_task task_rec = {
+    .name = "rec",
+    .setup = setup,
+    .teardown = teardown,
+    .micro_batches = micro_batches,
+    .next = next,
+    .denominator = denominator,
+    .forward_backward = forward_backward,
+    .finish = finish,
+    .grad_norm = task_grad_norm,
+    .log_due = log_due,
+    .metrics_double = 1,
+    .metrics = metrics,
+    .val_due = val_due,
+    .validate = validate,
+    .extra_tensors = extra_tensors,
+    .extra_loaded = extra_loaded,
+    .final = final,
+};
 
 /* ------------------------------------------------------------------------------------------ */
 /* headwise eval with eval.tasks [rec] */
@@ -681,13 +641,13 @@ static int eval_one(const struct hw_config *c, struct dist *d, const char *in, c
                      path, mc.model.family);
     if (!rc) {
         j.c = &mc;
-        rc = prepare(&j, err);
+        rc = prepare(&j, ops_for(BACKEND_CPU), err);
     }
     if (!rc && strcmp(meta.model_sig, j.sig))
         rc = hw_errf(err, HW_EMISMATCH, "%s: checkpoint model '%s' differs from its config's '%s'",
                      path, meta.model_sig, j.sig);
     if (!rc)
-        rc = read_state(&j, &f, 0, err);
+        rc = read_state(&j, &f, err);
     if (dist_allreduce_max_int(d, rc ? 1 : 0) && !rc)
         rc = hw_errf(err, HW_EIO, "%s: load failed on another rank (see its message)", path);
     if (!rc) {
@@ -713,7 +673,7 @@ static int eval_one(const struct hw_config *c, struct dist *d, const char *in, c
     }
     ckpt_meta_free(&meta);
     ckpt_close(&f);
-    free_job(&j);
+    free_job(&j, 1);
     return rc;
 }
 
