@@ -37,7 +37,7 @@ CFLAGS   += -std=c11 $(OPT) -g -fopenmp $(WARN) -MMD -MP $(PKG_CFLAGS) $(if $(BL
 BLAS_DIR   = $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/*/openblas-openmp))
 LDLIBS   += $(PKG_LIBS) $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR),) -lopenblas -lm -fopenmp
 
-LIB_DIRS := core ops dist datasets model ckpt train eval report
+LIB_DIRS := core ops dist datasets model config ckpt train eval report
 LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 CLI_SRCS := $(wildcard cli/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c tests/mpi_*.c)
@@ -158,7 +158,9 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -timeout=30
 FUZZ_TARGETS ?= $(patsubst fuzz/fuzz_%.c,%,$(filter-out fuzz/fuzz_entries.c,$(wildcard fuzz/fuzz_*.c)))
-FUZZ_LIB     := core/check.c core/fsutil.c core/log.c core/rng.c core/cfg.c datasets/bpe.c \
+FUZZ_LIB     := core/check.c core/fsutil.c core/log.c core/rng.c core/cfg.c config/config.c \
+                model/model_cfg.c train/train_cfg.c datasets/data_cfg.c dist/dist_cfg.c \
+                eval/eval_cfg.c datasets/bpe.c \
                 datasets/chat.c datasets/multifc.c datasets/rolemrc.c datasets/shards.c \
                 datasets/synth.c ckpt/ckpt.c dist/dist.c fuzz/fuzz_entries.c
 FUZZ_CFLAGS   = -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \

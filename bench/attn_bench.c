@@ -8,6 +8,7 @@
  *   attn_bench kv [T]  : KV-cache floats kept while decoding T tokens with an S2 model
  *                        against a dense cache, and the decode time of both
  * Times are the best of several repetitions on this machine's threads; quote ratios. */
+#include "../config/config.h"
 #include "../core/log.h"
 #include "../core/rng.h"
 #include "../model/gpt.h"

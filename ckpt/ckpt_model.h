@@ -3,7 +3,7 @@
 #ifndef HW_CKPT_MODEL_H
 #define HW_CKPT_MODEL_H
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../datasets/bpe.h"
 #include "../dist/dist.h"
 #include "../model/gpt.h"

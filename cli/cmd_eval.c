@@ -1,6 +1,6 @@
 /* cli/cmd_eval.c -- `headwise eval CONFIG [overrides]` or quick flags
  * (`headwise eval --ckpt PATH --tasks a,b [--multifc-data P] ...`), and `--list-tasks`. */
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../core/check.h"
 #include "../core/log.h"
 #include "../eval/eval.h"

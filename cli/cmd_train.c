@@ -1,5 +1,5 @@
 /* cli/cmd_train.c -- `headwise train CONFIG [overrides]` and `headwise config`. */
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../core/check.h"
 #include "../core/log.h"
 #include "../train/trainer.h"

@@ -20,348 +20,55 @@
 #include <yaml.h>
 
 // ------------------------------------------------------------------------------------------------
-// schema
+// the schema in use: the sections' keys flattened, with offsets in the whole config
 
-enum key_type { KT_INT, KT_INT64, KT_DOUBLE, KT_BOOL, KT_STRING, KT_ENUM, KT_LIST };
+#define KT_INT    CFG_T_INT
+#define KT_INT64  CFG_T_INT64
+#define KT_DOUBLE CFG_T_DOUBLE
+#define KT_BOOL   CFG_T_BOOL
+#define KT_STRING CFG_T_STRING
+#define KT_ENUM   CFG_T_ENUM
+#define KT_LIST   CFG_T_LIST
 
-struct key {
-    const char *path;           /* "model.d_model" */
-    enum key_type type;         /* value type */
-    size_t off;                 /* offsetof(struct hw_config, ...) */
-    size_t size;                /* sizeof the field (string capacity) */
-    long long idef, imin, imax; /* KT_INT, KT_INT64, KT_BOOL (idef only) */
-    double ddef, dmin, dmax;    /* KT_DOUBLE; dmax == INFINITY: no upper bound */
-    int dmin_open, dmax_open;   /* 1: bound excluded */
-    const char *sdef;           /* KT_STRING, KT_ENUM */
-    const char *const *vals;    /* KT_ENUM: allowed values, NULL-terminated */
-    int nonempty;               /* KT_STRING: "" is rejected */
-    const char *doc;
-};
+static const struct cfg_schema *schema; /* the one the tables below were built from */
+static struct cfg_key keys[CFG_MAX_KEYS];
+static int N_KEYS, N_SECTIONS;
+static const char *sections[32];
 
-#define FSIZE(f) sizeof(((struct hw_config *)0)->f)
-#define K_(f, t) .path = #f, .type = (t), .off = offsetof(struct hw_config, f), .size = FSIZE(f)
-#define K_INT(f, def, lo, hi, d)                                                                   \
-    { K_(f, KT_INT), .idef = (def), .imin = (lo), .imax = (hi), .doc = (d) }
-#define K_INT64(f, def, lo, hi, d)                                                                 \
-    { K_(f, KT_INT64), .idef = (def), .imin = (lo), .imax = (hi), .doc = (d) }
-#define K_DBL(f, def, lo, lo_open, hi, hi_open, d)                                                 \
-    {                                                                                              \
-        K_(f, KT_DOUBLE), .ddef = (def), .dmin = (lo), .dmin_open = (lo_open), .dmax = (hi),       \
-                          .dmax_open = (hi_open), .doc = (d)                                       \
+/* Build the flat key table of schema s (cached: one schema per program in practice). */
+static void use_schema(const struct cfg_schema *s) {
+    if (schema == s)
+        return;
+    HW_ASSERT(s->n <= (int)(sizeof(sections) / sizeof(sections[0])));
+    N_KEYS = 0;
+    N_SECTIONS = s->n;
+    for (int i = 0; i < s->n; i++) {
+        const struct cfg_section *sec = s->sections[i];
+        sections[i] = sec->name;
+        for (int j = 0; j < sec->n_keys; j++) {
+            HW_ASSERT(N_KEYS < CFG_MAX_KEYS);
+            keys[N_KEYS] = sec->keys[j];
+            keys[N_KEYS].off += s->offsets[i];
+            N_KEYS++;
+        }
     }
-#define K_BOOL(f, def, d)                                                                          \
-    { K_(f, KT_BOOL), .idef = (def), .doc = (d) }
-#define K_STR(f, def, ne, d)                                                                       \
-    { K_(f, KT_STRING), .sdef = (def), .nonempty = (ne), .doc = (d) }
-#define K_LIST(f, d)                                                                               \
-    { K_(f, KT_LIST), .doc = (d) }
-#define K_ENUM(f, def, v, d)                                                                       \
-    { K_(f, KT_ENUM), .sdef = (def), .vals = (v), .doc = (d) }
+    schema = s;
+}
 
-#define BIG 1000000000LL
-
-static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
-static const char *const backend_vals[] = {"cpu", "cuda", NULL};
-static const char *const resume_vals[] = {"auto", "never", NULL};
-static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
-static const char *const family_vals[] = {"gpt", "rec", NULL};
-static const char *const emb_vals[] = {"twin", "dare", "twin_proj", NULL};
-static const char *const recdata_vals[] = {"movielens", "taobao", "synth", NULL};
-
-static const char *const attn_vals[] = {"mha", "moh", NULL};
-static const char *const router_vals[] = {"learned", "qnorm", NULL};
-static const char *const sparsity_vals[] = {"none", "s2", NULL};
-static const char *const kappa_vals[] = {"mean", "sum", NULL};
-
-static const char *const task_vals[] = {"lm", "classify", "sft", NULL};
-static const char *const sft_loss_vals[] = {"response", "all", NULL};
-
-static const char *const sections[] = {"model", "train", "data", "run",
-                                       "dist",  "eval",  "rec",  "sft"};
-#define N_SECTIONS ((int)(sizeof(sections) / sizeof(sections[0])))
-
-static const struct key keys[] = {
-    K_INT(model.d_model, 128, 8, 65536, "model width C"),
-    K_INT(model.n_layers, 4, 1, 1024, "transformer blocks L"),
-    K_INT(model.n_heads, 4, 1, 1024, "query heads H"),
-    K_INT(model.n_kv_heads, 0, 0, 1024, "key/value heads (grouped-query attention); 0 = n_heads"),
-    K_INT(model.vocab, 0, 0, 16777216, "vocabulary size; 0 = take it from the tokenizer"),
-    K_INT(model.d_ff, 0, 0, 1048576,
-          "MLP hidden width; 0 = derived: 4C for gelu, 8C/3 rounded up to a multiple of 64 for "
-          "swiglu"),
-    K_INT(model.max_seq, 1024, 2, 1048576, "longest sequence the model supports (RoPE table size)"),
-    K_ENUM(model.mlp, "swiglu", mlp_vals, "MLP type"),
-    K_BOOL(model.tied_embeddings, 1, "the LM head shares the token embedding matrix"),
-    K_DBL(model.rope_theta, 10000.0, 0.0, 1, INFINITY, 1, "RoPE base frequency"),
-    K_DBL(model.norm_eps, 1e-5, 0.0, 1, 1.0, 1, "epsilon of the normalisation layers"),
-    K_DBL(model.init_std, 0.02, 0.0, 1, 1.0, 0,
-          "std of the weight init; output projections are scaled by 1/sqrt(2L)"),
-    K_ENUM(model.attention.kind, "mha", attn_vals,
-           "attention of every layer: mha (multi-head) or moh (Mixture-of-Head)"),
-    K_LIST(model.attention.layers,
-           "per-layer attention kinds (mha|moh), repeated when shorter than n_layers "
-           "([mha, moh] alternates); [] = attention.kind everywhere"),
-    K_INT(model.moh.shared_heads, 2, 0, 1024, "MoH: heads 0..h_s-1 are shared (always active)"),
-    K_INT(model.moh.top_k, 2, 0, 1024,
-          "MoH: routed heads each token selects among the other n_heads - shared_heads; 0 = all "
-          "heads shared, softly re-weighted (needs shared_heads = n_heads)"),
-    K_ENUM(model.moh.router, "learned", router_vals,
-           "MoH router: learned (W_r, W_s, W_h, the reference code's two-stage gates) or qnorm "
-           "(parameter-free query-norm router of the LLaMA3 variant, binary gates, "
-           "straight-through gradient)"),
-    K_BOOL(model.moh.paper_literal, 0,
-           "MoH: the paper's unscaled gates (no top-k renormalisation, no k, h_s, 2 factors)"),
-    K_DBL(model.moh.balance_coef, 0.01, 0.0, 0, 1e6, 0,
-          "MoH: weight of the load-balance loss E*sum_i P_i f_i, averaged over MoH layers"),
-    K_ENUM(model.sparsity.kind, "none", sparsity_vals,
-           "none: dense causal attention; s2: per-head local window + strided far blocks"),
-    K_INT(model.sparsity.block, 64, 16, 4096, "S2 block size in tokens (a power of two)"),
-    K_INT(model.sparsity.local_blocks, 16, 1, 1000000,
-          "S2 local window in blocks, the current block included"),
-    K_INT(model.sparsity.vert_stride, 8, 1, 1000000,
-          "S2 vertical stride V: a head sees every V-th far block; 1 = dense"),
-    K_INT(model.sparsity.head_offset, 0, 0, 1000000, "S2 head sliding offset o"),
-    K_INT(model.sparsity.dense_heads, 0, 0, 1024,
-          "S2: the last this many key/value heads are dense"),
-    K_LIST(model.sparsity.dense_layers, "S2: indices of layers that stay dense"),
-    K_INT(model.sparsity.dense_every, 0, 0, 1024,
-          "S2: layer l (0-based) is dense when (l+1) % dense_every == 0 (Phi-3-small: 2); 0 = off"),
-    K_LIST(model.memory.layers,
-           "Titans memory per layer (none|mal|mag|mac|memory), repeated when shorter than "
-           "n_layers: mal = memory sublayer before attention, mag = attention output gated by "
-           "sigmoid(memory), mac = memory as context (segment attention over persistent tokens, "
-           "retrieved memory and the segment), memory = the memory replaces attention; [] = none "
-           "(docs/titans.md)"),
-    K_INT(model.memory.heads, 2, 1, 1024, "memory heads H_m"),
-    K_INT(model.memory.head_dim, 0, 0, 4096, "memory head width d_m; 0 = d_model / heads"),
-    K_INT(model.memory.depth, 2, 1, 8, "memory MLP depth L_M; 1 = linear matrix memory"),
-    K_INT(model.memory.hidden, 0, 0, 65536, "hidden width of the memory MLP; 0 = 4 head_dim"),
-    K_INT(model.memory.chunk, 4, 1, 65536,
-          "store chunk c: momentum/decay gates and weight snapshots per c tokens"),
-    K_INT(model.memory.ttt_batch, 0, 0, 1048576,
-          "TTT batch b (a multiple of chunk): gradients at the batch's starting weights; "
-          "0 = one batch per sequence (model.max_seq rounded up to chunk)"),
-    K_INT(model.memory.conv, 0, 0, 64, "width of the depthwise causal conv on q/k/v; 0 = none"),
-    K_INT(model.memory.segment, 64, 1, 1048576,
-          "mac: segment length C (attention is causal inside a segment; a multiple of ttt_batch)"),
-    K_INT(model.memory.persistent, 4, 0, 4096,
-          "persistent tokens N_p of mac and mag layers, seen by every query of their attention"),
-    K_DBL(model.memory.max_lr, 0.1, 0.0, 1, 1e3, 0, "inner learning rate theta = max_lr * sigmoid"),
-    K_DBL(model.memory.max_grad_norm, 0.0, 0.0, 0, 1e9, 0,
-          "soft-clamp of each surprise tensor's norm; 0 = off"),
-    K_ENUM(model.memory.kappa, "mean", kappa_vals,
-           "inner loss: mean (1/d_m, the reference) or sum (the paper) of squared errors"),
-    K_BOOL(model.memory.theta_per_chunk, 0, "theta from the chunk mean instead of per token"),
-    K_BOOL(model.memory.gate, 1, "retrieve gate sigmoid(x w_g) per memory head"),
-    K_BOOL(model.memory.recompute, 0,
-           "keep only TTT-batch boundary states; the backward recomputes the rest"),
-    K_ENUM(model.family, "gpt", family_vals,
-           "gpt: the decoder-only language model; rec: the DARE/TWIN recommendation model "
-           "(docs/rec.md)"),
-    K_ENUM(model.embedding, "twin", emb_vals,
-           "twin: one table set for attention and representation; dare: separate attention and "
-           "representation tables; twin_proj (rec only): shared tables with linear projections"),
-
-    K_INT(train.steps, 1000, 1, BIG, "optimizer steps in total"),
-    K_INT(train.micro_batch, 8, 1, 65536, "sequences per micro-batch"),
-    K_INT(train.grad_accum, 1, 1, 65536, "micro-batches per optimizer step"),
-    K_INT(train.seq_len, 256, 2, 1048576, "tokens per sequence"),
-    K_DBL(train.lr, 3e-4, 0.0, 1, 1.0, 0, "peak learning rate"),
-    K_DBL(train.min_lr, 3e-5, 0.0, 0, 1.0, 0, "floor of the cosine schedule"),
-    K_INT(train.warmup, 100, 0, BIG, "linear warmup steps"),
-    K_DBL(train.weight_decay, 0.1, 0.0, 0, 10.0, 0,
-          "AdamW decay on matrices (never on norms or biases)"),
-    K_DBL(train.beta1, 0.9, 0.0, 0, 1.0, 1, "AdamW first-moment decay"),
-    K_DBL(train.beta2, 0.95, 0.0, 0, 1.0, 1, "AdamW second-moment decay"),
-    K_DBL(train.eps, 1e-8, 0.0, 1, 1.0, 1, "AdamW epsilon"),
-    K_DBL(train.grad_clip, 1.0, 0.0, 0, INFINITY, 1, "clip the global gradient norm; 0 = off"),
-    K_INT(train.val_every, 100, 0, BIG, "steps between validation passes; 0 = never"),
-    K_INT(train.val_batches, 8, 1, 1000000, "micro-batches per validation pass"),
-    K_INT(train.log_every, 10, 1, BIG, "steps between progress lines"),
-    K_INT64(train.seed, 1337, 0, INT64_MAX, "seed of every random stream (init, data order)"),
-    K_INT(train.threads, 0, 0, 1024, "CPU threads (OpenMP + OpenBLAS); 0 = all cores"),
-    K_ENUM(train.task, "lm", task_vals,
-           "lm: next-token prediction on data.train; classify: a classifier head on the last "
-           "token, trained on data.multifc; sft: chat fine-tuning on sft.train (docs/sft.md)"),
-    K_STR(train.init_from, "", 0,
-          "start from this checkpoint's weights and tokenizer (fine-tuning); optimizer state "
-          "starts fresh"),
-
-    K_STR(data.train, "", 0, "token shard (HDF5) for training"),
-    K_STR(data.val, "", 0, "token shard for validation; \"\" = none"),
-    K_STR(data.tokenizer, "", 0, "tokenizer JSON; \"\" = the one stored in the shard's directory"),
-    K_STR(data.multifc, "", 0, "train.task classify: the MultiFC staged CSV or official TSV"),
-    K_DBL(data.val_frac, 0.1, 0.0, 0, 1.0, 1,
-          "classify: validation part of the seeded stratified split (per domain and label)"),
-    K_DBL(data.test_frac, 0.2, 0.0, 0, 1.0, 1,
-          "classify: held-out test part of the same split (never trained on)"),
-
-    K_STR(run.dir, "runs/default", 1, "run directory: config, metrics, checkpoints"),
-    K_INT(run.ckpt_every, 0, 0, BIG, "steps between checkpoints; 0 = only at the end"),
-    K_INT(run.keep, 3, 1, 1000000, "checkpoints kept (older ones are deleted)"),
-    K_ENUM(run.resume, "auto", resume_vals,
-           "auto: continue from the latest checkpoint in run.dir if any; never: start fresh"),
-    K_ENUM(run.backend, "cpu", backend_vals,
-           "where the model runs: cpu (OpenBLAS, the reference) or cuda (NVIDIA GPUs: cuBLASLt, "
-           "cuDNN and headwise's kernels; the build needs nvcc, the run a GPU)"),
-
-    K_INT(dist.data, 1, 1, 65536, "data-parallel ranks: each takes micro_batch/data sequences"),
-    K_INT(dist.heads, 1, 1, 1024,
-          "head (tensor) parallel ranks: attention heads and MLP columns are split across them"),
-    K_INT(dist.context, 1, 1, 65536,
-          "context-parallel ranks: each holds 2 of 2*context sequence chunks (zig-zag)"),
-    K_ENUM(dist.context_mode, "ring", cmode_vals,
-           "ring: K/V pass around the ring with log-sum-exp merges; ulysses: all-to-all swaps "
-           "sequence for heads"),
-    K_INT(dist.bucket_kb, 0, 0, 16777216,
-          "gradient all-reduce bucket size in KiB, launched during the backward; 0 = one bucket "
-          "per layer"),
-    K_BOOL(dist.zero, 0,
-           "ZeRO-1: reduce-scatter the gradients, keep the AdamW moments of 1/(data*context) of "
-           "the parameters per rank, all-gather the updated parameters"),
-
-    K_LIST(eval.checkpoints, "checkpoint files or run directories to evaluate (a run directory "
-                             "means every checkpoint in it)"),
-    K_LIST(eval.tasks, "tasks to run: perplexity, multifc, multifc_classify, rolemrc; or rec "
-                       "alone, for model.family rec checkpoints"),
-    K_STR(eval.output, "", 0, "results directory; \"\" = eval/ inside the (first) run directory"),
-    K_INT(eval.batch_size, 8, 1, 65536, "examples per forward pass; scores do not depend on it"),
-    K_INT(eval.limit, 0, 0, BIG, "at most this many examples per task; 0 = all"),
-    K_INT(eval.bootstrap_iters, 1000, 0, 10000000, "bootstrap resamples for standard errors"),
-    K_BOOL(eval.log_samples, 0, "also write per-sample inputs and outputs as JSONL"),
-    K_INT64(eval.seed, 1234, 0, INT64_MAX, "seed of few-shot draws, splits and the bootstrap"),
-    K_STR(eval.perplexity_data, "", 0, "perplexity task: a token shard (.h5) or a raw text file"),
-    K_STR(eval.multifc_data, "", 0,
-          "MultiFC: the staged claimID,claim,label CSV or an official 13/12-column TSV"),
-    K_INT(eval.multifc_shots, 0, 0, 64, "MultiFC log-likelihood scoring: in-context examples"),
-    K_DBL(eval.multifc_test_frac, 0.2, 0.0, 1, 1.0, 1,
-          "MultiFC with one labelled split: the test part of the seeded stratified split"),
-    K_STR(eval.rolemrc_data, "", 0, "RoleMRC: roleMRC_test.jsonl or a file in its schema"),
-    K_INT(eval.max_new_tokens, 256, 1, 65536, "generation length (RoleMRC)"),
-    K_LIST(eval.stop, "stop strings for generation"),
-    K_LIST(eval.judge_command,
-           "LLM judge argv (no shell): gets each judge prompt on stdin, answers 0 or 1; [] = off"),
-
-    K_ENUM(rec.data, "synth", recdata_vals,
-           "rec data: movielens (u.data + u.item), taobao (UserBehavior CSV), synth (generated)"),
-    K_STR(rec.path, "", 0, "movielens: directory holding u.data and u.item; taobao: the CSV"),
-    K_INT(rec.item_dim, 16, 1, 4096, "representation item embedding dim"),
-    K_INT(rec.cat_dim, 16, 1, 4096, "representation category embedding dim"),
-    K_INT(rec.time_dim, 16, 1, 4096, "representation time/position embedding dim"),
-    K_INT(rec.attn_item_dim, 0, 0, 4096, "dare: attention item embedding dim; 0 = rec.item_dim"),
-    K_INT(rec.attn_cat_dim, 0, 0, 4096, "dare: attention category embedding dim; 0 = rec.cat_dim"),
-    K_INT(rec.attn_time_dim, 0, 0, 4096, "dare: attention time embedding dim; 0 = rec.time_dim"),
-    K_INT(rec.max_len, 200, 1, 100000, "behaviour history length L (older ones are dropped)"),
-    K_INT(rec.top_k, 20, 1, 100000, "GSU soft search: behaviours kept for the ESU attention"),
-    K_INT(rec.hidden1, 200, 1, 65536, "first hidden width of the main and auxiliary MLPs"),
-    K_INT(rec.hidden2, 80, 1, 65536, "second hidden width of the main MLP"),
-    K_BOOL(rec.aux_loss, 1, "auxiliary loss: attention over the whole history, its own MLP"),
-    K_DBL(rec.l2, 1e-6, 0.0, 0, 1.0, 0,
-          "explicit L2 on the parameters that are neither biases nor embeddings"),
-    K_INT(rec.negatives, 2, 1, 100, "negatives per positive, sampled by item frequency"),
-    K_INT(rec.train_targets, 19, 1, 100000,
-          "training targets per user: positions -3, -8, -13, ..."),
-    K_INT(rec.min_hist, 1, 1, 100000, "targets with fewer history behaviours are skipped"),
-    K_INT(rec.epochs, 0, 0, 100000,
-          "passes over the training samples (sets train.steps); 0 = use train.steps"),
-    K_INT(rec.synth_users, 2000, 2, 10000000, "synth: users"),
-    K_INT(rec.synth_items, 1000, 10, 100000000, "synth: items"),
-    K_INT(rec.synth_cats, 20, 2, 1000000, "synth: categories"),
-    K_DBL(rec.table_budget_mb, 0.0, 0.0, 0, INFINITY, 1,
-          "per-rank memory budget (MiB) for this rank's embedding-table rows with their "
-          "gradients and AdamW moments; a larger shard is refused before allocating (run more "
-          "ranks); 0 = no limit"),
-    K_STR(eval.chat_data, "", 0,
-          "chat_qa: JSONL in the RoleMRC question schema (question + reference), scored by "
-          "containment"),
-    K_BOOL(eval.indicator, 0,
-           "chat tasks: append the checkpoint's sft.indicator to every user turn (\".\" first when "
-           "it ends alphanumerically)"),
-    K_DBL(eval.pasta_alpha, 1.0, 0.0, 1, 1.0, 0,
-          "chat tasks: PASTA-style steering, attention to non-user tokens is scaled by this and "
-          "renormalised on every head; 1 = off"),
-
-    K_STR(sft.train, "", 0, "train.task sft: JSONL conversations (ShareGPT or RoleMRC schema)"),
-    K_STR(sft.val, "", 0, "JSONL conversations for the validation loss; \"\" = none"),
-    K_ENUM(sft.loss, "response", sft_loss_vals,
-           "response: loss on assistant turns only (content and end of turn); all: on every "
-           "token (the reference repo's configuration)"),
-    K_BOOL(sft.pack, 1,
-           "pack whole conversations into each row (no attention across them); false: one "
-           "per row, padded"),
-    K_STR(sft.indicator, "[IND]", 0,
-          "the context-dependency indicator, added to the vocabulary as a special token; "
-          "\"\" = none"),
-    K_LIST(sft.add_tokens, "further special tokens to add to the vocabulary (e.g. role tags)"),
-    K_STR(sft.tpl_system, "<|system|>\n", 0, "chat template: system role tag"),
-    K_STR(sft.tpl_user, "<|user|>\n", 0, "chat template: user role tag"),
-    K_STR(sft.tpl_assistant, "<|assistant|>\n", 0, "chat template: assistant role tag"),
-    K_STR(sft.tpl_end, "<|end|>\n", 0, "chat template: written after every message"),
-    K_STR(sft.tpl_bos, "", 0, "chat template: written once at the start"),
-    K_INT(sft.score_layer, -1, -1, 1024,
-          "csft-score: the layer whose attention scores a turn; -1 = n_layers / 2"),
-    K_DBL(sft.beta, 0.6, 0.0, 0, INFINITY, 1,
-          "csft-score: a response turn scoring > beta gets its user turn tagged; >= 1 tags "
-          "nothing"),
-};
-#define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
-_Static_assert(N_KEYS <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
-
-/* Cross-field rules, for the docs; validate() implements them in this order. */
-static const char *const rules_doc[] = {
-    "`model.d_model` is divisible by `model.n_heads`.",
-    "`model.n_kv_heads`, when nonzero, is at most `model.n_heads` and divides it.",
-    "The head dimension `model.d_model / model.n_heads` is even (RoPE rotates pairs).",
-    "`train.seq_len` <= `model.max_seq`.",
-    "`train.min_lr` <= `train.lr`.",
-    "`train.warmup` <= `train.steps`.",
-    "`model.n_heads`, the key/value heads and the MLP width are divisible by `dist.heads`.",
-    "`train.seq_len` is divisible by `2 * dist.context` (zig-zag chunks).",
-    "`train.micro_batch` is divisible by `dist.data`.",
-    "With `dist.context_mode: ulysses`, the heads of each head-parallel rank (query and "
-    "key/value) are divisible by `dist.context`.",
-    "`train.task: classify` needs `dist.context: 1`.",
-    "`train.task: sft` needs `sft.train` and `dist.context: 1`.",
-    "`data.val_frac + data.test_frac` < 1.",
-    "`model.attention.layers` items are `mha` or `moh`.",
-    "MoH layers: `model.moh.shared_heads + model.moh.top_k` <= `model.n_heads`; `top_k: 0` needs "
-    "`shared_heads` = `n_heads`; the qnorm router needs `top_k` >= 1 and is not paper_literal.",
-    "`model.sparsity.block` is a power of two; `model.sparsity.dense_heads` <= the key/value "
-    "heads; `model.sparsity.dense_layers` are layer indices.",
-    "S2 with `dist.context` > 1: the zig-zag chunk `train.seq_len / (2 * dist.context)` is a "
-    "multiple of `model.sparsity.block`.",
-    "`model.family: rec` needs `dist.context: 1` and `dist.heads: 1`.",
-    "`model.memory.layers` items are none, mal, mag, mac or memory; with memory layers: "
-    "`model.family: gpt`, `model.memory.ttt_batch` a multiple of `model.memory.chunk`; with "
-    "`dist.context` > 1 the zig-zag chunk `train.seq_len / (2 * dist.context)` is a multiple of a "
-    "nonzero `model.memory.ttt_batch` and at least `model.memory.conv - 1`, "
-    "`model.memory.head_dim` set or `d_model` divisible by "
-    "`model.memory.heads`, and with `model.embedding: dare` layer 0 is not `memory` or `mac`.",
-    "`mac` layers: not `moh`; `model.memory.segment` a multiple of `chunk` and of a nonzero "
-    "`ttt_batch` (0: the TTT batch is the segment), at least `conv - 1`, and "
-    "`persistent + segment <= model.max_seq`; with `dist.context` > 1 the zig-zag chunk is a "
-    "multiple of `segment`.",
-    "`train.task: sft` with memory layers needs `sft.pack: false` (the memory would run from one "
-    "packed conversation into the next).",
-    "`model.embedding: twin_proj` needs `model.family: rec`.",
-    "`rec.top_k` <= `rec.max_len`.",
-    "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
-};
-
-static void *field(struct hw_config *c, const struct key *k) {
+static void *field(void *c, const struct cfg_key *k) {
     return (char *)c + k->off;
 }
 
-static const void *cfield(const struct hw_config *c, const struct key *k) {
+static const void *cfield(const void *c, const struct cfg_key *k) {
     return (const char *)c + k->off;
 }
 
 /* Section name of key k, without the dot, and the field name after it. */
-static size_t sec_len(const struct key *k) {
+static size_t sec_len(const struct cfg_key *k) {
     return (size_t)(strchr(k->path, '.') - k->path);
 }
 
-static const char *key_name(const struct key *k) {
+static const char *key_name(const struct cfg_key *k) {
     return k->path + sec_len(k) + 1;
 }
 
@@ -380,7 +87,7 @@ static int find_section(const char *name) {
 }
 
 /* Shortest "%.*g" that reads back as exactly v; whole numbers below 1e15 without exponent. */
-static void fmt_double(char *buf, size_t n, double v) {
+void cfg_fmt_double(char *buf, size_t n, double v) {
     if (isinf(v)) {
         snprintf(buf, n, "%s", v < 0 ? "-inf" : "inf");
         return;
@@ -397,7 +104,7 @@ static void fmt_double(char *buf, size_t n, double v) {
 }
 
 /* "[8, 65536]", "(0, 1]", "[0, inf)"; "" for types without a range. */
-static void fmt_range(char *buf, size_t n, const struct key *k) {
+static void fmt_range(char *buf, size_t n, const struct cfg_key *k) {
     char lo[32], hi[32];
     switch (k->type) {
     case KT_INT:
@@ -405,8 +112,8 @@ static void fmt_range(char *buf, size_t n, const struct key *k) {
         snprintf(buf, n, "[%lld, %lld]", k->imin, k->imax);
         break;
     case KT_DOUBLE:
-        fmt_double(lo, sizeof(lo), k->dmin);
-        fmt_double(hi, sizeof(hi), k->dmax);
+        cfg_fmt_double(lo, sizeof(lo), k->dmin);
+        cfg_fmt_double(hi, sizeof(hi), k->dmax);
         snprintf(buf, n, "%c%s, %s%c", k->dmin_open ? '(' : '[', lo, hi,
                  k->dmax_open || isinf(k->dmax) ? ')' : ']');
         break;
@@ -416,7 +123,7 @@ static void fmt_range(char *buf, size_t n, const struct key *k) {
 }
 
 /* "swiglu|gelu" */
-static void fmt_vals(char *buf, size_t n, const struct key *k, const char *sep) {
+static void fmt_vals(char *buf, size_t n, const struct cfg_key *k, const char *sep) {
     buf[0] = '\0';
     for (int i = 0; k->vals[i]; i++) {
         size_t len = strlen(buf);
@@ -429,12 +136,17 @@ static void set_string(char *dst, size_t cap, const char *s) {
     snprintf(dst, cap, "%s", s);
 }
 
-void cfg_defaults(struct hw_config *c) {
-    memset(c, 0, sizeof(*c));
+static struct cfg_origin *origins(const struct cfg_schema *s, void *cfg) {
+    return (struct cfg_origin *)((char *)cfg + s->origin_off);
+}
+
+void cfg_schema_defaults(const struct cfg_schema *s, void *c) {
+    use_schema(s);
+    memset(c, 0, s->size);
     for (int i = 0; i < CFG_MAX_KEYS; i++)
-        c->origin[i].file = -1;
+        origins(s, c)[i].file = -1;
     for (int i = 0; i < N_KEYS; i++) {
-        const struct key *k = &keys[i];
+        const struct cfg_key *k = &keys[i];
         void *p = field(c, k);
         switch (k->type) {
         case KT_INT:
@@ -459,47 +171,6 @@ void cfg_defaults(struct hw_config *c) {
             break;
         }
     }
-}
-
-int cfg_layer_moh(const struct cfg_model *m, int l) {
-    const struct cfg_list *ls = &m->attention.layers;
-    const char *k = ls->n ? ls->item[l % ls->n] : m->attention.kind;
-    return !strcmp(k, "moh");
-}
-
-int cfg_layer_memory(const struct cfg_model *m, int l) {
-    const struct cfg_list *ls = &m->memory.layers;
-    if (!ls->n)
-        return 0;
-    const char *k = ls->item[l % ls->n];
-    return !strcmp(k, "mal")      ? 1
-           : !strcmp(k, "mag")    ? 2
-           : !strcmp(k, "memory") ? 3
-           : !strcmp(k, "mac")    ? 4
-                                  : 0;
-}
-
-int cfg_layer_s2(const struct cfg_model *m, int l) {
-    if (strcmp(m->sparsity.kind, "s2"))
-        return 0;
-    if (m->sparsity.dense_every && (l + 1) % m->sparsity.dense_every == 0)
-        return 0;
-    for (int i = 0; i < m->sparsity.dense_layers.n; i++)
-        if (atoi(m->sparsity.dense_layers.item[i]) == l)
-            return 0;
-    return 1;
-}
-
-int cfg_kv_heads(const struct cfg_model *m) {
-    return m->n_kv_heads ? m->n_kv_heads : m->n_heads;
-}
-
-int cfg_d_ff(const struct cfg_model *m) {
-    if (m->d_ff)
-        return m->d_ff;
-    if (!strcmp(m->mlp, "gelu"))
-        return 4 * m->d_model;
-    return ((8 * m->d_model / 3 + 63) / 64) * 64;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -793,8 +464,9 @@ struct setpos {
 #define BASE_DEPTH_MAX 32
 
 struct loader {
-    struct hw_config cfg;
-    struct setpos pos[N_KEYS];
+    const struct cfg_schema *s;
+    unsigned char *cfg; /* the config being built (s->size bytes) */
+    struct setpos pos[CFG_MAX_KEYS];
     unsigned seq;
     char **names; /* interned file names ("<override N>" too), freed with the loader */
     int n_names;
@@ -805,15 +477,19 @@ struct loader {
     const char *where; /* default position for cross-field errors on never-set keys */
 };
 
-static void loader_init(struct loader *L, const struct hw_config *start) {
+static void loader_init(struct loader *L, const struct cfg_schema *s, const void *start) {
     memset(L, 0, sizeof(*L));
+    use_schema(s);
+    L->s = s;
+    L->cfg = HW_MALLOC(s->size);
     if (start)
-        L->cfg = *start;
+        memcpy(L->cfg, start, s->size);
     else
-        cfg_defaults(&L->cfg);
+        cfg_schema_defaults(s, L->cfg);
 }
 
 static void loader_free(struct loader *L) {
+    free(L->cfg);
     for (int i = 0; i < L->n_names; i++)
         free(L->names[i]);
     free(L->names);
@@ -863,7 +539,7 @@ static int is_number_text(const char *s) {
     return *s == '\0';
 }
 
-static int type_error(const struct key *k, const struct node *v, const char *what, char *err) {
+static int type_error(const struct cfg_key *k, const struct node *v, const char *what, char *err) {
     char buf[80];
     if (v->kind != NODE_SCALAR)
         return errat(err, HW_ECONFIG, v->file, v->line, v->col, "%s: expected %s, got %s", k->path,
@@ -879,7 +555,7 @@ static int type_error(const struct key *k, const struct node *v, const char *wha
                  what, shown(buf, sizeof(buf), v->text));
 }
 
-static int range_error(const struct key *k, const struct node *v, char *err) {
+static int range_error(const struct cfg_key *k, const struct node *v, char *err) {
     char buf[80], range[96];
     fmt_range(range, sizeof(range), k);
     return errat(err, HW_ECONFIG, v->file, v->line, v->col, "%s: %s is out of range %s", k->path,
@@ -888,8 +564,8 @@ static int range_error(const struct key *k, const struct node *v, char *err) {
 
 /* Type-check, range-check and store node v as the value of key ki. */
 static int set_value(struct loader *L, int ki, const struct node *v, char *err) {
-    const struct key *k = &keys[ki];
-    void *p = field(&L->cfg, k);
+    const struct cfg_key *k = &keys[ki];
+    void *p = field(L->cfg, k);
     char buf[80];
 
     switch (k->type) {
@@ -1336,16 +1012,55 @@ static int apply_override(struct loader *L, const char *kv, int idx, char *err) 
 }
 
 // ------------------------------------------------------------------------------------------------
-// cross-field rules
+// cross-field rules: the sections' validators, through a check handle
 
-/* A broken rule between keys a and b, reported at whichever was set last (msg_a or msg_b
- * follows the key's name); if neither was set, at a, line 1, column 1 of the config. */
-static int rule_error(const struct loader *L, const char *a, const char *b, const char *msg_a,
-                      const char *msg_b, char *err) {
-    int ia = find_key(a), ib = find_key(b);
-    HW_ASSERT(ia >= 0 && ib >= 0);
+struct cfg_check {
+    const struct loader *L;
+};
+
+static int key_index(const char *path) {
+    int i = find_key(path);
+    if (i < 0)
+        HW_DIE("config rule names an unknown key '%s'", path);
+    return i;
+}
+
+const void *cfg_value(const struct cfg_check *chk, const char *path) {
+    return cfield(chk->L->cfg, &keys[key_index(path)]);
+}
+
+int cfg_int(const struct cfg_check *chk, const char *path) {
+    const struct cfg_key *k = &keys[key_index(path)];
+    HW_ASSERT(k->type == KT_INT || k->type == KT_BOOL);
+    return *(const int *)cfield(chk->L->cfg, k);
+}
+
+double cfg_double(const struct cfg_check *chk, const char *path) {
+    const struct cfg_key *k = &keys[key_index(path)];
+    HW_ASSERT(k->type == KT_DOUBLE);
+    return *(const double *)cfield(chk->L->cfg, k);
+}
+
+const char *cfg_string(const struct cfg_check *chk, const char *path) {
+    const struct cfg_key *k = &keys[key_index(path)];
+    HW_ASSERT(k->type == KT_STRING || k->type == KT_ENUM);
+    return (const char *)cfield(chk->L->cfg, k);
+}
+
+const void *cfg_section_of(const struct cfg_check *chk, const char *name) {
+    const struct cfg_schema *s = chk->L->s;
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->sections[i]->name, name))
+            return chk->L->cfg + s->offsets[i];
+    HW_DIE("config rule names an unknown section '%s'", name);
+}
+
+int cfg_rule_error(const struct cfg_check *chk, const char *a, const char *b, const char *msg_a,
+                   const char *msg_b, char *err) {
+    const struct loader *L = chk->L;
+    int ia = key_index(a), ib = key_index(b);
     int use_b = L->pos[ib].seq > L->pos[ia].seq;
-    const struct key *k = &keys[use_b ? ib : ia];
+    const struct cfg_key *k = &keys[use_b ? ib : ia];
     const struct setpos *p = &L->pos[use_b ? ib : ia];
     const char *msg = use_b ? msg_b : msg_a;
     if (p->file)
@@ -1353,271 +1068,14 @@ static int rule_error(const struct loader *L, const char *a, const char *b, cons
     return errat(err, HW_ECONFIG, L->where, 1, 1, "%s: %s", k->path, msg);
 }
 
-/* model.memory rules of memory-as-context layers. */
-static int validate_mac(const struct loader *L, char *err) {
-    const struct cfg_model *m = &L->cfg.model;
-    const struct cfg_memory *me = &m->memory;
-    char a[200];
-    int any = 0;
-    for (int l = 0; l < m->n_layers; l++) {
-        if (cfg_layer_memory(m, l) != 4)
-            continue;
-        any = 1;
-        if (cfg_layer_moh(m, l)) {
-            snprintf(a, sizeof(a),
-                     "layer %d is mac (its attention is the segment attention) and moh; give it "
-                     "mha in model.attention.layers",
-                     l);
-            return rule_error(L, "model.memory.layers", "model.attention.layers", a, a, err);
-        }
-    }
-    if (!any)
-        return 0;
-    if (me->ttt_batch && me->segment % me->ttt_batch) {
-        snprintf(a, sizeof(a), "mac segment %d is not a multiple of ttt_batch %d", me->segment,
-                 me->ttt_batch);
-        return rule_error(L, "model.memory.segment", "model.memory.ttt_batch", a, a, err);
-    }
-    if (me->segment % me->chunk || me->segment < me->conv - 1) {
-        snprintf(a, sizeof(a), "mac segment %d must be a multiple of chunk %d and >= conv - 1 (%d)",
-                 me->segment, me->chunk, me->conv - 1);
-        return rule_error(L, "model.memory.segment", "model.memory.chunk", a, a, err);
-    }
-    if (me->persistent + me->segment > m->max_seq) {
-        snprintf(a, sizeof(a), "mac persistent %d + segment %d exceed model.max_seq %d",
-                 me->persistent, me->segment, m->max_seq);
-        return rule_error(L, "model.memory.segment", "model.max_seq", a, a, err);
-    }
-    const int zz = L->cfg.train.seq_len / (2 * L->cfg.dist.context);
-    if (L->cfg.dist.context > 1 && zz % me->segment) {
-        snprintf(a, sizeof(a),
-                 "mac layers under dist.context %d need zig-zag chunks of %d tokens to be a "
-                 "multiple of model.memory.segment %d",
-                 L->cfg.dist.context, zz, me->segment);
-        return rule_error(L, "dist.context", "model.memory.segment", a, a, err);
-    }
-    return 0;
-}
-
-/* model.memory rules (Titans layers). */
-static int validate_memory(const struct loader *L, char *err) {
-    const struct cfg_model *m = &L->cfg.model;
-    const struct cfg_memory *me = &m->memory;
-    char a[160];
-    int any = 0;
-    for (int i = 0; i < me->layers.n; i++) {
-        const char *it = me->layers.item[i];
-        if (strcmp(it, "none") && strcmp(it, "mal") && strcmp(it, "mag") && strcmp(it, "memory") &&
-            strcmp(it, "mac")) {
-            snprintf(a, sizeof(a), "item %d is '%.40s'; expected none, mal, mag, mac or memory",
-                     i + 1, it);
-            return rule_error(L, "model.memory.layers", "model.memory.layers", a, a, err);
-        }
-    }
-    for (int l = 0; l < m->n_layers; l++)
-        any |= cfg_layer_memory(m, l) != 0;
-    if (!any)
-        return 0;
-    if (strcmp(m->family, "gpt")) {
-        snprintf(a, sizeof(a), "memory layers exist only for model.family gpt");
-        return rule_error(L, "model.memory.layers", "model.family", a, a, err);
-    }
-    const int zz = L->cfg.train.seq_len / (2 * L->cfg.dist.context);
-    if (L->cfg.dist.context > 1 &&
-        (me->ttt_batch == 0 || zz % me->ttt_batch || zz < me->conv - 1)) {
-        snprintf(a, sizeof(a),
-                 "memory layers under dist.context %d need zig-zag chunks of %d tokens to be a "
-                 "multiple of a nonzero model.memory.ttt_batch (and >= conv - 1)",
-                 L->cfg.dist.context, zz);
-        return rule_error(L, "dist.context", "model.memory.ttt_batch", a, a, err);
-    }
-    if (me->ttt_batch % me->chunk) {
-        snprintf(a, sizeof(a), "ttt_batch %d is not a multiple of chunk %d", me->ttt_batch,
-                 me->chunk);
-        return rule_error(L, "model.memory.ttt_batch", "model.memory.chunk", a, a, err);
-    }
-    if (!me->head_dim && m->d_model % me->heads) {
-        snprintf(a, sizeof(a), "d_model %d is not divisible by %d memory heads (set head_dim)",
-                 m->d_model, me->heads);
-        return rule_error(L, "model.memory.heads", "model.memory.head_dim", a, a, err);
-    }
-    if (!strcmp(m->embedding, "dare") && cfg_layer_memory(m, 0) >= 3) {
-        snprintf(a, sizeof(a), "layer 0 is %s, but dare feeds its attention",
-                 cfg_layer_memory(m, 0) == 3 ? "memory-only" : "mac");
-        return rule_error(L, "model.memory.layers", "model.embedding", a, a, err);
-    }
-    return validate_mac(L, err);
-}
-
+/* Every section's rules, in the schema's order; the first broken one is reported. */
 static int validate(const struct loader *L, char *err) {
-    const struct cfg_model *m = &L->cfg.model;
-    const struct cfg_train *t = &L->cfg.train;
-    char a[128], b[128], x[32], y[32];
-
-    if (m->d_model % m->n_heads) {
-        snprintf(a, sizeof(a), "d_model %d is not divisible by n_heads %d", m->d_model, m->n_heads);
-        return rule_error(L, "model.n_heads", "model.d_model", a, a, err);
-    }
-    if (m->n_kv_heads > m->n_heads) {
-        snprintf(a, sizeof(a), "n_kv_heads %d is larger than n_heads %d", m->n_kv_heads,
-                 m->n_heads);
-        return rule_error(L, "model.n_kv_heads", "model.n_heads", a, a, err);
-    }
-    if (m->n_kv_heads && m->n_heads % m->n_kv_heads) {
-        snprintf(a, sizeof(a), "n_heads %d is not divisible by n_kv_heads %d", m->n_heads,
-                 m->n_kv_heads);
-        return rule_error(L, "model.n_kv_heads", "model.n_heads", a, a, err);
-    }
-    if ((m->d_model / m->n_heads) % 2) {
-        snprintf(a, sizeof(a), "head dim d_model/n_heads = %d/%d = %d is odd; RoPE needs it even",
-                 m->d_model, m->n_heads, m->d_model / m->n_heads);
-        return rule_error(L, "model.n_heads", "model.d_model", a, a, err);
-    }
-    if (t->seq_len > m->max_seq) {
-        snprintf(a, sizeof(a), "%d is larger than model.max_seq %d", t->seq_len, m->max_seq);
-        snprintf(b, sizeof(b), "%d is smaller than train.seq_len %d", m->max_seq, t->seq_len);
-        return rule_error(L, "train.seq_len", "model.max_seq", a, b, err);
-    }
-    if (t->min_lr > t->lr) {
-        fmt_double(x, sizeof(x), t->min_lr);
-        fmt_double(y, sizeof(y), t->lr);
-        snprintf(a, sizeof(a), "%s is larger than train.lr %s", x, y);
-        snprintf(b, sizeof(b), "%s is smaller than train.min_lr %s", y, x);
-        return rule_error(L, "train.min_lr", "train.lr", a, b, err);
-    }
-    if (t->warmup > t->steps) {
-        snprintf(a, sizeof(a), "%d is larger than train.steps %d", t->warmup, t->steps);
-        snprintf(b, sizeof(b), "%d is smaller than train.warmup %d", t->steps, t->warmup);
-        return rule_error(L, "train.warmup", "train.steps", a, b, err);
-    }
-    const struct cfg_dist *g = &L->cfg.dist;
-    const int kv = cfg_kv_heads(m), ff = cfg_d_ff(m);
-    if (m->n_heads % g->heads || kv % g->heads) {
-        snprintf(a, sizeof(a), "%d head-parallel ranks do not divide n_heads %d and n_kv_heads %d",
-                 g->heads, m->n_heads, kv);
-        return rule_error(L, "dist.heads", "model.n_heads", a, a, err);
-    }
-    if (ff % g->heads) {
-        snprintf(a, sizeof(a), "%d head-parallel ranks do not divide the MLP width %d", g->heads,
-                 ff);
-        return rule_error(L, "dist.heads", "model.d_ff", a, a, err);
-    }
-    if (t->seq_len % (2 * g->context)) {
-        snprintf(a, sizeof(a), "seq_len %d is not divisible into 2 * %d zig-zag chunks", t->seq_len,
-                 g->context);
-        return rule_error(L, "dist.context", "train.seq_len", a, a, err);
-    }
-    if (t->micro_batch % g->data) {
-        snprintf(a, sizeof(a), "micro_batch %d is not divisible by %d data-parallel ranks",
-                 t->micro_batch, g->data);
-        return rule_error(L, "dist.data", "train.micro_batch", a, a, err);
-    }
-    if (!strcmp(t->task, "classify") && g->context > 1) {
-        snprintf(a, sizeof(a),
-                 "train.task classify pools the last token of each sequence; it "
-                 "needs dist.context 1, not %d",
-                 g->context);
-        return rule_error(L, "dist.context", "train.task", a, a, err);
-    }
-    if (!strcmp(t->task, "sft") && g->context > 1) {
-        snprintf(a, sizeof(a),
-                 "train.task sft packs conversations with segment masks; it needs dist.context "
-                 "1, not %d",
-                 g->context);
-        return rule_error(L, "dist.context", "train.task", a, a, err);
-    }
-    int any_mem = 0;
-    for (int l = 0; l < L->cfg.model.n_layers; l++)
-        any_mem |= cfg_layer_memory(&L->cfg.model, l) != 0;
-    if (!strcmp(t->task, "sft") && L->cfg.sft.pack && any_mem) {
-        snprintf(a, sizeof(a),
-                 "the Titans memory runs along the whole row and would carry one packed "
-                 "conversation into the next; set sft.pack: false");
-        return rule_error(L, "sft.pack", "model.memory.layers", a, a, err);
-    }
-    if (!strcmp(t->task, "sft") && !L->cfg.sft.train[0]) {
-        snprintf(a, sizeof(a), "train.task sft needs sft.train (a JSONL of conversations)");
-        return rule_error(L, "train.task", "sft.train", a, a, err);
-    }
-    if (L->cfg.data.val_frac + L->cfg.data.test_frac >= 1.0) {
-        snprintf(a, sizeof(a), "val_frac + test_frac must leave a training part (< 1)");
-        return rule_error(L, "data.test_frac", "data.val_frac", a, a, err);
-    }
-    int any_moh = 0, any_s2 = 0;
-    for (int i = 0; i < m->attention.layers.n; i++) {
-        const char *it = m->attention.layers.item[i];
-        if (strcmp(it, "mha") && strcmp(it, "moh")) {
-            snprintf(a, sizeof(a), "item %d is '%.40s'; expected mha or moh", i + 1, it);
-            return rule_error(L, "model.attention.layers", "model.attention.layers", a, a, err);
-        }
-    }
-    for (int l = 0; l < m->n_layers; l++) {
-        any_moh |= cfg_layer_moh(m, l);
-        any_s2 |= cfg_layer_s2(m, l);
-    }
-    const struct cfg_moh *h = &m->moh;
-    if (any_moh && h->shared_heads + h->top_k > m->n_heads) {
-        snprintf(a, sizeof(a), "shared_heads %d + top_k %d exceed n_heads %d", h->shared_heads,
-                 h->top_k, m->n_heads);
-        return rule_error(L, "model.moh.top_k", "model.moh.shared_heads", a, a, err);
-    }
-    if (any_moh && h->top_k == 0 && h->shared_heads != m->n_heads) {
-        snprintf(a, sizeof(a), "top_k 0 (all heads shared) needs shared_heads = n_heads %d, not %d",
-                 m->n_heads, h->shared_heads);
-        return rule_error(L, "model.moh.shared_heads", "model.moh.top_k", a, a, err);
-    }
-    if (any_moh && !strcmp(h->router, "qnorm") && (h->top_k < 1 || h->paper_literal)) {
-        snprintf(a, sizeof(a), "the qnorm router needs top_k >= 1 and paper_literal false");
-        return rule_error(L, "model.moh.router", "model.moh.top_k", a, a, err);
-    }
-    const struct cfg_sparsity *sp = &m->sparsity;
-    if (sp->block & (sp->block - 1)) {
-        snprintf(a, sizeof(a), "%d is not a power of two", sp->block);
-        return rule_error(L, "model.sparsity.block", "model.sparsity.block", a, a, err);
-    }
-    if (sp->dense_heads > kv) {
-        snprintf(a, sizeof(a), "%d is more than the %d key/value heads", sp->dense_heads, kv);
-        return rule_error(L, "model.sparsity.dense_heads", "model.n_heads", a, a, err);
-    }
-    for (int i = 0; i < sp->dense_layers.n; i++) {
-        const char *it = sp->dense_layers.item[i];
-        char *end;
-        long v = strtol(it, &end, 10);
-        if (!*it || *end || v < 0 || v >= m->n_layers) {
-            snprintf(a, sizeof(a), "item %d is '%.40s'; expected a layer index 0..%d", i + 1, it,
-                     m->n_layers - 1);
-            return rule_error(L, "model.sparsity.dense_layers", "model.n_layers", a, a, err);
-        }
-    }
-    if (any_s2 && g->context > 1 && (t->seq_len / (2 * g->context)) % sp->block) {
-        snprintf(a, sizeof(a), "zig-zag chunks of %d tokens are not a multiple of the S2 block %d",
-                 t->seq_len / (2 * g->context), sp->block);
-        return rule_error(L, "dist.context", "model.sparsity.block", a, a, err);
-    }
-    if (!strcmp(g->context_mode, "ulysses") &&
-        ((m->n_heads / g->heads) % g->context || (kv / g->heads) % g->context)) {
-        snprintf(a, sizeof(a),
-                 "ulysses needs the %d query and %d key/value heads of each head-parallel rank "
-                 "to divide by %d context ranks",
-                 m->n_heads / g->heads, kv / g->heads, g->context);
-        return rule_error(L, "dist.context", "dist.context_mode", a, a, err);
-    }
-    if (!strcmp(m->family, "rec") && (g->context > 1 || g->heads > 1)) {
-        snprintf(a, sizeof(a),
-                 "model.family rec is data-parallel with sharded tables; it needs "
-                 "dist.context 1 and dist.heads 1");
-        return rule_error(L, "dist.context", "model.family", a, a, err);
-    }
-    if (!strcmp(m->family, "gpt") && !strcmp(m->embedding, "twin_proj")) {
-        snprintf(a, sizeof(a), "twin_proj exists only for model.family rec");
-        return rule_error(L, "model.embedding", "model.family", a, a, err);
-    }
-    if (validate_memory(L, err))
-        return HW_ECONFIG;
-    if (L->cfg.rec.top_k > L->cfg.rec.max_len) {
-        snprintf(a, sizeof(a), "rec.top_k %d exceeds rec.max_len %d", L->cfg.rec.top_k,
-                 L->cfg.rec.max_len);
-        return rule_error(L, "rec.top_k", "rec.max_len", a, a, err);
+    const struct cfg_check chk = {L};
+    for (int j = 0; j < L->s->n; j++) {
+        const struct cfg_section *sec =
+            L->s->sections[L->s->validate_order ? L->s->validate_order[j] : j];
+        if (sec->validate && sec->validate(&chk, err))
+            return HW_ECONFIG;
     }
     return 0;
 }
@@ -1625,58 +1083,57 @@ static int validate(const struct loader *L, char *err) {
 // ------------------------------------------------------------------------------------------------
 // public entry points
 
+static char *source_of(const struct cfg_schema *s, void *cfg) {
+    return (char *)cfg + s->source_off;
+}
+
+static char (*files_of(const struct cfg_schema *s, void *cfg))[CFG_PATH_MAX] {
+    return (char(*)[CFG_PATH_MAX])((char *)cfg + s->files_off);
+}
+
 /* Keep where each key was set, so errors found after loading can point at it. */
 static void record_origins(struct loader *L) {
-    struct hw_config *c = &L->cfg;
-    memset(c->origin_files, 0, sizeof(c->origin_files));
+    struct cfg_origin *origin = origins(L->s, L->cfg);
+    char(*files)[CFG_PATH_MAX] = files_of(L->s, L->cfg);
+    memset(files, 0, sizeof(char[CFG_MAX_FILES][CFG_PATH_MAX]));
     int n_files = 0;
     for (int i = 0; i < N_KEYS; i++) {
         const struct setpos *p = &L->pos[i];
-        c->origin[i].file = -1;
-        c->origin[i].line = p->line;
-        c->origin[i].col = p->col;
+        origin[i].file = -1;
+        origin[i].line = p->line;
+        origin[i].col = p->col;
         if (!p->file)
             continue;
         int f = 0;
-        while (f < n_files && strcmp(c->origin_files[f], p->file) != 0)
+        while (f < n_files && strcmp(files[f], p->file) != 0)
             f++;
         if (f == n_files && n_files < CFG_MAX_FILES)
-            set_string(c->origin_files[n_files++], CFG_PATH_MAX, p->file);
-        c->origin[i].file = f < n_files ? f : -1;
+            set_string(files[n_files++], CFG_PATH_MAX, p->file);
+        origin[i].file = f < n_files ? f : -1;
     }
 }
 
-void cfg_where(const struct hw_config *c, const char *key, char *out, size_t n) {
+void cfg_schema_where(const struct cfg_schema *s, const void *cfg, const char *key, char *out,
+                      size_t n) {
+    use_schema(s);
+    void *c = (void *)cfg;
+    const struct cfg_origin *origin = origins(s, c);
+    char(*files)[CFG_PATH_MAX] = files_of(s, c);
+    const char *src = source_of(s, c);
     int i = find_key(key);
-    if (i >= 0 && c->origin[i].file >= 0)
-        snprintf(out, n, "%s:%d:%d", c->origin_files[c->origin[i].file], c->origin[i].line,
-                 c->origin[i].col);
+    if (i >= 0 && origin[i].file >= 0)
+        snprintf(out, n, "%s:%d:%d", files[origin[i].file], origin[i].line, origin[i].col);
     else
-        snprintf(out, n, "%s:1:1", c->source[0] ? c->source : "<config>");
+        snprintf(out, n, "%s:1:1", src[0] ? src : "<config>");
 }
 
-int cfg_check_world(const struct hw_config *c, int world, char *err) {
-    const struct cfg_dist *g = &c->dist;
-    long long grid = (long long)g->data * g->context * g->heads;
-    if (grid == world)
-        return 0;
-    char where[CFG_PATH_MAX + 32];
-    /* point at whichever grid key was set; data first */
-    const char *key = "dist.data";
-    const char *cand[3] = {"dist.data", "dist.context", "dist.heads"};
-    for (int k = 2; k >= 0; k--) {
-        int i = find_key(cand[k]);
-        if (i >= 0 && c->origin[i].file >= 0)
-            key = cand[k];
-    }
-    cfg_where(c, key, where, sizeof(where));
-    return hw_errf(err, HW_ECONFIG,
-                   "%s: error: dist: data * context * heads = %d * %d * %d = %lld, but the job "
-                   "has %d ranks",
-                   where, g->data, g->context, g->heads, grid, world);
+int cfg_schema_was_set(const struct cfg_schema *s, const void *cfg, const char *path) {
+    use_schema(s);
+    int i = find_key(path);
+    return i >= 0 && origins(s, (void *)cfg)[i].file >= 0;
 }
 
-static int finish(struct loader *L, struct hw_config *c, int n_over, char *const *overrides, int rc,
+static int finish(struct loader *L, void *c, int n_over, char *const *overrides, int rc,
                   char *err) {
     for (int i = 0; !rc && i < n_over; i++)
         rc = apply_override(L, overrides[i], i + 1, err);
@@ -1684,29 +1141,30 @@ static int finish(struct loader *L, struct hw_config *c, int n_over, char *const
         rc = validate(L, err);
     if (!rc) {
         record_origins(L);
-        *c = L->cfg;
+        memcpy(c, L->cfg, L->s->size);
     }
     loader_free(L);
     return rc;
 }
 
-int cfg_load(struct hw_config *c, const char *path, int n_over, char *const *overrides, char *err) {
+int cfg_schema_load(const struct cfg_schema *s, void *c, const char *path, int n_over,
+                    char *const *overrides, char *err) {
     struct loader L;
-    loader_init(&L, NULL);
-    set_string(L.cfg.source, sizeof(L.cfg.source), path);
+    loader_init(&L, s, NULL);
+    set_string(source_of(s, L.cfg), CFG_PATH_MAX, path);
     L.where = path;
     int rc = load_file(&L, path, NULL, err);
     return finish(&L, c, n_over, overrides, rc, err);
 }
 
-int cfg_load_string(struct hw_config *c, const char *text, const char *name, int n_over,
-                    char *const *overrides, char *err) {
+int cfg_schema_load_string(const struct cfg_schema *s, void *c, const char *text, const char *name,
+                           int n_over, char *const *overrides, char *err) {
     struct loader L;
     struct node *root = NULL;
-    loader_init(&L, NULL);
+    loader_init(&L, s, NULL);
     L.embedded = 1;
     name = intern(&L, name && name[0] ? name : "<config>");
-    set_string(L.cfg.source, sizeof(L.cfg.source), name);
+    set_string(source_of(s, L.cfg), CFG_PATH_MAX, name);
     L.where = name;
     int rc = parse_yaml(text, strlen(text), name, 0, 0, &root, err);
     if (!rc)
@@ -1717,11 +1175,12 @@ int cfg_load_string(struct hw_config *c, const char *text, const char *name, int
     return finish(&L, c, n_over, overrides, rc, err);
 }
 
-int cfg_override(struct hw_config *c, const char *kv, char *err) {
+int cfg_schema_override(const struct cfg_schema *s, void *c, const char *kv, char *err) {
     struct loader L;
     char *const one[1] = {(char *)kv};
-    loader_init(&L, c);
-    L.where = c->source[0] ? c->source : "<config>";
+    loader_init(&L, s, c);
+    const char *src = source_of(s, c);
+    L.where = src[0] ? src : "<config>";
     return finish(&L, c, 1, one, 0, err);
 }
 
@@ -1785,7 +1244,7 @@ static void sb_quoted(struct sbuf *b, const char *s) {
 }
 
 /* The value of key k in c, as YAML text that loads back to the same value. */
-static void sb_value(struct sbuf *b, const struct hw_config *c, const struct key *k) {
+static void sb_value(struct sbuf *b, const void *c, const struct cfg_key *k) {
     const void *p = cfield(c, k);
     char num[40];
     switch (k->type) {
@@ -1796,7 +1255,7 @@ static void sb_value(struct sbuf *b, const struct hw_config *c, const struct key
         sb_printf(b, "%" PRId64, *(const int64_t *)p);
         break;
     case KT_DOUBLE:
-        fmt_double(num, sizeof(num), *(const double *)p);
+        cfg_fmt_double(num, sizeof(num), *(const double *)p);
         sb_printf(b, "%s", num);
         break;
     case KT_BOOL:
@@ -1822,8 +1281,9 @@ static void sb_value(struct sbuf *b, const struct hw_config *c, const struct key
     }
 }
 
-char *cfg_to_yaml(const struct hw_config *c) {
+char *cfg_schema_to_yaml(const struct cfg_schema *s_, const void *c) {
     struct sbuf b = {0};
+    use_schema(s_);
     sb_printf(&b, "# headwise config, resolved: every key\n");
     for (int s = 0; s < N_SECTIONS; s++) {
         size_t n = strlen(sections[s]);
@@ -1839,7 +1299,7 @@ char *cfg_to_yaml(const struct hw_config *c) {
     return b.p;
 }
 
-static const char *type_name(const struct key *k) {
+static const char *type_name(const struct cfg_key *k) {
     switch (k->type) {
     case KT_INT:
         return "int";
@@ -1859,13 +1319,14 @@ static const char *type_name(const struct key *k) {
     return "?";
 }
 
-void cfg_write_docs(FILE *f) {
-    struct hw_config d;
-    cfg_defaults(&d);
+void cfg_schema_docs(const struct cfg_schema *sch, FILE *f) {
+    void *d = HW_MALLOC(sch->size);
+    cfg_schema_defaults(sch, d);
     fputs("# Configuration reference\n"
           "\n"
-          "<!-- Generated from the schema in core/cfg.c by `headwise config docs`; do not edit. "
-          "-->\n"
+          "<!-- Generated by `headwise config docs` from the sections every module registers "
+          "(model/model_cfg.c, train/train_cfg.c, datasets/data_cfg.c, dist/dist_cfg.c, "
+          "eval/eval_cfg.c; config/config.c composes them); do not edit. -->\n"
           "\n"
           "A run is described by one YAML file with up to four sections, `model`, `train`, "
           "`data` and `run`.\n"
@@ -1934,12 +1395,12 @@ void cfg_write_docs(FILE *f) {
         fputs("| key | type | default | range / values | meaning |\n", f);
         fputs("|---|---|---|---|---|\n", f);
         for (int i = 0; i < N_KEYS; i++) {
-            const struct key *k = &keys[i];
+            const struct cfg_key *k = &keys[i];
             struct sbuf b = {0};
             char range[128];
             if (sec_len(k) != n || strncmp(k->path, sections[s], n))
                 continue;
-            sb_value(&b, &d, k);
+            sb_value(&b, d, k);
             if (k->type == KT_ENUM)
                 fmt_vals(range, sizeof(range), k, " \\| ");
             else if (k->type == KT_BOOL)
@@ -1958,6 +1419,10 @@ void cfg_write_docs(FILE *f) {
     fputs("\n## Cross-field rules\n\nChecked after the base chain, the file and the overrides "
           "are applied:\n\n",
           f);
-    for (size_t i = 0; i < sizeof(rules_doc) / sizeof(rules_doc[0]); i++)
-        fprintf(f, "- %s\n", rules_doc[i]);
+    for (int s = 0; s < sch->n; s++)
+        for (int i = 0; i < sch->sections[s]->n_rules; i++)
+            fprintf(f, "- %s%s\n", i ? "" : "", sch->sections[s]->rules_doc[i]);
+    for (int i = 0; i < sch->n_extra; i++)
+        fprintf(f, "- %s\n", sch->extra_rules[i]);
+    free(d);
 }

@@ -9,7 +9,7 @@
 #ifndef HW_REC_DATA_H
 #define HW_REC_DATA_H
 
-#include "../core/cfg.h"
+#include "data_cfg.h"
 
 #include <stdint.h>
 

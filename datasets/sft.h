@@ -7,9 +7,9 @@
 #ifndef HW_SFT_H
 #define HW_SFT_H
 
-#include "../core/cfg.h"
 #include "bpe.h"
 #include "chat.h"
+#include "data_cfg.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
 #ifndef HW_EVAL_H
 #define HW_EVAL_H
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../dist/dist.h"
 
 /* Returns a process exit code (enum hw_exit). */

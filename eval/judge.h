@@ -4,7 +4,7 @@
 #ifndef HW_JUDGE_H
 #define HW_JUDGE_H
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 
 /* Run the judge on prompt; returns 0 or 1, or a negative hw_err with err set (the command
  * could not run, exited non-zero, or answered something else). */

@@ -8,7 +8,7 @@
 #ifndef HW_LM_H
 #define HW_LM_H
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../datasets/bpe.h"
 #include "../model/gpt.h"
 

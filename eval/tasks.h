@@ -6,7 +6,7 @@
 #ifndef HW_TASKS_H
 #define HW_TASKS_H
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../dist/dist.h"
 #include "lm.h"
 

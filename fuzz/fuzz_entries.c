@@ -14,7 +14,7 @@
 #include "fuzz_entries.h"
 
 #include "../ckpt/ckpt.h"
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../core/check.h"
 #include "../datasets/bpe.h"
 #include "../datasets/chat.h"

@@ -18,11 +18,11 @@
 #ifndef HW_GPT_H
 #define HW_GPT_H
 
-#include "../core/cfg.h"
 #include "../dist/cp_attention.h"
 #include "../dist/dist.h"
 #include "../ops/ops.h"
 #include "layer.h"
+#include "model_cfg.h"
 #include "parallel.h"
 #include "param.h"
 #include "titans.h"

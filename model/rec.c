@@ -47,12 +47,12 @@ static int add_table(struct rec_model *m, const char *name, int64_t rows, int di
     return i;
 }
 
-void rec_config_from_cfg(struct rec_config *rc, const struct hw_config *c, int n_item, int n_cat) {
-    const struct cfg_rec *r = &c->rec;
+void rec_config_from_cfg(struct rec_config *rc, const struct cfg_model *m, const struct cfg_rec *r,
+                         int n_item, int n_cat) {
     memset(rc, 0, sizeof(*rc));
-    rc->emb = !strcmp(c->model.embedding, "dare")        ? REC_EMB_DARE
-              : !strcmp(c->model.embedding, "twin_proj") ? REC_EMB_TWIN_PROJ
-                                                         : REC_EMB_TWIN;
+    rc->emb = !strcmp(m->embedding, "dare")        ? REC_EMB_DARE
+              : !strcmp(m->embedding, "twin_proj") ? REC_EMB_TWIN_PROJ
+                                                   : REC_EMB_TWIN;
     rc->n_item = n_item;
     rc->n_cat = n_cat;
     rc->L = r->max_len;
@@ -67,7 +67,7 @@ void rec_config_from_cfg(struct rec_config *rc, const struct hw_config *c, int n
     rc->h2 = r->hidden2;
     rc->aux = r->aux_loss;
     rc->l2 = r->l2;
-    rc->init_std = (float)c->model.init_std;
+    rc->init_std = (float)m->init_std;
 }
 
 void rec_signature(const struct rec_config *rc, char *out, size_t n) {

@@ -19,9 +19,10 @@
 #ifndef HW_REC_H
 #define HW_REC_H
 
-#include "../core/cfg.h"
+#include "../datasets/data_cfg.h"
 #include "../dist/dist.h"
 #include "gpt.h"
+#include "model_cfg.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -84,7 +85,8 @@ struct rec_out {
     double ctr, aux;
 };
 
-void rec_config_from_cfg(struct rec_config *rc, const struct hw_config *c, int n_item, int n_cat);
+void rec_config_from_cfg(struct rec_config *rc, const struct cfg_model *m, const struct cfg_rec *r,
+                         int n_item, int n_cat);
 void rec_signature(const struct rec_config *rc, char *out, size_t n);
 /* d == NULL: one process holding everything; otherwise the tables are split over DIST_DP. */
 void rec_init(struct rec_model *m, const struct rec_config *rc, const struct ops *ops,

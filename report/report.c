@@ -4,7 +4,7 @@
 #define _XOPEN_SOURCE 700 /* realpath, getline, gmtime_r */
 #include "report.h"
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../core/check.h"
 #include "../core/fsutil.h"
 #include "svg.h"

@@ -6,7 +6,7 @@
  * the `base:` line; only a missing top-level file is HW_EIO (tested here, not by a bad config).
  * The directory comes from $HW_TESTS_DIR (default "tests"). */
 #define _XOPEN_SOURCE 700
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../core/check.h"
 #include "check.h"
 

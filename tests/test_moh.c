@@ -5,6 +5,7 @@
  * model gradient of MoH / S2 / mixed layers (code form, paper form, qnorm STE, all-shared) against
  * central finite differences of the double-precision reference (tests/ref.h), which computes
  * every head densely and masks S2 explicitly - so the skipped work is checked too. */
+#include "../config/config.h"
 #include "../core/rng.h"
 #include "../model/gpt.h"
 #include "../ops/moh.h"

@@ -4,6 +4,7 @@
  * the synthetic generator's determinism and planted structure, and the real files in
  * ../shared/datasets when present. */
 #define _XOPEN_SOURCE 700
+#include "../config/config.h"
 #include "../core/check.h"
 #include "../datasets/rec_data.h"
 #include "check.h"

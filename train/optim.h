@@ -8,8 +8,8 @@
 #ifndef HW_OPTIM_H
 #define HW_OPTIM_H
 
-#include "../core/cfg.h"
 #include "../model/param.h"
+#include "train_cfg.h"
 
 #include <stddef.h>
 

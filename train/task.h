@@ -11,7 +11,7 @@
 #define HW_TASK_H
 
 #include "../ckpt/ckpt.h"
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../dist/dist.h"
 #include "../model/param.h"
 #include "optim.h"

@@ -328,7 +328,7 @@ static int prepare(struct rjob *j, const struct ops *be, char *err) {
              dd->skipped_rows, dd->cat_conflicts, dd->users_dropped, dd->targets_short,
              c->rec.min_hist);
     struct rec_config rc_;
-    rec_config_from_cfg(&rc_, c, dd->n_item, dd->n_cat);
+    rec_config_from_cfg(&rc_, &c->model, &c->rec, dd->n_item, dd->n_cat);
     rec_signature(&rc_, j->sig, sizeof(j->sig));
     /* the largest shard any rank will hold: rows split over the ranks, 4 floats per value
      * (parameter, gradient, two AdamW moments) */

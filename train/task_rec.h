@@ -6,7 +6,7 @@
 #ifndef HW_REC_TRAINER_H
 #define HW_REC_TRAINER_H
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../dist/dist.h"
 
 /* `headwise eval` with eval.tasks [rec]: each of eval.checkpoints (a file, or a run directory's

@@ -349,9 +349,19 @@ static void teardown(struct trainer *tr) {
 /* ---------------------------------------------------------------------------------------- */
 /* the loop */
 
-/* One optimizer step: the task's micro-batches forward and backward, the reduced gradients;
- * returns 0 with the step's loss, or an error code. */
-static int train_step(struct trainer *tr, double *loss, char *err) {
+/* The run around the trainer: what the summary and the progress line need. */
+struct loop {
+    struct trainer tr;
+    int tty, nan_step, stop_step, threads, start_step, n_timed, n_acc;
+    double t_start, tok_s_sum, mfu_sum, loss_acc;
+    double first_loss, last_loss, last_val, best_val;
+    /* this step */
+    double loss, gnorm, tps, mfu;
+};
+
+/* The micro-batches of one step forward and backward, the reduced gradients; 0 with the step's
+ * loss, or an error code. */
+static int forward_backward(struct trainer *tr, double *loss, char *err) {
     const struct train_task *t = tr->task;
     const int A = t->micro_batches(tr);
     int rc = 0;
@@ -370,214 +380,259 @@ static int train_step(struct trainer *tr, double *loss, char *err) {
     return 0;
 }
 
-int train_run(const struct hw_config *c, struct dist *d) {
-    struct trainer tr;
-    char err[HW_ERR_LEN];
-    memset(&tr, 0, sizeof(tr));
-    tr.c = c;
-    tr.d = d;
-    tr.unit = "tok";
-    tr.task = train_task_find(strcmp(c->model.family, "rec") ? c->train.task : "rec");
-    HW_ASSERT(tr.task); /* the config validated train.task */
+/* The job's start: the grid, threads, backend, task, optimizer, run directory, resume. */
+static int start(struct loop *L, const struct hw_config *c, struct dist *d, char *err) {
+    struct trainer *tr = &L->tr;
+    tr->c = c;
+    tr->d = d;
+    tr->unit = "tok";
+    tr->task = train_task_find(strcmp(c->model.family, "rec") ? c->train.task : "rec");
+    HW_ASSERT(tr->task); /* the config validated train.task */
     int rc = cfg_check_world(c, d->world, err);
-    if (rc) {
+    if (rc) { /* before the grid: rank 0 speaks */
         if (d->rank == 0)
             fprintf(stderr, "%s\n", err);
+        err[0] = '\0';
         return HW_EXIT_CONFIG;
     }
     dist_grid_init(d, c->dist.data, c->dist.context, c->dist.heads,
                    !strcmp(c->dist.context_mode, "ulysses"));
     /* threads: all cores of the node shared among its ranks unless set */
-    int threads = c->train.threads ? c->train.threads : dist_threads_per_rank(d);
-    threads = ops_set_threads(threads);
-    rc = setup(&tr, err);
-    if (rc) {
-        log_error("%s", err);
-        teardown(&tr);
+    L->threads = ops_set_threads(c->train.threads ? c->train.threads : dist_threads_per_rank(d));
+    if ((rc = setup(tr, err)))
         return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
-    }
     signals_install();
-    const struct cfg_train *t = &tr.sched;
-    const struct train_task *task = tr.task;
-    tr.peak_flops = tr.flops_per_token > 0 ? ops_sgemm_peak(0.3) : 0.0;
+    tr->peak_flops = tr->flops_per_token > 0 ? ops_sgemm_peak(0.3) : 0.0;
     /* under a launcher the ranks' stdout is forwarded, so no \r progress rewriting */
-    const int nan_step = env_step("HW_FAULT_NAN_STEP"), tty = isatty(1) && d->world == 1;
-    const int stop_step = env_step("HW_STOP_AFTER_STEP");
+    L->tty = isatty(1) && d->world == 1;
+    L->nan_step = env_step("HW_FAULT_NAN_STEP");
+    L->stop_step = env_step("HW_STOP_AFTER_STEP");
+    L->start_step = tr->step;
+    L->first_loss = L->last_loss = L->last_val = NAN;
+    L->best_val = INFINITY;
     double n_global = 0.0;
-    for (int i = 0; i < tr.ps.n; i++)
-        n_global += (double)tr.ps.p[i].gshape[0] *
-                    (double)(tr.ps.p[i].ndim == 2 ? tr.ps.p[i].gshape[1] : 1);
+    for (int i = 0; i < tr->ps.n; i++)
+        n_global += (double)tr->ps.p[i].gshape[0] *
+                    (double)(tr->ps.p[i].ndim == 2 ? tr->ps.p[i].gshape[1] : 1);
     log_info("headwise train (%s): %s | %.2fM params | %s | backend %s | %d threads/rank | sgemm "
              "peak %.1f GFLOP/s",
-             task->name, c->source, n_global / 1e6, tr.sig, tr.be->name, threads,
-             tr.peak_flops / 1e9);
-    log_info("run dir: %s | %d steps x %lld %s", c->run.dir, tr.steps,
-             (long long)tr.tokens_per_step, tr.unit);
+             tr->task->name, c->source, n_global / 1e6, tr->sig, tr->be->name, L->threads,
+             tr->peak_flops / 1e9);
+    log_info("run dir: %s | %d steps x %lld %s", c->run.dir, tr->steps,
+             (long long)tr->tokens_per_step, tr->unit);
     dist_grid_print(d);
-    log_info("optimizer state: %.3fM floats per rank (%s)", (double)tr.opt.n * 2 / 1e6,
-             tr.zero ? "ZeRO-1: moments sharded over data x context" : "replicated");
-    double first_loss = NAN, last_loss = NAN, last_val = NAN, best_val = INFINITY;
-    double t_start = log_now(), tok_s_sum = 0.0, mfu_sum = 0.0, loss_acc = 0.0;
-    int start_step = tr.step, n_timed = 0, n_acc = 0, exit_code = HW_EXIT_OK;
-    while (tr.step < tr.steps) {
-        double t0 = log_now(), loss = NAN;
-        tr.lr = optim_lr(t, tr.step);
-        dist_stats_reset(d);
-        if ((rc = train_step(&tr, &loss, err))) {
-            log_error("%s", err);
-            exit_code = HW_EXIT_FAIL;
-            break;
-        }
-        if (tr.step + 1 == nan_step)
-            loss = NAN;
-        const int need_norm = task->log_grad_norm || t->grad_clip > 0;
-        double gnorm = need_norm ? task->grad_norm(&tr) : 0.0;
-        if (!isfinite(loss) || !isfinite(gnorm)) {
-            log_error("%s: step %d: %s is %s; stopping without saving a checkpoint (last good "
-                      "checkpoint: %s)",
-                      c->source, tr.step + 1, isfinite(loss) ? "gradient norm" : "loss",
-                      isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "Inf",
-                      tr.last_ckpt[0] ? tr.last_ckpt : "none");
-            exit_code = HW_EXIT_NUMERIC;
-            break;
-        }
-        float clip =
-            t->grad_clip > 0 && gnorm > t->grad_clip ? (float)(t->grad_clip / gnorm) : 1.0f;
-        optim_step(&tr.opt, &tr.ps, t, (float)tr.lr, tr.step + 1, clip);
-        if (task->after_update)
-            task->after_update(&tr);
-        tr.step++;
-        tr.tokens_seen += tr.tokens_per_step;
-        double dt = log_now() - t0, tps = (double)tr.tokens_per_step / dt;
-        double mfu = tr.peak_flops > 0 ? tps * tr.flops_per_token / (tr.peak_flops * d->world) : 0;
-        tr.step_s = dt;
-        if (tr.step > start_step + 1 || tr.steps - start_step == 1) {
-            tok_s_sum += tps;
-            mfu_sum += mfu;
-            n_timed++;
-        }
-        if (isnan(first_loss))
-            first_loss = loss;
-        last_loss = loss;
-        loss_acc += loss;
-        n_acc++;
-        /* validation, the metrics line and the progress line */
-        const int val_now = task->val_due(&tr);
-        const int log_now_ = task->log_due(&tr, val_now);
-        double vloss = NAN;
-        char note[96] = "";
-        json_t *j = json_object();
-        json_object_set_new(j, "step", json_integer(tr.step));
-        json_object_set_new(j, "loss", num(&tr, loss_acc / n_acc));
-        if (task->metrics)
-            task->metrics(&tr, j, TASK_METRICS_LOSS);
-        json_object_set_new(j, "lr", num(&tr, tr.lr));
-        if (task->log_grad_norm)
-            json_object_set_new(j, "grad_norm", json_real((float)gnorm));
-        char unit_key[32];
-        snprintf(unit_key, sizeof(unit_key), "%s_per_s",
-                 !strcmp(tr.unit, "tok") ? "tokens" : tr.unit);
-        json_object_set_new(j, unit_key, json_real(round(tps)));
-        if (tr.peak_flops > 0)
-            json_object_set_new(j, "mfu", json_real(round(mfu * 1e4) / 1e4));
-        if (task->metrics)
-            task->metrics(&tr, j, TASK_METRICS_BEFORE_VAL);
-        if (val_now) {
-            vloss = task->validate(&tr, j, note, sizeof(note), err, &rc);
-            if (rc) {
-                json_decref(j);
-                log_error("%s", err);
-                exit_code = HW_EXIT_FAIL;
-                break;
-            }
-            if (!isnan(vloss)) {
-                last_val = vloss;
-                best_val = vloss < best_val ? vloss : best_val;
-            }
-        }
-        if (task->metrics)
-            task->metrics(&tr, j, TASK_METRICS_AFTER_VAL);
-        comm_fields(&tr, j);
-        if (log_now_) {
-            append_line(&tr, j);
-            loss_acc = 0.0;
-            n_acc = 0;
-        } else {
+    log_info("optimizer state: %.3fM floats per rank (%s)", (double)tr->opt.n * 2 / 1e6,
+             tr->zero ? "ZeRO-1: moments sharded over data x context" : "replicated");
+    L->t_start = log_now();
+    return HW_EXIT_OK;
+}
+
+/* One optimizer step: forward and backward, the gradient norm (and the stop on a non-finite
+ * loss or norm), clipping, AdamW. */
+static int step(struct loop *L, char *err) {
+    struct trainer *tr = &L->tr;
+    const struct cfg_train *t = &tr->sched;
+    const double t0 = log_now();
+    tr->lr = optim_lr(t, tr->step);
+    dist_stats_reset(tr->d);
+    if (forward_backward(tr, &L->loss, err))
+        return HW_EXIT_FAIL;
+    if (tr->step + 1 == L->nan_step)
+        L->loss = NAN;
+    L->gnorm = tr->task->log_grad_norm || t->grad_clip > 0 ? tr->task->grad_norm(tr) : 0.0;
+    if (!isfinite(L->loss) || !isfinite(L->gnorm)) {
+        hw_errf(err, HW_ENUMERIC,
+                "%s: step %d: %s is %s; stopping without saving a checkpoint (last good "
+                "checkpoint: %s)",
+                tr->c->source, tr->step + 1, isfinite(L->loss) ? "gradient norm" : "loss",
+                isnan(isfinite(L->loss) ? L->gnorm : L->loss) ? "NaN" : "Inf",
+                tr->last_ckpt[0] ? tr->last_ckpt : "none");
+        return HW_EXIT_NUMERIC;
+    }
+    const float clip =
+        t->grad_clip > 0 && L->gnorm > t->grad_clip ? (float)(t->grad_clip / L->gnorm) : 1.0f;
+    optim_step(&tr->opt, &tr->ps, t, (float)tr->lr, tr->step + 1, clip);
+    if (tr->task->after_update)
+        tr->task->after_update(tr);
+    tr->step++;
+    tr->tokens_seen += tr->tokens_per_step;
+    tr->step_s = log_now() - t0;
+    L->tps = (double)tr->tokens_per_step / tr->step_s;
+    L->mfu =
+        tr->peak_flops > 0 ? L->tps * tr->flops_per_token / (tr->peak_flops * tr->d->world) : 0.0;
+    if (tr->step > L->start_step + 1 || tr->steps - L->start_step == 1) {
+        L->tok_s_sum += L->tps;
+        L->mfu_sum += L->mfu;
+        L->n_timed++;
+    }
+    if (isnan(L->first_loss))
+        L->first_loss = L->loss;
+    L->last_loss = L->loss;
+    L->loss_acc += L->loss;
+    L->n_acc++;
+    return HW_EXIT_OK;
+}
+
+/* The progress line: rewritten in place on a terminal, a log line every train.log_every steps
+ * otherwise (and whenever validation ran). */
+static void progress(const struct loop *L, const char *note) {
+    const struct trainer *tr = &L->tr;
+    const double elapsed = log_now() - L->t_start;
+    const double eta = elapsed / (tr->step - L->start_step) * (tr->steps - tr->step);
+    char eta_s[32];
+    fmt_time(eta_s, sizeof(eta_s), eta);
+    if (L->tty && tr->d->rank == 0) {
+        printf("\rstep %6d/%d | loss %.4f | lr %.2e | %.0f %s/s | mfu %.1f%% | eta %s   ", tr->step,
+               tr->steps, L->loss, tr->lr, L->tps, tr->unit, 100 * L->mfu, eta_s);
+        if (note[0])
+            printf("\n  %s\n", note);
+        fflush(stdout);
+    }
+    if (!L->tty && (tr->step % tr->c->train.log_every == 0 || tr->step == tr->steps || note[0])) {
+        char vs[112] = "";
+        if (note[0])
+            snprintf(vs, sizeof(vs), " | %s", note);
+        log_info(
+            "step %6d/%d | loss %.4f | lr %.2e | grad %.3f | %.0f %s/s | mfu %.1f%% | eta %s%s",
+            tr->step, tr->steps, L->loss, tr->lr, L->gnorm, L->tps, tr->unit, 100 * L->mfu, eta_s,
+            vs);
+    }
+}
+
+/* Validation when due, the metrics line (every step, or when the task says so: the loss is the
+ * mean since the last line) and the progress line. */
+static int validate_and_log(struct loop *L, char *err) {
+    struct trainer *tr = &L->tr;
+    const struct train_task *task = tr->task;
+    const int val_now = task->val_due(tr), write = task->log_due(tr, val_now);
+    char note[96] = "", unit_key[32];
+    json_t *j = json_object();
+    json_object_set_new(j, "step", json_integer(tr->step));
+    json_object_set_new(j, "loss", num(tr, L->loss_acc / L->n_acc));
+    if (task->metrics)
+        task->metrics(tr, j, TASK_METRICS_LOSS);
+    json_object_set_new(j, "lr", num(tr, tr->lr));
+    if (task->log_grad_norm)
+        json_object_set_new(j, "grad_norm", json_real((float)L->gnorm));
+    snprintf(unit_key, sizeof(unit_key), "%s_per_s",
+             !strcmp(tr->unit, "tok") ? "tokens" : tr->unit);
+    json_object_set_new(j, unit_key, json_real(round(L->tps)));
+    if (tr->peak_flops > 0)
+        json_object_set_new(j, "mfu", json_real(round(L->mfu * 1e4) / 1e4));
+    if (task->metrics)
+        task->metrics(tr, j, TASK_METRICS_BEFORE_VAL);
+    if (val_now) {
+        int rc = 0;
+        const double v = task->validate(tr, j, note, sizeof(note), err, &rc);
+        if (rc) {
             json_decref(j);
+            return HW_EXIT_FAIL;
         }
-        double elapsed = log_now() - t_start;
-        double eta = elapsed / (tr.step - start_step) * (tr.steps - tr.step);
-        char eta_s[32];
-        fmt_time(eta_s, sizeof(eta_s), eta);
-        if (tty && d->rank == 0) {
-            printf("\rstep %6d/%d | loss %.4f | lr %.2e | %.0f %s/s | mfu %.1f%% | eta %s   ",
-                   tr.step, tr.steps, loss, tr.lr, tps, tr.unit, 100 * mfu, eta_s);
-            if (note[0])
-                printf("\n  %s\n", note);
-            fflush(stdout);
-        }
-        if (!tty && (tr.step % t->log_every == 0 || tr.step == tr.steps || note[0])) {
-            char vs[112] = "";
-            if (note[0])
-                snprintf(vs, sizeof(vs), " | %s", note);
-            log_info("step %6d/%d | loss %.4f | lr %.2e | grad %.3f | %.0f %s/s | mfu %.1f%% | eta "
-                     "%s%s",
-                     tr.step, tr.steps, loss, tr.lr, gnorm, tps, tr.unit, 100 * mfu, eta_s, vs);
-        }
-        int stop = signals_pending();
-        if (tr.step == stop_step)
-            stop = SIGUSR1; /* test hook: behave as if preempted here */
-        stop = dist_allreduce_max_int(d, stop);
-        int due = (c->run.ckpt_every && tr.step % c->run.ckpt_every == 0) || tr.step == tr.steps;
-        if (due || stop) {
-            if ((rc = save_checkpoint(&tr, err))) {
-                log_error("%s", err);
-                /* HDF5 may still hold a file it failed to flush (a full disk) and crash in its
-                 * exit-time cleanup; the older checkpoints are safe, so leave without it */
-                fflush(NULL);
-                if (d->world > 1)
-                    hw_exit(HW_EXIT_FAIL);
-                _exit(HW_EXIT_FAIL);
-            }
-            if (tty && d->rank == 0)
-                printf("\n");
-            log_info("checkpoint: %s", tr.last_ckpt);
-        }
-        if (stop) {
-            log_info("stopped by signal %d at step %d after saving %s; exit code %d asks to be "
-                     "requeued",
-                     stop, tr.step, tr.last_ckpt, HW_EXIT_REQUEUE);
-            exit_code = HW_EXIT_REQUEUE;
-            break;
+        if (!isnan(v)) {
+            L->last_val = v;
+            L->best_val = v < L->best_val ? v : L->best_val;
         }
     }
-    if (tty && d->rank == 0)
+    if (task->metrics)
+        task->metrics(tr, j, TASK_METRICS_AFTER_VAL);
+    comm_fields(tr, j);
+    if (write) {
+        append_line(tr, j);
+        L->loss_acc = 0.0;
+        L->n_acc = 0;
+    } else {
+        json_decref(j);
+    }
+    progress(L, note);
+    return HW_EXIT_OK;
+}
+
+/* A checkpoint when due or when a signal arrived (on any rank); a signal ends the run with the
+ * requeue code. A failed save leaves at once: the older checkpoints are safe. */
+static int checkpoint_and_signals(struct loop *L, char *err) {
+    struct trainer *tr = &L->tr;
+    const struct hw_config *c = tr->c;
+    int stop = signals_pending();
+    if (tr->step == L->stop_step)
+        stop = SIGUSR1; /* test hook: behave as if preempted here */
+    stop = dist_allreduce_max_int(tr->d, stop);
+    const int due =
+        (c->run.ckpt_every && tr->step % c->run.ckpt_every == 0) || tr->step == tr->steps;
+    if (due || stop) {
+        if (save_checkpoint(tr, err)) {
+            log_error("%s", err);
+            /* HDF5 may still hold a file it failed to flush (a full disk) and crash in its
+             * exit-time cleanup; the older checkpoints are safe, so leave without it */
+            fflush(NULL);
+            if (tr->d->world > 1)
+                hw_exit(HW_EXIT_FAIL);
+            _exit(HW_EXIT_FAIL);
+        }
+        if (L->tty && tr->d->rank == 0)
+            printf("\n");
+        log_info("checkpoint: %s", tr->last_ckpt);
+    }
+    if (!stop)
+        return HW_EXIT_OK;
+    log_info("stopped by signal %d at step %d after saving %s; exit code %d asks to be requeued",
+             stop, tr->step, tr->last_ckpt, HW_EXIT_REQUEUE);
+    return HW_EXIT_REQUEUE;
+}
+
+/* The task's final word (rec: the best-validation test scores) and the summary. */
+static int finish(struct loop *L, int code, char *err) {
+    struct trainer *tr = &L->tr;
+    if (L->tty && tr->d->rank == 0)
         printf("\n");
-    if (exit_code == HW_EXIT_OK && task->final && (rc = task->final(&tr, err))) {
+    if (code == HW_EXIT_OK && tr->task->final && tr->task->final(tr, err)) {
         log_error("%s", err);
-        exit_code = HW_EXIT_FAIL;
+        code = HW_EXIT_FAIL;
     }
-    if (exit_code == HW_EXIT_OK || exit_code == HW_EXIT_REQUEUE) {
+    if (code == HW_EXIT_OK || code == HW_EXIT_REQUEUE) {
         char el[32];
-        fmt_time(el, sizeof(el), log_now() - t_start);
+        fmt_time(el, sizeof(el), log_now() - L->t_start);
         log_info("---- summary ----");
-        if (tr.step == start_step)
-            log_info("nothing to do: the checkpoint is already at step %d of %d", tr.step,
-                     tr.steps);
+        if (tr->step == L->start_step)
+            log_info("nothing to do: the checkpoint is already at step %d of %d", tr->step,
+                     tr->steps);
         else
-            log_info("steps %d..%d in %s | train loss %.4f -> %.4f", start_step + 1, tr.step, el,
-                     first_loss, last_loss);
-        if (!isnan(last_val))
-            log_info("val loss %.4f (best %.4f)", last_val, best_val);
-        if (n_timed)
-            log_info("throughput %.0f %s/s%s", tok_s_sum / n_timed, tr.unit,
-                     tr.peak_flops > 0 ? "" : " (no MFU for this model)");
-        if (n_timed && tr.peak_flops > 0)
-            log_info("mfu %.1f%% of the measured sgemm peak", 100 * mfu_sum / n_timed);
-        log_info("run dir:    %s", c->run.dir);
-        log_info("metrics:    %s", tr.metrics_path);
-        log_info("checkpoint: %s", tr.last_ckpt[0] ? tr.last_ckpt : "none");
+            log_info("steps %d..%d in %s | train loss %.4f -> %.4f", L->start_step + 1, tr->step,
+                     el, L->first_loss, L->last_loss);
+        if (!isnan(L->last_val))
+            log_info("val loss %.4f (best %.4f)", L->last_val, L->best_val);
+        if (L->n_timed)
+            log_info("throughput %.0f %s/s%s", L->tok_s_sum / L->n_timed, tr->unit,
+                     tr->peak_flops > 0 ? "" : " (no MFU for this model)");
+        if (L->n_timed && tr->peak_flops > 0)
+            log_info("mfu %.1f%% of the measured sgemm peak", 100 * L->mfu_sum / L->n_timed);
+        log_info("run dir:    %s", tr->c->run.dir);
+        log_info("metrics:    %s", tr->metrics_path);
+        log_info("checkpoint: %s", tr->last_ckpt[0] ? tr->last_ckpt : "none");
     }
-    teardown(&tr);
-    return exit_code;
+    teardown(tr);
+    return code;
+}
+
+/* The training job: step / validate and log / checkpoint and signals, until the last step. */
+int train_run(const struct hw_config *c, struct dist *d) {
+    struct loop L;
+    char err[HW_ERR_LEN] = "";
+    memset(&L, 0, sizeof(L));
+    int code = start(&L, c, d, err);
+    if (code != HW_EXIT_OK) {
+        if (err[0])
+            log_error("%s", err);
+        teardown(&L.tr);
+        return code;
+    }
+    while (code == HW_EXIT_OK && L.tr.step < L.tr.steps) {
+        code = step(&L, err);
+        if (code == HW_EXIT_OK)
+            code = validate_and_log(&L, err);
+        if (code == HW_EXIT_OK)
+            code = checkpoint_and_signals(&L, err);
+        else
+            log_error("%s", err);
+    }
+    return finish(&L, code, err);
 }

@@ -4,7 +4,7 @@
 #ifndef HW_TRAINER_H
 #define HW_TRAINER_H
 
-#include "../core/cfg.h"
+#include "../config/config.h"
 #include "../dist/dist.h"
 
 /* Runs the job described by c; returns a process exit code (enum hw_exit). */

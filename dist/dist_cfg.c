@@ -1,0 +1,33 @@
+/* dist/dist_cfg.c -- the `dist` section's keys (see dist_cfg.h). Its rules are checked by the
+ * modules whose sharding they protect (model_cfg.c, train_cfg.c) and, at run time, against the
+ * number of MPI ranks (config/config.c). */
+#include "dist_cfg.h"
+
+#include <stddef.h>
+
+static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
+
+#define CFG_S   struct cfg_dist
+#define CFG_SEC dist
+static const struct cfg_key keys[] = {
+    CFG_INT(data, 1, 1, 65536, "data-parallel ranks: each takes micro_batch/data sequences"),
+    CFG_INT(heads, 1, 1, 1024,
+            "head (tensor) parallel ranks: attention heads and MLP columns are split across them"),
+    CFG_INT(context, 1, 1, 65536,
+            "context-parallel ranks: each holds 2 of 2*context sequence chunks (zig-zag)"),
+    CFG_ENUM(context_mode, "ring", cmode_vals,
+             "ring: K/V pass around the ring with log-sum-exp merges; ulysses: all-to-all swaps "
+             "sequence for heads"),
+    CFG_INT(bucket_kb, 0, 0, 16777216,
+            "gradient all-reduce bucket size in KiB, launched during the backward; 0 = one bucket "
+            "per layer"),
+    CFG_BOOL(zero, 0,
+             "ZeRO-1: reduce-scatter the gradients, keep the AdamW moments of 1/(data*context) of "
+             "the parameters per rank, all-gather the updated parameters"),
+};
+
+const struct cfg_section cfg_section_dist = {
+    .name = "dist",
+    .keys = keys,
+    .n_keys = (int)(sizeof(keys) / sizeof(keys[0])),
+};

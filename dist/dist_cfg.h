@@ -1,0 +1,19 @@
+/* dist/dist_cfg.h -- the `dist` section of the config: the data x heads x context grid, the
+ * context-parallel mode, gradient buckets and ZeRO-1; keys in dist_cfg.c. */
+#ifndef HW_DIST_CFG_H
+#define HW_DIST_CFG_H
+
+#include "../core/cfg.h"
+
+struct cfg_dist {
+    int data;                        /* data-parallel ranks */
+    int heads;                       /* head (tensor) parallel ranks */
+    int context;                     /* context (sequence) parallel ranks */
+    char context_mode[CFG_NAME_MAX]; /* "ring" | "ulysses" */
+    int bucket_kb;                   /* gradient all-reduce bucket size; 0 = one per layer */
+    int zero;                        /* ZeRO-1: shard the optimizer state over data x context */
+};
+
+extern const struct cfg_section cfg_section_dist;
+
+#endif /* HW_DIST_CFG_H */
