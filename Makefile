@@ -5,6 +5,7 @@
 CC       ?= gcc
 PKG      ?= pkg-config
 HDF5     ?= hdf5-openmpi
+.DEFAULT_GOAL := all
 BUILD    ?= build
 comma    := ,
 WERROR   ?= 1

@@ -28,11 +28,12 @@ static void fill(float *x, size_t n, uint64_t seed) {
 /* best-of-reps seconds of forward + backward */
 static double time_attn(const struct attn_shape *s, float *qkv, float *out, float *lse, float *dout,
                         float *dqkv, int reps) {
+    const struct ops *o = ops_for(BACKEND_CPU);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = log_now();
-        attention_forward_cpu(out, lse, qkv, s);
-        attention_backward_cpu(dqkv, dout, out, lse, qkv, s);
+        o->attention_forward(out, lse, qkv, s);
+        o->attention_backward(dqkv, dout, out, lse, qkv, s);
         double dt = log_now() - t0;
         best = dt < best ? dt : best;
     }

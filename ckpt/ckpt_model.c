@@ -10,8 +10,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int ckpt_load_model(const struct dist *d, const char *path, struct hw_config *cfg, struct bpe *tok,
-                    struct gpt *m, int64_t *step, char *resolved, char *err) {
+int ckpt_load_model(const struct dist *d, const char *path, const struct ops *be,
+                    struct hw_config *cfg, struct bpe *tok, struct gpt *m, int64_t *step,
+                    char *resolved, char *err) {
     char file[CKPT_PATH_LEN];
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -54,7 +55,10 @@ int ckpt_load_model(const struct dist *d, const char *path, struct hw_config *cf
             rc = hw_errf(err, HW_EMISMATCH, "%s: stored model '%s' does not match its config '%s'",
                          file, meta.model_sig, sig);
         } else {
-            gpt_init(m, &gc, ops_for(BACKEND_CPU), NULL);
+            rc = gpt_build(m, &gc, be, NULL, err);
+            /* weights are read into host memory and uploaded: the backend's memory may be a
+             * device's */
+            float *host = rc ? NULL : malloc(sizeof(float) * (m->num_params ? m->num_params : 1));
             for (int i = 0; i < m->n_params && !rc; i++) {
                 const struct param *p = &m->params[i];
                 struct ckpt_tensor t;
@@ -63,9 +67,12 @@ int ckpt_load_model(const struct dist *d, const char *path, struct hw_config *cf
                 t.ndim = p->ndim;
                 for (int k = 0; k < p->ndim; k++)
                     t.shape[k] = t.count[k] = p->shape[k];
-                t.data = m->param_mem + p->offset;
+                t.data = host + p->offset;
                 rc = ckpt_read_tensor(&f, "model", &t, err);
             }
+            if (!rc)
+                be->upload(m->param_mem, host, sizeof(float) * m->num_params);
+            free(host);
         }
     }
     if (!rc && step)

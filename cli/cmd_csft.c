@@ -34,7 +34,8 @@ int cmd_csft_score(int argc, char **argv, struct dist *d) {
     struct gpt m;
     memset(&m, 0, sizeof(m));
     int64_t step = 0;
-    int rc = ckpt_load_model(d, ckpt, &cfg, &tok, &m, &step, file, err);
+    /* the CPU backend: the attention probes read the model's activations in host memory */
+    int rc = ckpt_load_model(d, ckpt, ops_for(BACKEND_CPU), &cfg, &tok, &m, &step, file, err);
     if (rc) {
         log_error("%s", err);
         bpe_free(&tok);

@@ -49,13 +49,14 @@ static int32_t pick_token(const float *logits, int V, double temperature, int to
 }
 
 int cmd_sample(int argc, char **argv, struct dist *d) {
-    static const char *const valued[] = {"--prompt", "--tokens", "--temperature", "--top-k",
-                                         "--seed",   "--system", "--pasta",       NULL};
+    static const char *const valued[] = {"--prompt", "--tokens",  "--temperature",
+                                         "--top-k",  "--seed",    "--system",
+                                         "--pasta",  "--backend", NULL};
     char *pos[2], err[HW_ERR_LEN], file[CKPT_PATH_LEN];
     if (cli_positional(argc, argv, valued, pos, 2) != 1) {
         log_error("usage: headwise sample CKPT|RUN_DIR [--prompt S] [--tokens N] "
                   "[--temperature T] [--top-k K] [--seed S] [--chat [--system S] [--indicator] "
-                  "[--pasta ALPHA]]");
+                  "[--pasta ALPHA]] [--backend cpu|cuda]");
         return HW_EXIT_CONFIG;
     }
     const char *prompt = cli_opt(argc, argv, "--prompt", "\n");
@@ -82,7 +83,13 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
     struct gpt m;
     memset(&m, 0, sizeof(m));
     int64_t step = 0;
-    int rc = ckpt_load_model(d, pos[0], &cfg, &tok, &m, &step, file, err);
+    const char *why = NULL, *backend = cli_opt(argc, argv, "--backend", "cpu");
+    const struct ops *be = ops_by_name(backend, &why);
+    if (!be) {
+        log_error("sample: --backend %s: %s", backend, why ? why : "unknown backend (cpu, cuda)");
+        return HW_EXIT_CONFIG;
+    }
+    int rc = ckpt_load_model(d, pos[0], be, &cfg, &tok, &m, &step, file, err);
     if (rc) {
         log_error("%s", err);
         bpe_free(&tok);

@@ -17,7 +17,7 @@ static void usage(FILE *f) {
         "  train CONFIG [key.path=value ...]   train (resumes from the run dir's latest "
         "checkpoint)\n"
         "  sample CKPT|RUN_DIR [--prompt S] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
-        "         [--chat] [--system S] [--indicator] [--pasta ALPHA]\n"
+        "         [--chat] [--system S] [--indicator] [--pasta ALPHA] [--backend cpu|cuda]\n"
         "  data prepare (--input FILE [--format text|jsonl] [--field F] | --synthetic [--bytes "
         "N])\n"
         "               --out DIR [--vocab N] [--val-frac F] [--seed S]\n"

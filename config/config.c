@@ -69,6 +69,12 @@ void cfg_where(const struct hw_config *c, const char *key, char *out, size_t n) 
     cfg_schema_where(&hw_schema, c, key, out, n);
 }
 
+int cfg_key_error(const struct hw_config *c, const char *key, const char *why, char *err) {
+    char where[CFG_PATH_MAX + 32];
+    cfg_where(c, key, where, sizeof(where));
+    return hw_errf(err, HW_ECONFIG, "%s: error: %s: %s", where, key, why);
+}
+
 int cfg_check_world(const struct hw_config *c, int world, char *err) {
     const struct cfg_dist *g = &c->dist;
     long long grid = (long long)g->data * g->context * g->heads;

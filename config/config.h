@@ -62,6 +62,10 @@ void cfg_write_docs(FILE *f);
 /* "file:line:col" where key was last set (the config's own file, 1:1, for defaults). */
 void cfg_where(const struct hw_config *c, const char *key, char *out, size_t n);
 
+/* A value the schema accepted is refused at run time (a backend this build or machine lacks):
+ * "file:line:col: error: key: why". Returns HW_ECONFIG. */
+int cfg_key_error(const struct hw_config *c, const char *key, const char *why, char *err);
+
 /* Rules that need the job's size: dist.data * dist.context * dist.heads == world.
  * Returns 0 or HW_ECONFIG with "file:line:col: error: ..." at the dist keys. */
 int cfg_check_world(const struct hw_config *c, int world, char *err);

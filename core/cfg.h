@@ -20,7 +20,7 @@
 #define CFG_NAME_MAX  32
 #define CFG_LIST_MAX  16
 #define CFG_MAX_KEYS  192
-#define CFG_MAX_FILES 8
+#define CFG_MAX_FILES 32
 
 /* A YAML list of strings (a single scalar is a list of one). */
 struct cfg_list {

@@ -193,6 +193,15 @@ int eval_run(const struct hw_config *c, struct dist *d) {
      * ranks for more speed); our own kernels' results do not depend on their thread count */
     ops_set_threads(dist_threads_per_rank(d));
     ops_set_blas_threads(1);
+    /* the job's run.backend runs every checkpoint's model (the stored configs' are ignored) */
+    const char *why = NULL;
+    const struct ops *be = ops_by_name(c->run.backend, &why);
+    if (!be) {
+        char err2[HW_ERR_LEN];
+        cfg_key_error(c, "run.backend", why ? why : "unknown backend", err2);
+        log_error("%s", err2);
+        return HW_EXIT_CONFIG;
+    }
     char *eval_yaml = cfg_to_yaml(c);
     json_t *summary = json_array();
     int exit_code = HW_EXIT_OK;
@@ -205,7 +214,7 @@ int eval_run(const struct hw_config *c, struct dist *d) {
         int64_t step = 0;
         char file[CKPT_PATH_LEN];
         memset(&m, 0, sizeof(m));
-        rc = ckpt_load_model(d, items[k].path, &mc, &tok, &m, &step, file, err);
+        rc = ckpt_load_model(d, items[k].path, be, &mc, &tok, &m, &step, file, err);
         if (dist_allreduce_max_int(d, rc ? 1 : 0)) {
             log_error("%s", rc ? err : "checkpoint load failed on another rank");
             bpe_free(&tok);

@@ -108,8 +108,8 @@ extern "C" const struct ops *ops_cuda_table(const char **why) {
     static char msg[256];
     if (cuda_device_count() == 0) {
         snprintf(msg, sizeof(msg),
-                 "run.backend cuda: no CUDA device found (the driver reports none); run on a GPU "
-                 "node or set run.backend: cpu");
+                 "no CUDA device found (the driver reports none); run on a GPU node or use the "
+                 "cpu backend");
         *why = msg;
         return NULL;
     }

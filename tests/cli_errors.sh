@@ -34,8 +34,30 @@ cp "$D/tokenizer.json" "$T/text.h5"
 expect_exit 1 "a shard that is not HDF5" "$HW" train "$@" data.train="$T/text.h5" run.dir="$T/r0"
 err_has "$T/text.h5: not a readable HDF5 token shard"
 
+# a backend that cannot run the model is refused in one line before anything is written: a
+# CPU-only build has no CUDA backend, a CUDA build on a machine without a GPU has no device, and
+# on a GPU the CUDA backend lacks the MoH op group
+one_line() { ok "one line on stderr" test "$(wc -l <"$T/err")" -eq 1; }
+expect_exit 2 "train: run.backend=cuda for an MoH model" "$HW" train "$@" run.dir="$T/rb" run.backend=cuda model.attention.kind=moh
+err_has ":1:13: error: run.backend: "
+ok "names the missing build, device or op group" grep -qE "no CUDA backend|no CUDA device|needs attn_moh, which the cuda backend does not have" "$T/err"
+one_line
+ok "nothing written" test ! -e "$T/rb/latest"
+expect_exit 2 "train: unknown backend" "$HW" train "$@" run.dir="$T/rb" run.backend=tpu
+err_has "run.backend: expected one of"
 # a good run to corrupt
 expect_exit 0 "train 4 steps" "$HW" train "$@" run.dir="$T/r"
+if nvidia-smi -L >/dev/null 2>&1; then
+    echo "skip eval/sample on run.backend=cuda refusals: this machine has a GPU"
+else
+    expect_exit 2 "eval: run.backend cuda without a GPU" "$HW" eval --ckpt "$T/r" --tasks perplexity \
+        --perplexity-data "$D/val.h5" --output "$T/ev" run.backend=cuda
+    err_has ":1:13: error: run.backend: "
+    ok "names the missing build or device" grep -qE "no CUDA backend|no CUDA device" "$T/err"
+    one_line
+    expect_exit 2 "sample --backend cuda without a GPU" "$HW" sample "$T/r" --tokens 4 --backend cuda
+    ok "names the missing build or device" grep -qE "no CUDA backend|no CUDA device" "$T/err"
+fi
 sums() { md5sum "$T"/r/ckpt_*.h5 "$T/r/latest"; }
 sums >"$T/sums.before"
 expect_exit 2 "resume with another model shape" "$HW" train "$@" run.dir="$T/r" model.d_model=64 train.steps=6

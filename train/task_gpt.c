@@ -175,10 +175,9 @@ int gpt_task_model(struct trainer *tr, int n_cls, int shard_vocab, char *err) {
     gc.n_cls = n_cls;
     gpt_config_signature(&gc, tr->sig, sizeof(tr->sig));
     if ((rc = gpt_build(&g->model, &gc, tr->be, tr->d, err))) {
-        char where[CFG_PATH_MAX + 32], tmp[HW_ERR_LEN];
-        cfg_where(c, "run.backend", where, sizeof(where));
-        snprintf(tmp, sizeof(tmp), "%s", err);
-        return hw_errf(err, rc, "%s: error: run.backend: %s", where, tmp);
+        char why[HW_ERR_LEN];
+        snprintf(why, sizeof(why), "%s", err);
+        return cfg_key_error(c, "run.backend", why, err);
     }
     gpt_init_weights(&g->model, (uint64_t)c->train.seed);
     tr->ps = gpt_param_set(&g->model);

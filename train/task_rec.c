@@ -641,6 +641,7 @@ static int eval_one(const struct hw_config *c, struct dist *d, const char *in, c
                      path, mc.model.family);
     if (!rc) {
         j.c = &mc;
+        /* scored on the CPU backend: the rec model's dense part needs OPS_CAP_REC */
         rc = prepare(&j, ops_for(BACKEND_CPU), err);
     }
     if (!rc && strcmp(meta.model_sig, j.sig))

@@ -279,12 +279,6 @@ static int env_step(const char *name) {
 /* ---------------------------------------------------------------------------------------- */
 /* setup */
 
-static int config_error(const struct hw_config *c, const char *key, const char *why, char *err) {
-    char where[CFG_PATH_MAX + 32];
-    cfg_where(c, key, where, sizeof(where));
-    return hw_errf(err, HW_ECONFIG, "%s: error: %s: %s", where, key, why);
-}
-
 /* The backend, the task's data and model, the optimizer and the run directory. */
 static int setup(struct trainer *tr, char *err) {
     const struct hw_config *c = tr->c;
@@ -292,7 +286,7 @@ static int setup(struct trainer *tr, char *err) {
     int rc;
     tr->be = ops_by_name(c->run.backend, &why);
     if (!tr->be)
-        return config_error(c, "run.backend", why ? why : "unknown backend", err);
+        return cfg_key_error(c, "run.backend", why ? why : "unknown backend", err);
     if ((rc = tr->task->setup(tr, err)))
         return rc;
     if (!tr->steps)
