@@ -16,6 +16,8 @@ DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmp
             libyaml-dev libjansson-dev libopenblas-openmp-dev python3-h5py python3-sklearn \
             python3-nltk
 BENCH_PKGS := python3-torch
+# tests/test_torch_parity compares against PyTorch (skipped, saying so, where torch is missing)
+TEST_PKGS  := python3-torch
 
 NVCC      ?= $(shell command -v nvcc 2>/dev/null)
 CUDA      ?= $(if $(NVCC),1,0)
@@ -51,7 +53,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIBHW    := $(BUILD)/libheadwise.a
 
-.PHONY: all deps deps-check test check demo bench bench-attn clean format format-check docs help
+.PHONY: all deps test-deps deps-check test check demo bench bench-attn clean format format-check docs help
 all: deps-check $(BUILD)/headwise
 
 help:
@@ -66,6 +68,9 @@ help:
 # dependencies
 deps:
 	@BENCH=$(BENCH) sh tools/deps.sh $(DEB_PKGS) $(if $(BENCH),$(BENCH_PKGS),)
+
+test-deps:
+	@BENCH=$(BENCH) sh tools/deps.sh $(DEB_PKGS) $(TEST_PKGS) $(if $(BENCH),$(BENCH_PKGS),)
 
 deps-check:
 	@sh tools/deps.sh --check $(DEB_PKGS) || { \
@@ -98,13 +103,13 @@ $(BUILD)/tests/%: tests/%.c $(LIBHW)
 
 # ---------------------------------------------------------------------------------------------
 # tests and demo
-test: deps
+test: test-deps
 	@$(MAKE) --no-print-directory $(BUILD)/headwise tests-bin
 	@BUILD=$(BUILD) sh tests/run.sh
 
 tests-bin: $(TEST_BINS)
 
-check: deps
+check: test-deps
 	@$(MAKE) --no-print-directory BUILD=build/san \
 	  OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  build/san/headwise tests-bin
