@@ -40,7 +40,7 @@ err_has "$T/text.h5: not a readable HDF5 token shard"
 one_line() { ok "one line on stderr" test "$(wc -l <"$T/err")" -eq 1; }
 expect_exit 2 "train: run.backend=cuda for an MoH model" "$HW" train "$@" run.dir="$T/rb" run.backend=cuda model.attention.kind=moh
 err_has ":1:13: error: run.backend: "
-ok "names the missing build, device or op group" grep -qE "no CUDA backend|no CUDA device|needs attn_moh, which the cuda backend does not have" "$T/err"
+ok "names the missing build, device or op group" grep -qE "no CUDA backend|no CUDA device|needs Mixture-of-Head routing, which the cuda backend does not have" "$T/err"
 one_line
 ok "nothing written" test ! -e "$T/rb/latest"
 expect_exit 2 "train: unknown backend" "$HW" train "$@" run.dir="$T/rb" run.backend=tpu
