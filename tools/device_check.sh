@@ -20,7 +20,8 @@
 #   rm -rf build/cuda && make BUILD=build/cuda CUDA=1 NATIVE=0 -j2 build/cuda/tests/test_ops_cuda \
 #       build/cuda/tests/test_attention_cuda build/cuda/tests/test_gpt_cuda \
 #       build/cuda/bench/gpu_bench build/cuda/bench/gpu_attn_bench
-#   ../shared/tools/device-bundle build/cuda/tests/test_ops_cuda .device/debs
+#   ../shared/tools/device-bundle build/cuda/tests/test_gpt_cuda .device/debs   (it links HDF5,
+#   libyaml, jansson, Open MPI and OpenBLAS, so its bundle covers every binary)
 #
 # then carry build/cuda/tests, build/cuda/bench and .device (or all of build/cuda).
 #
