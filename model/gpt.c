@@ -458,10 +458,8 @@ struct param_set gpt_param_set(struct gpt *m) {
 }
 
 const struct param *gpt_find_param(const struct gpt *m, const char *name) {
-    for (int i = 0; i < m->n_params; i++)
-        if (strcmp(m->params[i].name, name) == 0)
-            return &m->params[i];
-    return NULL;
+    const struct param_set s = gpt_param_set((struct gpt *)m);
+    return param_find(&s, name);
 }
 
 double gpt_flops_per_token(const struct gpt_config *c, int T) {

@@ -133,27 +133,6 @@ static void decode(struct layer *ly, void *cache, const struct decode_rows *r, c
     }
 }
 
-static const double *head_usage(const struct layer *ly) {
-    const struct mem *s = S(ly);
-    return s->inner.kind->head_usage ? s->inner.kind->head_usage(&s->inner) : NULL;
-}
-
-static void stats_reset(struct layer *ly) {
-    struct mem *s = S(ly);
-    if (s->inner.kind->stats_reset)
-        s->inner.kind->stats_reset(&s->inner);
-}
-
-static const float *attn_qkv(const struct layer *ly, int *ld) {
-    const struct mem *s = S(ly);
-    return s->inner.kind->attn_qkv(&s->inner, ld);
-}
-
-static const float *attn_out(const struct layer *ly) {
-    const struct mem *s = S(ly);
-    return s->inner.kind->attn_out(&s->inner);
-}
-
 const struct layer_kind layer_kind_mag = {
     .name = "mag",
     .caps = caps,
@@ -168,8 +147,8 @@ const struct layer_kind layer_kind_mag = {
     .cache_reset = cache_reset,
     .cache_free = cache_free,
     .decode = decode,
-    .head_usage = head_usage,
-    .stats_reset = stats_reset,
-    .attn_qkv = attn_qkv,
-    .attn_out = attn_out,
+    .head_usage = mem_inner_head_usage,
+    .stats_reset = mem_inner_stats_reset,
+    .attn_qkv = mem_inner_attn_qkv,
+    .attn_out = mem_inner_attn_out,
 };

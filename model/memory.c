@@ -432,3 +432,24 @@ void mem_cache_free(struct mem *s, struct mem_cache *k) {
 void mem_decode_step(struct mem *s, struct mem_cache *k, int b, const float *x, float *u) {
     titans_dec_step_f(&k->dec[b], s->par, x, u);
 }
+
+const double *mem_inner_head_usage(const struct layer *ly) {
+    const struct mem *s = ly->state;
+    return s->inner.kind->head_usage ? s->inner.kind->head_usage(&s->inner) : NULL;
+}
+
+void mem_inner_stats_reset(struct layer *ly) {
+    struct mem *s = ly->state;
+    if (s->inner.kind->stats_reset)
+        s->inner.kind->stats_reset(&s->inner);
+}
+
+const float *mem_inner_attn_qkv(const struct layer *ly, int *ld) {
+    const struct mem *s = ly->state;
+    return s->inner.kind->attn_qkv(&s->inner, ld);
+}
+
+const float *mem_inner_attn_out(const struct layer *ly) {
+    const struct mem *s = ly->state;
+    return s->inner.kind->attn_out(&s->inner);
+}

@@ -86,6 +86,12 @@ void mem_cache_free(struct mem *s, struct mem_cache *k);
 /* one token of sequence b: u = M(x) with the store */
 void mem_decode_step(struct mem *s, struct mem_cache *k, int b, const float *x, float *u);
 
+/* Kinds around an attention kind (MAL, MAG) hand these to the inner kind. */
+const double *mem_inner_head_usage(const struct layer *ly);
+void mem_inner_stats_reset(struct layer *ly);
+const float *mem_inner_attn_qkv(const struct layer *ly, int *ld);
+const float *mem_inner_attn_out(const struct layer *ly);
+
 /* MAC (layer_mac.c) */
 void mac_alloc(struct mem *s);
 void mac_free(struct mem *s);

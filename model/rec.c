@@ -204,10 +204,8 @@ struct param_set rec_param_set(struct rec_model *m) {
 }
 
 const struct param *rec_find_param(const struct rec_model *m, const char *name) {
-    for (int i = 0; i < m->n_params; i++)
-        if (!strcmp(m->params[i].name, name))
-            return &m->params[i];
-    return NULL;
+    const struct param_set s = rec_param_set((struct rec_model *)m);
+    return param_find(&s, name);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -7,7 +7,8 @@
 #   sh tests/golden/cases.sh BINARY OUTDIR        (from the repository root)
 #
 # tests/golden/expected/ was written by this script from the main branch before the redesign
-# (commit 551f71a); tests/cli_golden.sh runs it again and requires every file bit-identical.
+# (commit 551f71a); tests/cli_golden.sh runs it again and requires every number equal within
+# float rounding (bit-identical on the recording CPU).
 set -u
 HW=$1
 OUT=$2
