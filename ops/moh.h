@@ -23,6 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct moh_spec {
     int H, hs, k, E;
     int literal; /* the paper's unscaled form */
@@ -95,5 +99,28 @@ void moh_qnorm_backward_cpu(float *dqkv, const float *dz, const float *qraw, con
  * idx[off[b*Hl+h] .. off[b*Hl+h+1]); off has B*Hl+1 entries. */
 void moh_select_rows_cpu(int32_t *idx, int32_t *off, const struct moh_spec *s, const int32_t *sel,
                          int B, int T, const struct moh_heads *hh);
+
+#ifdef HW_CUDA /* same contracts on device pointers (ops/moh_cuda.cu); psum and fsum stay HOST */
+void moh_router_forward_cuda(const struct moh_spec *s, int N, struct moh_state *st);
+void moh_balance_sums_cuda(const struct moh_spec *s, int N, const struct moh_state *st,
+                           double *psum, double *fsum);
+void moh_router_backward_cuda(const struct moh_spec *s, int N, const struct moh_state *st,
+                              const float *dG, float bal_scale, const double *fsum, double n,
+                              float *dzr, float *dzs, float *dzh);
+void moh_gate_forward_cuda(float *dst, const float *att, const float *G, int N,
+                           const struct moh_heads *hh);
+void moh_gate_backward_cuda(float *datt, float *dG, const float *att, const float *G, int N,
+                            const struct moh_heads *hh);
+void moh_qnorm_forward_cuda(float *qraw, const float *qkv, int ld, int N, int E, int hs,
+                            const struct moh_heads *hh);
+void moh_qnorm_backward_cuda(float *dqkv, const float *dz, const float *qraw, const float *qkv,
+                             int ld, int N, int E, int hs, const struct moh_heads *hh);
+void moh_select_rows_cuda(int32_t *idx, int32_t *off, const struct moh_spec *s, const int32_t *sel,
+                          int B, int T, const struct moh_heads *hh);
+#endif /* HW_CUDA */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HW_MOH_H */

@@ -1,7 +1,7 @@
 /* ops/ops_cuda.cu -- the CUDA backend table (see ops.h): the memory slots of cuda_ctx.cu (plain
  * cudaMalloc'd buffers, copies and memsets on the compute stream) and the kernels of the
  * ops/<family>_cuda.cu files, ggml-style positional. supports() names the op groups that are
- * here; a model that needs another (MoH routing, the Titans memory, the rec model) is refused
+ * here; a model that needs another (the Titans memory, the rec model) is refused
  * at start-up with one line (ops_require), never in the middle of a step. */
 #include "cuda_common.cuh"
 #include "cuda_ctx.h"
@@ -13,6 +13,7 @@ extern "C" {
 #include "embed.h"
 #include "gemm.h"
 #include "matmul.h"
+#include "moh.h"
 #include "norm.h"
 #include "ops.h"
 #include "rope.h"
@@ -42,8 +43,8 @@ static int cuda_supports(enum ops_cap cap) {
     case OPS_CAP_DECODE:
     case OPS_CAP_F64:
     case OPS_CAP_BF16:
+    case OPS_CAP_ATTN_MOH:
         return 1;
-    case OPS_CAP_ATTN_MOH:   /* the router ops (ops/moh.h) have no kernels yet */
     case OPS_CAP_ATTN_RING:  /* context parallelism stages positions on the host */
     case OPS_CAP_TITANS:     /* the memory's chunk loops run on the host */
     case OPS_CAP_REC:        /* the rec model's dense part runs on the host */
@@ -88,14 +89,14 @@ static const struct ops ops_cuda = {
     /* .attention_prefix_backward = */ attention_prefix_backward_cuda,
     /* .attention_decode = */ attention_decode_cuda,
     /* .attention_decode_steer = */ attention_decode_steer_cuda,
-    /* .moh_router_forward = */ NULL,
-    /* .moh_router_backward = */ NULL,
-    /* .moh_balance_sums = */ NULL,
-    /* .moh_gate_forward = */ NULL,
-    /* .moh_gate_backward = */ NULL,
-    /* .moh_qnorm_forward = */ NULL,
-    /* .moh_qnorm_backward = */ NULL,
-    /* .moh_select_rows = */ NULL,
+    /* .moh_router_forward = */ moh_router_forward_cuda,
+    /* .moh_router_backward = */ moh_router_backward_cuda,
+    /* .moh_balance_sums = */ moh_balance_sums_cuda,
+    /* .moh_gate_forward = */ moh_gate_forward_cuda,
+    /* .moh_gate_backward = */ moh_gate_backward_cuda,
+    /* .moh_qnorm_forward = */ moh_qnorm_forward_cuda,
+    /* .moh_qnorm_backward = */ moh_qnorm_backward_cuda,
+    /* .moh_select_rows = */ moh_select_rows_cuda,
     /* .xent_forward_backward = */ xent_forward_backward_cuda,
     /* .embed_forward = */ embed_forward_cuda,
     /* .embed_backward = */ embed_backward_cuda,

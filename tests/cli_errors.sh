@@ -36,11 +36,11 @@ err_has "$T/text.h5: not a readable HDF5 token shard"
 
 # a backend that cannot run the model is refused in one line before anything is written: a
 # CPU-only build has no CUDA backend, a CUDA build on a machine without a GPU has no device, and
-# on a GPU the CUDA backend lacks the MoH op group
+# on a GPU the CUDA backend lacks the Titans memory op group
 one_line() { ok "one line on stderr" test "$(wc -l <"$T/err")" -eq 1; }
-expect_exit 2 "train: run.backend=cuda for an MoH model" "$HW" train "$@" run.dir="$T/rb" run.backend=cuda model.attention.kind=moh
+expect_exit 2 "train: run.backend=cuda for a Titans memory model" "$HW" train "$@" run.dir="$T/rb" run.backend=cuda "model.memory.layers=[mal]"
 err_has ":1:13: error: run.backend: "
-ok "names the missing build, device or op group" grep -qE "no CUDA backend|no CUDA device|needs Mixture-of-Head routing, which the cuda backend does not have" "$T/err"
+ok "names the missing build, device or op group" grep -qE "no CUDA backend|no CUDA device|needs Titans memory ops, which the cuda backend does not have" "$T/err"
 one_line
 ok "nothing written" test ! -e "$T/rb/latest"
 expect_exit 2 "train: unknown backend" "$HW" train "$@" run.dir="$T/rb" run.backend=tpu
@@ -49,6 +49,12 @@ err_has "run.backend: expected one of"
 expect_exit 0 "train 4 steps" "$HW" train "$@" run.dir="$T/r"
 if nvidia-smi -L >/dev/null 2>&1; then
     echo "skip eval/sample on run.backend=cuda refusals: this machine has a GPU"
+    if command -v mpirun >/dev/null 2>&1; then
+        expect_exit 2 "train: run.backend=cuda on 2 ranks" env OMPI_ALLOW_RUN_AS_ROOT=1 \
+            OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 "$HW" train "$@" \
+            run.dir="$T/rb2" run.backend=cuda
+        err_has "the cuda backend trains on one rank for now"
+    fi
 else
     expect_exit 2 "eval: run.backend cuda without a GPU" "$HW" eval --ckpt "$T/r" --tasks perplexity \
         --perplexity-data "$D/val.h5" --output "$T/ev" run.backend=cuda

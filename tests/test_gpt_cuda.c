@@ -34,9 +34,15 @@ static void tiny(struct gpt_config *gc, int variant) {
         gc->s2[0] = 1;
         gc->s2_block = 16, gc->s2_local = 1, gc->s2_vert = 2, gc->s2_offset = 1;
     }
+    if (variant == 4 || variant == 5) { /* MoH on layer 1: learned router, query-norm router */
+        gc->attn[1] = LK_MOH;
+        gc->moh_hs = 1, gc->moh_k = 2, gc->moh_coef = 0.01f;
+        gc->moh_qnorm = variant == 5;
+    }
 }
 
-static const char *names[] = {"dense GQA swiglu", "gelu untied", "S2", "packed segments"};
+static const char *names[] = {"dense GQA swiglu", "gelu untied", "S2",
+                              "packed segments",  "MoH learned", "MoH qnorm"};
 
 /* max |a - b| / max |b| over n */
 static double rel(const float *a, const float *b, size_t n) {
@@ -147,14 +153,13 @@ static void capability(void) {
     const struct ops *gpu = ops_cuda_table_nodevice();
     struct gpt_config gc;
     tiny(&gc, 0);
-    gc.attn[1] = LK_MOH;
-    gc.moh_hs = 1, gc.moh_k = 2;
+    gc.mem[1] = LK_MAL;
+    titans_cfg_default(&gc.mem_cfg, gc.C, 2, 8);
     struct gpt m;
     char err[HW_ERR_LEN];
     int rc = gpt_build(&m, &gc, gpu, NULL, err);
     CHECK(rc == HW_ECONFIG);
-    CHECK_MSG(strstr(err, "layer 1 (moh) needs Mixture-of-Head routing, which the cuda backend "
-                          "does not have") != NULL,
+    CHECK_MSG(strstr(err, "needs Titans memory ops, which the cuda backend does not have") != NULL,
               "%s", err);
     gpt_free(&m);
 }
@@ -171,7 +176,7 @@ int main(void) {
                check_failed_ ? "FAILED" : "ok");
         return check_failed_ ? 1 : 77;
     }
-    for (int v = 0; v < 4; v++)
+    for (int v = 0; v < 6; v++)
         compare(v);
     return check_report("test_gpt_cuda");
 #endif

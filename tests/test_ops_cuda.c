@@ -22,6 +22,7 @@
 #include "../ops/embed.h"
 #include "../ops/gemm.h"
 #include "../ops/matmul.h"
+#include "../ops/moh.h"
 #include "../ops/norm.h"
 #include "../ops/rope.h"
 #include "../ops/xent.h"
@@ -801,6 +802,158 @@ static void test_sumsq(size_t n, int offset) {
     free(x);
 }
 
+/* ---- Mixture-of-Head router and gates ---------------------------------------------------------
+ */
+
+/* One layer's router on N tokens of B sequences: gates forward (from random logits, or from the
+ * query norms of random q rows for qnorm), balance sums, backward with the balance term, the
+ * gating of a head slice (Hl heads from h0) and its backward, the query norms' backward, the
+ * row lists. Each op is compared on the same inputs (the GPU backward and row lists get the CPU
+ * router state, so a last-bit difference cannot flip a top-k choice between the two). */
+static void test_moh(int B, int T, int H, int hs, int k, int literal, int qnorm, int Hl, int h0,
+                     int hd, float bal) {
+    WHAT("B=%d T=%d H=%d hs=%d k=%d%s%s Hl=%d h0=%d hd=%d bal=%g", B, T, H, hs, k,
+         literal ? " literal" : "", qnorm ? " qnorm" : "", Hl, h0, hd, bal);
+    const int N = B * T;
+    struct moh_spec sp;
+    moh_spec_init(&sp, H, hs, k, literal, qnorm);
+    const int E = sp.E, nr = moh_nr(&sp), ns = moh_ns(&sp), nh = moh_nh(&sp);
+    const size_t nf = moh_state_floats(&sp, N), ni = moh_state_ints(&sp, N) + 1;
+    struct moh_heads hh = {.Hl = Hl, .h0 = h0, .H = H, .hd = hd};
+    const int ld = (Hl + 2) * hd + 3; /* q rows of a qkv buffer with room for k, v and a pad */
+    float *f = HW_CALLOC(nf, sizeof(float));
+    int32_t *iv = HW_CALLOC(ni, sizeof(int32_t));
+    struct moh_state st;
+    moh_state_carve(&st, &sp, N, f, iv);
+    float *qkv = rand_f32((size_t)N * ld, 1);
+    if (qnorm) {
+        /* raw norms of every routed head (the test plays all head ranks at once) */
+        const struct moh_heads all = {.Hl = H, .h0 = 0, .H = H, .hd = 4};
+        float *q4 = rand_f32((size_t)N * H * 4, 1);
+        moh_qnorm_forward_cpu(st.qraw, q4, H * 4, N, E, hs, &all);
+        free(q4);
+    } else {
+        float *z = rand_f32((size_t)N * (nr + ns + nh), 3);
+        memcpy(st.zr, z, sizeof(float) * (size_t)N * nr);
+        memcpy(st.zs, z + (size_t)N * nr, sizeof(float) * (size_t)N * ns);
+        memcpy(st.zh, z + (size_t)N * (nr + ns), sizeof(float) * (size_t)N * nh);
+        free(z);
+    }
+    float *f_in = dup_host(f, nf * 4); /* the logits (or raw norms) before the forward */
+    moh_router_forward_cpu(&sp, N, &st);
+    double *psum = HW_CALLOC(2 * (size_t)E + 1, sizeof(double)), *fsum = psum + E;
+    moh_balance_sums_cpu(&sp, N, &st, psum, fsum);
+    const double ntok = N;
+    float *dG = rand_f32((size_t)N * H, 1);
+    float *dz = HW_CALLOC((size_t)N * (nr + ns + nh) + 1, sizeof(float));
+    moh_router_backward_cpu(&sp, N, &st, dG, bal, fsum, ntok, dz, dz + (size_t)N * nr,
+                            dz + (size_t)N * (nr + ns));
+    const size_t na = (size_t)N * Hl * hd;
+    float *att = rand_f32(na, 1), *datt0 = rand_f32(na, 1), *gated = HW_MALLOC(na * 4);
+    float *datt = dup_host(datt0, na * 4), *dGl = HW_MALLOC((size_t)N * H * 4);
+    moh_gate_forward_cpu(gated, att, st.G, N, &hh);
+    moh_gate_backward_cpu(datt, dGl, att, st.G, N, &hh);
+    float *qraw = HW_MALLOC((size_t)N * (E ? E : 1) * 4), *dqkv0 = rand_f32((size_t)N * ld, 1);
+    float *dqkv = dup_host(dqkv0, (size_t)N * ld * 4), *dzq = rand_f32((size_t)N * E, 1);
+    moh_qnorm_forward_cpu(qraw, qkv, ld, N, E, hs, &hh);
+    moh_qnorm_backward_cpu(dqkv, dzq, qraw, qkv, ld, N, E, hs, &hh);
+    int32_t *idx = HW_MALLOC((size_t)N * Hl * 4 + 4), *off = HW_MALLOC(((size_t)B * Hl + 1) * 4);
+    moh_select_rows_cpu(idx, off, &sp, st.sel, B, T, &hh);
+
+    /* the GPU, twice */
+    float *g_f[2], *g_dz[2], *g_gated[2], *g_datt[2], *g_dG[2], *g_qraw[2], *g_dqkv[2];
+    int32_t *g_i[2], *g_idx[2], *g_off[2];
+    double g_sums[2][2 * 64];
+    HW_ASSERT(E <= 64);
+    float *d_dG = dev_from(dG, (size_t)N * H * 4), *d_att = dev_from(att, na * 4);
+    float *d_qkv = dev_from(qkv, (size_t)N * ld * 4), *d_dzq = dev_from(dzq, (size_t)N * E * 4 + 4);
+    float *d_fref = dev_from(f, nf * 4);
+    int32_t *d_iref = dev_from(iv, ni * 4);
+    struct moh_state dref; /* the CPU router state on the device */
+    moh_state_carve(&dref, &sp, N, d_fref, d_iref);
+    for (int r = 0; r < 2; r++) {
+        float *d_f = dev_from(f_in, nf * 4);
+        int32_t *d_i = cuda_alloc(ni * 4);
+        struct moh_state ds;
+        moh_state_carve(&ds, &sp, N, d_f, d_i);
+        moh_router_forward_cuda(&sp, N, &ds);
+        memset(g_sums[r], 0, sizeof(g_sums[r]));
+        moh_balance_sums_cuda(&sp, N, &dref, g_sums[r], g_sums[r] + E);
+        float *d_dz = cuda_alloc(((size_t)N * (nr + ns + nh) + 1) * 4);
+        moh_router_backward_cuda(&sp, N, &dref, d_dG, bal, fsum, ntok, d_dz, d_dz + (size_t)N * nr,
+                                 d_dz + (size_t)N * (nr + ns));
+        float *d_gated = cuda_alloc(na * 4), *d_datt = dev_from(datt0, na * 4);
+        float *d_dGl = dev_from(dG, (size_t)N * H * 4); /* garbage the op must clear */
+        moh_gate_forward_cuda(d_gated, d_att, dref.G, N, &hh);
+        moh_gate_backward_cuda(d_datt, d_dGl, d_att, dref.G, N, &hh);
+        float *d_qraw = dev_from(dG, (size_t)N * (E ? E : 1) * 4); /* garbage, E <= H */
+        float *d_dqkv = dev_from(dqkv0, (size_t)N * ld * 4);
+        moh_qnorm_forward_cuda(d_qraw, d_qkv, ld, N, E, hs, &hh);
+        moh_qnorm_backward_cuda(d_dqkv, d_dzq, d_qraw, d_qkv, ld, N, E, hs, &hh);
+        int32_t *d_idx = cuda_alloc((size_t)N * Hl * 4 + 4);
+        int32_t *d_off = cuda_alloc(((size_t)B * Hl + 1) * 4);
+        moh_select_rows_cuda(d_idx, d_off, &sp, dref.sel, B, T, &hh);
+        g_f[r] = host_from(d_f, nf * 4);
+        g_i[r] = host_from(d_i, ni * 4);
+        g_dz[r] = host_from(d_dz, ((size_t)N * (nr + ns + nh) + 1) * 4);
+        g_gated[r] = host_from(d_gated, na * 4);
+        g_datt[r] = host_from(d_datt, na * 4);
+        g_dG[r] = host_from(d_dGl, (size_t)N * H * 4);
+        g_qraw[r] = host_from(d_qraw, (size_t)N * E * 4);
+        g_dqkv[r] = host_from(d_dqkv, (size_t)N * ld * 4);
+        g_off[r] = host_from(d_off, ((size_t)B * Hl + 1) * 4);
+        g_idx[r] = host_from(d_idx, (size_t)N * Hl * 4 + 4);
+        cuda_free(d_f), cuda_free(d_i), cuda_free(d_dz), cuda_free(d_gated), cuda_free(d_datt);
+        cuda_free(d_dGl), cuda_free(d_qraw), cuda_free(d_dqkv), cuda_free(d_idx), cuda_free(d_off);
+    }
+    struct moh_state gs;
+    moh_state_carve(&gs, &sp, N, g_f[0], g_i[0]);
+    if (qnorm) {
+        EXPECT_CLOSE("moh qnorm z", gs.zr, HW_F32, st.zr, HW_F32, (size_t)N * E, TOL_F32);
+        EXPECT_CLOSE("moh qnorm std", gs.qstd, HW_F32, st.qstd, HW_F32, (size_t)N, TOL_F32);
+    }
+    if (k > 0) {
+        EXPECT_CLOSE("moh p", gs.p, HW_F32, st.p, HW_F32, (size_t)N * E, TOL_F32);
+        EXPECT_CLOSE("moh sel", gs.sel, HW_I32, st.sel, HW_I32, (size_t)N * k, 0.0);
+    }
+    if (ns)
+        EXPECT_CLOSE("moh ps", gs.ps, HW_F32, st.ps, HW_F32, (size_t)N * ns, TOL_F32);
+    if (nh)
+        EXPECT_CLOSE("moh a", gs.a, HW_F32, st.a, HW_F32, (size_t)N * nh, TOL_F32);
+    EXPECT_CLOSE("moh G", gs.G, HW_F32, st.G, HW_F32, (size_t)N * H, TOL_F32);
+    if (k > 0) {
+        EXPECT_CLOSE("moh psum", g_sums[0], HW_F64, psum, HW_F64, (size_t)E, TOL_SUM);
+        EXPECT_CLOSE("moh fsum", g_sums[0] + E, HW_F64, fsum, HW_F64, (size_t)E, 0.0);
+        EXPECT_SAME("moh sums", g_sums[0], g_sums[1], HW_F64, 2 * (size_t)E);
+    }
+    EXPECT_CLOSE("moh router bwd", g_dz[0], HW_F32, dz, HW_F32, (size_t)N * (nr + ns + nh),
+                 TOL_F32);
+    EXPECT_CLOSE("moh gate fwd", g_gated[0], HW_F32, gated, HW_F32, na, TOL_F32);
+    EXPECT_CLOSE("moh gate datt", g_datt[0], HW_F32, datt, HW_F32, na, TOL_F32);
+    EXPECT_CLOSE("moh gate dG", g_dG[0], HW_F32, dGl, HW_F32, (size_t)N * H, TOL_F32);
+    if (E > 0) {
+        EXPECT_CLOSE("moh qnorm fwd", g_qraw[0], HW_F32, qraw, HW_F32, (size_t)N * E, TOL_F32);
+        EXPECT_CLOSE("moh qnorm bwd", g_dqkv[0], HW_F32, dqkv, HW_F32, (size_t)N * ld, TOL_F32);
+    }
+    EXPECT_CLOSE("moh row offsets", g_off[0], HW_I32, off, HW_I32, (size_t)B * Hl + 1, 0.0);
+    EXPECT_CLOSE("moh row lists", g_idx[0], HW_I32, idx, HW_I32, (size_t)off[B * Hl], 0.0);
+    EXPECT_SAME("moh router fwd", g_f[0], g_f[1], HW_F32, nf);
+    EXPECT_SAME("moh router sel", g_i[0], g_i[1], HW_I32, ni);
+    EXPECT_SAME("moh router bwd", g_dz[0], g_dz[1], HW_F32, (size_t)N * (nr + ns + nh));
+    EXPECT_SAME("moh gate dG", g_dG[0], g_dG[1], HW_F32, (size_t)N * H);
+    EXPECT_SAME("moh qnorm fwd", g_qraw[0], g_qraw[1], HW_F32, (size_t)N * E);
+    EXPECT_SAME("moh row lists", g_idx[0], g_idx[1], HW_I32, (size_t)off[B * Hl]);
+    for (int r = 0; r < 2; r++) {
+        free(g_f[r]), free(g_i[r]), free(g_dz[r]), free(g_gated[r]), free(g_datt[r]);
+        free(g_dG[r]), free(g_qraw[r]), free(g_dqkv[r]), free(g_idx[r]), free(g_off[r]);
+    }
+    cuda_free(d_dG), cuda_free(d_att), cuda_free(d_qkv), cuda_free(d_dzq), cuda_free(d_fref);
+    cuda_free(d_iref);
+    free(f), free(iv), free(qkv), free(f_in), free(psum), free(dG), free(dz), free(att);
+    free(datt0), free(gated), free(datt), free(dGl), free(qraw), free(dqkv0), free(dqkv), free(dzq);
+    free(idx), free(off);
+}
+
 static void print_device(void) {
     struct cudaDeviceProp p;
     int dev = 0, rt = 0, drv = 0;
@@ -857,6 +1010,15 @@ static void run_all(void) {
     test_residual(1000, 1, 0);
     test_residual(1000, 3, 1);
     test_residual(3, 0, 0);
+
+    printf("Mixture-of-Head router and gates\n");
+    test_moh(2, 37, 8, 2, 2, 0, 0, 8, 0, 16, 0.01f);   /* reference form, shared + routed */
+    test_moh(3, 33, 8, 2, 3, 1, 0, 4, 4, 24, 0.02f);   /* paper_literal, a head slice */
+    test_moh(2, 65, 6, 1, 2, 0, 0, 3, 3, 64, 0.0f);    /* one shared head, no balance */
+    test_moh(2, 41, 8, 0, 3, 0, 0, 2, 2, 32, 0.01f);   /* routed only */
+    test_moh(1, 50, 4, 4, 0, 0, 0, 4, 0, 16, 0.0f);    /* k = 0: every head shared */
+    test_moh(2, 300, 12, 4, 4, 0, 1, 6, 6, 64, 0.01f); /* qnorm router, T past one tile */
+    test_moh(1, 7, 5, 1, 1, 0, 1, 5, 0, 8, 0.0f);      /* qnorm, k = 1, odd sizes */
 
     printf("adamw, sumsq\n");
     test_adamw(100003, 0, 1, 0.1f, 1.0f);

@@ -287,6 +287,13 @@ static int setup(struct trainer *tr, char *err) {
     tr->be = ops_by_name(c->run.backend, &why);
     if (!tr->be)
         return cfg_key_error(c, "run.backend", why ? why : "unknown backend", err);
+    /* the collectives (gradient sums, head-group sums, the context ring) hand MPI host memory;
+     * staging device buffers through pinned host memory comes with GPU training (docs/gpu.md) */
+    if (tr->be->kind != BACKEND_CPU && tr->d->world > 1)
+        return cfg_key_error(c, "run.backend",
+                             "the cuda backend trains on one rank for now (this job has more); "
+                             "use backend cpu for multi-rank runs",
+                             err);
     if ((rc = tr->task->setup(tr, err)))
         return rc;
     if (!tr->steps)
