@@ -1,6 +1,12 @@
 /* cli/args.c -- "--name value" option helpers shared by the subcommands (see cli.h). */
 #include "cli.h"
 
+#include "../core/check.h"
+#include "../core/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *cli_opt(int argc, char **argv, const char *name, const char *def) {
@@ -8,6 +14,42 @@ const char *cli_opt(int argc, char **argv, const char *name, const char *def) {
         if (!strcmp(argv[i], name))
             return argv[i + 1];
     return def;
+}
+
+int cli_opt_int(int argc, char **argv, const char *name, long long def, long long lo, long long hi,
+                long long *out) {
+    const char *s = cli_opt(argc, argv, name, NULL);
+    *out = def;
+    if (!s)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno == ERANGE || v < lo || v > hi) {
+        log_error("%s: expected an integer in [%lld, %lld], got '%s'", name, lo, hi, s);
+        return HW_EXIT_CONFIG;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_opt_num(int argc, char **argv, const char *name, double def, double lo, int lo_open,
+                double hi, int hi_open, double *out) {
+    const char *s = cli_opt(argc, argv, name, NULL);
+    *out = def;
+    if (!s)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno == ERANGE || !isfinite(v) || v < lo || v > hi ||
+        (lo_open && v == lo) || (hi_open && v == hi)) {
+        log_error("%s: expected a number in %c%g, %g%c, got '%s'", name, lo_open ? '(' : '[', lo,
+                  hi, hi_open ? ')' : ']', s);
+        return HW_EXIT_CONFIG;
+    }
+    *out = v;
+    return 0;
 }
 
 int cli_flag(int argc, char **argv, const char *name) {

@@ -17,6 +17,13 @@ int cmd_csft_score(int argc, char **argv, struct dist *d);
 /* Option parsing shared by the subcommands: "--name value" pairs. */
 const char *cli_opt(int argc, char **argv, const char *name, const char *def);
 int cli_flag(int argc, char **argv, const char *name);
+/* "--name value" parsed in full: an integer in [lo, hi], or a finite number in [lo, hi] (lo_open
+ * / hi_open exclude the ends), def when the flag is absent. A bad value logs one line naming the
+ * flag, what was expected and what was given, and returns HW_EXIT_CONFIG; 0 otherwise. */
+int cli_opt_int(int argc, char **argv, const char *name, long long def, long long lo, long long hi,
+                long long *out);
+int cli_opt_num(int argc, char **argv, const char *name, double def, double lo, int lo_open,
+                double hi, int hi_open, double *out);
 /* argv entries that are not options or option values, in order. */
 int cli_positional(int argc, char **argv, const char *const *valued, char **out, int cap);
 

@@ -12,6 +12,7 @@
 #include "../eval/csft.h"
 #include "cli.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,13 +44,19 @@ int cmd_csft_score(int argc, char **argv, struct dist *d) {
         return HW_EXIT_FAIL;
     }
     /* defaults from the checkpoint's own config (its sft section), then the flags */
-    int layer = atoi(cli_opt(argc, argv, "--layer", "-2"));
+    long long layer_l;
+    double beta;
+    if (cli_opt_int(argc, argv, "--layer", -2, -2, INT_MAX, &layer_l) ||
+        cli_opt_num(argc, argv, "--beta", cfg.sft.beta, 0.0, 0, 1e9, 0, &beta)) {
+        bpe_free(&tok);
+        gpt_free(&m);
+        return HW_EXIT_CONFIG;
+    }
+    int layer = (int)layer_l;
     if (layer == -2)
         layer = cfg.sft.score_layer;
     if (layer == -1)
         layer = m.c.L / 2;
-    const char *bs = cli_opt(argc, argv, "--beta", NULL);
-    double beta = bs ? atof(bs) : cfg.sft.beta;
     const char *ind = cli_opt(argc, argv, "--indicator", cfg.sft.indicator);
     if (layer < 0 || layer >= m.c.L || !(beta >= 0.0) || !ind[0]) {
         log_error("csft-score: --layer must be in [0, %d) (got %d), --beta >= 0, --indicator "

@@ -9,6 +9,7 @@
 #include "cli.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,13 +81,15 @@ static int data_prepare(int argc, char **argv) {
     const char *out = cli_opt(argc, argv, "--out", NULL);
     const char *format = cli_opt(argc, argv, "--format", NULL);
     const char *field = cli_opt(argc, argv, "--field", "text");
-    int vocab = atoi(cli_opt(argc, argv, "--vocab", "512"));
-    double val_frac = atof(cli_opt(argc, argv, "--val-frac", "0.1"));
-    long long seed = atoll(cli_opt(argc, argv, "--seed", "1337"));
-    long long bytes = atoll(cli_opt(argc, argv, "--bytes", "2000000"));
+    long long vocab, seed, bytes;
+    double val_frac;
+    if (cli_opt_int(argc, argv, "--vocab", 512, 257, 1 << 20, &vocab) ||
+        cli_opt_num(argc, argv, "--val-frac", 0.1, 0.0, 0, 1.0, 1, &val_frac) ||
+        cli_opt_int(argc, argv, "--seed", 1337, LLONG_MIN, LLONG_MAX, &seed) ||
+        cli_opt_int(argc, argv, "--bytes", 2000000, 1, 1LL << 40, &bytes))
+        return HW_EXIT_CONFIG;
     int synthetic = cli_flag(argc, argv, "--synthetic");
-    if (!out || (!input && !synthetic) || vocab < 257 || val_frac < 0 || val_frac >= 1 ||
-        bytes <= 0) {
+    if (!out || (!input && !synthetic)) {
         log_error(
             "usage: headwise data prepare (--input FILE [--format text|jsonl] [--field F] | "
             "--synthetic [--bytes N]) --out DIR [--vocab N>256] [--val-frac 0..1] [--seed S]");
@@ -151,9 +154,11 @@ static int data_prepare(int argc, char **argv) {
 static int data_synth(int argc, char **argv) {
     char err[HW_ERR_LEN];
     const char *out = cli_opt(argc, argv, "--out", NULL);
-    long long bytes = atoll(cli_opt(argc, argv, "--bytes", "1000000"));
-    long long seed = atoll(cli_opt(argc, argv, "--seed", "1337"));
-    if (!out || bytes <= 0) {
+    long long bytes, seed;
+    if (cli_opt_int(argc, argv, "--bytes", 1000000, 1, 1LL << 40, &bytes) ||
+        cli_opt_int(argc, argv, "--seed", 1337, LLONG_MIN, LLONG_MAX, &seed))
+        return HW_EXIT_CONFIG;
+    if (!out) {
         log_error("usage: headwise data synth --out FILE [--bytes N] [--seed S]");
         return HW_EXIT_CONFIG;
     }

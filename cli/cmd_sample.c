@@ -8,6 +8,7 @@
 #include "../datasets/sft.h"
 #include "cli.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,16 +61,21 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
         return HW_EXIT_CONFIG;
     }
     const char *prompt = cli_opt(argc, argv, "--prompt", "\n");
-    int n_new = atoi(cli_opt(argc, argv, "--tokens", "128"));
-    double temperature = atof(cli_opt(argc, argv, "--temperature", "0.8"));
-    int top_k = atoi(cli_opt(argc, argv, "--top-k", "40"));
-    long long seed = atoll(cli_opt(argc, argv, "--seed", "1337"));
+    long long n_new_l, top_k_l, seed;
+    double temperature, pasta;
+    if (cli_opt_int(argc, argv, "--tokens", 128, 1, INT_MAX, &n_new_l) ||
+        cli_opt_num(argc, argv, "--temperature", 0.8, 0.0, 0, 1e6, 0, &temperature) ||
+        cli_opt_int(argc, argv, "--top-k", 40, 0, INT_MAX, &top_k_l) ||
+        cli_opt_int(argc, argv, "--seed", 1337, LLONG_MIN, LLONG_MAX, &seed) ||
+        cli_opt_num(argc, argv, "--pasta", 1.0, 0.0, 1, 1.0, 0, &pasta))
+        return HW_EXIT_CONFIG;
+    int n_new = (int)n_new_l;
+    const int top_k = (int)top_k_l;
     /* chat mode: the prompt is a user turn in the checkpoint's template (sft.tpl_*); the
      * indicator switch tags it as CSFT inference does; PASTA steers attention to it */
     const int chat = cli_flag(argc, argv, "--chat"),
               indicator = cli_flag(argc, argv, "--indicator");
     const char *system = cli_opt(argc, argv, "--system", NULL);
-    const double pasta = atof(cli_opt(argc, argv, "--pasta", "1"));
     if ((indicator || system || pasta != 1.0) && !chat) {
         log_error("sample: --system, --indicator and --pasta need --chat");
         return HW_EXIT_CONFIG;

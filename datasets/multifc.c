@@ -429,6 +429,13 @@ int multifc_load(struct multifc *m, const char *path, char *err) {
                 goto out;
             }
     }
+    if (m->n == 0) { /* a header alone, or nothing but malformed rows: nothing to score */
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: error: no usable claims (%d malformed row%s rejected); expected "
+                     "claimID, claim and label rows after the header",
+                     path, m->n_rejected, m->n_rejected == 1 ? "" : "s");
+        goto out;
+    }
     build_index_(m);
 out:
     for (int i = 0; i < n_ids; i++)

@@ -246,6 +246,11 @@ int rolemrc_load(struct rolemrc *r, const char *path, char *err) {
         }
         p = nl ? nl + 1 : end;
     }
+    if (r->n == 0) /* nothing to score: every metric would be null */
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: error: no examples (the file is empty or blank); expected one RoleMRC "
+                     "JSON object per line",
+                     path);
 out:
     free(data);
     if (rc)

@@ -47,6 +47,42 @@ expect_exit 2 "train: unknown backend" "$HW" train "$@" run.dir="$T/rb" run.back
 err_has "run.backend: expected one of"
 # a good run to corrupt
 expect_exit 0 "train 4 steps" "$HW" train "$@" run.dir="$T/r"
+# every numeric flag is parsed in full: one line naming the flag, exit 2, never a crash (issue 17
+# item 3: --val-frac nan used to segfault; atoi/atof took "12x" as 12 and "abc" as 0)
+badflag() { # description, the flag that must be named, command...
+    d=$1 flag=$2
+    shift 2
+    expect_exit 2 "$d" "$@"
+    err_has "$flag: expected"
+    one_line
+}
+badflag "prepare --val-frac nan" --val-frac "$HW" data prepare --synthetic --out "$T/bf" --val-frac nan
+badflag "prepare --vocab 12x" --vocab "$HW" data prepare --synthetic --out "$T/bf" --vocab 12x
+badflag "prepare --seed 1.5" --seed "$HW" data prepare --synthetic --out "$T/bf" --seed 1.5
+badflag "prepare --bytes 0" --bytes "$HW" data prepare --synthetic --out "$T/bf" --bytes 0
+badflag "synth --bytes -5" --bytes "$HW" data synth --out "$T/bf.txt" --bytes -5
+badflag "synth --seed ''" --seed "$HW" data synth --out "$T/bf.txt" --seed ""
+badflag "sample --tokens abc" --tokens "$HW" sample "$T/r" --tokens abc
+badflag "sample --temperature inf" --temperature "$HW" sample "$T/r" --temperature inf
+badflag "sample --top-k -1" --top-k "$HW" sample "$T/r" --top-k -1
+badflag "sample --seed 2^70" --seed "$HW" sample "$T/r" --seed 1180591620717411303424
+badflag "sample --pasta 0" --pasta "$HW" sample "$T/r" --chat --pasta 0
+badflag "csft-score --layer x" --layer "$HW" data csft-score --ckpt "$T/r" --input "$T/none.jsonl" --out "$T/cs.jsonl" --layer x
+badflag "csft-score --beta nan" --beta "$HW" data csft-score --ckpt "$T/r" --input "$T/none.jsonl" --out "$T/cs.jsonl" --beta nan
+ok "no output written for a refused flag" test ! -e "$T/bf" -a ! -e "$T/bf.txt" -a ! -e "$T/cs.jsonl"
+# a MultiFC file with a header and no claims is an error naming the file (it was SIGFPE in the
+# classifier and an internal assertion in eval)
+printf 'claimID,claim,label\n' >"$T/mfc_empty.csv"
+expect_exit 1 "classify on a header-only MultiFC file" "$HW" train configs/tiny.yaml train.task=classify \
+    data.multifc="$T/mfc_empty.csv" train.init_from="$T/r/ckpt_00000004.h5" train.steps=4 run.dir="$T/cls0"
+err_has "$T/mfc_empty.csv: error: no usable claims"
+expect_exit 1 "eval multifc on a header-only file" "$HW" eval --ckpt "$T/r" --tasks multifc \
+    --multifc-data "$T/mfc_empty.csv" --output "$T/ev0"
+err_has "$T/mfc_empty.csv: error: no usable claims"
+printf '\n' >"$T/rolemrc_empty.jsonl"
+expect_exit 1 "eval rolemrc on an empty file" "$HW" eval --ckpt "$T/r" --tasks rolemrc \
+    --rolemrc-data "$T/rolemrc_empty.jsonl" --output "$T/ev0"
+err_has "$T/rolemrc_empty.jsonl: error: no examples"
 if nvidia-smi -L >/dev/null 2>&1; then
     echo "skip eval/sample on run.backend=cuda refusals: this machine has a GPU"
     if command -v mpirun >/dev/null 2>&1; then

@@ -753,6 +753,12 @@ static void test_rolemrc_errors(void) {
                   strstr(err, "error: invalid JSON: "),
               "%s", err);
     CHECK(rolemrc_load(&r, "/nonexistent/x.jsonl", err) == HW_EIO);
+    /* nothing to score is an error naming the file, not a results file of nulls */
+    path = write_tmp("blank.jsonl", "\n  \n");
+    rc = rolemrc_load(&r, path, err);
+    snprintf(want, sizeof(want), "%s: error: no examples", path);
+    CHECK_MSG(rc == HW_EFORMAT && strncmp(err, want, strlen(want)) == 0, "%s", err);
+    CHECK(r.n == 0 && r.ex == NULL);
 }
 
 int main(void) {
