@@ -180,6 +180,6 @@ int cmd_data(int argc, char **argv, struct dist *d) {
         return data_prepare(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "synth"))
         return data_synth(argc - 1, argv + 1);
-    log_error("usage: headwise data prepare|synth ... (see headwise --help)");
+    log_error("usage: headwise data prepare|synth|csft-score ... (see headwise --help)");
     return HW_EXIT_CONFIG;
 }

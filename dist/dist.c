@@ -91,6 +91,21 @@ void dist_init(struct dist *d, int *argc, char ***argv) {
     hw_set_exit_hook(abort_hook);
 }
 
+void dist_init_local(struct dist *d) {
+    memset(d, 0, sizeof(*d));
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            d->rank = atoi(v) > 0 ? atoi(v) : 0;
+            break;
+        }
+    }
+    d->world = 1;
+    d->dp = d->cp = d->hp = 1;
+    log_set_rank(0, 1);
+}
+
 static void comms_free(struct dist *d) {
     if (!d->c)
         return;

@@ -57,6 +57,10 @@ extern const char *const dist_kind_names[DIST_KINDS];
 /* MPI_Init (thread level FUNNELED), set MPI_ERRORS_RETURN, install the MPI_Abort exit hook.
  * The grid starts as 1 x 1 x world... call dist_grid_init to set it. */
 void dist_init(struct dist *d, int *argc, char ***argv);
+/* One process without MPI, for commands that only read and print (config show/docs): world 1,
+ * with the rank the launcher gave (OMPI_COMM_WORLD_RANK, PMIX_RANK or SLURM_PROCID; else 0) so
+ * that only rank 0 prints under mpirun or srun. */
+void dist_init_local(struct dist *d);
 void dist_finalize(struct dist *d);
 /* Split world into data x context x heads. The caller has checked dp*cp*hp == world. */
 void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses);

@@ -18,6 +18,13 @@ err_has "<override 1>:1:1: error: unknown key 'model.d_modl' (did you mean 'mode
 expect_exit 2 "override: wrong type" "$HW" train configs/tiny.yaml train.steps=ten
 err_has "train.steps: expected an integer, got 'ten'"
 expect_exit 2 "unknown command" "$HW" trian configs/tiny.yaml
+expect_exit 2 "data without a subcommand" "$HW" data --help
+err_has "usage: headwise data prepare|synth|csft-score"
+# config show parses and prints without starting MPI; under a launcher only rank 0 prints
+expect_exit 0 "config show" "$HW" config show configs/tiny.yaml
+ok "  prints the resolved config" grep -q "d_model: 32" "$T/out"
+expect_exit 0 "config show as rank 1 of a launcher" env OMPI_COMM_WORLD_RANK=1 "$HW" config show configs/tiny.yaml
+ok "  rank 1 prints nothing" test ! -s "$T/out"
 expect_exit 2 "config without data.train" "$HW" train configs/tiny.yaml data.train=""
 err_has "data.train: required for training"
 
