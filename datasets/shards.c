@@ -221,6 +221,31 @@ int shard_read(struct shard *s, int32_t *out, int64_t offset, int64_t n, char *e
     return 0;
 }
 
+int shard_check_vocab(struct shard *s, int vocab, char *err) {
+    const int64_t blk = (int64_t)1 << 20;
+    int32_t *buf = HW_MALLOC(sizeof(int32_t) * (size_t)(s->n < blk ? (s->n ? s->n : 1) : blk));
+    int rc = 0;
+    const int own = s->vocab;
+    s->vocab = INT32_MAX; /* the read below checks nothing; this loop checks against vocab */
+    for (int64_t off = 0; off < s->n && !rc; off += blk) {
+        const int64_t n = s->n - off < blk ? s->n - off : blk;
+        if ((rc = shard_read(s, buf, off, n, err)))
+            break;
+        for (int64_t i = 0; i < n; i++)
+            if (buf[i] < 0 || buf[i] >= vocab || buf[i] >= own) {
+                rc = hw_errf(err, HW_EFORMAT,
+                             "%s: token %d at offset %lld is outside the vocabulary of %d "
+                             "(the model's %d, the shard's %d)",
+                             s->path, buf[i], (long long)(off + i), vocab < own ? vocab : own,
+                             vocab, own);
+                break;
+            }
+    }
+    s->vocab = vocab < own ? vocab : own;
+    free(buf);
+    return rc;
+}
+
 void shard_close(struct shard *s) {
     if (s->dset > 0)
         H5Dclose(s->dset);

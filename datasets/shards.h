@@ -27,6 +27,10 @@ struct shard {
 /* Open and validate the header. Errors name the path: missing (HW_EIO), not HDF5 / truncated /
  * wrong format (HW_EFORMAT). */
 int shard_open(struct shard *s, const char *path, char *err);
+/* Check every token of the shard against the vocabulary of the model that will read it (once,
+ * at open, in blocks): the first id outside [0, vocab) is an error naming the file, the offset,
+ * the id and the vocabulary size. Afterwards shard_read checks against min(shard, model). */
+int shard_check_vocab(struct shard *s, int vocab, char *err);
 /* Read n tokens from offset into out, checking every id < vocab and the checksum. */
 int shard_read(struct shard *s, int32_t *out, int64_t offset, int64_t n, char *err);
 void shard_close(struct shard *s);

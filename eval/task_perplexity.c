@@ -46,12 +46,10 @@ int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *e
         struct shard sh;
         if ((rc = shard_open(&sh, path, err)))
             return rc;
-        if (sh.vocab > bpe_vocab_size(ctx->lm->tok)) {
+        /* every id must be an embedding row of the checkpoint's model */
+        if ((rc = shard_check_vocab(&sh, ctx->lm->m->c.V, err))) {
             shard_close(&sh);
-            return hw_errf(err, HW_EMISMATCH,
-                           "%s: shard vocabulary %d is larger than the "
-                           "checkpoint tokenizer's %d",
-                           path, sh.vocab, bpe_vocab_size(ctx->lm->tok));
+            return rc;
         }
         n = sh.n;
         tok = HW_MALLOC(sizeof(int32_t) * (size_t)(n ? n : 1));

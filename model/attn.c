@@ -165,7 +165,7 @@ void attn_forward(struct attn *a, const float *n1, float *br, int want_grad) {
     linear_forward(&m->tp, &a->w_qkv, a->qkv, n1, N, 0.0f);
     if (a->dare) { /* Q and K from the attention table */
         const size_t QK = (size_t)HD + a->kvw;
-        o->embed_forward(a->xa, m->tokens, m->w.wte_attn, N, C);
+        o->embed_forward(a->xa, m->tokens, m->w.wte_attn, N, C, m->c.V);
         o->rmsnorm_forward(a->na, a->rstda, a->xa, m->w.blocks[a->l].attn_norm, N, C, c->eps);
         linear_forward(&m->tp, &a->w_qkv, a->qkva, a->na, N, 0.0f);
         o->copy2d(a->qkv, sizeof(float) * D, a->qkva, sizeof(float) * D, (size_t)N,
@@ -228,7 +228,7 @@ void attn_backward(struct attn *a, const float *dbr, float *dn1) {
         o->memset(a->na, 0, sizeof(float) * NC);
         o->rmsnorm_backward(a->na, m->g.blocks[a->l].attn_norm, a->dxa, a->xa,
                             m->w.blocks[a->l].attn_norm, a->rstda, N, C);
-        o->embed_backward(m->g.wte_attn, a->na, m->tokens, N, C);
+        o->embed_backward(m->g.wte_attn, a->na, m->tokens, N, C, m->c.V);
     }
     linear_backward(&m->tp, &a->w_qkv, dn1, dqkv, a->n1, N, 0.0f);
     progress(a);
@@ -496,7 +496,7 @@ void attn_decode(struct attn *a, void *cache, const struct decode_rows *r, const
     gpt_rows_matmul(o, k->qkv, n1, a->w_qkv.w, nb, C, D);
     if (a->dare) {
         float *na = k->xa + (size_t)nb * C;
-        o->embed_forward(k->xa, r->tok, m->w.wte_attn, nb, C);
+        o->embed_forward(k->xa, r->tok, m->w.wte_attn, nb, C, m->c.V);
         o->rmsnorm_forward(na, k->rstd, k->xa, m->w.blocks[a->l].attn_norm, nb, C, c->eps);
         gpt_rows_matmul(o, k->qkva, na, a->w_qkv.w, nb, C, D);
         o->copy2d(k->qkv, D * F, k->qkva, D * F, (size_t)nb, (size_t)(HD + kvw) * F);

@@ -532,7 +532,7 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
     m->aux_loss = 0.0;
     if (want_grad)
         m->stat_tokens += N * (double)par_batch_ranks(&m->tp);
-    o->embed_forward(m->acts[0].x_in, m->tokens, m->w.wte, N, C);
+    o->embed_forward(m->acts[0].x_in, m->tokens, m->w.wte, N, C, m->c.V);
     for (int l = 0; l < c->L; l++) {
         struct layer *ly = &m->layers[l];
         struct gpt_block_acts *a = &m->acts[l];
@@ -660,7 +660,7 @@ static void backward_trunk(struct gpt *m) {
             ly->kind->pre_backward(ly, m->dx);
         grads_ready(m, c->L - l);
     }
-    o->embed_backward(m->g.wte, m->dx, m->tokens, N, C);
+    o->embed_backward(m->g.wte, m->dx, m->tokens, N, C, m->c.V);
     grads_ready(m, c->L + 1);
 }
 
@@ -792,7 +792,7 @@ const float *gpt_decode_batch(struct gpt *m, struct gpt_kv *kv, const int32_t *t
                                   .max_T = kv->max_T,
                                   .steer_alpha = kv->steer_alpha,
                                   .scratch = kv->scratch};
-    o->embed_forward(kv->x, kv->tok_d, m->w.wte, nb, C);
+    o->embed_forward(kv->x, kv->tok_d, m->w.wte, nb, C, m->c.V);
     for (int l = 0; l < c->L; l++) {
         struct layer *ly = &m->layers[l];
         const struct gpt_block *w = &m->w.blocks[l];

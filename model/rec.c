@@ -414,7 +414,7 @@ static void gather_rows(struct rec_model *m, int set, int k, const int32_t *ids,
         emb_shard_gather(m->d, DIST_DP, local, m->rows[k], dim, ids, n, out);
         return;
     }
-    m->ops->embed_forward(out, ids, local, n, dim);
+    m->ops->embed_forward(out, ids, local, n, dim, (int)p->shape[0]);
 }
 
 static void scatter_rows(struct rec_model *m, int set, int k, const int32_t *ids, int n,

@@ -7,6 +7,9 @@
 
 #include <cub/device/device_radix_sort.cuh>
 
+#include <climits>
+#include <cstdio>
+
 enum { SCATTER_COLS = 128, ROW_THREADS = 128 };
 
 // ----------------------------------------------------------------------------------------------
@@ -14,8 +17,15 @@ enum { SCATTER_COLS = 128, ROW_THREADS = 128 };
 
 /* out (N, C) row n = wte (V, C) row tok[n]; VEC: rows copied as float4 */
 template <bool VEC>
-__global__ void embed_forward_kernel(float *out, const int32_t *tok, const float *wte, int C) {
+__global__ void embed_forward_kernel(float *out, const int32_t *tok, const float *wte, int C,
+                                     int V) {
     size_t n = blockIdx.x;
+    if (tok[n] < 0 || tok[n] >= V) { /* never read outside the table: stop the kernel */
+        if (threadIdx.x == 0)
+            printf("embedding: token id %d at position %d is outside the vocabulary (%d)\n", tok[n],
+                   (int)n, V);
+        __trap();
+    }
     const float *src = wte + (size_t)tok[n] * C;
     float *dst = out + n * (size_t)C;
     if (VEC) {
@@ -37,9 +47,14 @@ __global__ void iota_kernel(int32_t *x, int n) {
  * the run's source rows, in order, into its destination row, for columns of its y block. */
 template <typename S>
 __global__ void rows_scatter_kernel(float *dst, const int32_t *keys, const int32_t *from,
-                                    const S *src, int n, int dim) {
+                                    const S *src, int n, int dim, int rows) {
     int i = blockIdx.x, c = blockIdx.y * SCATTER_COLS + threadIdx.x;
     int32_t k = keys[i];
+    if (k < 0 || k >= rows) { /* never write outside the table */
+        if (threadIdx.x == 0 && blockIdx.y == 0)
+            printf("row scatter: id %d is outside the table (%d rows)\n", k, rows);
+        __trap();
+    }
     if (c >= dim || (i > 0 && keys[i - 1] == k))
         return;
     float *d = dst + (size_t)k * dim + c;
@@ -80,7 +95,8 @@ static size_t round256(size_t x) {
 
 /* dst rows ids[i] += src row i (converted to float), i in order, n rows of dim */
 template <typename S>
-static void rows_scatter_add(float *dst, const int32_t *ids, int n, int dim, const S *src) {
+static void rows_scatter_add(float *dst, const int32_t *ids, int n, int dim, const S *src,
+                             int rows) {
     HW_CUDA_ASSERT(n >= 0 && dim >= 0);
     if (n == 0 || dim == 0)
         return;
@@ -98,30 +114,31 @@ static void rows_scatter_add(float *dst, const int32_t *ids, int n, int dim, con
     HW_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(
         scr + 3 * ints, tmp, ids, keys, (const int32_t *)from0, from, n, 0, 32, c->stream));
     rows_scatter_kernel<S><<<dim3(n, cdiv(dim, SCATTER_COLS)), SCATTER_COLS, 0, c->stream>>>(
-        dst, keys, from, src, n, dim);
+        dst, keys, from, src, n, dim, rows);
     HW_CHECK_LAUNCH();
 }
 
-extern "C" void embed_forward_cuda(float *out, const int32_t *tok, const float *wte, int N, int C) {
+extern "C" void embed_forward_cuda(float *out, const int32_t *tok, const float *wte, int N, int C,
+                                   int V) {
     HW_CUDA_ASSERT(N >= 0 && C >= 0);
     if (N == 0 || C == 0)
         return;
     cudaStream_t s = cuda_ctx()->stream;
     if (C % 4 == 0 && aligned16(out) && aligned16(wte))
-        embed_forward_kernel<true><<<N, ROW_THREADS, 0, s>>>(out, tok, wte, C);
+        embed_forward_kernel<true><<<N, ROW_THREADS, 0, s>>>(out, tok, wte, C, V);
     else
-        embed_forward_kernel<false><<<N, ROW_THREADS, 0, s>>>(out, tok, wte, C);
+        embed_forward_kernel<false><<<N, ROW_THREADS, 0, s>>>(out, tok, wte, C, V);
     HW_CHECK_LAUNCH();
 }
 
 extern "C" void embed_backward_cuda(float *dwte, const float *dout, const int32_t *tok, int N,
-                                    int C) {
-    rows_scatter_add<float>(dwte, tok, N, C, dout);
+                                    int C, int V) {
+    rows_scatter_add<float>(dwte, tok, N, C, dout, V);
 }
 
 extern "C" void rows_scatter_add_f64_cuda(float *dst, const int32_t *ids, int n, int dim,
                                           const double *src) {
-    rows_scatter_add<double>(dst, ids, n, dim, src);
+    rows_scatter_add<double>(dst, ids, n, dim, src, INT_MAX);
 }
 
 extern "C" void residual_add_cuda(float *out, const float *a, const float *b, int64_t n) {

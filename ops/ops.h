@@ -167,8 +167,8 @@ struct ops {
     /* ---- loss, embeddings, gathers ---------------------------------------------------------- */
     double (*xent_forward_backward)(float *logits, float *losses, const int32_t *targets, int N,
                                     int V, float dscale, int ignore_index);
-    void (*embed_forward)(float *out, const int32_t *tok, const float *wte, int N, int C);
-    void (*embed_backward)(float *dwte, const float *dout, const int32_t *tok, int N, int C);
+    void (*embed_forward)(float *out, const int32_t *tok, const float *wte, int N, int C, int V);
+    void (*embed_backward)(float *dwte, const float *dout, const int32_t *tok, int N, int C, int V);
     /* dst[ids[i]] += (float) src[i] row by row (fp64 rows, the rec model's table scatter) */
     void (*rows_scatter_add_f64)(float *dst, const int32_t *ids, int n, int dim, const double *src);
 

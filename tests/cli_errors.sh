@@ -41,6 +41,14 @@ cp "$D/tokenizer.json" "$T/text.h5"
 expect_exit 1 "a shard that is not HDF5" "$HW" train "$@" data.train="$T/text.h5" run.dir="$T/r0"
 err_has "$T/text.h5: not a readable HDF5 token shard"
 
+# every shard a run opens is checked against the model's vocabulary at open: a validation shard
+# from a larger tokenizer used to overflow the heap in the embedding (exit 139) or give a wrong
+# val_loss
+"$HW" data prepare --synthetic --bytes 50000 --vocab 400 --out "$T/d400" >/dev/null
+expect_exit 1 "validation shard from a larger vocabulary" "$HW" train "$@" data.val="$T/d400/val.h5" run.dir="$T/rv"
+err_has "data.val: $T/d400/val.h5: token "
+err_has "is outside the vocabulary of 300 (the model's 300, the shard's 400)"
+ok "nothing written" test ! -e "$T/rv/latest"
 # a backend that cannot run the model is refused in one line before anything is written: a
 # CPU-only build has no CUDA backend, a CUDA build on a machine without a GPU has no device, and
 # on a GPU the CUDA backend lacks the Titans memory op group

@@ -84,6 +84,29 @@ static void test_roundtrip_and_loader(void) {
     CHECK_MSG(strstr(err, "token 700 at offset 500 is outside the vocabulary (500)") != NULL, "%s",
               err);
     shard_close(&s);
+    char want_[128];
+    /* the whole shard against a model's vocabulary, once at open: an id the shard allows but
+     * the model has no row for is found wherever it is, and so is one past the shard's own */
+    for (int64_t i = 0; i < n; i++)
+        tok[i] = (int32_t)(i % 500);
+    tok[n - 1] = 450;
+    CHECK(shard_write(path, tok, n, 500, err) == 0);
+    CHECK(shard_open(&s, path, err) == 0);
+    CHECK(shard_check_vocab(&s, 500, err) == 0);
+    CHECK(shard_check_vocab(&s, 400, err) == HW_EFORMAT);
+    CHECK_MSG(strstr(err, "token 400 at offset 400 is outside the vocabulary of 400 (the model's "
+                          "400, the shard's 500)") != NULL,
+              "%s", err);
+    shard_close(&s);
+    for (int64_t i = 0; i < n; i++) /* only the last token is past the model's 200 */
+        tok[i] = (int32_t)(i % 100);
+    tok[n - 1] = 450;
+    CHECK(shard_write(path, tok, n, 500, err) == 0);
+    CHECK(shard_open(&s, path, err) == 0);
+    CHECK(shard_check_vocab(&s, 200, err) == HW_EFORMAT);
+    snprintf(want_, sizeof(want_), "token 450 at offset %lld is outside", (long long)(n - 1));
+    CHECK_MSG(strstr(err, want_) != NULL, "%s", err);
+    shard_close(&s);
     /* missing and foreign files */
     snprintf(path, sizeof(path), "%s/missing.h5", dir);
     CHECK(shard_open(&s, path, err) == HW_EIO);

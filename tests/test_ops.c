@@ -1,5 +1,6 @@
 /* tests/test_ops.c -- every CPU kernel against the naive double reference (tests/ref.h), and
  * every backward against central finite differences of that reference in double. */
+#define _POSIX_C_SOURCE 200809L
 #include "../core/rng.h"
 #include "../ops/act.h"
 #include "../ops/adamw.h"
@@ -14,6 +15,10 @@
 #include "ref.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static uint64_t g_key = 42;
 static uint64_t g_ctr;
@@ -394,13 +399,32 @@ static void test_embed_adamw(void) {
     int32_t tok[5] = {3, 1, 3, 9, 0};
     float *wte = malloc(4 * V * C), *out = malloc(4 * N * C), *dw = calloc(V * C, 4);
     fill(wte, V * C, 1);
-    embed_forward_cpu(out, tok, wte, N, C);
+    embed_forward_cpu(out, tok, wte, N, C, V);
     CHECK(out[2 * C + 4] == wte[3 * C + 4]);
     for (int i = 0; i < N * C; i++)
         out[i] = (float)(i + 1);
-    embed_backward_cpu(dw, out, tok, N, C);
+    embed_backward_cpu(dw, out, tok, N, C, V);
     CHECK(dw[3 * C + 1] == out[0 * C + 1] + out[2 * C + 1]);
     CHECK(dw[2 * C] == 0.0f);
+    /* an id outside the table stops the process (never a heap overflow): in a child */
+    for (int which = 0; which < 2; which++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (!freopen("/dev/null", "w", stderr))
+                _exit(99);
+            int32_t bad[2] = {3, which ? -1 : V};
+            if (which)
+                embed_backward_cpu(dw, out, bad, 2, C, V);
+            else
+                embed_forward_cpu(out, bad, wte, 2, C, V);
+            _exit(0);
+        }
+        int st = 0;
+        CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 99,
+                  "embedding with a bad id (%s): status %d", which ? "backward" : "forward", st);
+    }
     /* AdamW, two steps against the formula in double */
     float p[3] = {0.5f, -1.0f, 2.0f}, m[3] = {0}, v[3] = {0}, g[3] = {0.1f, -0.2f, 0.3f};
     double pd[3] = {0.5, -1.0, 2.0}, md[3] = {0}, vd[3] = {0};

@@ -684,15 +684,15 @@ static void test_embed(int N, int C, int V) {
     float *wte = rand_f32(vc, 1), *dout = rand_f32(nc, 1), *dwte0 = rand_f32(vc, 1);
     int32_t *tok = rand_i32(N, V);
     float *out = HW_MALLOC(nc * 4), *dwte = dup_host(dwte0, vc * 4);
-    embed_forward_cpu(out, tok, wte, N, C);
-    embed_backward_cpu(dwte, dout, tok, N, C);
+    embed_forward_cpu(out, tok, wte, N, C, V);
+    embed_backward_cpu(dwte, dout, tok, N, C, V);
     float *d_wte = dev_from(wte, vc * 4), *d_dout = dev_from(dout, nc * 4);
     int32_t *d_tok = dev_from(tok, (size_t)N * 4);
     float *g_out[2], *g_dw[2];
     for (int r = 0; r < 2; r++) {
         float *d_out = cuda_alloc(nc * 4), *d_dw = dev_from(dwte0, vc * 4);
-        embed_forward_cuda(d_out, d_tok, d_wte, N, C);
-        embed_backward_cuda(d_dw, d_dout, d_tok, N, C);
+        embed_forward_cuda(d_out, d_tok, d_wte, N, C, V);
+        embed_backward_cuda(d_dw, d_dout, d_tok, N, C, V);
         g_out[r] = host_from(d_out, nc * 4);
         g_dw[r] = host_from(d_dw, vc * 4);
         cuda_free(d_out), cuda_free(d_dw);

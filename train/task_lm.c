@@ -41,7 +41,13 @@ static int setup(struct trainer *tr, char *err) {
     }
     if ((rc = gpt_task_tokenizer(tr, 0, err)))
         return rc;
-    return gpt_task_model(tr, 0, s->train.sh.vocab, err);
+    /* every id of every shard the run reads must be an embedding row of the model */
+    const int vocab = s->train.sh.vocab;
+    if ((rc = shard_check_vocab(&s->train.sh, vocab, err)))
+        return task_prefix_err(err, "data.train", rc);
+    if (s->has_val && (rc = shard_check_vocab(&s->val.sh, vocab, err)))
+        return task_prefix_err(err, "data.val", rc);
+    return gpt_task_model(tr, 0, vocab, err);
 }
 
 static void teardown(struct trainer *tr) {
