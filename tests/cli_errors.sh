@@ -115,7 +115,7 @@ else
     expect_exit 2 "sample --backend cuda without a GPU" "$HW" sample "$T/r" --tokens 4 --backend cuda
     ok "names the missing build or device" grep -qE "no CUDA backend|no CUDA device" "$T/err"
 fi
-sums() { md5sum "$T"/r/ckpt_*.h5 "$T/r/latest"; }
+sums() { md5sum "$T"/r/ckpt_*.h5 "$T/r/latest" "$T/r/config.yaml" "$T/r/tokenizer.json" "$T/r/metrics.jsonl"; }
 sums >"$T/sums.before"
 expect_exit 2 "resume with another model shape" "$HW" train "$@" run.dir="$T/r" model.d_model=64 train.steps=6
 err_has "checkpoint model 'd_model=32 n_layers=2"
@@ -125,7 +125,7 @@ prepare_tiny_other "$T/data2"
 expect_exit 1 "resume with another tokenizer" "$HW" train "$@" run.dir="$T/r" data.train="$T/data2/train.h5" data.val="" train.steps=6
 err_has "checkpoint tokenizer (vocab 300) differs from the run's tokenizer (vocab 280)"
 sums >"$T/sums.after"
-ok "failed resumes left the checkpoints untouched" cmp -s "$T/sums.before" "$T/sums.after"
+ok "failed resumes left the checkpoints, config.yaml, tokenizer.json and metrics untouched" cmp -s "$T/sums.before" "$T/sums.after"
 
 # corrupted checkpoints
 cp "$T/r/ckpt_00000004.h5" "$T/flip.h5"

@@ -307,12 +307,21 @@ static int setup(struct trainer *tr, char *err) {
     const int n_seg = tr->task->optim_segments ? tr->task->optim_segments(tr, &seg) : 1;
     optim_init(&tr->opt, tr->ps.be, seg ? seg : &whole, n_seg);
     free(seg);
-    /* run directory: resolved config and tokenizer beside the metrics and checkpoints */
+    /* run directory: resolved config and tokenizer beside the metrics and checkpoints, written
+     * only once a resume (if any) was accepted: a refused resume (another model or tokenizer)
+     * leaves every file of the directory as it was */
     if ((rc = fs_mkdirs(c->run.dir, err)))
         return rc;
     tr->cfg_yaml = cfg_to_yaml(c);
-    char path[CFG_PATH_MAX + 32];
+    snprintf(tr->metrics_path, sizeof(tr->metrics_path), "%s/metrics.jsonl", c->run.dir);
+    int resumed = 0;
+    if (strcmp(c->run.resume, "auto") == 0) {
+        resumed = resume(tr, err);
+        if (resumed < 0)
+            return resumed;
+    }
     if (tr->d->rank == 0) {
+        char path[CFG_PATH_MAX + 32];
         snprintf(path, sizeof(path), "%s/config.yaml", c->run.dir);
         if ((rc = fs_write_atomic(path, tr->cfg_yaml, strlen(tr->cfg_yaml), err)))
             return rc;
@@ -321,20 +330,10 @@ static int setup(struct trainer *tr, char *err) {
             if ((rc = fs_write_atomic(path, tr->tok_json, strlen(tr->tok_json), err)))
                 return rc;
         }
-    }
-    snprintf(tr->metrics_path, sizeof(tr->metrics_path), "%s/metrics.jsonl", c->run.dir);
-    if (strcmp(c->run.resume, "auto") == 0) {
-        rc = resume(tr, err);
-        if (rc < 0)
-            return rc;
-        if (tr->d->rank == 0) {
-            if (rc == 0)
-                unlink(tr->metrics_path);
-            else
-                trim_metrics(tr->metrics_path, tr->step);
-        }
-    } else if (tr->d->rank == 0) {
-        unlink(tr->metrics_path);
+        if (resumed)
+            trim_metrics(tr->metrics_path, tr->step);
+        else
+            unlink(tr->metrics_path);
     }
     return 0;
 }
