@@ -82,7 +82,8 @@ static const struct cfg_key keys[] = {
             "store chunk c: momentum/decay gates and weight snapshots per c tokens"),
     CFG_INT(memory.ttt_batch, 0, 0, 1048576,
             "TTT batch b (a multiple of chunk): gradients at the batch's starting weights; "
-            "0 = one batch per sequence (model.max_seq rounded up to chunk)"),
+            "0 = one batch per sequence (model.max_seq rounded up to chunk), or, when any layer "
+            "is mac, one batch per segment for every memory layer (model.memory.segment)"),
     CFG_INT(memory.conv, 0, 0, 64, "width of the depthwise causal conv on q/k/v; 0 = none"),
     CFG_INT(
         memory.segment, 64, 1, 1048576,
@@ -91,7 +92,8 @@ static const struct cfg_key keys[] = {
             "persistent tokens N_p of mac and mag layers, seen by every query of their attention"),
     CFG_DBL(memory.max_lr, 0.1, 0.0, 1, 1e3, 0, "inner learning rate theta = max_lr * sigmoid"),
     CFG_DBL(memory.max_grad_norm, 0.0, 0.0, 0, 1e9, 0,
-            "soft-clamp of each surprise tensor's norm; 0 = off"),
+            "clamp of each surprise tensor's norm (per chunk, per weight matrix): norms at or "
+            "below pass unchanged, larger ones are scaled down to it; 0 = off"),
     CFG_ENUM(memory.kappa, "mean", kappa_vals,
              "inner loss: mean (1/d_m, the reference) or sum (the paper) of squared errors"),
     CFG_BOOL(memory.theta_per_chunk, 0, "theta from the chunk mean instead of per token"),

@@ -46,7 +46,8 @@ struct titans_cfg {
     int recompute;       /* keep only TTT-batch boundary states; the backward recomputes the rest */
     double max_lr;       /* theta = max_lr * sigmoid(.) */
     double kappa;        /* inner loss factor: 1 (paper, sum) or 1/D (reference, mean) */
-    double max_grad_norm;  /* > 0: soft-clamp each chunk gradient tensor's norm (reference) */
+    double
+        max_grad_norm; /* > 0: clamp each chunk surprise tensor's norm to it (norms below pass) */
     const struct ops *ops; /* the backend of the module's buffers and GEMMs; NULL: the CPU */
 };
 

@@ -195,18 +195,19 @@ static void SFX(chunk_grad_)(const struct titans_layout *lo, const struct SFX(ws
      (size_t)lo->out[l]);
 }
 
-/* Soft-clamp of a tensor's norm (reference softclamp_grad_norm): g *= f(|g|)/|g| with
- * f(n) = tanh(n / h) h + h, h = m / 2. Backward: gb = s gbt + (s'(n)/n) <g, gbt> g. */
+/* Clamp of a surprise tensor's norm to m (clip_grad_norm semantics per tensor): g *= s(|g|) with
+ * s = 1 for |g| <= m (the tensor passes unchanged) and s = m / |g| above. *ds = s'(n), for the
+ * backward gb = s gbt + (s'(n) / n) <g, gbt> g. The reference's softclamp_grad_norm maps a norm n
+ * to tanh(n / h) h + h (h = m / 2), which sends every norm in [0, inf) into [m/2, m): it
+ * normalises small surprises up to m/2 (a 1e-3 norm becomes 0.5 at m = 1) and amplifies their
+ * rounding; docs/titans.md. */
 static T SFX(clamp_scale_)(T nrm, T m, T *ds) {
-    T hm = m / 2, eps = sizeof(T) == 4 ? (T)1.1920929e-07 : (T)2.220446049250313e-16;
-    T th = TTANH(nrm / hm), f = th * hm + hm;
-    if (nrm < eps) {
+    if (!(nrm > m)) {
         *ds = 0;
-        return f / eps;
+        return 1;
     }
-    T fp = 1 - th * th;
-    *ds = (fp * nrm - f) / (nrm * nrm);
-    return f / nrm;
+    *ds = -m / (nrm * nrm);
+    return m / nrm;
 }
 
 static void SFX(clamp_fwd_)(const struct titans_layout *lo, T m, T *G) {

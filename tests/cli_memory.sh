@@ -2,7 +2,8 @@
 # tests/cli_memory.sh -- Titans memory layers through the binary (docs/titans.md): a model with a
 # MAL layer followed by a MAG layer over S2 sliding-window attention (with 4 persistent tokens
 # every window sees), and a memory-only layer,
-# trains; data x heads x context grids of 2 and 4 ranks give the losses and gradient norms of
+# trains; the surprise clamp passes norms below it and keeps the grids on one rank's losses for
+# 30 steps; data x heads x context grids of 2 and 4 ranks give the losses and gradient norms of
 # one rank (heads 2: the two memory heads are split over the head ranks; heads 4: replicated;
 # context: the memory state is handed along the zig-zag chunks);
 # the checkpoint resumes exactly, samples (the memory keeps memorising token by token) and
@@ -48,6 +49,37 @@ unset HW_STOP_AFTER_STEP
 expect_exit 0 "  resume on one rank to step 4" "$HW" train $(base) "$MEM" "$SWA" run.dir="$T/hs"
 metric_lines "$T/hs/metrics.jsonl" >"$T/mh"
 ok "  losses continue the one-rank run (rel 1e-5)" close "$T/m1" "$T/mh" 1e-5
+
+# the surprise clamp (max_grad_norm) keeps norms at or below it unchanged: a threshold above
+# every norm gives the unclamped run bit for bit; an active one (0.01) keeps every grid and 2
+# threads on the one-rank losses for 30 steps (the reference's soft-clamp rescaled every norm and
+# drifted after about 10)
+CLAMP="model.memory={layers: [mal, mag, memory], heads: 2, chunk: 4, ttt_batch: 16, conv: 2"
+long() { echo $(base) model.n_layers=3 train.steps=30 run.ckpt_every=0; }
+expect_exit 0 "MAL + MAG + memory-only, no clamp, 30 steps" "$HW" train $(long) "$CLAMP}" \
+    run.dir="$T/c0"
+expect_exit 0 "  clamp 1e9 (above every norm)" "$HW" train $(long) "$CLAMP, max_grad_norm: 1e9}" \
+    run.dir="$T/c9"
+metric_lines "$T/c0/metrics.jsonl" >"$T/mc0"
+metric_lines "$T/c9/metrics.jsonl" >"$T/mc9"
+ok "  the same losses and grad norms bit for bit" cmp -s "$T/mc0" "$T/mc9"
+expect_exit 0 "  clamp 0.01 (active), one rank" "$HW" train $(long) \
+    "$CLAMP, max_grad_norm: 0.01}" run.dir="$T/ca"
+metric_lines "$T/ca/metrics.jsonl" >"$T/mca"
+ok "  the active clamp changes the grad norms" sh -c "! cmp -s '$T/mc0' '$T/mca'"
+expect_exit 0 "  clamp 0.01, 2 threads" "$HW" train $(long) "$CLAMP, max_grad_norm: 0.01}" \
+    train.threads=2 run.dir="$T/ct"
+metric_lines "$T/ct/metrics.jsonl" >"$T/mct"
+ok "  2 threads: the one-thread losses over 30 steps (rel 1e-5)" close "$T/mca" "$T/mct" 1e-5
+for np_grid in "2 1 1 2" "4 2 2 1"; do
+    set -- $np_grid
+    np=$1 dp=$2 hp=$3 cp=$4
+    expect_exit 0 "  clamp 0.01, data $dp x heads $hp x context $cp" $MPIRUN -np "$np" "$HW" train \
+        $(long) "$CLAMP, max_grad_norm: 0.01}" dist.data="$dp" dist.heads="$hp" \
+        dist.context="$cp" run.dir="$T/cg$np"
+    metric_lines "$T/cg$np/metrics.jsonl" >"$T/mcg"
+    ok "  the one-rank losses over 30 steps (rel 1e-5)" close "$T/mca" "$T/mcg" 1e-5
+done
 
 # exact resume: stop at 2 and continue to 4
 HW_STOP_AFTER_STEP=2 expect_exit 4 "preempted after step 2" "$HW" train $(base) "$MEM" "$SWA" \

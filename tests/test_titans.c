@@ -614,6 +614,34 @@ static void test_threads(void) {
     free(res[0]), free(res[1]), free(par), free(x), free(R);
 }
 
+/* The surprise clamp: a threshold above every surprise norm changes nothing, bit for bit (norms
+ * below it pass unchanged); a tiny one changes the outputs (it is active). */
+static void test_clamp_passes(void) {
+    struct titans_cfg cf = base_cfg(2, 2, 4);
+    struct titans_layout lo;
+    titans_layout(&cf, &lo);
+    int N = 16, d = cf.d;
+    double *par = rand_params(&cf), *x = rand_vec((size_t)N * d, 1),
+           *R = rand_vec((size_t)N * d, 1);
+    const double ms[3] = {0.0, 1e9, 1e-4};
+    double *res[3];
+    for (int k = 0; k < 3; k++) {
+        cf.max_grad_norm = ms[k];
+        double *out = malloc(8 * (size_t)N * d), *g = calloc(lo.total, 8);
+        double *dx = calloc((size_t)N * d, 8);
+        double *RW = calloc((size_t)cf.H * lo.P, 8), *RS = calloc((size_t)cf.H * lo.P, 8);
+        run_pieces(&cf, par, x, N, 1, R, RW, RS, out, NULL, g, dx);
+        res[k] = malloc(8 * (lo.total + (size_t)N * d));
+        memcpy(res[k], g, 8 * lo.total);
+        memcpy(res[k] + lo.total, out, 8 * (size_t)N * d);
+        free(out), free(g), free(dx), free(RW), free(RS);
+    }
+    const size_t n = lo.total + (size_t)N * d;
+    CHECK_MSG(memcmp(res[0], res[1], 8 * n) == 0, "clamp 1e9 changed the results");
+    CHECK_MSG(memcmp(res[0], res[2], 8 * n) != 0, "clamp 1e-4 changed nothing");
+    free(res[0]), free(res[1]), free(res[2]), free(par), free(x), free(R);
+}
+
 /* recompute = 1 keeps only TTT-batch boundary states and recomputes the rest in the backward:
  * outputs, final state and gradients equal the stored mode (1 and 2 pieces), and FD holds. */
 static void test_recompute(struct titans_cfg cf, int N, const char *name) {
@@ -672,6 +700,10 @@ int main(void) {
     cv.conv = 4;
     cv.max_grad_norm = 2;
     test_fd(cv, 8, "depth2 c2 b2 conv4");
+    struct titans_cfg tc = base_cfg(2, 2, 4);
+    tc.max_grad_norm = 1e-4; /* every surprise tensor clamped: the backward of the active branch */
+    test_fd(tc, 12, "depth2 c2 b4 clamp active");
+    test_clamp_passes();
 
     test_chaining(a, 16, "depth2 c2 b4 clamp");
     test_chaining(b, 24, "linear c1 b3");

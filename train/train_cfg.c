@@ -31,12 +31,15 @@ static const struct cfg_key train_keys[] = {
     CFG_DBL(min_lr, 3e-5, 0.0, 0, 1.0, 0, "floor of the cosine schedule"),
     CFG_INT(warmup, 100, 0, BIG, "linear warmup steps"),
     CFG_DBL(weight_decay, 0.1, 0.0, 0, 10.0, 0,
-            "AdamW decay on matrices (never on norms or biases)"),
+            "AdamW decoupled weight decay on the projection matrices and embeddings (never on "
+            "norms, Titans persistent tokens, conv taps or W0); docs/architecture.md lists them"),
     CFG_DBL(beta1, 0.9, 0.0, 0, 1.0, 1, "AdamW first-moment decay"),
     CFG_DBL(beta2, 0.95, 0.0, 0, 1.0, 1, "AdamW second-moment decay"),
     CFG_DBL(eps, 1e-8, 0.0, 1, 1.0, 1, "AdamW epsilon"),
     CFG_DBL(grad_clip, 1.0, 0.0, 0, INFINITY, 1, "clip the global gradient norm; 0 = off"),
-    CFG_INT(val_every, 100, 0, BIG, "steps between validation passes; 0 = never"),
+    CFG_INT(val_every, 100, 0, BIG,
+            "steps between validation passes (the last step always validates when there is "
+            "validation data); 0 = only at the last step"),
     CFG_INT(val_batches, 8, 1, 1000000, "micro-batches per validation pass"),
     CFG_INT(log_every, 10, 1, BIG, "steps between progress lines"),
     CFG_INT64(seed, 1337, 0, INT64_MAX, "seed of every random stream (init, data order)"),
