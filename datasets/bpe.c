@@ -8,6 +8,7 @@
 #include "bpe.h"
 
 #include "../core/check.h"
+#include "../core/fsutil.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -160,6 +161,9 @@ void bpe_free(struct bpe *t) {
     free(t->tok_len);
     free(t->rank_key);
     free(t->rank_val);
+    free(t->sp_key);
+    free(t->sp_child);
+    free(t->sp_term);
     memset(t, 0, sizeof(*t));
 }
 
@@ -176,13 +180,88 @@ const char *bpe_token_bytes(const struct bpe *t, int32_t id, int *len) {
     return t->bytes + t->tok_off[id];
 }
 
+// ------------------------------------------------------------------------------------------------
+// special strings: a byte trie with its edges in a hash table
+
+static int32_t sp_child_(const struct bpe *t, int32_t node, unsigned char c) {
+    if (!t->sp_cap)
+        return -1;
+    uint64_t key = ((uint64_t)(uint32_t)node << 8) | c;
+    size_t mask = t->sp_cap - 1;
+    for (size_t i = mix64_(key) & mask;; i = (i + 1) & mask) {
+        if (t->sp_key[i] == key)
+            return t->sp_child[i];
+        if (t->sp_key[i] == EMPTY_KEY)
+            return -1;
+    }
+}
+
+static void sp_edge_insert_(uint64_t *keys, int32_t *child, size_t cap, uint64_t key, int32_t v) {
+    size_t mask = cap - 1;
+    size_t i = mix64_(key) & mask;
+    while (keys[i] != EMPTY_KEY)
+        i = (i + 1) & mask;
+    keys[i] = key;
+    child[i] = v;
+}
+
+static int32_t sp_new_node_(struct bpe *t) {
+    if (t->sp_nodes == t->sp_nodes_cap) {
+        t->sp_nodes_cap = t->sp_nodes_cap ? t->sp_nodes_cap * 2 : 64;
+        t->sp_term = HW_REALLOC(t->sp_term, (size_t)t->sp_nodes_cap * sizeof(*t->sp_term));
+    }
+    t->sp_term[t->sp_nodes] = -1;
+    return t->sp_nodes++;
+}
+
+/* The node for s[0..n), made with its path if missing. */
+static int32_t sp_insert_(struct bpe *t, const unsigned char *s, size_t n) {
+    if (!t->sp_nodes)
+        sp_new_node_(t); /* the root */
+    int32_t node = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t c = sp_child_(t, node, s[i]);
+        if (c < 0) {
+            if ((t->sp_edges + 1) * 2 > t->sp_cap) { /* keep the load at most 1/2 */
+                size_t cap = t->sp_cap ? t->sp_cap * 2 : 256;
+                uint64_t *keys = HW_MALLOC(cap * sizeof(*keys));
+                int32_t *child = HW_MALLOC(cap * sizeof(*child));
+                for (size_t k = 0; k < cap; k++)
+                    keys[k] = EMPTY_KEY;
+                for (size_t k = 0; k < t->sp_cap; k++)
+                    if (t->sp_key[k] != EMPTY_KEY)
+                        sp_edge_insert_(keys, child, cap, t->sp_key[k], t->sp_child[k]);
+                free(t->sp_key);
+                free(t->sp_child);
+                t->sp_key = keys;
+                t->sp_child = child;
+                t->sp_cap = cap;
+            }
+            c = sp_new_node_(t);
+            sp_edge_insert_(t->sp_key, t->sp_child, t->sp_cap,
+                            ((uint64_t)(uint32_t)node << 8) | s[i], c);
+            t->sp_edges++;
+        }
+        node = c;
+    }
+    return node;
+}
+
+/* Index of the special string s[0..n), or -1. */
+static int32_t sp_find_(const struct bpe *t, const unsigned char *s, size_t n) {
+    if (!t->sp_nodes)
+        return -1;
+    int32_t node = 0;
+    for (size_t i = 0; i < n && node >= 0; i++)
+        node = sp_child_(t, node, s[i]);
+    return node >= 0 ? t->sp_term[node] : -1;
+}
+
 int32_t bpe_special_id(const struct bpe *t, const char *s) {
     if (!s)
         return -1;
-    for (int32_t i = 0; i < t->n_special; i++)
-        if (strcmp(t->special[i], s) == 0)
-            return BPE_N_BYTES + t->n_merges + i;
-    return -1;
+    int32_t k = sp_find_(t, (const unsigned char *)s, strlen(s));
+    return k >= 0 ? BPE_N_BYTES + t->n_merges + k : -1;
 }
 
 static int utf8_valid_(const unsigned char *s, size_t n) {
@@ -200,8 +279,14 @@ int32_t bpe_add_special(struct bpe *t, const char *s) {
         return id;
     id = bpe_vocab_size(t);
     HW_ASSERT(id < BPE_MAX_VOCAB);
-    memcpy(new_token_(t, id, strlen(s)), s, strlen(s));
-    t->special = HW_REALLOC(t->special, (size_t)(t->n_special + 1) * sizeof(*t->special));
+    size_t n = strlen(s);
+    memcpy(new_token_(t, id, n), s, n);
+    if (t->n_special == t->special_cap) {
+        t->special_cap = t->special_cap ? t->special_cap * 2 : 16;
+        t->special = HW_REALLOC(t->special, (size_t)t->special_cap * sizeof(*t->special));
+    }
+    int32_t node = sp_insert_(t, (const unsigned char *)s, n); /* may move sp_term */
+    t->sp_term[node] = t->n_special;
     t->special[t->n_special++] = HW_STRDUP(s);
     unsigned char c = (unsigned char)s[0];
     t->special_first[c >> 3] |= (uint8_t)(1u << (c & 7));
@@ -809,7 +894,9 @@ static void encode_piece_(const struct bpe *t, struct enc_scratch *sc, struct en
     }
 }
 
-/* Leftmost special occurrence at or after from; returns its position (n if none), *id, *mlen. */
+/* Leftmost special occurrence at or after from; returns its position (n if none), *id, *mlen.
+ * At each position the trie is walked as far as the text allows, keeping the longest special
+ * passed on the way. */
 static size_t find_special_(const struct bpe *t, const unsigned char *s, size_t n, size_t from,
                             int32_t *id, size_t *mlen) {
     int32_t base = BPE_N_BYTES + t->n_merges;
@@ -817,11 +904,14 @@ static size_t find_special_(const struct bpe *t, const unsigned char *s, size_t 
         if (!(t->special_first[s[i] >> 3] & (1u << (s[i] & 7))))
             continue;
         size_t best_len = 0;
-        for (int32_t k = 0; k < t->n_special; k++) {
-            size_t l = t->tok_len[base + k];
-            if (l <= n - i && l > best_len && memcmp(s + i, t->special[k], l) == 0) {
-                best_len = l;
-                *id = base + k;
+        int32_t node = 0;
+        for (size_t j = i; j < n; j++) {
+            node = sp_child_(t, node, s[j]);
+            if (node < 0)
+                break;
+            if (t->sp_term[node] >= 0) {
+                best_len = j + 1 - i;
+                *id = base + t->sp_term[node];
             }
         }
         if (best_len) {
@@ -1086,57 +1176,19 @@ int bpe_from_json(struct bpe *t, const char *json, size_t len, const char *name,
 
 int bpe_save(const struct bpe *t, const char *path, char *err) {
     char *json = bpe_to_json(t);
-    size_t n = strlen(json);
-    size_t plen = strlen(path);
-    char *tmp = HW_MALLOC(plen + 5);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    int rc = 0;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        rc = hw_errf(err, HW_EIO, "%s: cannot open for writing: %s", tmp, strerror(errno));
-        goto out_free;
-    }
-    if (fwrite(json, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = hw_errf(err, HW_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        fclose(f);
-        remove(tmp);
-        goto out_free;
-    }
-    if (fclose(f) != 0) {
-        rc = hw_errf(err, HW_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        remove(tmp);
-        goto out_free;
-    }
-    if (rename(tmp, path) != 0) {
-        rc =
-            hw_errf(err, HW_EIO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        remove(tmp);
-    }
-out_free:
-    free(tmp);
+    int rc = fs_write_atomic(path, json, strlen(json), err);
     free(json);
     return rc;
 }
 
 int bpe_load(struct bpe *t, const char *path, char *err) {
     bpe_init(t);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct sbuf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        sb_put_(&b, chunk, got);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b.p);
-        return hw_errf(err, HW_EIO, "%s: read error", path);
-    }
+    size_t n = 0;
+    char *json = fs_read_all(path, &n, err); /* a FIFO or directory is refused, not waited on */
+    if (!json)
+        return HW_EIO;
     bpe_free(t);
-    int rc = bpe_from_json(t, b.p ? b.p : "", b.n, path, err);
-    free(b.p);
+    int rc = bpe_from_json(t, json, n, path, err);
+    free(json);
     return rc;
 }

@@ -34,7 +34,7 @@
 struct bpe {
     int32_t n_merges, merges_cap;
     int32_t (*merges)[2]; /* (n_merges, 2): id 256+i = merges[i][0] followed by merges[i][1] */
-    int32_t n_special;
+    int32_t n_special, special_cap;
     char **special; /* (n_special) NUL-terminated UTF-8; id = 256 + n_merges + i */
     /* bytes of token id are bytes[tok_off[id] .. tok_off[id] + tok_len[id]) */
     char *bytes;
@@ -47,6 +47,15 @@ struct bpe {
     int32_t *rank_val;  /* (rank_cap) */
     size_t rank_cap;
     uint8_t special_first[32]; /* bitmap of the first bytes of the special strings */
+    /* the special strings as a byte trie (node 0 is the root): edge (node, byte) -> child in
+     * open addressing, key (node << 8 | byte), UINT64_MAX empty; sp_term[node] is the index
+     * of the special that ends at node, or -1. Lookups and encoding's longest match cost the
+     * length of the string, not the number of specials. */
+    uint64_t *sp_key;  /* (sp_cap) */
+    int32_t *sp_child; /* (sp_cap) */
+    size_t sp_cap, sp_edges;
+    int32_t *sp_term; /* (sp_nodes_cap) */
+    int32_t sp_nodes, sp_nodes_cap;
 };
 
 /* All initialisers (bpe_init, bpe_train, bpe_from_json, bpe_load) overwrite *t without freeing
@@ -110,10 +119,12 @@ char *bpe_to_json(const struct bpe *t);
  *   "tok.json: format: expected \"headwise-bpe\", got \"x\""   "tok.json: unknown key 'foo'" */
 int bpe_from_json(struct bpe *t, const char *json, size_t len, const char *name, char *err);
 
-/* Writes bpe_to_json(t) to path atomically (path.tmp, fsync, rename). 0 or HW_EIO. */
+/* Writes bpe_to_json(t) to path atomically (fs_write_atomic: a new unique temporary file,
+ * fsync, rename; a link at path is replaced, never followed). 0 or HW_EIO. */
 int bpe_save(const struct bpe *t, const char *path, char *err);
 /* Initialises t from a file written by bpe_save. HW_EIO ("path: cannot open: No such file or
- * directory") or HW_EFORMAT (see bpe_from_json, with name = path). */
+ * directory", "path: not a regular file (a FIFO)") or HW_EFORMAT (see bpe_from_json, with
+ * name = path). */
 int bpe_load(struct bpe *t, const char *path, char *err);
 
 #endif /* HW_BPE_H */

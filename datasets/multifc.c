@@ -6,6 +6,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/log.h"
 #include "../core/rng.h"
 
 #include <math.h>
@@ -222,6 +223,219 @@ static int record_broken_(const char *claim, const char *label, char *why, size_
     return 0;
 }
 
+/* Offset of the first byte of s that does not belong to a well-formed UTF-8 sequence (RFC 3629:
+ * no overlong forms, no surrogates, at most U+10FFFF), or -1. */
+static long utf8_bad_(const char *str) {
+    const unsigned char *s = (const unsigned char *)str, *p = s;
+    while (*p) {
+        int n = *p < 0x80             ? 0
+                : (*p & 0xE0) == 0xC0 ? 1
+                : (*p & 0xF0) == 0xE0 ? 2
+                : (*p & 0xF8) == 0xF0 ? 3
+                                      : -1;
+        if (n < 0 || (n == 1 && *p < 0xC2) || (n == 3 && *p > 0xF4))
+            return (long)(p - s);
+        for (int k = 1; k <= n; k++)
+            if ((p[k] & 0xC0) != 0x80)
+                return (long)(p - s);
+        if ((n == 2 && *p == 0xE0 && p[1] < 0xA0) || (n == 2 && *p == 0xED && p[1] >= 0xA0) ||
+            (n == 3 && *p == 0xF0 && p[1] < 0x90) || (n == 3 && *p == 0xF4 && p[1] >= 0x90))
+            return (long)(p - s);
+        p += n + 1;
+    }
+    return -1;
+}
+
+/* The labels of the MultiFC dev split per domain (the staged file with its merged records
+ * repaired: 151 (domain, label) pairs, 109 distinct strings), plus goop's scale 4..9. */
+static const struct {
+    const char *dom, *labels;
+} known_[] = {
+    {"abbc", "in-between|in-the-green|in-the-red"},
+    {"afck", "correct|exaggerated|incorrect|misleading|mostly-correct|understated|unproven"},
+    {"bove", "none|rating: false"},
+    {"chct", "none|verdict: false|verdict: true|verdict: unsubstantiated"},
+    {"clck", "incorrect|misleading|unsupported"},
+    {"faan", "factscan score: false|factscan score: misleading|factscan score: true"},
+    {"faly", "none|partly true|true|unverified"},
+    {"fani", "conclusion: accurate"},
+    {"farg", "distorts the facts|false|misleading|no evidence|none|not the whole story|spins the "
+             "facts|unsupported"},
+    {"goop", "0|1|2|3|4|5|6|7|8|9|10"},
+    {"hoer", "bogus warning|facebook scams|fake news|misleading recommendations|statirical "
+             "reports|true messages|unsubstantiated messages"},
+    {"huca", "a little baloney|a lot of baloney|some baloney"},
+    {"mpws", "accurate|false|misleading"},
+    {"obry", "mostly_false|mostly_true|unobservable|verified"},
+    {"para", "false|half flip|half-true|mostly false|mostly true|pants on fire!|true"},
+    {"peck", "false|partially true|true"},
+    {"pomt", "false|full flop|half flip|half-true|mostly false|mostly true|no flip|pants on "
+             "fire!|true"},
+    {"pose", "compromise|in the works|not yet rated|promise broken|promise kept|stalled"},
+    {"ranz", "fact"},
+    {"snes", "correct attribution|false|legend|misattributed|miscaptioned|mixture|mostly "
+             "false|mostly true|outdated|scam|true|unproven"},
+    {"thal", "half true|mostly false|mostly true|none|unproven|we rate this claim false"},
+    {"thet", "false|half true|mostly false|mostly true|none|true"},
+    {"tron", "authorship confirmed!|commentary!|confirmed authorship!|correct "
+             "attribution!|disputed!|fiction!|fiction! & satire!|grass roots "
+             "movement!|incorrect attribution!|investigation pending!|misleading!|mostly "
+             "fiction!|mostly truth!|none|opinion!|outdated!|previously truth! now "
+             "resolved!|scam!|truth!|truth! & disputed!|truth! & fiction!|truth! & "
+             "misleading!|truth! & outdated!|truth! & unproven!|unproven!|virus!"},
+    {"vees", "fake|false|misleading|none"},
+    {"vogo", "determination: a stretch|determination: barely true|determination: "
+             "false|determination: huckster propaganda|determination: "
+             "misleading|determination: mostly true|determination: true|none"},
+    {"wast", "2 pinnochios|3 pinnochios|4 pinnochios|false|needs context|not the whole story"},
+};
+
+const char *multifc_known_labels(const char *domain) {
+    for (size_t i = 0; i < sizeof(known_) / sizeof(known_[0]); i++)
+        if (!strcmp(known_[i].dom, domain))
+            return known_[i].labels;
+    return NULL;
+}
+
+/* ASCII lower case, spaces trimmed and runs collapsed to one, into out (cap bytes). */
+static void fold_(const char *s, size_t n, char *out, size_t cap) {
+    size_t k = 0;
+    int space = 0;
+    for (size_t i = 0; i < n && k + 2 < cap; i++) {
+        char c = s[i];
+        if (c == ' ' || c == '\t') {
+            space = k > 0;
+            continue;
+        }
+        if (space)
+            out[k++] = ' ';
+        space = 0;
+        out[k++] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+    }
+    out[k] = '\0';
+}
+
+/* Optimal string alignment distance of a[0..na) and b[0..nb) (edits: insert, delete,
+ * substitute, swap two neighbours), or 2 when it is more than 1. */
+static int within_one_(const char *a, size_t na, const char *b, size_t nb) {
+    if (na > nb + 1 || nb > na + 1)
+        return 2;
+    size_t i = 0;
+    while (i < na && i < nb && a[i] == b[i])
+        i++;
+    if (i == na && i == nb)
+        return 0;
+    const char *x = a + i, *y = b + i;
+    size_t nx = na - i, ny = nb - i;
+    if (nx == ny) /* substitution, or a swap of neighbours */
+        return !memcmp(x + 1, y + 1, nx - 1) ||
+                       (nx >= 2 && x[0] == y[1] && x[1] == y[0] && !memcmp(x + 2, y + 2, nx - 2))
+                   ? 1
+                   : 2;
+    return nx > ny ? (!memcmp(x + 1, y, ny) ? 1 : 2) : (!memcmp(x, y + 1, nx) ? 1 : 2);
+}
+
+/* Checks label against the known labels of the claimID's domain. Returns 0 (known, or a domain
+ * outside the 26), 1 (unknown: keep it, note it) or HW_EFORMAT with err set (misspelled). */
+static int label_check_(const char *path, int line, const char *id, const char *label, char *err) {
+    char dom[5];
+    memcpy(dom, id, 4);
+    dom[4] = '\0';
+    const char *list = multifc_known_labels(dom);
+    if (!list)
+        return 0;
+    size_t nl = strlen(label);
+    char fl[256], fk[256];
+    fold_(label, nl, fl, sizeof(fl));
+    const char *near = NULL;
+    size_t near_n = 0;
+    for (const char *k = list; *k;) {
+        const char *e = strchr(k, '|');
+        size_t n = e ? (size_t)(e - k) : strlen(k);
+        if (n == nl && !memcmp(k, label, n))
+            return 0;
+        fold_(k, n, fk, sizeof(fk));
+        if (!near && (!strcmp(fl, fk) || within_one_(label, nl, k, n) <= 1)) {
+            near = k;
+            near_n = n;
+        }
+        k += n + (e != NULL);
+    }
+    if (near)
+        return hw_errf(err, HW_EFORMAT,
+                       "%s:%d: error: label '%.60s' of claimID '%s' is not a %s label: did you "
+                       "mean '%.*s'? (known %s labels: %.200s)",
+                       path, line, label, id, dom, (int)near_n, near, dom, list);
+    return 1;
+}
+
+/* One record of a merged row. */
+struct piece_ {
+    const char *id, *claim, *label;
+    int line;
+};
+
+/* Splits a merged record back into its records (see multifc.h). work is a writable copy of the
+ * claim field (cut in place; the last claim may need one byte more: work has room for it).
+ * Returns the number of pieces written into *out (malloc'd), or 0 when the field does not have
+ * the shape of a merged record. */
+static int split_merged_(const char *id, char *work, const char *label, int line,
+                         struct piece_ **out) {
+    int n_lines = 1;
+    for (const char *q = work; *q; q++)
+        n_lines += *q == '\n';
+    if (n_lines < 2)
+        return 0;
+    struct piece_ *pc = HW_CALLOC((size_t)n_lines, sizeof(*pc));
+    char *f[14];
+    char *p = work;
+    for (int i = 0; i < n_lines; i++) {
+        char *nl = strchr(p, '\n'), *next = nl ? nl + 1 : NULL;
+        if (nl) {
+            *nl = '\0';
+            if (nl > p && nl[-1] == '\r')
+                nl[-1] = '\0';
+        }
+        int nf = 0;
+        for (char *q = p;; q++) {
+            if (nf == 14)
+                break;
+            f[nf++] = q;
+            q = strchr(q, '\t');
+            if (!q)
+                break;
+            *q = '\0';
+        }
+        const int want = i == 0 ? 12 : i == n_lines - 1 ? 2 : 13;
+        if (nf != want || (i > 0 && !claim_id_ok_(f[0]))) {
+            free(pc);
+            return 0;
+        }
+        if (i == 0)
+            pc[i] = (struct piece_){id, f[0], f[1], line};
+        else if (i < n_lines - 1)
+            pc[i] = (struct piece_){f[0], f[1], f[2], line + i};
+        else
+            pc[i] = (struct piece_){f[0], f[1], label, line + i};
+        if (!*pc[i].label) {
+            free(pc);
+            return 0;
+        }
+        p = next;
+    }
+    /* The merging reader took the last claim's opening '"' as the end of the quoted field. */
+    char *last = (char *)pc[n_lines - 1].claim;
+    size_t len = strlen(last), quotes = 0;
+    for (size_t k = 0; k < len; k++)
+        quotes += last[k] == '"';
+    if (len && last[len - 1] == '"' && quotes % 2 == 1) {
+        memmove(last + 1, last, len + 1);
+        last[0] = '"';
+    }
+    *out = pc;
+    return n_lines;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* loading */
 
@@ -288,15 +502,84 @@ static void build_index_(struct multifc *m) {
     free(s);
 }
 
-static void push_rejected_(struct multifc *m, int *cap, const char *id, int line, const char *why) {
-    if (m->n_rejected == *cap) {
-        *cap = *cap ? 2 * *cap : 8;
-        m->rejected = HW_REALLOC(m->rejected, (size_t)*cap * sizeof(char *));
+/* Appends "<id>: line <line>: <why>" to the list *arr of *n lines. */
+static void push_line_(char ***arr, int *n, const char *id, int line, const char *why) {
+    if ((*n & (*n - 1)) == 0) /* 0, 1, 2, 4, ...: grow to the next power of two */
+        *arr = HW_REALLOC(*arr, (size_t)(*n ? 2 * *n : 1) * sizeof(char *));
+    size_t len = strlen(id) + strlen(why) + 32;
+    char *s = HW_MALLOC(len);
+    snprintf(s, len, "%s: line %d: %s", id, line, why);
+    (*arr)[(*n)++] = s;
+}
+
+struct load_ {
+    const char *path;
+    struct id_line_ *ids;
+    int n_ids, ids_cap, ex_cap;
+};
+
+static void push_id_(struct load_ *L, const char *id, int line) {
+    if (L->n_ids == L->ids_cap) {
+        L->ids_cap = L->ids_cap ? 2 * L->ids_cap : 1024;
+        L->ids = HW_REALLOC(L->ids, (size_t)L->ids_cap * sizeof(*L->ids));
     }
-    size_t n = strlen(id) + strlen(why) + 32;
-    char *s = HW_MALLOC(n);
-    snprintf(s, n, "%s: line %d: %s", id, line, why);
-    m->rejected[m->n_rejected++] = s;
+    L->ids[L->n_ids++] = (struct id_line_){HW_STRDUP(id), line};
+}
+
+/* Adds one usable example (its label checked). Returns 0 or HW_EFORMAT with err set. */
+static int add_example_(struct multifc *m, struct load_ *L, const char *id, const char *claim,
+                        const char *label, int line, char *err) {
+    if (label && !*label)
+        return hw_errf(err, HW_EFORMAT, "%s:%d: error: empty label for claimID '%s'", L->path, line,
+                       id);
+    if (label) {
+        int k = label_check_(L->path, line, id, label, err);
+        if (k < 0)
+            return k;
+        if (k == 1) {
+            char why[160];
+            snprintf(why, sizeof(why), "label '%.80s' is not a known %.4s label", label, id);
+            push_line_(&m->unknown, &m->n_unknown, id, line, why);
+        }
+    }
+    if (m->n == L->ex_cap) {
+        L->ex_cap = L->ex_cap ? 2 * L->ex_cap : 1024;
+        m->ex = HW_REALLOC(m->ex, (size_t)L->ex_cap * sizeof(*m->ex));
+    }
+    m->ex[m->n++] = (struct multifc_example){
+        HW_STRDUP(id), HW_STRDUP(claim), label ? HW_STRDUP(label) : NULL, -1, -1, line};
+    return 0;
+}
+
+/* A broken record: split back into its records when it is a merged record of the known shape
+ * (listed in repaired), else listed in rejected. Returns 0 or an error. */
+static int broken_record_(struct multifc *m, struct load_ *L, const char *id, const char *claim,
+                          const char *label, int line, const char *why, char *err) {
+    struct piece_ *pc = NULL;
+    size_t len = strlen(claim);
+    char *work = HW_MALLOC(len + 2);
+    memcpy(work, claim, len + 1);
+    int np = label && strchr(claim, '\t') ? split_merged_(id, work, label, line, &pc) : 0;
+    int rc = 0;
+    if (np == 0) {
+        push_id_(L, id, line);
+        push_line_(&m->rejected, &m->n_rejected, id, line, why);
+    } else {
+        char note[512];
+        int k = snprintf(note, sizeof(note), "merged record split into %d claims:", np);
+        for (int i = 0; i < np && !rc; i++) {
+            if (k < (int)sizeof(note))
+                k += snprintf(note + k, sizeof(note) - (size_t)k, "%s %s (line %d)", i ? "," : "",
+                              pc[i].id, pc[i].line);
+            push_id_(L, pc[i].id, pc[i].line);
+            rc = add_example_(m, L, pc[i].id, pc[i].claim, pc[i].label, pc[i].line, err);
+        }
+        if (!rc)
+            push_line_(&m->repaired, &m->n_repaired, id, line, note);
+    }
+    free(pc);
+    free(work);
+    return rc;
 }
 
 /* Reads the header (or the first record of a headerless TSV) and sets the column indices.
@@ -345,8 +628,8 @@ int multifc_load(struct multifc *m, const char *path, char *err) {
         return HW_EIO;
     struct reader_ rd = {path, data, data + len, 1};
     struct rec_ r = {0};
-    struct id_line_ *ids = NULL;
-    int n_ids = 0, ids_cap = 0, ex_cap = 0, rej_cap = 0, rc = 0;
+    struct load_ L = {.path = path};
+    int rc = 0;
 
     const char *nul = memchr(data, '\0', len);
     if (nul) {
@@ -393,39 +676,39 @@ int multifc_load(struct multifc *m, const char *path, char *err) {
                          path, r.line, id);
             goto out;
         }
-        if (n_ids == ids_cap) {
-            ids_cap = ids_cap ? 2 * ids_cap : 1024;
-            ids = HW_REALLOC(ids, (size_t)ids_cap * sizeof(*ids));
-        }
-        ids[n_ids++] = (struct id_line_){HW_STRDUP(id), r.line};
-        char why[200];
-        if (record_broken_(claim, label, why, sizeof(why))) {
-            push_rejected_(m, &rej_cap, id, r.line, why);
-            continue;
-        }
-        if (label && !*label) {
-            rc = hw_errf(err, HW_EFORMAT, "%s:%d: error: empty label for claimID '%s'", path,
-                         r.line, id);
+        /* the text must be UTF-8: it goes into JSON results and sample logs */
+        const char *field = claim, *what = "claim";
+        long bad = utf8_bad_(claim);
+        if (bad < 0 && label && (bad = utf8_bad_(label)) >= 0)
+            field = label, what = "label";
+        if (bad >= 0) {
+            rc = hw_errf(err, HW_EFORMAT,
+                         "%s:%d: error: the %s of claimID '%s' is not UTF-8 (byte 0x%02x at byte "
+                         "%ld of the field)",
+                         path, r.line, what, id, (unsigned char)field[bad], bad);
             goto out;
         }
-        if (m->n == ex_cap) {
-            ex_cap = ex_cap ? 2 * ex_cap : 1024;
-            m->ex = HW_REALLOC(m->ex, (size_t)ex_cap * sizeof(*m->ex));
+        char why[200];
+        if (record_broken_(claim, label, why, sizeof(why)))
+            rc = broken_record_(m, &L, id, claim, label, r.line, why, err);
+        else {
+            push_id_(&L, id, r.line);
+            rc = add_example_(m, &L, id, claim, label, r.line, err);
         }
-        m->ex[m->n++] = (struct multifc_example){
-            HW_STRDUP(id), HW_STRDUP(claim), label ? HW_STRDUP(label) : NULL, -1, -1, r.line};
+        if (rc)
+            goto out;
     }
     if (got < 0) {
         rc = got;
         goto out;
     }
-    if (n_ids > 1) {
-        qsort(ids, (size_t)n_ids, sizeof(*ids), cmp_id_line_);
-        for (int i = 1; i < n_ids; i++)
-            if (strcmp(ids[i].id, ids[i - 1].id) == 0) {
+    if (L.n_ids > 1) {
+        qsort(L.ids, (size_t)L.n_ids, sizeof(*L.ids), cmp_id_line_);
+        for (int i = 1; i < L.n_ids; i++)
+            if (strcmp(L.ids[i].id, L.ids[i - 1].id) == 0) {
                 rc = hw_errf(err, HW_EFORMAT,
                              "%s:%d: error: duplicate claimID '%s' (first on line %d)", path,
-                             ids[i].line, ids[i].id, ids[i - 1].line);
+                             L.ids[i].line, L.ids[i].id, L.ids[i - 1].line);
                 goto out;
             }
     }
@@ -438,9 +721,9 @@ int multifc_load(struct multifc *m, const char *path, char *err) {
     }
     build_index_(m);
 out:
-    for (int i = 0; i < n_ids; i++)
-        free(ids[i].id);
-    free(ids);
+    for (int i = 0; i < L.n_ids; i++)
+        free(L.ids[i].id);
+    free(L.ids);
     free(r.buf);
     free(r.off);
     free(data);
@@ -465,7 +748,32 @@ void multifc_free(struct multifc *m) {
     for (int i = 0; i < m->n_rejected; i++)
         free(m->rejected[i]);
     free(m->rejected);
+    for (int i = 0; i < m->n_repaired; i++)
+        free(m->repaired[i]);
+    free(m->repaired);
+    for (int i = 0; i < m->n_unknown; i++)
+        free(m->unknown[i]);
+    free(m->unknown);
     memset(m, 0, sizeof(*m));
+}
+
+/* "<id>: line <N>: <text>" -> "path:<N>: <id>: <kind><text>" on the console. */
+static void log_line_(const char *path, const char *kind, const char *s) {
+    const char *a = strstr(s, ": line ");
+    int line = 0, off = 0;
+    if (a && sscanf(a, ": line %d: %n", &line, &off) == 1 && off > 0)
+        log_warn("%s:%d: %.*s: %s%s", path, line, (int)(a - s), s, kind, a + off);
+    else
+        log_warn("%s: %s%s", path, kind, s);
+}
+
+void multifc_log_notes(const struct multifc *m, const char *path) {
+    for (int i = 0; i < m->n_rejected; i++)
+        log_line_(path, "left out: ", m->rejected[i]);
+    for (int i = 0; i < m->n_repaired; i++)
+        log_line_(path, "", m->repaired[i]);
+    for (int i = 0; i < m->n_unknown; i++)
+        log_line_(path, "", m->unknown[i]);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -8,6 +8,12 @@
 
 #include <stdint.h>
 
+/* The seed of the one MultiFC split every method uses (multifc_split): the log-likelihood task
+ * (eval multifc), the classifier's training (train.task classify) and its evaluation
+ * (multifc_classify). Not train.seed or eval.seed, so that changing either of those keeps the
+ * split; 1337 is train.seed's default, so classifiers trained with that seed keep theirs. */
+#define MULTIFC_SPLIT_SEED 1337ULL
+
 struct multifc_example {
     char *claim_id; /* e.g. "pomt-00123"; the first 4 letters name the domain (website) */
     char *claim;    /* exactly as in the file (may begin with a space, may be empty) */
@@ -33,6 +39,15 @@ struct multifc {
      * "<claimID>: line <N>: <why>", so the claimID is the text before the first ':'. */
     char **rejected;
     int n_rejected;
+    /* (n_repaired) one line per merged record that was split back into its records, in file
+     * order: "<claimID>: line <N>: merged record split into <k> claims: <id> (line <L>), ..." */
+    char **repaired;
+    int n_repaired;
+    /* (n_unknown) one line per example whose label is not among the known labels of its domain
+     * (multifc_known_labels), in file order: "<claimID>: line <N>: label '<l>' is not a known
+     * <domain> label". Such a label is used as it is: a class of its own. */
+    char **unknown;
+    int n_unknown;
     int labelled; /* 1: the file has a label column (CSV, 13-column TSV); 0: 12-column TSV */
 };
 
@@ -47,16 +62,37 @@ struct multifc {
  *   - otherwise: RFC 4180 CSV with a header naming claimID, claim and optionally label (other
  *     columns ignored); quoted fields may hold commas, newlines and "" for a quote.
  * Both: CRLF or LF line ends, a missing final newline and blank lines are accepted; fields are
- * kept byte for byte (no trimming). A record is rejected (listed in rejected[], not used) when
- * its claim holds a tab, or a newline followed by a claimID-like "xxxx-NNNNN" (a merged
- * record whose label belongs to the swallowed record), or its label holds a tab or newline.
+ * kept byte for byte (no trimming).
+ * Merged records (the staged CSV's rows wast-00047, farg-00319 and wast-00111): a claim field
+ * that holds the record's remaining 11 official columns tab-separated, then on each following
+ * line a whole 13-column record, and on its last line "<claimID>\t<claim>" of the record whose
+ * label the row's label field is, is split back into all of those records (each with its own
+ * line); the last one's claim gets back the opening '"' the merging reader took as the end of a
+ * quoted field (when its '"' are unbalanced and it ends with one). Listed in repaired[].
+ * Any other claim holding a tab, or a newline followed by a claimID-like "xxxx-NNNNN", or a
+ * label holding a tab or newline, is rejected (listed in rejected[], not used).
+ * Labels of the 26 MultiFC domains are checked against multifc_known_labels: a label within
+ * one edit (insertion, deletion, substitution or swap of neighbours) of a known label of its
+ * domain, or equal to one but for letter case and spaces, is an error (misspelled); any other
+ * unknown label is listed in unknown[] and kept (the train split has labels the dev split
+ * lacks). Domains outside the 26 are not checked.
  * Errors (m left zeroed; return value, err = "path:line: error: ..."): HW_EIO (cannot read),
  * HW_EFORMAT: unknown header, wrong field count, unterminated quote, text after a closing
- * quote, NUL byte, bad claimID (must be 4 lowercase letters, '-', digits), empty label in a
- * labelled file, duplicate claimID. Returns 0 on success. */
+ * quote, NUL byte, bytes that are not UTF-8, bad claimID (must be 4 lowercase letters, '-',
+ * digits), empty label in a labelled file, a misspelled label, duplicate claimID, no usable
+ * claim. Returns 0 on success. */
 int multifc_load(struct multifc *m, const char *path, char *err);
 /* Releases everything; accepts a zeroed struct and leaves it zeroed. */
 void multifc_free(struct multifc *m);
+
+/* Prints the rejected, repaired and unknown-label lines on the console (log_warn, rank 0), each
+ * as "path:<line>: <claimID>: ...". */
+void multifc_log_notes(const struct multifc *m, const char *path);
+
+/* The known labels of a domain ("pomt", ...): a '|'-separated list (the labels of the MultiFC
+ * dev split, merged records repaired, and goop's whole scale "0".."10"), or NULL for a name
+ * outside the 26 domains. */
+const char *multifc_known_labels(const char *domain);
 
 /* Seeded stratified split of the usable examples: within each (domain, label) stratum of k
  * examples (unlabelled files: one stratum per domain), listed in file order and shuffled

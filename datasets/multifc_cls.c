@@ -18,11 +18,13 @@ int multifc_cls_load(struct multifc_cls *c, const char *path, double val_frac, d
     if (rc)
         return rc;
     const struct multifc *m = &c->m;
-    if (!m->labelled)
+    if (!m->labelled) {
+        multifc_free(&c->m);
         return hw_errf(err, HW_EFORMAT,
                        "%s: the file has no label column; a classifier needs "
                        "labels",
                        path);
+    }
     const size_t n = (size_t)(m->n ? m->n : 1);
     c->T = T;
     /* sorted distinct label strings */
@@ -39,6 +41,7 @@ int multifc_cls_load(struct multifc_cls *c, const char *path, double val_frac, d
     c->allowed = HW_CALLOC(n * (size_t)c->n_cls, 1);
     c->tok = HW_CALLOC(n * (size_t)T, sizeof(int32_t));
     c->last = HW_MALLOC(sizeof(int32_t) * n);
+    c->cut = HW_CALLOC(n, 1);
     c->split = HW_MALLOC(sizeof(int) * n);
     for (int i = 0; i < m->n; i++) {
         char **hit = bsearch(&m->ex[i].label, c->names, (size_t)c->n_cls, sizeof(char *), cmp_str);
@@ -67,6 +70,7 @@ int multifc_cls_load(struct multifc_cls *c, const char *path, double val_frac, d
         int64_t keep = k > T ? T : k;
         memcpy(c->tok + (size_t)i * T, ids + (k - keep), sizeof(int32_t) * (size_t)keep);
         c->last[i] = (int32_t)(keep - 1);
+        c->cut[i] = keep < k;
         free(ids);
     }
     multifc_split(m, val_frac, test_frac, seed, c->split);
@@ -102,6 +106,7 @@ void multifc_cls_free(struct multifc_cls *c) {
     free(c->allowed);
     free(c->tok);
     free(c->last);
+    free(c->cut);
     free(c->split);
     for (int p = 0; p < 3; p++)
         free(c->idx[p]);

@@ -2,7 +2,8 @@
  * (train.task: classify) and its evaluation (task multifc_classify). The label space is every
  * distinct label string of the file, sorted; each claim may only take its domain's labels
  * (allowed mask). The seeded stratified split (multifc_split) gives train / val / test parts;
- * training and evaluation recompute the same split from (file, fractions, seed). Each claim is
+ * training and evaluation recompute the same split from (file, fractions, seed); both pass
+ * MULTIFC_SPLIT_SEED, the seed of the one split every MultiFC method scores. Each claim is
  * encoded as "Claim: <claim>\nVerdict:", cut from the left to T tokens; the classifier reads the
  * last token. */
 #ifndef HW_MULTIFC_CLS_H
@@ -22,6 +23,7 @@ struct multifc_cls {
     unsigned char *allowed; /* (n, n_cls) the example's domain labels */
     int32_t *tok;           /* (n, T) right-padded with 0 */
     int32_t *last;          /* (n) position of the last real token */
+    unsigned char *cut;     /* (n) 1: the text was longer than T tokens and cut from the left */
     int *split;             /* (n) 0 train, 1 val, 2 test */
     int *idx[3], n_idx[3];  /* example indices of each part, in file order */
     int *major;             /* (n_dom) majority class of each domain in the train part */

@@ -4,6 +4,7 @@
 #include "rec_data.h"
 
 #include "../core/check.h"
+#include "../core/fsutil.h"
 #include "../core/rng.h"
 
 #include <errno.h>
@@ -103,9 +104,9 @@ int rec_data_movielens(struct rec_data *d, const char *dir, char *err) {
     memset(d, 0, sizeof(*d));
     char path[CFG_PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s/u.item", dir);
-    FILE *f = fopen(path, "r");
+    FILE *f = fs_fopen_read(path, err);
     if (!f)
-        return hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return HW_EIO;
     char *line = NULL;
     size_t cap = 0;
     int ln = 0, rc = 0, max_item = 0;
@@ -160,9 +161,9 @@ int rec_data_movielens(struct rec_data *d, const char *dir, char *err) {
     d->item_cat = cat;
     cat = NULL;
     snprintf(path, sizeof(path), "%s/u.data", dir);
-    f = fopen(path, "r");
+    f = fs_fopen_read(path, err);
     if (!f) {
-        rc = hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
+        rc = HW_EIO;
         goto done;
     }
     struct evs e = {0};
@@ -235,9 +236,9 @@ static int32_t index_of(const int64_t *u, int64_t n, int64_t x) {
 
 int rec_data_taobao(struct rec_data *d, const char *csv, char *err) {
     memset(d, 0, sizeof(*d));
-    FILE *f = fopen(csv, "r");
+    FILE *f = fs_fopen_read(csv, err);
     if (!f)
-        return hw_errf(err, HW_EIO, "%s: cannot open: %s", csv, strerror(errno));
+        return HW_EIO;
     char *line = NULL;
     size_t cap = 0;
     int ln = 0, rc = 0;

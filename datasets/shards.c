@@ -3,6 +3,7 @@
 #include "shards.h"
 
 #include "../core/check.h"
+#include "../core/fsutil.h"
 #include "../core/rng.h"
 
 #include <errno.h>
@@ -82,9 +83,10 @@ static int get_attr_str(hid_t loc, const char *name, char *out, size_t cap) {
 
 int shard_write(const char *path, const int32_t *tok, int64_t n, int vocab, char *err) {
     char tmp[600];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (fs_temp_path(tmp, sizeof(tmp), path, err))
+        return HW_EIO;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT); /* never through a link */
     if (f < 0)
         return hw_errf(err, HW_EIO, "%s: cannot create token shard", tmp);
     hsize_t dims[1] = {(hsize_t)n}, chunk[1] = {(hsize_t)(n < 65536 ? (n ? n : 1) : 65536)};
@@ -120,8 +122,8 @@ int shard_open(struct shard *s, const char *path, char *err) {
     memset(s, 0, sizeof(*s));
     s->file = s->dset = -1;
     snprintf(s->path, sizeof(s->path), "%s", path);
-    if (access(path, R_OK) != 0)
-        return hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fs_check_regular(path, err)) /* a FIFO would block H5Fopen forever */
+        return HW_EIO;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)

@@ -21,6 +21,10 @@
 #include <time.h>
 
 #define HW_VERSION "0.1.0"
+/* The source revision, given at build time (-DHW_GIT_REV="\"$(git rev-parse HEAD)\""). */
+#ifndef HW_GIT_REV
+#define HW_GIT_REV "unknown"
+#endif
 
 struct ckpt_item {
     char path[CKPT_PATH_LEN];
@@ -141,6 +145,61 @@ static void print_table(const char *ckpt, long step, json_t *results) {
     fflush(stdout);
 }
 
+static int by_doc_id(const void *a, const void *b) {
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "doc_id"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "doc_id"));
+    return (x > y) - (x < y);
+}
+
+/* Every rank's per-sample records of one task onto rank 0's list, sorted by doc_id, so the
+ * samples file holds every example whatever the number of ranks. Collective. */
+static void gather_samples(struct dist *d, json_t *mine, json_t *all) {
+    char **strs = HW_CALLOC((size_t)d->world, sizeof(char *));
+    strs[d->rank] = json_dumps(mine, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    dist_gather_strings(d, strs, d->world);
+    if (d->rank == 0) {
+        json_t *merged = json_array();
+        for (int r = 0; r < d->world; r++) {
+            json_t *part = strs[r] ? json_loads(strs[r], 0, NULL) : NULL;
+            HW_ASSERT(part != NULL);
+            json_array_extend(merged, part);
+            json_decref(part);
+        }
+        size_t n = json_array_size(merged);
+        json_t **v = HW_MALLOC(sizeof(json_t *) * (n ? n : 1));
+        for (size_t i = 0; i < n; i++)
+            v[i] = json_array_get(merged, i);
+        qsort(v, n, sizeof(json_t *), by_doc_id);
+        for (size_t i = 0; i < n; i++)
+            json_array_append(all, v[i]);
+        free(v);
+        json_decref(merged);
+    }
+    for (int r = 0; r < d->world; r++)
+        free(strs[r]);
+    free(strs);
+}
+
+/* {path: sha256} of every data file the tasks read (task_info keys "<k>" + "<k>_sha256"). */
+static json_t *data_files(json_t *infos) {
+    json_t *out = json_object();
+    const char *task, *key;
+    json_t *info, *v;
+    json_object_foreach(infos, task, info) {
+        json_object_foreach(info, key, v) {
+            size_t n = strlen(key);
+            if (n <= 7 || strcmp(key + n - 7, "_sha256") || !strcmp(key, "prompt_template_sha256"))
+                continue;
+            char k[128];
+            snprintf(k, sizeof(k), "%.*s", (int)(n - 7), key);
+            json_t *path = json_object_get(info, k);
+            if (json_is_string(path))
+                json_object_set(out, json_string_value(path), v);
+        }
+    }
+    return out;
+}
+
 static int check_tasks(const struct hw_config *c, char *err) {
     char where[CFG_PATH_MAX + 32];
     if (c->eval.tasks.n == 0) {
@@ -234,7 +293,9 @@ int eval_run(const struct hw_config *c, struct dist *d) {
         for (int t = 0; t < c->eval.tasks.n; t++) {
             const struct eval_task *task = eval_find_task(c->eval.tasks.item[t]);
             json_t *met = json_object(), *info = json_object();
-            struct eval_ctx ctx = {.c = c, .mc = &mc, .d = d, .lm = &lm, .samples = samples};
+            json_t *task_samples = samples ? json_array() : NULL;
+            struct eval_ctx ctx = {.c = c, .mc = &mc, .d = d, .lm = &lm, .samples = task_samples};
+            lm.n_truncated = 0;
             double t0 = log_now();
             err[0] = 0;
             rc = task->run(&ctx, met, info, err);
@@ -242,8 +303,13 @@ int eval_run(const struct hw_config *c, struct dist *d) {
                 log_error("%s: %s", task->name, err[0] ? err : "failed on another rank");
                 json_decref(met);
                 json_decref(info);
+                json_decref(task_samples);
                 exit_code = rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
                 break;
+            }
+            if (samples) {
+                gather_samples(d, task_samples, samples);
+                json_decref(task_samples);
             }
             json_object_set_new(info, "seconds", json_real(log_now() - t0));
             json_object_set_new(met, "alias", json_string(task->name));
@@ -265,13 +331,15 @@ int eval_run(const struct hw_config *c, struct dist *d) {
             char date[64];
             strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
             char *model_yaml = cfg_to_yaml(&mc);
-            json_t *doc =
-                json_pack("{s:O,s:O,s:O,s:O,s:{s:s,s:I,s:s},s:s,s:s,s:s,s:s,s:{s:i,s:i},s:f}",
-                          "results", results, "task_info", infos, "versions", versions, "n-samples",
-                          nsamp, "checkpoint", "path", file, "step", (json_int_t)step, "hash", hash,
-                          "config", eval_yaml, "model_config", model_yaml, "headwise_version",
-                          HW_VERSION, "date", date, "grid", "ranks", d->world, "batch_size",
-                          c->eval.batch_size, "total_evaluation_time_seconds", log_now() - t_all);
+            json_t *doc = json_pack(
+                "{s:O,s:O,s:O,s:O,s:o,s:{s:s,s:I,s:s},s:s,s:s,s:s,s:s,s:s,s:{s:i,s:i},s:f}",
+                "results", results, "task_info", infos, "versions", versions, "n-samples", nsamp,
+                "data_files", data_files(infos), "checkpoint", "path", file, "step",
+                (json_int_t)step, "hash", hash, "config", eval_yaml, "model_config", model_yaml,
+                "headwise_version", HW_VERSION, "headwise_git_rev", HW_GIT_REV, "date", date,
+                "grid", "ranks", d->world, "batch_size", c->eval.batch_size,
+                "total_evaluation_time_seconds", log_now() - t_all);
+            HW_ASSERT(doc != NULL);
             snprintf(path, sizeof(path), "%s/results_%s.json", outdir, name);
             char *text =
                 json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
@@ -282,11 +350,16 @@ int eval_run(const struct hw_config *c, struct dist *d) {
             free(text);
             if (samples) {
                 snprintf(path, sizeof(path), "%s/samples_%s.jsonl", outdir, name);
-                FILE *f = fopen(path, "w");
+                FILE *f = fs_create(path, err); /* never through a planted link */
+                if (!f) {
+                    log_error("%s", err);
+                    exit_code = HW_EXIT_FAIL;
+                }
                 size_t i;
                 json_t *s;
                 json_array_foreach(samples, i, s) {
                     char *line = json_dumps(s, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                    HW_ASSERT(line != NULL); /* every string went through eval_text */
                     if (f)
                         fprintf(f, "%s\n", line);
                     free(line);

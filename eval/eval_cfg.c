@@ -8,6 +8,8 @@
 
 #define BIG 1000000000LL
 
+static const char *const rolemrc_protocol_vals[] = {"official", "strict", NULL};
+
 #define CFG_S   struct cfg_eval
 #define CFG_SEC eval
 static const struct cfg_key keys[] = {
@@ -28,6 +30,10 @@ static const struct cfg_key keys[] = {
     CFG_DBL(multifc_test_frac, 0.2, 0.0, 1, 1.0, 1,
             "MultiFC with one labelled split: the test part of the seeded stratified split"),
     CFG_STRING(rolemrc_data, "", 0, "RoleMRC: roleMRC_test.jsonl or a file in its schema"),
+    CFG_ENUM(rolemrc_protocol, "official", rolemrc_protocol_vals,
+             "RoleMRC reference metrics: official = as the authors' evaluation.py (BLEU mean "
+             "over the replies with tokens, ROUGE-Lsum with its arguments swapped); strict = "
+             "an empty reply scores BLEU 0, ROUGE-Lsum(reference, reply) (docs/eval.md)"),
     CFG_INT(max_new_tokens, 256, 1, 65536, "generation length (RoleMRC)"),
     CFG_LIST(stop, "stop strings for generation"),
     CFG_LIST(

@@ -22,12 +22,13 @@ struct cfg_eval {
     int multifc_shots;                  /* in-context examples per prompt */
     double multifc_test_frac;           /* seeded stratified split: test fraction */
     char rolemrc_data[CFG_PATH_MAX];    /* roleMRC_test.jsonl or a file in its schema */
-    int max_new_tokens;                 /* generation length */
-    struct cfg_list stop;               /* stop strings for generation */
-    struct cfg_list judge_command;      /* argv of an LLM judge (prompt on stdin, 0/1 out) */
-    char chat_data[CFG_PATH_MAX];       /* chat_qa: JSONL in the RoleMRC question schema */
-    int indicator;                      /* append sft.indicator to user turns (chat tasks) */
-    double pasta_alpha;                 /* PASTA: scale attention to non-user tokens; 1 = off */
+    char rolemrc_protocol[CFG_NAME_MAX]; /* "official" (evaluation.py) | "strict" */
+    int max_new_tokens;                  /* generation length */
+    struct cfg_list stop;                /* stop strings for generation */
+    struct cfg_list judge_command;       /* argv of an LLM judge (prompt on stdin, 0/1 out) */
+    char chat_data[CFG_PATH_MAX];        /* chat_qa: JSONL in the RoleMRC question schema */
+    int indicator;                       /* append sft.indicator to user turns (chat tasks) */
+    double pasta_alpha;                  /* PASTA: scale attention to non-user tokens; 1 = off */
 };
 
 extern const struct cfg_section cfg_section_eval;

@@ -26,6 +26,7 @@ static double logprob(const float *logits, int V, int32_t t, int *is_max) {
 struct pair {
     int32_t *ids; /* context + continuation tokens, left-truncated to max_T + 1 */
     int n, n_cont;
+    int truncated; /* tokens of the context were cut */
 };
 
 static int encode_pair(struct lm *lm, const struct lm_request *r, struct pair *p) {
@@ -61,6 +62,7 @@ static int encode_pair(struct lm *lm, const struct lm_request *r, struct pair *p
     p->ids = HW_MALLOC(sizeof(int32_t) * (size_t)keep);
     memcpy(p->ids, all + (na - keep), sizeof(int32_t) * (size_t)keep);
     p->n = (int)keep;
+    p->truncated = keep < na;
     p->n_cont = (int)(na - nc) < (int)keep - 1 ? (int)(na - nc) : (int)keep - 1;
     free(all);
     return 0;
@@ -88,6 +90,7 @@ int lm_loglikelihood(struct lm *lm, struct lm_request *req, int n, char *err) {
         r->ll = 0.0;
         r->greedy = 1;
         r->n_tokens = p->n_cont;
+        r->truncated = p->truncated;
         for (int j = p->n - p->n_cont; j < p->n; j++) {
             int is_max;
             r->ll += logprob(logits + (size_t)(j - 1) * V, V, p->ids[j], &is_max);
@@ -200,6 +203,7 @@ int lm_generate(struct lm *lm, const char *const *prompts, int n, int max_new,
             if (room < 1)
                 room = 1;
             if (np > room) {
+                lm->n_truncated++;
                 memmove(s[b].prompt, s[b].prompt + (np - room), sizeof(int32_t) * (size_t)room);
                 np = room;
             }

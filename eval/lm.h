@@ -17,9 +17,10 @@
 struct lm {
     struct gpt *m;
     struct bpe *tok;
-    int batch;   /* rows per forward pass */
-    int max_T;   /* longest sequence the model takes */
-    int32_t eot; /* <|endoftext|> id or -1 */
+    int batch;        /* rows per forward pass */
+    int max_T;        /* longest sequence the model takes */
+    int32_t eot;      /* <|endoftext|> id or -1 */
+    long n_truncated; /* prompts lm_generate cut from the left to fit (counts up; reset it) */
 };
 
 struct lm_request {
@@ -28,6 +29,7 @@ struct lm_request {
     double ll;        /* out: sum of log-probabilities of the continuation tokens */
     int greedy;       /* out: every continuation token is the argmax */
     int n_tokens;     /* out: continuation tokens */
+    int truncated;    /* out: the context was cut from the left to fit max_T */
 };
 
 /* lm-eval's _encode_pair: trailing spaces of the context move to the continuation; the pair is

@@ -616,6 +616,21 @@ void metrics_rouge(const char *hyp, const char *ref, struct metrics_rouge *out) 
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * RoleMRC (see metrics.h) */
+
+void metrics_rolemrc_sample(const char *reply, const char *reference,
+                            enum metrics_rolemrc_protocol protocol, struct metrics_rolemrc *out) {
+    struct metrics_bleu_stats st;
+    metrics_bleu_stats(reply, reference, &st);
+    out->bleu = metrics_bleu_from_stats(&st);
+    out->bleu_scored = protocol == METRICS_ROLEMRC_STRICT || (st.hyp_len > 0 && st.ref_len > 0);
+    if (protocol == METRICS_ROLEMRC_OFFICIAL)
+        metrics_rouge(reference, reply, &out->rouge); /* score(target=reply, prediction=ref) */
+    else
+        metrics_rouge(reply, reference, &out->rouge);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * bootstrap */
 
 double metrics_bootstrap_stderr(double (*stat)(const int *idx, int n, void *ctx), void *ctx, int n,

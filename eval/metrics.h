@@ -88,6 +88,27 @@ void metrics_porter_stem_mode(const char *word, enum metrics_porter_mode mode, c
 void metrics_porter_stem(const char *word, char *out, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------
+ * RoleMRC's reference metrics of one sample */
+
+/* How the authors' evaluation.py (LuJunru/RoleMRC) turns the metrics above into its numbers,
+ * and headwise's stricter reading:
+ *   OFFICIAL: BLEU is evaluate's "bleu" per sample, whose compute raises ZeroDivisionError when
+ *     the reply (or the reference) has no 13a token; the script leaves such a sample out of
+ *     the BLEU mean (bleu_scored = 0). ROUGE is rouge_score's score(reply, reference), i.e.
+ *     the reply as the target: rouge1/2/L F-measures do not depend on the order, rougeLsum's
+ *     summary-level union LCS does.
+ *   STRICT: an empty reply scores BLEU 0 and counts in the mean (bleu_scored = 1 always);
+ *     ROUGE is score(reference, reply) as rouge_score documents it. */
+enum metrics_rolemrc_protocol { METRICS_ROLEMRC_OFFICIAL, METRICS_ROLEMRC_STRICT };
+struct metrics_rolemrc {
+    double bleu;     /* 0 when not scored */
+    int bleu_scored; /* 1: counts in the BLEU mean */
+    struct metrics_rouge rouge;
+};
+void metrics_rolemrc_sample(const char *reply, const char *reference,
+                            enum metrics_rolemrc_protocol protocol, struct metrics_rolemrc *out);
+
+/* ---------------------------------------------------------------------------------------------
  * bootstrap */
 
 /* Bootstrap standard error of the mean of x[0..n): `iters` resamples with replacement drawn from

@@ -9,6 +9,7 @@
  * decodes alone (B = 1), so scores do not depend on the batch or the ranks. */
 #include "../core/check.h"
 #include "../datasets/sft.h"
+#include "../eval/metrics.h"
 #include "tasks.h"
 
 #include <ctype.h>
@@ -41,10 +42,11 @@ static char *normalise(const char *s) {
 
 /* Greedy reply to the token prompt st (generation prompt included). */
 static char *reply(struct lm *lm, const struct sft_tokens *st, const struct chat_template *t,
-                   int max_new, float alpha) {
+                   int max_new, float alpha, int *cut_prompt) {
     struct gpt *m = lm->m;
     const int room = lm->max_T - max_new > 1 ? lm->max_T - max_new : 1;
     const int skip = st->n > room ? st->n - room : 0; /* cut the prompt from the left */
+    *cut_prompt = skip > 0;
     const int np = st->n - skip;
     struct gpt_kv kv;
     gpt_kv_init(&kv, m, 1, np + max_new);
@@ -95,6 +97,8 @@ int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
     int n = sd.n;
     if (e->limit && n > e->limit)
         n = e->limit;
+    if (n == 0)
+        rc = hw_errf(err, HW_EFORMAT, "%s: error: no examples to score", e->chat_data);
     for (int i = 0; i < n && !rc; i++)
         if (sd.conv[i].schema != SFT_SCHEMA_QUESTION)
             rc = hw_errf(err, HW_EFORMAT,
@@ -112,6 +116,7 @@ int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
     sft_template_from_cfg(&tpl, ms);
     const size_t nn = (size_t)(n ? n : 1);
     double *con = HW_CALLOC(nn, sizeof(double)), *ex = HW_CALLOC(nn, sizeof(double));
+    double n_cut = 0;
     char **outs = HW_CALLOC(nn, sizeof(char *));
     for (int i = 0; i < n && !rc; i++) {
         if (!eval_mine(ctx, i))
@@ -129,25 +134,44 @@ int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         rc = sft_encode(ctx->lm->tok, &tpl, c->msgs, nq, 1, &st, err);
         if (rc)
             break;
-        outs[i] = reply(ctx->lm, &st, &tpl, e->max_new_tokens, (float)e->pasta_alpha);
+        int cut;
+        outs[i] = reply(ctx->lm, &st, &tpl, e->max_new_tokens, (float)e->pasta_alpha, &cut);
+        n_cut += cut;
         sft_tokens_free(&st);
         char *a = normalise(outs[i]), *r = normalise(c->msgs[nq].content);
         con[i] = r[0] && strstr(a, r) != NULL;
         ex[i] = !strcmp(a, r);
         free(a);
         free(r);
+        if (ctx->samples) {
+            char *text = NULL;
+            struct chat_span *spans = NULL;
+            if (chat_render(&tpl, c->msgs, nq, 1, &text, &spans, err) < 0)
+                text = NULL; /* sft_encode rendered it already: cannot fail here */
+            eval_sample(ctx, i,
+                        json_pack("{s:s,s:i,s:o,s:o,s:o,s:f,s:f,s:b}", "task", "chat_qa", "line",
+                                  c->line, "prompt", eval_text(text), "reference",
+                                  eval_text(c->msgs[nq].content), "output", eval_text(outs[i]),
+                                  "contains", con[i], "exact_match", ex[i], "truncated", cut));
+            free(text);
+            free(spans);
+        }
     }
     if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0) && !rc)
         rc = hw_errf(err, HW_EIO, "chat_qa: failed on another rank (see its message)");
     if (!rc) {
         eval_sum(ctx, con, n);
         eval_sum(ctx, ex, n);
+        eval_sum(ctx, &n_cut, 1);
         dist_gather_strings(ctx->d, outs, n);
         double sc = 0, se = 0;
         for (int i = 0; i < n; i++)
             sc += con[i], se += ex[i];
-        eval_put(metrics, "contains", n ? sc / n : NAN, -1.0);
-        eval_put(metrics, "exact_match", n ? se / n : NAN, -1.0);
+        const uint64_t seed = (uint64_t)e->seed;
+        eval_put(metrics, "contains", sc / n,
+                 metrics_bootstrap_mean_stderr(con, n, e->bootstrap_iters, seed));
+        eval_put(metrics, "exact_match", se / n,
+                 metrics_bootstrap_mean_stderr(ex, n, e->bootstrap_iters, seed + 1));
         /* per category (the `task` field) */
         json_t *per = json_object();
         for (int i = 0; i < n; i++) {
@@ -168,28 +192,46 @@ int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         }
         const char *cat;
         json_t *g;
+        double *cv = HW_MALLOC(sizeof(double) * nn), *ev = HW_MALLOC(sizeof(double) * nn);
+        uint64_t gs = seed + 2;
         json_object_foreach(per, cat, g) {
             const double k = (double)json_integer_value(json_object_get(g, "n"));
+            int m = 0;
+            for (int i = 0; i < n; i++) {
+                json_t *tk = json_object_get(sd.conv[i].root, "task");
+                if (!strcmp(json_is_string(tk) ? json_string_value(tk) : "", cat)) {
+                    cv[m] = con[i];
+                    ev[m++] = ex[i];
+                }
+            }
+            const double se_c = metrics_bootstrap_mean_stderr(cv, m, e->bootstrap_iters, gs++);
+            const double se_e = metrics_bootstrap_mean_stderr(ev, m, e->bootstrap_iters, gs++);
             json_object_set_new(g, "contains",
                                 json_real(json_real_value(json_object_get(g, "contains")) / k));
+            json_object_set_new(g, "contains_stderr",
+                                isfinite(se_c) ? json_real(se_c) : json_null());
             json_object_set_new(g, "exact_match",
                                 json_real(json_real_value(json_object_get(g, "exact_match")) / k));
+            json_object_set_new(g, "exact_match_stderr",
+                                isfinite(se_e) ? json_real(se_e) : json_null());
             char key[200];
             snprintf(key, sizeof(key), "contains_%.150s", cat);
             if (cat[0])
-                eval_put(metrics, key, json_real_value(json_object_get(g, "contains")), -1.0);
+                eval_put(metrics, key, json_real_value(json_object_get(g, "contains")), se_c);
         }
+        free(cv);
+        free(ev);
         json_object_set_new(info, "per_category", per);
-        if (ctx->samples && ctx->d->rank == 0)
-            for (int i = 0; i < n; i++)
-                json_array_append_new(ctx->samples,
-                                      json_pack("{s:s,s:i,s:s,s:s,s:f,s:f}", "task", "chat_qa",
-                                                "line", sd.conv[i].line, "reference",
-                                                sd.conv[i].msgs[sd.conv[i].n_msgs - 1].content,
-                                                "output", outs[i] ? outs[i] : "", "contains",
-                                                con[i], "exact_match", ex[i]));
+        rc = eval_info_file(info, "data", e->chat_data, err);
+        json_t *tj =
+            json_pack("{s:s,s:s,s:s,s:s,s:s}", "bos", tpl.bos, "system", tpl.system, "user",
+                      tpl.user, "assistant", tpl.assistant, "end_turn", tpl.end_turn);
+        char *tt = json_dumps(tj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        eval_info_template(info, tt);
+        free(tt);
+        json_decref(tj);
+        json_object_set_new(info, "truncated_prompts", json_integer((json_int_t)n_cut));
     }
-    json_object_set_new(info, "data", json_string(e->chat_data));
     json_object_set_new(info, "samples", json_integer(n));
     json_object_set_new(info, "indicator", e->indicator ? json_string(ms->indicator) : json_null());
     json_object_set_new(info, "pasta_alpha", json_real(e->pasta_alpha));

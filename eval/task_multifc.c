@@ -3,14 +3,16 @@
  * " <label>" of the prompt "Claim: <claim>\nVerdict:", optionally after eval.multifc_shots
  * solved examples of the same domain; the prediction is the label with the highest
  * log-likelihood (and, for the _norm metrics, per character, as lm-eval's acc_norm).
- * With one labelled split (the staged dev file), a seeded stratified split gives the test part
- * (eval.multifc_test_frac) and the pool of shots; the majority label of each domain in that
+ * With one labelled split (the staged dev file), the seeded stratified split every MultiFC
+ * method uses (seed MULTIFC_SPLIT_SEED) gives the test part (eval.multifc_test_frac) and the
+ * pool of shots; the majority label of each domain in that
  * pool is the baseline reported beside. Metrics are sklearn's micro and macro F1 over the label
  * strings of the test part, overall and per domain. */
 #include "../core/check.h"
 #include "../core/rng.h"
 #include "../datasets/multifc.h"
 #include "../eval/metrics.h"
+#include "sha256.h"
 #include "tasks.h"
 
 #include <math.h>
@@ -70,6 +72,50 @@ void multifc_put_f1(json_t *metrics, const char *prefix, const int *gold, const 
     eval_put(metrics, key, r.macro, metrics_bootstrap_stderr(f1_stat, &fc, n, iters, seed + 1));
 }
 
+json_t *multifc_domain_scores(const int *gold, const int *pred, const int *base, int n,
+                              int n_classes, int iters, uint64_t seed) {
+    struct metrics_f1 a, b;
+    metrics_f1(gold, pred, n, n_classes, &a);
+    metrics_f1(gold, base, n, n_classes, &b);
+    struct f1_ctx fc = {gold, pred, n_classes, 0};
+    const double se_mi = metrics_bootstrap_stderr(f1_stat, &fc, n, iters, seed);
+    fc.macro = 1;
+    const double se_ma = metrics_bootstrap_stderr(f1_stat, &fc, n, iters, seed + 1);
+    json_t *o =
+        json_pack("{s:i,s:f,s:o,s:f,s:o,s:f,s:f}", "n", n, "f1_micro", a.micro, "f1_micro_stderr",
+                  isfinite(se_mi) ? json_real(se_mi) : json_null(), "f1_macro", a.macro,
+                  "f1_macro_stderr", isfinite(se_ma) ? json_real(se_ma) : json_null(),
+                  "majority_f1_micro", b.micro, "majority_f1_macro", b.macro);
+    HW_ASSERT(o != NULL);
+    return o;
+}
+
+void multifc_info_split(json_t *info, const struct multifc *m, const int *test, int n_test,
+                        double test_frac) {
+    struct sha256 h;
+    char hex[65];
+    sha256_init(&h);
+    for (int t = 0; t < n_test; t++) {
+        sha256_update(&h, m->ex[test[t]].claim_id, strlen(m->ex[test[t]].claim_id));
+        sha256_update(&h, "\n", 1);
+    }
+    sha256_final_hex(&h, hex);
+    json_t *rows[3] = {json_array(), json_array(), json_array()};
+    for (int i = 0; i < m->n_rejected; i++)
+        json_array_append_new(rows[0], eval_text(m->rejected[i]));
+    for (int i = 0; i < m->n_repaired; i++)
+        json_array_append_new(rows[1], eval_text(m->repaired[i]));
+    for (int i = 0; i < m->n_unknown; i++)
+        json_array_append_new(rows[2], eval_text(m->unknown[i]));
+    json_object_set_new(info, "rejected_rows", rows[0]);
+    json_object_set_new(info, "repaired_rows", rows[1]);
+    json_object_set_new(info, "unknown_labels", rows[2]);
+    json_object_set_new(info, "split",
+                        json_pack("{s:f,s:I,s:i,s:s}", "test_frac", test_frac, "seed",
+                                  (json_int_t)MULTIFC_SPLIT_SEED, "test", n_test,
+                                  "test_claims_sha256", hex));
+}
+
 static char *prompt_for(const struct multifc *m, const int *pool, int n_pool, int shots,
                         uint64_t key, int i) {
     size_t cap = 256 + strlen(m->ex[i].claim), len = 0;
@@ -100,6 +146,7 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
     int rc = multifc_load(&m, e->multifc_data, err);
     if (rc)
         return rc;
+    multifc_log_notes(&m, e->multifc_data);
     if (!m.labelled) {
         multifc_free(&m);
         return hw_errf(err, HW_EFORMAT,
@@ -108,7 +155,8 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
                        e->multifc_data);
     }
     int *split = HW_MALLOC(sizeof(int) * (size_t)m.n), *gid = HW_MALLOC(sizeof(int) * (size_t)m.n);
-    multifc_split(&m, 0.0, e->multifc_test_frac, (uint64_t)e->seed, split);
+    /* the one split of every MultiFC method (the test part does not depend on frac_val) */
+    multifc_split(&m, 0.0, e->multifc_test_frac, MULTIFC_SPLIT_SEED, split);
     char **names;
     const int n_classes = label_ids(&m, gid, &names);
     int *test = HW_MALLOC(sizeof(int) * (size_t)m.n), n_test = 0;
@@ -117,6 +165,16 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
             test[n_test++] = i;
     if (e->limit && n_test > e->limit)
         n_test = e->limit;
+    if (n_test == 0) {
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: error: no claims to score: the test part of the split "
+                     "(eval.multifc_test_frac %g of each (domain, label) group of %d usable "
+                     "claims, groups of one claim kept out) is empty",
+                     e->multifc_data, e->multifc_test_frac, m.n);
+        free(split), free(gid), free(names), free(test);
+        multifc_free(&m);
+        return rc;
+    }
     /* pools of solved examples (train part) per domain, and their majority labels */
     int **pool = HW_CALLOC((size_t)m.n_dom, sizeof(int *)),
         *n_pool = HW_CALLOC((size_t)m.n_dom, sizeof(int));
@@ -159,7 +217,7 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
     }
     rc = lm_loglikelihood(ctx->lm, req, n_req, err);
     rc = dist_allreduce_max_int(ctx->d, rc ? 1 : 0) ? (rc ? rc : HW_EIO) : 0;
-    double *pv = HW_CALLOC((size_t)(2 * n_test + 1), sizeof(double));
+    double *pv = HW_CALLOC((size_t)(2 * n_test + 1), sizeof(double)); /* [2n]: truncated */
     if (!rc) {
         for (int t = 0, k = 0; t < n_test; t++) {
             if (!eval_mine(ctx, t))
@@ -176,19 +234,25 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
             }
             pv[2 * t] = best + 1; /* +1: 0 means "another rank's" before the sum */
             pv[2 * t + 1] = best_n + 1;
+            int cut = 0;
+            for (int l = 0; l < nl; l++)
+                cut |= req[k + l].truncated;
+            pv[2 * n_test] += cut;
             if (ctx->samples) {
                 json_t *lls = json_object();
                 for (int l = 0; l < nl; l++)
                     json_object_set_new(lls, m.dom[dI].labels[l], json_real(req[k + l].ll));
-                json_array_append_new(ctx->samples,
-                                      json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "task", "multifc",
-                                                "claim_id", m.ex[i].claim_id, "gold", m.ex[i].label,
-                                                "pred", m.dom[dI].labels[best], "pred_norm",
-                                                m.dom[dI].labels[best_n], "loglik", lls));
+                eval_sample(ctx, t,
+                            json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "task", "multifc",
+                                      "claim_id", m.ex[i].claim_id, "prompt", eval_text(prompts[t]),
+                                      "gold", eval_text(m.ex[i].label), "pred",
+                                      eval_text(m.dom[dI].labels[best]), "pred_norm",
+                                      eval_text(m.dom[dI].labels[best_n]), "loglik", lls,
+                                      "truncated", cut, "line", json_integer(m.ex[i].line)));
             }
             k += nl;
         }
-        eval_sum(ctx, pv, 2 * n_test);
+        eval_sum(ctx, pv, 2 * n_test + 1);
     }
     if (!rc) {
         int *gold = HW_MALLOC(sizeof(int) * (size_t)(n_test + 1));
@@ -233,31 +297,26 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
                 }
             if (!k)
                 continue;
-            struct metrics_f1 a, b;
-            metrics_f1(g2, p2, k, m.dom[dI].n_labels, &a);
-            metrics_f1(g2, b2, k, m.dom[dI].n_labels, &b);
-            json_object_set_new(per, m.dom[dI].name,
-                                json_pack("{s:i,s:i,s:f,s:f,s:f,s:f}", "n", k, "labels",
-                                          m.dom[dI].n_labels, "f1_micro", a.micro, "f1_macro",
-                                          a.macro, "majority_f1_micro", b.micro,
-                                          "majority_f1_macro", b.macro));
+            json_t *o = multifc_domain_scores(g2, p2, b2, k, m.dom[dI].n_labels, e->bootstrap_iters,
+                                              seed + 6 + 2 * (uint64_t)dI);
+            json_object_set_new(o, "labels", json_integer(m.dom[dI].n_labels));
+            json_object_set_new(per, m.dom[dI].name, o);
         }
         json_object_set_new(info, "per_domain", per);
         free(g2), free(p2), free(b2), free(gold), free(pred), free(predn), free(base);
     }
-    json_t *rej = json_array();
-    for (int i = 0; i < m.n_rejected; i++)
-        json_array_append_new(rej, json_string(m.rejected[i]));
-    json_object_set_new(info, "rejected_rows", rej);
-    json_object_set_new(info, "data", json_string(e->multifc_data));
+    if (!rc)
+        rc = eval_info_file(info, "data", e->multifc_data, err);
+    multifc_info_split(info, &m, test, n_test, e->multifc_test_frac);
+    eval_info_template(info, "[shots x: \"Claim: {claim}\\nVerdict: {label}\\n\\n\"] "
+                             "\"Claim: {claim}\\nVerdict:\" + \" {label}\" for each label of "
+                             "the domain");
+    json_object_set_new(info, "truncated_prompts", json_integer((json_int_t)pv[2 * n_test]));
     json_object_set_new(info, "examples_loaded", json_integer(m.n));
     json_object_set_new(info, "test_examples", json_integer(n_test));
     json_object_set_new(info, "labels", json_integer(n_classes));
     json_object_set_new(info, "domains", json_integer(m.n_dom));
     json_object_set_new(info, "shots", json_integer(e->multifc_shots));
-    json_object_set_new(
-        info, "split",
-        json_pack("{s:f,s:I}", "test_frac", e->multifc_test_frac, "seed", (json_int_t)e->seed));
     for (int dI = 0; dI < m.n_dom; dI++)
         free(pool[dI]);
     for (int k = 0; k < n_req; k++)

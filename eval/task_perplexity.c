@@ -88,6 +88,11 @@ int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *e
         if (eval_mine(ctx, w)) {
             nll[w] = -ll_m[k];
             cnt[w] = (double)cnt_m[k++];
+            if (ctx->samples) /* the window's own loss (nats per predicted token) */
+                eval_sample(ctx, w,
+                            json_pack("{s:s,s:I,s:I,s:f,s:f}", "task", "perplexity", "start",
+                                      (json_int_t)((int64_t)w * T), "tokens", (json_int_t)cnt[w],
+                                      "nll", nll[w], "loss", cnt[w] > 0 ? nll[w] / cnt[w] : 0.0));
         }
     eval_sum(ctx, nll, n_win);
     eval_sum(ctx, cnt, n_win);
@@ -104,7 +109,7 @@ int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *e
     eval_put(metrics, "perplexity", exp(loss), exp(loss) * se);
     if (bytes && (int64_t)n_win * T >= n - 1)
         eval_put(metrics, "bits_per_byte", tot / ((double)bytes * log(2.0)), -1.0);
-    json_object_set_new(info, "data", json_string(path));
+    rc = eval_info_file(info, "data", path, err);
     json_object_set_new(info, "windows", json_integer(n_win));
     json_object_set_new(info, "tokens_scored", json_integer((json_int_t)tc));
     json_object_set_new(info, "window_tokens", json_integer(T));
@@ -114,5 +119,5 @@ int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *e
     free(cnt_m);
     free(nll);
     free(cnt);
-    return 0;
+    return rc;
 }

@@ -1,8 +1,10 @@
 /* eval/task_rolemrc.c -- `rolemrc`: the RoleMRC pipeline. Each test row's `question` messages
- * are rendered with the chat template and answered by batched greedy generation
- * (eval.max_new_tokens, stop strings, KV cache); the answer is scored against `reference` with
- * BLEU-4 and ROUGE-1/2/L/Lsum as the official evaluation.py computes them (per sample, then the
- * mean), overall, per task tag, per official group and per judge aspect. With
+ * are rendered with the checkpoint's own chat template (sft.tpl_*, the one it was trained
+ * with) and answered by batched greedy generation (eval.max_new_tokens, stop strings, KV
+ * cache); the answer is scored against `reference` with BLEU-4 and ROUGE-1/2/L/Lsum as the
+ * official evaluation.py computes them (per sample, then the mean; eval.rolemrc_protocol
+ * strict for the stricter reading, see metrics_rolemrc_sample), with bootstrap standard errors,
+ * overall, per task tag, per official group and per judge aspect. With
  * eval.judge_command, every (sample, aspect) pair of the official task-to-aspect map also gets
  * a 0/1 judgement from the external judge; the aspect score is their mean. With eval.indicator,
  * user turns get the checkpoint's CSFT indicator (docs/sft.md). METEOR and
@@ -13,6 +15,7 @@
 #include "../datasets/sft.h"
 #include "../eval/metrics.h"
 #include "judge.h"
+#include "sha256.h"
 #include "tasks.h"
 
 #include <math.h>
@@ -29,6 +32,13 @@ static const char *last_of(const struct rolemrc_example *x, const char *role) {
         if (!strcmp(x->msgs[i].role, role))
             return x->msgs[i].content;
     return "";
+}
+
+static const char *judge_prompt_format(void) {
+    return "You are judging a role-playing reply.\n\n[Role profile and rules]\n%s\n\n"
+           "[Last user turn]\n%s\n\n[Response]\n%s\n\n[Reference response]\n%s\n\n"
+           "Task tag: %s\nQuestion: %s\nAnswer with a single digit: 1 for yes, 0 for "
+           "no.\n";
 }
 
 /* The judge prompt of one aspect (the five aspects of RoleMRC's llm_judge.py, reworded). */
@@ -57,10 +67,7 @@ static char *judge_prompt(const struct rolemrc_example *x, unsigned aspect, cons
         q = "Does the response obey the system's rule when it conflicts with the user's "
             "request?";
     }
-    const char *fmt = "You are judging a role-playing reply.\n\n[Role profile and rules]\n%s\n\n"
-                      "[Last user turn]\n%s\n\n[Response]\n%s\n\n[Reference response]\n%s\n\n"
-                      "Task tag: %s\nQuestion: %s\nAnswer with a single digit: 1 for yes, 0 for "
-                      "no.\n";
+    const char *fmt = judge_prompt_format();
     const char *sys = last_of(x, "system"), *user = last_of(x, "user");
     size_t n = strlen(fmt) + strlen(sys) + strlen(user) + strlen(answer) + strlen(x->reference) +
                strlen(x->task) + strlen(q) + 1;
@@ -69,27 +76,54 @@ static char *judge_prompt(const struct rolemrc_example *x, unsigned aspect, cons
     return p;
 }
 
-/* mean (and bootstrap stderr) of x over the samples whose mask is set */
-static double masked_mean(const double *x, const int *mask, int n) {
-    double s = 0.0;
+/* Mean and bootstrap stderr of x over the samples whose masks (NULL: all) are both set; NAN
+ * for both when no sample is. */
+static double masked_mean(const double *x, const int *mask, const int *mask2, int n, int iters,
+                          uint64_t seed, double *se) {
+    double *v = HW_MALLOC(sizeof(double) * (size_t)(n ? n : 1)), s = 0.0;
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (!mask || mask[i]) {
+        if ((!mask || mask[i]) && (!mask2 || mask2[i])) {
+            v[k++] = x[i];
             s += x[i];
-            k++;
         }
+    *se = k ? metrics_bootstrap_mean_stderr(v, k, iters, seed) : NAN;
+    free(v);
     return k ? s / k : NAN;
 }
 
-static void put_group(json_t *obj, const char *name, double *const *vals, const int *mask, int n) {
+static json_t *real_or_null(double v) {
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* A group's n and the mean and "<metric>_stderr" of each metric (BLEU over its scored
+ * samples only: bleu_ok). */
+static void put_group(json_t *obj, const char *name, double *const *vals, const int *bleu_ok,
+                      const int *mask, int n, int iters, uint64_t seed) {
     json_t *g = json_object();
     int k = 0;
     for (int i = 0; i < n; i++)
         k += mask[i];
     json_object_set_new(g, "n", json_integer(k));
-    for (int j = 0; j < N_MET; j++)
-        json_object_set_new(g, met_names[j], json_real(masked_mean(vals[j], mask, n)));
+    for (int j = 0; j < N_MET; j++) {
+        double se, v = masked_mean(vals[j], mask, j == 0 ? bleu_ok : NULL, n, iters,
+                                   seed + (uint64_t)j, &se);
+        char key[64];
+        snprintf(key, sizeof(key), "%s_stderr", met_names[j]);
+        json_object_set_new(g, met_names[j], real_or_null(v));
+        json_object_set_new(g, key, real_or_null(se));
+    }
     json_object_set_new(obj, name, g);
+}
+
+/* The chat template as text, for its hash in the results. */
+static char *template_text(const struct chat_template *t) {
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "bos", t->bos, "system", t->system, "user",
+                          t->user, "assistant", t->assistant, "end_turn", t->end_turn);
+    HW_ASSERT(j != NULL);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    return s;
 }
 
 int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err) {
@@ -105,16 +139,24 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
     int n = r.n;
     if (e->limit && n > e->limit)
         n = e->limit;
+    if (n == 0) { /* rolemrc_load refuses an empty file; kept for any other way to get here */
+        rolemrc_free(&r);
+        return hw_errf(err, HW_EFORMAT, "%s: error: no examples to score", e->rolemrc_data);
+    }
+    const enum metrics_rolemrc_protocol protocol =
+        !strcmp(e->rolemrc_protocol, "strict") ? METRICS_ROLEMRC_STRICT : METRICS_ROLEMRC_OFFICIAL;
+    /* the template the checkpoint was trained with (the default one unless sft.tpl_* say) */
     struct chat_template tpl;
-    chat_template_default(&tpl);
+    sft_template_from_cfg(&tpl, &ctx->mc->sft);
     struct cfg_list stop;
     if (e->stop.n) {
         stop = e->stop;
     } else { /* the template's end of turn and the next user tag */
         memset(&stop, 0, sizeof(stop));
-        snprintf(stop.item[0], CFG_PATH_MAX, "%s", tpl.end_turn);
-        snprintf(stop.item[1], CFG_PATH_MAX, "%s", tpl.user);
-        stop.n = 2;
+        if (tpl.end_turn[0])
+            snprintf(stop.item[stop.n++], CFG_PATH_MAX, "%s", tpl.end_turn);
+        if (tpl.user[0])
+            snprintf(stop.item[stop.n++], CFG_PATH_MAX, "%s", tpl.user);
     }
     /* this rank's prompts */
     int mine = 0;
@@ -141,29 +183,43 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         free(msgs);
         free(spans);
     }
+    const long cut0 = ctx->lm->n_truncated;
     if (!rc)
         rc = lm_generate(ctx->lm, (const char *const *)prompts, mine, e->max_new_tokens, &stop,
                          outs, err);
+    double n_cut = (double)(ctx->lm->n_truncated - cut0);
     /* per-sample metrics and judgements, summed over ranks */
     const size_t nn = (size_t)(n ? n : 1);
     double *vals[N_MET];
     for (int j = 0; j < N_MET; j++)
         vals[j] = HW_CALLOC(nn, sizeof(double));
     double *judged = HW_CALLOC(nn * N_ASPECT * 2, sizeof(double)); /* (score, asked) */
+    double *bleu_okd = HW_CALLOC(nn, sizeof(double));              /* 1: in the BLEU mean */
     char **texts = HW_CALLOC(nn, sizeof(char *));
+    int *bleu_ok = HW_CALLOC(nn, sizeof(int));
     int judge = e->judge_command.n > 0;
     for (int i = 0, k = 0; i < n && !rc; i++) {
         if (!eval_mine(ctx, i))
             continue;
+        const char *prompt = prompts[k];
         const char *ans = outs[k++];
-        struct metrics_rouge ro;
-        metrics_rouge(ans, r.ex[i].reference, &ro);
-        vals[0][i] = metrics_bleu(ans, r.ex[i].reference);
-        vals[1][i] = ro.r1;
-        vals[2][i] = ro.r2;
-        vals[3][i] = ro.rl;
-        vals[4][i] = ro.rlsum;
+        struct metrics_rolemrc sm;
+        metrics_rolemrc_sample(ans, r.ex[i].reference, protocol, &sm);
+        vals[0][i] = sm.bleu;
+        bleu_okd[i] = sm.bleu_scored;
+        vals[1][i] = sm.rouge.r1;
+        vals[2][i] = sm.rouge.r2;
+        vals[3][i] = sm.rouge.rl;
+        vals[4][i] = sm.rouge.rlsum;
         texts[i] = HW_STRDUP(ans);
+        json_t *rec = NULL;
+        if (ctx->samples)
+            rec = json_pack("{s:s,s:i,s:o,s:o,s:o,s:o,s:f,s:b,s:f,s:f,s:f,s:f}", "task", "rolemrc",
+                            "line", r.ex[i].line, "tag", eval_text(r.ex[i].task), "prompt",
+                            eval_text(prompt), "reference", eval_text(r.ex[i].reference), "output",
+                            eval_text(ans), "bleu", sm.bleu, "bleu_scored", sm.bleu_scored,
+                            "rouge1", sm.rouge.r1, "rouge2", sm.rouge.r2, "rougeL", sm.rouge.rl,
+                            "rougeLsum", sm.rouge.rlsum);
         for (int a = 0; judge && a < N_ASPECT && !rc; a++) {
             if (!(r.ex[i].aspects & (1u << a)))
                 continue;
@@ -174,7 +230,14 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
                 rc = v;
             judged[((size_t)i * N_ASPECT + a) * 2] = v;
             judged[((size_t)i * N_ASPECT + a) * 2 + 1] = 1;
+            if (rec && v >= 0) {
+                char key[64];
+                snprintf(key, sizeof(key), "judge_%s", rolemrc_aspect_name(1u << a));
+                json_object_set_new(rec, key, json_integer(v));
+            }
         }
+        if (rec)
+            eval_sample(ctx, i, rec);
     }
     if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0) && !rc)
         rc = hw_errf(err, HW_EIO, "rolemrc: failed on another rank (see its message)");
@@ -182,11 +245,21 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         for (int j = 0; j < N_MET; j++)
             eval_sum(ctx, vals[j], n);
         eval_sum(ctx, judged, n * N_ASPECT * 2);
+        eval_sum(ctx, bleu_okd, n);
+        eval_sum(ctx, &n_cut, 1);
         dist_gather_strings(ctx->d, texts, n);
-        for (int j = 0; j < N_MET; j++)
-            eval_put(metrics, met_names[j], masked_mean(vals[j], NULL, n),
-                     metrics_bootstrap_mean_stderr(vals[j], n, e->bootstrap_iters,
-                                                   (uint64_t)e->seed + (uint64_t)j));
+        for (int i = 0; i < n; i++)
+            bleu_ok[i] = bleu_okd[i] > 0.5;
+        const uint64_t seed = (uint64_t)e->seed;
+        for (int j = 0; j < N_MET; j++) {
+            double se, v = masked_mean(vals[j], j == 0 ? bleu_ok : NULL, NULL, n,
+                                       e->bootstrap_iters, seed + (uint64_t)j, &se);
+            eval_put(metrics, met_names[j], v, se);
+        }
+        int scored = 0;
+        for (int i = 0; i < n; i++)
+            scored += bleu_ok[i];
+        json_object_set_new(info, "bleu_scored", json_integer(scored));
         /* per task tag, per official group, per aspect */
         json_t *per_task = json_object(), *per_group = json_object(), *per_aspect = json_object();
         int *mask = HW_CALLOC(nn, sizeof(int));
@@ -196,7 +269,8 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
             if (!json_object_get(per_task, r.ex[i].task)) {
                 for (int q = 0; q < n; q++)
                     mask[q] = !strcmp(r.ex[q].task, r.ex[i].task);
-                put_group(per_task, r.ex[i].task, vals, mask, n);
+                put_group(per_task, r.ex[i].task, vals, bleu_ok, mask, n, e->bootstrap_iters,
+                          seed + 16 + 8 * (uint64_t)i);
             }
             if (!json_object_get(per_group, grp)) {
                 for (int q = 0; q < n; q++) {
@@ -204,41 +278,49 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
                     rolemrc_task_group(r.ex[q].task, g2, sizeof(g2));
                     mask[q] = !strcmp(g2, grp);
                 }
-                put_group(per_group, grp, vals, mask, n);
+                put_group(per_group, grp, vals, bleu_ok, mask, n, e->bootstrap_iters,
+                          seed + 16 + 8 * (uint64_t)(n + i));
             }
         }
         for (int a = 0; a < N_ASPECT; a++) {
             for (int q = 0; q < n; q++)
                 mask[q] = (r.ex[q].aspects >> a) & 1u;
-            put_group(per_aspect, rolemrc_aspect_name(1u << a), vals, mask, n);
+            put_group(per_aspect, rolemrc_aspect_name(1u << a), vals, bleu_ok, mask, n,
+                      e->bootstrap_iters, seed + 16 + 8 * (uint64_t)(2 * n + a));
             if (judge) {
-                double s = 0, c = 0;
+                double *jv = HW_CALLOC(nn, sizeof(double));
                 for (int q = 0; q < n; q++) {
-                    s += judged[((size_t)q * N_ASPECT + a) * 2];
-                    c += judged[((size_t)q * N_ASPECT + a) * 2 + 1];
+                    jv[q] = judged[((size_t)q * N_ASPECT + a) * 2];
+                    mask[q] = judged[((size_t)q * N_ASPECT + a) * 2 + 1] > 0.5;
                 }
+                double se, v = masked_mean(jv, mask, NULL, n, e->bootstrap_iters,
+                                           seed + 8 + (uint64_t)a, &se);
+                free(jv);
                 char key[64];
                 snprintf(key, sizeof(key), "judge_%s", rolemrc_aspect_name(1u << a));
-                if (c > 0)
-                    eval_put(metrics, key, s / c, -1.0);
-                json_object_set_new(json_object_get(per_aspect, rolemrc_aspect_name(1u << a)),
-                                    "judge", c > 0 ? json_real(s / c) : json_null());
+                if (isfinite(v))
+                    eval_put(metrics, key, v, se);
+                json_t *g = json_object_get(per_aspect, rolemrc_aspect_name(1u << a));
+                json_object_set_new(g, "judge", real_or_null(v));
+                json_object_set_new(g, "judge_stderr", real_or_null(se));
             }
         }
         free(mask);
         json_object_set_new(info, "per_task", per_task);
         json_object_set_new(info, "per_group", per_group);
         json_object_set_new(info, "per_aspect", per_aspect);
-        if (ctx->samples && ctx->d->rank == 0)
-            for (int i = 0; i < n; i++)
-                json_array_append_new(ctx->samples,
-                                      json_pack("{s:s,s:i,s:s,s:s,s:s?,s:f,s:f,s:f}", "task",
-                                                "rolemrc", "line", r.ex[i].line, "tag",
-                                                r.ex[i].task, "reference", r.ex[i].reference,
-                                                "output", texts[i], "bleu", vals[0][i], "rouge1",
-                                                vals[1][i], "rougeL", vals[3][i]));
     }
-    json_object_set_new(info, "data", json_string(e->rolemrc_data));
+    if (!rc)
+        rc = eval_info_file(info, "data", e->rolemrc_data, err);
+    char *tt = template_text(&tpl);
+    eval_info_template(info, tt);
+    free(tt);
+    char jh[65];
+    const char *jfmt = judge_prompt_format();
+    sha256_hex(jfmt, strlen(jfmt), jh);
+    json_object_set_new(info, "judge_prompt_sha256", json_string(jh));
+    json_object_set_new(info, "protocol", json_string(e->rolemrc_protocol));
+    json_object_set_new(info, "truncated_prompts", json_integer((json_int_t)n_cut));
     json_object_set_new(info, "samples", json_integer(n));
     json_object_set_new(info, "max_new_tokens", json_integer(e->max_new_tokens));
     json_object_set_new(info, "judge", json_boolean(judge));
@@ -250,7 +332,7 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         free(texts[i]);
     for (int j = 0; j < N_MET; j++)
         free(vals[j]);
-    free(prompts), free(outs), free(texts), free(judged);
+    free(prompts), free(outs), free(texts), free(judged), free(bleu_okd), free(bleu_ok);
     rolemrc_free(&r);
     return rc;
 }

@@ -272,9 +272,9 @@ static int parse_line(struct metrics *m, const json_t *j, const char *path, int 
 }
 
 static int metrics_load(struct metrics *m, const char *path, char *err) {
-    FILE *f = fopen(path, "r");
+    FILE *f = fs_fopen_read(path, err);
     if (!f)
-        return hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return HW_EIO;
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0, rc = 0;

@@ -24,6 +24,9 @@ ev() { # OUT [extra args]: evaluate the step-8 checkpoint
 results() { # the "results" object of a results file, as sorted JSON
     /usr/bin/python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))['results'], sort_keys=True))" "$1"
 }
+jget() { # FILE EXPR: a value of a results file, e.g. jget F "['task_info']['multifc']['split']"
+    /usr/bin/python3 -c "import json,sys; print(eval('json.load(open(sys.argv[1]))' + sys.argv[2]))" "$1" "$2"
+}
 expect_exit 0 "eval, batch 8" ev e8 --batch-size 8 --log-samples
 R=ckpt_00000008
 ok "results file" test -s "$T/e8/results_$R.json"
@@ -36,8 +39,29 @@ ok "rolemrc per aspect" grep -q '"per_aspect"' "$T/e8/results_$R.json"
 if [ -n "$MFC" ]; then
     ok "multifc majority baseline beside" grep -q '"majority_f1_macro,none"' "$T/e8/results_$R.json"
     ok "multifc per domain" grep -q '"per_domain"' "$T/e8/results_$R.json"
-    ok "the 3 merged rows are reported" sh -c "grep -c 'wast-00047\|farg-00319\|wast-00111' '$T/e8/results_$R.json' | grep -q 3"
+    # issue 17 item 11: the 3 merged rows are split back into their 9 records, on the console
+    # with file:line and in the results
+    ok "merged rows repaired in the results" test "$(jget "$T/e8/results_$R.json" "['task_info']['multifc']['examples_loaded']")" = 3487
+    ok "  and listed" test "$(jget "$T/e8/results_$R.json" "['task_info']['multifc']['repaired_rows'].__len__()")" = 3
+    err_has "$MFC:1464: wast-00047: merged record split into 2 claims: wast-00047 (line 1464), pomt-12586 (line 1465)"
+    err_has "$MFC:2069: wast-00111: merged record split into 4 claims"
+    ok "per-domain standard errors" grep -q '"f1_macro_stderr"' "$T/e8/results_$R.json"
+    ok "multifc samples carry the prompt" sh -c "grep '\"task\":\"multifc\"' '$T/e8/samples_$R.jsonl' | grep -c '\"prompt\":\"Claim: ' | grep -qx 40"
+    ok "data file SHA-256 recorded" grep -q "\"$(sha256sum "$MFC" | cut -c1-64)\"" "$T/e8/results_$R.json"
+    # issue 17 item 12: a test part with no claim is an error, not F1 = 0
+    expect_exit 1 "multifc with an empty test part" "$HW" eval --ckpt "$T/run/ckpt_00000008.h5" \
+        --tasks multifc --multifc-data "$MFC" eval.multifc_test_frac=0.001 --output "$T/e0"
+    err_has "$MFC: error: no claims to score: the test part of the split (eval.multifc_test_frac 0.001"
+    ok "  one line" test "$(wc -l <"$T/err")" -le 4
 fi
+# issue 17 item 13: provenance and per-sample records
+ok "git revision recorded" grep -q '"headwise_git_rev": "' "$T/e8/results_$R.json"
+ok "rolemrc data SHA-256" grep -q "\"$(sha256sum tests/fixtures/rolemrc_fixture.jsonl | cut -c1-64)\"" "$T/e8/results_$R.json"
+ok "prompt template hashes" sh -c "test \$(grep -c '\"prompt_template_sha256\"' '$T/e8/results_$R.json') -ge 2"
+ok "truncated prompts reported" grep -q '"truncated_prompts": ' "$T/e8/results_$R.json"
+ok "per-tag standard errors" grep -q '"rougeL_stderr": ' "$T/e8/results_$R.json"
+ok "perplexity windows in the samples" sh -c "grep '\"task\":\"perplexity\"' '$T/e8/samples_$R.jsonl' | grep -c '\"loss\":' | grep -qx 40"
+ok "rolemrc samples carry the prompt" sh -c "grep '\"task\":\"rolemrc\"' '$T/e8/samples_$R.jsonl' | grep -c '\"prompt\":\"<|system|>' | grep -qx 13"
 results "$T/e8/results_$R.json" >"$T/r8"
 expect_exit 0 "eval, batch 3" ev e3 --batch-size 3
 results "$T/e3/results_$R.json" >"$T/r3"
@@ -47,9 +71,12 @@ if command -v mpirun >/dev/null; then
         expect_exit 0 "eval on $np ranks" $MPIRUN -np $np "$HW" eval --ckpt \
             "$T/run/ckpt_00000008.h5" --tasks "$TASKS" --perplexity-data "$D/val.h5" \
             --multifc-data "$MFC" --rolemrc-data tests/fixtures/rolemrc_fixture.jsonl \
-            --output "$T/n$np" --limit 40 eval.max_new_tokens=16 eval.bootstrap_iters=200
+            --output "$T/n$np" --limit 40 eval.max_new_tokens=16 eval.bootstrap_iters=200 \
+            --log-samples
         results "$T/n$np/results_$R.json" >"$T/rn"
         ok "  scores equal one rank's" cmp -s "$T/r8" "$T/rn"
+        # every rank's samples, in the same order as on one rank (only rank 0's before)
+        ok "  samples equal one rank's" cmp -s "$T/e8/samples_$R.jsonl" "$T/n$np/samples_$R.jsonl"
     done
 else
     echo "SKIP eval on 2 and 4 ranks: mpirun not installed"
@@ -73,6 +100,17 @@ YAML
 expect_exit 0 "eval CONFIG with a judge command" "$HW" eval "$T/eval.yaml"
 ok "judge scores per aspect" grep -q '"judge_style,none": 1' "$T/j/results_$R.json"
 ok "judge scores 0 where it says no" grep -q '"judge_knowledge,none": 0' "$T/j/results_$R.json"
+ok "judge standard errors" grep -q '"judge_style_stderr,none": 0' "$T/j/results_$R.json"
+# issue 17 item 10: rolemrc renders with the checkpoint's own chat template (sft.tpl_*)
+expect_exit 0 "train with another chat template" "$HW" train configs/tiny.yaml data.train="$D/train.h5" \
+    data.val="$D/val.h5" train.steps=4 run.ckpt_every=4 run.dir="$T/tpl" 'sft.tpl_user="USER> "' \
+    'sft.tpl_end="<END>"'
+expect_exit 0 "rolemrc on it" "$HW" eval --ckpt "$T/tpl/ckpt_00000004.h5" --tasks rolemrc \
+    --rolemrc-data tests/fixtures/rolemrc_fixture.jsonl --output "$T/tple" eval.max_new_tokens=4 \
+    --log-samples
+ok "  prompts in the checkpoint's template" sh -c "grep -c '<END>USER> ' '$T/tple/samples_ckpt_00000004.jsonl' | grep -qx 13"
+ok "  and not the default one" sh -c "! grep -q '<|user|>' '$T/tple/samples_ckpt_00000004.jsonl'"
+ok "  the template recorded with its hash" grep -qF '\"end_turn\":\"<END>\"' "$T/tple/results_ckpt_00000004.json"
 # the classifier head: train.task classify on a seeded split of the MultiFC file, the same
 # numbers on 1 and 2x2 ranks, fine-tuned from the LM checkpoint, scored on the held-out part
 if [ -n "$MFC" ]; then
@@ -91,6 +129,21 @@ if [ -n "$MFC" ]; then
     expect_exit 0 "eval multifc_classify" "$HW" eval --ckpt "$T/cls/ckpt_00000006.h5" \
         --tasks multifc_classify --output "$T/ce"
     ok "  F1 and the majority baseline" grep -q '"majority_f1_macro,none"' "$T/ce/results_ckpt_00000006.json"
+    # issue 17 item 11: both methods score one split (the same claims under the same limit)
+    expect_exit 0 "eval multifc_classify, limit 40" "$HW" eval --ckpt "$T/cls/ckpt_00000006.h5" \
+        --tasks multifc_classify --output "$T/ce40" --limit 40
+    split="['task_info']['%s']['split']['test_claims_sha256']"
+    ok "  same test claims as the log-likelihood method" test \
+        "$(jget "$T/ce40/results_ckpt_00000006.json" "$(printf "$split" multifc_classify)")" = \
+        "$(jget "$T/e8/results_$R.json" "$(printf "$split" multifc)")"
+    expect_exit 2 "multifc_classify with another test fraction" "$HW" eval --ckpt "$T/cls/ckpt_00000006.h5" \
+        --tasks multifc_classify eval.multifc_test_frac=0.3 --output "$T/ce3"
+    err_has "the checkpoint's classifier held out data.test_frac 0.2, but eval.multifc_test_frac is 0.3: every MultiFC method scores one split; set eval.multifc_test_frac=0.2"
+    head -n 300 "$MFC" >"$T/mfc300.csv"
+    nl=$(/usr/bin/python3 -c "import csv,sys; print(len({r[2] for r in list(csv.reader(open(sys.argv[1], newline='')))[1:]}))" "$T/mfc300.csv")
+    expect_exit 1 "multifc_classify on a file with fewer labels" "$HW" eval --ckpt "$T/cls/ckpt_00000006.h5" \
+        --tasks multifc_classify --multifc-data "$T/mfc300.csv" --output "$T/ce300"
+    err_has "$T/mfc300.csv: $nl label strings, but the classifier was trained on 109"
     expect_exit 1 "multifc_classify on an LM checkpoint" "$HW" eval --ckpt "$T/run/ckpt_00000008.h5" \
         --tasks multifc_classify --multifc-data "$MFC"
     err_has "the checkpoint has no classifier head"

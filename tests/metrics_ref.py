@@ -161,6 +161,11 @@ def main():
             out = {"kind": "text"}
             out.update(bleu_ref(item["hyp"], item["ref"]))
             out.update(rouge_ref(item["hyp"], item["ref"]))
+            # RoleMRC's evaluation.py calls scorer.score(prediction, reference): the reply is
+            # the target, which changes only rougeLsum; and evaluate's "bleu" raises
+            # ZeroDivisionError (the sample leaves the BLEU mean) when either side has no token
+            out["rougeLsum_official"] = rouge_ref(item["ref"], item["hyp"])["rougeLsum"]
+            out["bleu_defined"] = bool(tokenize_13a(item["hyp"]) and tokenize_13a(item["ref"]))
             words = set()
             for s in (item["hyp"], item["ref"]):
                 words.update(w for w in re.sub(r"[^a-z0-9]+", " ", s.lower()).split())

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -538,10 +539,143 @@ static void test_json(void) {
     CHECK(bpe_vocab_size(&t2) == 256);
     bpe_free(&t2);
     CHECK(bpe_save(&t, "/nonexistent/dir/tok.json", err) == HW_EIO);
-    CHECK_MSG(strstr(err, "/nonexistent/dir/tok.json.tmp: cannot open for writing") != NULL,
+    CHECK_MSG(strstr(err, "/nonexistent/dir/tok.json: cannot create a temporary file beside it") !=
+                  NULL,
               "err: %s", err);
     free(js);
     bpe_free(&t);
+}
+
+/* issue 17 item 4: 100,000 special tokens load (and encode) in well under a second; the special
+ * lookup was a linear scan per added special (quadratic: 142 s to load such a tokenizer) and
+ * encoding scanned every special at every candidate position. */
+static void test_many_specials(void) {
+    enum { NS = 100000 };
+    char err[HW_ERR_LEN];
+    size_t cap = (size_t)NS * 24 + 256, o = 0;
+    char *js = malloc(cap);
+    o += (size_t)snprintf(js + o, cap - o,
+                          "{\"format\": \"headwise-bpe\", \"version\": 1, \"pretokenizer\": "
+                          "\"headwise-v1\", \"special\": [");
+    for (int i = 0; i < NS; i++) /* shared prefixes; "<|sp_1|>" is a prefix of none */
+        o += (size_t)snprintf(js + o, cap - o, "%s\"<|sp_%d|>\"", i ? ", " : "", i);
+    o += (size_t)snprintf(js + o, cap - o, "], \"merges\": [[104, 105]]}");
+    char path[256];
+    snprintf(path, sizeof(path), "/tmp/test_bpe_many_%ld.json", (long)getpid());
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(js, 1, o, f) == o);
+    if (f)
+        fclose(f);
+    struct bpe t;
+    double t0 = now_s();
+    int rc = bpe_load(&t, path, err);
+    double t1 = now_s();
+    CHECK_MSG(rc == 0, "%s", err);
+    CHECK(bpe_vocab_size(&t) == 256 + 1 + NS);
+    CHECK(bpe_special_id(&t, "<|sp_0|>") == 257);
+    CHECK(bpe_special_id(&t, "<|sp_99999|>") == 257 + 99999);
+    CHECK(bpe_special_id(&t, "<|sp_1234|>") == 257 + 1234);
+    CHECK(bpe_special_id(&t, "<|sp_") == -1);         /* a prefix of specials, not one */
+    CHECK(bpe_special_id(&t, "<|sp_100000|>") == -1); /* one past */
+    CHECK(bpe_special_id(&t, "<|sp_12|>x") == -1);
+    CHECK(bpe_add_special(&t, "<|sp_777|>") == 257 + 777); /* existing: same id */
+    /* encoding: leftmost, longest; unknown look-alikes stay ordinary bytes */
+    const char *x = "hi<|sp_5|><|sp_99999|>x<|sp_|><|sp_42|";
+    int32_t *ids = NULL;
+    int64_t m = bpe_encode(&t, x, strlen(x), 1, &ids);
+    /* "hi" is merge 256; the look-alike tail has no merge and stays one id per byte */
+    CHECK(m == 3 + (int64_t)strlen("x<|sp_|><|sp_42|"));
+    CHECK(m >= 3 && ids[0] == 256 && ids[1] == 257 + 5 && ids[2] == 257 + 99999);
+    int n_special = 0;
+    for (int64_t i = 0; i < m; i++)
+        n_special += ids[i] > 256;
+    CHECK(n_special == 2);
+    char *back = NULL;
+    CHECK(bpe_decode(&t, ids, m, &back) == (int64_t)strlen(x) && strcmp(back, x) == 0);
+    free(back);
+    free(ids);
+    /* a long text full of specials */
+    size_t tc = 200000, tl = 0;
+    char *text = malloc(tc);
+    for (int i = 0; tl + 40 < tc; i++)
+        tl += (size_t)snprintf(text + tl, tc - tl, "hi <|sp_%d|> x<", (i * 7919) % NS);
+    double e0 = now_s();
+    m = bpe_encode(&t, text, tl, 1, &ids);
+    double e1 = now_s();
+    CHECK(bpe_decode(&t, ids, m, &back) == (int64_t)tl && memcmp(back, text, tl) == 0);
+    free(back);
+    free(ids);
+    /* JSON round trip keeps every id */
+    char *js2 = bpe_to_json(&t);
+    struct bpe t2;
+    double j0 = now_s();
+    CHECK(bpe_from_json(&t2, js2, strlen(js2), "tok.json", err) == 0);
+    double j1 = now_s();
+    CHECK(bpe_special_id(&t2, "<|sp_54321|>") == 257 + 54321);
+    bpe_free(&t2);
+    free(js2);
+    printf("test_bpe: %d special tokens: load %.3f s, encode %zu bytes %.3f s, from_json %.3f s\n",
+           NS, t1 - t0, tl, e1 - e0, j1 - j0);
+    /* was 142 s (load) on the reviewer's machine; a few tenths here, more under a sanitizer */
+    CHECK_MSG(t1 - t0 < 3.0, "loading %d specials took %.2f s", NS, t1 - t0);
+    CHECK_MSG(e1 - e0 < 3.0, "encoding with %d specials took %.2f s", NS, e1 - e0);
+    bpe_free(&t);
+    free(text);
+    free(js);
+    remove(path);
+}
+
+/* issue 17 items 4 and 5: a FIFO (or directory) as the tokenizer is refused at once with one
+ * line, and saving never writes through a link planted at the file or at a temporary name. */
+static void test_file_safety(void) {
+    char err[HW_ERR_LEN], dir[64], path[128], outside[128], link[160];
+    snprintf(dir, sizeof(dir), "/tmp/test_bpe_fs_%ld", (long)getpid());
+    CHECK(mkdir(dir, 0755) == 0);
+    snprintf(path, sizeof(path), "%s/fifo.json", dir);
+    CHECK(mkfifo(path, 0644) == 0);
+    struct bpe t;
+    alarm(30); /* a regression blocks in open(): fail by SIGALRM instead of hanging */
+    CHECK(bpe_load(&t, path, err) == HW_EIO);
+    alarm(0);
+    char want[200];
+    snprintf(want, sizeof(want), "%s: not a regular file (a FIFO)", path);
+    CHECK_MSG(strcmp(err, want) == 0, "err: %s", err);
+    CHECK(bpe_vocab_size(&t) == 256);
+    bpe_free(&t);
+    unlink(path);
+    CHECK(bpe_load(&t, dir, err) == HW_EIO);
+    CHECK_MSG(strstr(err, "not a regular file (a directory)") != NULL, "err: %s", err);
+    bpe_free(&t);
+
+    /* a link at tokenizer.json (and at the old fixed temp name) pointing outside */
+    snprintf(outside, sizeof(outside), "%s.outside", dir);
+    FILE *f = fopen(outside, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("precious", f);
+        fclose(f);
+    }
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    snprintf(link, sizeof(link), "%s.tmp", path);
+    CHECK(symlink(outside, path) == 0 && symlink(outside, link) == 0);
+    bpe_init(&t);
+    bpe_add_special(&t, "<|endoftext|>");
+    CHECK(bpe_save(&t, path, err) == 0);
+    char buf[64] = {0};
+    f = fopen(outside, "rb");
+    CHECK(f && fread(buf, 1, sizeof(buf) - 1, f) == 8 && strcmp(buf, "precious") == 0);
+    if (f)
+        fclose(f);
+    struct stat st;
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode)); /* the link was replaced */
+    struct bpe t2;
+    CHECK(bpe_load(&t2, path, err) == 0 && bpe_special_id(&t2, "<|endoftext|>") == 256);
+    bpe_free(&t2);
+    bpe_free(&t);
+    unlink(link);
+    unlink(path);
+    unlink(outside);
+    CHECK(rmdir(dir) == 0); /* no temporary file left behind */
 }
 
 static void test_shakespeare(void) {
@@ -589,6 +723,8 @@ int main(void) {
     test_against_reference();
     test_special();
     test_json();
+    test_many_specials();
+    test_file_safety();
     test_shakespeare();
     return check_report("test_bpe");
 }

@@ -1,15 +1,20 @@
 /* tests/test_data.c -- token shards and the loader: round trip, exact resume position,
  * deterministic shuffling that does not repeat within an epoch, bad shards; the synthetic
- * corpus generator's determinism. */
+ * corpus generator's determinism; file safety (core/fsutil.h): data readers refuse a FIFO or
+ * directory at once, and the run-directory writers never write through a planted link. */
 #define _POSIX_C_SOURCE 200809L
 #include "../core/check.h"
+#include "../core/fsutil.h"
+#include "../datasets/rec_data.h"
 #include "../datasets/shards.h"
 #include "../datasets/synth.h"
 #include "check.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -120,6 +125,206 @@ static void test_roundtrip_and_loader(void) {
     free(tok);
 }
 
+/* A regression blocks in open() on a FIFO: fail with a line instead of hanging. */
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "test_data: FAIL: blocked opening a FIFO (a reader waited for a "
+                              "writer)\n";
+    if (write(2, msg, sizeof(msg) - 1) < 0)
+        _exit(1);
+    _exit(1);
+}
+
+static int err_is(const char *err, const char *path, const char *tail) {
+    char want[300];
+    snprintf(want, sizeof(want), "%s: %s", path, tail);
+    return strcmp(err, want) == 0;
+}
+
+/* issue 17 item 4: a FIFO or directory given as a data path is refused at open, with one line
+ * naming it, by every reader: token shards (HDF5), the loader, whole-file reads (text, jsonl,
+ * MultiFC, RoleMRC, SFT), the recommendation CSV readers. */
+static void test_non_regular(void) {
+    char err[HW_ERR_LEN], fifo[128];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    CHECK(mkfifo(fifo, 0644) == 0);
+    signal(SIGALRM, on_alarm);
+    alarm(60);
+    struct shard s;
+    CHECK(shard_open(&s, fifo, err) == HW_EIO);
+    CHECK_MSG(err_is(err, fifo, "not a regular file (a FIFO)"), "%s", err);
+    shard_close(&s);
+    struct loader l;
+    CHECK(loader_open(&l, fifo, 8, 1, 1, err) != 0);
+    CHECK_MSG(err_is(err, fifo, "not a regular file (a FIFO)"), "%s", err);
+    loader_close(&l);
+    size_t n = 0;
+    CHECK(fs_read_all(fifo, &n, err) == NULL);
+    CHECK_MSG(err_is(err, fifo, "not a regular file (a FIFO)"), "%s", err);
+    CHECK(fs_fopen_read(fifo, err) == NULL);
+    CHECK(fs_check_regular(fifo, err) == HW_EIO);
+    struct rec_data rd;
+    CHECK(rec_data_taobao(&rd, fifo, err) == HW_EIO);
+    CHECK_MSG(err_is(err, fifo, "not a regular file (a FIFO)"), "%s", err);
+    /* MovieLens reads DIR/u.item and DIR/u.data */
+    char ml[128], p[160];
+    snprintf(ml, sizeof(ml), "%s/ml", dir);
+    CHECK(mkdir(ml, 0755) == 0);
+    snprintf(p, sizeof(p), "%s/u.item", ml);
+    CHECK(mkfifo(p, 0644) == 0);
+    CHECK(rec_data_movielens(&rd, ml, err) == HW_EIO);
+    CHECK_MSG(err_is(err, p, "not a regular file (a FIFO)"), "%s", err);
+    alarm(0);
+    /* a directory */
+    CHECK(fs_read_all(dir, &n, err) == NULL);
+    CHECK_MSG(err_is(err, dir, "not a regular file (a directory)"), "%s", err);
+    CHECK(shard_open(&s, dir, err) == HW_EIO);
+    CHECK_MSG(err_is(err, dir, "not a regular file (a directory)"), "%s", err);
+    shard_close(&s);
+    /* a link to a regular file is still read (data sets are often links) */
+    snprintf(p, sizeof(p), "%s/real.txt", dir);
+    CHECK(fs_write_atomic(p, "abc", 3, err) == 0);
+    char lk[160];
+    snprintf(lk, sizeof(lk), "%s/link.txt", dir);
+    CHECK(symlink(p, lk) == 0);
+    char *txt = fs_read_all(lk, &n, err);
+    CHECK(txt && n == 3 && strcmp(txt, "abc") == 0);
+    free(txt);
+    unlink(lk);
+    unlink(p);
+}
+
+static int file_is(const char *path, const char *want) {
+    size_t n = 0;
+    char e[HW_ERR_LEN];
+    char *got = fs_read_all(path, &n, e);
+    int ok = got && n == strlen(want) && memcmp(got, want, n) == 0;
+    free(got);
+    return ok;
+}
+
+static int is_regular_nolink(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Number of entries in dir whose name starts with prefix. */
+static int count_prefix(const char *d, const char *prefix) {
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "ls -a '%s' | grep -c '^%s'", d, prefix);
+    FILE *p = popen(cmd, "r");
+    int k = -1;
+    if (p) {
+        if (fscanf(p, "%d", &k) != 1)
+            k = -1;
+        pclose(p);
+    }
+    return k;
+}
+
+/* issue 17 item 5: the writers never write through a link planted in a shared run directory:
+ * fs_write_atomic (config.yaml, tokenizer.json, results, reports) creates a unique temporary
+ * file exclusively and renames it over the link; fs_open_append (metrics.jsonl) refuses a link;
+ * fs_create (sample logs) replaces it; shard_write creates its temporary file exclusively. */
+static void test_planted_links(void) {
+    char err[HW_ERR_LEN], run[128], out[128], p[200], q[220];
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(out, sizeof(out), "%s/outside", dir);
+    CHECK(mkdir(run, 0755) == 0);
+    CHECK(fs_write_atomic(out, "precious\n", 9, err) == 0);
+
+    /* fs_write_atomic: a link at the file and at the old fixed temporary name */
+    snprintf(p, sizeof(p), "%s/config.yaml", run);
+    snprintf(q, sizeof(q), "%s.tmp", p);
+    CHECK(symlink(out, p) == 0 && symlink(out, q) == 0);
+    CHECK_MSG(fs_write_atomic(p, "a: 1\n", 5, err) == 0, "%s", err);
+    CHECK(file_is(out, "precious\n"));
+    CHECK(is_regular_nolink(p) && file_is(p, "a: 1\n"));
+    CHECK(unlink(q) == 0);
+    CHECK(count_prefix(run, "config.yaml.tmp") == 0); /* no temporary left behind */
+    /* a dangling link is replaced too, and never creates its target */
+    char gone[160];
+    snprintf(gone, sizeof(gone), "%s/not_there", dir);
+    snprintf(p, sizeof(p), "%s/tokenizer.json", run);
+    CHECK(symlink(gone, p) == 0);
+    CHECK(fs_write_atomic(p, "{}", 2, err) == 0);
+    CHECK(access(gone, F_OK) != 0 && is_regular_nolink(p) && file_is(p, "{}"));
+    /* temporary names are fresh each time */
+    char t1[300], t2[300];
+    CHECK(fs_temp_path(t1, sizeof(t1), p, err) == 0 && fs_temp_path(t2, sizeof(t2), p, err) == 0);
+    CHECK(strcmp(t1, t2) != 0 && strncmp(t1, p, strlen(p)) == 0);
+    CHECK(fs_temp_path(t1, 20, p, err) == HW_EIO && strstr(err, "path too long") != NULL);
+
+    /* fs_open_append: refuses a link (to a file or dangling), a FIFO, a second hard link */
+    snprintf(p, sizeof(p), "%s/metrics.jsonl", run);
+    CHECK(symlink(out, p) == 0);
+    CHECK(fs_open_append(p, err) == NULL);
+    CHECK_MSG(err_is(err, p, "is a symbolic link; refusing to write through it"), "%s", err);
+    CHECK(file_is(out, "precious\n"));
+    unlink(p);
+    CHECK(symlink(gone, p) == 0);
+    CHECK(fs_open_append(p, err) == NULL && access(gone, F_OK) != 0);
+    unlink(p);
+    CHECK(mkfifo(p, 0644) == 0);
+    alarm(60);
+    CHECK(fs_open_append(p, err) == NULL);
+    alarm(0);
+    CHECK_MSG(strstr(err, "not a regular file (a FIFO)") != NULL, "%s", err);
+    unlink(p);
+    CHECK(link(out, p) == 0);
+    CHECK(fs_open_append(p, err) == NULL);
+    CHECK_MSG(err_is(err, p, "refusing to write: has 2 hard links"), "%s", err);
+    CHECK(file_is(out, "precious\n"));
+    unlink(p);
+    FILE *f = fs_open_append(p, err); /* missing: created; present: appended to */
+    CHECK(f != NULL);
+    if (f) {
+        fputs("{\"step\":1}\n", f);
+        fclose(f);
+    }
+    f = fs_open_append(p, err);
+    CHECK(f != NULL);
+    if (f) {
+        fputs("{\"step\":2}\n", f);
+        fclose(f);
+    }
+    CHECK(file_is(p, "{\"step\":1}\n{\"step\":2}\n"));
+
+    /* fs_create: a link (or hard link) at the name is replaced by a new file */
+    snprintf(p, sizeof(p), "%s/samples_x.jsonl", run);
+    CHECK(symlink(out, p) == 0);
+    f = fs_create(p, err);
+    CHECK_MSG(f != NULL, "%s", err);
+    if (f) {
+        fputs("s\n", f);
+        fclose(f);
+    }
+    CHECK(file_is(out, "precious\n") && is_regular_nolink(p) && file_is(p, "s\n"));
+    unlink(p);
+    CHECK(link(out, p) == 0);
+    f = fs_create(p, err);
+    CHECK(f != NULL);
+    if (f)
+        fclose(f);
+    CHECK(file_is(out, "precious\n") && file_is(p, ""));
+    CHECK(fs_create(dir, err) == NULL); /* a directory is not replaced */
+
+    /* shard_write: its temporary file is created exclusively, never through a link */
+    snprintf(p, sizeof(p), "%s/train.h5", run);
+    snprintf(q, sizeof(q), "%s.tmp", p);
+    CHECK(symlink(out, p) == 0 && symlink(out, q) == 0);
+    int32_t tok[16];
+    for (int i = 0; i < 16; i++)
+        tok[i] = i;
+    CHECK_MSG(shard_write(p, tok, 16, 300, err) == 0, "%s", err);
+    CHECK(file_is(out, "precious\n") && is_regular_nolink(p));
+    struct shard s;
+    CHECK(shard_open(&s, p, err) == 0 && s.n == 16);
+    shard_close(&s);
+    unlink(q);
+    CHECK(count_prefix(run, "train.h5.tmp") == 0);
+}
+
 static void test_synth(void) {
     size_t n1, n2;
     char *a = synth_corpus(5, 20000, &n1), *b = synth_corpus(5, 20000, &n2);
@@ -147,6 +352,8 @@ int main(void) {
         return 1;
     test_roundtrip_and_loader();
     test_synth();
+    test_non_regular();
+    test_planted_links();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -95,20 +95,53 @@ static void test_multifc_real(void) {
     if (rc)
         return;
     CHECK(m.labelled == 1);
-    CHECK(m.n + m.n_rejected == 3481); /* data rows read */
-    CHECK(m.n == 3478);
-    CHECK(m.n_rejected == 3);
-    /* The merged records, in file order, with the record each one swallowed. */
-    static const char *const rej[3][3] = {{"wast-00047", "line 1464:", "pomt-12586"},
-                                          {"farg-00319", "line 1661:", "snes-02423"},
-                                          {"wast-00111", "line 2069:", "goop-00270"}};
-    for (int i = 0; i < 3 && i < m.n_rejected; i++) {
-        size_t l = strlen(rej[i][0]);
-        CHECK_MSG(strncmp(m.rejected[i], rej[i][0], l) == 0 && m.rejected[i][l] == ':', "%s",
-                  m.rejected[i]);
-        CHECK_MSG(strstr(m.rejected[i], rej[i][1]) && strstr(m.rejected[i], rej[i][2]), "%s",
-                  m.rejected[i]);
-        CHECK(find_ex(&m, rej[i][0]) == NULL);
+    /* 3,481 data rows; the 3 merged ones hold 9 records between them (issue 17 item 11: they
+     * were rejected, which lost the records they swallowed). */
+    CHECK(m.n == 3487);
+    CHECK(m.n_rejected == 0);
+    CHECK(m.n_repaired == 3);
+    CHECK(m.n_unknown == 0); /* every label is a known label of its domain */
+    static const char *const rep[3][2] = {
+        {"wast-00047", "line 1464: merged record split into 2 claims: wast-00047 (line 1464), "
+                       "pomt-12586 (line 1465)"},
+        {"farg-00319", "line 1661: merged record split into 3 claims: farg-00319 (line 1661), "
+                       "snes-02423 (line 1662), pomt-12178 (line 1663)"},
+        {"wast-00111", "line 2069: merged record split into 4 claims: wast-00111 (line 2069), "
+                       "goop-00270 (line 2070), snes-03565 (line 2071), pomt-09798 (line 2072)"}};
+    for (int i = 0; i < 3 && i < m.n_repaired; i++) {
+        char want[256];
+        snprintf(want, sizeof(want), "%s: %s", rep[i][0], rep[i][1]);
+        CHECK_MSG(strcmp(m.repaired[i], want) == 0, "%s", m.repaired[i]);
+    }
+    /* Each recovered record with its own claim, label and line. */
+    static const struct {
+        const char *id, *label, *claim_start, *claim_end;
+        int line;
+    } recovered[9] = {
+        {"wast-00047", "2 pinnochios", "A study shows that corn", "and open up markets.", 1464},
+        {"pomt-12586", "pants on fire!", "\"Two liberal Democrat", "assassination.\"", 1465},
+        {"farg-00319", "distorts the facts", "17 million taxpayer", "Congress members.\xE2\x80\x9D",
+         1661},
+        {"snes-02423", "false", "Photographs show a pregnant woman", "refugee in Michigan.", 1662},
+        {"pomt-12178", "mostly true", "\"Says Dontre Hamilton", "park bench in Milwaukee.\"", 1663},
+        {"wast-00111", "2 pinnochios", "Smugglers prioritize profit", "America and the region.",
+         2069},
+        {"goop-00270", "0", "Queen Elizabeth Escaped", "Assassination Attempt?", 2070},
+        {"snes-03565", "false", "A Hillary Clinton supporter", "protest of Donald Trump.", 2071},
+        {"pomt-09798", "false", "\"Every other democracy", "and we don't.\"", 2072},
+    };
+    for (int i = 0; i < 9; i++) {
+        const struct multifc_example *x = find_ex(&m, recovered[i].id);
+        CHECK_MSG(x != NULL, "%s", recovered[i].id);
+        if (!x)
+            continue;
+        size_t lc = strlen(x->claim), le = strlen(recovered[i].claim_end);
+        CHECK_MSG(strcmp(x->label, recovered[i].label) == 0 && x->line == recovered[i].line &&
+                      strncmp(x->claim, recovered[i].claim_start,
+                              strlen(recovered[i].claim_start)) == 0 &&
+                      lc >= le && strcmp(x->claim + lc - le, recovered[i].claim_end) == 0 &&
+                      !strpbrk(x->claim, "\t\n"),
+                  "%s: [%s] [%s] line %d", recovered[i].id, x->claim, x->label, x->line);
     }
     CHECK(strcmp(m.ex[0].claim_id, "tron-00244") == 0 && m.ex[0].line == 2);
     CHECK(strcmp(m.ex[0].claim, "Pope Francis: All Dogs Go to Heaven") == 0);
@@ -122,19 +155,18 @@ static void test_multifc_real(void) {
         multiline += strchr(m.ex[i].claim, '\n') != NULL;
     }
     CHECK(lead == 15);
-    CHECK(quote == 844);
+    CHECK(quote == 847); /* 844 plain rows, and pomt-12586, pomt-12178, pomt-09798 */
     CHECK(multiline == 0);
     const struct multifc_example *q = find_ex(&m, "snes-00534");
     CHECK(q && strcmp(q->claim, "A photograph shows Subtropical Storm Alberto approaching "
                                 "Pensacola Beach in Florida.") == 0);
     check_index(&m);
 
-    /* domain_label_counts.json counts ALL 3,481 rows, the 3 merged ones included, each under
-     * its CSV label field (which is the label of the record it swallowed): wast-00047
-     * "pants on fire!", farg-00319 "mostly true", wast-00111 "false". So usable counts + these
-     * three == the JSON, and wast loses "pants on fire!" and farg "mostly true" (count 1 -> 0)
-     * from their usable label sets. */
-    static const char *const rej_label[3][2] = {
+    /* domain_label_counts.json counts the 3,481 rows, each merged one under its CSV label field
+     * in its own domain (wast "pants on fire!", farg "mostly true", wast "false": labels of the
+     * records they swallowed). The usable counts are the JSON's less those three, plus the 9
+     * recovered records under their own domains and labels. */
+    static const char *const minus[3][2] = {
         {"wast", "pants on fire!"}, {"farg", "mostly true"}, {"wast", "false"}};
     json_error_t jerr;
     json_t *root = json_load_file(MULTIFC_COUNTS, 0, &jerr);
@@ -149,52 +181,46 @@ static void test_multifc_real(void) {
     CHECK(json_object_size(doms) == 26 && m.n_dom == 26);
     const char *dname;
     json_t *dj;
-    int mismatches = 0, labels_total = 0;
+    int mismatches = 0, labels_total = 0, pairs = 0;
     json_object_foreach(doms, dname, dj) {
         const struct multifc_domain *dm = find_dom(&m, dname);
         CHECK_MSG(dm != NULL, "domain %s", dname);
         if (!dm)
             continue;
-        int d = (int)(dm - m.dom), dropped_rows = 0, dropped_labels = 0;
+        int d = (int)(dm - m.dom), rows = 0;
         json_t *labels = json_object_get(dj, "labels");
         const char *lname;
         json_t *cj;
         json_object_foreach(labels, lname, cj) {
-            int back = 0;
+            int want = (int)json_integer_value(cj);
             for (int k = 0; k < 3; k++)
-                back += strcmp(rej_label[k][0], dname) == 0 && strcmp(rej_label[k][1], lname) == 0;
+                want -= !strcmp(minus[k][0], dname) && !strcmp(minus[k][1], lname);
+            for (int k = 0; k < 9; k++)
+                want += !strncmp(recovered[k].id, dname, 4) && !strcmp(recovered[k].label, lname);
             int l = -1;
             for (int j = 0; j < dm->n_labels; j++)
                 if (strcmp(dm->labels[j], lname) == 0)
                     l = j;
             int usable = l >= 0 ? count_label(&m, d, l) : 0;
-            dropped_rows += back;
-            dropped_labels += l < 0;
-            if (usable + back != (int)json_integer_value(cj)) {
+            pairs += usable > 0;
+            rows += usable;
+            if (usable != want) {
                 mismatches++;
-                fprintf(stderr, "%s/%s: usable %d + rejected %d != json %d\n", dname, lname, usable,
-                        back, (int)json_integer_value(cj));
+                fprintf(stderr, "%s/%s: usable %d, expected %d\n", dname, lname, usable, want);
             }
         }
-        CHECK_MSG(dm->n_labels + dropped_labels == (int)json_object_size(labels), "%s", dname);
-        CHECK_MSG(dm->n_examples + dropped_rows ==
-                      (int)json_integer_value(json_object_get(dj, "n_rows")),
-                  "%s", dname);
+        /* every usable label is one the JSON lists (the merged rows' heads add none) */
+        CHECK_MSG(rows == dm->n_examples, "%s", dname);
         labels_total += dm->n_labels;
-        if (strcmp(dname, "wast") == 0)
-            CHECK(dm->n_examples == 17 && dm->n_labels == 6 && dropped_labels == 1);
-        else if (strcmp(dname, "farg") == 0)
-            CHECK(dm->n_examples == 40 && dm->n_labels == 8 && dropped_labels == 1);
-        else
-            CHECK_MSG(dropped_rows == 0 && dropped_labels == 0, "%s", dname);
     }
     CHECK(mismatches == 0);
+    CHECK(labels_total == 151 && pairs == 151);
     json_decref(root);
     const struct multifc_domain *pomt = find_dom(&m, "pomt");
-    CHECK(pomt && pomt->n_examples == 1535 && pomt->n_labels == 9);
-    printf("test_evaldata: MultiFC %s: %d rows, %d usable, %d rejected, %d domains, "
-           "%d (domain, label) pairs\n",
-           MULTIFC_CSV, m.n + m.n_rejected, m.n, m.n_rejected, m.n_dom, labels_total);
+    CHECK(pomt && pomt->n_examples == 1538 && pomt->n_labels == 9);
+    printf("test_evaldata: MultiFC %s: %d usable claims, %d rejected, %d merged rows repaired, "
+           "%d domains, %d (domain, label) pairs\n",
+           MULTIFC_CSV, m.n, m.n_rejected, m.n_repaired, m.n_dom, labels_total);
 
     /* The split on real data: every example in exactly one part, per-stratum sizes. */
     int *s1 = malloc(sizeof(int) * (size_t)m.n), *s2 = malloc(sizeof(int) * (size_t)m.n);
@@ -228,6 +254,17 @@ static void test_multifc_real(void) {
     CHECK(bad == 0);
     printf("test_evaldata: MultiFC split 0.1/0.1 seed 7: train %d, val %d, test %d\n", parts[0],
            parts[1], parts[2]);
+    /* One split for every method (issue 17 item 11): the log-likelihood task splits with no val
+     * part, the classifier with data.val_frac; both with MULTIFC_SPLIT_SEED. The test part must
+     * not depend on the val fraction. */
+    multifc_split(&m, 0.0, 0.2, MULTIFC_SPLIT_SEED, s1);
+    multifc_split(&m, 0.1, 0.2, MULTIFC_SPLIT_SEED, s2);
+    int same = 1, n_test = 0;
+    for (int i = 0; i < m.n; i++) {
+        same &= (s1[i] == 2) == (s2[i] == 2);
+        n_test += s1[i] == 2;
+    }
+    CHECK(same && n_test > 600);
     free(s1);
     free(s2);
     multifc_free(&m);
@@ -419,6 +456,65 @@ static void test_multifc_csv_edges(void) {
 }
 
 /* Stratified split on synthetic strata of 1, 2, 5, 10 and 37 examples. */
+/* Labels are checked against the known labels of their domain; every text field must be UTF-8
+ * (issue 17 item 11: a misspelled label became a class of its own, a non-UTF-8 label dropped
+ * records from the sample log). */
+static void test_multifc_labels(void) {
+    char err[HW_ERR_LEN];
+    struct multifc m;
+    static const struct {
+        const char *name, *text, *msg;
+    } bad[] = {
+        {"typo.csv", "claimID,claim,label\npomt-00001,x,false\npomt-00002,y,flase\n",
+         ":3: error: label 'flase' of claimID 'pomt-00002' is not a pomt label: did you mean "
+         "'false'? (known pomt labels: false|full flop|half flip|half-true|mostly false|mostly "
+         "true|no flip|pants on fire!|true)"},
+        {"case.csv", "claimID,claim,label\nsnes-00001,x,False\n",
+         ":2: error: label 'False' of claimID 'snes-00001' is not a snes label: did you mean "
+         "'false'?"},
+        {"space.csv", "claimID,claim,label\ntron-00001,x,fiction! \n",
+         ":2: error: label 'fiction! ' of claimID 'tron-00001' is not a tron label: did you mean "
+         "'fiction!'?"},
+        {"digit.csv", "claimID,claim,label\nwast-00001,x,5 pinnochios\n",
+         "is not a wast label: did you mean '2 pinnochios'?"},
+        {"utf8label.csv", "claimID,claim,label\npomt-00001,x,fal\xffse\n",
+         ":2: error: the label of claimID 'pomt-00001' is not UTF-8 (byte 0xff at byte 3 of the "
+         "field)"},
+        {"utf8claim.csv", "claimID,claim,label\npomt-00001,ok,true\npomt-00002,\"a\xc3(b\",true\n",
+         ":3: error: the claim of claimID 'pomt-00002' is not UTF-8 (byte 0xc3 at byte 1 of the "
+         "field)"},
+        {"overlong.csv", "claimID,claim,label\npomt-00001,\xc0\xaf,true\n", "is not UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *path = write_tmp(bad[i].name, bad[i].text);
+        int rc = multifc_load(&m, path, err);
+        CHECK_MSG(rc == HW_EFORMAT && strncmp(err, path, strlen(path)) == 0 &&
+                      strstr(err, bad[i].msg),
+                  "%s: rc %d: %s", bad[i].name, rc, err);
+        CHECK(m.n == 0 && m.ex == NULL && m.unknown == NULL);
+    }
+    /* A label outside the known set, and not near one, is kept and listed; a domain outside
+     * the 26 is not checked; UTF-8 text is fine. */
+    const char *p =
+        write_tmp("unknown.csv", "claimID,claim,label\n"
+                                 "pomt-00001,caf\xc3\xa9 \xe2\x80\x9cq\xe2\x80\x9d,lie\n"
+                                 "pomt-00002,y,true\n"
+                                 "zzzz-00003,z,whatever\n");
+    int rc = multifc_load(&m, p, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc == 0) {
+        CHECK(m.n == 3 && m.n_unknown == 1);
+        CHECK_MSG(m.n_unknown == 1 &&
+                      !strcmp(m.unknown[0], "pomt-00001: line 2: label 'lie' is not a known "
+                                            "pomt label"),
+                  "%s", m.n_unknown ? m.unknown[0] : "");
+        CHECK(m.n_dom == 2 && m.dom[0].n_labels == 2); /* "lie" is a class of its own */
+        multifc_free(&m);
+    }
+    CHECK(multifc_known_labels("goop") && strstr(multifc_known_labels("goop"), "|10"));
+    CHECK(multifc_known_labels("xxxx") == NULL);
+}
+
 static void test_split(void) {
     char err[HW_ERR_LEN];
     static const int sizes[5] = {1, 2, 5, 10, 37};
@@ -773,6 +869,7 @@ int main(void) {
     test_multifc_real();
     test_multifc_tsv();
     test_multifc_csv_edges();
+    test_multifc_labels();
     test_split();
     test_chat();
     test_rolemrc_fixture();

@@ -6,6 +6,7 @@
  * small hand-computed BLEU/ROUGE/F1 values, known Porter stems and bootstrap properties. */
 #define _POSIX_C_SOURCE 200809L
 #include "../eval/metrics.h"
+#include "../eval/sha256.h"
 #include "check.h"
 
 #include <jansson.h>
@@ -117,6 +118,16 @@ static void check_text(json_t *in, json_t *ref, int item, struct maxdiff *md) {
     CHECK_REF("rougeL", r.rl, json_number_value(json_object_get(ref, "rougeL")), item, md->rl);
     CHECK_REF("rougeLsum", r.rlsum, json_number_value(json_object_get(ref, "rougeLsum")), item,
               md->rlsum);
+    /* RoleMRC's two readings (issue 17 item 9) */
+    struct metrics_rolemrc off, strict;
+    metrics_rolemrc_sample(hyp, rf, METRICS_ROLEMRC_OFFICIAL, &off);
+    metrics_rolemrc_sample(hyp, rf, METRICS_ROLEMRC_STRICT, &strict);
+    CHECK_REF("rougeLsum official", off.rouge.rlsum,
+              json_number_value(json_object_get(ref, "rougeLsum_official")), item, md->rlsum);
+    CHECK_MSG(off.bleu_scored == json_is_true(json_object_get(ref, "bleu_defined")),
+              "item %d: bleu_scored %d", item, off.bleu_scored);
+    CHECK(strict.bleu_scored == 1 && strict.bleu == off.bleu && strict.rouge.rlsum == r.rlsum);
+    CHECK(off.rouge.r1 == r.r1 && off.rouge.r2 == r.r2 && off.rouge.rl == r.rl);
     check_stems(json_object_get(ref, "stems"), item, md);
 }
 
@@ -401,7 +412,66 @@ static void check_bootstrap(void) {
     CHECK(isnan(metrics_bootstrap_mean_stderr(x, 10, 1, 1)));
 }
 
+/* RoleMRC's official reading against the strict one on cases worked out by hand. */
+static void check_rolemrc_by_hand(void) {
+    struct metrics_rolemrc o, s;
+    /* reference one line "a b a", reply lines "a" and "b a". Strict (reference as the target):
+     * the union LCS of "a b a" with "a" and with "b a" covers positions 2 and 3 only (both
+     * backtracks take the last "a"): 2 hits of 3 tokens each way, F 2/3. Official (the reply as
+     * the target): "a" and "b a" against "a b a" cover all 3 tokens: F 1. */
+    metrics_rolemrc_sample("a\nb a", "a b a", METRICS_ROLEMRC_STRICT, &s);
+    metrics_rolemrc_sample("a\nb a", "a b a", METRICS_ROLEMRC_OFFICIAL, &o);
+    CHECK_CLOSE(s.rouge.rlsum, 2.0 / 3, 1e-12);
+    CHECK_CLOSE(o.rouge.rlsum, 1.0, 1e-12);
+    CHECK(o.rouge.r1 == s.rouge.r1 && o.rouge.rl == s.rouge.rl);
+    /* an empty reply: official leaves it out of the BLEU mean, strict scores it 0 */
+    metrics_rolemrc_sample("", "the reference", METRICS_ROLEMRC_OFFICIAL, &o);
+    metrics_rolemrc_sample(" \n ", "the reference", METRICS_ROLEMRC_STRICT, &s);
+    CHECK(o.bleu_scored == 0 && o.bleu == 0 && s.bleu_scored == 1 && s.bleu == 0);
+    /* a reply with a token counts in both, even with BLEU 0 */
+    metrics_rolemrc_sample("x", "the reference", METRICS_ROLEMRC_OFFICIAL, &o);
+    CHECK(o.bleu_scored == 1 && o.bleu == 0);
+}
+
+/* SHA-256 against FIPS 180-2's test vectors (appendix B) and one across block boundaries. */
+static void check_sha256(void) {
+    char hex[65];
+    sha256_hex("", 0, hex);
+    CHECK(!strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    sha256_hex("abc", 3, hex);
+    CHECK(!strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    const char *m2 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256_hex(m2, strlen(m2), hex);
+    CHECK(!strcmp(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+    struct sha256 st; /* a million 'a', fed in uneven pieces */
+    sha256_init(&st);
+    char a[1000];
+    memset(a, 'a', sizeof(a));
+    for (int done = 0, k = 1; done < 1000000; k = k % 997 + 1) {
+        int take = 1000000 - done < k ? 1000000 - done : k;
+        sha256_update(&st, a, (size_t)take);
+        done += take;
+    }
+    sha256_final_hex(&st, hex);
+    CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"));
+    /* 55, 56 and 64 bytes: the padding edge cases, against the one-call form fed bytewise */
+    for (size_t n = 55; n <= 64; n++) {
+        char one[65], two[65];
+        sha256_hex(a, n, one);
+        sha256_init(&st);
+        for (size_t i = 0; i < n; i++)
+            sha256_update(&st, a + i, 1);
+        sha256_final_hex(&st, two);
+        CHECK(!strcmp(one, two));
+    }
+    sha256_hex(a, 56,
+               hex); /* python3 -c "import hashlib;print(hashlib.sha256(b'a'*56).hexdigest())" */
+    CHECK(!strcmp(hex, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"));
+}
+
 int main(void) {
+    check_rolemrc_by_hand();
+    check_sha256();
     check_bleu_by_hand();
     check_rouge_by_hand();
     check_stems_by_hand();

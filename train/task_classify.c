@@ -1,5 +1,6 @@
 /* train/task_classify.c -- `train.task classify`: the MultiFC claim-verification classifier
- * head on a seeded stratified split of data.multifc (datasets/multifc_cls.h). Each sequence is
+ * head on the seeded stratified split of data.multifc that every MultiFC method uses
+ * (MULTIFC_SPLIT_SEED, datasets/multifc_cls.h). Each sequence is
  * one claim; the head reads the final norm of its last token over the labels its source
  * allows. The loss is the mean over the step's examples; validation gives the loss, accuracy
  * and macro F1 over the held-out part. */
@@ -40,9 +41,11 @@ static int setup(struct trainer *tr, char *err) {
                        c->source);
     if ((rc = gpt_task_tokenizer(tr, 1, err)))
         return rc;
+    /* the split every MultiFC method scores (not train.seed: eval multifc uses the same) */
     if ((rc = multifc_cls_load(&s->cd, c->data.multifc, c->data.val_frac, c->data.test_frac,
-                               (uint64_t)c->train.seed, &s->g.tok, c->train.seq_len, err)))
+                               MULTIFC_SPLIT_SEED, &s->g.tok, c->train.seq_len, err)))
         return task_prefix_err(err, "data.multifc", rc);
+    multifc_log_notes(&s->cd.m, c->data.multifc);
     s->has_val = s->cd.n_idx[1] > 0;
     s->perm = HW_MALLOC(sizeof(int) * (size_t)(s->cd.n_idx[0] + 1));
     s->epoch = -1;

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_EXTRA 8 /* a task's extra checkpoint tensors */
@@ -110,12 +111,17 @@ static int save_checkpoint(struct trainer *tr, char *err) {
 /* Keep only metrics lines with step <= last_step (a resumed run re-logs the steps after its
  * checkpoint). */
 static void trim_metrics(const char *path, int last_step) {
-    FILE *f = fopen(path, "r");
-    if (!f)
+    char e[HW_ERR_LEN];
+    FILE *f = fs_fopen_read(path, e); /* a FIFO is refused, not waited on */
+    if (!f) { /* a dangling link or a FIFO goes: the first append makes a new file */
+        struct stat st;
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            unlink(path);
         return;
+    }
     char tmp[CFG_PATH_MAX + 64];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
+    FILE *o = fs_create(tmp, e); /* never through a link planted at the name */
     if (!o) {
         fclose(f);
         return;
@@ -238,10 +244,14 @@ static json_t *num(const struct trainer *tr, double v) {
 static void append_line(const struct trainer *tr, json_t *j) {
     if (tr->d->rank == 0) {
         char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-        FILE *f = fopen(tr->metrics_path, "a");
+        char e[HW_ERR_LEN];
+        static int warned;
+        FILE *f = fs_open_append(tr->metrics_path, e); /* refuses a link, FIFO, hard link */
         if (f) {
             fprintf(f, "%s\n", s);
             fclose(f);
+        } else if (!warned++) {
+            log_error("%s", e);
         }
         free(s);
     }
