@@ -14,10 +14,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TENSOR_CHUNK_ELEMS_ 262144    /* float32 elements per chunk: 1 MiB */
@@ -49,7 +52,8 @@ static void h5_loud_(const struct h5quiet_ *q) {
 /* What the HDF5 error stack says about the last failure. */
 struct h5why_ {
     int checksum;    /* a Fletcher32 or metadata checksum failed */
-    char first[200]; /* most specific description */
+    int sys_errno;   /* "errno = N" of a failed system call (HDF5 puts it in its text), or 0 */
+    char first[200]; /* the API-level description */
 };
 
 static herr_t h5_walk_(unsigned n, const H5E_error2_t *e, void *p) {
@@ -57,6 +61,9 @@ static herr_t h5_walk_(unsigned n, const H5E_error2_t *e, void *p) {
     if (e->desc) {
         if (strstr(e->desc, "Fletcher32") || strstr(e->desc, "checksum"))
             w->checksum = 1;
+        const char *en = strstr(e->desc, "errno = ");
+        if (en && !w->sys_errno)
+            w->sys_errno = atoi(en + 8);
         if (n == 0)
             snprintf(w->first, sizeof(w->first), "%s", e->desc);
     }
@@ -64,7 +71,7 @@ static herr_t h5_walk_(unsigned n, const H5E_error2_t *e, void *p) {
 }
 
 static struct h5why_ h5_why_(void) {
-    struct h5why_ w = {0, ""};
+    struct h5why_ w = {0, 0, ""};
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, h5_walk_, &w);
     H5Eclear2(H5E_DEFAULT);
     return w;
@@ -155,8 +162,10 @@ static uint64_t get_le_(const unsigned char *p, int nbytes) {
     return v;
 }
 
-/* "ckpt_<digits>.h5" or "ckpt_<digits>.h5.tmp": returns 1 and the step, else 0. */
-static int parse_name_(const char *s, int64_t *step, int *is_tmp) {
+/* "ckpt_<digits>.h5", or a temporary file of it: "ckpt_<digits>.h5.tmp" (written by older
+ * builds) or "ckpt_<digits>.h5.tmp-<host>-<pid>". Returns 1 and the step, else 0; *id gets
+ * what follows ".tmp" ("" or "-<host>-<pid>"). */
+static int parse_name_(const char *s, int64_t *step, int *is_tmp, const char **id) {
     if (strncmp(s, "ckpt_", 5) != 0)
         return 0;
     const char *p = s + 5;
@@ -173,11 +182,63 @@ static int parse_name_(const char *s, int64_t *step, int *is_tmp) {
         return 0;
     if (strcmp(p, ".h5") == 0)
         *is_tmp = 0;
-    else if (strcmp(p, ".h5.tmp") == 0)
+    else if (strncmp(p, ".h5.tmp", 7) == 0 && (p[7] == '\0' || p[7] == '-'))
         *is_tmp = 1;
     else
         return 0;
+    if (id)
+        *id = *is_tmp ? p + 7 : "";
     *step = v;
+    return 1;
+}
+
+/* "latest.tmp" (older builds) or "latest.tmp-<host>-<pid>": 1 and *id as parse_name_. */
+static int parse_latest_tmp_(const char *s, const char **id) {
+    if (strncmp(s, "latest.tmp", 10) != 0 || (s[10] != '\0' && s[10] != '-'))
+        return 0;
+    *id = s + 10;
+    return 1;
+}
+
+/* This host's name as it appears in temporary file names: at most 64 characters, those
+ * outside [A-Za-z0-9._] replaced by '_' (so the last '-' of a name precedes the pid). */
+static void host_name_(char *out, size_t n) {
+    char host[80] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        snprintf(host, sizeof(host), "localhost");
+    host[64] = '\0';
+    for (char *p = host; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_'))
+            *p = '_';
+    }
+    snprintf(out, n, "%s", host);
+}
+
+/* The suffix of this process's temporary files: ".tmp-<host>-<pid>". */
+static void tmp_suffix_(char *out, size_t n) {
+    char host[80];
+    host_name_(host, sizeof(host));
+    snprintf(out, n, ".tmp-%s-%ld", host, (long)getpid());
+}
+
+/* Splits an id "-<host>-<pid>" (see parse_name_): 1 with host and pid, 0 if malformed. */
+static int parse_id_(const char *id, char *host, size_t n, long *pid) {
+    const char *dash = strrchr(id, '-');
+    if (id[0] != '-' || !dash || dash == id || (size_t)(dash - id - 1) >= n || !dash[1])
+        return 0;
+    long v = 0;
+    for (const char *p = dash + 1; *p; p++) {
+        if (*p < '0' || *p > '9' || v > 99999999)
+            return 0;
+        v = v * 10 + (*p - '0');
+    }
+    if (v <= 0)
+        return 0;
+    memcpy(host, id + 1, (size_t)(dash - id - 1));
+    host[dash - id - 1] = '\0';
+    *pid = v;
     return 1;
 }
 
@@ -238,14 +299,23 @@ static int check_tensor_name_(const char *s) {
 /* Rank-local checks of names, dims and this rank's slabs. */
 static int check_args_(const struct ckpt_group *groups, int n_groups, const struct ckpt_meta *m,
                        int64_t step, const char *path, char *err) {
-    if (step < 0)
-        return hw_errf(err, HW_EMISMATCH, "%s: invalid step %lld", path, (long long)step);
+    if (step < 0 || step > CKPT_MAX_STEP)
+        return hw_errf(err, HW_EMISMATCH, "%s: invalid step %lld (expected 0..%lld)", path,
+                       (long long)step, CKPT_MAX_STEP);
     if (m && m->step != step)
         return hw_errf(err, HW_EMISMATCH, "%s: meta.step %lld differs from step %lld", path,
                        (long long)m->step, (long long)step);
     if (m && (m->n_cursor < 0 || m->n_cursor > CKPT_MAX_CURSOR))
         return hw_errf(err, HW_EMISMATCH, "%s: n_cursor %d outside 0..%d", path, m->n_cursor,
                        CKPT_MAX_CURSOR);
+    /* a checkpoint that its readers would refuse is not written */
+    if (m && (m->tokens_seen < 0 || m->tokens_seen > CKPT_MAX_COUNT))
+        return hw_errf(err, HW_EMISMATCH, "%s: meta.tokens_seen %lld outside 0..%lld", path,
+                       (long long)m->tokens_seen, CKPT_MAX_COUNT);
+    for (int i = 0; m && i < m->n_cursor; i++)
+        if (m->cursor[i] < 0 || m->cursor[i] > CKPT_MAX_COUNT)
+            return hw_errf(err, HW_EMISMATCH, "%s: meta.cursor[%d] %lld outside 0..%lld", path, i,
+                           (long long)m->cursor[i], CKPT_MAX_COUNT);
     if (n_groups < 0 || (n_groups > 0 && !groups))
         return hw_errf(err, HW_EMISMATCH, "%s: invalid group list", path);
     for (int g = 0; g < n_groups; g++) {
@@ -377,10 +447,69 @@ static hid_t lcpl_(void) {
     return lcpl;
 }
 
-static int write_fail_(const char *tmp, const char *what, char *err) {
-    struct h5why_ w = h5_why_();
-    return hw_errf(err, HW_EIO, "%s: cannot write %s: %s", tmp, what,
+/* Free bytes in the directory of path, or -1 if unknown. */
+static double free_bytes_(const char *path) {
+    char dir[CKPT_PATH_LEN];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0)
+        return -1.0;
+    return (double)sv.f_bavail * (double)sv.f_frsize;
+}
+
+/* A failed `action` ("cannot write model/x") on path, in one line. HDF5's own message for a
+ * full disk is "file write failed" at best, so the system error is looked for: the "errno = N"
+ * HDF5 records for a failed system call, else errno as the failed call left it (sys_errno),
+ * else, for an HDF5 failure without a system error (guess), the free space: under 1 MiB
+ * counts as full. */
+static int io_fail_(const char *path, const char *action, int sys_errno, struct h5why_ w, int guess,
+                    char *err) {
+    int e = w.sys_errno ? w.sys_errno : sys_errno;
+    int space = e == ENOSPC || e == EFBIG;
+#ifdef EDQUOT
+    space = space || e == EDQUOT;
+#endif
+    double avail = free_bytes_(path);
+    if (!space && guess && !w.sys_errno && avail >= 0 && avail < 1048576.0)
+        e = ENOSPC, space = 1;
+    if (e == EFBIG)
+        return hw_errf(err, HW_EIO,
+                       "%s: %s: file too large: the file-size limit (ulimit -f, RLIMIT_FSIZE) "
+                       "was reached (%s)",
+                       path, action, strerror(EFBIG));
+#ifdef EDQUOT
+    if (e == EDQUOT)
+        return hw_errf(err, HW_EIO,
+                       "%s: %s: no space left on device for this user: disk quota exceeded (%s)",
+                       path, action, strerror(EDQUOT));
+#endif
+    if (space)
+        return hw_errf(err, HW_EIO, "%s: %s: no space left on device (%.1f MB free there; %s)",
+                       path, action, avail > 0 ? avail / 1e6 : 0.0, strerror(ENOSPC));
+    return hw_errf(err, HW_EIO, "%s: %s: %s", path, action,
                    w.first[0] ? w.first : "unknown HDF5 error");
+}
+
+/* A failed system call with errno e, as io_fail_. */
+static int sys_fail_(const char *path, const char *action, int e, char *err) {
+    struct h5why_ w = {0, 0, ""};
+    snprintf(w.first, sizeof(w.first), "%s", strerror(e));
+    return io_fail_(path, action, e, w, 0, err);
+}
+
+/* Call right after the failing HDF5 call, before anything else can change errno. */
+static int write_fail_(const char *tmp, const char *what, char *err) {
+    int e = errno;
+    char action[2 * CKPT_NAME_MAX + 32];
+    snprintf(action, sizeof(action), "cannot write %s", what);
+    return io_fail_(tmp, action, e, h5_why_(), 1, err);
 }
 
 /* Create /gname/t->name and write this rank's slab (or nothing, as a replica). */
@@ -663,46 +792,269 @@ static int fsync_path_(const char *path, int dir) {
     return rc;
 }
 
-/* fsync the tmp file, rename it to final, fsync dir, then point dir/latest at fname. */
+static double mtime_(const struct stat *st) {
+    return (double)st->st_mtim.tv_sec + 1e-9 * (double)st->st_mtim.tv_nsec;
+}
+
+/* open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW). The names created this way carry this
+ * process's host and pid, so a file already there is a leftover of an earlier process with
+ * the same pid (or something planted): it is removed (a link itself, never its target) and
+ * the creation tried once more. A descriptor, or HW_EIO with err. */
+static int create_excl_(const char *path, char *err) {
+    for (int tries = 0;; tries++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            return fd;
+        int e = errno;
+        if (e != EEXIST || tries > 0)
+            return sys_fail_(path, "cannot create", e, err);
+        if (unlink(path) != 0) {
+            e = errno;
+            return hw_errf(err, HW_EIO,
+                           "%s: cannot create: %s (and cannot remove what is there: %s)", path,
+                           strerror(EEXIST), strerror(e));
+        }
+    }
+}
+
+/* Creates path (see create_excl_) holding "name\n", fsynced; removed again on failure. */
+static int write_pointer_(const char *path, const char *name, char *err) {
+    int fd = create_excl_(path, err);
+    if (fd < 0)
+        return fd;
+    char line[CKPT_NAME_MAX + 2];
+    int len = snprintf(line, sizeof(line), "%s\n", name), rc = 0;
+    ssize_t w = write(fd, line, (size_t)len);
+    if (w != (ssize_t)len || fsync(fd) != 0)
+        rc = sys_fail_(path, "cannot write", w >= 0 && w != (ssize_t)len ? ENOSPC : errno, err);
+    if (close(fd) != 0 && rc == 0)
+        rc = sys_fail_(path, "cannot write", errno, err);
+    if (rc)
+        unlink(path);
+    return rc;
+}
+
+/* What a pointer file (`latest` or a latest temp file) says. */
+struct pointer_ {
+    int exists;   /* a regular file is there */
+    double mtime; /* its modification time */
+    int valid;    /* it names a checkpoint file that exists */
+    int64_t step;
+    char name[CKPT_NAME_MAX];
+};
+
+/* Reads the pointer file at path (follow: through a link). 0 with p filled (a missing file
+ * gives exists = 0), -1 with errno when it cannot be read. */
+static int read_pointer_(const char *dir, const char *path, int follow, struct pointer_ *p) {
+    memset(p, 0, sizeof(*p));
+    p->step = -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+    if (fd < 0)
+        return errno == ENOENT || errno == ELOOP ? 0 : -1;
+    struct stat st;
+    ssize_t n = -1;
+    char buf[CKPT_NAME_MAX];
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        p->exists = 1;
+        p->mtime = mtime_(&st);
+        n = read(fd, buf, sizeof(buf) - 1);
+    }
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    int tmp;
+    char full[CKPT_PATH_LEN];
+    struct stat fs;
+    if (parse_name_(buf, &p->step, &tmp, NULL) && !tmp &&
+        join_(full, sizeof(full), dir, buf) == 0 && stat(full, &fs) == 0 && S_ISREG(fs.st_mode)) {
+        p->valid = 1;
+        snprintf(p->name, sizeof(p->name), "%s", buf);
+    } else {
+        p->step = -1;
+    }
+    return 0;
+}
+
+/* The checkpoint to resume from in dir (see ckpt_latest): 1 with its file name in name and,
+ * in via, the latest temp file that named it (else ""); 0 if there is none; HW_EIO. */
+static int resolve_latest_(const char *dir, char *name, char *via, char *err) {
+    char path[CKPT_PATH_LEN];
+    struct pointer_ lp, tp;
+    via[0] = name[0] = '\0';
+    if (join_(path, sizeof(path), dir, "latest"))
+        return hw_errf(err, HW_EIO, "%.200s...: path too long", dir);
+    if (read_pointer_(dir, path, 1, &lp) != 0)
+        return hw_errf(err, HW_EIO, "%s: cannot read: %s", path, strerror(errno));
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        if (lp.valid) { /* a directory that cannot be listed: trust latest */
+            snprintf(name, CKPT_NAME_MAX, "%s", lp.name);
+            return 1;
+        }
+        if (errno == ENOENT)
+            return 0;
+        return hw_errf(err, HW_EIO, "%s: cannot list directory: %s", dir, strerror(errno));
+    }
+    int64_t best = -1, best_tmp = -1;
+    char best_name[CKPT_NAME_MAX] = "", tmp_name[CKPT_NAME_MAX] = "";
+    struct dirent *e;
+    while ((e = readdir(dp)) != NULL) {
+        int64_t s;
+        int is_tmp;
+        const char *id;
+        struct stat st;
+        if (join_(path, sizeof(path), dir, e->d_name))
+            continue;
+        if (parse_name_(e->d_name, &s, &is_tmp, NULL)) {
+            if (!is_tmp && s > best && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+                best = s;
+                snprintf(best_name, sizeof(best_name), "%s", e->d_name);
+            }
+        } else if (parse_latest_tmp_(e->d_name, &id) && read_pointer_(dir, path, 0, &tp) == 0 &&
+                   tp.valid && tp.step > best_tmp && (!lp.exists || tp.mtime >= lp.mtime)) {
+            /* written after latest: the pointer of a newer save, or of one in progress */
+            best_tmp = tp.step;
+            snprintf(tmp_name, sizeof(tmp_name), "%s", tp.name);
+            snprintf(via, CKPT_NAME_MAX, "%s", e->d_name);
+        }
+    }
+    closedir(dp);
+    if (lp.valid && best_tmp > lp.step) {
+        snprintf(name, CKPT_NAME_MAX, "%s", tmp_name);
+        return 1;
+    }
+    via[0] = '\0';
+    if (lp.valid) {
+        snprintf(name, CKPT_NAME_MAX, "%s", lp.name);
+        return 1;
+    }
+    /* no usable latest: the highest step (a temp file can only name one of these) */
+    if (best < 0)
+        return 0;
+    snprintf(name, CKPT_NAME_MAX, "%s", best_name);
+    return 1;
+}
+
+/* Whether the temporary file at path, whose name carries the writer id ("-<host>-<pid>", or ""
+ * for names without one), is left over from a writer that is gone. A writer on this host is
+ * known by its pid: gone when no such process exists (or it is this process, which writes
+ * nothing while it cleans up). A writer on another host cannot be asked: its file counts as
+ * stale once untouched for CKPT_STALE_AGE_S (a live writer writes all the time). The same
+ * holds for names without an id. Directories are never stale. why gets the reason. */
+static int stale_(const char *path, const char *id, const char *me, double now, char *why,
+                  size_t n) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || S_ISDIR(st.st_mode))
+        return 0;
+    char host[80];
+    long pid;
+    if (parse_id_(id, host, sizeof(host), &pid) && strcmp(host, me) == 0) {
+        if (pid == (long)getpid()) {
+            snprintf(why, n, "left by an earlier save of this process");
+            return 1;
+        }
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            return 0; /* alive (EPERM: alive, another user's) */
+        snprintf(why, n, "its writer, process %ld on this host, is gone", pid);
+        return 1;
+    }
+    double age = now - mtime_(&st);
+    if (age < CKPT_STALE_AGE_S)
+        return 0;
+    snprintf(why, n, "untouched for %.0f s, more than %d s", age, CKPT_STALE_AGE_S);
+    return 1;
+}
+
+/* Rank 0, before a save: removes the temporary files of writers that are gone (stale_), so
+ * they neither pile up nor take the space the save needs; older builds' ckpt_N.h5.tmp count as
+ * stale for N < step (their own rule). A stale latest temp file that names a newer complete
+ * checkpoint than `latest` (its save was killed between its two renames) is renamed over
+ * `latest` instead, finishing that save. Best effort: a failure is a warning. */
+static void clean_stale_(const char *dir, int64_t step) {
+    char me[80], name[CKPT_NAME_MAX], via[CKPT_NAME_MAX], err[HW_ERR_LEN], why[128];
+    char path[CKPT_PATH_LEN], latest[CKPT_PATH_LEN];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const double now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    host_name_(me, sizeof(me));
+    const char *id;
+    if (resolve_latest_(dir, name, via, err) == 1 && via[0] && parse_latest_tmp_(via, &id) &&
+        join_(path, sizeof(path), dir, via) == 0 &&
+        join_(latest, sizeof(latest), dir, "latest") == 0 &&
+        stale_(path, id, me, now, why, sizeof(why))) {
+        if (rename(path, latest) == 0 && fsync_path_(dir, 1) == 0)
+            log_info("%s: now names %s, finishing a save that was interrupted (%s)", latest, name,
+                     why);
+        else
+            log_warn("%s: cannot finish an interrupted save (rename %s): %s", latest, path,
+                     strerror(errno));
+    }
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return;
+    struct dirent *e;
+    while ((e = readdir(dp)) != NULL) {
+        int64_t s;
+        int is_tmp, older = 0;
+        if (parse_name_(e->d_name, &s, &is_tmp, &id)) {
+            if (!is_tmp)
+                continue;
+            older = !id[0] && s < step;
+        } else if (!parse_latest_tmp_(e->d_name, &id)) {
+            continue;
+        }
+        struct stat st;
+        if (join_(path, sizeof(path), dir, e->d_name) || lstat(path, &st) != 0 ||
+            S_ISDIR(st.st_mode))
+            continue;
+        if (older)
+            snprintf(why, sizeof(why), "an older build's temporary file of an earlier step");
+        else if (!stale_(path, id, me, now, why, sizeof(why)))
+            continue;
+        if (unlink(path) == 0)
+            log_info("%s: removed a stale temporary file (%s)", path, why);
+        else if (errno != ENOENT)
+            log_warn("%s: cannot delete stale temporary file: %s", path, strerror(errno));
+    }
+    closedir(dp);
+}
+
+/* Publishes the closed tmp file as final and points dir/latest at it. The new `latest` is
+ * written first, to a temp file (suffix: this writer's), and fsynced; then the checkpoint and
+ * `latest` are renamed one right after the other, and the directory is fsynced. A kill
+ * between the two renames leaves `latest` one checkpoint behind with the temp file naming the
+ * new one: ckpt_latest reads it, and the next save finishes the rename (clean_stale_). */
 static int publish_(const char *dir, const char *tmp, const char *final, const char *fname,
-                    char *err) {
-    char latest[CKPT_PATH_LEN], ltmp[CKPT_PATH_LEN];
-    if (join_(latest, sizeof(latest), dir, "latest") ||
-        join_(ltmp, sizeof(ltmp), dir, "latest.tmp"))
+                    const char *suffix, char *err) {
+    char latest[CKPT_PATH_LEN], ltmp[CKPT_PATH_LEN], lname[CKPT_NAME_MAX];
+    snprintf(lname, sizeof(lname), "latest%s", suffix);
+    if (join_(latest, sizeof(latest), dir, "latest") || join_(ltmp, sizeof(ltmp), dir, lname))
         return hw_errf(err, HW_EIO, "%s: path too long", dir);
     if (fsync_path_(tmp, 0) != 0)
-        return hw_errf(err, HW_EIO, "%s: cannot fsync: %s", tmp, strerror(errno));
-    if (rename(tmp, final) != 0)
-        return hw_errf(err, HW_EIO, "%s: cannot rename from %s: %s", final, tmp, strerror(errno));
-    if (fsync_path_(dir, 1) != 0) {
-        int e = errno;
-        unlink(final);
-        return hw_errf(err, HW_EIO, "%s: cannot fsync directory: %s", dir, strerror(e));
+        return sys_fail_(tmp, "cannot fsync", errno, err);
+    int rc = write_pointer_(ltmp, fname, err);
+    if (rc)
+        return rc;
+    if (rename(tmp, final) != 0) {
+        rc = hw_errf(err, HW_EIO, "%s: cannot rename from %s: %s", final, tmp, strerror(errno));
+        unlink(ltmp);
+        return rc;
     }
-    int fd = open(ltmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    int rc = 0;
-    if (fd < 0) {
-        rc = hw_errf(err, HW_EIO, "%s: cannot create: %s", ltmp, strerror(errno));
-    } else {
-        size_t len = strlen(fname);
-        char line[CKPT_NAME_MAX];
-        snprintf(line, sizeof(line), "%s\n", fname);
-        if (write(fd, line, len + 1) != (ssize_t)(len + 1) || fsync(fd) != 0)
-            rc = hw_errf(err, HW_EIO, "%s: cannot write: %s", ltmp, strerror(errno));
-        if (close(fd) != 0 && rc == 0)
-            rc = hw_errf(err, HW_EIO, "%s: cannot write: %s", ltmp, strerror(errno));
-        if (rc == 0 && rename(ltmp, latest) != 0)
-            rc = hw_errf(err, HW_EIO, "%s: cannot rename from %s: %s", latest, ltmp,
-                         strerror(errno));
-        if (rc == 0 && fsync_path_(dir, 1) != 0)
-            rc = hw_errf(err, HW_EIO, "%s: cannot fsync directory: %s", dir, strerror(errno));
-    }
-    if (rc != 0) {
-        /* latest still names the previous checkpoint; do not leave an unreferenced newer one */
+    if (rename(ltmp, latest) != 0) {
+        rc = hw_errf(err, HW_EIO, "%s: cannot rename from %s: %s", latest, ltmp, strerror(errno));
+        /* latest still names the previous checkpoint; do not leave a newer one beside it */
         unlink(ltmp);
         unlink(final);
+        return rc;
     }
-    return rc;
+    if (fsync_path_(dir, 1) != 0)
+        return hw_errf(err, HW_EIO,
+                       "%s: cannot fsync directory: %s (%s and latest are in place and complete, "
+                       "but may not survive a power loss)",
+                       dir, strerror(errno), final);
+    return 0;
 }
 
 static int cmp_desc_(const void *a, const void *b) {
@@ -710,9 +1062,11 @@ static int cmp_desc_(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Keep `step` plus the newest keep-1 other checkpoints; delete *.tmp of earlier steps. Best
- * effort: a file that cannot be deleted is reported as a warning, not a failed save. */
+/* Keep `step` plus the newest keep-1 other checkpoints. Best effort: a file that cannot be
+ * deleted is reported as a warning, not a failed save. */
 static void prune_(const char *dir, int64_t step, int keep) {
+    if (keep <= 0)
+        return;
     DIR *dp = opendir(dir);
     if (!dp)
         return;
@@ -723,14 +1077,7 @@ static void prune_(const char *dir, int64_t step, int keep) {
     while ((e = readdir(dp)) != NULL) {
         int64_t s;
         int tmp;
-        if (!parse_name_(e->d_name, &s, &tmp))
-            continue;
-        if (tmp) {
-            if (s < step && join_(path, sizeof(path), dir, e->d_name) == 0 && unlink(path) != 0)
-                log_warn("%s: cannot delete stale temporary file: %s", path, strerror(errno));
-            continue;
-        }
-        if (s == step || keep <= 0)
+        if (!parse_name_(e->d_name, &s, &tmp, NULL) || tmp || s == step)
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -739,7 +1086,7 @@ static void prune_(const char *dir, int64_t step, int keep) {
         steps[n++] = s;
     }
     closedir(dp);
-    if (keep > 0 && n > 0) {
+    if (n > 0) {
         qsort(steps, n, sizeof(*steps), cmp_desc_);
         for (size_t i = (size_t)(keep - 1); i < n; i++) {
             char name[64];
@@ -797,25 +1144,41 @@ static int space_check_(const char *dir, const struct ckpt_group *groups, int n_
     if (avail < need)
         return hw_errf(err, HW_EIO,
                        "%s: not enough space for a checkpoint (about %.1f MB needed, %.1f MB "
-                       "free): %s",
+                       "free): no space left on device (%s)",
                        dir, need / 1e6, avail / 1e6, strerror(ENOSPC));
     return 0;
 }
 
 int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct ckpt_group *groups,
               int n_groups, const struct ckpt_meta *meta, int keep, char *out_path, char *err) {
-    char fname[64], final[CKPT_PATH_LEN], tmp[CKPT_PATH_LEN + 8];
-    int rank0 = rank_(d) == 0, rc = 0, created = 0;
+    char fname[64], final[CKPT_PATH_LEN], tmp[CKPT_PATH_LEN + 128], suffix[128] = "";
+    int rank0 = rank_(d) == 0, rc = 0, created = 0, xfsz = 0;
     hid_t fapl = -1, dxpl = -1, fid = -1;
     struct h5quiet_ q;
+    struct sigaction old_xfsz;
 
     if (!dir || !dir[0])
         return hw_errf(err, HW_EIO, "(empty): checkpoint directory not set");
     snprintf(fname, sizeof(fname), "ckpt_%08lld.h5", (long long)(step < 0 ? 0 : step));
     if (join_(final, sizeof(final), dir, fname))
         return hw_errf(err, HW_EIO, "%.200s...: path too long", dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", final);
+    /* the temporary files are named after their writer, rank 0 */
+    if (rank0)
+        tmp_suffix_(suffix, sizeof(suffix));
+    if (world_(d) > 1)
+        dist_bcast_bytes(d, suffix, (int64_t)sizeof(suffix));
+    snprintf(tmp, sizeof(tmp), "%s%s", final, suffix);
 
+    /* a file-size limit (ulimit -f) then fails the write with EFBIG, which is reported, instead
+     * of killing the process with SIGXFSZ */
+    if (sigaction(SIGXFSZ, NULL, &old_xfsz) == 0 && old_xfsz.sa_handler == SIG_DFL &&
+        !(old_xfsz.sa_flags & SA_SIGINFO)) {
+        struct sigaction ign;
+        memset(&ign, 0, sizeof(ign));
+        ign.sa_handler = SIG_IGN;
+        sigemptyset(&ign.sa_mask);
+        xfsz = sigaction(SIGXFSZ, &ign, NULL) == 0;
+    }
     h5_quiet_(&q);
     rc = agree_(d, check_args_(groups, n_groups, meta, step, final, err), final, err);
     if (rc == 0)
@@ -823,19 +1186,24 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
     if (rc != 0)
         goto out;
 
-    /* rank 0 makes the directory and probes the tmp path so a failure names its cause; it
-     * also refuses to start a checkpoint that cannot fit (HDF5 does not recover well from
-     * running out of space halfway through a file) */
+    /* rank 0 makes the directory, removes the temporary files of writers that are gone, and
+     * probes the tmp path so a failure names its cause; it also refuses to start a checkpoint
+     * that cannot fit (HDF5 does not recover well from running out of space halfway through a
+     * file) */
     if (rank0) {
         rc = mkdirs_(dir, err);
         if (rc == 0)
+            clean_stale_(dir, step);
+        if (rc == 0)
             rc = space_check_(dir, groups, n_groups, meta, err);
         if (rc == 0) {
-            int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-            if (fd < 0)
-                rc = hw_errf(err, HW_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-            else
+            int fd = create_excl_(tmp, err);
+            if (fd < 0) {
+                rc = fd;
+            } else { /* H5Fcreate creates it again, exclusively: never through a planted link */
                 close(fd);
+                unlink(tmp);
+            }
         }
     }
     rc = agree_(d, rc, tmp, err);
@@ -856,11 +1224,10 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
 
     fapl = fapl_(d, 0);
     dxpl = (hid_t)dist_h5_dxpl(d);
-    fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    fid = H5Fcreate(tmp, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
     if (fid < 0) {
-        struct h5why_ why = h5_why_();
-        rc = hw_errf(err, HW_EIO, "%s: cannot create HDF5 file: %s", tmp,
-                     why.first[0] ? why.first : "unknown HDF5 error");
+        int e = errno;
+        rc = io_fail_(tmp, "cannot create HDF5 file", e, h5_why_(), 1, err);
     }
     rc = agree_(d, rc, tmp, err);
     if (rc != 0)
@@ -886,7 +1253,7 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
         goto out;
 
     if (rank0)
-        rc = publish_(dir, tmp, final, fname, err);
+        rc = publish_(dir, tmp, final, fname, suffix, err);
     rc = agree_(d, rc, final, err);
     if (rc == 0) {
         created = 0;
@@ -906,6 +1273,8 @@ out:
         unlink(tmp);
     H5Eclear2(H5E_DEFAULT);
     h5_loud_(&q);
+    if (xfsz)
+        sigaction(SIGXFSZ, &old_xfsz, NULL);
     return rc;
 }
 
@@ -913,14 +1282,22 @@ out:
 // load
 
 /* Reads a one-element attribute into v; H5Aread writes every element, so an attribute of any
- * other shape (a forged array) is refused rather than read past v. */
-static int read_attr_(hid_t fid, const char *name, hid_t mtype, void *v) {
+ * other shape (a forged array) is refused rather than read past v. want: the stored type
+ * headwise writes (an attribute of another type would be converted, e.g. 2.5 to 2), or -1 for
+ * any. 0 ok, -1 missing or unreadable, -2 not a scalar of type want. */
+static int read_attr_(hid_t fid, const char *name, hid_t want, hid_t mtype, void *v) {
     hid_t a = H5Aopen(fid, name, H5P_DEFAULT);
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, mtype, v) >= 0;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1, type = a >= 0 ? H5Aget_type(a) : -1;
+    int rc = sp < 0 || type < 0 ? -1 : 0;
+    if (rc == 0 &&
+        (H5Sget_simple_extent_npoints(sp) != 1 || (want >= 0 && H5Tequal(type, want) <= 0)))
+        rc = -2;
+    if (rc == 0 && H5Aread(a, mtype, v) < 0)
+        rc = -1;
+    h5_close_(&type, H5Tclose);
     h5_close_(&sp, H5Sclose);
     h5_close_(&a, H5Aclose);
-    return ok ? 0 : -1;
+    return rc;
 }
 
 /* 1 if the dataset can be read safely. ndim dims of its stored element type must fit in the
@@ -1030,19 +1407,27 @@ int ckpt_open(struct ckpt_file *f, const struct dist *d, const char *path, char 
     hid_t st_t = H5Tcopy(H5T_C_S1);
     H5Tset_size(st_t, sizeof(fmt));
     H5Tset_strpad(st_t, H5T_STR_NULLTERM);
-    if (read_attr_(fid, "format", st_t, fmt) < 0 || strcmp(fmt, CKPT_FORMAT) != 0)
+    int ra = 0;
+    if (read_attr_(fid, "format", -1, st_t, fmt) < 0 || strcmp(fmt, CKPT_FORMAT) != 0)
         rc = hw_errf(err, HW_EFORMAT,
                      "%s: not a headwise checkpoint (root attribute format is '%s', expected "
                      "'%s')",
                      path, fmt[0] ? fmt : "(missing)", CKPT_FORMAT);
-    else if (read_attr_(fid, "format_version", H5T_NATIVE_INT32, &version) < 0)
-        rc = hw_errf(err, HW_EFORMAT, "%s: root attribute format_version missing", path);
+    else if ((ra = read_attr_(fid, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version)) <
+             0)
+        rc = hw_errf(err, HW_EFORMAT, "%s: root attribute format_version %s", path,
+                     ra == -1 ? "missing" : "is not a scalar H5T_STD_I32LE");
     else if (version != CKPT_FORMAT_VERSION)
         rc = hw_errf(err, HW_EFORMAT,
                      "%s: checkpoint format_version %d, this build reads version %d", path,
                      (int)version, CKPT_FORMAT_VERSION);
-    else if (read_attr_(fid, "step", H5T_NATIVE_INT64, &step) < 0)
-        rc = hw_errf(err, HW_EFORMAT, "%s: root attribute step missing", path);
+    else if ((ra = read_attr_(fid, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step)) < 0)
+        rc = hw_errf(err, HW_EFORMAT, "%s: root attribute step %s", path,
+                     ra == -1 ? "missing" : "is not a scalar H5T_STD_I64LE");
+    else if (step < 0 || step > CKPT_MAX_STEP)
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: root attribute step: %lld is out of range (expected 0..%lld)", path,
+                     (long long)step, CKPT_MAX_STEP);
     H5Tclose(st_t);
     H5Eclear2(H5E_DEFAULT);
     rc = agree_(d, rc, path, err);
@@ -1080,10 +1465,20 @@ static int not_open_(const struct ckpt_file *f, char *err) {
     return hw_errf(err, HW_EIO, "checkpoint is not open");
 }
 
-/* Read a whole 1-D dataset into a malloc'd buffer of n elements (+1 zero byte). A dataset of
- * more than max_n elements is not read: *out stays NULL, *n_out gets its length, returns 0. */
-static int read_1d_(struct ckpt_file *f, const char *name, hid_t mtype, size_t esz, hsize_t max_n,
-                    void **out, hsize_t *n_out, char *err) {
+/* 1 if the dataset is stored as type want (HDF5 would otherwise convert on reading: a
+ * float step 2.5 would read as 2, a 4-byte cursor would be widened). */
+static int type_is_(hid_t dset, hid_t want) {
+    hid_t type = H5Dget_type(dset);
+    int ok = type >= 0 && H5Tequal(type, want) > 0;
+    h5_close_(&type, H5Tclose);
+    return ok;
+}
+
+/* Read a whole 1-D dataset stored as type want (named want_name in messages) into a malloc'd
+ * buffer of n elements (+1 zero byte). A dataset of more than max_n elements is not read:
+ * *out stays NULL, *n_out gets its length, returns 0. */
+static int read_1d_(struct ckpt_file *f, const char *name, hid_t want, const char *want_name,
+                    hid_t mtype, size_t esz, hsize_t max_n, void **out, hsize_t *n_out, char *err) {
     hid_t dset = -1, space = -1;
     int rc = 0;
     *out = NULL;
@@ -1099,7 +1494,13 @@ static int read_1d_(struct ckpt_file *f, const char *name, hid_t mtype, size_t e
         H5Sget_simple_extent_dims(space, &n, NULL) < 0) {
         rc = dset < 0 || space < 0
                  ? read_fail_(f->path, name, err)
-                 : hw_errf(err, HW_EFORMAT, "%s: %s: not a 1-D dataset", f->path, name);
+                 : hw_errf(err, HW_EFORMAT, "%s: %s: not a 1-D dataset (expected a 1-D %s array)",
+                           f->path, name, want_name);
+        goto out;
+    }
+    if (!type_is_(dset, want)) {
+        rc = hw_errf(err, HW_EFORMAT, "%s: %s: stored as another type (expected %s)", f->path, name,
+                     want_name);
         goto out;
     }
     if (n > max_n) {
@@ -1126,18 +1527,26 @@ out:
     return rc;
 }
 
+/* A scalar H5T_STD_I64LE dataset (as written) into v. */
 static int read_scalar_i64_(struct ckpt_file *f, const char *name, int64_t *v, char *err) {
     if (exists_((hid_t)f->fid, name) != 1)
         return hw_errf(err, HW_EFORMAT, "%s: %s: missing (incomplete checkpoint)", f->path, name);
     hid_t dset = H5Dopen2((hid_t)f->fid, name, H5P_DEFAULT);
     hid_t space = dset >= 0 ? H5Dget_space(dset) : -1;
     hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    H5S_class_t cls = space >= 0 ? H5Sget_simple_extent_type(space) : H5S_NO_CLASS;
     h5_close_(&space, H5Sclose);
     /* H5Dread writes every element into v: one, or a forged array overruns it */
-    if (npoints >= 0 && npoints != 1) {
+    if (npoints >= 0 && (npoints != 1 || cls != H5S_SCALAR)) {
         h5_close_(&dset, H5Dclose);
-        return hw_errf(err, HW_EFORMAT, "%s: %s: %lld values, expected one", f->path, name,
-                       (long long)npoints);
+        return hw_errf(err, HW_EFORMAT, "%s: %s: %lld values, expected one (a scalar)", f->path,
+                       name, (long long)npoints);
+    }
+    if (npoints == 1 && !type_is_(dset, H5T_STD_I64LE)) {
+        h5_close_(&dset, H5Dclose);
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: %s: stored as another type (expected a scalar H5T_STD_I64LE)", f->path,
+                       name);
     }
     if (npoints == 1 && !extent_fits_((hid_t)f->fid, dset, 0, NULL)) {
         h5_close_(&dset, H5Dclose);
@@ -1151,32 +1560,82 @@ static int read_scalar_i64_(struct ckpt_file *f, const char *name, int64_t *v, c
     return rc;
 }
 
-int ckpt_read_meta(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
-    memset(m, 0, sizeof(*m));
-    int rc = not_open_(f, err);
-    if (rc)
-        return rc;
-    struct h5quiet_ q;
-    h5_quiet_(&q);
+/* The members of /state, as written: anything else there is not a headwise checkpoint's. */
+static const char *const state_names_[] = {"step", "tokens_seen", "rng", "cursor"};
+
+static int check_state_members_(struct ckpt_file *f, char *err) {
+    if (exists_((hid_t)f->fid, "state") != 1)
+        return hw_errf(err, HW_EFORMAT, "%s: state: missing (incomplete checkpoint)", f->path);
+    H5G_info_t info;
+    if (H5Gget_info_by_name((hid_t)f->fid, "state", &info, H5P_DEFAULT) < 0)
+        return read_fail_(f->path, "state", err);
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        char name[CKPT_NAME_MAX];
+        ssize_t len = H5Lget_name_by_idx((hid_t)f->fid, "state", H5_INDEX_NAME, H5_ITER_INC, i,
+                                         name, sizeof(name), H5P_DEFAULT);
+        if (len < 0)
+            return read_fail_(f->path, "state", err);
+        int known = 0;
+        for (size_t k = 0; k < sizeof(state_names_) / sizeof(state_names_[0]); k++)
+            known |= strcmp(name, state_names_[k]) == 0;
+        if (!known)
+            return hw_errf(err, HW_EFORMAT,
+                           "%s: state/%s: unexpected (expected only state/step, "
+                           "state/tokens_seen, state/rng and state/cursor)",
+                           f->path, name);
+    }
+    return 0;
+}
+
+/* lo <= v <= hi, else one line naming the dataset (what[index] when index >= 0). */
+static int in_range_(const char *path, const char *what, int index, int64_t v, int64_t lo,
+                     int64_t hi, const char *meaning, char *err) {
+    if (v >= lo && v <= hi)
+        return 0;
+    char name[64];
+    if (index >= 0)
+        snprintf(name, sizeof(name), "%s[%d]", what, index);
+    else
+        snprintf(name, sizeof(name), "%s", what);
+    return hw_errf(err, HW_EFORMAT, "%s: %s: %lld is out of range (expected %lld..%lld, %s)", path,
+                   name, (long long)v, (long long)lo, (long long)hi, meaning);
+}
+
+/* The state and text datasets with their values (see struct ckpt_meta); not the manifest. */
+static int read_state_(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
     void *p = NULL;
     hsize_t n = 0;
     int64_t attr = 0;
 
-    rc = read_scalar_i64_(f, "state/step", &m->step, err);
+    int rc = check_state_members_(f, err);
+    if (!rc)
+        rc = read_scalar_i64_(f, "state/step", &m->step, err);
+    if (!rc)
+        rc = in_range_(f->path, "state/step", -1, m->step, 0, CKPT_MAX_STEP, "optimizer steps done",
+                       err);
     if (!rc && m->step != f->step)
         rc = hw_errf(err, HW_EFORMAT,
                      "%s: state/step %lld differs from root attribute step %lld (file is corrupt)",
                      f->path, (long long)m->step, (long long)f->step);
     if (!rc)
         rc = read_scalar_i64_(f, "state/tokens_seen", &m->tokens_seen, err);
-    if (!rc && read_attr_((hid_t)f->fid, "tokens_seen", H5T_NATIVE_INT64, &attr) == 0 &&
-        attr != m->tokens_seen)
+    if (!rc)
+        rc = in_range_(f->path, "state/tokens_seen", -1, m->tokens_seen, 0, CKPT_MAX_COUNT,
+                       "tokens consumed", err);
+    int ra =
+        rc ? 0 : read_attr_((hid_t)f->fid, "tokens_seen", H5T_STD_I64LE, H5T_NATIVE_INT64, &attr);
+    if (!rc && ra == -2)
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: root attribute tokens_seen is not a scalar H5T_STD_I64LE", f->path);
+    if (!rc && ra == 0 && attr != m->tokens_seen)
         rc = hw_errf(err, HW_EFORMAT,
                      "%s: state/tokens_seen %lld differs from root attribute %lld (file is "
                      "corrupt)",
                      f->path, (long long)m->tokens_seen, (long long)attr);
     if (!rc) {
-        rc = read_1d_(f, "state/rng", H5T_NATIVE_UINT64, 8, 4, &p, &n, err);
+        /* any 64-bit values are a valid RNG state; its type and length are checked */
+        rc = read_1d_(f, "state/rng", H5T_STD_U64LE, "H5T_STD_U64LE", H5T_NATIVE_UINT64, 8, 4, &p,
+                      &n, err);
         if (!rc && n != 4)
             rc = hw_errf(err, HW_EFORMAT, "%s: state/rng has %llu values, expected 4", f->path,
                          (unsigned long long)n);
@@ -1186,7 +1645,8 @@ int ckpt_read_meta(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
         p = NULL;
     }
     if (!rc) {
-        rc = read_1d_(f, "state/cursor", H5T_NATIVE_INT64, 8, CKPT_MAX_CURSOR, &p, &n, err);
+        rc = read_1d_(f, "state/cursor", H5T_STD_I64LE, "H5T_STD_I64LE", H5T_NATIVE_INT64, 8,
+                      CKPT_MAX_CURSOR, &p, &n, err);
         if (!rc && n > CKPT_MAX_CURSOR)
             rc = hw_errf(err, HW_EFORMAT, "%s: state/cursor has %llu values, at most %d allowed",
                          f->path, (unsigned long long)n, CKPT_MAX_CURSOR);
@@ -1194,15 +1654,47 @@ int ckpt_read_meta(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
             memcpy(m->cursor, p, (size_t)n * sizeof(int64_t));
             m->n_cursor = (int)n;
         }
+        for (int i = 0; i < m->n_cursor && !rc; i++)
+            rc = in_range_(f->path, "state/cursor", i, m->cursor[i], 0, CKPT_MAX_COUNT,
+                           "a count of samples read", err);
         free(p);
         p = NULL;
     }
     char **texts[3] = {&m->config_yaml, &m->tokenizer_json, &m->model_sig};
     static const char *const names[3] = {"config", "tokenizer", "model_sig"};
     for (int i = 0; i < 3 && !rc; i++) {
-        rc = read_1d_(f, names[i], H5T_NATIVE_UCHAR, 1, (hsize_t)-1, &p, &n, err);
+        rc = read_1d_(f, names[i], H5T_STD_U8LE, "H5T_STD_U8LE", H5T_NATIVE_UCHAR, 1, (hsize_t)-1,
+                      &p, &n, err);
         *texts[i] = p;
         p = NULL;
+        const char *nul = !rc && *texts[i] ? memchr(*texts[i], '\0', (size_t)n) : NULL;
+        if (nul)
+            rc = hw_errf(err, HW_EFORMAT, "%s: %s: NUL byte at offset %lld (expected text)",
+                         f->path, names[i], (long long)(nul - *texts[i]));
+    }
+    return rc;
+}
+
+struct mrow_;
+static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *n_out, char *err);
+static int check_manifest_(struct ckpt_file *f, const struct mrow_ *rows, size_t n, int shapes,
+                           char *err);
+
+int ckpt_read_meta(struct ckpt_file *f, struct ckpt_meta *m, char *err) {
+    memset(m, 0, sizeof(*m));
+    int rc = not_open_(f, err);
+    if (rc)
+        return rc;
+    struct h5quiet_ q;
+    h5_quiet_(&q);
+    rc = read_state_(f, m, err);
+    if (!rc) {
+        struct mrow_ *rows = NULL;
+        size_t n = 0;
+        rc = read_manifest_(f, &rows, &n, err);
+        if (!rc)
+            rc = check_manifest_(f, rows, n, 1, err);
+        free(rows);
     }
     H5Eclear2(H5E_DEFAULT);
     h5_loud_(&q);
@@ -1358,50 +1850,11 @@ out:
 // latest
 
 int ckpt_latest(const char *dir, char *out_path, char *err) {
-    char path[CKPT_PATH_LEN], line[CKPT_NAME_MAX];
-    if (join_(path, sizeof(path), dir, "latest"))
-        return hw_errf(err, HW_EIO, "%.200s...: path too long", dir);
-    FILE *fp = fopen(path, "r");
-    if (fp) {
-        int ok = fgets(line, sizeof(line), fp) != NULL;
-        fclose(fp);
-        line[strcspn(line, "\r\n")] = '\0';
-        int64_t s;
-        int tmp;
-        struct stat st;
-        if (ok && parse_name_(line, &s, &tmp) && !tmp &&
-            join_(out_path, CKPT_PATH_LEN, dir, line) == 0 && stat(out_path, &st) == 0 &&
-            S_ISREG(st.st_mode))
-            return 1;
-        /* otherwise fall back to scanning: latest names a deleted or damaged entry */
-    } else if (errno != ENOENT) {
-        return hw_errf(err, HW_EIO, "%s: cannot read: %s", path, strerror(errno));
-    }
-    DIR *dp = opendir(dir);
-    if (!dp) {
-        if (errno == ENOENT)
-            return 0;
-        return hw_errf(err, HW_EIO, "%s: cannot list directory: %s", dir, strerror(errno));
-    }
-    int64_t best = -1;
-    struct dirent *e;
-    while ((e = readdir(dp)) != NULL) {
-        int64_t s;
-        int tmp;
-        if (parse_name_(e->d_name, &s, &tmp) && !tmp && s > best) {
-            char p[CKPT_PATH_LEN];
-            struct stat st;
-            if (join_(p, sizeof(p), dir, e->d_name) == 0 && stat(p, &st) == 0 &&
-                S_ISREG(st.st_mode)) {
-                best = s;
-                snprintf(line, sizeof(line), "%s", e->d_name);
-            }
-        }
-    }
-    closedir(dp);
-    if (best < 0)
-        return 0;
-    if (join_(out_path, CKPT_PATH_LEN, dir, line))
+    char name[CKPT_NAME_MAX], via[CKPT_NAME_MAX];
+    int rc = resolve_latest_(dir, name, via, err);
+    if (rc <= 0)
+        return rc;
+    if (join_(out_path, CKPT_PATH_LEN, dir, name))
         return hw_errf(err, HW_EIO, "%.200s...: path too long", dir);
     return 1;
 }
@@ -1415,6 +1868,49 @@ struct mrow_ {
     int ndim;
     int64_t shape[CKPT_MAX_DIMS];
 };
+
+/* Row r of the manifest as headwise writes it: a group name that save accepts, a tensor name,
+ * ndim 1..4, extents >= 1 whose product fits in int64, unused extents 0, and no tensor listed
+ * twice (rows before r are checked already). */
+static int check_row_(const char *path, const struct mrow_ *rows, size_t r, char *err) {
+    const struct mrow_ *w = &rows[r];
+    if (!check_group_name_(w->group))
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: manifest: row %zu: group '%s' is not a tensor group name (expected a "
+                       "'/'-separated path outside state, config, tokenizer, model_sig and "
+                       "manifest)",
+                       path, r, w->group);
+    if (!check_tensor_name_(w->name))
+        return hw_errf(err, HW_EFORMAT,
+                       "%s: manifest: row %zu (%s): tensor name '%s' is invalid (expected no '/', "
+                       "not . or ..)",
+                       path, r, w->group, w->name);
+    if (w->ndim < 1 || w->ndim > CKPT_MAX_DIMS)
+        return hw_errf(err, HW_EFORMAT, "%s: manifest: row %zu (%s/%s): ndim %d (expected 1..%d)",
+                       path, r, w->group, w->name, w->ndim, CKPT_MAX_DIMS);
+    int64_t numel = 1;
+    for (int k = 0; k < CKPT_MAX_DIMS; k++) {
+        const int64_t e = w->shape[k];
+        if (k < w->ndim && (e < 1 || numel > INT64_MAX / e))
+            return hw_errf(err, HW_EFORMAT,
+                           "%s: manifest: row %zu (%s/%s): shape[%d] = %lld (expected >= 1, "
+                           "and at most 2^63-1 elements in all)",
+                           path, r, w->group, w->name, k, (long long)e);
+        if (k >= w->ndim && e != 0)
+            return hw_errf(err, HW_EFORMAT,
+                           "%s: manifest: row %zu (%s/%s): shape[%d] = %lld beyond ndim %d "
+                           "(expected 0)",
+                           path, r, w->group, w->name, k, (long long)e, w->ndim);
+        numel = k < w->ndim ? numel * e : numel;
+    }
+    for (size_t j = 0; j < r; j++)
+        if (strcmp(rows[j].group, w->group) == 0 && strcmp(rows[j].name, w->name) == 0)
+            return hw_errf(err, HW_EFORMAT,
+                           "%s: manifest: row %zu lists %s/%s again (first in row %zu; expected "
+                           "each tensor once)",
+                           path, r, w->group, w->name, j);
+    return 0;
+}
 
 static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *n_out, char *err) {
     hid_t dset = -1, type = -1, space = -1;
@@ -1463,26 +1959,19 @@ static int read_manifest_(struct ckpt_file *f, struct mrow_ **rows_out, size_t *
         goto out;
     }
     struct mrow_ *rows = HW_CALLOC(n ? (size_t)n : 1, sizeof(*rows));
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && rc == 0; r++) {
         const unsigned char *p = buf + r * mt.row;
-        memcpy(rows[r].group, p, CKPT_NAME_MAX - 1);
-        memcpy(rows[r].name, p + mt.g, CKPT_NAME_MAX - 1);
-        rows[r].ndim = (int)(int32_t)get_le_(p + mt.g + mt.n, 4);
-        int ok = rows[r].ndim >= 1 && rows[r].ndim <= CKPT_MAX_DIMS && rows[r].name[0];
-        int64_t numel = 1;
-        for (int k = 0; k < CKPT_MAX_DIMS; k++) {
-            rows[r].shape[k] = (int64_t)get_le_(p + mt.g + mt.n + 4 + 8 * k, 8);
-            /* every extent >= 1 (as saved), and the element count fits in int64 */
-            if (ok && k < rows[r].ndim) {
-                ok = rows[r].shape[k] >= 1 && numel <= INT64_MAX / rows[r].shape[k];
-                numel = ok ? numel * rows[r].shape[k] : numel;
-            }
-        }
-        if (!ok) {
-            free(rows);
-            rc = hw_errf(err, HW_EFORMAT, "%s: manifest: row %zu is malformed", f->path, r);
-            goto out;
-        }
+        struct mrow_ *w = &rows[r];
+        memcpy(w->group, p, CKPT_NAME_MAX - 1);
+        memcpy(w->name, p + mt.g, CKPT_NAME_MAX - 1);
+        w->ndim = (int)(int32_t)get_le_(p + mt.g + mt.n, 4);
+        for (int k = 0; k < CKPT_MAX_DIMS; k++)
+            w->shape[k] = (int64_t)get_le_(p + mt.g + mt.n + 4 + 8 * k, 8);
+        rc = check_row_(f->path, rows, r, err);
+    }
+    if (rc) {
+        free(rows);
+        goto out;
     }
     *rows_out = rows;
     *n_out = (size_t)n;
@@ -1545,8 +2034,70 @@ static void dlist_free_(struct dlist_ *l) {
     free(l->v);
 }
 
-/* Read a whole tensor in blocks along dim 0 (checksums are verified by HDF5). */
+/* The manifest rows against the file: every tensor dataset (outside the reserved roots) is in
+ * a row, and (shapes) every row is a floating-point dataset of its shape. Metadata only. */
+static int check_manifest_(struct ckpt_file *f, const struct mrow_ *rows, size_t n, int shapes,
+                           char *err) {
+    struct dlist_ dl = {NULL, 0, 0};
+    int rc = 0;
+    if (walk_((hid_t)f->fid, "", &dl) < 0)
+        rc = read_fail_(f->path, "(listing datasets)", err);
+    for (size_t i = 0; i < dl.n && rc == 0; i++) {
+        int found = 0;
+        for (size_t j = 0; j < n && !found; j++) {
+            size_t lg = strlen(rows[j].group);
+            found = strncmp(dl.v[i], rows[j].group, lg) == 0 && dl.v[i][lg] == '/' &&
+                    strcmp(dl.v[i] + lg + 1, rows[j].name) == 0;
+        }
+        if (!found)
+            rc = hw_errf(err, HW_EFORMAT,
+                         "%s: %s: dataset not listed in the manifest (expected a row for every "
+                         "tensor)",
+                         f->path, dl.v[i]);
+    }
+    if (rc == 0 && dl.n != n)
+        rc = hw_errf(err, HW_EFORMAT, "%s: %zu tensor datasets in the file, %zu in the manifest",
+                     f->path, dl.n, n);
+    dlist_free_(&dl);
+    for (size_t j = 0; j < n && rc == 0 && shapes; j++) {
+        char dname[2 * CKPT_NAME_MAX + 2], want[128], got[128];
+        snprintf(dname, sizeof(dname), "%s/%s", rows[j].group, rows[j].name);
+        hid_t dset = -1;
+        int ndim = 0;
+        int64_t shape[CKPT_MAX_DIMS] = {0, 0, 0, 0};
+        int r = open_tensor_(f, dname, &dset, &ndim, shape, err);
+        h5_close_(&dset, H5Dclose);
+        if (r < 0) {
+            rc = r;
+        } else if (r == 0) {
+            rc = hw_errf(err, HW_EFORMAT, "%s: %s: listed in the manifest but not in the file",
+                         f->path, dname);
+        } else {
+            int same = ndim == rows[j].ndim;
+            for (int k = 0; k < ndim && same; k++)
+                same = shape[k] == rows[j].shape[k];
+            if (!same) {
+                fmt_dims_(got, sizeof(got), ndim, shape);
+                fmt_dims_(want, sizeof(want), rows[j].ndim, rows[j].shape);
+                rc = hw_errf(err, HW_EFORMAT, "%s: %s: shape %s in file, %s in manifest", f->path,
+                             dname, got, want);
+            }
+        }
+    }
+    return rc;
+}
+
+static int64_t count_nonfinite_(const float *v, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad += !isfinite(v[i]);
+    return bad;
+}
+
+/* Read a whole tensor in blocks along dim 0 (checksums are verified by HDF5), counting values
+ * that are not finite. */
 static int verify_tensor_(struct ckpt_file *f, const struct mrow_ *r, float *buf, char *err) {
+    int64_t n_bad = 0;
     char dname[2 * CKPT_NAME_MAX + 2], want[128], got[128];
     snprintf(dname, sizeof(dname), "%s/%s", r->group, r->name);
     hid_t dset;
@@ -1590,15 +2141,25 @@ static int verify_tensor_(struct ckpt_file *f, const struct mrow_ *r, float *buf
                         hw_errf(err, HW_EFORMAT, "%s: %s: rows too long to verify", f->path, dname);
                 } else if (read_slab_(dset, ndim, off, cnt, buf, &why) < 0) {
                     rc = read_fail_why_(f->path, dname, why, err);
+                } else {
+                    n_bad += count_nonfinite_(buf, numel_(ndim, cnt));
                 }
             }
             off[1] = 0;
             cnt[1] = shape[1];
         } else if (read_slab_(dset, ndim, off, cnt, buf, &why) < 0) {
             rc = read_fail_why_(f->path, dname, why, err);
+        } else {
+            n_bad += count_nonfinite_(buf, numel_(ndim, cnt));
         }
     }
     H5Dclose(dset);
+    /* training stops before a non-finite loss or gradient reaches the weights, so a checkpoint
+     * never holds NaN or Inf: one that does was not written by training */
+    if (rc == 0 && n_bad > 0)
+        rc = hw_errf(err, HW_EFORMAT,
+                     "%s: %s: %lld of %lld values are NaN or Inf (expected finite values)", f->path,
+                     dname, (long long)n_bad, (long long)numel_(ndim, shape));
     return rc;
 }
 
@@ -1606,7 +2167,6 @@ int ckpt_verify(const struct dist *d, const char *path, FILE *report, char *err)
     struct ckpt_file f;
     struct mrow_ *rows = NULL;
     size_t n = 0;
-    struct dlist_ dl = {NULL, 0, 0};
     struct ckpt_meta m;
     char msg[HW_ERR_LEN];
     int rc = ckpt_open(&f, d, path, err);
@@ -1617,26 +2177,14 @@ int ckpt_verify(const struct dist *d, const char *path, FILE *report, char *err)
     int first = 0;
     double n_ok = 0, n_bad = 0, n_params = 0;
 
-    /* manifest, datasets and state are checked on every rank (cheap, same answer) */
+    /* manifest, datasets and state are checked on every rank (cheap, same answer); each
+     * tensor's shape against its row comes with its data below */
     rc = read_manifest_(&f, &rows, &n, err);
-    if (rc == 0 && walk_((hid_t)f.fid, "", &dl) < 0)
-        rc = read_fail_(path, "(listing datasets)", err);
-    for (size_t i = 0; i < dl.n && rc == 0; i++) {
-        int found = 0;
-        for (size_t j = 0; j < n && !found; j++) {
-            size_t lg = strlen(rows[j].group);
-            found = strncmp(dl.v[i], rows[j].group, lg) == 0 && dl.v[i][lg] == '/' &&
-                    strcmp(dl.v[i] + lg + 1, rows[j].name) == 0;
-        }
-        if (!found)
-            rc = hw_errf(err, HW_EFORMAT, "%s: %s: dataset not listed in the manifest", path,
-                         dl.v[i]);
-    }
-    if (rc == 0 && dl.n != n)
-        rc = hw_errf(err, HW_EFORMAT, "%s: %zu tensor datasets in the file, %zu in the manifest",
-                     path, dl.n, n);
+    if (rc == 0)
+        rc = check_manifest_(&f, rows, n, 0, err);
     if (rc == 0) {
-        rc = ckpt_read_meta(&f, &m, err);
+        memset(&m, 0, sizeof(m));
+        rc = read_state_(&f, &m, err);
         ckpt_meta_free(&m);
         if (report && rank_(d) == 0)
             fprintf(report, "%s state (step %lld)\n", rc ? "FAIL" : "ok", (long long)f.step);
@@ -1679,7 +2227,6 @@ int ckpt_verify(const struct dist *d, const char *path, FILE *report, char *err)
         else
             fprintf(report, "FAILED %s: %.0f tensors ok, %.0f bad: %s\n", path, n_ok, n_bad, err);
     }
-    dlist_free_(&dl);
     free(rows);
     H5Eclear2(H5E_DEFAULT);
     h5_loud_(&q);
@@ -1709,7 +2256,7 @@ int ckpt_info(const struct dist *d, const char *path, FILE *out, char *err) {
             int32_t world = 0;
             struct h5quiet_ q;
             h5_quiet_(&q);
-            read_attr_((hid_t)f.fid, "world", H5T_NATIVE_INT32, &world);
+            read_attr_((hid_t)f.fid, "world", H5T_STD_I32LE, H5T_NATIVE_INT32, &world);
             H5Eclear2(H5E_DEFAULT);
             h5_loud_(&q);
             long long size = stat(path, &st) == 0 ? (long long)st.st_size : -1;

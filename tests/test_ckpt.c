@@ -1,21 +1,34 @@
 /* tests/test_ckpt.c -- ckpt/ on one rank: bit-exact round trip of tensors and meta, hyperslab
  * (resharded) reads, keep-N pruning and `latest`, corruption (truncation, a flipped bit in
  * tensor data, non-HDF5 and missing files), failed saves leaving the previous checkpoint and
- * `latest` untouched, and shape mismatches. Works in a mkdtemp directory under /tmp. */
+ * `latest` untouched, and shape mismatches; hand-made checkpoints with valid checksums but bad
+ * state values or a bad manifest (refused by the loader, by verify and by a resuming train run,
+ * without a crash), `latest` after a save killed between its renames, removal of stale
+ * temporary files (dead writers only), and a file-size limit during a save. Works in a mkdtemp
+ * directory under /tmp. */
 #define _POSIX_C_SOURCE 200809L
 #include "../ckpt/ckpt.h"
+#include "../config/config.h"
 #include "../core/check.h"
+#include "../datasets/bpe.h"
+#include "../datasets/shards.h"
 #include "../dist/dist.h"
+#include "../train/trainer.h"
 #include "check.h"
 
 #include <hdf5.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct dist g_dist;
@@ -96,6 +109,23 @@ static int contains(const char *s, const char *sub) {
     return s && strstr(s, sub) != NULL;
 }
 
+/* The temporary file name ckpt_save uses for dir/base when written by process pid on this
+ * host: "<base>.tmp-<host>-<pid>", the host name with characters outside [A-Za-z0-9._] as '_'
+ * (docs/checkpoint.md). */
+static void tmp_name(char *out, size_t n, const char *dir, const char *base, long pid) {
+    char host[80] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        snprintf(host, sizeof(host), "localhost");
+    host[64] = '\0';
+    for (char *p = host; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_'))
+            *p = '_';
+    }
+    snprintf(out, n, "%s/%s.tmp-%s-%ld", dir, base, host, pid);
+}
+
 /* A full (unsharded) tensor with deterministic contents. */
 static struct ckpt_tensor tensor(const char *name, int ndim, const int64_t *shape, float seed) {
     struct ckpt_tensor t;
@@ -145,9 +175,8 @@ static void state_init(struct state *s, int64_t step) {
         s->g[g].t = s->t[g];
         s->g[g].n = N_T;
     }
-    /* special values must survive bit-exactly */
+    /* special values must survive bit-exactly (test_round_trip adds an Inf) */
     s->t[0][2].data[0] = -0.0f;
-    s->t[0][2].data[1] = 1.0f / 0.0f;
     s->t[0][2].data[2] = 1e-40f; /* subnormal */
     memset(&s->m, 0, sizeof(s->m));
     s->m.step = step;
@@ -158,8 +187,8 @@ static void state_init(struct state *s, int64_t step) {
     s->m.rng[3] = (uint64_t)step;
     s->m.n_cursor = 3;
     s->m.cursor[0] = 17;
-    s->m.cursor[1] = -1;
-    s->m.cursor[2] = INT64_MAX;
+    s->m.cursor[1] = 0;
+    s->m.cursor[2] = CKPT_MAX_COUNT; /* the largest valid sample counter */
     s->m.config_yaml = "model:\n  d_model: 64\n  n_layers: 1\ntrain: {steps: 10}\n";
     s->m.tokenizer_json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}}}";
     s->m.model_sig = "gpt d=64 L=1 H=4 V=256";
@@ -185,6 +214,7 @@ static void test_round_trip(void) {
     make_dir(dir, sizeof(dir), "rt");
     struct state s;
     state_init(&s, 42);
+    s.t[0][2].data[1] = 1.0f / 0.0f;
     int rc = save_state(dir, &s, 42, 3, path, err);
     CHECK_MSG(rc == 0, "%s", err);
     CHECK(contains(path, "/rt/ckpt_00000042.h5"));
@@ -231,13 +261,29 @@ static void test_round_trip(void) {
     CHECK(f.fid == 0 && f.path == NULL);
     ckpt_close(&f); /* twice is harmless */
 
-    /* verify and info print what they promise */
+    /* verify and info print what they promise. The Inf kept bit-exactly above is something
+     * training never writes (it stops before a non-finite value reaches the weights): verify
+     * names the tensor and goes on with the others */
     char *rep = NULL;
     size_t rep_len = 0;
     FILE *mf = open_memstream(&rep, &rep_len);
     rc = ckpt_verify(&g_dist, path, mf, err);
     fclose(mf);
+    CHECK_MSG(rc == HW_EFORMAT && contains(err, "ckpt_00000042.h5: model/blocks.0.norm.g: 1 of 13 "
+                                                "values are NaN or Inf (expected finite values)"),
+              "rc %d: %s", rc, err);
+    CHECK(contains(rep, "FAIL model/blocks.0.norm.g: "));
+    CHECK(contains(rep, "ok model/blocks.0.attn.wq [64,64]\n"));
+    CHECK(contains(rep, "FAILED ") && contains(rep, "14 tensors ok, 1 bad"));
+    free(rep);
+    s.t[0][2].data[1] = 2.0f; /* finite: the same state verifies */
+    rc = save_state(dir, &s, 43, 3, path, err);
     CHECK_MSG(rc == 0, "%s", err);
+    mf = open_memstream(&rep, &rep_len);
+    rc = ckpt_verify(&g_dist, path, mf, err);
+    fclose(mf);
+    CHECK_MSG(rc == 0, "%s", err);
+    CHECK(contains(rep, "ok state (step 43)\n"));
     CHECK(contains(rep, "ok model/blocks.0.attn.wq [64,64]\n"));
     CHECK(contains(rep, "ok optim/m/blocks.0.mlp.w3d [3,4,5]\n"));
     CHECK(contains(rep, "verified ") && contains(rep, "15 tensors"));
@@ -246,7 +292,7 @@ static void test_round_trip(void) {
     rc = ckpt_info(&g_dist, path, mf, err);
     fclose(mf);
     CHECK_MSG(rc == 0, "%s", err);
-    CHECK(contains(rep, "step:          42"));
+    CHECK(contains(rep, "step:          43"));
     CHECK(contains(rep, "gpt d=64 L=1 H=4 V=256"));
     CHECK(contains(rep, "group model    5 tensors, 304260 parameters"));
     CHECK(contains(rep, "  | model:"));
@@ -547,11 +593,13 @@ static void test_failed_save(void) {
                                             "directory"),
               "rc %d: %s", rc, err);
 
-    /* 2: the tmp path cannot be created (a directory sits there) */
-    snprintf(p, sizeof(p), "%s/ckpt_00000002.h5.tmp", dir);
+    /* 2: the tmp path cannot be created (a directory sits at this process's temp name) */
+    tmp_name(p, sizeof(p), dir, "ckpt_00000002.h5", (long)getpid());
     mkdir(p, 0777);
     rc = save_state(dir, &s, 2, 5, path, err);
-    CHECK_MSG(rc == HW_EIO && contains(err, "ckpt_00000002.h5.tmp: cannot create: Is a directory"),
+    CHECK_MSG(rc == HW_EIO && contains(err, "ckpt_00000002.h5.tmp-") &&
+                  contains(err, ": cannot create: File exists (and cannot remove what is there: "
+                                "Is a directory)"),
               "rc %d: %s", rc, err);
     rmdir(p);
 
@@ -564,7 +612,9 @@ static void test_failed_save(void) {
     rc = save_state(dir, &s, 3, 5, path, err);
     CHECK_MSG(rc == HW_EIO && contains(err, "ckpt_00000003.h5: cannot rename from"), "rc %d: %s",
               rc, err);
-    snprintf(p, sizeof(p), "%s/ckpt_00000003.h5.tmp", dir);
+    tmp_name(p, sizeof(p), dir, "ckpt_00000003.h5", (long)getpid());
+    CHECK(!file_exists(p));
+    tmp_name(p, sizeof(p), dir, "latest", (long)getpid());
     CHECK(!file_exists(p));
 
     /* 4: bad arguments are refused before anything is created */
@@ -634,6 +684,574 @@ static void test_mismatch(void) {
     state_free(&s);
 }
 
+// ------------------------------------------------------------------------------------------
+// hand-made checkpoints: a copy of a good one with one value rewritten through the HDF5 API.
+// The rewritten datasets get fresh, valid Fletcher32 checksums, so only the checks of the
+// values themselves can refuse them.
+
+static void copy_file(const char *src, const char *dst) {
+    size_t n = 0;
+    char *b = slurp(src, &n);
+    if (b)
+        spit(dst, b, n);
+    free(b);
+}
+
+/* Replaces dataset name by a new one: a scalar (rank 0) or [n] of file type ftype written from
+ * data (memory type mtype); [n] ones chunked with Fletcher32, as headwise writes them. */
+static int put_dataset(hid_t fid, const char *name, hid_t ftype, hid_t mtype, int rank, hsize_t n,
+                       const void *data) {
+    if (H5Lexists(fid, name, H5P_DEFAULT) > 0 && H5Ldelete(fid, name, H5P_DEFAULT) < 0)
+        return -1;
+    hid_t sp = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    if (rank == 1 && n > 0) {
+        H5Pset_chunk(dcpl, 1, &n);
+        H5Pset_fletcher32(dcpl);
+    }
+    hid_t ds = H5Dcreate2(fid, name, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
+    int rc = ds >= 0 && H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0 ? 0 : -1;
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int put_attr(hid_t fid, const char *name, hid_t ftype, hid_t mtype, const void *v) {
+    if (H5Aexists(fid, name) > 0)
+        H5Adelete(fid, name);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(fid, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, mtype, v) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+enum man_edit { MAN_SHAPE, MAN_DUP, MAN_DROP_LAST, MAN_GROUP };
+
+/* Rewrites /manifest in its own (file) type: row r's shape[k] = v (MAN_SHAPE), row r a copy of
+ * row k (MAN_DUP), without its last row (MAN_DROP_LAST), or row r's group = "state". */
+static int edit_manifest(hid_t fid, enum man_edit how, int r, int k, int64_t v) {
+    hid_t ds = H5Dopen2(fid, "manifest", H5P_DEFAULT);
+    hid_t type = H5Dget_type(ds), sp = H5Dget_space(ds);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(sp, &n, NULL);
+    size_t row = H5Tget_size(type);
+    size_t o_group = H5Tget_member_offset(type, (unsigned)H5Tget_member_index(type, "group"));
+    size_t o_shape = H5Tget_member_offset(type, (unsigned)H5Tget_member_index(type, "shape"));
+    hid_t gt = H5Tget_member_type(type, (unsigned)H5Tget_member_index(type, "group"));
+    size_t gsize = H5Tget_size(gt);
+    H5Tclose(gt);
+    unsigned char *buf = calloc(n, row);
+    int rc = H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
+    H5Dclose(ds);
+    H5Sclose(sp);
+    if (how == MAN_SHAPE)
+        memcpy(buf + (size_t)r * row + o_shape + 8 * (size_t)k, &v, 8); /* little-endian host */
+    else if (how == MAN_DUP)
+        memcpy(buf + (size_t)r * row, buf + (size_t)k * row, row);
+    else if (how == MAN_GROUP && gsize >= 6)
+        memcpy(buf + (size_t)r * row + o_group, "state", 6);
+    if (rc == 0 && how == MAN_DROP_LAST)
+        rc = put_dataset(fid, "manifest", type, type, 1, n - 1, buf);
+    else if (rc == 0) {
+        ds = H5Dopen2(fid, "manifest", H5P_DEFAULT);
+        rc = H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
+        H5Dclose(ds);
+    }
+    free(buf);
+    H5Tclose(type);
+    return rc;
+}
+
+enum forgery {
+    F_CURSOR_NEG,
+    F_CURSOR_HUGE,
+    F_CURSOR_F64,
+    F_CURSOR_I32,
+    F_CURSOR_9,
+    F_STEP_NEG_BOTH,
+    F_STEP_NEG,
+    F_STEP_BIG_BOTH,
+    F_STEP_BIG,
+    F_STEP_F64,
+    F_STEP_ARRAY,
+    F_STEP_ATTR_F64,
+    F_TOKENS_NEG,
+    F_RNG_I32,
+    F_RNG_3,
+    F_STATE_EXTRA,
+    F_CONFIG_NUL,
+    F_MAN_SHAPE,
+    F_MAN_UNUSED,
+    F_MAN_DUP,
+    F_MAN_DROP,
+    F_MAN_RESERVED,
+    F_MAN_MISSING
+};
+
+static const struct {
+    enum forgery f;
+    int at_open;        /* ckpt_open refuses it already */
+    const char *expect; /* follows "FILE: " in the message */
+} forgeries[] = {
+    {F_CURSOR_NEG, 0,
+     "state/cursor[1]: -5 is out of range (expected 0..4611686018427387904, a count of samples "
+     "read)"},
+    {F_CURSOR_HUGE, 0, "state/cursor[0]: 9223372036854775807 is out of range (expected 0.."},
+    {F_CURSOR_F64, 0, "state/cursor: stored as another type (expected H5T_STD_I64LE)"},
+    {F_CURSOR_I32, 0, "state/cursor: stored as another type (expected H5T_STD_I64LE)"},
+    {F_CURSOR_9, 0, "state/cursor has 9 values, at most 8 allowed"},
+    {F_STEP_NEG_BOTH, 1, "root attribute step: -1 is out of range (expected 0..2147483647)"},
+    {F_STEP_NEG, 0,
+     "state/step: -1 is out of range (expected 0..2147483647, optimizer steps done)"},
+    {F_STEP_BIG_BOTH, 1,
+     "root attribute step: 4294967301 is out of range (expected 0..2147483647)"},
+    {F_STEP_BIG, 0, "state/step: 4294967301 is out of range (expected 0..2147483647"},
+    {F_STEP_F64, 0, "state/step: stored as another type (expected a scalar H5T_STD_I64LE)"},
+    {F_STEP_ARRAY, 0, "state/step: 1 values, expected one (a scalar)"},
+    {F_STEP_ATTR_F64, 1, "root attribute step is not a scalar H5T_STD_I64LE"},
+    {F_TOKENS_NEG, 0, "state/tokens_seen: -7 is out of range (expected 0..4611686018427387904"},
+    {F_RNG_I32, 0, "state/rng: stored as another type (expected H5T_STD_U64LE)"},
+    {F_RNG_3, 0, "state/rng has 3 values, expected 4"},
+    {F_STATE_EXTRA, 0,
+     "state/lr: unexpected (expected only state/step, state/tokens_seen, state/rng and "
+     "state/cursor)"},
+    {F_CONFIG_NUL, 0, "config: NUL byte at offset 5 (expected text)"},
+    {F_MAN_SHAPE, 0, "model/wte: shape [7,13] in file, [7,12] in manifest"},
+    {F_MAN_UNUSED, 0,
+     "manifest: row 2 (model/blocks.0.norm.g): shape[2] = 7 beyond ndim 1 (expected 0)"},
+    {F_MAN_DUP, 0,
+     "manifest: row 1 lists model/wte again (first in row 0; expected each tensor once)"},
+    {F_MAN_DROP, 0,
+     "optim/v/big: dataset not listed in the manifest (expected a row for every tensor)"},
+    {F_MAN_RESERVED, 0, "manifest: row 0: group 'state' is not a tensor group name"},
+    {F_MAN_MISSING, 0, "manifest: missing (incomplete checkpoint)"},
+};
+
+static int forge(const char *path, enum forgery f) {
+    hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (fid < 0)
+        return -1;
+    int rc = 0;
+    int64_t i64[9] = {17, -5, 3, 4, 5, 6, 7, 8, 9}, v;
+    double d = 5.0;
+    int32_t i32[4] = {1, 2, 3, 4};
+    uint64_t u64[3] = {1, 2, 3};
+    switch (f) {
+    case F_CURSOR_NEG:
+        rc = put_dataset(fid, "state/cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, 3, i64);
+        break;
+    case F_CURSOR_HUGE:
+        v = INT64_MAX;
+        rc = put_dataset(fid, "state/cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, 1, &v);
+        break;
+    case F_CURSOR_F64:
+        rc = put_dataset(fid, "state/cursor", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, 1, &d);
+        break;
+    case F_CURSOR_I32:
+        rc = put_dataset(fid, "state/cursor", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, 4, i32);
+        break;
+    case F_CURSOR_9:
+        i64[1] = 2;
+        rc = put_dataset(fid, "state/cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, 9, i64);
+        break;
+    case F_STEP_NEG_BOTH:
+    case F_STEP_NEG:
+    case F_STEP_BIG_BOTH:
+    case F_STEP_BIG:
+        v = f == F_STEP_NEG_BOTH || f == F_STEP_NEG ? -1 : (INT64_C(1) << 32) + 5;
+        rc = put_dataset(fid, "state/step", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, 1, &v);
+        if (!rc && (f == F_STEP_NEG_BOTH || f == F_STEP_BIG_BOTH))
+            rc = put_attr(fid, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+        break;
+    case F_STEP_F64:
+        rc = put_dataset(fid, "state/step", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, 1, &d);
+        break;
+    case F_STEP_ARRAY:
+        v = 5;
+        rc = put_dataset(fid, "state/step", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, 1, &v);
+        break;
+    case F_STEP_ATTR_F64:
+        rc = put_attr(fid, "step", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &d);
+        break;
+    case F_TOKENS_NEG:
+        v = -7;
+        rc = put_dataset(fid, "state/tokens_seen", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, 1, &v);
+        if (!rc)
+            rc = put_attr(fid, "tokens_seen", H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+        break;
+    case F_RNG_I32:
+        rc = put_dataset(fid, "state/rng", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, 4, i32);
+        break;
+    case F_RNG_3:
+        rc = put_dataset(fid, "state/rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, 3, u64);
+        break;
+    case F_STATE_EXTRA:
+        rc = put_dataset(fid, "state/lr", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, 1, &d);
+        break;
+    case F_CONFIG_NUL:
+        rc = put_dataset(fid, "config", H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, 12, "model\0: x\n y");
+        break;
+    case F_MAN_SHAPE:
+        rc = edit_manifest(fid, MAN_SHAPE, 0, 1, 12);
+        break;
+    case F_MAN_UNUSED:
+        rc = edit_manifest(fid, MAN_SHAPE, 2, 2, 7);
+        break;
+    case F_MAN_DUP:
+        rc = edit_manifest(fid, MAN_DUP, 1, 0, 0);
+        break;
+    case F_MAN_DROP:
+        rc = edit_manifest(fid, MAN_DROP_LAST, 0, 0, 0);
+        break;
+    case F_MAN_RESERVED:
+        rc = edit_manifest(fid, MAN_GROUP, 0, 0, 0);
+        break;
+    case F_MAN_MISSING:
+        rc = H5Ldelete(fid, "manifest", H5P_DEFAULT) < 0 ? -1 : 0;
+        break;
+    }
+    return H5Fclose(fid) < 0 || rc ? -1 : 0;
+}
+
+/* What a loader does first: open, then read the meta (which checks the manifest). */
+static int load_meta(const char *path, char *err) {
+    struct ckpt_file f = {0};
+    struct ckpt_meta m;
+    memset(&m, 0, sizeof(m));
+    int rc = ckpt_open(&f, &g_dist, path, err);
+    if (rc == 0)
+        rc = ckpt_read_meta(&f, &m, err);
+    ckpt_meta_free(&m);
+    ckpt_close(&f);
+    return rc;
+}
+
+static void test_forged(void) {
+    char dir[512], good[CKPT_PATH_LEN], p[700], want[600], err[HW_ERR_LEN] = "";
+    make_dir(dir, sizeof(dir), "forged");
+    struct state s;
+    state_init(&s, 5);
+    int rc = save_state(dir, &s, 5, 0, good, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    /* the control: the good file and an untouched copy pass the loader and verify */
+    snprintf(p, sizeof(p), "%s/copy.h5", dir);
+    copy_file(good, p);
+    CHECK_MSG(load_meta(p, err) == 0, "%s", err);
+    CHECK_MSG(ckpt_verify(&g_dist, p, NULL, err) == 0, "%s", err);
+    for (size_t i = 0; i < sizeof(forgeries) / sizeof(forgeries[0]); i++) {
+        snprintf(p, sizeof(p), "%s/forged_%02zu.h5", dir, i);
+        copy_file(good, p);
+        if (forge(p, forgeries[i].f) != 0) {
+            CHECK_MSG(0, "could not forge case %zu", i);
+            continue;
+        }
+        snprintf(want, sizeof(want), "forged_%02zu.h5: %s", i, forgeries[i].expect);
+        struct ckpt_file f = {0};
+        rc = ckpt_open(&f, &g_dist, p, err);
+        ckpt_close(&f);
+        CHECK_MSG(forgeries[i].at_open ? rc == HW_EFORMAT && contains(err, want) : rc == 0,
+                  "case %zu: open rc %d: %s", i, rc, err);
+        rc = load_meta(p, err);
+        CHECK_MSG(rc == HW_EFORMAT && contains(err, want), "case %zu: loader rc %d: %s", i, rc,
+                  err);
+        CHECK_MSG(!strchr(err, '\n'), "case %zu: one line: %s", i, err);
+        char *rep = NULL;
+        size_t rep_len = 0;
+        FILE *mf = open_memstream(&rep, &rep_len);
+        rc = ckpt_verify(&g_dist, p, mf, err);
+        fclose(mf);
+        CHECK_MSG(rc == HW_EFORMAT && contains(err, want), "case %zu: verify rc %d: %s", i, rc,
+                  err);
+        CHECK_MSG(forgeries[i].at_open || contains(rep, "FAILED "), "case %zu: report %s", i, rep);
+        free(rep);
+        rc = ckpt_info(&g_dist, p, NULL, err);
+        CHECK_MSG(rc == HW_EFORMAT, "case %zu: info rc %d", i, rc);
+    }
+    /* a save refuses values that its readers would refuse */
+    s.m.cursor[1] = -1;
+    rc = save_state(dir, &s, 6, 0, p, err);
+    CHECK_MSG(rc == HW_EMISMATCH &&
+                  contains(err, "meta.cursor[1] -1 outside 0..4611686018427387904"),
+              "rc %d: %s", rc, err);
+    s.m.cursor[1] = 0;
+    s.m.tokens_seen = -3;
+    rc = save_state(dir, &s, 6, 0, p, err);
+    CHECK(rc == HW_EMISMATCH && contains(err, "meta.tokens_seen -3 outside"));
+    s.m.tokens_seen = 0;
+    rc = save_state(dir, &s, (int64_t)1 << 31, 0, p, err);
+    CHECK_MSG(rc == HW_EMISMATCH &&
+                  contains(err, "invalid step 2147483648 (expected 0..2147483647)"),
+              "rc %d: %s", rc, err);
+    state_free(&s);
+}
+
+// ------------------------------------------------------------------------------------------
+// `latest` after a kill, and stale temporary files
+
+/* A pid no process has: /proc/sys/kernel/pid_max itself (pids are below it). */
+static long dead_pid(void) {
+    long max = 4194304;
+    FILE *fp = fopen("/proc/sys/kernel/pid_max", "r");
+    if (fp) {
+        if (fscanf(fp, "%ld", &max) != 1)
+            max = 4194304;
+        fclose(fp);
+    }
+    return max;
+}
+
+static void set_age(const char *path, double seconds_ago) {
+    struct timespec now, t[2];
+    clock_gettime(CLOCK_REALTIME, &now);
+    t[0].tv_sec = now.tv_sec - (time_t)seconds_ago;
+    t[0].tv_nsec = now.tv_nsec;
+    t[1] = t[0];
+    utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW);
+}
+
+static void test_latest_after_kill(void) {
+    char dir[512], path[CKPT_PATH_LEN], latest[700], lt[700], other[700], p[700],
+        found[CKPT_PATH_LEN], err[HW_ERR_LEN] = "";
+    make_dir(dir, sizeof(dir), "lag");
+    struct state s;
+    state_init(&s, 1);
+    for (int step = 1; step <= 3; step++)
+        CHECK(save_state(dir, &s, step, 0, path, err) == 0);
+    /* as a save of step 3 killed between its two renames leaves the directory: ckpt 3 is
+     * complete, latest (written before it) still names 2, and the dead writer's latest temp
+     * file, written after latest, names 3 */
+    snprintf(latest, sizeof(latest), "%s/latest", dir);
+    spit(latest, "ckpt_00000002.h5\n", 17);
+    set_age(latest, 20);
+    tmp_name(lt, sizeof(lt), dir, "latest", dead_pid());
+    spit(lt, "ckpt_00000003.h5\n", 17);
+    set_age(lt, 10);
+    /* a temp file naming a checkpoint that does not exist (a save killed before its rename) */
+    snprintf(other, sizeof(other), "%s/latest.tmp-otherhost-77", dir);
+    spit(other, "ckpt_00000009.h5\n", 17);
+    CHECK(ckpt_latest(dir, found, err) == 1 && contains(found, "/ckpt_00000003.h5"));
+    /* latest written after the temp file (rolled back by hand) wins */
+    set_age(latest, 5);
+    CHECK(ckpt_latest(dir, found, err) == 1 && contains(found, "/ckpt_00000002.h5"));
+    set_age(latest, 20);
+    /* the next save first finishes the interrupted one: here it fails right after its
+     * clean-up (a directory sits at its temp name), so only the clean-up shows */
+    tmp_name(p, sizeof(p), dir, "ckpt_00000004.h5", (long)getpid());
+    mkdir(p, 0777);
+    CHECK(save_state(dir, &s, 4, 0, path, err) == HW_EIO);
+    rmdir(p);
+    char *l = slurp(latest, NULL);
+    CHECK_MSG(l && strcmp(l, "ckpt_00000003.h5\n") == 0, "latest: %s", l ? l : "(none)");
+    free(l);
+    CHECK(!file_exists(lt));
+    CHECK(file_exists(other)); /* another host's, fresh: its writer may be alive */
+    CHECK(ckpt_latest(dir, found, err) == 1 && contains(found, "/ckpt_00000003.h5"));
+    /* an ordinary save leaves no temp file of its own */
+    CHECK(save_state(dir, &s, 4, 0, path, err) == 0);
+    tmp_name(p, sizeof(p), dir, "latest", (long)getpid());
+    CHECK(!file_exists(p));
+    tmp_name(p, sizeof(p), dir, "ckpt_00000004.h5", (long)getpid());
+    CHECK(!file_exists(p));
+    CHECK(count_entries(dir) == 6); /* ckpt 1..4, latest, the other host's temp file */
+    state_free(&s);
+}
+
+static void test_stale_temps(void) {
+    char dir[512], path[CKPT_PATH_LEN], p[8][700], err[HW_ERR_LEN] = "";
+    make_dir(dir, sizeof(dir), "stale");
+    struct state s;
+    state_init(&s, 1);
+    CHECK(save_state(dir, &s, 1, 0, path, err) == 0);
+    const long dead = dead_pid(), live = (long)getppid();
+    tmp_name(p[0], sizeof(p[0]), dir, "ckpt_00000007.h5", dead); /* writer gone: removed */
+    tmp_name(p[1], sizeof(p[1]), dir, "latest", dead);           /* writer gone: removed */
+    tmp_name(p[2], sizeof(p[2]), dir, "ckpt_00000007.h5", live); /* writer alive: kept */
+    snprintf(p[3], sizeof(p[3]), "%s/ckpt_00000007.h5.tmp-otherhost-123", dir); /* kept */
+    snprintf(p[4], sizeof(p[4]), "%s/ckpt_00000007.h5.tmp-otherhost-124", dir); /* 2 h old */
+    tmp_name(p[5], sizeof(p[5]), dir, "ckpt_00000007.h5", (long)getpid());      /* this process's */
+    snprintf(p[6], sizeof(p[6]), "%s/latest.tmp-otherhost-125", dir);           /* kept */
+    tmp_name(p[7], sizeof(p[7]), dir, "ckpt_00000008.h5", dead); /* a directory: kept */
+    for (int i = 0; i < 7; i++)
+        spit(p[i], "ckpt_00000001.h5\n", 17);
+    set_age(p[4], 7200);
+    mkdir(p[7], 0777);
+    CHECK(save_state(dir, &s, 2, 0, path, err) == 0);
+    const int kept[8] = {0, 0, 1, 1, 0, 0, 1, 1};
+    for (int i = 0; i < 8; i++)
+        CHECK_MSG(file_exists(p[i]) == kept[i], "%s: %s", p[i], kept[i] ? "removed" : "kept");
+    CHECK(count_entries(dir) == 7); /* ckpt 1, 2, latest and the four kept */
+    char found[CKPT_PATH_LEN];
+    CHECK(ckpt_latest(dir, found, err) == 1 && contains(found, "/ckpt_00000002.h5"));
+    rmdir(p[7]);
+    state_free(&s);
+}
+
+/* A file-size limit (ulimit -f) reached in the middle of a save: EFBIG (SIGXFSZ is ignored
+ * during the save), named as such, and the previous checkpoint and latest untouched. The save
+ * runs in a child process that leaves with _exit, as train does after a failed save: libhdf5
+ * 1.10 can crash in its exit-time clean-up of a file whose close failed. */
+static void test_file_size_limit(void) {
+    char dir[512], path[CKPT_PATH_LEN], p[700], out[700], err[HW_ERR_LEN] = "";
+    make_dir(dir, sizeof(dir), "fsize");
+    struct state s;
+    state_init(&s, 1);
+    CHECK(save_state(dir, &s, 1, 0, path, err) == 0);
+    struct rlimit old;
+    if (getrlimit(RLIMIT_FSIZE, &old) != 0 ||
+        (old.rlim_max != RLIM_INFINITY && old.rlim_max < 262144)) {
+        printf("SKIP file-size limit case: RLIMIT_FSIZE cannot be set here\n");
+        state_free(&s);
+        return;
+    }
+    snprintf(out, sizeof(out), "%s.result", dir);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    if (child == 0) {
+        struct rlimit lim = old;
+        lim.rlim_cur = 262144; /* the checkpoint needs about 3.7 MB */
+        int rc = setrlimit(RLIMIT_FSIZE, &lim) == 0 ? save_state(dir, &s, 2, 0, path, err) : 99;
+        lim.rlim_cur = old.rlim_cur;
+        setrlimit(RLIMIT_FSIZE, &lim);
+        FILE *fp = fopen(out, "w");
+        if (fp) {
+            fprintf(fp, "%d\n%s", rc, err);
+            fclose(fp);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status));
+    char *res = slurp(out, NULL);
+    int rc = res ? atoi(res) : -99;
+    const char *msg = res && strchr(res, '\n') ? strchr(res, '\n') + 1 : "";
+    CHECK_MSG(rc == HW_EIO && contains(msg, "/ckpt_00000002.h5.tmp-") &&
+                  contains(msg, "file too large: the file-size limit (ulimit -f, RLIMIT_FSIZE) "
+                                "was reached (File too large)") &&
+                  !strchr(msg, '\n'),
+              "rc %d: %s", rc, msg);
+    free(res);
+    snprintf(p, sizeof(p), "%s/ckpt_00000002.h5", dir);
+    CHECK(!file_exists(p));
+    tmp_name(p, sizeof(p), dir, "ckpt_00000002.h5", (long)child);
+    CHECK(!file_exists(p));
+    CHECK(count_entries(dir) == 2); /* ckpt 1, latest */
+    char found[CKPT_PATH_LEN];
+    CHECK(ckpt_latest(dir, found, err) == 1 && contains(found, "/ckpt_00000001.h5"));
+    CHECK_MSG(ckpt_verify(&g_dist, found, NULL, err) == 0, "%s", err);
+    state_free(&s);
+}
+
+// ------------------------------------------------------------------------------------------
+// a training run resuming from hand-made checkpoints: refused with one line, no crash (the
+// loader used to index its data with a negative cursor, and step -1 trained into NaN)
+
+/* train_run with stderr captured into log; returns its exit code. */
+static int train_logged(const char *yaml, const char *log) {
+    char err[HW_ERR_LEN];
+    struct hw_config *c = calloc(1, sizeof(*c));
+    int rc = cfg_load_string(c, yaml, "test_ckpt.yaml", 0, NULL, err);
+    if (rc) {
+        printf("config: %s\n", err);
+        free(c);
+        return -100;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    close(fd);
+    rc = train_run(c, &g_dist);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    free(c);
+    return rc;
+}
+
+static void test_resume_forged(void) {
+    char dir[512], data[700], run[700], yaml[2048], log[700], ck2[800], good[800], want[900],
+        err[HW_ERR_LEN] = "";
+    make_dir(dir, sizeof(dir), "resume");
+    snprintf(data, sizeof(data), "%s/train.h5", dir);
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(log, sizeof(log), "%s/train.log", dir);
+    /* byte-level tokenizer and 8000 random tokens */
+    struct bpe tok;
+    bpe_init(&tok);
+    char tp[720];
+    snprintf(tp, sizeof(tp), "%s/tokenizer.json", dir);
+    CHECK_MSG(bpe_save(&tok, tp, err) == 0, "%s", err);
+    bpe_free(&tok);
+    int32_t *ids = malloc(8000 * sizeof(int32_t));
+    for (int i = 0; i < 8000; i++)
+        ids[i] = (int32_t)((i * 2654435761u) >> 24);
+    CHECK_MSG(shard_write(data, ids, 8000, 256, err) == 0, "%s", err);
+    free(ids);
+    const char *fmt = "model:\n  d_model: 16\n  n_layers: 1\n  n_heads: 2\n  n_kv_heads: 1\n"
+                      "  max_seq: 16\ntrain:\n  steps: %d\n  micro_batch: 2\n  grad_accum: 1\n"
+                      "  seq_len: 16\n  warmup: 1\n  val_every: 0\n  log_every: 1\n"
+                      "  threads: 1\ndata:\n  train: %s\n  val: \"\"\nrun:\n  dir: %s\n"
+                      "  ckpt_every: 1\n  keep: 10\n";
+    snprintf(yaml, sizeof(yaml), fmt, 2, data, run);
+    int rc = train_logged(yaml, log);
+    CHECK_MSG(rc == 0, "first run: exit %d (log %s)", rc, log);
+    snprintf(ck2, sizeof(ck2), "%s/ckpt_00000002.h5", run);
+    snprintf(good, sizeof(good), "%s/good.h5", dir);
+    copy_file(ck2, good);
+    CHECK_MSG(load_meta(good, err) == 0, "%s", err);
+    snprintf(yaml, sizeof(yaml), fmt, 4, data, run);
+    static const struct {
+        enum forgery f;
+        const char *expect;
+    } cases[] = {
+        {F_CURSOR_NEG, "state/cursor[0]: -5 is out of range"},
+        {F_STEP_NEG_BOTH, "root attribute step: -1 is out of range"},
+        {F_STEP_NEG, "state/step: -1 is out of range"},
+        {F_STEP_BIG, "state/step: 4294967301 is out of range"},
+        {F_MAN_UNUSED, "manifest: row 2 ("},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        copy_file(good, ck2);
+        int fr;
+        if (cases[i].f == F_CURSOR_NEG) { /* this run's cursor has one value */
+            hid_t fid = H5Fopen(ck2, H5F_ACC_RDWR, H5P_DEFAULT);
+            int64_t v = -5;
+            fr = fid < 0
+                     ? -1
+                     : put_dataset(fid, "state/cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, 1, &v);
+            if (fid >= 0 && H5Fclose(fid) < 0)
+                fr = -1;
+        } else {
+            fr = forge(ck2, cases[i].f);
+        }
+        CHECK_MSG(fr == 0, "could not forge case %zu", i);
+        rc = train_logged(yaml, log);
+        char *text = slurp(log, NULL);
+        snprintf(want, sizeof(want), "%s: %s", ck2, cases[i].expect);
+        CHECK_MSG(rc == HW_EXIT_FAIL && contains(text, want), "case %zu: exit %d, log:\n%s", i, rc,
+                  text ? text : "");
+        free(text);
+        snprintf(want, sizeof(want), "%s/ckpt_00000003.h5", run);
+        CHECK_MSG(!file_exists(want), "case %zu: trained on", i);
+    }
+    /* the good checkpoint resumes */
+    copy_file(good, ck2);
+    rc = train_logged(yaml, log);
+    char *text = slurp(log, NULL);
+    CHECK_MSG(rc == 0, "resume of the good checkpoint: exit %d, log:\n%s", rc, text ? text : "");
+    free(text);
+    snprintf(want, sizeof(want), "%s/ckpt_00000004.h5", run);
+    CHECK(file_exists(want));
+}
+
 int main(int argc, char **argv) {
     dist_init(&g_dist, &argc, &argv);
     snprintf(g_root, sizeof(g_root), "/tmp/test_ckpt.XXXXXX");
@@ -647,6 +1265,11 @@ int main(int argc, char **argv) {
     test_corrupt();
     test_failed_save();
     test_mismatch();
+    test_forged();
+    test_latest_after_kill();
+    test_stale_temps();
+    test_file_size_limit();
+    test_resume_forged(); /* last: it sets up the process grid */
     if (getenv("TEST_CKPT_KEEP"))
         printf("kept %s\n", g_root);
     else
