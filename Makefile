@@ -53,7 +53,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIBHW    := $(BUILD)/libheadwise.a
 
-.PHONY: all deps test-deps deps-check test check demo bench bench-attn clean format format-check docs help
+.PHONY: all deps test-deps deps-check test check demo bench bench-attn clean format format-check docs help FORCE
 all: deps-check $(BUILD)/headwise
 
 help:
@@ -87,6 +87,16 @@ endif
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# The source revision recorded in eval results (eval/eval.c HW_GIT_REV): a stamp that changes
+# only when HEAD does, so eval.o is rebuilt exactly then.
+GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+$(BUILD)/git-rev: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(GIT_REV)' | cmp -s - $@ || echo '$(GIT_REV)' >$@
+$(BUILD)/obj/eval/eval.o: $(BUILD)/git-rev
+$(BUILD)/obj/eval/eval.o: CFLAGS += -DHW_GIT_REV='"$(GIT_REV)"'
+FORCE:
 
 $(LIBHW): $(LIB_OBJS)
 	@mkdir -p $(dir $@)

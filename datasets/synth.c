@@ -60,6 +60,28 @@ static int synth_line(char *out, size_t cap, uint64_t seed, uint64_t line) {
     return n;
 }
 
+const char *const synth_kind_names[SYNTH_KINDS] = {"copy", "reverse", "add", "recall"};
+
+int synth_example(uint64_t seed, uint64_t index, char *prompt, size_t pcap, char *answer,
+                  size_t acap) {
+    char line[128];
+    int n = synth_line(line, sizeof(line), seed, index);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = 0;
+    const char *sep = strstr(line, " > ");
+    HW_ASSERT(sep != NULL);
+    size_t np = (size_t)(sep - line) + 2; /* the space belongs to the answer, as in training */
+    snprintf(prompt, pcap, "%.*s", (int)np, line);
+    snprintf(answer, acap, "%s", sep + 2);
+    for (int k = 0; k < SYNTH_KINDS; k++) {
+        size_t w = strlen(synth_kind_names[k]);
+        if (!strncmp(line, synth_kind_names[k], w) && line[w] == ' ')
+            return k;
+    }
+    HW_ASSERT(!"unknown synthetic task");
+    return -1;
+}
+
 char *synth_corpus(uint64_t seed, size_t bytes, size_t *len) {
     size_t cap = bytes + 128, n = 0;
     char *text = HW_MALLOC(cap);

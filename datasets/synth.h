@@ -14,4 +14,13 @@
 /* Generate about `bytes` bytes of text (whole lines). Caller frees. *len gets the length. */
 char *synth_corpus(uint64_t seed, size_t bytes, size_t *len);
 
+enum synth_kind { SYNTH_COPY, SYNTH_REVERSE, SYNTH_ADD, SYNTH_RECALL, SYNTH_KINDS };
+extern const char *const synth_kind_names[SYNTH_KINDS]; /* "copy", "reverse", "add", "recall" */
+
+/* Line `index` of the corpus of `seed`, split inside its " > ": the prompt ("add 47+38 >") and
+ * the answer (" 85", no newline; the space starts the answer, so the prompt ends on a token
+ * boundary of the training text). Returns the task kind. */
+int synth_example(uint64_t seed, uint64_t index, char *prompt, size_t pcap, char *answer,
+                  size_t acap);
+
 #endif /* HW_SYNTH_H */

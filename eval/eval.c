@@ -211,11 +211,13 @@ static int check_tasks(const struct hw_config *c, char *err) {
     }
     for (int i = 0; i < c->eval.tasks.n; i++)
         if (!eval_find_task(c->eval.tasks.item[i])) {
+            char known[256] = "";
+            for (int k = 0, n = 0; eval_tasks[k]; k++)
+                n += snprintf(known + n, sizeof(known) - (size_t)n, "%s%s", k ? ", " : "",
+                              eval_tasks[k]->name);
             cfg_where(c, "eval.tasks", where, sizeof(where));
-            return hw_errf(err, HW_ECONFIG,
-                           "%s: error: eval.tasks: unknown task '%s' (known: "
-                           "perplexity, multifc, multifc_classify, rolemrc)",
-                           where, c->eval.tasks.item[i]);
+            return hw_errf(err, HW_ECONFIG, "%s: error: eval.tasks: unknown task '%s' (known: %s)",
+                           where, c->eval.tasks.item[i], known);
         }
     return 0;
 }

@@ -31,8 +31,13 @@ static const struct eval_task chat_qa = {
     "eval.indicator / eval.pasta_alpha for conditional SFT",
     task_chat_qa};
 
-const struct eval_task *const eval_tasks[] = {&perplexity, &multifc, &multifc_classify,
-                                              &rolemrc,    &chat_qa, NULL};
+static const struct eval_task synth = {
+    "synth", "1",
+    "greedy exact match on the built-in synthetic tasks (copy, reverse, add, recall; the demo)",
+    task_synth};
+
+const struct eval_task *const eval_tasks[] = {
+    &perplexity, &multifc, &multifc_classify, &rolemrc, &chat_qa, &synth, NULL};
 
 const struct eval_task *eval_find_task(const char *name) {
     for (int i = 0; eval_tasks[i]; i++)

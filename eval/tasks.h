@@ -59,6 +59,7 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
 int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
 int task_multifc_classify(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
 int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
+int task_synth(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err);
 /* MultiFC reporting shared by both methods: micro/macro F1 of pred against gold (global label
  * ids) with bootstrap stderr under prefix ("", "norm_", "majority_"). */
 void multifc_put_f1(json_t *metrics, const char *prefix, const int *gold, const int *pred, int n,

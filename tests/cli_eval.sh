@@ -10,8 +10,8 @@ prepare_tiny "$D"
 expect_exit 0 "train a small model" "$HW" train configs/tiny.yaml data.train="$D/train.h5" \
     data.val="$D/val.h5" train.steps=8 run.ckpt_every=4 run.dir="$T/run"
 MFC=../shared/datasets/multifc/multifc_dev_claimid_claim_label.csv
-TASKS=perplexity,rolemrc
-if [ -f "$MFC" ]; then TASKS=perplexity,multifc,rolemrc; else
+TASKS=perplexity,rolemrc,synth
+if [ -f "$MFC" ]; then TASKS=perplexity,multifc,rolemrc,synth; else
     echo "SKIP multifc in cli_eval: $MFC not found"; MFC=""; fi
 ev() { # OUT [extra args]: evaluate the step-8 checkpoint
     out=$1
@@ -56,6 +56,12 @@ if [ -n "$MFC" ]; then
 fi
 # issue 17 item 13: provenance and per-sample records
 ok "git revision recorded" grep -q '"headwise_git_rev": "' "$T/e8/results_$R.json"
+if git rev-parse --short=12 HEAD >/dev/null 2>&1; then
+    ok "  the build's revision" grep -q "\"headwise_git_rev\": \"$(git rev-parse --short=12 HEAD)" "$T/e8/results_$R.json"
+fi
+# the built-in synthetic tasks (the demo's evaluation): accuracy per task with its stderr
+ok "synth accuracy per task" sh -c "grep -q '\"acc_copy,none\"' '$T/e8/results_$R.json' && grep -q '\"acc_recall_stderr,none\"' '$T/e8/results_$R.json'"
+ok "synth samples: prompt, target and output" sh -c "grep '\"task\":\"synth\"' '$T/e8/samples_$R.jsonl' | grep '\"prompt\":' | grep -c '\"target\":\" ' | grep -qx 40"
 ok "rolemrc data SHA-256" grep -q "\"$(sha256sum tests/fixtures/rolemrc_fixture.jsonl | cut -c1-64)\"" "$T/e8/results_$R.json"
 ok "prompt template hashes" sh -c "test \$(grep -c '\"prompt_template_sha256\"' '$T/e8/results_$R.json') -ge 2"
 ok "truncated prompts reported" grep -q '"truncated_prompts": ' "$T/e8/results_$R.json"
@@ -152,7 +158,7 @@ if [ -n "$MFC" ]; then
 fi
 # errors
 expect_exit 2 "unknown task" "$HW" eval --ckpt "$T/run" --tasks multifcc
-err_has "eval.tasks: unknown task 'multifcc' (known: perplexity, multifc, multifc_classify, rolemrc)"
+err_has "eval.tasks: unknown task 'multifcc' (known: perplexity, multifc, multifc_classify, rolemrc, chat_qa, synth)"
 expect_exit 1 "missing checkpoint" "$HW" eval --ckpt "$T/none.h5" --tasks perplexity
 err_has "eval.checkpoints: $T/none.h5: cannot open: No such file or directory"
 expect_exit 1 "missing data file" "$HW" eval --ckpt "$T/run" --tasks rolemrc --rolemrc-data "$T/no.jsonl"
