@@ -2,7 +2,8 @@
 # tools/demo.sh -- the demo job on built-in data: prepare the synthetic task corpus, train a
 # small GPT on one rank (interrupted at step 120 as if preempted), resume it under mpirun on
 # 2 ranks that split the attention heads (the checkpoint is resharded on load), verify the
-# checkpoint, sample from it, and print where everything is.
+# checkpoint, evaluate it (accuracy per synthetic task on held-out lines, perplexity), sample
+# from it, and print where everything is.
 set -e
 HW=${1:-build/headwise}
 DATA=runs/demo-data
@@ -39,18 +40,28 @@ echo "==> 4/5 verify the final checkpoint"
 CKPT=$(cat "$RUN/latest")
 "$HW" ckpt verify "$RUN/$CKPT" | tail -n 1
 echo
-echo "==> 5/5 sample from it (greedy, KV cache)"
-for p in "copy hello > " "reverse abc > " "add 12+30 > " "recall a=1 b=7 c=3 ? b > "; do
+echo "==> 5/6 evaluate it: greedy accuracy per synthetic task (held-out lines), perplexity"
+"$HW" eval --ckpt "$RUN/$CKPT" --tasks synth,perplexity --perplexity-data "$DATA/val.h5" \
+    --output "$RUN/eval" --limit 200 --log-samples | grep -E '^\| (task|synth|perplexity) '
+echo
+echo "==> 6/6 sample from it (greedy, KV cache)"
+for p in "copy hello >" "reverse abc >" "add 12+30 >" "recall a=1 b=7 c=3 ? b >"; do
     "$HW" sample "$RUN" --prompt "$p" --tokens 12 --temperature 0 2>/dev/null | head -n 1
 done
 echo
 first=$(head -n 1 "$RUN/metrics.jsonl" | sed 's/.*"loss":\([^,]*\),.*/\1/')
 last=$(tail -n 1 "$RUN/metrics.jsonl" | sed 's/.*"loss":\([^,]*\),.*/\1/')
 val=$(grep val_loss "$RUN/metrics.jsonl" | tail -n 1 | sed 's/.*"val_loss":\([^,}]*\).*/\1/')
+RES=$RUN/eval/results_${CKPT%.h5}.json
+acc() { # the synth accuracy named $1 from the results file, as a percentage
+    sed -n "s/.*\"$1,none\": \([0-9.eE+-]*\).*/\1/p" "$RES" | head -n 1 |
+        awk '{ printf "%.0f%%", 100 * $1 }'
+}
 echo "==> demo summary"
 echo "  train loss:  $first (step 1) -> $last (step $(wc -l <"$RUN/metrics.jsonl"))   val loss: $val"
+echo "  accuracy:    copy $(acc acc_copy), reverse $(acc acc_reverse), add $(acc acc_add), recall $(acc acc_recall) (greedy, $RUN/eval)"
 echo "  data:        $DATA/{train,val}.h5, tokenizer $DATA/tokenizer.json"
 echo "  run dir:     $RUN (config.yaml, tokenizer.json, metrics.jsonl)"
 echo "  checkpoints: $(ls "$RUN"/ckpt_*.h5 | tr '\n' ' ')"
-echo "  try:         $HW sample $RUN --prompt 'copy world > '"
+echo "  try:         $HW sample $RUN --prompt 'copy world >'"
 echo "               $HW ckpt info $RUN/$CKPT"
