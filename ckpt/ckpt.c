@@ -1372,7 +1372,7 @@ int ckpt_open(struct ckpt_file *f, const struct dist *d, const char *path, char 
     f->d = d;
     h5_quiet_(&q);
 
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO must not block: it is refused below */
     struct stat st;
     if (fd < 0) {
         rc = hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -1380,8 +1380,9 @@ int ckpt_open(struct ckpt_file *f, const struct dist *d, const char *path, char 
         if (fstat(fd, &st) != 0)
             rc = hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(errno));
         else if (!S_ISREG(st.st_mode))
-            rc = hw_errf(err, HW_EIO, "%s: cannot open: %s", path,
-                         strerror(S_ISDIR(st.st_mode) ? EISDIR : EINVAL));
+            rc = S_ISDIR(st.st_mode)
+                     ? hw_errf(err, HW_EIO, "%s: cannot open: %s", path, strerror(EISDIR))
+                     : hw_errf(err, HW_EIO, "%s: not a regular file", path);
         close(fd);
     }
     rc = agree_(d, rc, path, err);

@@ -115,6 +115,13 @@ else
     expect_exit 2 "sample --backend cuda without a GPU" "$HW" sample "$T/r" --tokens 4 --backend cuda
     ok "names the missing build or device" grep -qE "no CUDA backend|no CUDA device" "$T/err"
 fi
+# a FIFO given as a checkpoint is refused, never waited on
+mkfifo "$T/fifo.h5"
+expect_exit 1 "ckpt verify of a FIFO" timeout 20 "$HW" ckpt verify "$T/fifo.h5"
+err_has "$T/fifo.h5: not a regular file"
+expect_exit 1 "eval of a FIFO checkpoint" timeout 20 "$HW" eval --ckpt "$T/fifo.h5" --tasks perplexity \
+    --perplexity-data "$D/val.h5" --output "$T/evf"
+err_has "$T/fifo.h5: not a regular file"
 sums() { md5sum "$T"/r/ckpt_*.h5 "$T/r/latest" "$T/r/config.yaml" "$T/r/tokenizer.json" "$T/r/metrics.jsonl"; }
 sums >"$T/sums.before"
 expect_exit 2 "resume with another model shape" "$HW" train "$@" run.dir="$T/r" model.d_model=64 train.steps=6
