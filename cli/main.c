@@ -1,6 +1,7 @@
 /* cli/main.c -- the headwise binary: subcommand dispatch, MPI setup and teardown. */
 #include "../core/check.h"
 #include "../core/log.h"
+#include "../train/signals.h"
 #include "cli.h"
 
 #include <stdio.h>
@@ -65,6 +66,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return HW_EXIT_CONFIG;
     }
+    if (cmd == cmd_train) /* before MPI starts: a preemption signal at start-up must not kill */
+        signals_install();
     if (cmd == cmd_config) /* parses and prints only: no MPI start (about 0.5 s per job) */
         dist_init_local(&d);
     else

@@ -3,10 +3,13 @@
 # (tools/slurm_local.sh: slurmctld + slurmd + munged, installed from Debian when missing):
 # a 2-rank srun --mpi=pmix training job completes; a job sent SIGUSR1 mid-run (scancel --signal
 # USR1 --batch) and one stopped by HW_STOP_AFTER_STEP under HW_LAUNCH=mpirun checkpoint, exit 4,
-# requeue themselves, resume, and log the losses of the uninterrupted job exactly; a cancelled
-# job checkpoints on SIGTERM but is not requeued; the eval
-# array writes one results file per checkpoint; a sweep array gets its overrides and run dirs;
-# a bad config fails fast with its error line in the log. Needs root (skips otherwise).
+# requeue themselves, resume, and log the losses of the uninterrupted job exactly; so do a job
+# sent SIGUSR1 the moment its batch shell can catch it, and one requeued from outside (scontrol
+# requeue: the log says so) and then sent SIGUSR1 at the start of its restart; a cancelled
+# job checkpoints on SIGTERM but is not requeued; the eval array writes one results file per
+# checkpoint; a sweep array gets its overrides and run dirs, and the task that carries the
+# array's job id, preempted, requeues itself alone; a bad config fails fast with its error line
+# in the log. Needs root (skips otherwise).
 # Usage: sh tests/slurm_cluster.sh [build/headwise]   (HW_KEEP=1 keeps the temp dir and logs)
 . tests/lib.sh
 name=slurm_cluster
@@ -64,6 +67,18 @@ wait_job() {
 # one line per task
 field() { timeout 20 scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 has() { grep -qF -- "$2" "$1"; } # FILE STRING
+# shell_ready ID N : job ID's batch shell on its run N (0 first, N restarts later) exists and can
+# catch SIGUSR1 (its trap is set: bit 10 of SigCgt)
+shell_ready() {
+    for p in $(pgrep -f "/job0*$1/slurm_script"); do
+        rs=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^SLURM_RESTART_COUNT=//p')
+        [ "${rs:-0}" = "$2" ] || continue
+        m=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$p/status" 2>/dev/null)
+        [ -n "$m" ] && [ $((0x$m & 0x200)) != 0 ] && return 0
+    done
+    return 1
+}
+steps_logged() { [ "$(cat "$1/metrics.jsonl" 2>/dev/null | wc -l)" -ge "$2" ]; } # RUN_DIR N
 quiet() { "$@" >/dev/null 2>&1; }
 show_log() { [ -f "$1" ] && tail -n 15 "$1" | sed 's/^/     | /'; }
 
@@ -83,43 +98,128 @@ metric_lines "$T/a/metrics.jsonl" >"$T/ma"
 ok "  600 steps logged" test "$(wc -l <"$T/ma")" = 600
 [ $n_failed = 0 ] || show_log "$T/a.out"
 
-# --- 2. preempted by SIGUSR1 to the batch shell: checkpoint, exit 4, requeue, resume ----------
-j=$(submit "$T/b.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/b")
-i=0 # signal once the job is well into its run
-while [ "$(cat "$T/b/metrics.jsonl" 2>/dev/null | wc -l)" -lt 30 ] && [ $i -lt 1200 ]; do
-    sleep 0.1
-    i=$((i + 1))
+# --- 2. preemption and requeue. Five jobs share the 2 CPUs; each runs while the others wait out
+# their requeue delay (about 12 s):
+#   B  SIGUSR1 to the batch shell mid-run (scancel --signal=USR1 --batch)
+#   C  HW_STOP_AFTER_STEP=300 (a deterministic preemption) under HW_LAUNCH=mpirun
+#   S  SIGUSR1 the moment its batch shell can catch it (before or while the ranks start)
+#   Q  `scontrol requeue` from outside mid-run, then SIGUSR1 at the start of its restart
+#   W  a sweep array (line i of the file -> overrides and run dir <run.dir>-i): the task that
+#      carries the array's own job id gets SIGUSR1 mid-run
+# Each checkpoints, exits 4, is requeued (itself alone), resumes and ends with the losses of the
+# uninterrupted job.
+t_block=$(date +%s)
+jS=$(submit "$T/s.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/s")
+jB=$(submit "$T/b.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/b")
+jQ=$(submit "$T/q.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/q")
+jC=$(submit "$T/c.out" --export=ALL,HW_LAUNCH=mpirun,HW_STOP_AFTER_STEP=300 $TASKS \
+    slurm/train.sbatch "$@" run.dir="$T/c")
+printf '# lr sweep\ntrain.lr=1e-3\n\ntrain.lr=2e-3 train.warmup=2\n' >"$T/sweep.txt"
+jW=$(submit "$T/sweep_%a.out" --array=0-1 --cpus-per-task=1 slurm/sweep.sbatch configs/tiny.yaml \
+    "$T/sweep.txt" data.train="$D/train.h5" data.val="" train.steps=600 train.log_every=150 \
+    run.dir="$T/sw")
+# master_task ID: the running array task whose job id is the array's id, in $mt
+master_task() {
+    mt=$(timeout 20 squeue -h -j "$1" -t R -o '%A %K' 2>/dev/null |
+        awk -v j="$1" '$1 == j && $2 ~ /^[0-9]+$/ {print $2}')
+    [ -n "$mt" ]
+}
+sS=0 sB=0 rQ=0 sQ=0 sW=0 mt=''
+while [ $((sS + sB + rQ + sQ + sW)) -lt 5 ] && [ $(($(date +%s) - t_block)) -lt "$LIMIT" ]; do
+    if [ $sS = 0 ] && shell_ready "$jS" 0; then
+        scancel --signal=USR1 --batch "$jS"
+        sS=1
+    fi
+    if [ $sB = 0 ] && steps_logged "$T/b" 10; then
+        scancel --signal=USR1 --batch "$jB"
+        sB=1
+    fi
+    if [ $rQ = 0 ] && steps_logged "$T/q" 30; then
+        timeout 20 scontrol requeue "$jQ"
+        rQ=1
+    elif [ $rQ = 1 ] && [ $sQ = 0 ] && shell_ready "$jQ" 1; then
+        scancel --signal=USR1 --batch "$jQ"
+        sQ=1
+    fi
+    if [ $sW = 0 ] && { [ -n "$mt" ] || master_task "$jW"; } && steps_logged "$T/sw-$mt" 10; then
+        scancel --signal=USR1 --batch "${jW}_$mt"
+        sW=1
+    fi
+    sleep 0.05
 done
-scancel --signal=USR1 --batch "$j"
-ok "SIGUSR1 job: finished within $LIMIT s" wait_job "$j"
-echo "     (${waited}s after the signal)"
-ok "  the trap forwarded SIGUSR1" has "$T/b.out" "got SIGUSR1: forwarding to the ranks"
+ok "preemption jobs: every signal sent within $LIMIT s (S $sS, B $sB, Q $rQ $sQ, W $sW)" \
+    test $((sS + sB + rQ + sQ + sW)) = 5
+all_done() { for x in "$jS" "$jB" "$jQ" "$jC" "$jW"; do wait_job "$x" || return 1; done; }
+ok "  all five finished within $LIMIT s each" all_done
+echo "     ($(($(date +%s) - t_block)) s for the five)"
+
+ok "B, SIGUSR1 mid-run: the trap asked the ranks to stop" has "$T/b.out" \
+    "got SIGUSR1: the ranks checkpoint at the end of the step"
 ok "  checkpointed mid-run and exited 4" grep -qE "stopped by signal 10 at step [0-9]+ .*exit code 4" "$T/b.out"
-ok "  requeued itself" has "$T/b.out" "checkpointed (exit 4): requeueing job $j"
-ok "  restarted once (Restarts=1, SLURM_RESTART_COUNT=1)" test "$(field "$j" Restarts)" = 1
+ok "  requeued itself" has "$T/b.out" "checkpointed (exit 4): requeueing job $jB"
+ok "  restarted once (Restarts=1, SLURM_RESTART_COUNT=1)" test "$(field "$jB" Restarts)" = 1
 ok "  logged that it resumes" grep -q "restart 1: resuming from $T/b/ckpt_" "$T/b.out"
 ok "  headwise resumed from that checkpoint" grep -q "resumed from $T/b/ckpt_" "$T/b.out"
-ok "  then COMPLETED, exit 0:0" test "$(field "$j" JobState) $(field "$j" ExitCode)" = "COMPLETED 0:0"
+ok "  then COMPLETED, exit 0:0" test "$(field "$jB" JobState) $(field "$jB" ExitCode)" = "COMPLETED 0:0"
 ok "  two runs in the completion log (sacct -c)" \
-    test "$(sacct -c -n -P -j "$j" -o state 2>/dev/null | tr '\n' ' ')" = "PENDING COMPLETED "
+    test "$(sacct -c -n -P -j "$jB" -o state 2>/dev/null | tr '\n' ' ')" = "PENDING COMPLETED "
 metric_lines "$T/b/metrics.jsonl" >"$T/mb"
 ok "  every step's loss, lr and grad norm equal the uninterrupted job's" cmp -s "$T/ma" "$T/mb"
 [ $n_failed = 0 ] || show_log "$T/b.out"
+f0=$n_failed
 
-# --- 3. HW_STOP_AFTER_STEP (deterministic preemption) with HW_LAUNCH=mpirun ---------------------
-j=$(submit "$T/c.out" --export=ALL,HW_LAUNCH=mpirun,HW_STOP_AFTER_STEP=300 $TASKS \
-    slurm/train.sbatch "$@" run.dir="$T/c")
-ok "mpirun job stopped at step 300: finished within $LIMIT s" wait_job "$j"
-echo "     (${waited}s)"
-ok "  launched with mpirun inside the allocation" has "$T/c.out" "2 ranks x 1 threads via mpirun"
+ok "C, mpirun job stopped at step 300: launched with mpirun inside the allocation" has "$T/c.out" \
+    "2 ranks x 1 threads via mpirun"
 ok "  exit 4 at step 300, requeued" has "$T/c.out" "stopped by signal 10 at step 300"
 ok "  resumed at step 300" has "$T/c.out" "resumed from $T/c/ckpt_00000300.h5 at step 300"
-ok "  COMPLETED after 1 restart" test "$(field "$j" JobState) $(field "$j" Restarts)" = "COMPLETED 1"
+ok "  COMPLETED after 1 restart" test "$(field "$jC" JobState) $(field "$jC" Restarts)" = "COMPLETED 1"
 metric_lines "$T/c/metrics.jsonl" >"$T/mc"
 ok "  losses equal the uninterrupted job's (exact)" cmp -s "$T/ma" "$T/mc"
-[ $n_failed = 0 ] || show_log "$T/c.out"
+[ $n_failed = "$f0" ] || show_log "$T/c.out"
+f0=$n_failed
 
-# --- 3b. scancel: SIGTERM reaches the ranks from Slurm, they checkpoint; the job is NOT requeued
+ok "S, SIGUSR1 the moment the shell can catch it: caught (no 'User defined signal')" sh -c \
+    "grep -q 'got SIGUSR1' '$T/s.out' && ! grep -q 'User defined signal' '$T/s.out'"
+ok "  requeued itself" has "$T/s.out" "requeueing job $jS"
+ok "  COMPLETED after 1 restart" test \
+    "$(field "$jS" JobState) $(field "$jS" ExitCode) $(field "$jS" Restarts)" = "COMPLETED 0:0 1"
+metric_lines "$T/s/metrics.jsonl" >"$T/ms"
+ok "  losses equal the uninterrupted job's (exact)" cmp -s "$T/ma" "$T/ms"
+[ $n_failed = "$f0" ] || show_log "$T/s.out"
+f0=$n_failed
+
+ok "Q, scontrol requeue from outside: the log says Slurm requeued it" has "$T/q.out" \
+    "Slurm requeued job $jQ from outside"
+ok "  and not that it was not requeued" sh -c "! grep -q 'not requeueing' '$T/q.out'"
+ok "  the ranks checkpointed on SIGTERM" grep -qE "stopped by signal 15 at step [0-9]+ .*exit code 4" "$T/q.out"
+ok "  SIGUSR1 at the start of the restart: caught, requeued" sh -c \
+    "grep -q 'got SIGUSR1' '$T/q.out' && grep -q 'requeueing job $jQ' '$T/q.out' &&
+     ! grep -q 'User defined signal' '$T/q.out'"
+ok "  COMPLETED after 2 restarts" test \
+    "$(field "$jQ" JobState) $(field "$jQ" ExitCode) $(field "$jQ" Restarts)" = "COMPLETED 0:0 2"
+metric_lines "$T/q/metrics.jsonl" >"$T/mq"
+ok "  losses equal the uninterrupted job's (exact)" cmp -s "$T/ma" "$T/mq"
+[ $n_failed = "$f0" ] || show_log "$T/q.out"
+f0=$n_failed
+
+mt=${mt:-1}
+ot=$((1 - mt))
+ok "W, sweep array 0-1: both settings COMPLETED" test \
+    "$(field "$jW" JobState | sort -u | tr '\n' ' ')" = "COMPLETED "
+ok "  setting 0 in $T/sw-0 with lr 1e-3" grep -q "lr: 0.001$" "$T/sw-0/config.yaml"
+ok "  setting 1 in $T/sw-1 with lr 2e-3, warmup 2" sh -c \
+    "grep -q 'lr: 0.002$' '$T/sw-1/config.yaml' && grep -q 'warmup: 2$' '$T/sw-1/config.yaml'"
+ok "  task $mt (job id $jW, the array's) requeued itself as ${jW}_$mt" has "$T/sweep_$mt.out" \
+    "checkpointed (exit 4): requeueing task ${jW}_$mt"
+ok "  and resumed" grep -q "resumed from $T/sw-$mt/ckpt_" "$T/sweep_$mt.out"
+ok "  restarted once; task $ot not at all" test \
+    "$(field "${jW}_$mt" Restarts) $(field "${jW}_$ot" Restarts)" = "1 0"
+ok "  task $ot ran undisturbed" sh -c "! grep -q 'SIGUSR1' '$T/sweep_$ot.out'"
+ok "  600 steps each" test "$(metric_lines "$T/sw-$mt/metrics.jsonl" | wc -l) $(metric_lines \
+    "$T/sw-$ot/metrics.jsonl" | wc -l)" = "600 600"
+[ $n_failed = "$f0" ] || show_log "$T/sweep_$mt.out"
+
+# --- 3. scancel: SIGTERM reaches the ranks from Slurm, they checkpoint; the job is NOT requeued
 j=$(submit "$T/k.out" $TASKS slurm/train.sbatch "$@" train.steps=100000 train.val_every=0 \
     run.ckpt_every=0 run.dir="$T/k")
 i=0
@@ -153,18 +253,7 @@ ok "  task 0 took the first checkpoint, task $N the last" sh -c \
     "grep -q 'ckpt_00000150.h5' '$T/eval_0.out' && grep -q 'ckpt_00000600.h5' '$T/eval_$N.out'"
 [ $n_failed = 0 ] || show_log "$T/eval_0.out"
 
-# --- 5. sweep array: line i of the file -> overrides and run dir <run.dir>-i -------------------
-printf '# lr sweep\ntrain.lr=1e-3\n\ntrain.lr=2e-3 train.warmup=2\n' >"$T/sweep.txt"
-j=$(submit "$T/sweep_%a.out" --array=0-1 --cpus-per-task=1 slurm/sweep.sbatch configs/tiny.yaml \
-    "$T/sweep.txt" data.train="$D/train.h5" data.val="" train.steps=8 run.dir="$T/sw")
-ok "sweep array 0-1: finished within $LIMIT s" wait_job "$j"
-ok "  both settings COMPLETED" test "$(field "$j" JobState | sort -u | tr '\n' ' ')" = "COMPLETED "
-ok "  setting 0 in $T/sw-0 with lr 1e-3" grep -q "lr: 0.001$" "$T/sw-0/config.yaml"
-ok "  setting 1 in $T/sw-1 with lr 2e-3, warmup 2" sh -c \
-    "grep -q 'lr: 0.002$' '$T/sw-1/config.yaml' && grep -q 'warmup: 2$' '$T/sw-1/config.yaml'"
-[ $n_failed = 0 ] || show_log "$T/sweep_1.out"
-
-# --- 6. a bad config fails fast, not requeued, with the error line in the log -----------------
+# --- 5. a bad config fails fast, not requeued, with the error line in the log -----------------
 j=$(submit "$T/bad.out" slurm/train.sbatch configs/tiny.yaml data.train="$D/train.h5" train.lr=-1 \
     run.dir="$T/bad")
 LIMIT=60
