@@ -10,6 +10,7 @@
 #include "check.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -17,6 +18,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 // ------------------------------------------------------------------------------------------------
@@ -813,13 +816,39 @@ static int check_root(const struct node *root, const char *file, char *err) {
 
 #define FILE_MAX (16u << 20)
 
-/* Read a whole file. Returns 0, or errno (EFBIG for a file over FILE_MAX). */
+#define NOT_REGULAR (-1) /* read_file: a FIFO, device or directory (refused, never waited on) */
+
+static const char *read_error(int e) {
+    return e == NOT_REGULAR ? "not a regular file" : strerror(e);
+}
+
+/* Read a whole regular file. Returns 0, NOT_REGULAR, or errno (EFBIG for a file over FILE_MAX).
+ * Opened non-blocking so that a FIFO is refused instead of waited on. */
 static int read_file(const char *path, char **text, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
+        return errno ? errno : EIO;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return e ? e : EIO;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return S_ISDIR(st.st_mode) ? EISDIR : NOT_REGULAR;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
     size_t cap = 4096, n = 0;
     char *buf;
-    if (!f)
-        return errno ? errno : EIO;
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return e ? e : EIO;
+    }
     buf = HW_MALLOC(cap);
     for (;;) {
         size_t got = fread(buf + n, 1, cap - n, f);
@@ -903,9 +932,9 @@ static int load_file(struct loader *L, const char *path, const struct node *from
     if (e) {
         free(real);
         if (!from)
-            return hw_errf(err, HW_EIO, "%s: error: cannot open: %s", path, strerror(e));
+            return hw_errf(err, HW_EIO, "%s: error: cannot open: %s", path, read_error(e));
         return errat(err, HW_ECONFIG, from->file, from->line, from->col,
-                     "base: cannot open '%s': %s", path, strerror(e));
+                     "base: cannot open '%s': %s", path, read_error(e));
     }
     for (int i = 0; i < L->depth; i++) {
         if (strcmp(L->real[i], real))

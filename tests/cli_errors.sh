@@ -115,6 +115,10 @@ else
     expect_exit 2 "sample --backend cuda without a GPU" "$HW" sample "$T/r" --tokens 4 --backend cuda
     ok "names the missing build or device" grep -qE "no CUDA backend|no CUDA device" "$T/err"
 fi
+# a FIFO given as the config (or as its base) is refused, never waited on
+mkfifo "$T/cfg.fifo"
+expect_exit 2 "train with a FIFO as the config" timeout 20 "$HW" train "$T/cfg.fifo"
+err_has "$T/cfg.fifo: error: cannot open: not a regular file"
 # a FIFO given as a checkpoint is refused, never waited on
 mkfifo "$T/fifo.h5"
 expect_exit 1 "ckpt verify of a FIFO" timeout 20 "$HW" ckpt verify "$T/fifo.h5"
