@@ -2,11 +2,13 @@
  * (datasets/synth.h: copy, reverse, two-digit addition, associative recall), the demo's
  * evaluation. Examples come from a corpus seed that `data prepare --synthetic` does not use by
  * default (held-out lines, eval.seed mixed in), eval.limit of them (0: 400), a quarter-ish of each
- * kind; the prompt "add 47+38 >" is decoded greedily until the newline and the text before it
- * must equal the answer (" 85"). Reports accuracy overall and per task with binomial standard
+ * kind; the prompt ("add 47+38 >", cut back to a token boundary of the whole line's own
+ * tokenisation) is decoded greedily until the newline and the text before it must equal the
+ * rest of the line (" 85"). Reports accuracy overall and per task with binomial standard
  * errors. */
 #include "../core/check.h"
 #include "../core/rng.h"
+#include "../datasets/bpe.h"
 #include "../datasets/synth.h"
 #include "tasks.h"
 
@@ -16,6 +18,36 @@
 #include <string.h>
 
 #define SYNTH_EVAL_SEED 0x5e1d0e7a1ULL /* not the corpus seed of `data prepare` (1337) */
+
+/* Cut the whole line (prompt + answer + newline) where its own tokenisation puts a token
+ * boundary: the prompt keeps the tokens that lie inside "add 47+38 >", the answer is the rest of
+ * the line. A BPE token may span the cut (" >" + " 85" can be tokenised "> " + "85" in training
+ * text), and a prompt that ends inside a token the model never saw end there is scored against
+ * text the model was not trained to continue. */
+static void token_boundary_split(const struct bpe *tok, const char *p, const char *a, char **prompt,
+                                 char **answer) {
+    size_t lp = strlen(p), la = strlen(a);
+    char *line = HW_MALLOC(lp + la + 2);
+    memcpy(line, p, lp);
+    memcpy(line + lp, a, la);
+    line[lp + la] = '\n';
+    line[lp + la + 1] = '\0';
+    int32_t *ids = NULL;
+    int64_t n = bpe_encode(tok, line, lp + la + 1, 0, &ids), cut = 0;
+    for (int64_t k = 0; k < n; k++) {
+        int len = 0;
+        bpe_token_bytes(tok, ids[k], &len);
+        if (cut + len > (int64_t)lp)
+            break;
+        cut += len;
+    }
+    free(ids);
+    line[lp + la] = '\0'; /* the answer stops before the newline */
+    *answer = HW_STRDUP(line + cut);
+    line[cut] = '\0';
+    *prompt = HW_STRDUP(line);
+    free(line);
+}
 
 int task_synth(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err) {
     const struct cfg_eval *e = &ctx->c->eval;
@@ -27,8 +59,7 @@ int task_synth(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err) {
     for (int i = 0; i < n; i++) {
         char p[128], a[64];
         kind[i] = synth_example(seed, (uint64_t)i, p, sizeof(p), a, sizeof(a));
-        prompts[i] = HW_STRDUP(p);
-        answers[i] = HW_STRDUP(a);
+        token_boundary_split(ctx->lm->tok, p, a, &prompts[i], &answers[i]);
         mine += eval_mine(ctx, i);
     }
     /* this rank's examples, greedy until the line ends */
