@@ -21,12 +21,13 @@ static float *need(const struct ops *o, float **p, size_t *cap, size_t n) {
 
 void cp_work_free(const struct ops *o, struct cp_work *w) {
     if (!o) {
-        HW_ASSERT(!w->a && !w->b && !w->c);
+        HW_ASSERT(!w->a && !w->b && !w->c && !w->pos);
         return;
     }
     o->free(w->a);
     o->free(w->b);
     o->free(w->c);
+    o->free(w->pos);
     memset(w, 0, sizeof(*w));
 }
 
@@ -34,6 +35,24 @@ void cp_positions(int32_t *pos, int T_local, int cp, int rank) {
     const int c = T_local / 2;
     for (int t = 0; t < T_local; t++)
         pos[t] = t < c ? rank * c + t : (2 * cp - 1 - rank) * c + (t - c);
+}
+
+/* The positions of every context rank's rows, rank k's at [k * T_local, (k + 1) * T_local), in
+ * backend memory: computed on the host and uploaded once per call, so that a device backend's
+ * attention kernels read them where they run. */
+static const int32_t *ring_positions(const struct ops *o, struct cp_work *w, int T_local, int cp) {
+    const size_t n = (size_t)T_local * (size_t)cp;
+    if (n > w->cap_pos) {
+        o->free(w->pos);
+        w->pos = o->alloc(sizeof(int32_t) * n);
+        w->cap_pos = n;
+    }
+    int32_t *h = HW_MALLOC(sizeof(int32_t) * n);
+    for (int k = 0; k < cp; k++)
+        cp_positions(h + (size_t)k * T_local, T_local, cp, k);
+    o->upload(w->pos, h, sizeof(int32_t) * n);
+    free(h);
+    return w->pos;
 }
 
 size_t cp_ctx_floats(const struct dist *d, const struct attn_shape *s) {
@@ -90,8 +109,7 @@ static void ring_forward(const struct ops *o, struct dist *d, float *out, float 
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
     const size_t rows = (size_t)s->B * Tl, blk = rows * 2 * KD;
     float *cur = need(o, &w->a, &w->cap_a, blk), *nxt = need(o, &w->b, &w->cap_b, blk);
-    int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
-    cp_positions(qpos, Tl, cp, r);
+    const int32_t *pos = ring_positions(o, w, Tl, cp), *qpos = pos + (size_t)r * Tl;
     /* k and v are adjacent columns of qkv */
     o->copy2d(cur, sizeof(float) * 2 * KD, qkv + HD, sizeof(float) * ld, rows,
               sizeof(float) * 2 * KD);
@@ -99,7 +117,7 @@ static void ring_forward(const struct ops *o, struct dist *d, float *out, float 
         const int owner = ((r - step) % cp + cp) % cp;
         if (step + 1 < cp)
             dist_cp_isendrecv(d, cur, nxt, blk);
-        cp_positions(kpos, Tl, cp, owner);
+        const int32_t *kpos = pos + (size_t)owner * Tl;
         struct attn_block a = kv_block(qkv, cur, (int)(2 * KD), qpos, kpos, s);
         o->attention_block_forward(out, lse, &a, step > 0);
         if (step + 1 < cp) {
@@ -110,7 +128,6 @@ static void ring_forward(const struct ops *o, struct dist *d, float *out, float 
         }
     }
     o->attention_prefix_forward(out, lse, qkv, qpos, s); /* on every rank: its own queries */
-    free(qpos);
 }
 
 static void ring_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
@@ -120,14 +137,13 @@ static void ring_backward(const struct ops *o, struct dist *d, float *dqkv, cons
     const size_t HD = (size_t)s->H * s->hd, KD = (size_t)s->Hkv * s->hd;
     const size_t rows = (size_t)s->B * Tl, W4 = 4 * KD, blk = rows * W4;
     float *cur = need(o, &w->a, &w->cap_a, blk), *nxt = need(o, &w->b, &w->cap_b, blk);
-    int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
-    cp_positions(qpos, Tl, cp, r);
+    const int32_t *pos = ring_positions(o, w, Tl, cp), *qpos = pos + (size_t)r * Tl;
     o->copy2d(cur, sizeof(float) * W4, qkv + HD, sizeof(float) * ld, rows, sizeof(float) * 2 * KD);
     o->memset2d(cur + 2 * KD, sizeof(float) * W4, 0, rows, sizeof(float) * 2 * KD);
     o->memset2d(dqkv, sizeof(float) * ld, 0, rows, sizeof(float) * HD);
     for (int step = 0; step < cp; step++) {
         const int owner = ((r - step) % cp + cp) % cp;
-        cp_positions(kpos, Tl, cp, owner);
+        const int32_t *kpos = pos + (size_t)owner * Tl;
         struct attn_block a = kv_block(qkv, cur, (int)W4, qpos, kpos, s);
         o->attention_block_backward(dqkv, cur + 2 * KD, cur + 3 * KD, ld, (int)W4, dout, out, lse,
                                     &a);
@@ -140,7 +156,6 @@ static void ring_backward(const struct ops *o, struct dist *d, float *dqkv, cons
     o->copy2d(dqkv + HD, sizeof(float) * ld, cur + 2 * KD, sizeof(float) * W4, rows,
               sizeof(float) * 2 * KD);
     o->attention_prefix_backward(dqkv, ld, dout, out, lse, qkv, qpos, s);
-    free(qpos);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -192,19 +207,17 @@ static void s2_ring_forward(const struct ops *o, struct dist *d, float *out, flo
     int needs[64], by[64];
     s2_needs(d, s, needs, by);
     float *kvs = s2_fetch(o, d, qkv, s, needs, by, w);
-    int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
-    cp_positions(qpos, Tl, cp, r);
+    const int32_t *pos = ring_positions(o, w, Tl, cp), *qpos = pos + (size_t)r * Tl;
     for (int step = 0, first = 1; step < cp; step++) {
         const int src = ((r - step) % cp + cp) % cp; /* the ring's order */
         if (!needs[src])
             continue;
-        cp_positions(kpos, Tl, cp, src);
+        const int32_t *kpos = pos + (size_t)src * Tl;
         struct attn_block a = kv_block(qkv, kvs + blk * (size_t)src, (int)(2 * KD), qpos, kpos, s);
         o->attention_block_forward(out, lse, &a, !first);
         first = 0;
     }
     o->attention_prefix_forward(out, lse, qkv, qpos, s);
-    free(qpos);
 }
 
 static void s2_ring_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
@@ -219,8 +232,7 @@ static void s2_ring_backward(const struct ops *o, struct dist *d, float *dqkv, c
     /* dK/dV per chunk we attended to (ours included), then sent back to their owners */
     float *dkv = need(o, &w->b, &w->cap_b, blk * (size_t)cp);
     float *back = need(o, &w->c, &w->cap_c, blk * (size_t)cp);
-    int32_t *qpos = HW_MALLOC(sizeof(int32_t) * 2 * (size_t)Tl), *kpos = qpos + Tl;
-    cp_positions(qpos, Tl, cp, r);
+    const int32_t *pos = ring_positions(o, w, Tl, cp), *qpos = pos + (size_t)r * Tl;
     o->memset2d(dqkv, sizeof(float) * ld, 0, rows, sizeof(float) * HD);
     for (int step = 0; step < cp; step++) {
         const int src = ((r - step) % cp + cp) % cp;
@@ -228,7 +240,7 @@ static void s2_ring_backward(const struct ops *o, struct dist *d, float *dqkv, c
             continue;
         float *dk = dkv + blk * (size_t)src;
         o->memset(dk, 0, sizeof(float) * blk);
-        cp_positions(kpos, Tl, cp, src);
+        const int32_t *kpos = pos + (size_t)src * Tl;
         struct attn_block a = kv_block(qkv, kvs + blk * (size_t)src, (int)(2 * KD), qpos, kpos, s);
         o->attention_block_backward(dqkv, dk, dk + KD, ld, (int)(2 * KD), dout, out, lse, &a);
     }
@@ -252,7 +264,6 @@ static void s2_ring_backward(const struct ops *o, struct dist *d, float *dqkv, c
                             (int64_t)(2 * KD));
     }
     o->attention_prefix_backward(dqkv, ld, dout, out, lse, qkv, qpos, s);
-    free(qpos);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -28,6 +28,8 @@ struct cp_attn_ctx {
 struct cp_work {
     float *a, *b, *c;
     size_t cap_a, cap_b, cap_c;
+    int32_t *pos; /* the ring's absolute positions, in backend memory (the kernels read them) */
+    size_t cap_pos;
 };
 
 /* Absolute positions of the local tokens of context rank `rank` (T_global = T_local * cp). */
