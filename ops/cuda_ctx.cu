@@ -6,6 +6,7 @@
 #include "cuda_ctx.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static struct cuda_ctx g_ctx;
 static int g_ready, g_device = -1;
@@ -143,4 +144,59 @@ extern "C" void cuda_synchronize(void) {
 
 extern "C" void *cuda_compute_stream(void) {
     return (void *)cuda_ctx()->stream;
+}
+
+/* ---- events and the communication stream ---------------------------------------------------- */
+
+static cudaStream_t stream_of(int s) {
+    struct cuda_ctx *c = cuda_ctx();
+    return s == 1 ? c->comm : c->stream;
+}
+
+extern "C" void *cuda_event_new(void) {
+    cuda_ctx();
+    cudaEvent_t ev;
+    HW_CHECK_CUDA(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    return (void *)ev;
+}
+
+extern "C" void cuda_event_free(void *ev) {
+    if (ev)
+        HW_CHECK_CUDA(cudaEventDestroy((cudaEvent_t)ev));
+}
+
+extern "C" void cuda_event_record(void *ev, int stream) {
+    HW_CHECK_CUDA(cudaEventRecord((cudaEvent_t)ev, stream_of(stream)));
+}
+
+extern "C" void cuda_event_wait(int stream, void *ev) {
+    HW_CHECK_CUDA(cudaStreamWaitEvent(stream_of(stream), (cudaEvent_t)ev, 0));
+}
+
+extern "C" void cuda_event_sync(void *ev) {
+    HW_CHECK_CUDA(cudaEventSynchronize((cudaEvent_t)ev));
+}
+
+/* host <-> device in either direction (unified addressing tells which) */
+extern "C" void cuda_copy_async(void *dst, const void *src, size_t bytes, int stream) {
+    if (bytes && dst != src)
+        HW_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_of(stream)));
+}
+
+extern "C" void *cuda_host_alloc(size_t bytes) {
+    cuda_ctx();
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 256;
+    cudaError_t e = cudaMallocHost(&p, bytes);
+    if (e != cudaSuccess)
+        hw_die_at(__FILE__, __LINE__, "cudaMallocHost of %.1f MiB failed: %s", bytes / 1048576.0,
+                  cudaGetErrorString(e));
+    memset(p, 0, bytes);
+    return p;
+}
+
+extern "C" void cuda_host_free(void *p) {
+    if (p)
+        HW_CHECK_CUDA(cudaFreeHost(p));
 }

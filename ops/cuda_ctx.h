@@ -26,6 +26,16 @@ void cuda_download(void *dst_host, const void *src, size_t bytes);
 void cuda_synchronize(void);
 /* The compute stream every op runs on, as a cudaStream_t (CUDA events in benchmarks and tests). */
 void *cuda_compute_stream(void);
+/* Events and the communication stream (ops.h event_*, copy_async, host_alloc): stream 0 is the
+ * compute stream, 1 the communication stream. */
+void *cuda_event_new(void);
+void cuda_event_free(void *ev);
+void cuda_event_record(void *ev, int stream);
+void cuda_event_wait(int stream, void *ev);
+void cuda_event_sync(void *ev);
+void cuda_copy_async(void *dst, const void *src, size_t bytes, int stream);
+void *cuda_host_alloc(size_t bytes);
+void cuda_host_free(void *p);
 #endif /* HW_CUDA */
 
 #ifdef __cplusplus

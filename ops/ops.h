@@ -58,6 +58,13 @@ struct attn_shape {
     float *dpk, *dpv;
 };
 
+/* The two streams of a backend (ops->event_*): compute runs every op; comm carries the staging
+ * copies of the collectives so that they can overlap compute. */
+enum ops_stream {
+    OPS_STREAM_COMPUTE,
+    OPS_STREAM_COMM,
+};
+
 struct attn_block;
 struct moh_spec;
 struct moh_state;
@@ -99,6 +106,19 @@ struct ops {
     void (*download)(void *host, const void *src, size_t bytes); /* backend -> host */
     void (*synchronize)(void);
     int (*supports)(enum ops_cap cap);
+    /* Order across streams: an event marks the point reached by one stream's issued work;
+     * event_wait makes a stream wait for it, event_sync the host. copy_async copies between
+     * host and backend memory (either direction) on a stream and returns at once; host_alloc
+     * gives host memory the copies can overlap with (pinned on the GPU). On the CPU everything is
+     * synchronous: events are tokens and copy_async is memcpy. */
+    void *(*event_new)(void);
+    void (*event_free)(void *ev);
+    void (*event_record)(void *ev, enum ops_stream s);
+    void (*event_wait)(enum ops_stream s, void *ev);
+    void (*event_sync)(void *ev);
+    void (*copy_async)(void *dst, const void *src, size_t bytes, enum ops_stream s);
+    void *(*host_alloc)(size_t bytes); /* zeroed; dies naming the size on failure */
+    void (*host_free)(void *p);
 
     /* ---- GEMM ------------------------------------------------------------------------ */
     void (*matmul_forward)(float *out, const float *inp, const float *w, int N, int K, int M,

@@ -76,6 +76,32 @@ static void cpu_memset2d(void *dst, size_t ldd, int value, size_t rows, size_t r
 
 static void cpu_synchronize(void) {}
 
+/* streams and events: the CPU runs every op to completion before returning */
+static char cpu_event_token;
+static void *cpu_event_new(void) {
+    return &cpu_event_token;
+}
+static void cpu_event_free(void *ev) {
+    (void)ev;
+}
+static void cpu_event_record(void *ev, enum ops_stream s) {
+    (void)ev, (void)s;
+}
+static void cpu_event_wait(enum ops_stream s, void *ev) {
+    (void)s, (void)ev;
+}
+static void cpu_event_sync(void *ev) {
+    (void)ev;
+}
+static void cpu_copy_async(void *dst, const void *src, size_t bytes, enum ops_stream s) {
+    (void)s;
+    if (bytes && dst != src)
+        memcpy(dst, src, bytes);
+}
+static void *cpu_host_alloc(size_t bytes) {
+    return HW_CALLOC(bytes ? bytes : 1, 1);
+}
+
 static int cpu_supports(enum ops_cap cap) {
     return cap != OPS_CAP_BF16;
 }
@@ -93,6 +119,14 @@ static const struct ops ops_cpu = {
     .download = cpu_copy,
     .synchronize = cpu_synchronize,
     .supports = cpu_supports,
+    .event_new = cpu_event_new,
+    .event_free = cpu_event_free,
+    .event_record = cpu_event_record,
+    .event_wait = cpu_event_wait,
+    .event_sync = cpu_event_sync,
+    .copy_async = cpu_copy_async,
+    .host_alloc = cpu_host_alloc,
+    .host_free = free,
     .matmul_forward = matmul_forward_cpu,
     .matmul_backward = matmul_backward_cpu,
     .gemm = gemm_cpu,

@@ -34,6 +34,16 @@ static void cuda_memset2d(void *dst, size_t ldd, int value, size_t rows, size_t 
         HW_CHECK_CUDA(cudaMemset2DAsync(dst, ldd, value, row_bytes, rows, cuda_ctx()->stream));
 }
 
+static void ops_event_record(void *ev, enum ops_stream s) {
+    cuda_event_record(ev, s == OPS_STREAM_COMM ? 1 : 0);
+}
+static void ops_event_wait(enum ops_stream s, void *ev) {
+    cuda_event_wait(s == OPS_STREAM_COMM ? 1 : 0, ev);
+}
+static void ops_copy_async(void *dst, const void *src, size_t bytes, enum ops_stream s) {
+    cuda_copy_async(dst, src, bytes, s == OPS_STREAM_COMM ? 1 : 0);
+}
+
 static int cuda_supports(enum ops_cap cap) {
     switch (cap) {
     case OPS_CAP_CORE:
@@ -45,9 +55,9 @@ static int cuda_supports(enum ops_cap cap) {
     case OPS_CAP_BF16:
     case OPS_CAP_ATTN_MOH:
         return 1;
-    case OPS_CAP_ATTN_RING:  /* context parallelism stages positions on the host */
-    case OPS_CAP_TITANS:     /* the memory's chunk loops run on the host */
-    case OPS_CAP_REC:        /* the rec model's dense part runs on the host */
+    case OPS_CAP_ATTN_RING: /* context parallelism stages positions on the host */
+    case OPS_CAP_TITANS:    /* the memory's chunk loops run on the host */
+    case OPS_CAP_REC:       /* the rec model's dense part runs on the host */
     case OPS_CAPS:
         return 0;
     }
@@ -67,6 +77,14 @@ static const struct ops ops_cuda = {
     /* .download = */ cuda_download,
     /* .synchronize = */ cuda_synchronize,
     /* .supports = */ cuda_supports,
+    /* .event_new = */ cuda_event_new,
+    /* .event_free = */ cuda_event_free,
+    /* .event_record = */ ops_event_record,
+    /* .event_wait = */ ops_event_wait,
+    /* .event_sync = */ cuda_event_sync,
+    /* .copy_async = */ ops_copy_async,
+    /* .host_alloc = */ cuda_host_alloc,
+    /* .host_free = */ cuda_host_free,
     /* .matmul_forward = */ matmul_forward_cuda,
     /* .matmul_backward = */ matmul_backward_cuda,
     /* .gemm = */ gemm_cuda,

@@ -450,8 +450,30 @@ static void test_embed_adamw(void) {
     free(wte), free(out), free(dw);
 }
 
+/* The CPU table's streams and events: synchronous, so the staging sequence of a collective
+ * (record on compute, wait on comm, copy, sync) leaves the bytes in place at once. */
+static void test_streams_cpu(void) {
+    const struct ops *o = ops_for(BACKEND_CPU);
+    unsigned char *d = o->alloc(64), *h = o->host_alloc(64);
+    void *ev = o->event_new();
+    CHECK(ev != NULL);
+    o->memset(d, 0x5a, 64);
+    o->event_record(ev, OPS_STREAM_COMPUTE);
+    o->event_wait(OPS_STREAM_COMM, ev);
+    o->copy_async(h, d, 64, OPS_STREAM_COMM);
+    o->event_sync(ev);
+    int same = 1;
+    for (int i = 0; i < 64; i++)
+        same &= h[i] == 0x5a;
+    CHECK(same);
+    o->event_free(ev);
+    o->host_free(h);
+    o->free(d);
+}
+
 int main(void) {
     ops_set_threads(2);
+    test_streams_cpu();
     test_matmul();
     test_rmsnorm();
     test_rope();

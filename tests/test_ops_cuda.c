@@ -24,6 +24,7 @@
 #include "../ops/matmul.h"
 #include "../ops/moh.h"
 #include "../ops/norm.h"
+#include "../ops/ops.h"
 #include "../ops/rope.h"
 #include "../ops/xent.h"
 
@@ -954,6 +955,46 @@ static void test_moh(int B, int T, int H, int hs, int k, int literal, int qnorm,
     free(idx), free(off);
 }
 
+/* Events order the two streams: bytes set on the compute stream are copied to pinned host memory
+ * on the communication stream after an event, and back; run twice. */
+static void test_streams(size_t n) {
+    WHAT("n=%zu bytes", n);
+    const struct ops *o = ops_for(BACKEND_CUDA);
+    unsigned char *hb = o->host_alloc(n), *back = HW_MALLOC(n);
+    unsigned char *d = o->alloc(n), *d2 = o->alloc(n);
+    void *ev = o->event_new(), *ev2 = o->event_new();
+    int bad = 0;
+    for (int r = 0; r < 2; r++) {
+        o->memset(d, 0x3c + r, n); /* compute stream */
+        o->event_record(ev, OPS_STREAM_COMPUTE);
+        o->event_wait(OPS_STREAM_COMM, ev);
+        o->copy_async(hb, d, n, OPS_STREAM_COMM); /* device -> pinned host */
+        o->event_record(ev2, OPS_STREAM_COMM);
+        o->event_sync(ev2);
+        for (size_t i = 0; i < n; i++)
+            bad += hb[i] != (unsigned char)(0x3c + r);
+        for (size_t i = 0; i < n; i++)
+            hb[i] = (unsigned char)(i * 7 + r);
+        o->copy_async(d2, hb, n, OPS_STREAM_COMM); /* pinned host -> device */
+        o->event_record(ev2, OPS_STREAM_COMM);
+        o->event_wait(OPS_STREAM_COMPUTE, ev2);
+        o->download(back, d2, n); /* compute stream, after the event */
+        for (size_t i = 0; i < n; i++)
+            bad += back[i] != (unsigned char)(i * 7 + r);
+    }
+    check_total_++;
+    if (bad) {
+        check_failed_++;
+        fprintf(stderr, "%s:%d: FAIL streams [%s]: %d bytes wrong\n", __FILE__, __LINE__, g_what,
+                bad);
+    } else {
+        printf("  ok  %-16s %-58s\n", "streams/events", g_what);
+    }
+    o->event_free(ev), o->event_free(ev2);
+    o->free(d), o->free(d2), o->host_free(hb);
+    free(back);
+}
+
 static void print_device(void) {
     struct cudaDeviceProp p;
     int dev = 0, rt = 0, drv = 0;
@@ -1019,6 +1060,10 @@ static void run_all(void) {
     test_moh(1, 50, 4, 4, 0, 0, 0, 4, 0, 16, 0.0f);    /* k = 0: every head shared */
     test_moh(2, 300, 12, 4, 4, 0, 1, 6, 6, 64, 0.01f); /* qnorm router, T past one tile */
     test_moh(1, 7, 5, 1, 1, 0, 1, 5, 0, 8, 0.0f);      /* qnorm, k = 1, odd sizes */
+
+    printf("streams and events\n");
+    test_streams(1000);
+    test_streams((size_t)64 << 20);
 
     printf("adamw, sumsq\n");
     test_adamw(100003, 0, 1, 0.1f, 1.0f);
