@@ -855,7 +855,7 @@ static void test_moh(int B, int T, int H, int hs, int k, int literal, int qnorm,
     moh_gate_forward_cpu(gated, att, st.G, N, &hh);
     moh_gate_backward_cpu(datt, dGl, att, st.G, N, &hh);
     float *qraw = HW_MALLOC((size_t)N * (E ? E : 1) * 4), *dqkv0 = rand_f32((size_t)N * ld, 1);
-    float *dqkv = dup_host(dqkv0, (size_t)N * ld * 4), *dzq = rand_f32((size_t)N * E, 1);
+    float *dqkv = dup_host(dqkv0, (size_t)N * ld * 4), *dzq = rand_f32((size_t)N * E + 1, 1);
     moh_qnorm_forward_cpu(qraw, qkv, ld, N, E, hs, &hh);
     moh_qnorm_backward_cpu(dqkv, dzq, qraw, qkv, ld, N, E, hs, &hh);
     int32_t *idx = HW_MALLOC((size_t)N * Hl * 4 + 4), *off = HW_MALLOC(((size_t)B * Hl + 1) * 4);
