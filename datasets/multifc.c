@@ -185,7 +185,8 @@ static int claim_id_ok_(const char *s) {
     return 1;
 }
 
-/* "xxxx-NNNNN" at s, not followed by another digit: the start of a swallowed record. */
+/* A claimID at s (four lowercase letters, a dash, five digits) not followed by another digit:
+ * the start of a swallowed record. */
 static int claim_id_like_(const char *s) {
     for (int i = 0; i < 4; i++)
         if (!is_lower_(s[i]))

@@ -69,9 +69,9 @@ struct multifc {
  * label the row's label field is, is split back into all of those records (each with its own
  * line); the last one's claim gets back the opening '"' the merging reader took as the end of a
  * quoted field (when its '"' are unbalanced and it ends with one). Listed in repaired[].
- * Any other claim holding a tab, or a newline followed by a claimID-like "xxxx-NNNNN", or a
- * label holding a tab or newline, is rejected (listed in rejected[], not used).
- * Labels of the 26 MultiFC domains are checked against multifc_known_labels: a label within
+ * Any other claim holding a tab, or a newline followed by a claimID (four lowercase letters, a
+ * dash, five digits), or a label holding a tab or newline, is rejected (listed in rejected[], not
+ * used). Labels of the 26 MultiFC domains are checked against multifc_known_labels: a label within
  * one edit (insertion, deletion, substitution or swap of neighbours) of a known label of its
  * domain, or equal to one but for letter case and spaces, is an error (misspelled); any other
  * unknown label is listed in unknown[] and kept (the train split has labels the dev split

@@ -217,6 +217,81 @@ __device__ static int in_sel(const int32_t *sel, int k, int i) {
     return 0;
 }
 
+/* Token t of the learned router: dzr (routed), dzs (shared) and dzh (head type) from dG. */
+__device__ static void learned_bwd(const struct moh_spec &s, const struct moh_state &st, size_t t,
+                                   const float *dGt, float *dz, float *dzs, float *dzh, int ns,
+                                   int nh) {
+    const int hs = s.hs, k = s.k, E = s.E;
+    const float *p = st.p + t * E;
+    const int32_t *sel = st.sel + t * k;
+    float a1 = 1.0f, a2 = 1.0f;
+    const float *a = nh ? st.a + t * nh : NULL;
+    if (nh) {
+        a1 = (s.literal ? 1.0f : 2.0f) * a[0];
+        a2 = (s.literal ? 1.0f : 2.0f) * a[1];
+    }
+    double ssum = 0.0, da2 = 0.0;
+    for (int j = 0; j < k; j++)
+        ssum += p[sel[j]];
+    const float den = ssum > FLT_EPSILON ? (float)ssum : FLT_EPSILON;
+    for (int j = 0; j < k; j++) {
+        const int i = sel[j];
+        const float gr = s.literal ? p[i] : (float)k * p[i] / den;
+        da2 += (double)dGt[hs + i] * gr;
+    }
+    auto dg = [&](int i) { return in_sel(sel, k, i) ? a2 * dGt[hs + i] : 0.0f; };
+    if (s.literal) {
+        softmax_back_f(dz, p, dg, E, 1.0f);
+    } else {
+        double dot = 0.0;
+        for (int j = 0; j < k; j++)
+            dot += (double)(a2 * dGt[hs + sel[j]]) * (p[sel[j]] / den);
+        for (int i = 0; i < E; i++)
+            dz[i] = 0.0f;
+        for (int j = 0; j < k; j++) {
+            const int i = sel[j];
+            dz[i] = (float)k * (p[i] / den) * (float)(a2 * dGt[hs + i] - dot);
+        }
+    }
+    double da1 = 0.0;
+    if (ns) {
+        const float *ps = st.ps + t * ns;
+        const float sc = s.literal ? 1.0f : (float)hs;
+        for (int i = 0; i < hs; i++)
+            da1 += (double)dGt[i] * sc * ps[i];
+        softmax_back_f(
+            dzs + t * ns, ps, [&](int i) { return a1 * dGt[i]; }, ns, sc);
+    } else {
+        for (int i = 0; i < hs; i++)
+            da1 += dGt[i];
+    }
+    if (nh) {
+        const float dav[2] = {(float)da1, (float)da2};
+        softmax_back_f(
+            dzh + t * nh, a, [&](int i) { return dav[i]; }, 2, s.literal ? 1.0f : 2.0f);
+    }
+}
+
+/* qnorm: z_i = q_i / sd (unbiased std): dq_j = dz_j / sd - (sum_i dz_i z_i) (q_j - mean) /
+ * ((E - 1) sd^2); each j reads only dz_j, so in place */
+__device__ static void qnorm_std_bwd(const struct moh_state &st, size_t t, int E, float *dz) {
+    const float *q = st.qraw + t * E, *z = st.zr + t * E;
+    const double sd = st.qstd[t];
+    if (sd > 1e-12) {
+        double mean = 0.0, dzz = 0.0;
+        for (int i = 0; i < E; i++) {
+            mean += q[i];
+            dzz += (double)dz[i] * z[i];
+        }
+        mean /= E;
+        for (int j = 0; j < E; j++)
+            dz[j] = (float)(dz[j] / sd - dzz * (q[j] - mean) / ((E - 1) * sd * sd));
+    } else {
+        for (int j = 0; j < E; j++)
+            dz[j] = 0.0f;
+    }
+}
+
 __global__ static void router_bwd_kernel(struct moh_spec s, int N, struct moh_state st,
                                          const float *dG, float bal_scale, const double *fsum,
                                          double n, float *dzr, float *dzs, float *dzh, int ns,
@@ -241,53 +316,7 @@ __global__ static void router_bwd_kernel(struct moh_spec s, int N, struct moh_st
                 dz, p, [&](int i) { return ste && in_sel(sel, k, i) ? dGt[hs + i] : 0.0f; }, E,
                 1.0f);
         } else {
-            float a1 = 1.0f, a2 = 1.0f;
-            const float *a = nh ? st.a + (size_t)t * nh : NULL;
-            if (nh) {
-                a1 = (s.literal ? 1.0f : 2.0f) * a[0];
-                a2 = (s.literal ? 1.0f : 2.0f) * a[1];
-            }
-            double ssum = 0.0, da2 = 0.0;
-            for (int j = 0; j < k; j++)
-                ssum += p[sel[j]];
-            const float den = ssum > FLT_EPSILON ? (float)ssum : FLT_EPSILON;
-            for (int j = 0; j < k; j++) {
-                const int i = sel[j];
-                const float gr = s.literal ? p[i] : (float)k * p[i] / den;
-                da2 += (double)dGt[hs + i] * gr;
-            }
-            auto dg = [&](int i) { return in_sel(sel, k, i) ? a2 * dGt[hs + i] : 0.0f; };
-            if (s.literal) {
-                softmax_back_f(dz, p, dg, E, 1.0f);
-            } else {
-                double dot = 0.0;
-                for (int j = 0; j < k; j++)
-                    dot += (double)(a2 * dGt[hs + sel[j]]) * (p[sel[j]] / den);
-                for (int i = 0; i < E; i++)
-                    dz[i] = 0.0f;
-                for (int j = 0; j < k; j++) {
-                    const int i = sel[j];
-                    dz[i] = (float)k * (p[i] / den) * (float)(a2 * dGt[hs + i] - dot);
-                }
-            }
-            double da1 = 0.0;
-            if (ns) {
-                const float *ps = st.ps + (size_t)t * ns;
-                const float sc = s.literal ? 1.0f : (float)hs;
-                for (int i = 0; i < hs; i++)
-                    da1 += (double)dGt[i] * sc * ps[i];
-                softmax_back_f(
-                    dzs + (size_t)t * ns, ps, [&](int i) { return a1 * dGt[i]; }, ns, sc);
-            } else {
-                for (int i = 0; i < hs; i++)
-                    da1 += dGt[i];
-            }
-            if (nh) {
-                const float dav[2] = {(float)da1, (float)da2};
-                softmax_back_f(
-                    dzh + (size_t)t * nh, a, [&](int i) { return dav[i]; }, 2,
-                    s.literal ? 1.0f : 2.0f);
-            }
+            learned_bwd(s, st, (size_t)t, dGt, dz, dzs, dzh, ns, nh);
         }
         if (bal_scale != 0.0f) {
             /* d/dp_i of scale * E * sum_i (P_i f_i), P_i = sum_t p_ti / n; the same float
@@ -299,25 +328,8 @@ __global__ static void router_bwd_kernel(struct moh_spec s, int N, struct moh_st
             for (int i = 0; i < E; i++)
                 dz[i] += 1.0f * p[i] * (float)(tb(i) - dot);
         }
-        if (s.qnorm) {
-            /* z_i = q_i / sd (unbiased std): dq_j = dz_j / sd - (sum_i dz_i z_i) (q_j - mean) /
-             * ((E - 1) sd^2); each j reads only dz_j, so in place */
-            const float *q = st.qraw + (size_t)t * E, *z = st.zr + (size_t)t * E;
-            const double sd = st.qstd[t];
-            if (sd > 1e-12) {
-                double mean = 0.0, dzz = 0.0;
-                for (int i = 0; i < E; i++) {
-                    mean += q[i];
-                    dzz += (double)dz[i] * z[i];
-                }
-                mean /= E;
-                for (int j = 0; j < E; j++)
-                    dz[j] = (float)(dz[j] / sd - dzz * (q[j] - mean) / ((E - 1) * sd * sd));
-            } else {
-                for (int j = 0; j < E; j++)
-                    dz[j] = 0.0f;
-            }
-        }
+        if (s.qnorm)
+            qnorm_std_bwd(st, (size_t)t, E, dz);
     }
 }
 

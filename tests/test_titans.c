@@ -586,6 +586,21 @@ static void test_init(void) {
     free(pa), free(pb), free(pc), free(x), free(oa), free(ob), free(W), free(S);
 }
 
+/* Parameter gradients then outputs of one run of cf over N tokens (one piece), malloc'd. */
+static double *grads_and_outputs(const struct titans_cfg *cf, const struct titans_layout *lo,
+                                 const double *par, const double *x, const double *R, int N) {
+    const int d = cf->d;
+    double *out = malloc(8 * (size_t)N * d), *g = calloc(lo->total, 8);
+    double *dx = calloc((size_t)N * d, 8);
+    double *RW = calloc((size_t)cf->H * lo->P, 8), *RS = calloc((size_t)cf->H * lo->P, 8);
+    run_pieces(cf, par, x, N, 1, R, RW, RS, out, NULL, g, dx);
+    double *res = malloc(8 * (lo->total + (size_t)N * d));
+    memcpy(res, g, 8 * lo->total);
+    memcpy(res + lo->total, out, 8 * (size_t)N * d);
+    free(out), free(g), free(dx), free(RW), free(RS);
+    return res;
+}
+
 /* Heads run in parallel threads; results are bitwise the same for any thread count. */
 static void test_threads(void) {
     struct titans_cfg cf = base_cfg(2, 2, 4);
@@ -600,14 +615,7 @@ static void test_threads(void) {
     int nt = omp_get_max_threads();
     for (int k = 0; k < 2; k++) {
         omp_set_num_threads(k ? 3 : 1);
-        double *out = malloc(8 * (size_t)N * d), *g = calloc(lo.total, 8);
-        double *dx = calloc((size_t)N * d, 8);
-        double *RW = calloc((size_t)cf.H * lo.P, 8), *RS = calloc((size_t)cf.H * lo.P, 8);
-        run_pieces(&cf, par, x, N, 1, R, RW, RS, out, NULL, g, dx);
-        res[k] = malloc(8 * (lo.total + (size_t)N * d));
-        memcpy(res[k], g, 8 * lo.total);
-        memcpy(res[k] + lo.total, out, 8 * (size_t)N * d);
-        free(out), free(g), free(dx), free(RW), free(RS);
+        res[k] = grads_and_outputs(&cf, &lo, par, x, R, N);
     }
     omp_set_num_threads(nt);
     CHECK(memcmp(res[0], res[1], 8 * (lo.total + (size_t)N * d)) == 0);
@@ -627,14 +635,7 @@ static void test_clamp_passes(void) {
     double *res[3];
     for (int k = 0; k < 3; k++) {
         cf.max_grad_norm = ms[k];
-        double *out = malloc(8 * (size_t)N * d), *g = calloc(lo.total, 8);
-        double *dx = calloc((size_t)N * d, 8);
-        double *RW = calloc((size_t)cf.H * lo.P, 8), *RS = calloc((size_t)cf.H * lo.P, 8);
-        run_pieces(&cf, par, x, N, 1, R, RW, RS, out, NULL, g, dx);
-        res[k] = malloc(8 * (lo.total + (size_t)N * d));
-        memcpy(res[k], g, 8 * lo.total);
-        memcpy(res[k] + lo.total, out, 8 * (size_t)N * d);
-        free(out), free(g), free(dx), free(RW), free(RS);
+        res[k] = grads_and_outputs(&cf, &lo, par, x, R, N);
     }
     const size_t n = lo.total + (size_t)N * d;
     CHECK_MSG(memcmp(res[0], res[1], 8 * n) == 0, "clamp 1e9 changed the results");
