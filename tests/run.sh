@@ -71,6 +71,11 @@ done
 if [ -z "$HW_SANITIZE" ]; then
     run_one slurm_cluster sh tests/slurm_cluster.sh "$HW"
 fi
+# make demo end to end, and its model learning the synthetic tasks: minutes of training, so
+# not repeated in the sanitizer build
+if [ -z "$HW_SANITIZE" ]; then
+    run_one demo_learns sh tests/demo_learns.sh "$HW"
+fi
 if command -v clang-format >/dev/null 2>&1; then
     run_one format make --no-print-directory format-check
 else
