@@ -2,6 +2,7 @@
 #include "../config/config.h"
 #include "../core/check.h"
 #include "../core/log.h"
+#include "../dist/dist.h"
 #include "../train/trainer.h"
 #include "cli.h"
 
@@ -26,9 +27,28 @@ static int load_config(struct hw_config *c, int argc, char **argv, struct dist *
     return 0;
 }
 
+/* The grid for this job's ranks (dist.data auto, lists of heads and context sizes); rank 0
+ * says what it chose, or why nothing fits. */
+static int choose_grid(struct hw_config *c, struct dist *d) {
+    char err[HW_ERR_LEN], note[1024];
+    int *node = HW_MALLOC(sizeof(int) * (size_t)d->world);
+    dist_node_ids(d, node);
+    int rc = cfg_resolve_grid(c, d->world, node, note, sizeof(note), err);
+    free(node);
+    if (rc) { /* every rank reached the same verdict from the same inputs */
+        if (d->rank == 0)
+            fprintf(stderr, "%s\n", err);
+        return HW_EXIT_CONFIG;
+    }
+    log_info("%s", note);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv, struct dist *d) {
     struct hw_config c;
     int rc = load_config(&c, argc, argv, d);
+    if (!rc)
+        rc = choose_grid(&c, d);
     if (rc)
         return rc;
     return train_run(&c, d);

@@ -5,8 +5,11 @@
 
 #include "../core/check.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const struct cfg_section *const sections[] = {
     &cfg_section_model, &cfg_section_train, &cfg_section_data, &cfg_section_run,
@@ -24,7 +27,13 @@ static const size_t offsets[] = {
 static const int validate_order[] = {1, 0, 2, 3, 4, 5, 6, 7};
 
 static const char *const extra_rules[] = {
-    "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks.",
+    "At run time: `dist.data * dist.context * dist.heads` equals the number of MPI ranks: the "
+    "first `dist.heads` choice (then `dist.context` choice) that divides the world, keeps each "
+    "head group on one node and passes every rule above is used, and `dist.data: auto` takes "
+    "the rest. When `dist.data` does not divide `train.micro_batch`, the micro-batch becomes the "
+    "multiple of `dist.data` that divides the global batch `micro_batch * grad_accum` and is "
+    "closest to it; `grad_accum` and `val_batches` rescale so that every grid trains on the same "
+    "sequences per step.",
 };
 
 const struct cfg_schema hw_schema = {
@@ -75,21 +84,117 @@ int cfg_key_error(const struct hw_config *c, const char *key, const char *why, c
     return hw_errf(err, HW_ECONFIG, "%s: error: %s: %s", where, key, why);
 }
 
-int cfg_check_world(const struct hw_config *c, int world, char *err) {
-    const struct cfg_dist *g = &c->dist;
-    long long grid = (long long)g->data * g->context * g->heads;
-    if (grid == world)
+/* The global batch (micro_batch x grad_accum sequences) split over D data ranks: micro_batch is
+ * kept when D divides it; otherwise it becomes the multiple of D that divides the global batch
+ * and is closest to it (the smaller on a tie), grad_accum takes up the rest, and the validation
+ * pass keeps its number of sequences (rounded up to whole micro-batches). 0, or -1 when the
+ * global batch is not a multiple of D. */
+static int split_batch(struct cfg_train *t, int D, char *note, size_t n) {
+    const long long G = (long long)t->micro_batch * t->grad_accum;
+    if (t->micro_batch % D == 0)
         return 0;
+    long long best = 0;
+    for (long long m = D; m <= G; m += D)
+        if (G % m == 0 && (!best || llabs(m - t->micro_batch) < llabs(best - t->micro_batch)))
+            best = m;
+    if (!best)
+        return -1;
+    const long long V = (long long)t->val_batches * t->micro_batch;
+    snprintf(note, n,
+             "; global batch %lld sequences: micro_batch %d x grad_accum %d becomes %lld x %lld "
+             "(%d data ranks), val_batches %d becomes %lld",
+             G, t->micro_batch, t->grad_accum, best, G / best, D, t->val_batches,
+             (V + best - 1) / best);
+    t->val_batches = (int)((V + best - 1) / best);
+    t->micro_batch = (int)best;
+    t->grad_accum = (int)(G / best);
+    return 0;
+}
+
+/* 1 when every head group (HP consecutive world ranks, heads innermost) lies on one node. */
+static int heads_within_nodes(int world, int hp, const int *node_of_rank) {
+    for (int r = 0; node_of_rank && r < world; r++)
+        if (node_of_rank[r] != node_of_rank[r - r % hp])
+            return 0;
+    return 1;
+}
+
+static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t n, const char *fmt, ...) {
+    size_t len = strlen(buf);
+    if (len + 1 >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, n - len, fmt, ap);
+    va_end(ap);
+}
+
+/* Try one (heads, context) pair: 0 and the config set to it, or 1 with the reason in why. */
+static int try_grid(struct hw_config *c, const struct hw_config *orig, int world, int hp, int cp,
+                    const int *node_of_rank, char *note, size_t nn, char *why, size_t nw) {
+    const struct cfg_grid *dg = &orig->dist.data;
+    char err[HW_ERR_LEN];
+    if (world % (hp * cp)) {
+        snprintf(why, nw, "heads %d x context %d does not divide %d ranks", hp, cp, world);
+        return 1;
+    }
+    const int D = world / (hp * cp);
+    int data_ok = dg->n == 0;
+    for (int i = 0; i < dg->n; i++)
+        data_ok |= dg->opt[i] == D;
+    if (!data_ok) {
+        snprintf(why, nw, "heads %d x context %d leaves data %d, not a dist.data value", hp, cp, D);
+        return 1;
+    }
+    if (!heads_within_nodes(world, hp, node_of_rank)) {
+        snprintf(why, nw, "heads %d: a head group would span two nodes", hp);
+        return 1;
+    }
+    *c = *orig;
+    c->dist.data.v = D;
+    c->dist.heads.v = hp;
+    c->dist.context.v = cp;
+    note[0] = '\0';
+    if (split_batch(&c->train, D, note, nn)) {
+        snprintf(why, nw, "data %d does not divide the global batch of %d x %d sequences", D,
+                 orig->train.micro_batch, orig->train.grad_accum);
+        return 1;
+    }
+    if (cfg_schema_validate(&hw_schema, c, err)) { /* the rules, with these sizes */
+        const char *e = strstr(err, "error: ");
+        snprintf(why, nw, "data %d x context %d x heads %d: %.400s", D, cp, hp, e ? e + 7 : err);
+        return 1;
+    }
+    return 0;
+}
+
+int cfg_resolve_grid(struct hw_config *c, int world, const int *node_of_rank, char *note,
+                     size_t note_n, char *err) {
+    const struct hw_config orig = *c;
+    const struct cfg_dist *g = &orig.dist;
+    char why[2048] = "", one[512], bnote[256];
+    int nh = g->heads.n, nc = g->context.n;
+    for (int i = 0; i < nh; i++)
+        for (int j = 0; j < nc; j++) {
+            if (try_grid(c, &orig, world, g->heads.opt[i], g->context.opt[j], node_of_rank, bnote,
+                         sizeof(bnote), one, sizeof(one))) {
+                append(why, sizeof(why), "%s%s", why[0] ? "; " : "", one);
+                continue;
+            }
+            snprintf(note, note_n,
+                     "grid chosen for %d ranks: data %d (%s), heads %d, context %d%s%s%s", world,
+                     c->dist.data.v, g->data.n ? "as set" : "auto", c->dist.heads.v,
+                     c->dist.context.v, why[0] ? " (skipped: " : "", why, why[0] ? ")" : "");
+            append(note, note_n, "%s", bnote);
+            return 0;
+        }
+    *c = orig;
+    const char *key = cfg_schema_was_set(&hw_schema, c, "dist.heads")     ? "dist.heads"
+                      : cfg_schema_was_set(&hw_schema, c, "dist.context") ? "dist.context"
+                                                                          : "dist.data";
     char where[CFG_PATH_MAX + 32];
-    /* point at whichever grid key was set; data first */
-    const char *key = "dist.data";
-    const char *cand[3] = {"dist.data", "dist.context", "dist.heads"};
-    for (int k = 2; k >= 0; k--)
-        if (cfg_schema_was_set(&hw_schema, c, cand[k]))
-            key = cand[k];
     cfg_where(c, key, where, sizeof(where));
-    return hw_errf(err, HW_ECONFIG,
-                   "%s: error: dist: data * context * heads = %d * %d * %d = %lld, but the job "
-                   "has %d ranks",
-                   where, g->data, g->context, g->heads, grid, world);
+    return hw_errf(err, HW_ECONFIG, "%s: error: dist: no grid fits the job's %d ranks: %s", where,
+                   world, why);
 }

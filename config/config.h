@@ -66,8 +66,14 @@ void cfg_where(const struct hw_config *c, const char *key, char *out, size_t n);
  * "file:line:col: error: key: why". Returns HW_ECONFIG. */
 int cfg_key_error(const struct hw_config *c, const char *key, const char *why, char *err);
 
-/* Rules that need the job's size: dist.data * dist.context * dist.heads == world.
- * Returns 0 or HW_ECONFIG with "file:line:col: error: ..." at the dist keys. */
-int cfg_check_world(const struct hw_config *c, int world, char *err);
+/* The grid for a job of `world` ranks (node_of_rank[world] from dist_node_ids, or NULL: one
+ * node): the first dist.heads choice, then dist.context choice, that divides the world, keeps
+ * every head group on one node and passes every rule; dist.data (auto or its choices) takes the
+ * rest. Sets c->dist.{data,heads,context}.v, and rescales train.micro_batch, grad_accum and
+ * val_batches when the data ranks do not divide the micro-batch (the global batch is kept).
+ * Returns 0 and one line saying what was chosen and why in note, or HW_ECONFIG with
+ * "file:line:col: error: dist: no grid fits the job's N ranks: <each choice and why not>". */
+int cfg_resolve_grid(struct hw_config *c, int world, const int *node_of_rank, char *note,
+                     size_t note_n, char *err);
 
 #endif /* HW_CONFIG_H */

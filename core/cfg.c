@@ -32,6 +32,7 @@
 #define KT_STRING CFG_T_STRING
 #define KT_ENUM   CFG_T_ENUM
 #define KT_LIST   CFG_T_LIST
+#define KT_GRID   CFG_T_GRID
 
 static const struct cfg_schema *schema; /* the one the tables below were built from */
 static struct cfg_key keys[CFG_MAX_KEYS];
@@ -114,6 +115,9 @@ static void fmt_range(char *buf, size_t n, const struct cfg_key *k) {
     case KT_INT64:
         snprintf(buf, n, "[%lld, %lld]", k->imin, k->imax);
         break;
+    case KT_GRID:
+        snprintf(buf, n, "[%lld, %lld]", k->imin, k->imax);
+        break;
     case KT_DOUBLE:
         cfg_fmt_double(lo, sizeof(lo), k->dmin);
         cfg_fmt_double(hi, sizeof(hi), k->dmax);
@@ -172,6 +176,13 @@ void cfg_schema_defaults(const struct cfg_schema *s, void *c) {
         case KT_LIST:
             HW_ASSERT(k->size == sizeof(struct cfg_list));
             break;
+        case KT_GRID: {
+            HW_ASSERT(k->size == sizeof(struct cfg_grid) && (k->idef >= 1 || k->auto_ok));
+            struct cfg_grid *g = p;
+            g->n = k->idef < 0 ? 0 : 1;
+            g->opt[0] = g->v = k->idef < 0 ? 1 : (int)k->idef;
+            break;
+        }
         }
     }
 }
@@ -565,6 +576,42 @@ static int range_error(const struct cfg_key *k, const struct node *v, char *err)
                  shown(buf, sizeof(buf), v->text), range);
 }
 
+/* A grid size: an integer, `auto` where the key allows it, or a list of distinct integers. */
+static int set_grid(const struct cfg_key *k, const struct node *v, struct cfg_grid *g, char *err) {
+    const char *what =
+        k->auto_ok ? "an integer, a list of integers or auto" : "an integer or a list of integers";
+    struct cfg_grid tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    if (v->kind == NODE_SCALAR && !v->quoted && k->auto_ok && !strcmp(v->text, "auto")) {
+        tmp.v = 1;
+        *g = tmp;
+        return 0;
+    }
+    int count = v->kind == NODE_SEQ ? v->n : 1;
+    if (v->kind == NODE_MAP || count < 1)
+        return type_error(k, v, what, err);
+    if (count > CFG_GRID_MAX)
+        return errat(err, HW_ECONFIG, v->file, v->line, v->col, "%s: %d choices; at most %d",
+                     k->path, count, CFG_GRID_MAX);
+    for (int i = 0; i < count; i++) {
+        const struct node *it = v->kind == NODE_SEQ ? v->kid[i] : v;
+        if (it->kind != NODE_SCALAR || it->quoted || !is_int_text(it->text))
+            return type_error(k, it, what, err);
+        errno = 0;
+        long long x = strtoll(it->text, NULL, 10);
+        if (errno == ERANGE || x < k->imin || x > k->imax)
+            return range_error(k, it, err);
+        for (int j = 0; j < i; j++)
+            if (tmp.opt[j] == (int)x)
+                return errat(err, HW_ECONFIG, it->file, it->line, it->col,
+                             "%s: %lld is listed twice", k->path, x);
+        tmp.opt[tmp.n++] = (int)x;
+    }
+    tmp.v = tmp.opt[0];
+    *g = tmp;
+    return 0;
+}
+
 /* Type-check, range-check and store node v as the value of key ki. */
 static int set_value(struct loader *L, int ki, const struct node *v, char *err) {
     const struct cfg_key *k = &keys[ki];
@@ -649,6 +696,12 @@ static int set_value(struct loader *L, int ki, const struct node *v, char *err) 
         }
         tmp.n = count;
         *lst = tmp;
+        break;
+    }
+    case KT_GRID: {
+        int rc = set_grid(k, v, p, err);
+        if (rc)
+            return rc;
         break;
     }
     case KT_ENUM: {
@@ -1060,7 +1113,9 @@ const void *cfg_value(const struct cfg_check *chk, const char *path) {
 
 int cfg_int(const struct cfg_check *chk, const char *path) {
     const struct cfg_key *k = &keys[key_index(path)];
-    HW_ASSERT(k->type == KT_INT || k->type == KT_BOOL);
+    HW_ASSERT(k->type == KT_INT || k->type == KT_BOOL || k->type == KT_GRID);
+    if (k->type == KT_GRID) /* the value in force */
+        return ((const struct cfg_grid *)cfield(chk->L->cfg, k))->v;
     return *(const int *)cfield(chk->L->cfg, k);
 }
 
@@ -1097,8 +1152,7 @@ int cfg_rule_error(const struct cfg_check *chk, const char *a, const char *b, co
     return errat(err, HW_ECONFIG, L->where, 1, 1, "%s: %s", k->path, msg);
 }
 
-/* Every section's rules, in the schema's order; the first broken one is reported. */
-static int validate(const struct loader *L, char *err) {
+static int validate_once(const struct loader *L, char *err) {
     const struct cfg_check chk = {L};
     for (int j = 0; j < L->s->n; j++) {
         const struct cfg_section *sec =
@@ -1107,6 +1161,33 @@ static int validate(const struct loader *L, char *err) {
             return HW_ECONFIG;
     }
     return 0;
+}
+
+/* Every section's rules, in the schema's order; the first broken one is reported. A grid key
+ * with several choices is checked with each of them (any may be chosen at run time), so the
+ * rules run once per combination; the values in force are left as they were. */
+static int validate(const struct loader *L, char *err) {
+    struct cfg_grid *g[4];
+    int ng = 0, idx[4] = {0}, saved[4], rc = 0;
+    for (int i = 0; i < N_KEYS && ng < 4; i++)
+        if (keys[i].type == KT_GRID && ((struct cfg_grid *)field(L->cfg, &keys[i]))->n > 1)
+            g[ng++] = field(L->cfg, &keys[i]);
+    for (int k = 0; k < ng; k++)
+        saved[k] = g[k]->v;
+    for (;;) {
+        for (int k = 0; k < ng; k++)
+            g[k]->v = g[k]->opt[idx[k]];
+        if ((rc = validate_once(L, err)))
+            break;
+        int k = 0;
+        while (k < ng && ++idx[k] == g[k]->n)
+            idx[k++] = 0;
+        if (k == ng)
+            break;
+    }
+    for (int k = 0; k < ng; k++)
+        g[k]->v = saved[k];
+    return rc;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1154,6 +1235,21 @@ void cfg_schema_where(const struct cfg_schema *s, const void *cfg, const char *k
         snprintf(out, n, "%s:%d:%d", files[origin[i].file], origin[i].line, origin[i].col);
     else
         snprintf(out, n, "%s:1:1", src[0] ? src : "<config>");
+}
+
+int cfg_schema_validate(const struct cfg_schema *s, const void *cfg, char *err) {
+    struct loader L;
+    loader_init(&L, s, cfg);
+    const struct cfg_origin *origin = origins(s, L.cfg);
+    char(*files)[CFG_PATH_MAX] = files_of(s, L.cfg);
+    for (int i = 0; i < N_KEYS; i++)
+        if (origin[i].file >= 0)
+            L.pos[i] = (struct setpos){files[origin[i].file], origin[i].line, origin[i].col, 0};
+    const char *src = source_of(s, L.cfg);
+    L.where = src[0] ? src : "<config>";
+    int rc = validate_once(&L, err); /* with the values in force, not every choice */
+    loader_free(&L);
+    return rc;
 }
 
 int cfg_schema_was_set(const struct cfg_schema *s, const void *cfg, const char *path) {
@@ -1296,6 +1392,17 @@ static void sb_value(struct sbuf *b, const void *c, const struct cfg_key *k) {
     case KT_STRING:
         sb_quoted(b, (const char *)p);
         break;
+    case KT_GRID: {
+        const struct cfg_grid *g = p;
+        if (g->n == 0)
+            sb_printf(b, "auto");
+        else if (g->n == 1)
+            sb_printf(b, "%d", g->opt[0]);
+        else
+            for (int i = 0; i < g->n; i++)
+                sb_printf(b, "%s%d%s", i ? ", " : "[", g->opt[i], i + 1 == g->n ? "]" : "");
+        break;
+    }
     case KT_LIST: {
         const struct cfg_list *lst = p;
         sb_printf(b, "[");
@@ -1344,6 +1451,8 @@ static const char *type_name(const struct cfg_key *k) {
         return "enum";
     case KT_LIST:
         return "list of strings";
+    case KT_GRID:
+        return "int or list";
     }
     return "?";
 }
@@ -1438,6 +1547,10 @@ void cfg_schema_docs(const struct cfg_schema *sch, FILE *f) {
                 snprintf(range, sizeof(range), "%s", k->nonempty ? "non-empty" : "");
             else if (k->type == KT_LIST)
                 snprintf(range, sizeof(range), "at most %d items", CFG_LIST_MAX);
+            else if (k->type == KT_GRID)
+                snprintf(range, sizeof(range),
+                         "[%lld, %lld], or a list of up to %d tried in order%s", k->imin, k->imax,
+                         CFG_GRID_MAX, k->auto_ok ? ", or auto" : "");
             else
                 fmt_range(range, sizeof(range), k);
             fprintf(f, "| `%s` | %s | `%s` | %s | %s |\n", key_name(k), type_name(k), b.p, range,

@@ -21,6 +21,16 @@
 #define CFG_LIST_MAX  16
 #define CFG_MAX_KEYS  192
 #define CFG_MAX_FILES 32
+#define CFG_GRID_MAX  8
+
+/* A grid size that may be left to the job's size: one integer, a list of acceptable integers
+ * (tried in order), or `auto` (n == 0: whatever the world leaves). v is the value in force:
+ * the first choice after loading (1 for auto), then the one the run chose. */
+struct cfg_grid {
+    int v;
+    int n;
+    int opt[CFG_GRID_MAX];
+};
 
 /* A YAML list of strings (a single scalar is a list of one). */
 struct cfg_list {
@@ -35,7 +45,8 @@ enum cfg_type {
     CFG_T_BOOL,
     CFG_T_STRING,
     CFG_T_ENUM,
-    CFG_T_LIST
+    CFG_T_LIST,
+    CFG_T_GRID
 };
 
 /* One key of a section: its dotted path, where it lives in the section's struct, its type,
@@ -50,6 +61,7 @@ struct cfg_key {
     int dmin_open, dmax_open;   /* 1: bound excluded */
     const char *sdef;           /* STRING, ENUM */
     const char *const *vals;    /* ENUM: allowed values, NULL-terminated */
+    int auto_ok;                /* GRID: `auto` accepted (idef < 0: auto is the default) */
     int nonempty;               /* STRING: "" is rejected */
     const char *doc;
 };
@@ -78,6 +90,12 @@ struct cfg_key {
     { CFG_K_(f, CFG_T_ENUM), .sdef = (def), .vals = (values), .doc = (d) }
 #define CFG_LIST(f, d)                                                                             \
     { CFG_K_(f, CFG_T_LIST), .doc = (d) }
+/* GRID: def < 0 means auto (then auto_ok must be 1) */
+#define CFG_GRID(f, def, lo, hi, auto_ok_, d)                                                      \
+    {                                                                                              \
+        CFG_K_(f, CFG_T_GRID), .idef = (def), .imin = (lo), .imax = (hi), .auto_ok = (auto_ok_),   \
+                               .doc = (d)                                                          \
+    }
 
 /* A config being validated: its values by path and where each was set. */
 struct cfg_check;
@@ -133,6 +151,10 @@ void cfg_fmt_double(char *buf, size_t n, double v);
 void cfg_schema_defaults(const struct cfg_schema *s, void *cfg);
 int cfg_schema_load(const struct cfg_schema *s, void *cfg, const char *path, int n_over,
                     char *const *overrides, char *err);
+/* Run every section's rules again on a loaded config with the values in force (after run-time
+ * choices such as the grid changed them); errors point where the keys were set, as at load
+ * time. */
+int cfg_schema_validate(const struct cfg_schema *s, const void *cfg, char *err);
 int cfg_schema_load_string(const struct cfg_schema *s, void *cfg, const char *text,
                            const char *name, int n_over, char *const *overrides, char *err);
 int cfg_schema_override(const struct cfg_schema *s, void *cfg, const char *kv, char *err);

@@ -157,6 +157,20 @@ void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses) {
         MPI_Comm_set_errhandler(g[i], MPI_ERRORS_RETURN);
 }
 
+void dist_node_ids(const struct dist *d, int *node_of_rank) {
+    if (d->world == 1) {
+        node_of_rank[0] = 0;
+        return;
+    }
+    MPI_Comm local;
+    int leader = d->rank;
+    HW_CHECK_MPI(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local));
+    HW_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &leader, 1, MPI_INT, MPI_MIN, local));
+    MPI_Comm_free(&local);
+    HW_CHECK_MPI(MPI_Allgather(&leader, 1, MPI_INT, node_of_rank, 1, MPI_INT, MPI_COMM_WORLD));
+}
+
 void dist_grid_print(const struct dist *d) {
     log_info("grid: %d ranks = data %d x context %d (%s) x heads %d (heads innermost)", d->world,
              d->dp, d->cp, d->ulysses ? "ulysses" : "ring", d->hp);

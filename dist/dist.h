@@ -64,6 +64,9 @@ void dist_init_local(struct dist *d);
 void dist_finalize(struct dist *d);
 /* Split world into data x context x heads. The caller has checked dp*cp*hp == world. */
 void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses);
+/* The node of every world rank (node_of_rank[world]): the lowest world rank sharing its memory
+ * (MPI_Comm_split_type shared). COLLECTIVE over the world; callable before the grid. */
+void dist_node_ids(const struct dist *d, int *node_of_rank);
 /* One line describing the grid, and (rank 0) a table of every rank's coordinates. */
 void dist_grid_print(const struct dist *d);
 int dist_group_size(const struct dist *d, enum dist_group g);

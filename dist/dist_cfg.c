@@ -10,11 +10,16 @@ static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
 #define CFG_S   struct cfg_dist
 #define CFG_SEC dist
 static const struct cfg_key keys[] = {
-    CFG_INT(data, 1, 1, 65536, "data-parallel ranks: each takes micro_batch/data sequences"),
-    CFG_INT(heads, 1, 1, 1024,
-            "head (tensor) parallel ranks: attention heads and MLP columns are split across them"),
-    CFG_INT(context, 1, 1, 65536,
-            "context-parallel ranks: each holds 2 of 2*context sequence chunks (zig-zag)"),
+    CFG_GRID(data, -1, 1, 65536, 1,
+             "data-parallel ranks (each takes micro_batch/data sequences); auto: the world size "
+             "divided by heads x context"),
+    CFG_GRID(heads, 1, 1, 1024, 0,
+             "head (tensor) parallel ranks: attention heads and MLP columns are split across "
+             "them; a list: the first that divides the world and keeps each head group within a "
+             "node"),
+    CFG_GRID(context, 1, 1, 65536, 0,
+             "context-parallel ranks: each holds 2 of 2*context sequence chunks (zig-zag); a "
+             "list: tried in order (inside each heads choice)"),
     CFG_ENUM(context_mode, "ring", cmode_vals,
              "ring: K/V pass around the ring with log-sum-exp merges; ulysses: all-to-all swaps "
              "sequence for heads"),

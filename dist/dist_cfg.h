@@ -6,9 +6,9 @@
 #include "../core/cfg.h"
 
 struct cfg_dist {
-    int data;                        /* data-parallel ranks */
-    int heads;                       /* head (tensor) parallel ranks */
-    int context;                     /* context (sequence) parallel ranks */
+    struct cfg_grid data;            /* data-parallel ranks (auto: what the world leaves) */
+    struct cfg_grid heads;           /* head (tensor) parallel ranks */
+    struct cfg_grid context;         /* context (sequence) parallel ranks */
     char context_mode[CFG_NAME_MAX]; /* "ring" | "ulysses" */
     int bucket_kb;                   /* gradient all-reduce bucket size; 0 = one per layer */
     int zero;                        /* ZeRO-1: shard the optimizer state over data x context */

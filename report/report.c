@@ -1024,8 +1024,8 @@ static int make_grid(const struct report *r, struct fact *f) {
     }
     const struct cfg_dist *d = &r->cfg->dist;
     fact_set(&f[n++], "ranks", "%d = data %d x heads %d x context %d",
-             d->data * d->heads * d->context, d->data, d->heads, d->context);
-    fact_set(&f[n++], "context mode", "%s", d->context > 1 ? d->context_mode : "-");
+             d->data.v * d->heads.v * d->context.v, d->data.v, d->heads.v, d->context.v);
+    fact_set(&f[n++], "context mode", "%s", d->context.v > 1 ? d->context_mode : "-");
     fact_set(&f[n++], "ZeRO-1", "%s", d->zero ? "on" : "off");
     if (d->bucket_kb)
         fact_set(&f[n++], "all-reduce bucket", "%d KiB", d->bucket_kb);

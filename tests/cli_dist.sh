@@ -127,7 +127,7 @@ ok "  the message names the rank" grep -qiE "rank [0-9]" "$dir.out"
 set -- configs/tiny.yaml data.train="$D/train.h5" data.val="" train.steps=4
 expect_exit 2 "grid does not match the world" $MPIRUN -np 2 "$HW" train "$@" dist.data=4 \
     run.dir="$T/e1"
-err_has "<override 4>:1:11: error: dist: data * context * heads = 4 * 1 * 1 = 4, but the job has 2 ranks"
+err_has "<override 4>:1:11: error: dist: no grid fits the job's 2 ranks: heads 1 x context 1 leaves data 2, not a dist.data value"
 ok "  one line" test "$(grep -c error "$T/err")" = 1
 ok "  no run dir written" test ! -e "$T/e1"
 expect_exit 2 "heads not divisible" $MPIRUN -np 4 "$HW" train "$@" dist.heads=4 run.dir="$T/e2"

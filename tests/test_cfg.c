@@ -456,6 +456,64 @@ static void test_bad_configs(void) {
     CHECK_MSG(count >= 15, "only %d bad configs in %s", count, dir);
 }
 
+/* cfg_resolve_grid: auto data, lists of heads and context tried in order, head groups kept on
+ * one node, the global batch kept when the data ranks do not divide the micro-batch, and one
+ * line naming every choice when nothing fits. */
+static void test_grid(void) {
+    struct hw_config c;
+    char err[HW_ERR_LEN] = "", note[1024] = "";
+    char *ov[] = {"dist.heads=[2,1]", "dist.context=[2,1]", "train.micro_batch=4",
+                  "train.grad_accum=3", "train.val_batches=8"};
+    int rc = cfg_load(&c, put("grid.yaml", "model:\n  n_heads: 4\n  n_kv_heads: 2\n"), 5, ov, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    CHECK(c.dist.data.n == 0 && c.dist.heads.n == 2 && c.dist.heads.v == 2);
+    char *y = cfg_to_yaml(&c); /* the choices, not the values in force, are kept */
+    CHECK(strstr(y, "  data: auto\n") && strstr(y, "  heads: [2, 1]\n"));
+    free(y);
+
+    struct hw_config r = c;
+    CHECK(cfg_resolve_grid(&r, 8, NULL, note, sizeof(note), err) == 0);
+    CHECK(r.dist.heads.v == 2 && r.dist.context.v == 2 && r.dist.data.v == 2);
+    CHECK(r.train.micro_batch == 4 && r.train.grad_accum == 3); /* 2 divides 4: kept */
+
+    /* 6 ranks: heads 2 x context 2 does not divide; heads 2 x context 1 leaves data 3, which
+     * does not divide micro_batch 4: 3 x 4 instead of 4 x 3, the same 12 sequences a step */
+    r = c;
+    CHECK_MSG(cfg_resolve_grid(&r, 6, NULL, note, sizeof(note), err) == 0, "%s", err);
+    CHECK(r.dist.heads.v == 2 && r.dist.context.v == 1 && r.dist.data.v == 3);
+    CHECK(r.train.micro_batch == 3 && r.train.grad_accum == 4 && r.train.val_batches == 11);
+    CHECK_MSG(strstr(note, "grid chosen for 6 ranks: data 3 (auto), heads 2, context 1") &&
+                  strstr(note, "heads 2 x context 2 does not divide 6 ranks"),
+              "%s", note);
+
+    /* two nodes of 3 ranks: a head group of 2 would span them (ranks 2 and 3) */
+    const int nodes[6] = {0, 0, 0, 3, 3, 3};
+    r = c;
+    CHECK(cfg_resolve_grid(&r, 6, nodes, note, sizeof(note), err) == 0);
+    CHECK(r.dist.heads.v == 1 && r.dist.context.v == 2 && r.dist.data.v == 3);
+    CHECK_MSG(strstr(note, "heads 2: a head group would span two nodes"), "%s", note);
+
+    /* 5 ranks: only data 5 x heads 1 x context 1 divides, and 5 does not divide 12 sequences */
+    r = c;
+    rc = cfg_resolve_grid(&r, 5, NULL, note, sizeof(note), err);
+    CHECK(rc == HW_ECONFIG && r.dist.heads.v == 2 && r.train.micro_batch == 4);
+    CHECK_MSG(strstr(err, "<override 1>:1:12: error: dist: no grid fits the job's 5 ranks") &&
+                  strstr(err, "data 5 does not divide the global batch of 4 x 3 sequences"),
+              "%s", err);
+
+    /* a fixed data size must be met exactly */
+    char *ov2[] = {"dist.data=2"};
+    rc = cfg_load(&c, put("grid2.yaml", "train:\n  micro_batch: 4\n"), 1, ov2, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    r = c;
+    rc = cfg_resolve_grid(&r, 3, NULL, note, sizeof(note), err);
+    CHECK_MSG(rc == HW_ECONFIG && strstr(err, "<override 1>:1:11: error: dist: no grid fits") &&
+                  strstr(err, "leaves data 3, not a dist.data value"),
+              "%s", err);
+    r = c;
+    CHECK(cfg_resolve_grid(&r, 2, NULL, note, sizeof(note), err) == 0 && r.dist.data.v == 2);
+}
+
 // ------------------------------------------------------------------------------------------------
 
 int main(void) {
@@ -474,6 +532,7 @@ int main(void) {
     test_roundtrip();
     test_docs();
     test_bad_configs();
+    test_grid();
 
     while (n_made > 0)
         remove(made[--n_made]);

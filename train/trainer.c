@@ -398,14 +398,8 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
     tr->unit = "tok";
     tr->task = train_task_find(strcmp(c->model.family, "rec") ? c->train.task : "rec");
     HW_ASSERT(tr->task); /* the config validated train.task */
-    int rc = cfg_check_world(c, d->world, err);
-    if (rc) { /* before the grid: rank 0 speaks */
-        if (d->rank == 0)
-            fprintf(stderr, "%s\n", err);
-        err[0] = '\0';
-        return HW_EXIT_CONFIG;
-    }
-    dist_grid_init(d, c->dist.data, c->dist.context, c->dist.heads,
+    int rc;
+    dist_grid_init(d, c->dist.data.v, c->dist.context.v, c->dist.heads.v,
                    !strcmp(c->dist.context_mode, "ulysses"));
     /* threads: all cores of the node shared among its ranks unless set */
     L->threads = ops_set_threads(c->train.threads ? c->train.threads : dist_threads_per_rank(d));
