@@ -1180,6 +1180,7 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
         xfsz = sigaction(SIGXFSZ, &ign, NULL) == 0;
     }
     h5_quiet_(&q);
+    dist_watch_begin("checkpoint write");
     rc = agree_(d, check_args_(groups, n_groups, meta, step, final, err), final, err);
     if (rc == 0)
         rc = agree_(d, check_ranks_(d, groups, n_groups, step, keep, final, err), final, err);
@@ -1222,6 +1223,8 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
     if (world_(d) > 1)
         dist_bcast_bytes(d, &w, (int64_t)sizeof(w));
 
+    if (getenv("HW_FAULT_STALL_SAVE")) /* test hook: a write that does not finish */
+        sleep((unsigned)atoi(getenv("HW_FAULT_STALL_SAVE")));
     fapl = fapl_(d, 0);
     dxpl = (hid_t)dist_h5_dxpl(d);
     fid = H5Fcreate(tmp, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
@@ -1271,6 +1274,7 @@ out:
     h5_close_(&fapl, H5Pclose);
     if (created && rank0)
         unlink(tmp);
+    dist_watch_end();
     H5Eclear2(H5E_DEFAULT);
     h5_loud_(&q);
     if (xfsz)

@@ -28,7 +28,9 @@ enum hw_exit {
     HW_EXIT_FAIL = 1,    /* runtime failure: bad data, checkpoint, I/O */
     HW_EXIT_CONFIG = 2,  /* usage or config error */
     HW_EXIT_NUMERIC = 3, /* loss became NaN/Inf */
-    HW_EXIT_REQUEUE = 4  /* stopped by a signal after saving a checkpoint: requeue me */
+    HW_EXIT_REQUEUE = 4, /* stopped by a signal after saving a checkpoint: requeue me */
+    HW_EXIT_HUNG = 5     /* the watchdog ended the job: a collective or checkpoint write did
+                          * not finish within dist.timeout_s (a stopped, lost or stuck rank) */
 };
 
 noreturn void hw_die_at(const char *file, int line, const char *fmt, ...)

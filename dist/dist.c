@@ -25,6 +25,14 @@
         }                                                                                          \
     } while (0)
 
+/* a blocking MPI call the watchdog watches, under the name the watchdog line gives */
+#define WATCHED(name, call)                                                                        \
+    do {                                                                                           \
+        dist_watch_begin(name);                                                                    \
+        HW_CHECK_MPI(call);                                                                        \
+        dist_watch_end();                                                                          \
+    } while (0)
+
 #define MAX_BUCKETS 512
 #define TAG_GRAD    1000 /* + bucket index */
 #define TAG_RING    7
@@ -75,7 +83,7 @@ void dist_init(struct dist *d, int *argc, char ***argv) {
     memset(d, 0, sizeof(*d));
     MPI_Initialized(&init);
     if (!init) {
-        if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
             fprintf(stderr, "error: MPI_Init_thread failed\n");
             exit(HW_EXIT_FAIL);
         }
@@ -121,6 +129,7 @@ static void comms_free(struct dist *d) {
 
 void dist_finalize(struct dist *d) {
     int fin = 0;
+    dist_watchdog_stop();
     MPI_Finalized(&fin);
     if (!fin)
         comms_free(d);
@@ -178,7 +187,7 @@ void dist_grid_print(const struct dist *d) {
         return;
     int me[4] = {d->rank, d->dp_rank, d->cp_rank, d->hp_rank};
     int *all = d->rank == 0 ? HW_MALLOC(sizeof(int) * 4 * (size_t)d->world) : NULL;
-    HW_CHECK_MPI(MPI_Gather(me, 4, MPI_INT, all, 4, MPI_INT, 0, MPI_COMM_WORLD));
+    WATCHED("gather (grid layout)", MPI_Gather(me, 4, MPI_INT, all, 4, MPI_INT, 0, MPI_COMM_WORLD));
     if (d->rank == 0) {
         char host[MPI_MAX_PROCESSOR_NAME];
         int len = 0;
@@ -259,20 +268,21 @@ int dist_threads_per_rank(const struct dist *d) {
 
 void dist_barrier(const struct dist *d) {
     (void)d;
-    HW_CHECK_MPI(MPI_Barrier(MPI_COMM_WORLD));
+    WATCHED("barrier", MPI_Barrier(MPI_COMM_WORLD));
 }
 
 int dist_allreduce_max_int(const struct dist *d, int v) {
     int out = v;
     if (d && d->world > 1)
-        HW_CHECK_MPI(MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+        WATCHED("allreduce_max_int", MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     return out;
 }
 
 double dist_allreduce_sum_double(const struct dist *d, double v) {
     double out = v;
     if (d && d->world > 1)
-        HW_CHECK_MPI(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+        WATCHED("allreduce_sum_double",
+                MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     return out;
 }
 
@@ -280,7 +290,8 @@ void dist_allreduce_group_doubles(struct dist *d, enum dist_group g, double *v, 
     if (dist_group_size(d, g) <= 1)
         return;
     double t0 = now();
-    HW_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, comm_of(d, g)));
+    WATCHED("allreduce_doubles",
+            MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, comm_of(d, g)));
     int p = dist_group_size(d, g);
     account(d, DIST_KIND_OTHER, 2.0 * (p - 1) / p * n * sizeof(double), t0);
 }
@@ -291,7 +302,7 @@ void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n) {
     char *p = buf;
     while (n > 0) {
         int chunk = n > (1 << 30) ? (1 << 30) : (int)n;
-        HW_CHECK_MPI(MPI_Bcast(p, chunk, MPI_BYTE, 0, MPI_COMM_WORLD));
+        WATCHED("bcast", MPI_Bcast(p, chunk, MPI_BYTE, 0, MPI_COMM_WORLD));
         p += chunk;
         n -= chunk;
     }
@@ -321,7 +332,7 @@ void dist_gather_strings(struct dist *d, char **strs, int n) {
         sizes = HW_MALLOC(sizeof(int) * (size_t)d->world);
         offs = HW_MALLOC(sizeof(int) * (size_t)d->world);
     }
-    HW_CHECK_MPI(MPI_Gather(&mine, 1, MPI_INT, sizes, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    WATCHED("gather_strings", MPI_Gather(&mine, 1, MPI_INT, sizes, 1, MPI_INT, 0, MPI_COMM_WORLD));
     long total = 0;
     if (d->rank == 0) {
         for (int r = 0; r < d->world; r++) {
@@ -330,7 +341,8 @@ void dist_gather_strings(struct dist *d, char **strs, int n) {
         }
         all = HW_MALLOC((size_t)(total ? total : 1));
     }
-    HW_CHECK_MPI(MPI_Gatherv(blob, mine, MPI_BYTE, all, sizes, offs, MPI_BYTE, 0, MPI_COMM_WORLD));
+    WATCHED("gather_strings",
+            MPI_Gatherv(blob, mine, MPI_BYTE, all, sizes, offs, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (d->rank == 0) {
         for (char *q = all; q < all + total;) {
             int32_t idx, len;
@@ -436,7 +448,7 @@ void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,
     ring_start(&op, buf, n, TAG_RING, p);
     bytes += ring_post(&op, comm, p, r);
     while (op.phase < 2) {
-        HW_CHECK_MPI(MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
+        WATCHED("allreduce_f32", MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
         bytes += ring_advance(&op, comm, p, r);
     }
     d->c->tmp = op.tmp;
@@ -493,7 +505,7 @@ void dist_grad_finish(struct dist *d) {
     for (int i = c->n_done; i < c->n_buckets; i++) {
         struct ring_op *op = &c->bucket[i];
         while (op->phase < 2) {
-            HW_CHECK_MPI(MPI_Waitall(2, op->req, MPI_STATUSES_IGNORE));
+            WATCHED("dp_grad (gradient all-reduce)", MPI_Waitall(2, op->req, MPI_STATUSES_IGNORE));
             bytes += ring_advance(op, c->g[DIST_DPCP], p, r);
         }
     }
@@ -530,7 +542,7 @@ void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kin
     op.tag = TAG_RING + 1;
     bytes += ring_post(&op, comm, p, r);
     while (op.phase < 2) {
-        HW_CHECK_MPI(MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
+        WATCHED("allgather_f32 (ZeRO-1)", MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
         bytes += ring_advance(&op, comm, p, r);
     }
     account(d, kind, bytes, t0);
@@ -551,7 +563,7 @@ void dist_cp_isendrecv(struct dist *d, const float *send, float *recv, size_t n)
 
 void dist_cp_wait(struct dist *d) {
     double t0 = now();
-    HW_CHECK_MPI(MPI_Waitall(2, d->c->cp_req, MPI_STATUSES_IGNORE));
+    WATCHED("cp_ring (context K/V pass)", MPI_Waitall(2, d->c->cp_req, MPI_STATUSES_IGNORE));
     d->stats.seconds[DIST_KIND_CP_RING] += now() - t0;
 }
 
@@ -569,7 +581,7 @@ void dist_cp_exchange(struct dist *d, const float *const *send, float *const *re
             HW_CHECK_MPI(MPI_Isend(send[o], (int)n, MPI_FLOAT, o, TAG_CP + 1, comm, &req[nr++]));
             bytes += (double)n * sizeof(float);
         }
-    HW_CHECK_MPI(MPI_Waitall(nr, req, MPI_STATUSES_IGNORE));
+    WATCHED("cp_exchange", MPI_Waitall(nr, req, MPI_STATUSES_IGNORE));
     free(req);
     account(d, DIST_KIND_CP_RING, bytes, t0);
 }
@@ -582,7 +594,8 @@ void dist_cp_sendrecv(struct dist *d, const float *send, float *recv, size_t n) 
 void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n) {
     double t0 = now();
     HW_ASSERT(n <= (size_t)2147483647);
-    HW_CHECK_MPI(MPI_Alltoall(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
+    WATCHED("cp_alltoall (Ulysses)",
+            MPI_Alltoall(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
     /* every block but our own leaves this rank */
     account(d, DIST_KIND_CP_A2A, (double)(d->cp - 1) * n * sizeof(float), t0);
 }
@@ -590,7 +603,7 @@ void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n) 
 void dist_alltoall_int(struct dist *d, enum dist_group g, const int *send, int *recv) {
     double t0 = now();
     int p = dist_group_size(d, g);
-    HW_CHECK_MPI(MPI_Alltoall(send, 1, MPI_INT, recv, 1, MPI_INT, comm_of(d, g)));
+    WATCHED("alltoall_int", MPI_Alltoall(send, 1, MPI_INT, recv, 1, MPI_INT, comm_of(d, g)));
     account(d, DIST_KIND_EMB_A2A, (double)(p - 1) * sizeof(int), t0);
 }
 
@@ -610,8 +623,8 @@ void dist_alltoallv_bytes(struct dist *d, enum dist_group g, const void *send, c
         if (i != me)
             bytes += scount[i];
     }
-    HW_CHECK_MPI(
-        MPI_Alltoallv(send, scount, sd, MPI_BYTE, recv, rcount, rd, MPI_BYTE, comm_of(d, g)));
+    WATCHED("alltoallv (sharded embeddings)",
+            MPI_Alltoallv(send, scount, sd, MPI_BYTE, recv, rcount, rd, MPI_BYTE, comm_of(d, g)));
     free(sd);
     account(d, DIST_KIND_EMB_A2A, bytes, t0);
 }

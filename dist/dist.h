@@ -54,8 +54,9 @@ struct dist {
 
 extern const char *const dist_kind_names[DIST_KINDS];
 
-/* MPI_Init (thread level FUNNELED), set MPI_ERRORS_RETURN, install the MPI_Abort exit hook.
- * The grid starts as 1 x 1 x world... call dist_grid_init to set it. */
+/* MPI_Init (thread level MULTIPLE where the library has it: the watchdog and the background
+ * checkpoint writer call MPI from their own threads), set MPI_ERRORS_RETURN, install the MPI_Abort
+ * exit hook. The grid starts as 1 x 1 x world... call dist_grid_init to set it. */
 void dist_init(struct dist *d, int *argc, char ***argv);
 /* One process without MPI, for commands that only read and print (config show/docs): world 1,
  * with the rank the launcher gave (OMPI_COMM_WORLD_RANK, PMIX_RANK or SLURM_PROCID; else 0) so
@@ -125,6 +126,23 @@ void dist_alltoallv_bytes(struct dist *d, enum dist_group g, const void *send, c
                           void *recv, const int *rcount);
 
 void dist_stats_reset(struct dist *d);
+
+/* Watchdog. dist_watchdog_start (COLLECTIVE, after dist_init; timeout <= 0: off) starts a
+ * thread that ends the job with MPI_Abort (exit HW_EXIT_HUNG) and one line on stderr when a
+ * watched operation runs longer than timeout seconds: every blocking collective of this module
+ * is watched, and callers watch longer operations (a checkpoint write) with dist_watch_begin /
+ * dist_watch_end (nested calls name the inner operation; the time counts from the outermost).
+ * The line names the operation, its sequence number, the step, the ranks that did not answer
+ * (stopped, dead or unreachable), those waiting in the same operation, and what the others are
+ * doing. what must be a string constant (or live until dist_watch_end). A thread other than the
+ * training loop that runs collectives (the background checkpoint writer) first calls
+ * dist_watch_thread_slot(1). dist_watchdog_stop: before dist_finalize (rank-local). */
+void dist_watchdog_start(struct dist *d, double timeout);
+void dist_watchdog_stop(void);
+void dist_watch_begin(const char *what);
+void dist_watch_end(void);
+void dist_watch_step(int64_t step); /* the step being computed (1-based), for the line */
+void dist_watch_thread_slot(int slot);
 
 /* HDF5 property lists bound to this job's communicator (MPI-IO driver when world > 1,
  * the default POSIX driver on one rank). Caller closes them with H5Pclose. Returned as

@@ -26,6 +26,9 @@ static const struct cfg_key keys[] = {
     CFG_INT(bucket_kb, 0, 0, 16777216,
             "gradient all-reduce bucket size in KiB, launched during the backward; 0 = one bucket "
             "per layer"),
+    CFG_DBL(timeout_s, 600, 0, 0, 1e9, 0,
+            "watchdog: a collective or checkpoint write running longer than this ends the job "
+            "with one line naming it and the ranks that did not arrive (exit 5); 0 = off"),
     CFG_BOOL(zero, 0,
              "ZeRO-1: reduce-scatter the gradients, keep the AdamW moments of 1/(data*context) of "
              "the parameters per rank, all-gather the updated parameters"),

@@ -12,6 +12,7 @@ struct cfg_dist {
     char context_mode[CFG_NAME_MAX]; /* "ring" | "ulysses" */
     int bucket_kb;                   /* gradient all-reduce bucket size; 0 = one per layer */
     int zero;                        /* ZeRO-1: shard the optimizer state over data x context */
+    double timeout_s; /* watchdog limit on one collective or checkpoint write; 0: off */
 };
 
 extern const struct cfg_section cfg_section_dist;

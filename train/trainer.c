@@ -401,6 +401,7 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
     int rc;
     dist_grid_init(d, c->dist.data.v, c->dist.context.v, c->dist.heads.v,
                    !strcmp(c->dist.context_mode, "ulysses"));
+    dist_watchdog_start(d, c->dist.timeout_s);
     /* threads: all cores of the node shared among its ranks unless set */
     L->threads = ops_set_threads(c->train.threads ? c->train.threads : dist_threads_per_rank(d));
     if ((rc = setup(tr, err)))
@@ -439,6 +440,7 @@ static int step(struct loop *L, char *err) {
     const double t0 = log_now();
     tr->lr = optim_lr(t, tr->step);
     dist_stats_reset(tr->d);
+    dist_watch_step(tr->step + 1);
     if (forward_backward(tr, &L->loss, err))
         return HW_EXIT_FAIL;
     if (tr->step + 1 == L->nan_step)
