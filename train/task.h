@@ -101,6 +101,10 @@ struct trainer {
 /* Checkpoint views of the parameter-shaped HOST block `base`: global shapes, this rank's
  * hyperslab; one replica writes each slab (the ranks that hold distinct data). */
 void trainer_tensor_views(const struct trainer *tr, float *base, struct ckpt_tensor *t);
+/* COLLECTIVE (every rank, the same number of times): the stop signal, agreed by all ranks, or 0.
+ * Long passes inside a step (validation) call it once per micro-batch and end early on a
+ * signal, so that the step boundary saves and exits within one micro-batch. */
+int trainer_stop_poll(const struct trainer *tr);
 
 /* The task named `name`, or NULL. */
 const struct train_task *train_task_find(const char *name);

@@ -97,6 +97,12 @@ static double validate(struct trainer *tr, json_t *line, char *note, size_t n, c
     double sum = 0.0;
     loader_seek(&s->val, 0);
     for (int i = 0; i < t->val_batches; i++) {
+        int sig = trainer_stop_poll(tr);
+        if (sig) { /* the step boundary saves and exits */
+            snprintf(note, n, "validation stopped by signal %d after %d of %d micro-batches", sig,
+                     i, t->val_batches);
+            return NAN;
+        }
         *rc = gpt_task_next_windows(tr, &s->val, g->tokens, g->targets, err);
         if (*rc)
             return NAN;

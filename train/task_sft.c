@@ -145,6 +145,11 @@ static double validate(struct trainer *tr, json_t *line, char *note, size_t n, c
     (void)err;
     *rc = 0;
     for (int i = 0; i < tr->c->train.val_batches && cursor < s->sv.n; i++) {
+        int sig = trainer_stop_poll(tr);
+        if (sig) { /* the step boundary saves and exits */
+            snprintf(note, n, "validation stopped by signal %d after %d micro-batches", sig, i);
+            return NAN;
+        }
         n_sup += batch(tr, &s->sv, &cursor, 0, g->tokens, g->targets, s->seg);
         g->model.seg = tr->c->sft.pack ? s->seg : NULL;
         sum += gpt_forward(&g->model, g->tokens, g->targets, g->Bl, g->Tl, 0.0f, 0);

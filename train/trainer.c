@@ -70,6 +70,10 @@ static float *host_params(const struct trainer *tr) {
     return h;
 }
 
+int trainer_stop_poll(const struct trainer *tr) {
+    return dist_allreduce_max_int(tr->d, signals_pending());
+}
+
 static int save_checkpoint(struct trainer *tr, char *err) {
     const struct param_set *ps = &tr->ps;
     const int n = ps->n;
@@ -367,6 +371,9 @@ struct loop {
     double first_loss, last_loss, last_val, best_val;
     /* this step */
     double loss, gnorm, tps, mfu;
+    json_t *pending;    /* its metrics line, written after the checkpoint (with ckpt_s) */
+    double signal_lead; /* seconds between Slurm's warning signal and the end (0: unknown) */
+    int budget_warned;
 };
 
 /* The micro-batches of one step forward and backward, the reduced gradients; 0 with the step's
@@ -413,6 +420,11 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
     L->nan_step = env_step("HW_FAULT_NAN_STEP");
     L->stop_step = env_step("HW_STOP_AFTER_STEP");
     L->start_step = tr->step;
+    const char *lead = getenv("HW_SIGNAL_LEAD_S"); /* exported by slurm/train.sbatch */
+    L->signal_lead = lead && *lead ? strtod(lead, NULL) : 0.0;
+    if (L->signal_lead > 0)
+        log_info("signal lead time %g s (Slurm --signal): a step plus a save must fit in it",
+                 L->signal_lead);
     L->first_loss = L->last_loss = L->last_val = NAN;
     L->best_val = INFINITY;
     double n_global = 0.0;
@@ -542,8 +554,8 @@ static int validate_and_log(struct loop *L, char *err) {
     if (task->metrics)
         task->metrics(tr, j, TASK_METRICS_AFTER_VAL);
     comm_fields(tr, j);
-    if (write) {
-        append_line(tr, j);
+    if (write) { /* written after the checkpoint of this step, if one is due */
+        L->pending = j;
         L->loss_acc = 0.0;
         L->n_acc = 0;
     } else {
@@ -551,6 +563,35 @@ static int validate_and_log(struct loop *L, char *err) {
     }
     progress(L, note);
     return HW_EXIT_OK;
+}
+
+/* The step's metrics line, with the checkpoint written after it (ckpt_s >= 0: its seconds and
+ * bytes). */
+static void flush_pending(struct loop *L, double ckpt_s) {
+    if (!L->pending)
+        return;
+    if (ckpt_s >= 0) {
+        struct stat st;
+        json_object_set_new(L->pending, "ckpt_s", json_real(round(ckpt_s * 1e3) / 1e3));
+        if (L->tr.d->rank == 0 && stat(L->tr.last_ckpt, &st) == 0)
+            json_object_set_new(L->pending, "ckpt_bytes", json_integer((json_int_t)st.st_size));
+    }
+    append_line(&L->tr, L->pending);
+    L->pending = NULL;
+}
+
+/* Under Slurm's --signal=B:USR1@N the job has N seconds after the warning: the step under way
+ * and the final save must fit in them. Warn once when they do not. */
+static void save_budget(struct loop *L, double ckpt_s) {
+    const double need = L->tr.step_s + ckpt_s;
+    if (L->signal_lead <= 0 || L->budget_warned || need <= L->signal_lead)
+        return;
+    L->budget_warned = 1;
+    log_warn("a step (%.1f s) plus a checkpoint save (%.1f s) take %.1f s, more than the %g s "
+             "between Slurm's warning signal and the end of the job (HW_SIGNAL_LEAD_S): a "
+             "preemption would lose the steps since the last checkpoint; give the job a longer "
+             "lead (sbatch --signal=B:USR1@SECONDS) or a smaller step",
+             L->tr.step_s, ckpt_s, need, L->signal_lead);
 }
 
 /* A checkpoint when due or when a signal arrived (on any rank); a signal ends the run with the
@@ -565,7 +606,9 @@ static int checkpoint_and_signals(struct loop *L, char *err) {
     const int due =
         (c->run.ckpt_every && tr->step % c->run.ckpt_every == 0) || tr->step == tr->steps;
     if (due || stop) {
+        const double t0 = log_now();
         if (save_checkpoint(tr, err)) {
+            flush_pending(L, -1.0);
             log_error("%s", err);
             /* HDF5 may still hold a file it failed to flush (a full disk) and crash in its
              * exit-time cleanup; the older checkpoints are safe, so leave without it */
@@ -576,8 +619,12 @@ static int checkpoint_and_signals(struct loop *L, char *err) {
         }
         if (L->tty && tr->d->rank == 0)
             printf("\n");
-        log_info("checkpoint: %s", tr->last_ckpt);
+        const double secs = log_now() - t0;
+        log_info("checkpoint: %s (%.2f s)", tr->last_ckpt, secs);
+        save_budget(L, secs);
+        flush_pending(L, secs);
     }
+    flush_pending(L, -1.0);
     if (!stop)
         return HW_EXIT_OK;
     log_info("stopped by signal %d at step %d after saving %s; exit code %d asks to be requeued",
@@ -588,6 +635,7 @@ static int checkpoint_and_signals(struct loop *L, char *err) {
 /* The task's final word (rec: the best-validation test scores) and the summary. */
 static int finish(struct loop *L, int code, char *err) {
     struct trainer *tr = &L->tr;
+    flush_pending(L, -1.0);
     if (L->tty && tr->d->rank == 0)
         printf("\n");
     if (code == HW_EXIT_OK && tr->task->final && tr->task->final(tr, err)) {

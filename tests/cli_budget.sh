@@ -1,0 +1,75 @@
+#!/bin/sh
+# tests/cli_budget.sh -- the save budget: every checkpoint's seconds and bytes in metrics.jsonl
+# (ckpt_s, ckpt_bytes on the line of the step it saved); with HW_SIGNAL_LEAD_S (exported by
+# slurm/train.sbatch from the job's --signal lead) a warning when a step plus a save do not fit
+# in it; and a signal during a long validation pass answered within one micro-batch (one rank
+# with SIGUSR1, two ranks with HW_STOP_FILE): checkpoint, exit 4, and the resumed run continues.
+. tests/lib.sh
+D=$T/data
+prepare_tiny "$D"
+set -- configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" train.threads=1
+
+expect_exit 0 "6 steps, a checkpoint every 3" "$HW" train "$@" train.steps=6 run.ckpt_every=3 \
+    run.dir="$T/m"
+sz=$(stat -c %s "$T/m/ckpt_00000003.h5")
+ok "step 3 logs ckpt_s and ckpt_bytes $sz" grep -qE "^\{\"step\":3,.*\"ckpt_s\":[0-9.e-]+,\"ckpt_bytes\":$sz\}" "$T/m/metrics.jsonl"
+ok "step 6 too" grep -qE '^\{"step":6,.*"ckpt_s":[0-9.e-]+,"ckpt_bytes":[0-9]+\}' "$T/m/metrics.jsonl"
+ok "no other step has them" test "$(grep -c ckpt_s "$T/m/metrics.jsonl")" = 2
+ok "6 lines" test "$(wc -l <"$T/m/metrics.jsonl")" = 6
+
+HW_SIGNAL_LEAD_S=0.001 expect_exit 0 "a lead of 1 ms" "$HW" train "$@" train.steps=3 \
+    run.ckpt_every=3 run.dir="$T/l1"
+ok "  the lead is named at start-up" grep -q "signal lead time 0.001 s" "$T/out"
+err_has "warning: a step ("
+err_has "more than the 0.001 s between Slurm's warning signal and the end of the job"
+ok "  warned once" test "$(grep -c 'warning: a step' "$T/err")" = 1
+HW_SIGNAL_LEAD_S=3600 expect_exit 0 "a lead of an hour" "$HW" train "$@" train.steps=3 \
+    run.ckpt_every=3 run.dir="$T/l2"
+ok "  no warning" sh -c "! grep -q 'warning: a step' '$T/err'"
+
+# a signal during a validation pass of a million micro-batches
+long() { # RUN_DIR LAUNCH...: start a run whose step-2 validation is long, in the background
+    dir=$1
+    shift
+    "$@" "$HW" train configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" \
+        train.threads=1 train.steps=6 train.val_every=2 train.val_batches=1000000 \
+        run.ckpt_every=0 run.dir="$dir" >"$dir.out" 2>&1 &
+    bg=$!
+    w=0
+    while [ $w -lt 600 ] && ! grep -q '"step":1,' "$dir/metrics.jsonl" 2>/dev/null; do
+        sleep 0.1
+        w=$((w + 1))
+    done
+    sleep 1 # well inside the validation of step 2
+}
+wait_bg() { # the background run's exit code; SECONDS it took after the stop request
+    w=0
+    while [ $w -lt 200 ] && kill -0 $bg 2>/dev/null; do
+        sleep 0.05
+        w=$((w + 1))
+    done
+    kill -KILL $bg 2>/dev/null
+    wait $bg
+    rc=$?
+    took=$(($(date +%s%N) / 1000000 - t0))
+}
+long "$T/v1" env
+t0=$(($(date +%s%N) / 1000000))
+kill -USR1 $bg
+wait_bg
+ok "SIGUSR1 in validation: exit 4 (got $rc) within 3 s (took $took ms)" test "$rc" = 4 -a "$took" -lt 3000
+ok "  the pass stopped early" grep -qE "validation stopped by signal 10 after [0-9]+ of 1000000 micro-batches" "$T/v1.out"
+ok "  checkpoint at step 2" grep -qx "ckpt_00000002.h5" "$T/v1/latest"
+ok "  no val_loss for the stopped pass" sh -c "grep '\"step\":2,' '$T/v1/metrics.jsonl' | grep -qv val_loss"
+expect_exit 0 "  resumes to step 6" "$HW" train "$@" train.steps=6 train.val_every=2 \
+    run.ckpt_every=0 run.dir="$T/v1"
+ok "  resumed at step 2" grep -q "resumed from $T/v1/ckpt_00000002.h5 at step 2" "$T/out"
+
+HW_STOP_FILE=$T/stop long "$T/v2" $MPIRUN -np 2 -x HW_STOP_FILE
+t0=$(($(date +%s%N) / 1000000))
+: >"$T/stop"
+wait_bg
+ok "stop file in a 2-rank validation: exit 4 (got $rc) within 6 s, mpirun's exit included (took $took ms)" test "$rc" = 4 -a "$took" -lt 6000
+ok "  the pass stopped early" grep -qE "validation stopped by signal 10 after [0-9]+ of 1000000" "$T/v2.out"
+ok "  checkpoint at step 2" grep -qx "ckpt_00000002.h5" "$T/v2/latest"
+finish
