@@ -438,6 +438,38 @@ static hid_t dcpl_(int ndim, const hsize_t *chunk) {
     return dcpl;
 }
 
+/* The groups of the tensors (and their parents) and /state, created up front without
+ * modification times, as the datasets are, so that two saves of the same state are the same
+ * bytes (a save in the background and one in the foreground can be compared). */
+static int make_groups_(hid_t fid, const struct ckpt_group *groups, int n_groups) {
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    int rc = gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0 ? -1 : 0;
+    for (int g = -1; g < n_groups && rc == 0; g++) {
+        char path[CKPT_NAME_MAX + 2];
+        snprintf(path, sizeof(path), "%s", g < 0 ? "state" : groups[g].name);
+        for (char *p = path;; p++) {
+            const char c = *p;
+            if (c != '/' && c != '\0')
+                continue;
+            *p = '\0';
+            if (!exists_(fid, path)) {
+                hid_t id = H5Gcreate2(fid, path, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+                if (id < 0) {
+                    rc = -1;
+                    break;
+                }
+                H5Gclose(id);
+            }
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    if (gcpl >= 0)
+        H5Pclose(gcpl);
+    return rc;
+}
+
 static hid_t lcpl_(void) {
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) < 0) {
@@ -1153,7 +1185,7 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
               int n_groups, const struct ckpt_meta *meta, int keep, char *out_path, char *err) {
     char fname[64], final[CKPT_PATH_LEN], tmp[CKPT_PATH_LEN + 128], suffix[128] = "";
     int rank0 = rank_(d) == 0, rc = 0, created = 0, xfsz = 0;
-    hid_t fapl = -1, dxpl = -1, fid = -1;
+    hid_t fapl = -1, dxpl = -1, fid = -1, fcpl = -1;
     struct h5quiet_ q;
     struct sigaction old_xfsz;
 
@@ -1227,7 +1259,10 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
         sleep((unsigned)atoi(getenv("HW_FAULT_STALL_SAVE")));
     fapl = fapl_(d, 0);
     dxpl = (hid_t)dist_h5_dxpl(d);
-    fid = H5Fcreate(tmp, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    fcpl = H5Pcreate(H5P_FILE_CREATE); /* the root group without modification times */
+    if (fcpl >= 0)
+        H5Pset_obj_track_times(fcpl, 0);
+    fid = H5Fcreate(tmp, H5F_ACC_EXCL, fcpl >= 0 ? fcpl : H5P_DEFAULT, fapl);
     if (fid < 0) {
         int e = errno;
         rc = io_fail_(tmp, "cannot create HDF5 file", e, h5_why_(), 1, err);
@@ -1237,6 +1272,9 @@ int ckpt_save(const struct dist *d, const char *dir, int64_t step, const struct 
         goto out;
 
     rc = agree_(d, write_attrs_(fid, step, w.tokens_seen, world_(d), tmp, err), tmp, err);
+    if (rc == 0 && make_groups_(fid, groups, n_groups) < 0)
+        rc = write_fail_(tmp, "(groups)", err);
+    rc = agree_(d, rc, tmp, err);
     for (int g = 0; g < n_groups && rc == 0; g++)
         for (int i = 0; i < groups[g].n && rc == 0; i++)
             rc = agree_(d, write_tensor_(fid, dxpl, groups[g].name, &groups[g].t[i], tmp, err), tmp,
@@ -1272,6 +1310,7 @@ out:
         H5Fclose(fid);
     h5_close_(&dxpl, H5Pclose);
     h5_close_(&fapl, H5Pclose);
+    h5_close_(&fcpl, H5Pclose);
     if (created && rank0)
         unlink(tmp);
     dist_watch_end();

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "shards.h"
 
+#include "../core/h5lock.h"
+
 #include "../core/check.h"
 #include "../core/fsutil.h"
 #include "../core/rng.h"
@@ -202,13 +204,20 @@ int shard_open(struct shard *s, const char *path, char *err) {
 
 int shard_read(struct shard *s, int32_t *out, int64_t offset, int64_t n, char *err) {
     HW_ASSERT(offset >= 0 && offset + n <= s->n);
-    hsize_t start[1] = {(hsize_t)offset}, count[1] = {(hsize_t)n};
-    hid_t fs = H5Dget_space(s->dset);
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t ms = H5Screate_simple(1, count, NULL);
-    herr_t rc = H5Dread(s->dset, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
-    H5Sclose(ms);
-    H5Sclose(fs);
+    herr_t rc = 0;
+    if (s->mem) {
+        memcpy(out, s->mem + offset, sizeof(int32_t) * (size_t)n);
+    } else {
+        hsize_t start[1] = {(hsize_t)offset}, count[1] = {(hsize_t)n};
+        h5lock_enter();
+        hid_t fs = H5Dget_space(s->dset);
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+        hid_t ms = H5Screate_simple(1, count, NULL);
+        rc = H5Dread(s->dset, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
+        H5Sclose(ms);
+        H5Sclose(fs);
+        h5lock_leave();
+    }
     if (rc < 0)
         return hw_errf(err, HW_EFORMAT,
                        "%s: reading tokens [%lld, %lld) failed: checksum mismatch or "
@@ -225,12 +234,19 @@ int shard_read(struct shard *s, int32_t *out, int64_t offset, int64_t n, char *e
 
 int shard_check_vocab(struct shard *s, int vocab, char *err) {
     const int64_t blk = (int64_t)1 << 20;
-    int32_t *buf = HW_MALLOC(sizeof(int32_t) * (size_t)(s->n < blk ? (s->n ? s->n : 1) : blk));
+    const char *mb = getenv("HW_SHARD_CACHE_MB");
+    const int64_t limit = mb && *mb ? (int64_t)atoll(mb) << 20 : SHARD_CACHE_BYTES;
+    const int cache = !s->mem && s->n > 0 && s->n <= limit / (int64_t)sizeof(int32_t);
+    int32_t *mem = cache ? HW_MALLOC(sizeof(int32_t) * (size_t)s->n) : NULL;
+    int32_t *buf =
+        cache ? NULL : HW_MALLOC(sizeof(int32_t) * (size_t)(s->n < blk ? (s->n ? s->n : 1) : blk));
     int rc = 0;
     const int own = s->vocab;
     s->vocab = INT32_MAX; /* the read below checks nothing; this loop checks against vocab */
     for (int64_t off = 0; off < s->n && !rc; off += blk) {
         const int64_t n = s->n - off < blk ? s->n - off : blk;
+        if (cache)
+            buf = mem + off;
         if ((rc = shard_read(s, buf, off, n, err)))
             break;
         for (int64_t i = 0; i < n; i++)
@@ -244,11 +260,18 @@ int shard_check_vocab(struct shard *s, int vocab, char *err) {
             }
     }
     s->vocab = vocab < own ? vocab : own;
-    free(buf);
+    if (cache && !rc)
+        s->mem = mem;
+    else if (cache)
+        free(mem);
+    else
+        free(buf);
     return rc;
 }
 
 void shard_close(struct shard *s) {
+    free(s->mem);
+    s->mem = NULL;
     if (s->dset > 0)
         H5Dclose(s->dset);
     if (s->file > 0)

@@ -20,6 +20,7 @@ int shard_write(const char *path, const int32_t *tok, int64_t n, int vocab, char
 struct shard {
     int64_t file, dset; /* HDF5 ids */
     int64_t n;          /* tokens */
+    int32_t *mem;       /* all n tokens, once shard_check_vocab cached them (NULL: read the file) */
     int vocab;
     char path[512];
 };
@@ -29,7 +30,11 @@ struct shard {
 int shard_open(struct shard *s, const char *path, char *err);
 /* Check every token of the shard against the vocabulary of the model that will read it (once,
  * at open, in blocks): the first id outside [0, vocab) is an error naming the file, the offset,
- * the id and the vocabulary size. Afterwards shard_read checks against min(shard, model). */
+ * the id and the vocabulary size. Afterwards shard_read checks against min(shard, model). A
+ * shard of at most SHARD_CACHE_BYTES (4 bytes a token; HW_SHARD_CACHE_MB overrides) is kept in
+ * memory from then on: reads make no HDF5 call (a background checkpoint write may be using the
+ * library). */
+#define SHARD_CACHE_BYTES ((int64_t)1 << 30)
 int shard_check_vocab(struct shard *s, int vocab, char *err);
 /* Read n tokens from offset into out, checking every id < vocab and the checksum. */
 int shard_read(struct shard *s, int32_t *out, int64_t offset, int64_t n, char *err);

@@ -78,6 +78,12 @@ static void abort_hook(int code) {
     exit(code);
 }
 
+/* The communicator of the whole job: MPI_COMM_WORLD, or its duplicate in a dist_dup_world
+ * handle (a second thread's collectives must not share a communicator with the first's). */
+static MPI_Comm world_comm(const struct dist *d) {
+    return d && d->c && d->c->g[DIST_WORLD] != MPI_COMM_NULL ? d->c->g[DIST_WORLD] : MPI_COMM_WORLD;
+}
+
 void dist_init(struct dist *d, int *argc, char ***argv) {
     int provided = 0, init = 0;
     memset(d, 0, sizeof(*d));
@@ -117,6 +123,8 @@ void dist_init_local(struct dist *d) {
 static void comms_free(struct dist *d) {
     if (!d->c)
         return;
+    if (d->c->g[DIST_WORLD] != MPI_COMM_WORLD && d->c->g[DIST_WORLD] != MPI_COMM_NULL)
+        MPI_Comm_free(&d->c->g[DIST_WORLD]); /* a dist_dup_world handle's own */
     for (int g = 1; g < DIST_GROUPS; g++)
         if (d->c->g[g] != MPI_COMM_NULL)
             MPI_Comm_free(&d->c->g[g]);
@@ -166,6 +174,29 @@ void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses) {
         MPI_Comm_set_errhandler(g[i], MPI_ERRORS_RETURN);
 }
 
+struct dist *dist_dup_world(const struct dist *d) {
+    struct dist *o = HW_CALLOC(1, sizeof(*o));
+    *o = *d;
+    o->initialized = 0;
+    memset(&o->stats, 0, sizeof(o->stats));
+    o->c = HW_CALLOC(1, sizeof(*o->c));
+    for (int g = 0; g < DIST_GROUPS; g++)
+        o->c->g[g] = MPI_COMM_NULL;
+    o->c->g[DIST_WORLD] = MPI_COMM_WORLD;
+    if (d->world > 1) {
+        HW_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &o->c->g[DIST_WORLD]));
+        MPI_Comm_set_errhandler(o->c->g[DIST_WORLD], MPI_ERRORS_RETURN);
+    }
+    return o;
+}
+
+void dist_free_dup(struct dist *d) {
+    if (!d)
+        return;
+    comms_free(d);
+    free(d);
+}
+
 void dist_node_ids(const struct dist *d, int *node_of_rank) {
     if (d->world == 1) {
         node_of_rank[0] = 0;
@@ -200,7 +231,7 @@ void dist_grid_print(const struct dist *d) {
 }
 
 static MPI_Comm comm_of(const struct dist *d, enum dist_group g) {
-    if (g == DIST_WORLD || !d->c)
+    if (!d->c)
         return MPI_COMM_WORLD;
     return d->c->g[g];
 }
@@ -268,13 +299,13 @@ int dist_threads_per_rank(const struct dist *d) {
 
 void dist_barrier(const struct dist *d) {
     (void)d;
-    WATCHED("barrier", MPI_Barrier(MPI_COMM_WORLD));
+    WATCHED("barrier", MPI_Barrier(world_comm(d)));
 }
 
 int dist_allreduce_max_int(const struct dist *d, int v) {
     int out = v;
     if (d && d->world > 1)
-        WATCHED("allreduce_max_int", MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+        WATCHED("allreduce_max_int", MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, world_comm(d)));
     return out;
 }
 
@@ -282,7 +313,7 @@ double dist_allreduce_sum_double(const struct dist *d, double v) {
     double out = v;
     if (d && d->world > 1)
         WATCHED("allreduce_sum_double",
-                MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+                MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, world_comm(d)));
     return out;
 }
 
@@ -302,7 +333,7 @@ void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n) {
     char *p = buf;
     while (n > 0) {
         int chunk = n > (1 << 30) ? (1 << 30) : (int)n;
-        WATCHED("bcast", MPI_Bcast(p, chunk, MPI_BYTE, 0, MPI_COMM_WORLD));
+        WATCHED("bcast", MPI_Bcast(p, chunk, MPI_BYTE, 0, world_comm(d)));
         p += chunk;
         n -= chunk;
     }
@@ -332,7 +363,7 @@ void dist_gather_strings(struct dist *d, char **strs, int n) {
         sizes = HW_MALLOC(sizeof(int) * (size_t)d->world);
         offs = HW_MALLOC(sizeof(int) * (size_t)d->world);
     }
-    WATCHED("gather_strings", MPI_Gather(&mine, 1, MPI_INT, sizes, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    WATCHED("gather_strings", MPI_Gather(&mine, 1, MPI_INT, sizes, 1, MPI_INT, 0, world_comm(d)));
     long total = 0;
     if (d->rank == 0) {
         for (int r = 0; r < d->world; r++) {
@@ -342,7 +373,7 @@ void dist_gather_strings(struct dist *d, char **strs, int n) {
         all = HW_MALLOC((size_t)(total ? total : 1));
     }
     WATCHED("gather_strings",
-            MPI_Gatherv(blob, mine, MPI_BYTE, all, sizes, offs, MPI_BYTE, 0, MPI_COMM_WORLD));
+            MPI_Gatherv(blob, mine, MPI_BYTE, all, sizes, offs, MPI_BYTE, 0, world_comm(d)));
     if (d->rank == 0) {
         for (char *q = all; q < all + total;) {
             int32_t idx, len;
@@ -637,7 +668,7 @@ int64_t dist_h5_fapl(const struct dist *d) {
     /* v1.10 format: checksummed metadata, readable by h5py and h5dump. */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
     if (d && d->world > 1) {
-        H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
+        H5Pset_fapl_mpio(fapl, world_comm(d), MPI_INFO_NULL);
         H5Pset_all_coll_metadata_ops(fapl, 1);
         H5Pset_coll_metadata_write(fapl, 1);
     }

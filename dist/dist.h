@@ -65,6 +65,13 @@ void dist_init_local(struct dist *d);
 void dist_finalize(struct dist *d);
 /* Split world into data x context x heads. The caller has checked dp*cp*hp == world. */
 void dist_grid_init(struct dist *d, int dp, int cp, int hp, int ulysses);
+/* A second handle on the same job for a thread that runs its own collectives (the background
+ * checkpoint writer): its world collectives and HDF5 file access go over a duplicate of the
+ * world communicator, so they never mix with the training loop's. Only the world operations
+ * (barrier, allreduce_max_int, allreduce_sum_double, bcast_bytes, gather_strings, the HDF5
+ * property lists) may be used on it. COLLECTIVE (dist_dup_world); dist_free_dup is local. */
+struct dist *dist_dup_world(const struct dist *d);
+void dist_free_dup(struct dist *d);
 /* The node of every world rank (node_of_rank[world]): the lowest world rank sharing its memory
  * (MPI_Comm_split_type shared). COLLECTIVE over the world; callable before the grid. */
 void dist_node_ids(const struct dist *d, int *node_of_rank);

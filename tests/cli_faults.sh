@@ -35,11 +35,14 @@ newest_step() {
 }
 name_of() { printf 'ckpt_%08d.h5' "$1"; }
 
+# kill_trials TRAIN_ARGS...: up to $N_TRIALS kill trials (none started after $SECS s) in $R, then
+# the checks (labelled $LABEL)
+kill_trials() {
 t0=$(now)
-t_end=$((t0 + 600)) # the kill trials stop starting after 10 minutes
+t_end=$((t0 + SECS)) # the kill trials stop starting after this
 trials=0 bad=0 lagged=0 wrong_resume=0 late=0 early=0
 i=0
-while [ $i -lt 20 ] && [ "$(now)" -lt $t_end ]; do
+while [ $i -lt "$N_TRIALS" ] && [ "$(now)" -lt $t_end ]; do
     i=$((i + 1))
     before=$(newest_step) # the run must resume from this one
     target=$((before + 1 + i % 3))
@@ -92,26 +95,46 @@ while [ $i -lt 20 ] && [ "$(now)" -lt $t_end ]; do
     done
 done
 n_tmp=$(ls "$R" | grep -c 'tmp' || true)
-echo "     $trials kill -9 trials in $(($(now) - t0)) s; newest checkpoint: step $(newest_step);" \
+echo "     $LABEL: $trials kill -9 trials in $(($(now) - t0)) s; newest checkpoint: step $(newest_step);" \
     "$lagged killed between the two renames; $n_tmp temporary files left by killed writers"
-ok "at least 10 trials ran" test "$trials" -ge 10
-ok "every trial got past its target step, and was then killed" test $late = 0 -a $early = 0
-ok "after every kill the newest checkpoint verifies, and latest names it (or lags as documented)" \
+ok "$LABEL: at least $((N_TRIALS / 2)) trials ran" test "$trials" -ge $((N_TRIALS / 2))
+ok "$LABEL: every trial got past its target step, and was then killed" test $late = 0 -a $early = 0
+ok "$LABEL: after every kill the newest checkpoint verifies, and latest names it (or lags as documented)" \
     test $bad = 0
-ok "each run after a kill resumed from the newest complete checkpoint" test $wrong_resume = 0
+ok "$LABEL: each run after a kill resumed from the newest complete checkpoint" test $wrong_resume = 0
 ns=$(newest_step)
 if [ "$ns" -lt 1 ]; then
-    ok "the kill trials left a checkpoint to resume from" false
+    ok "$LABEL: the kill trials left a checkpoint to resume from" false
 else
-    # two steps more than the newest checkpoint (the config's warmup is 3 <= ns + 2)
-    expect_exit 0 "a clean run resumes after the kills" "$HW" train "$@" run.dir="$R" \
-        train.steps=$((ns + 2))
+    # two steps past the newest checkpoint, stopped there as a preemption would (the schedule
+    # is the trials' own, train.steps 100000): the losses of an uninterrupted run, bit for bit
+    stop=$((ns + 2))
+    HW_STOP_AFTER_STEP=$stop expect_exit 4 "$LABEL: a clean run resumes after the kills" \
+        "$HW" train "$@" run.dir="$R"
     ok "  resumed from the newest complete checkpoint" \
         grep -qF "resumed from $R/$(name_of "$ns") at step $ns" "$T/out"
-    ok "  latest names its last checkpoint" test "$(latest_step)" = $((ns + 2))
+    ok "  latest names its last checkpoint" test "$(latest_step)" = $stop
     ok "  no checkpoint temporary file of the killed writers is left" \
         sh -c "! ls '$R' | grep -E '^(ckpt_[0-9]+\.h5\.tmp|latest\.tmp)'"
+    HW_STOP_AFTER_STEP=$stop expect_exit 4 "  the same steps uninterrupted" "$HW" train "$@" \
+        run.dir="$R-u"
+    metric_lines "$R/metrics.jsonl" "$ns" >"$T/after"
+    metric_lines "$R-u/metrics.jsonl" "$ns" >"$T/ref"
+    ok "  steps $((ns + 1))..$stop: the uninterrupted losses exactly" cmp -s "$T/after" "$T/ref"
+    ok "  (two of them)" test "$(wc -l <"$T/ref")" = 2
 fi
+}
+
+N_TRIALS=20 SECS=600 LABEL="synchronous saves"
+kill_trials "$@"
+# the same with checkpoints written in the background (HW_ASYNC_SAVE: the stored config, and so
+# the files, stay those of the synchronous runs)
+R=$T/kill-async
+export HW_ASYNC_SAVE=1
+N_TRIALS=30 SECS=300 LABEL="background saves"
+kill_trials "$@"
+unset HW_ASYNC_SAVE
+R=$T/kill
 
 # a file-size limit (ulimit -f 12000: 6 MB in dash's 512-byte blocks, 12 MB in bash's; Open MPI
 # needs about 4 MB to start, a checkpoint of this model is 18.7 MB) reached while checkpoint 3 is

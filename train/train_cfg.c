@@ -58,6 +58,9 @@ static const struct cfg_key run_keys[] = {
     CFG_STRING(dir, "runs/default", 1, "run directory: config, metrics, checkpoints"),
     CFG_INT(ckpt_every, 0, 0, BIG, "steps between checkpoints; 0 = only at the end"),
     CFG_INT(keep, 3, 1, 1000000, "checkpoints kept (older ones are deleted)"),
+    CFG_BOOL(async_save, 0,
+             "write checkpoints in a background thread: training goes on from a snapshot in "
+             "host memory, the file is the same bytes, at most one save in flight"),
     CFG_ENUM(resume, "auto", resume_vals,
              "auto: continue from the latest checkpoint in run.dir if any; never: start fresh"),
     CFG_ENUM(backend, "cpu", backend_vals,

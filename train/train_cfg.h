@@ -35,6 +35,7 @@ struct cfg_run {
     int keep;                   /* checkpoints kept (older ones are deleted) */
     char resume[CFG_NAME_MAX];  /* "auto" (latest in run.dir if any) | "never" */
     char backend[CFG_NAME_MAX]; /* "cpu" | "cuda" (ops.h) */
+    int async_save;             /* write checkpoints in a background thread */
 };
 
 extern const struct cfg_section cfg_section_train, cfg_section_run;

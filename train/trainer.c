@@ -11,6 +11,7 @@
 #include "../core/log.h"
 #include "../datasets/bpe.h"
 #include "../ops/ops.h"
+#include "async_save.h"
 #include "optim.h"
 #include "signals.h"
 #include "task.h"
@@ -21,6 +22,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdnoreturn.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -74,41 +76,64 @@ int trainer_stop_poll(const struct trainer *tr) {
     return dist_allreduce_max_int(tr->d, signals_pending());
 }
 
-static int save_checkpoint(struct trainer *tr, char *err) {
+/* A snapshot of the training state for a save: the parameters and whole moments in host
+ * memory the job owns, the task's extra tensors (copied when copy_extras: the task changes them
+ * while a background save runs), the state and texts. COLLECTIVE (ZeRO-1 gathers the moments). */
+static struct save_job *snapshot(struct trainer *tr, int copy_extras) {
     const struct param_set *ps = &tr->ps;
     const int n = ps->n;
-    struct ckpt_tensor *tv = HW_CALLOC((size_t)3 * n + MAX_EXTRA, sizeof(*tv));
+    struct save_job *j = HW_CALLOC(1, sizeof(*j));
+    struct ckpt_tensor *tv = j->tv = HW_CALLOC((size_t)3 * n + MAX_EXTRA, sizeof(*tv));
     float *w = host_params(tr);
     float *full_m = HW_CALLOC(ps->numel + 1, sizeof(float));
     float *full_v = HW_CALLOC(ps->numel + 1, sizeof(float));
+    j->owned[j->n_owned++] = w;
+    j->owned[j->n_owned++] = full_m;
+    j->owned[j->n_owned++] = full_v;
     optim_export(&tr->opt, full_m, full_v); /* whole moments: ZeRO-1 gathers the shards */
     if (tr->task->gather_moments)
         tr->task->gather_moments(tr, full_m, full_v);
     trainer_tensor_views(tr, w, tv);
     const int ne = tr->task->extra_tensors ? tr->task->extra_tensors(tr, tv + n, 1) : 0;
     HW_ASSERT(ne <= MAX_EXTRA);
+    for (int i = 0; copy_extras && i < ne; i++) {
+        size_t k = 1;
+        for (int dd = 0; dd < tv[n + i].ndim; dd++)
+            k *= (size_t)tv[n + i].count[dd];
+        float *copy = HW_MALLOC(sizeof(float) * (k ? k : 1));
+        memcpy(copy, tv[n + i].data, sizeof(float) * k);
+        tv[n + i].data = copy;
+        HW_ASSERT(j->n_owned < (int)(sizeof(j->owned) / sizeof(j->owned[0])));
+        j->owned[j->n_owned++] = copy;
+    }
     trainer_tensor_views(tr, full_m, tv + n + ne);
     trainer_tensor_views(tr, full_v, tv + 2 * n + ne);
-    struct ckpt_group g[3] = {
-        {"model", tv, n + ne}, {"optim/m", tv + n + ne, n}, {"optim/v", tv + 2 * n + ne, n}};
-    struct ckpt_meta meta;
-    memset(&meta, 0, sizeof(meta));
-    meta.step = tr->step;
-    meta.tokens_seen = tr->tokens_seen;
-    meta.rng[0] = (uint64_t)tr->c->train.seed;
+    j->g[0] = (struct ckpt_group){"model", tv, n + ne};
+    j->g[1] = (struct ckpt_group){"optim/m", tv + n + ne, n};
+    j->g[2] = (struct ckpt_group){"optim/v", tv + 2 * n + ne, n};
+    j->n_groups = 3;
+    j->meta.step = tr->step;
+    j->meta.tokens_seen = tr->tokens_seen;
+    j->meta.rng[0] = (uint64_t)tr->c->train.seed;
     if (tr->task->cursor) {
-        meta.cursor[0] = tr->task->cursor(tr);
-        meta.n_cursor = 1;
+        j->meta.cursor[0] = tr->task->cursor(tr);
+        j->meta.n_cursor = 1;
     }
-    meta.config_yaml = tr->cfg_yaml;
-    meta.tokenizer_json = tr->tok_json ? tr->tok_json : "";
-    meta.model_sig = tr->sig;
-    int rc = ckpt_save(tr->d, tr->c->run.dir, tr->step, g, 3, &meta, tr->c->run.keep, tr->last_ckpt,
-                       err);
-    free(tv);
-    free(w);
-    free(full_m);
-    free(full_v);
+    j->meta.config_yaml = tr->cfg_yaml;
+    j->meta.tokenizer_json = tr->tok_json ? tr->tok_json : "";
+    j->meta.model_sig = tr->sig;
+    snprintf(j->dir, sizeof(j->dir), "%s", tr->c->run.dir);
+    j->step = tr->step;
+    j->keep = tr->c->run.keep;
+    return j;
+}
+
+/* A checkpoint written now, by every rank together. */
+static int save_checkpoint(struct trainer *tr, char *err) {
+    struct save_job *j = snapshot(tr, 0);
+    int rc =
+        ckpt_save(tr->d, j->dir, j->step, j->g, j->n_groups, &j->meta, j->keep, tr->last_ckpt, err);
+    save_job_free(j);
     return rc;
 }
 
@@ -371,7 +396,9 @@ struct loop {
     double first_loss, last_loss, last_val, best_val;
     /* this step */
     double loss, gnorm, tps, mfu;
-    json_t *pending;    /* its metrics line, written after the checkpoint (with ckpt_s) */
+    json_t *pending;          /* its metrics line, written after the checkpoint (with ckpt_s) */
+    struct async_saver saver; /* run.async_save: the background writer */
+    int saver_up, async;
     double signal_lead; /* seconds between Slurm's warning signal and the end (0: unknown) */
     int budget_warned;
 };
@@ -420,6 +447,15 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
     L->nan_step = env_step("HW_FAULT_NAN_STEP");
     L->stop_step = env_step("HW_STOP_AFTER_STEP");
     L->start_step = tr->step;
+    /* HW_ASYNC_SAVE=0|1 overrides run.async_save without changing the stored config, so that
+     * the files of the two modes can be compared byte for byte (tests/cli_async_save.sh) */
+    const char *as = getenv("HW_ASYNC_SAVE");
+    L->async = as && *as ? atoi(as) != 0 : c->run.async_save;
+    if (L->async) {
+        if ((rc = async_save_init(&L->saver, d, err)))
+            return HW_EXIT_CONFIG;
+        L->saver_up = 1;
+    }
     const char *lead = getenv("HW_SIGNAL_LEAD_S"); /* exported by slurm/train.sbatch */
     L->signal_lead = lead && *lead ? strtod(lead, NULL) : 0.0;
     if (L->signal_lead > 0)
@@ -594,34 +630,75 @@ static void save_budget(struct loop *L, double ckpt_s) {
              L->tr.step_s, ckpt_s, need, L->signal_lead);
 }
 
+/* A failed save: the older checkpoints are safe. HDF5 may still hold a file it failed to flush
+ * (a full disk) and crash in its exit-time cleanup, so leave without it. */
+static noreturn void save_failed(struct loop *L, const char *err) {
+    flush_pending(L, -1.0);
+    log_error("%s", err);
+    fflush(NULL);
+    if (L->tr.d->world > 1)
+        hw_exit(HW_EXIT_FAIL);
+    _exit(HW_EXIT_FAIL);
+}
+
+/* The background save in flight, once written (wait: block for it): its result on this step's
+ * line, or the end of the job when it failed (every rank's writer got the same result). */
+static void collect_async(struct loop *L, int wait) {
+    struct async_saver *s = &L->saver;
+    if (!s->busy || (!wait && !async_save_ready(s)))
+        return;
+    struct save_job *j = async_save_collect(s);
+    if (j->rc)
+        save_failed(L, j->err);
+    snprintf(L->tr.last_ckpt, sizeof(L->tr.last_ckpt), "%s", j->path);
+    log_info("checkpoint: %s (written in %.2f s in the background)", j->path, j->write_s);
+    if (L->pending) {
+        struct stat st;
+        json_object_set_new(L->pending, "ckpt_write_s", json_real(round(j->write_s * 1e3) / 1e3));
+        if (L->tr.d->rank == 0 && stat(j->path, &st) == 0)
+            json_object_set_new(L->pending, "ckpt_bytes", json_integer((json_int_t)st.st_size));
+    }
+    save_budget(L, j->write_s);
+    save_job_free(j);
+}
+
+/* A save failed in the background on some rank: every rank learns it in the stop agreement. */
+#define STOP_SAVE_FAILED (1 << 20)
+
 /* A checkpoint when due or when a signal arrived (on any rank); a signal ends the run with the
- * requeue code. A failed save leaves at once: the older checkpoints are safe. */
+ * requeue code. A failed save leaves at once: the older checkpoints are safe. With
+ * run.async_save a due checkpoint is written in the background (the previous one is waited for
+ * first); the last one and one after a signal are written at once, after the one in flight. */
 static int checkpoint_and_signals(struct loop *L, char *err) {
     struct trainer *tr = &L->tr;
     const struct hw_config *c = tr->c;
     int stop = signals_pending();
     if (tr->step == L->stop_step)
         stop = SIGUSR1; /* test hook: behave as if preempted here */
+    if (L->saver.busy && async_save_ready(&L->saver) && L->saver.job->rc)
+        stop = STOP_SAVE_FAILED;
     stop = dist_allreduce_max_int(tr->d, stop);
+    if (stop >= STOP_SAVE_FAILED)
+        collect_async(L, 1); /* the failure, with its message */
+    collect_async(L, 0);
     const int due =
         (c->run.ckpt_every && tr->step % c->run.ckpt_every == 0) || tr->step == tr->steps;
     if (due || stop) {
+        const int background = L->async && !stop && tr->step < tr->steps;
+        collect_async(L, 1); /* at most one in flight */
         const double t0 = log_now();
-        if (save_checkpoint(tr, err)) {
-            flush_pending(L, -1.0);
-            log_error("%s", err);
-            /* HDF5 may still hold a file it failed to flush (a full disk) and crash in its
-             * exit-time cleanup; the older checkpoints are safe, so leave without it */
-            fflush(NULL);
-            if (tr->d->world > 1)
-                hw_exit(HW_EXIT_FAIL);
-            _exit(HW_EXIT_FAIL);
+        if (background) {
+            async_save_start(&L->saver, snapshot(tr, 1));
+        } else if (save_checkpoint(tr, err)) {
+            save_failed(L, err);
         }
         if (L->tty && tr->d->rank == 0)
             printf("\n");
         const double secs = log_now() - t0;
-        log_info("checkpoint: %s (%.2f s)", tr->last_ckpt, secs);
-        save_budget(L, secs);
+        if (!background) {
+            log_info("checkpoint: %s (%.2f s)", tr->last_ckpt, secs);
+            save_budget(L, secs);
+        }
         flush_pending(L, secs);
     }
     flush_pending(L, -1.0);
@@ -635,6 +712,11 @@ static int checkpoint_and_signals(struct loop *L, char *err) {
 /* The task's final word (rec: the best-validation test scores) and the summary. */
 static int finish(struct loop *L, int code, char *err) {
     struct trainer *tr = &L->tr;
+    if (L->saver_up) {
+        if (code == HW_EXIT_OK || code == HW_EXIT_REQUEUE)
+            collect_async(L, 1);
+        async_save_close(&L->saver);
+    }
     flush_pending(L, -1.0);
     if (L->tty && tr->d->rank == 0)
         printf("\n");
