@@ -28,6 +28,7 @@ static void usage(FILE *f) {
         "  ckpt info|verify FILE\n"
         "  config show CONFIG [key.path=value ...] | config docs\n"
         "  report RUN_DIR [--out DIR]          plots, index.html and summary.md of a run\n"
+        "  report RUN_DIR... | SWEEP_DIR [--out DIR]   one table and loss plot over a sweep\n"
         "  version\n"
         "\n"
         "docs: README.md, docs/config.md, docs/checkpoint.md, docs/data.md\n",

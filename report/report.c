@@ -1,6 +1,7 @@
 /* report/report.c -- run dashboards (see report.h): read metrics.jsonl into columns, the
  * checkpoints, the resolved config and the eval results of a run directory, then write the
- * SVG plots (svg.h), index.html and summary.md. */
+ * SVG plots (svg.h), index.html and summary.md. Also one run's headline numbers
+ * (report_run_load) for the sweep report of report/sweep.c. */
 #define _XOPEN_SOURCE 700 /* realpath, getline, gmtime_r */
 #include "report.h"
 
@@ -271,7 +272,8 @@ static int parse_line(struct metrics *m, const json_t *j, const char *path, int 
     return 0;
 }
 
-static int metrics_load(struct metrics *m, const char *path, char *err) {
+/* every line of path into m; 0 lines read is not an error here */
+static int metrics_read(struct metrics *m, const char *path, char *err) {
     FILE *f = fs_fopen_read(path, err);
     if (!f)
         return HW_EIO;
@@ -302,6 +304,11 @@ static int metrics_load(struct metrics *m, const char *path, char *err) {
     }
     free(line);
     fclose(f);
+    return rc;
+}
+
+static int metrics_load(struct metrics *m, const char *path, char *err) {
+    int rc = metrics_read(m, path, err);
     if (!rc && m->n == 0)
         rc = hw_errf(err, HW_EFORMAT, "%s: no steps logged yet", path);
     return rc;
@@ -390,6 +397,18 @@ static int ckpt_cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* the first word of RUN_DIR/latest, "" when there is none */
+static void read_latest(const char *run, char *out, size_t n) {
+    char p[REPORT_PATH_MAX * 2], e[HW_ERR_LEN];
+    snprintf(p, sizeof(p), "%s/latest", run);
+    char *txt = fs_read_all(p, NULL, e);
+    out[0] = 0;
+    if (txt) {
+        snprintf(out, n, "%.*s", (int)strcspn(txt, " \t\r\n"), txt);
+        free(txt);
+    }
+}
+
 static void ckpts_scan(struct ckpts *c, const char *run, const struct metrics *m) {
     memset(c, 0, sizeof(*c));
     c->best = -1;
@@ -425,14 +444,7 @@ static void ckpts_scan(struct ckpts *c, const char *run, const struct metrics *m
     }
     if (c->n)
         qsort(c->f, (size_t)c->n, sizeof(*c->f), ckpt_cmp);
-    char p[REPORT_PATH_MAX * 2];
-    snprintf(p, sizeof(p), "%s/latest", run);
-    char e2[HW_ERR_LEN];
-    char *txt = fs_read_all(p, NULL, e2);
-    if (txt) {
-        snprintf(c->latest, sizeof(c->latest), "%.*s", (int)strcspn(txt, " \t\r\n"), txt);
-        free(txt);
-    }
+    read_latest(run, c->latest, sizeof(c->latest));
     for (int i = 0; i < c->n; i++)
         if (isfinite(c->f[i].val_loss) &&
             (c->best < 0 || c->f[i].val_loss < c->f[c->best].val_loss)) {
@@ -880,7 +892,7 @@ struct fact {
 
 #define MAX_FACTS 24
 
-static void fmt_num(char *out, size_t n, double v) {
+void report_fmt_num(char *out, size_t n, double v) {
     if (!isfinite(v))
         snprintf(out, n, "n/a");
     else if (v == 0)
@@ -893,7 +905,7 @@ static void fmt_num(char *out, size_t n, double v) {
 
 static void fmt_pick(char *out, size_t n, const char *what, struct pick p) {
     char v[48];
-    fmt_num(v, sizeof(v), p.v);
+    report_fmt_num(v, sizeof(v), p.v);
     if (isfinite(p.v))
         snprintf(out, n, "%s %s (step %.0f)", what, v, p.step);
     else
@@ -921,7 +933,7 @@ static void best_ckpt_text(const struct report *r, char *out, size_t n) {
     }
     const struct ckpt_file *f = &c->f[c->best];
     char v[48];
-    fmt_num(v, sizeof(v), f->val_loss);
+    report_fmt_num(v, sizeof(v), f->val_loss);
     if (c->best_by_val)
         snprintf(out, n, "%s (step %ld, lowest val_loss %s among the checkpoints kept)", f->name,
                  f->step, v);
@@ -1051,9 +1063,7 @@ static void comm_means(const struct metrics *m, int k, double *bytes, double *se
 // ---------------------------------------------------------------------------------------------
 // index.html and summary.md
 
-/* path of run_dir/name relative to the output directory (for links) */
-static void link_to(const struct report *r, const char *name, char *out, size_t n) {
-    const char *from = r->out_abs, *to = r->run_abs;
+void report_rel_link(const char *from, const char *to, const char *name, char *out, size_t n) {
     size_t i = 0, common = 0;
     while (from[i] && to[i] && from[i] == to[i]) {
         if (from[i] == '/')
@@ -1075,7 +1085,12 @@ static void link_to(const struct report *r, const char *name, char *out, size_t 
     for (int u = 0; u < ups && k + 3 < n; u++)
         k += (size_t)snprintf(out + k, n - k, "../");
     if (k < n)
-        snprintf(out + k, n - k, "%s%s%s", rest, *rest ? "/" : "", name);
+        snprintf(out + k, n - k, "%s%s%s", rest, *rest && *name ? "/" : "", name);
+}
+
+/* path of run_dir/name relative to the output directory (for links) */
+static void link_to(const struct report *r, const char *name, char *out, size_t n) {
+    report_rel_link(r->out_abs, r->run_abs, name, out, n);
 }
 
 static void html_cell(struct svg_buf *b, const char *tag, const char *text) {
@@ -1096,8 +1111,8 @@ static void eval_cell(const struct evals *ev, int i, int row, char *out, size_t 
     double v, se;
     eval_value(ev, i, row, &v, &se);
     char a[48], s[48];
-    fmt_num(a, sizeof(a), v);
-    fmt_num(s, sizeof(s), se);
+    report_fmt_num(a, sizeof(a), v);
+    report_fmt_num(s, sizeof(s), se);
     if (!isfinite(v))
         snprintf(out, n, "-");
     else if (isfinite(se))
@@ -1141,7 +1156,7 @@ static void free_names(char **names, int n) {
     free(names);
 }
 
-static const char *const css =
+const char *const report_css =
     "body{font-family:-apple-system,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1320px;"
     "padding:0 16px;color:#222;background:#fafafa}"
     "h1{font-size:22px;margin-bottom:2px}h2{font-size:17px;margin-top:28px;border-bottom:1px "
@@ -1164,7 +1179,8 @@ static void build_html(const struct report *r, const struct fact *facts, int nf,
     svg_buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                       "<title>headwise report: ");
     svg_buf_escape(b, r->run_name);
-    svg_buf_printf(b, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>headwise report: ", css);
+    svg_buf_printf(
+        b, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>headwise report: ", report_css);
     svg_buf_escape(b, r->run_name);
     svg_buf_printf(b, "</h1>\n<p class=\"sub\">");
     svg_buf_escape(b, r->run_abs);
@@ -1251,7 +1267,7 @@ static void build_html(const struct report *r, const struct fact *facts, int nf,
         for (int i = 0; i < r->ck.n; i++) {
             const struct ckpt_file *f = &r->ck.f[i];
             char v[48], sz[48], href[4200];
-            fmt_num(v, sizeof(v), f->val_loss);
+            report_fmt_num(v, sizeof(v), f->val_loss);
             fmt_bytes(sz, sizeof(sz), (double)f->bytes);
             link_to(r, f->name, href, sizeof(href));
             svg_buf_printf(b, "<tr%s><td>", i == r->ck.best ? " class=\"best\"" : "");
@@ -1306,7 +1322,7 @@ static void build_html(const struct report *r, const struct fact *facts, int nf,
 }
 
 /* Markdown table cell: | and newlines would break the row */
-static void md_cell(struct svg_buf *b, const char *s) {
+void report_md_cell(struct svg_buf *b, const char *s) {
     svg_buf_printf(b, " ");
     for (const char *p = s; *p; p++) {
         if (*p == '|')
@@ -1329,8 +1345,8 @@ static void build_md(const struct report *r, const struct fact *facts, int nf,
     svg_buf_printf(b, "## Summary\n\n| | |\n|---|---|\n");
     for (int i = 0; i < nf; i++) {
         svg_buf_printf(b, "|");
-        md_cell(b, facts[i].label);
-        md_cell(b, facts[i].value);
+        report_md_cell(b, facts[i].label);
+        report_md_cell(b, facts[i].value);
         svg_buf_printf(b, "\n");
     }
     svg_buf_printf(b, "\n## Plots\n\n");
@@ -1344,7 +1360,7 @@ static void build_md(const struct report *r, const struct fact *facts, int nf,
         svg_buf_printf(b, "value ± standard error from `%s`.\n\n| task | metric |", ev->source);
         for (int i = 0; i < ev->n; i++) {
             snprintf(t, sizeof(t), "%s (step %.0f)", ev->e[i].name, ev->e[i].step);
-            md_cell(b, t);
+            report_md_cell(b, t);
         }
         svg_buf_printf(b, "\n|---|---|");
         for (int i = 0; i < ev->n; i++)
@@ -1352,11 +1368,11 @@ static void build_md(const struct report *r, const struct fact *facts, int nf,
         svg_buf_printf(b, "\n");
         for (int row = 0; row < ev->n_rows; row++) {
             svg_buf_printf(b, "|");
-            md_cell(b, ev->rows[row].task);
-            md_cell(b, ev->rows[row].metric);
+            report_md_cell(b, ev->rows[row].task);
+            report_md_cell(b, ev->rows[row].metric);
             for (int i = 0; i < ev->n; i++) {
                 eval_cell(ev, i, row, t, sizeof(t));
-                md_cell(b, t);
+                report_md_cell(b, t);
             }
             svg_buf_printf(b, "\n");
         }
@@ -1364,8 +1380,8 @@ static void build_md(const struct report *r, const struct fact *facts, int nf,
     svg_buf_printf(b, "\n## Grid (dist)\n\n| | |\n|---|---|\n");
     for (int i = 0; i < ng; i++) {
         svg_buf_printf(b, "|");
-        md_cell(b, grid[i].label);
-        md_cell(b, grid[i].value);
+        report_md_cell(b, grid[i].label);
+        report_md_cell(b, grid[i].value);
         svg_buf_printf(b, "\n");
     }
     if (m->n_comm) {
@@ -1377,7 +1393,7 @@ static void build_md(const struct report *r, const struct fact *facts, int nf,
             comm_means(m, k, &by, &s);
             fmt_bytes(t, sizeof(t), by);
             svg_buf_printf(b, "|");
-            md_cell(b, m->comm[k].name);
+            report_md_cell(b, m->comm[k].name);
             svg_buf_printf(b, " %s | %.2f ms |\n", t, 1e3 * s);
         }
     }
@@ -1390,7 +1406,7 @@ static void build_md(const struct report *r, const struct fact *facts, int nf,
     for (int i = 0; i < r->ck.n; i++) {
         const struct ckpt_file *f = &r->ck.f[i];
         char v[48], sz[48], href[4200];
-        fmt_num(v, sizeof(v), f->val_loss);
+        report_fmt_num(v, sizeof(v), f->val_loss);
         fmt_bytes(sz, sizeof(sz), (double)f->bytes);
         link_to(r, f->name, href, sizeof(href));
         svg_buf_printf(b, "| [%s](%s) | %ld | %s | %s | %s%s%s |\n", f->name, href, f->step, sz, v,
@@ -1513,4 +1529,125 @@ out_free_metrics:
 out_free_report:
     free(r);
     return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// one run's headline numbers (the sweep report, report/sweep.c)
+
+static int dbl_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median of the finite values; NaN when there is none */
+static double col_median(const struct metrics *m, const double *c) {
+    double *v = HW_MALLOC((m->n ? m->n : 1) * sizeof(*v));
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++)
+        if (isfinite(c[i]))
+            v[k++] = c[i];
+    qsort(v, k, sizeof(*v), dbl_cmp);
+    double med = k == 0 ? NAN : k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+    free(v);
+    return med;
+}
+
+/* the resolved config as YAML: cfg_to_yaml of config.yaml when it loads (every key, one
+ * spelling per value), else the file's own text; NULL when there is none */
+static char *run_config_yaml(const char *run) {
+    char p[REPORT_PATH_MAX * 2], e[HW_ERR_LEN];
+    snprintf(p, sizeof(p), "%s/config.yaml", run);
+    char *txt = fs_read_all(p, NULL, e);
+    if (!txt)
+        return NULL;
+    struct hw_config *cfg = HW_MALLOC(sizeof(*cfg));
+    if (cfg_load(cfg, p, 0, NULL, e) == 0) {
+        free(txt);
+        txt = cfg_to_yaml(cfg);
+    }
+    free(cfg);
+    return txt;
+}
+
+/* every (task, metric) at the newest evaluated checkpoint, majority baselines left out */
+static void run_evals(struct report_run *rr, const char *run) {
+    struct evals ev;
+    evals_load(&ev, run);
+    if (ev.n) {
+        int i = ev.n - 1;
+        snprintf(rr->eval_ckpt, sizeof(rr->eval_ckpt), "%s", ev.e[i].name);
+        rr->eval_step = ev.e[i].step;
+        for (int row = 0; row < ev.n_rows && rr->n_eval < REPORT_RUN_EVALS; row++) {
+            double v, se;
+            eval_value(&ev, i, row, &v, &se);
+            if (!isfinite(v) || !strncmp(ev.rows[row].metric, "majority_", 9))
+                continue;
+            struct report_eval_value *e = &rr->eval[rr->n_eval++];
+            snprintf(e->name, sizeof(e->name), "%s/%s", ev.rows[row].task, ev.rows[row].metric);
+            e->v = v;
+            e->se = se;
+        }
+    }
+    evals_free(&ev);
+}
+
+/* metrics.jsonl into rr: status and why, the columns and their summary numbers */
+static void run_metrics(struct report_run *rr, const char *run) {
+    char path[REPORT_PATH_MAX + 64];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", run);
+    if (stat(path, &st) != 0) {
+        rr->status = REPORT_RUN_EMPTY;
+        snprintf(rr->why, sizeof(rr->why), "no metrics yet (no metrics.jsonl)");
+        return;
+    }
+    struct metrics m = {0};
+    if (metrics_read(&m, path, rr->why) != 0) {
+        rr->status = REPORT_RUN_BAD;
+    } else if (m.n == 0) {
+        rr->status = REPORT_RUN_EMPTY;
+        snprintf(rr->why, sizeof(rr->why), "no metrics yet (metrics.jsonl has no step)");
+    } else {
+        struct pick lo = col_pick(&m, m.col[C_LOSS], 1), vl = col_pick(&m, m.col[C_VLOSS], 1),
+                    vb = col_pick(&m, m.col[C_VLOSS], 2);
+        rr->n = m.n;
+        rr->last_step = m.step[m.n - 1];
+        rr->loss_last = lo.v, rr->loss_last_step = lo.step;
+        rr->val_last = vl.v, rr->val_last_step = vl.step;
+        rr->val_best = vb.v, rr->val_best_step = vb.step;
+        rr->tps_median = col_median(&m, m.col[C_TPS]);
+        rr->step = m.step, rr->loss = m.col[C_LOSS], rr->val_loss = m.col[C_VLOSS];
+        m.step = m.col[C_LOSS] = m.col[C_VLOSS] = NULL;
+    }
+    metrics_free(&m);
+}
+
+int report_run_load(const char *run_dir, struct report_run *rr) {
+    memset(rr, 0, sizeof(*rr));
+    rr->last_step = rr->loss_last = rr->loss_last_step = rr->val_last = rr->val_last_step = NAN;
+    rr->val_best = rr->val_best_step = rr->tps_median = rr->eval_step = NAN;
+    struct stat st;
+    int missing = stat(run_dir, &st) != 0;
+    if (missing || !S_ISDIR(st.st_mode)) {
+        rr->status = REPORT_RUN_BAD;
+        if (missing)
+            snprintf(rr->why, sizeof(rr->why), "%s: no such run directory (%s)", run_dir,
+                     strerror(errno));
+        else
+            snprintf(rr->why, sizeof(rr->why), "%s: not a directory", run_dir);
+        return rr->status;
+    }
+    rr->config_yaml = run_config_yaml(run_dir);
+    read_latest(run_dir, rr->latest, sizeof(rr->latest));
+    run_metrics(rr, run_dir);
+    run_evals(rr, run_dir);
+    return rr->status;
+}
+
+void report_run_free(struct report_run *rr) {
+    free(rr->step);
+    free(rr->loss);
+    free(rr->val_loss);
+    free(rr->config_yaml);
+    memset(rr, 0, sizeof(*rr));
 }

@@ -344,15 +344,30 @@ static void draw_series(struct svg_buf *b, const struct svg_series *s, int pos,
     free(idx);
 }
 
+static double cell_w(const struct svg_figure *f) {
+    return f->cell_w > 0 ? f->cell_w : CELL_W;
+}
+
+/* a panel's height: CELL_H, and one legend row more for each legend row past the first of
+ * the figure's longest legend (so that many series do not squeeze the plot) */
+static double cell_h(const struct svg_figure *f) {
+    int rows = 1;
+    for (int i = 0; i < f->n_panels; i++) {
+        int k = legend(NULL, &f->panels[i], MARGIN_L, cell_w(f) - MARGIN_R, 0, 0);
+        rows = k > rows ? k : rows;
+    }
+    return CELL_H + (rows - 1) * LEGEND_H;
+}
+
 static void panel(struct svg_buf *b, const struct svg_figure *f, const struct svg_panel *p,
-                  double x0, double y0) {
-    double l = x0 + MARGIN_L, r = x0 + CELL_W - MARGIN_R;
+                  double x0, double y0, double h) {
+    double l = x0 + MARGIN_L, r = x0 + cell_w(f) - MARGIN_R;
     svg_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"ptitle\">", l, y0 + 18);
     svg_buf_escape(b, p->title);
     svg_buf_printf(b, "</text>\n");
     int rows = legend(b, p, l, r, y0 + TITLE_H, 0);
     legend(b, p, l, r, y0 + TITLE_H, 1);
-    double t = y0 + TITLE_H + rows * LEGEND_H + 8, bot = y0 + CELL_H - MARGIN_B;
+    double t = y0 + TITLE_H + rows * LEGEND_H + 8, bot = y0 + h - MARGIN_B;
 
     double xlo, xhi, ylo, yhi;
     data_range(p, &xlo, &xhi, &ylo, &yhi);
@@ -411,8 +426,8 @@ void svg_render(struct svg_buf *out, const struct svg_figure *f) {
     if (cols > f->n_panels && f->n_panels > 0)
         cols = f->n_panels;
     int rows = f->n_panels > 0 ? (f->n_panels + cols - 1) / cols : 1;
-    double head = f->title ? FIG_HEAD : 0;
-    double w = cols * CELL_W, h = head + rows * CELL_H;
+    double head = f->title ? FIG_HEAD : 0, cw = cell_w(f), ch = cell_h(f);
+    double w = cols * cw, h = head + rows * ch;
     svg_buf_printf(out,
                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
@@ -431,7 +446,7 @@ void svg_render(struct svg_buf *out, const struct svg_figure *f) {
         svg_buf_printf(out, "</text>\n");
     }
     for (int i = 0; i < f->n_panels; i++)
-        panel(out, f, &f->panels[i], (i % cols) * CELL_W, head + (i / cols) * CELL_H);
+        panel(out, f, &f->panels[i], (i % cols) * cw, head + (i / cols) * ch, ch);
     svg_buf_printf(out, "</svg>\n");
 }
 

@@ -49,6 +49,8 @@ struct svg_figure {
     int n_panels;
     int cols;      /* panels per row; 0 or 1 = one column */
     int x_integer; /* x ticks are whole numbers (steps) */
+    int cell_w;    /* one panel's width in pixels; 0 = 640. A panel is 320 pixels high plus one
+                    * legend row (18) for each row past the first of the longest legend. */
 };
 
 /* Render the figure as a standalone SVG document, appended to out. */

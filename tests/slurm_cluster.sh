@@ -8,8 +8,11 @@
 # requeue: the log says so) and then sent SIGUSR1 at the start of its restart; a cancelled
 # job checkpoints on SIGTERM but is not requeued; the eval array writes one results file per
 # checkpoint; a sweep array gets its overrides and run dirs, and the task that carries the
-# array's job id, preempted, requeues itself alone; a bad config fails fast with its error line
-# in the log. Needs root (skips otherwise).
+# array's job id, preempted, requeues itself alone; a rank killed with SIGKILL after a
+# checkpoint (under srun and under mpirun) requeues the job, which resumes and logs the
+# uninterrupted losses; with HW_MAX_REQUEUES=0 it fails with "requeue limit reached"; a rank that
+# exits 1 by itself (srun kills the others: exit 137) is not requeued; a bad config fails fast
+# with its error line in the log. Needs root (skips otherwise).
 # Usage: sh tests/slurm_cluster.sh [build/headwise]   (HW_KEEP=1 keeps the temp dir and logs)
 . tests/lib.sh
 name=slurm_cluster
@@ -71,7 +74,7 @@ has() { grep -qF -- "$2" "$1"; } # FILE STRING
 # catch SIGUSR1 (its trap is set: bit 10 of SigCgt)
 shell_ready() {
     for p in $(pgrep -f "/job0*$1/slurm_script"); do
-        rs=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^SLURM_RESTART_COUNT=//p')
+        rs=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | sed -n 's/^SLURM_RESTART_COUNT=//p')
         [ "${rs:-0}" = "$2" ] || continue
         m=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$p/status" 2>/dev/null)
         [ -n "$m" ] && [ $((0x$m & 0x200)) != 0 ] && return 0
@@ -98,8 +101,8 @@ metric_lines "$T/a/metrics.jsonl" >"$T/ma"
 ok "  600 steps logged" test "$(wc -l <"$T/ma")" = 600
 [ $n_failed = 0 ] || show_log "$T/a.out"
 
-# --- 2. preemption and requeue. Five jobs share the 2 CPUs; each runs while the others wait out
-# their requeue delay (about 12 s):
+# --- 2. preemption, requeue and lost ranks. Nine jobs share the 2 CPUs; each runs while the
+# others wait out their requeue delay (about 12 s):
 #   B  SIGUSR1 to the batch shell mid-run (scancel --signal=USR1 --batch)
 #   C  HW_STOP_AFTER_STEP=300 (a deterministic preemption) under HW_LAUNCH=mpirun
 #   S  SIGUSR1 the moment its batch shell can catch it (before or while the ranks start)
@@ -107,7 +110,11 @@ ok "  600 steps logged" test "$(wc -l <"$T/ma")" = 600
 #   W  a sweep array (line i of the file -> overrides and run dir <run.dir>-i): the task that
 #      carries the array's own job id gets SIGUSR1 mid-run
 # Each checkpoints, exits 4, is requeued (itself alone), resumes and ends with the losses of the
-# uninterrupted job.
+# uninterrupted job. Lost ranks, in the same block (Z and P, which are not requeued, last):
+#   L  one rank SIGKILLed once a checkpoint exists (srun): requeued, resumes, uninterrupted losses
+#   M  the same under HW_LAUNCH=mpirun
+#   Z  1 rank, HW_MAX_REQUEUES=0, SIGKILLed: FAILED with "requeue limit reached", not requeued
+#   P  rank 1 exits 1 by itself (without MPI_Abort): srun kills rank 0 and exits 137; not requeued
 t_block=$(date +%s)
 jS=$(submit "$T/s.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/s")
 jB=$(submit "$T/b.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/b")
@@ -118,14 +125,40 @@ printf '# lr sweep\ntrain.lr=1e-3\n\ntrain.lr=2e-3 train.warmup=2\n' >"$T/sweep.
 jW=$(submit "$T/sweep_%a.out" --array=0-1 --cpus-per-task=1 slurm/sweep.sbatch configs/tiny.yaml \
     "$T/sweep.txt" data.train="$D/train.h5" data.val="" train.steps=600 train.log_every=150 \
     run.dir="$T/sw")
+jL=$(submit "$T/l.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/l")
+jM=$(submit "$T/m.out" --export=ALL,HW_LAUNCH=mpirun $TASKS slurm/train.sbatch "$@" run.dir="$T/m")
+jZ=$(submit "$T/z.out" --export=ALL,HW_MAX_REQUEUES=0 --ntasks-per-node=1 --cpus-per-task=1 \
+    slurm/train.sbatch "$@" dist.data=1 train.steps=100000 run.dir="$T/z")
+# P's rank 1 is this wrapper: it runs headwise, SIGKILLs it once a checkpoint exists, exits 1
+cat >"$T/hw_exit1" <<EOF
+#!/bin/sh
+[ "\$1" = train ] && [ "\$SLURM_PROCID" = 1 ] || exec "$HW" "\$@"
+"$HW" "\$@" &
+while [ ! -f "$T/p/latest" ]; do sleep 0.05; done
+kill -9 \$!
+exit 1
+EOF
+chmod +x "$T/hw_exit1"
+jP=$(submit "$T/p.out" --export=ALL,HW="$T/hw_exit1" $TASKS slurm/train.sbatch "$@" \
+    train.steps=100000 run.dir="$T/p")
+# kill_rank RUN_DIR: SIGKILL one rank (a process that runs headwise train with that run dir)
+kill_rank() {
+    kp=$(pgrep -f "^$HW train .*run\.dir=$1( |\$)" | head -n 1)
+    [ -n "$kp" ] && kill -9 "$kp"
+}
+# the seconds from the kill (epoch $2) to the script's "rank lost" line in LOG $1
+lost_after() {
+    lt=$(sed -n 's/^train.sbatch: \([0-9-]* [0-9:]*\): rank lost .*/\1/p' "$1" | head -n 1)
+    [ -n "$lt" ] && echo $(($(date -d "$lt" +%s) - $2))
+}
 # master_task ID: the running array task whose job id is the array's id, in $mt
 master_task() {
     mt=$(timeout 20 squeue -h -j "$1" -t R -o '%A %K' 2>/dev/null |
         awk -v j="$1" '$1 == j && $2 ~ /^[0-9]+$/ {print $2}')
     [ -n "$mt" ]
 }
-sS=0 sB=0 rQ=0 sQ=0 sW=0 mt=''
-while [ $((sS + sB + rQ + sQ + sW)) -lt 5 ] && [ $(($(date +%s) - t_block)) -lt "$LIMIT" ]; do
+sS=0 sB=0 rQ=0 sQ=0 sW=0 mt='' kl=0 km=0 kz=0
+while [ $((sS + sB + rQ + sQ + sW + kl + km + kz)) -lt 8 ] && [ $(($(date +%s) - t_block)) -lt "$LIMIT" ]; do
     if [ $sS = 0 ] && shell_ready "$jS" 0; then
         scancel --signal=USR1 --batch "$jS"
         sS=1
@@ -145,13 +178,18 @@ while [ $((sS + sB + rQ + sQ + sW)) -lt 5 ] && [ $(($(date +%s) - t_block)) -lt 
         scancel --signal=USR1 --batch "${jW}_$mt"
         sW=1
     fi
+    for x in l m z; do # L, M, Z: SIGKILL a rank once the first checkpoint exists
+        if [ "$(eval echo "\$k$x")" = 0 ] && [ -f "$T/$x/latest" ] && kill_rank "$T/$x"; then
+            eval "k$x=1 t$x=$(date +%s)"
+        fi
+    done
     sleep 0.05
 done
-ok "preemption jobs: every signal sent within $LIMIT s (S $sS, B $sB, Q $rQ $sQ, W $sW)" \
-    test $((sS + sB + rQ + sQ + sW)) = 5
-all_done() { for x in "$jS" "$jB" "$jQ" "$jC" "$jW"; do wait_job "$x" || return 1; done; }
-ok "  all five finished within $LIMIT s each" all_done
-echo "     ($(($(date +%s) - t_block)) s for the five)"
+ok "preemption jobs: every signal sent within $LIMIT s (S $sS, B $sB, Q $rQ $sQ, W $sW, kill L $kl M $km Z $kz)" \
+    test $((sS + sB + rQ + sQ + sW + kl + km + kz)) = 8
+all_done() { for x in "$jS" "$jB" "$jQ" "$jC" "$jW" "$jL" "$jM" "$jZ" "$jP"; do wait_job "$x" || return 1; done; }
+ok "  all nine finished within $LIMIT s each" all_done
+echo "     ($(($(date +%s) - t_block)) s for the nine)"
 
 ok "B, SIGUSR1 mid-run: the trap asked the ranks to stop" has "$T/b.out" \
     "got SIGUSR1: the ranks checkpoint at the end of the step"
@@ -218,6 +256,48 @@ ok "  task $ot ran undisturbed" sh -c "! grep -q 'SIGUSR1' '$T/sweep_$ot.out'"
 ok "  600 steps each" test "$(metric_lines "$T/sw-$mt/metrics.jsonl" | wc -l) $(metric_lines \
     "$T/sw-$ot/metrics.jsonl" | wc -l)" = "600 600"
 [ $n_failed = "$f0" ] || show_log "$T/sweep_$mt.out"
+f0=$n_failed
+
+# lost_rank_checks X JOB KILL_TIME: job JOB (log $T/X.out, run dir $T/X) whose rank was SIGKILLed
+# after a checkpoint
+lost_rank_checks() {
+    lg=$T/$1.out
+    ok "  the step ended and the script saw it within 20 s of the kill ($(lost_after "$lg" "$3") s)" \
+        test "$(lost_after "$lg" "$3")" -le 20
+    ok "  logged: rank lost (launcher exit 137); requeue 1 of 3" grep -q \
+        "rank lost (launcher exit 137); requeue 1 of 3 (restart 1 of job $2); resumes from $T/$1/ckpt_" "$lg"
+    ck=$(sed -n 's/.*rank lost .*resumes from \(.*\)$/\1/p' "$lg" | head -n 1)
+    ok "  headwise resumed from that checkpoint ($(basename "${ck:-none}"))" has "$lg" "resumed from $ck at step"
+    ok "  COMPLETED 0:0 after 1 restart" test \
+        "$(field "$2" JobState) $(field "$2" ExitCode) $(field "$2" Restarts)" = "COMPLETED 0:0 1"
+    ok "  the requeue is counted in $1/lost_ranks" test "$(grep -c "^$2 0 " "$T/$1/lost_ranks")" = 1
+    metric_lines "$T/$1/metrics.jsonl" >"$T/m$1"
+    ok "  losses equal the uninterrupted job's (exact; final $(tail -n 1 "$T/m$1" | cut -d' ' -f2))" \
+        cmp -s "$T/ma" "$T/m$1"
+    [ $n_failed = "$f0" ] || show_log "$lg"
+    f0=$n_failed
+}
+echo "L, srun job, one rank SIGKILLed after a checkpoint:"
+lost_rank_checks l "$jL" "${tl:-0}"
+ok "  srun reported the killed task" has "$T/l.out" ": Killed"
+echo "M, mpirun job, one rank SIGKILLed after a checkpoint:"
+lost_rank_checks m "$jM" "${tm:-0}"
+ok "  mpirun reported the killed rank" has "$T/m.out" "exited on signal 9"
+
+ok "Z, HW_MAX_REQUEUES=0, its rank SIGKILLed: FAILED 137:0, not requeued" test \
+    "$(field "$jZ" JobState) $(field "$jZ" ExitCode) $(field "$jZ" Restarts)" = "FAILED 137:0 0"
+ok "  logged: requeue limit reached" has "$T/z.out" \
+    "rank lost (launcher exit 137); requeue limit reached (HW_MAX_REQUEUES=0, 0 done): not requeueing; resubmit to continue from $T/z/ckpt_"
+ok "  no requeue counted" test ! -e "$T/z/lost_ranks"
+[ $n_failed = "$f0" ] || show_log "$T/z.out"
+f0=$n_failed
+
+ok "P, rank 1 exits 1 by itself: FAILED 1:0, not requeued" test \
+    "$(field "$jP" JobState) $(field "$jP" ExitCode) $(field "$jP" Restarts)" = "FAILED 1:0 0"
+ok "  srun killed rank 0 and exited 137; the script read srun's line for rank 1" has "$T/p.out" \
+    "a rank failed (srun: task 1: Exited with exit code 1) and srun killed the others (exit 137): not requeued"
+ok "  not taken for a lost rank" sh -c "! grep -q 'rank lost' '$T/p.out' && test ! -e '$T/p/lost_ranks'"
+[ $n_failed = "$f0" ] || show_log "$T/p.out"
 
 # --- 3. scancel: SIGTERM reaches the ranks from Slurm, they checkpoint; the job is NOT requeued
 j=$(submit "$T/k.out" $TASKS slurm/train.sbatch "$@" train.steps=100000 train.val_every=0 \
@@ -232,6 +312,10 @@ ok "  the ranks checkpointed on SIGTERM" grep -qE "stopped by signal 15 at step 
 ok "  the script declined to requeue" has "$T/k.out" "not requeueing; resubmit to continue"
 ok "  the checkpoint verifies" quiet "$HW" ckpt verify "$T/k/$(cat "$T/k/latest" 2>/dev/null)"
 [ $n_failed = 0 ] || show_log "$T/k.out"
+
+expect_exit 2 "train.sbatch rejects HW_MAX_REQUEUES=x" env HW_MAX_REQUEUES=x bash slurm/train.sbatch configs/tiny.yaml
+ok "  its log line names the variable and what it expects" grep -q \
+    "error: HW_MAX_REQUEUES=x: expected a whole number >= 0" "$T/out"
 
 # --- 4. evaluation array: one task per checkpoint ---------------------------------------------
 N=$(($(ls "$T"/a/ckpt_*.h5 | wc -l) - 1))
