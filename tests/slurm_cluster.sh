@@ -115,6 +115,8 @@ ok "  600 steps logged" test "$(wc -l <"$T/ma")" = 600
 #   M  the same under HW_LAUNCH=mpirun
 #   Z  1 rank, HW_MAX_REQUEUES=0, SIGKILLed: FAILED with "requeue limit reached", not requeued
 #   P  rank 1 exits 1 by itself (without MPI_Abort): srun kills rank 0 and exits 137; not requeued
+#   H  one rank SIGSTOPped once a checkpoint exists (dist.timeout_s 5): the watchdog ends the job
+#      (exit 5, naming the stopped rank), the script requeues it, it resumes and finishes
 t_block=$(date +%s)
 jS=$(submit "$T/s.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/s")
 jB=$(submit "$T/b.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/b")
@@ -127,6 +129,7 @@ jW=$(submit "$T/sweep_%a.out" --array=0-1 --cpus-per-task=1 slurm/sweep.sbatch c
     run.dir="$T/sw")
 jL=$(submit "$T/l.out" $TASKS slurm/train.sbatch "$@" run.dir="$T/l")
 jM=$(submit "$T/m.out" --export=ALL,HW_LAUNCH=mpirun $TASKS slurm/train.sbatch "$@" run.dir="$T/m")
+jH=$(submit "$T/h.out" $TASKS slurm/train.sbatch "$@" dist.timeout_s=5 run.dir="$T/h")
 jZ=$(submit "$T/z.out" --export=ALL,HW_MAX_REQUEUES=0 --ntasks-per-node=1 --cpus-per-task=1 \
     slurm/train.sbatch "$@" dist.data=1 train.steps=100000 run.dir="$T/z")
 # P's rank 1 is this wrapper: it runs headwise, SIGKILLs it once a checkpoint exists, exits 1
@@ -146,6 +149,11 @@ kill_rank() {
     kp=$(pgrep -f "^$HW train .*run\.dir=$1( |\$)" | head -n 1)
     [ -n "$kp" ] && kill -9 "$kp"
 }
+# stop_rank RUN_DIR: SIGSTOP one rank (it neither dies nor answers: only the watchdog notices)
+stop_rank() {
+    kp=$(pgrep -f "^$HW train .*run\.dir=$1( |\$)" | head -n 1)
+    [ -n "$kp" ] && kill -STOP "$kp"
+}
 # the seconds from the kill (epoch $2) to the script's "rank lost" line in LOG $1
 lost_after() {
     lt=$(sed -n 's/^train.sbatch: \([0-9-]* [0-9:]*\): rank lost .*/\1/p' "$1" | head -n 1)
@@ -157,8 +165,8 @@ master_task() {
         awk -v j="$1" '$1 == j && $2 ~ /^[0-9]+$/ {print $2}')
     [ -n "$mt" ]
 }
-sS=0 sB=0 rQ=0 sQ=0 sW=0 mt='' kl=0 km=0 kz=0
-while [ $((sS + sB + rQ + sQ + sW + kl + km + kz)) -lt 8 ] && [ $(($(date +%s) - t_block)) -lt "$LIMIT" ]; do
+sS=0 sB=0 rQ=0 sQ=0 sW=0 mt='' kl=0 km=0 kz=0 kh=0
+while [ $((sS + sB + rQ + sQ + sW + kl + km + kz + kh)) -lt 9 ] && [ $(($(date +%s) - t_block)) -lt "$LIMIT" ]; do
     if [ $sS = 0 ] && shell_ready "$jS" 0; then
         scancel --signal=USR1 --batch "$jS"
         sS=1
@@ -183,13 +191,16 @@ while [ $((sS + sB + rQ + sQ + sW + kl + km + kz)) -lt 8 ] && [ $(($(date +%s) -
             eval "k$x=1 t$x=$(date +%s)"
         fi
     done
+    if [ $kh = 0 ] && [ -f "$T/h/latest" ] && stop_rank "$T/h"; then
+        kh=1
+    fi
     sleep 0.05
 done
-ok "preemption jobs: every signal sent within $LIMIT s (S $sS, B $sB, Q $rQ $sQ, W $sW, kill L $kl M $km Z $kz)" \
-    test $((sS + sB + rQ + sQ + sW + kl + km + kz)) = 8
-all_done() { for x in "$jS" "$jB" "$jQ" "$jC" "$jW" "$jL" "$jM" "$jZ" "$jP"; do wait_job "$x" || return 1; done; }
-ok "  all nine finished within $LIMIT s each" all_done
-echo "     ($(($(date +%s) - t_block)) s for the nine)"
+ok "preemption jobs: every signal sent within $LIMIT s (S $sS, B $sB, Q $rQ $sQ, W $sW, kill L $kl M $km Z $kz, stop H $kh)" \
+    test $((sS + sB + rQ + sQ + sW + kl + km + kz + kh)) = 9
+all_done() { for x in "$jS" "$jB" "$jQ" "$jC" "$jW" "$jL" "$jM" "$jZ" "$jP" "$jH"; do wait_job "$x" || return 1; done; }
+ok "  all ten finished within $LIMIT s each" all_done
+echo "     ($(($(date +%s) - t_block)) s for the ten)"
 
 ok "B, SIGUSR1 mid-run: the trap asked the ranks to stop" has "$T/b.out" \
     "got SIGUSR1: the ranks checkpoint at the end of the step"
@@ -290,6 +301,17 @@ ok "  logged: requeue limit reached" has "$T/z.out" \
     "rank lost (launcher exit 137); requeue limit reached (HW_MAX_REQUEUES=0, 0 done): not requeueing; resubmit to continue from $T/z/ckpt_"
 ok "  no requeue counted" test ! -e "$T/z/lost_ranks"
 [ $n_failed = "$f0" ] || show_log "$T/z.out"
+f0=$n_failed
+
+echo "H, srun job, one rank SIGSTOPped after a checkpoint (dist.timeout_s 5):"
+ok "  the watchdog named the collective and the stopped rank" grep -qE \
+    "watchdog: .* has not finished after [0-9.]+ s \(dist.timeout_s 5\); ranks that did not answer \(stopped, dead or unreachable\): [01];" "$T/h.out"
+ok "  requeued as a lost rank" grep -q "rank lost (launcher exit [0-9]*); requeue 1 of 3 (restart 1 of job $jH)" "$T/h.out"
+ok "  COMPLETED 0:0 after 1 restart" test \
+    "$(field "$jH" JobState) $(field "$jH" ExitCode) $(field "$jH" Restarts)" = "COMPLETED 0:0 1"
+metric_lines "$T/h/metrics.jsonl" >"$T/mh"
+ok "  losses equal the uninterrupted job's (exact)" cmp -s "$T/ma" "$T/mh"
+[ $n_failed = "$f0" ] || show_log "$T/h.out"
 f0=$n_failed
 
 ok "P, rank 1 exits 1 by itself: FAILED 1:0, not requeued" test \
