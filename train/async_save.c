@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* train/async_save.c -- the background checkpoint writer (see async_save.h). */
 #include "async_save.h"
 
@@ -9,11 +10,17 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static void *writer(void *arg) {
     struct async_saver *s = arg;
     struct save_job *j = s->job;
     dist_watch_thread_slot(1); /* the watchdog tells its collectives from the loop's */
+    /* the write takes the CPU time training leaves (Linux: a thread has its own nice value) */
+    const char *nv = getenv("HW_ASYNC_NICE");
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nv && *nv ? atoi(nv) : 10);
     const double t0 = log_now();
     h5lock_enter();
     j->rc = ckpt_save(s->d, j->dir, j->step, j->g, j->n_groups, &j->meta, j->keep, j->path, j->err);
