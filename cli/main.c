@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return HW_EXIT_CONFIG;
     }
-    if (cmd == cmd_train) /* before MPI starts: a preemption signal at start-up must not kill */
+    /* before MPI starts: a preemption signal at start-up must not kill */
+    if (cmd == cmd_train || cmd == cmd_eval)
         signals_install();
     if (cmd == cmd_config) /* parses and prints only: no MPI start (about 0.5 s per job) */
         dist_init_local(&d);

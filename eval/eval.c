@@ -8,6 +8,7 @@
 #include "../core/fsutil.h"
 #include "../core/log.h"
 #include "../ops/ops.h"
+#include "../train/signals.h"
 #include "lm.h"
 #include "tasks.h"
 
@@ -294,6 +295,16 @@ int eval_run(const struct hw_config *c, struct dist *d) {
         double t_all = log_now();
         for (int t = 0; t < c->eval.tasks.n; t++) {
             const struct eval_task *task = eval_find_task(c->eval.tasks.item[t]);
+            /* a stop request (signal, HW_STOP_FILE), agreed by every rank, between two tasks:
+             * the finished checkpoints' results are written, this one's are not */
+            const int sig = dist_allreduce_max_int(d, signals_pending());
+            if (sig) {
+                log_info("stopped by signal %d before task %s of %s: its results are not "
+                         "written; exit code %d asks to be requeued",
+                         sig, task->name, file, HW_EXIT_REQUEUE);
+                exit_code = HW_EXIT_REQUEUE;
+                break;
+            }
             json_t *met = json_object(), *info = json_object();
             json_t *task_samples = samples ? json_array() : NULL;
             struct eval_ctx ctx = {.c = c, .mc = &mc, .d = d, .lm = &lm, .samples = task_samples};

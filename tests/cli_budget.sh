@@ -3,7 +3,9 @@
 # (ckpt_s, ckpt_bytes on the line of the step it saved); with HW_SIGNAL_LEAD_S (exported by
 # slurm/train.sbatch from the job's --signal lead) a warning when a step plus a save do not fit
 # in it; and a signal during a long validation pass answered within one micro-batch (one rank
-# with SIGUSR1, two ranks with HW_STOP_FILE): checkpoint, exit 4, and the resumed run continues.
+# with SIGUSR1, two ranks with HW_STOP_FILE): checkpoint, exit 4, and the resumed run continues;
+# `headwise eval` agrees on a stop request between tasks (exit 4, nothing written for the
+# checkpoint under way).
 . tests/lib.sh
 D=$T/data
 prepare_tiny "$D"
@@ -72,4 +74,13 @@ wait_bg
 ok "stop file in a 2-rank validation: exit 4 (got $rc) within 6 s, mpirun's exit included (took $took ms)" test "$rc" = 4 -a "$took" -lt 6000
 ok "  the pass stopped early" grep -qE "validation stopped by signal 10 after [0-9]+ of 1000000" "$T/v2.out"
 ok "  checkpoint at step 2" grep -qx "ckpt_00000002.h5" "$T/v2/latest"
+
+# evaluation: a stop request is agreed between tasks; the finished checkpoints' results stay
+: >"$T/stop-eval"
+HW_STOP_FILE=$T/stop-eval expect_exit 4 "eval with a stop request pending" "$HW" eval \
+    --ckpt "$T/m" --tasks perplexity --perplexity-data "$D/val.h5" --limit 20
+ok "  stopped before its first task" grep -q "stopped by signal 10 before task perplexity of $T/m/ckpt_00000003.h5" "$T/out"
+ok "  no results written" sh -c "! ls '$T/m/eval/'results_* 2>/dev/null | grep -q ."
+expect_exit 0 "  without it, the same eval runs" "$HW" eval --ckpt "$T/m" --tasks perplexity \
+    --perplexity-data "$D/val.h5" --limit 20
 finish

@@ -73,6 +73,8 @@ void save_job_free(struct save_job *job) {
         return;
     for (int i = 0; i < job->n_owned; i++)
         free(job->owned[i]);
+    if (job->pinned)
+        job->host_free(job->pinned);
     free(job->tv);
     free(job);
 }

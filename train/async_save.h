@@ -23,6 +23,8 @@ struct save_job {
     struct ckpt_tensor *tv; /* every tensor view (malloc'd) */
     void *owned[8];         /* buffers freed with the job (the snapshot copies) */
     int n_owned;
+    void *pinned; /* the parameters' copy, from the backend's host_alloc (pinned on a GPU) */
+    void (*host_free)(void *p);
     struct ckpt_meta meta;
     char dir[CKPT_PATH_LEN];
     int64_t step;

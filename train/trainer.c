@@ -65,13 +65,6 @@ void trainer_tensor_views(const struct trainer *tr, float *base, struct ckpt_ten
     }
 }
 
-/* The parameters (and the moments, when want_moments) in host memory, full-sized. */
-static float *host_params(const struct trainer *tr) {
-    float *h = HW_MALLOC(sizeof(float) * (tr->ps.numel ? tr->ps.numel : 1));
-    tr->ps.be->download(h, tr->ps.w, sizeof(float) * tr->ps.numel);
-    return h;
-}
-
 int trainer_stop_poll(const struct trainer *tr) {
     return dist_allreduce_max_int(tr->d, signals_pending());
 }
@@ -84,10 +77,13 @@ static struct save_job *snapshot(struct trainer *tr, int copy_extras) {
     const int n = ps->n;
     struct save_job *j = HW_CALLOC(1, sizeof(*j));
     struct ckpt_tensor *tv = j->tv = HW_CALLOC((size_t)3 * n + MAX_EXTRA, sizeof(*tv));
-    float *w = host_params(tr);
+    /* the parameters through host memory the backend copies to fastest (pinned on a GPU) */
+    float *w = ps->be->host_alloc(sizeof(float) * (ps->numel ? ps->numel : 1));
+    ps->be->download(w, ps->w, sizeof(float) * ps->numel);
+    j->pinned = w;
+    j->host_free = ps->be->host_free;
     float *full_m = HW_CALLOC(ps->numel + 1, sizeof(float));
     float *full_v = HW_CALLOC(ps->numel + 1, sizeof(float));
-    j->owned[j->n_owned++] = w;
     j->owned[j->n_owned++] = full_m;
     j->owned[j->n_owned++] = full_v;
     optim_export(&tr->opt, full_m, full_v); /* whole moments: ZeRO-1 gathers the shards */
