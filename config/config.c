@@ -5,7 +5,6 @@
 
 #include "../core/check.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,17 +118,6 @@ static int heads_within_nodes(int world, int hp, const int *node_of_rank) {
     return 1;
 }
 
-static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t n, const char *fmt, ...) {
-    size_t len = strlen(buf);
-    if (len + 1 >= n)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, n - len, fmt, ap);
-    va_end(ap);
-}
-
 /* Try one (heads, context) pair: 0 and the config set to it, or 1 with the reason in why. */
 static int try_grid(struct hw_config *c, const struct hw_config *orig, int world, int hp, int cp,
                     const int *node_of_rank, char *note, size_t nn, char *why, size_t nw) {
@@ -179,14 +167,14 @@ int cfg_resolve_grid(struct hw_config *c, int world, const int *node_of_rank, ch
         for (int j = 0; j < nc; j++) {
             if (try_grid(c, &orig, world, g->heads.opt[i], g->context.opt[j], node_of_rank, bnote,
                          sizeof(bnote), one, sizeof(one))) {
-                append(why, sizeof(why), "%s%s", why[0] ? "; " : "", one);
+                hw_appendf(why, sizeof(why), "%s%s", why[0] ? "; " : "", one);
                 continue;
             }
             snprintf(note, note_n,
                      "grid chosen for %d ranks: data %d (%s), heads %d, context %d%s%s%s", world,
                      c->dist.data.v, g->data.n ? "as set" : "auto", c->dist.heads.v,
                      c->dist.context.v, why[0] ? " (skipped: " : "", why, why[0] ? ")" : "");
-            append(note, note_n, "%s", bnote);
+            hw_appendf(note, note_n, "%s", bnote);
             return 0;
         }
     *c = orig;

@@ -67,3 +67,13 @@ int hw_errf(char *err, int code, const char *fmt, ...) {
     }
     return code;
 }
+
+void hw_appendf(char *buf, size_t n, const char *fmt, ...) {
+    size_t len = strlen(buf);
+    if (len + 1 >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, n - len, fmt, ap);
+    va_end(ap);
+}

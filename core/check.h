@@ -33,6 +33,9 @@ enum hw_exit {
                           * not finish within dist.timeout_s (a stopped, lost or stuck rank) */
 };
 
+/* Append printf-style text to the NUL-terminated buf of n bytes (truncating, never past n). */
+void hw_appendf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 noreturn void hw_die_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Exit the whole job with code: calls the die hook (MPI_Abort under MPI) or exit(). */

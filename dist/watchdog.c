@@ -17,7 +17,6 @@
 
 #include <mpi.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,17 +148,6 @@ static void answer(void) {
     }
 }
 
-static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t n, const char *fmt, ...) {
-    size_t len = strlen(buf);
-    if (len + 1 >= n)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, n - len, fmt, ap);
-    va_end(ap);
-}
-
 /* Ask every other rank what it is doing; wait up to grace seconds for the answers. */
 static void survey(struct wd_reply *got, int *answered, double grace) {
     static int token;
@@ -207,14 +195,14 @@ static void fire(int k, double waited) {
             if (r == wd_rank)
                 continue;
             if (!answered[r])
-                append(gone, sizeof(gone), "%s%d", gone[0] ? "," : "", r);
+                hw_appendf(gone, sizeof(gone), "%s%d", gone[0] ? "," : "", r);
             else if (got[r].busy && got[r].seq == seq && !strcmp(got[r].what, what))
-                append(with, sizeof(with), "%s%d", with[0] ? "," : "", r);
+                hw_appendf(with, sizeof(with), "%s%d", with[0] ? "," : "", r);
             else
-                append(other, sizeof(other), "%srank %d %s %s (#%lld, step %lld)",
-                       other[0] ? ", " : " ", r, got[r].busy ? "waits in" : "last entered",
-                       got[r].what[0] ? got[r].what : "nothing", (long long)got[r].seq,
-                       (long long)got[r].step);
+                hw_appendf(other, sizeof(other), "%srank %d %s %s (#%lld, step %lld)",
+                           other[0] ? ", " : " ", r, got[r].busy ? "waits in" : "last entered",
+                           got[r].what[0] ? got[r].what : "nothing", (long long)got[r].seq,
+                           (long long)got[r].step);
         }
         free(got);
         free(answered);
@@ -224,13 +212,14 @@ static void fire(int k, double waited) {
              "(dist.timeout_s %g)",
              wd_rank, what, (long long)seq, (long long)step, waited, timeout_s);
     if (multi && wd_world > 1) {
-        append(line, sizeof(line), "; ranks that did not answer (stopped, dead or unreachable): %s",
-               gone[0] ? gone : "none");
-        append(line, sizeof(line), "; waiting in it too: %s", with[0] ? with : "none");
+        hw_appendf(line, sizeof(line),
+                   "; ranks that did not answer (stopped, dead or unreachable): %s",
+                   gone[0] ? gone : "none");
+        hw_appendf(line, sizeof(line), "; waiting in it too: %s", with[0] ? with : "none");
         if (other[0])
-            append(line, sizeof(line), "; not in it:%s", other);
+            hw_appendf(line, sizeof(line), "; not in it:%s", other);
     }
-    append(line, sizeof(line), "; ending the job (exit %d)", HW_EXIT_HUNG);
+    hw_appendf(line, sizeof(line), "; ending the job (exit %d)", HW_EXIT_HUNG);
     fprintf(stderr, "%s\n", line);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, HW_EXIT_HUNG);

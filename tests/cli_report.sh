@@ -24,14 +24,7 @@ ok "index.html written and printed" grep -qx "wrote $R/index.html" "$T/out"
 ok "summary.md written and printed" grep -qx "wrote $R/summary.md" "$T/out"
 ok "no moh_usage.svg without head usage in the metrics" test ! -e "$R/moh_usage.svg"
 
-if [ -x /usr/bin/python3 ]; then
-    xml_ok() { /usr/bin/python3 -c 'import xml.dom.minidom,sys; xml.dom.minidom.parse(sys.argv[1])' "$1"; }
-elif command -v xmllint >/dev/null 2>&1; then
-    xml_ok() { xmllint --noout "$1"; }
-else
-    echo "SKIP SVG well-formedness: neither /usr/bin/python3 nor xmllint is installed"
-    xml_ok() { true; }
-fi
+xml_check_available
 for f in "$R"/*.svg; do
     ok "$(basename "$f") is well-formed XML" xml_ok "$f"
 done

@@ -22,14 +22,7 @@ expect_exit 0 "train sweep-9 (lr 1e-2)" train sweep-9 train.lr=1e-2
 expect_exit 0 "train sweep-10 (lr 3e-3, d_model 64)" train sweep-10 train.lr=3e-3 model.d_model=64
 mkdir -p "$S/sweep-11" # a task that has not started
 
-if [ -x /usr/bin/python3 ]; then
-    xml_ok() { /usr/bin/python3 -c 'import xml.dom.minidom,sys; xml.dom.minidom.parse(sys.argv[1])' "$1"; }
-elif command -v xmllint >/dev/null 2>&1; then
-    xml_ok() { xmllint --noout "$1"; }
-else
-    echo "SKIP SVG well-formedness: neither /usr/bin/python3 nor xmllint is installed"
-    xml_ok() { true; }
-fi
+xml_check_available
 
 # -- the glob form: runs/sweep-* -> runs/sweep-report
 expect_exit 0 "report runs/sweep-*" "$HW" report "$S"/sweep-*

@@ -61,3 +61,17 @@ close() {
               s = v < 0 ? -v : v; if (s < 1) s = 1; if (d > tol * s) bad = 1 } m = FNR }
         END { exit (bad || m != n) }' "$1" "$2"
 }
+# xml_ok FILE: the file is well-formed XML (python3's parser or xmllint); without either, every
+# file passes and xml_check_available has said the check is skipped
+xml_check_available() {
+    if [ ! -x /usr/bin/python3 ] && ! command -v xmllint >/dev/null 2>&1; then
+        echo "SKIP SVG well-formedness: neither /usr/bin/python3 nor xmllint is installed"
+    fi
+}
+xml_ok() {
+    if [ -x /usr/bin/python3 ]; then
+        /usr/bin/python3 -c 'import xml.dom.minidom,sys; xml.dom.minidom.parse(sys.argv[1])' "$1"
+    elif command -v xmllint >/dev/null 2>&1; then
+        xmllint --noout "$1"
+    fi
+}
