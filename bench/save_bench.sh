@@ -49,13 +49,13 @@ for model in ${MODELS:-bench big}; do
                 run.dir="$dir" >"$dir.log" 2>&1
             # the last step's save is always synchronous (the run ends): leave that step out
             mb=$(sed -n 's/.* \([0-9]*\) steps x \([0-9]*\) tok.*/\2/p' "$dir.log" | head -n 1)
-            line=$("$PY" - "$dir/metrics.jsonl" "$steps" "$((mb / 256))" <<'EOF'
+            line=$("$PY" - "$dir/metrics.jsonl" "$steps" "$mb" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 n = int(sys.argv[2])
 rows = [r for r in rows if 2 <= r["step"] <= n]  # step 1: first touches
 tps = [r["tokens_per_s"] for r in rows]
-tok = int(sys.argv[3]) * 256
+tok = int(sys.argv[3])  # tokens per step
 step = sum(tok / t for t in tps) / len(rows)
 stall = sum(r.get("ckpt_s", 0.0) for r in rows) / len(rows)
 w = [r["ckpt_write_s"] for r in rows if "ckpt_write_s" in r]
