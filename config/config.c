@@ -135,7 +135,10 @@ static int try_grid(struct hw_config *c, const struct hw_config *orig, int world
         snprintf(why, nw, "heads %d x context %d leaves data %d, not a dist.data value", hp, cp, D);
         return 1;
     }
-    if (!heads_within_nodes(world, hp, node_of_rank)) {
+    /* a list is a choice, and one that spans nodes is passed over; a single size is what the
+     * user asked for (its all-reduces then cross the network: the note says so) */
+    const int spans = !heads_within_nodes(world, hp, node_of_rank);
+    if (spans && orig->dist.heads.n > 1) {
         snprintf(why, nw, "heads %d: a head group would span two nodes", hp);
         return 1;
     }
@@ -149,6 +152,9 @@ static int try_grid(struct hw_config *c, const struct hw_config *orig, int world
                  orig->train.micro_batch, orig->train.grad_accum);
         return 1;
     }
+    if (spans)
+        hw_appendf(note, nn, "; head groups of %d span nodes (dist.heads was set to that size)",
+                   hp);
     if (cfg_schema_validate(&hw_schema, c, err)) { /* the rules, with these sizes */
         const char *e = strstr(err, "error: ");
         snprintf(why, nw, "data %d x context %d x heads %d: %.400s", D, cp, hp, e ? e + 7 : err);

@@ -492,6 +492,13 @@ static void test_grid(void) {
     CHECK(cfg_resolve_grid(&r, 6, nodes, note, sizeof(note), err) == 0);
     CHECK(r.dist.heads.v == 1 && r.dist.context.v == 2 && r.dist.data.v == 3);
     CHECK_MSG(strstr(note, "heads 2: a head group would span two nodes"), "%s", note);
+    /* a single size is what was asked for: kept, and the note says the groups span nodes */
+    struct hw_config one;
+    char *ov1[] = {"dist.heads=2", "train.micro_batch=12"};
+    CHECK(cfg_load(&one, put("grid1.yaml", "model:\n  n_heads: 4\n  n_kv_heads: 2\n"), 2, ov1,
+                   err) == 0);
+    CHECK(cfg_resolve_grid(&one, 6, nodes, note, sizeof(note), err) == 0 && one.dist.heads.v == 2);
+    CHECK_MSG(strstr(note, "head groups of 2 span nodes"), "%s", note);
 
     /* 5 ranks: only data 5 x heads 1 x context 1 divides, and 5 does not divide 12 sequences */
     r = c;
