@@ -20,6 +20,7 @@ enum hw_err {
     HW_EMISMATCH = -4, /* e.g. checkpoint does not match the config */
     HW_ENOMEM = -5,
     HW_ENUMERIC = -6, /* NaN / Inf */
+    HW_ESTOP = -7,    /* a stop request (signal, HW_STOP_FILE) ended the work early */
 };
 
 /* Exit codes of the headwise binary. */

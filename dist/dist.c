@@ -302,6 +302,71 @@ void dist_barrier(const struct dist *d) {
     WATCHED("barrier", MPI_Barrier(world_comm(d)));
 }
 
+#define TAG_NOTICE 11
+
+struct dist_notice {
+    MPI_Comm comm;
+    int rank, world;
+    int seen, sent;
+    MPI_Request *req; /* world - 1 sends once raised */
+    char byte;
+};
+
+struct dist_notice *dist_notice_open(const struct dist *d) {
+    struct dist_notice *n = HW_CALLOC(1, sizeof(*n));
+    n->rank = d->rank;
+    n->world = d->world;
+    n->comm = MPI_COMM_NULL;
+    n->byte = 1;
+    if (n->world > 1) {
+        WATCHED("notice open (comm dup)", MPI_Comm_dup(world_comm(d), &n->comm));
+        MPI_Comm_set_errhandler(n->comm, MPI_ERRORS_RETURN);
+    }
+    return n;
+}
+
+int dist_notice_poll(struct dist_notice *n, int raise) {
+    if (raise && !n->sent) {
+        n->sent = n->seen = 1;
+        if (n->world > 1) {
+            n->req = HW_CALLOC((size_t)n->world, sizeof(MPI_Request));
+            for (int r = 0, k = 0; r < n->world; r++)
+                if (r != n->rank)
+                    HW_CHECK_MPI(MPI_Isend(&n->byte, 1, MPI_BYTE, r, TAG_NOTICE, n->comm,
+                                           &n->req[k++]));
+        }
+    }
+    if (!n->seen && n->world > 1) {
+        int flag = 0;
+        HW_CHECK_MPI(MPI_Iprobe(MPI_ANY_SOURCE, TAG_NOTICE, n->comm, &flag, MPI_STATUS_IGNORE));
+        n->seen = flag;
+    }
+    return n->seen;
+}
+
+int dist_notice_close(struct dist_notice *n) {
+    int any = n->seen;
+    if (n->world > 1) {
+        int v[2] = {n->seen, n->sent}, tot[2];
+        WATCHED("notice close (allreduce)",
+                MPI_Allreduce(v, tot, 2, MPI_INT, MPI_SUM, n->comm));
+        any = tot[0] > 0;
+        /* every sender sent this rank one byte (a rank sends to all but itself) */
+        for (int k = 0; k < tot[1] - n->sent; k++) {
+            char b;
+            WATCHED("notice close (recv)", MPI_Recv(&b, 1, MPI_BYTE, MPI_ANY_SOURCE, TAG_NOTICE,
+                                                    n->comm, MPI_STATUS_IGNORE));
+        }
+        if (n->sent)
+            WATCHED("notice close (send)",
+                    MPI_Waitall(n->world - 1, n->req, MPI_STATUSES_IGNORE));
+        MPI_Comm_free(&n->comm);
+    }
+    free(n->req);
+    free(n);
+    return any;
+}
+
 int dist_allreduce_max_int(const struct dist *d, int v) {
     int out = v;
     if (d && d->world > 1)

@@ -93,6 +93,18 @@ void dist_bcast_bytes(const struct dist *d, void *buf, int64_t n);
  * on rank 0 every strs[i] that some rank held is filled in (malloc'd). Other ranks unchanged. */
 void dist_gather_strings(struct dist *d, char **strs, int n);
 
+/* A notice one rank raises and the others see without meeting in a collective: `headwise eval`
+ * shares examples unevenly over the ranks, so a stop request must reach every rank within one
+ * forward pass although the ranks are at different points of their work. Raising sends a byte to
+ * every other rank on a communicator of the notice's own; polling is MPI_Iprobe (local, cheap).
+ * open and close are COLLECTIVE on the world; close returns 1 if any rank raised the notice,
+ * receives every byte that was sent (so nothing is left in flight at MPI_Finalize) and frees. */
+struct dist_notice;
+struct dist_notice *dist_notice_open(const struct dist *d);
+/* raise: this rank asks (sends once). Returns 1 once this rank has raised or seen the notice. */
+int dist_notice_poll(struct dist_notice *n, int raise);
+int dist_notice_close(struct dist_notice *n);
+
 /* Blocking ring all-reduce (sum) of n floats over group g; counted under kind. */
 void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,
                         enum dist_kind kind);

@@ -32,6 +32,12 @@ struct ckpt_item {
     long step;
 };
 
+
+/* lm.stop_poll during a task: a local stop request (signal, HW_STOP_FILE) raises the notice, and
+ * a notice raised by another rank counts as one. */
+static int eval_poll_stop(void *notice) {
+    return dist_notice_poll(notice, signals_pending() != 0);
+}
 static int by_step(const void *a, const void *b) {
     const struct ckpt_item *x = a, *y = b;
     return (x->step > y->step) - (x->step < y->step);
@@ -311,7 +317,24 @@ int eval_run(const struct hw_config *c, struct dist *d) {
             lm.n_truncated = 0;
             double t0 = log_now();
             err[0] = 0;
+            /* a stop request during the task: the rank that sees it tells the others at once,
+             * and each ends its part before its next forward pass (see eval_poll_stop) */
+            struct dist_notice *notice = dist_notice_open(d);
+            lm.stop_poll = eval_poll_stop;
+            lm.stop_arg = notice;
             rc = task->run(&ctx, met, info, err);
+            lm.stop_poll = NULL;
+            lm.stop_arg = NULL;
+            if (dist_notice_close(notice)) {
+                log_info("stopped by a signal during task %s of %s (%.1f s in): its results are "
+                         "not written; exit code %d asks to be requeued",
+                         task->name, file, log_now() - t0, HW_EXIT_REQUEUE);
+                json_decref(met);
+                json_decref(info);
+                json_decref(task_samples);
+                exit_code = HW_EXIT_REQUEUE;
+                break;
+            }
             if (dist_allreduce_max_int(d, rc ? 1 : 0)) {
                 log_error("%s: %s", task->name, err[0] ? err : "failed on another rank");
                 json_decref(met);

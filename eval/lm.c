@@ -85,6 +85,10 @@ int lm_loglikelihood(struct lm *lm, struct lm_request *req, int n, char *err) {
         const struct pair *p = &pairs[i];
         struct lm_request *r = &req[i];
         const int T = p->n - 1;
+        if (lm_stop_requested(lm)) {
+            rc = hw_errf(err, HW_ESTOP, "stopped before request %d of %d", i, n);
+            break;
+        }
         gpt_forward(lm->m, p->ids, NULL, 1, T, 0.0f, 0);
         const float *logits = gpt_logits(lm->m);
         r->ll = 0.0;
@@ -103,10 +107,12 @@ int lm_loglikelihood(struct lm *lm, struct lm_request *req, int n, char *err) {
     return rc;
 }
 
-void lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const int64_t *start,
-                       int n_win, double *ll, int64_t *cnt) {
+int lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const int64_t *start,
+                      int n_win, double *ll, int64_t *cnt, char *err) {
     const int V = lm->m->c.V, T = lm->max_T;
     for (int w = 0; w < n_win; w++) { /* one window per forward pass (see lm_loglikelihood) */
+        if (lm_stop_requested(lm))
+            return hw_errf(err, HW_ESTOP, "stopped before window %d of %d", w, n_win);
         const int64_t s = start[w], len = n - 1 - s < T ? n - 1 - s : T;
         double acc = 0.0;
         if (len > 0) {
@@ -120,6 +126,7 @@ void lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const in
         ll[w] = acc;
         cnt[w] = len > 0 ? len : 0;
     }
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -214,6 +221,10 @@ int lm_generate(struct lm *lm, const char *const *prompts, int n, int max_new,
         }
         if (rc)
             break;
+        if (lm_stop_requested(lm)) {
+            rc = hw_errf(err, HW_ESTOP, "stopped after %d of %d generations", done, n);
+            break;
+        }
         for (int b = 0; b < B; b++) {
             active[b] = s[b].req >= 0;
             if (active[b])

@@ -21,7 +21,17 @@ struct lm {
     int max_T;        /* longest sequence the model takes */
     int32_t eot;      /* <|endoftext|> id or -1 */
     long n_truncated; /* prompts lm_generate cut from the left to fit (counts up; reset it) */
+    /* Polled before every forward pass (and by tasks between examples): nonzero ends the work
+     * with HW_ESTOP. NULL: never stop. */
+    int (*stop_poll)(void *arg);
+    void *stop_arg;
 };
+
+/* A stop was requested: the caller ends its work with HW_ESTOP. */
+static inline int lm_stop_requested(struct lm *lm) {
+    return lm->stop_poll && lm->stop_poll(lm->stop_arg);
+}
+
 
 struct lm_request {
     const char *ctx;  /* context text */
@@ -39,9 +49,10 @@ int lm_loglikelihood(struct lm *lm, struct lm_request *req, int n, char *err);
 
 /* Rolling log-likelihood in windows: window w covers tokens[start[w] .. start[w] + max_T] (cut
  * at n); its first token is given and the others are predicted from the tokens before them in
- * the window. ll[w] gets the summed log-probability and cnt[w] the predicted tokens. */
-void lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const int64_t *start,
-                       int n_win, double *ll, int64_t *cnt);
+ * the window. ll[w] gets the summed log-probability and cnt[w] the predicted tokens. Returns 0,
+ * or HW_ESTOP with err set when a stop was requested. */
+int lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const int64_t *start,
+                      int n_win, double *ll, int64_t *cnt, char *err);
 
 /* Greedy generation for each prompt (text), up to max_new tokens, stopping at <|endoftext|> or
  * when the generated text contains a stop string (the output is cut before it). outs[i] are

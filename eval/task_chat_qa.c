@@ -121,6 +121,10 @@ int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
     for (int i = 0; i < n && !rc; i++) {
         if (!eval_mine(ctx, i))
             continue;
+        if (lm_stop_requested(ctx->lm)) {
+            rc = hw_errf(err, HW_ESTOP, "chat_qa: stopped before example %d of %d", i, n);
+            break;
+        }
         struct sft_conv *c = &sd.conv[i];
         const int nq = c->n_msgs - 1; /* the last message is the reference */
         if (e->indicator)

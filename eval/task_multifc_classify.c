@@ -62,8 +62,12 @@ int task_multifc_classify(struct eval_ctx *ctx, json_t *metrics, json_t *info, c
     for (int k = 0; k < n; k++) {
         const int i = cd.idx[2][k];
         n_cut += cd.cut[i];
-        if (!eval_mine(ctx, k))
+        if (!eval_mine(ctx, k) || rc)
             continue;
+        if (lm_stop_requested(ctx->lm)) {
+            rc = hw_errf(err, HW_ESTOP, "multifc_classify: stopped before example %d of %d", k, n);
+            continue;
+        }
         int32_t pred;
         gpt_classify(m, cd.tok + (size_t)i * T, &cd.last[i], NULL, cd.allowed + (size_t)i * K, 1, T,
                      0.0f, 0, &pred);
@@ -80,6 +84,13 @@ int task_multifc_classify(struct eval_ctx *ctx, json_t *metrics, json_t *info, c
                                   cd.m.ex[i].line));
             free(text);
         }
+    }
+    if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0)) {
+        if (!rc)
+            rc = hw_errf(err, HW_EIO, "multifc_classify: failed on another rank");
+        free(pv);
+        multifc_cls_free(&cd);
+        return rc;
     }
     eval_sum(ctx, pv, n);
     int *gold = HW_MALLOC(sizeof(int) * (size_t)(n + 1)),

@@ -81,7 +81,16 @@ int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *e
             start[mine++] = (int64_t)w * T;
     double *ll_m = HW_CALLOC((size_t)(mine ? mine : 1), sizeof(double));
     int64_t *cnt_m = HW_CALLOC((size_t)(mine ? mine : 1), sizeof(int64_t));
-    lm_windows_loglik(ctx->lm, tok, n, start, mine, ll_m, cnt_m);
+    rc = lm_windows_loglik(ctx->lm, tok, n, start, mine, ll_m, cnt_m, err);
+    if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0)) {
+        if (!rc)
+            rc = hw_errf(err, HW_EIO, "perplexity: failed on another rank (see its message)");
+        free(tok);
+        free(start);
+        free(ll_m);
+        free(cnt_m);
+        return rc;
+    }
     double *nll = HW_CALLOC((size_t)n_win, sizeof(double)),
            *cnt = HW_CALLOC((size_t)n_win, sizeof(double));
     for (int w = 0, k = 0; w < n_win; w++)

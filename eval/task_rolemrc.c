@@ -223,6 +223,10 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         for (int a = 0; judge && a < N_ASPECT && !rc; a++) {
             if (!(r.ex[i].aspects & (1u << a)))
                 continue;
+            if (lm_stop_requested(ctx->lm)) {
+                rc = hw_errf(err, HW_ESTOP, "rolemrc: stopped while judging example %d", i);
+                break;
+            }
             char *jp = judge_prompt(&r.ex[i], 1u << a, ans);
             int v = judge_run(&e->judge_command, jp, err);
             free(jp);

@@ -4,8 +4,9 @@
 # slurm/train.sbatch from the job's --signal lead) a warning when a step plus a save do not fit
 # in it; and a signal during a long validation pass answered within one micro-batch (one rank
 # with SIGUSR1, two ranks with HW_STOP_FILE): checkpoint, exit 4, and the resumed run continues;
-# `headwise eval` agrees on a stop request between tasks (exit 4, nothing written for the
-# checkpoint under way).
+# `headwise eval` answers a stop request between tasks and within one forward pass of a task,
+# also when only one rank of two got the signal (exit 4, nothing written for the checkpoint under
+# way).
 . tests/lib.sh
 D=$T/data
 prepare_tiny "$D"
@@ -83,4 +84,48 @@ ok "  stopped before its first task" grep -q "stopped by signal 10 before task p
 ok "  no results written" sh -c "! ls '$T/m/eval/'results_* 2>/dev/null | grep -q ."
 expect_exit 0 "  without it, the same eval runs" "$HW" eval --ckpt "$T/m" --tasks perplexity \
     --perplexity-data "$D/val.h5" --limit 20
+
+# evaluation: a signal during a long task (perplexity over a 12 MB token stream: about 35 s on
+# one rank) is answered before the next forward pass
+unset HW_STOP_FILE # dash keeps a variable set before a function call (long above)
+"$HW" data prepare --synthetic --bytes 12000000 --vocab 300 --out "$T/big" >/dev/null 2>&1
+long_eval() { # NAME LAUNCH...: a long perplexity eval of $T/m in the background
+    name=$1
+    shift
+    "$@" "$HW" eval --ckpt "$T/m" --tasks perplexity --perplexity-data "$T/big/train.h5" \
+        --output "$T/$name" >"$T/$name.out" 2>&1 &
+    bg=$!
+    w=0
+    while [ $w -lt 600 ] && ! grep -q "headwise eval: " "$T/$name.out" 2>/dev/null; do
+        sleep 0.1
+        w=$((w + 1))
+    done
+    sleep 2 # well inside the task: the stream is encoded, windows are being scored
+}
+# the pid of world rank $2 of the eval writing into $T/$1
+eval_rank_pid() {
+    for p in $(pgrep -f "headwise eval.*--output $T/$1\$"); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+            echo "$p"
+            return
+        fi
+    done
+}
+long_eval e1 env
+t0=$(($(date +%s%N) / 1000000))
+kill -USR1 $bg
+wait_bg
+ok "SIGUSR1 in an eval task: exit 4 (got $rc) within 3 s (took $took ms)" test "$rc" = 4 -a "$took" -lt 3000
+ok "  stopped during the task" grep -q "stopped by a signal during task perplexity of $T/m/ckpt_00000003.h5" "$T/e1.out"
+ok "  no results written" sh -c "! ls '$T/e1/'results_* 2>/dev/null | grep -q ."
+
+long_eval e2 $MPIRUN -np 2
+victim=$(eval_rank_pid e2 1)
+t0=$(($(date +%s%N) / 1000000))
+[ -n "$victim" ] && kill -USR1 "$victim"
+wait_bg
+ok "SIGUSR1 to rank 1 of 2 only (pid ${victim:-?}): exit 4 (got $rc) within 6 s, mpirun's exit included (took $took ms)" test -n "$victim" -a "$rc" = 4 -a "$took" -lt 6000
+ok "  rank 0 stopped too, told by rank 1" grep -q "stopped by a signal during task perplexity" "$T/e2.out"
+ok "  no results written" sh -c "! ls '$T/e2/'results_* 2>/dev/null | grep -q ."
+ok "  nothing left running" sh -c "! pgrep -f 'headwise eval.*--output $T/e2\$' >/dev/null"
 finish

@@ -106,10 +106,10 @@ int main(void) {
     double ll[2], ll1, ll2;
     int64_t c1, c2;
     lm.batch = 2;
-    lm_windows_loglik(&lm, toks, 150, st, 2, ll, cnt);
+    CHECK(lm_windows_loglik(&lm, toks, 150, st, 2, ll, cnt, err) == 0);
     lm.batch = 1;
-    lm_windows_loglik(&lm, toks, 150, &st[0], 1, &ll1, &c1);
-    lm_windows_loglik(&lm, toks, 150, &st[1], 1, &ll2, &c2);
+    CHECK(lm_windows_loglik(&lm, toks, 150, &st[0], 1, &ll1, &c1, err) == 0);
+    CHECK(lm_windows_loglik(&lm, toks, 150, &st[1], 1, &ll2, &c2, err) == 0);
     CHECK(cnt[0] == 96 && cnt[1] == 53 && c1 == 96 && c2 == 53);
     CHECK(ll[0] == ll1 && ll[1] == ll2);
     gpt_free(&m);
