@@ -332,8 +332,8 @@ int dist_notice_poll(struct dist_notice *n, int raise) {
             n->req = HW_CALLOC((size_t)n->world, sizeof(MPI_Request));
             for (int r = 0, k = 0; r < n->world; r++)
                 if (r != n->rank)
-                    HW_CHECK_MPI(MPI_Isend(&n->byte, 1, MPI_BYTE, r, TAG_NOTICE, n->comm,
-                                           &n->req[k++]));
+                    HW_CHECK_MPI(
+                        MPI_Isend(&n->byte, 1, MPI_BYTE, r, TAG_NOTICE, n->comm, &n->req[k++]));
         }
     }
     if (!n->seen && n->world > 1) {
@@ -348,8 +348,7 @@ int dist_notice_close(struct dist_notice *n) {
     int any = n->seen;
     if (n->world > 1) {
         int v[2] = {n->seen, n->sent}, tot[2];
-        WATCHED("notice close (allreduce)",
-                MPI_Allreduce(v, tot, 2, MPI_INT, MPI_SUM, n->comm));
+        WATCHED("notice close (allreduce)", MPI_Allreduce(v, tot, 2, MPI_INT, MPI_SUM, n->comm));
         any = tot[0] > 0;
         /* every sender sent this rank one byte (a rank sends to all but itself) */
         for (int k = 0; k < tot[1] - n->sent; k++) {
@@ -358,8 +357,7 @@ int dist_notice_close(struct dist_notice *n) {
                                                     n->comm, MPI_STATUS_IGNORE));
         }
         if (n->sent)
-            WATCHED("notice close (send)",
-                    MPI_Waitall(n->world - 1, n->req, MPI_STATUSES_IGNORE));
+            WATCHED("notice close (send)", MPI_Waitall(n->world - 1, n->req, MPI_STATUSES_IGNORE));
         MPI_Comm_free(&n->comm);
     }
     free(n->req);

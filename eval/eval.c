@@ -32,12 +32,12 @@ struct ckpt_item {
     long step;
 };
 
-
 /* lm.stop_poll during a task: a local stop request (signal, HW_STOP_FILE) raises the notice, and
  * a notice raised by another rank counts as one. */
 static int eval_poll_stop(void *notice) {
     return dist_notice_poll(notice, signals_pending() != 0);
 }
+
 static int by_step(const void *a, const void *b) {
     const struct ckpt_item *x = a, *y = b;
     return (x->step > y->step) - (x->step < y->step);

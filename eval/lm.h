@@ -32,7 +32,6 @@ static inline int lm_stop_requested(struct lm *lm) {
     return lm->stop_poll && lm->stop_poll(lm->stop_arg);
 }
 
-
 struct lm_request {
     const char *ctx;  /* context text */
     const char *cont; /* continuation text */
