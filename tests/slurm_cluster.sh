@@ -7,8 +7,9 @@
 # sent SIGUSR1 the moment its batch shell can catch it, and one requeued from outside (scontrol
 # requeue: the log says so) and then sent SIGUSR1 at the start of its restart; a cancelled
 # job checkpoints on SIGTERM but is not requeued; the eval array writes one results file per
-# checkpoint; a sweep array gets its overrides and run dirs, and the task that carries the
-# array's job id, preempted, requeues itself alone; a rank killed with SIGKILL after a
+# checkpoint, and an eval task sent SIGUSR1 mid-task or losing its rank requeues itself; a sweep
+# array gets its overrides and run dirs, and the task that carries the array's job id,
+# preempted, requeues itself alone; a rank killed with SIGKILL after a
 # checkpoint (under srun and under mpirun) requeues the job, which resumes and logs the
 # uninterrupted losses; with HW_MAX_REQUEUES=0 it fails with "requeue limit reached"; a rank that
 # exits 1 by itself (srun kills the others: exit 137) is not requeued; a bad config fails fast
@@ -358,6 +359,45 @@ ok "  one results file per checkpoint ($n_res of $((N + 1)))" test $n_res = $((N
 ok "  task 0 took the first checkpoint, task $N the last" sh -c \
     "grep -q 'ckpt_00000150.h5' '$T/eval_0.out' && grep -q 'ckpt_00000600.h5' '$T/eval_$N.out'"
 [ $n_failed = 0 ] || show_log "$T/eval_0.out"
+
+# --- 4b. an evaluation array preempted: task 0 gets SIGUSR1 inside its task (the ranks stop
+# before their next forward pass, exit 4), task 1 loses its rank (SIGKILL); each requeues itself
+# alone, evaluates its checkpoint again and writes its results
+"$HW" data prepare --synthetic --bytes 2000000 --vocab 300 --out "$T/evbig" >/dev/null 2>&1
+LIMIT=240
+j=$(submit "$T/ev2_%a.out" --array=0-1 --cpus-per-task=1 slurm/eval.sbatch "$T/a" \
+    --tasks perplexity --perplexity-data "$T/evbig/train.h5" --output "$T/ev2")
+s0=0 s1=0
+t_block=$(date +%s)
+while [ $((s0 + s1)) -lt 2 ] && [ $(($(date +%s) - t_block)) -lt "$LIMIT" ]; do
+    if [ $s0 = 0 ] && grep -q "headwise eval: " "$T/ev2_0.out" 2>/dev/null; then
+        sleep 1
+        scancel --signal=USR1 --batch "${j}_0"
+        s0=1
+    fi
+    if [ $s1 = 0 ] && grep -q "headwise eval: " "$T/ev2_1.out" 2>/dev/null; then
+        sleep 1
+        kp=$(pgrep -f "^$HW eval --ckpt $T/a/ckpt_00000300.h5" | head -n 1)
+        [ -n "$kp" ] && kill -9 "$kp" && s1=1
+    fi
+    sleep 0.1
+done
+ok "eval array preempted: SIGUSR1 to task 0 ($s0), rank of task 1 killed ($s1)" test $((s0 + s1)) = 2
+ok "  both finished within $LIMIT s" wait_job "$j"
+echo "     (${waited}s)"
+ok "  both COMPLETED after 1 restart" test \
+    "$(field "$j" JobState | sort -u | tr '\n' ' ')$(field "$j" Restarts | tr '\n' ' ')" = "COMPLETED 1 1 "
+ok "  task 0 stopped inside its task, requeued itself" sh -c \
+    "grep -q 'stopped by a signal during task perplexity of $T/a/ckpt_00000150.h5' '$T/ev2_0.out' &&
+     grep -q 'stopped (exit 4): requeueing task ${j}_0' '$T/ev2_0.out'"
+ok "  task 1: rank lost (launcher exit 137); requeue 1 of 3" has "$T/ev2_1.out" \
+    "rank lost (launcher exit 137); requeue 1 of 3 (restart 1 of task ${j}_1)"
+ok "  counted in ev2/lost_ranks" test "$(grep -c "^${j}_1 0 " "$T/ev2/lost_ranks")" = 1
+ok "  both evaluated again from the start" sh -c \
+    "grep -q 'restart 1: evaluating' '$T/ev2_0.out' && grep -q 'restart 1: evaluating' '$T/ev2_1.out'"
+ok "  results for both checkpoints" test -s "$T/ev2/results_ckpt_00000150.json" -a \
+    -s "$T/ev2/results_ckpt_00000300.json"
+[ $n_failed = 0 ] || { show_log "$T/ev2_0.out"; show_log "$T/ev2_1.out"; }
 
 # --- 5. a bad config fails fast, not requeued, with the error line in the log -----------------
 j=$(submit "$T/bad.out" slurm/train.sbatch configs/tiny.yaml data.train="$D/train.h5" train.lr=-1 \
