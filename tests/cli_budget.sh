@@ -38,11 +38,7 @@ long() { # RUN_DIR LAUNCH...: start a run whose step-2 validation is long, in th
         train.threads=1 train.steps=6 train.val_every=2 train.val_batches=1000000 \
         run.ckpt_every=0 run.dir="$dir" >"$dir.out" 2>&1 &
     bg=$!
-    w=0
-    while [ $w -lt 600 ] && ! grep -q '"step":1,' "$dir/metrics.jsonl" 2>/dev/null; do
-        sleep 0.1
-        w=$((w + 1))
-    done
+    wait_line "$dir/metrics.jsonl" '"step":1,'
     sleep 1 # well inside the validation of step 2
 }
 wait_bg() { # the background run's exit code; SECONDS it took after the stop request
@@ -95,21 +91,8 @@ long_eval() { # NAME LAUNCH...: a long perplexity eval of $T/m in the background
     "$@" "$HW" eval --ckpt "$T/m" --tasks perplexity --perplexity-data "$T/big/train.h5" \
         --output "$T/$name" >"$T/$name.out" 2>&1 &
     bg=$!
-    w=0
-    while [ $w -lt 600 ] && ! grep -q "headwise eval: " "$T/$name.out" 2>/dev/null; do
-        sleep 0.1
-        w=$((w + 1))
-    done
+    wait_line "$T/$name.out" "headwise eval: "
     sleep 2 # well inside the task: the stream is encoded, windows are being scored
-}
-# the pid of world rank $2 of the eval writing into $T/$1
-eval_rank_pid() {
-    for p in $(pgrep -f "headwise eval.*--output $T/$1\$"); do
-        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
-            echo "$p"
-            return
-        fi
-    done
 }
 long_eval e1 env
 t0=$(($(date +%s%N) / 1000000))
@@ -120,7 +103,7 @@ ok "  stopped during the task" grep -q "stopped by a signal during task perplexi
 ok "  no results written" sh -c "! ls '$T/e1/'results_* 2>/dev/null | grep -q ."
 
 long_eval e2 $MPIRUN -np 2
-victim=$(eval_rank_pid e2 1)
+victim=$(rank_pid_of "headwise eval.*--output $T/e2\$" 1)
 t0=$(($(date +%s%N) / 1000000))
 [ -n "$victim" ] && kill -USR1 "$victim"
 wait_bg

@@ -11,15 +11,6 @@ prepare_tiny "$D"
 set -- configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" train.threads=1 \
     dist.timeout_s=3
 
-# the pid of world rank $2 of the job whose run dir is $1
-rank_pid() {
-    for p in $(pgrep -f "headwise train.*run.dir=$1\$"); do
-        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
-            echo "$p"
-            return
-        fi
-    done
-}
 
 $MPIRUN -np 4 "$HW" train "$@" train.steps=1000000 run.ckpt_every=0 dist.data=2 dist.heads=2 \
     run.dir="$T/s" >"$T/s.out" 2>&1 &
@@ -29,7 +20,7 @@ while [ $w -lt 600 ] && ! grep -q '"step":20,' "$T/s/metrics.jsonl" 2>/dev/null;
     sleep 0.1
     w=$((w + 1))
 done
-victim=$(rank_pid "$T/s" 3)
+victim=$(rank_pid_of "headwise train.*run.dir=$T/s\$" 3)
 ok "the 4-rank job trains (rank 3 is pid ${victim:-?})" test -n "$victim"
 t0=$(date +%s)
 [ -n "$victim" ] && kill -STOP "$victim"

@@ -75,3 +75,21 @@ xml_ok() {
         xmllint --noout "$1"
     fi
 }
+# wait_line FILE PATTERN: until FILE has a line matching the grep PATTERN (at most 60 s)
+wait_line() {
+    wl=0
+    while [ $wl -lt 600 ] && ! grep -q -- "$2" "$1" 2>/dev/null; do
+        sleep 0.1
+        wl=$((wl + 1))
+    done
+}
+# rank_pid_of PATTERN RANK: the pid of the process whose command line matches the pgrep -f
+# PATTERN and whose launcher made it world rank RANK (OMPI_COMM_WORLD_RANK)
+rank_pid_of() {
+    for p in $(pgrep -f "$1"); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+            echo "$p"
+            return
+        fi
+    done
+}
