@@ -161,8 +161,7 @@ int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
             free(spans);
         }
     }
-    if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0) && !rc)
-        rc = hw_errf(err, HW_EIO, "chat_qa: failed on another rank (see its message)");
+    rc = eval_agree(ctx, rc, "chat_qa", err);
     if (!rc) {
         eval_sum(ctx, con, n);
         eval_sum(ctx, ex, n);

@@ -216,7 +216,7 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         }
     }
     rc = lm_loglikelihood(ctx->lm, req, n_req, err);
-    rc = dist_allreduce_max_int(ctx->d, rc ? 1 : 0) ? (rc ? rc : HW_EIO) : 0;
+    rc = eval_agree(ctx, rc, "multifc", err);
     double *pv = HW_CALLOC((size_t)(2 * n_test + 1), sizeof(double)); /* [2n]: truncated */
     if (!rc) {
         for (int t = 0, k = 0; t < n_test; t++) {

@@ -85,9 +85,7 @@ int task_multifc_classify(struct eval_ctx *ctx, json_t *metrics, json_t *info, c
             free(text);
         }
     }
-    if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0)) {
-        if (!rc)
-            rc = hw_errf(err, HW_EIO, "multifc_classify: failed on another rank");
+    if ((rc = eval_agree(ctx, rc, "multifc_classify", err))) {
         free(pv);
         multifc_cls_free(&cd);
         return rc;

@@ -82,9 +82,7 @@ int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *e
     double *ll_m = HW_CALLOC((size_t)(mine ? mine : 1), sizeof(double));
     int64_t *cnt_m = HW_CALLOC((size_t)(mine ? mine : 1), sizeof(int64_t));
     rc = lm_windows_loglik(ctx->lm, tok, n, start, mine, ll_m, cnt_m, err);
-    if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0)) {
-        if (!rc)
-            rc = hw_errf(err, HW_EIO, "perplexity: failed on another rank (see its message)");
+    if ((rc = eval_agree(ctx, rc, "perplexity", err))) {
         free(tok);
         free(start);
         free(ll_m);

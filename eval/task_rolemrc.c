@@ -243,8 +243,7 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
         if (rec)
             eval_sample(ctx, i, rec);
     }
-    if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0) && !rc)
-        rc = hw_errf(err, HW_EIO, "rolemrc: failed on another rank (see its message)");
+    rc = eval_agree(ctx, rc, "rolemrc", err);
     if (!rc) {
         for (int j = 0; j < N_MET; j++)
             eval_sum(ctx, vals[j], n);

@@ -88,9 +88,7 @@ int task_synth(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err) {
                                         i, "kind", synth_kind_names[kind[i]], "prompt", prompts[i],
                                         "target", answers[i], "output", outs[k], "correct", ok));
     }
-    int any = dist_allreduce_max_int(ctx->d, rc ? 1 : 0);
-    if (!rc && any)
-        rc = hw_errf(err, HW_EIO, "synth: generation failed on another rank");
+    rc = eval_agree(ctx, rc, "synth", err);
     if (!rc) {
         eval_sum(ctx, v, 2 * SYNTH_KINDS);
         double right = 0, total = 0;

@@ -46,6 +46,12 @@ const struct eval_task *eval_find_task(const char *name) {
     return NULL;
 }
 
+int eval_agree(struct eval_ctx *ctx, int rc, const char *task, char *err) {
+    if (dist_allreduce_max_int(ctx->d, rc ? 1 : 0) && !rc)
+        rc = hw_errf(err, HW_EIO, "%s: failed on another rank (see its message)", task);
+    return rc;
+}
+
 void eval_sum(struct eval_ctx *ctx, double *v, int n) {
     if (n > 0)
         dist_allreduce_group_doubles(ctx->d, DIST_WORLD, v, n);

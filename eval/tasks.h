@@ -36,6 +36,10 @@ extern const struct eval_task *const eval_tasks[];
 static inline int eval_mine(const struct eval_ctx *ctx, int i) {
     return i % ctx->d->world == ctx->d->rank;
 }
+/* The ranks agree after their share of a task: returns this rank's rc, or when another rank
+ * failed (or stopped) and this one did not, HW_EIO with err "TASK: failed on another rank (see
+ * its message)". COLLECTIVE: every rank calls it once per agreement point. */
+int eval_agree(struct eval_ctx *ctx, int rc, const char *task, char *err);
 /* Sum n doubles over all ranks (each rank filled only its own examples, zeros elsewhere). */
 void eval_sum(struct eval_ctx *ctx, double *v, int n);
 /* metrics[name + ",none"] = v; with se >= 0 also name + "_stderr,none". */
