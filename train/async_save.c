@@ -79,8 +79,32 @@ void save_job_free(struct save_job *job) {
     free(job);
 }
 
+static void stage_free(struct save_stage *st) {
+    if (st->w)
+        st->host_free(st->w);
+    free(st->m);
+    free(st->v);
+    memset(st, 0, sizeof(*st));
+}
+
+struct save_stage *async_save_stage(struct async_saver *s, size_t n, void *(*host_alloc)(size_t),
+                                    void (*host_free)(void *)) {
+    HW_ASSERT(!s->busy);
+    struct save_stage *st = &s->stage;
+    if (st->w && st->n == n)
+        return st;
+    stage_free(st);
+    st->n = n;
+    st->host_free = host_free;
+    st->w = host_alloc(sizeof(float) * (n ? n : 1));
+    st->m = HW_CALLOC(n + 1, sizeof(float));
+    st->v = HW_CALLOC(n + 1, sizeof(float));
+    return st;
+}
+
 void async_save_close(struct async_saver *s) {
     save_job_free(async_save_collect(s));
+    stage_free(&s->stage);
     dist_free_dup(s->d);
     s->d = NULL;
 }

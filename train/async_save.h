@@ -16,6 +16,15 @@
 
 struct dist;
 
+/* Host staging buffers for the parameters and both moments, reused by every background save:
+ * fresh ones would fault in every page again at each save (seconds for a large model, all of it
+ * a stall of the training loop). Owned by the saver; one job uses them at a time. */
+struct save_stage {
+    float *w, *m, *v;
+    size_t n;                   /* floats in each */
+    void (*host_free)(void *p); /* w came from the backend's host_alloc (pinned on a GPU) */
+};
+
 /* One save: the groups and their tensors point into memory the job owns until it is done. */
 struct save_job {
     struct ckpt_group g[3];
@@ -39,6 +48,7 @@ struct save_job {
 struct async_saver {
     struct dist *d; /* the writer's handle (a duplicate of the world communicator) */
     pthread_t thread;
+    struct save_stage stage;
     int busy;         /* a job was started and not yet collected */
     _Atomic int done; /* the writer finished the job */
     struct save_job *job;
@@ -55,7 +65,12 @@ int async_save_ready(const struct async_saver *s);
  * frees it with save_job_free. */
 struct save_job *async_save_collect(struct async_saver *s);
 void save_job_free(struct save_job *job);
-/* Wait for any job in flight (freeing it) and release the writer's communicator. */
+/* The staging buffers for a state of n floats (allocated on first use; the previous job must
+ * have been collected). */
+struct save_stage *async_save_stage(struct async_saver *s, size_t n, void *(*host_alloc)(size_t),
+                                    void (*host_free)(void *));
+/* Wait for any job in flight (freeing it), free the staging buffers and release the writer's
+ * communicator. */
 void async_save_close(struct async_saver *s);
 
 #endif /* HW_ASYNC_SAVE_H */

@@ -70,22 +70,27 @@ int trainer_stop_poll(const struct trainer *tr) {
 }
 
 /* A snapshot of the training state for a save: the parameters and whole moments in host
- * memory the job owns, the task's extra tensors (copied when copy_extras: the task changes them
- * while a background save runs), the state and texts. COLLECTIVE (ZeRO-1 gathers the moments). */
-static struct save_job *snapshot(struct trainer *tr, int copy_extras) {
+ * memory (the background saver's reused staging buffers when stage is given, else buffers the
+ * job owns), the task's extra tensors (copied when stage is given: the task changes them while a
+ * background save runs), the state and texts. COLLECTIVE (ZeRO-1 gathers the moments). */
+static struct save_job *snapshot(struct trainer *tr, const struct save_stage *stage) {
     const struct param_set *ps = &tr->ps;
     const int n = ps->n;
+    const int copy_extras = stage != NULL;
     struct save_job *j = HW_CALLOC(1, sizeof(*j));
     struct ckpt_tensor *tv = j->tv = HW_CALLOC((size_t)3 * n + MAX_EXTRA, sizeof(*tv));
-    /* the parameters through host memory the backend copies to fastest (pinned on a GPU) */
-    float *w = ps->be->host_alloc(sizeof(float) * (ps->numel ? ps->numel : 1));
+    float *w, *full_m, *full_v;
+    if (stage) {
+        w = stage->w, full_m = stage->m, full_v = stage->v;
+    } else { /* the parameters through host memory the backend copies to fastest (pinned) */
+        w = j->pinned = ps->be->host_alloc(sizeof(float) * (ps->numel ? ps->numel : 1));
+        j->host_free = ps->be->host_free;
+        full_m = HW_CALLOC(ps->numel + 1, sizeof(float));
+        full_v = HW_CALLOC(ps->numel + 1, sizeof(float));
+        j->owned[j->n_owned++] = full_m;
+        j->owned[j->n_owned++] = full_v;
+    }
     ps->be->download(w, ps->w, sizeof(float) * ps->numel);
-    j->pinned = w;
-    j->host_free = ps->be->host_free;
-    float *full_m = HW_CALLOC(ps->numel + 1, sizeof(float));
-    float *full_v = HW_CALLOC(ps->numel + 1, sizeof(float));
-    j->owned[j->n_owned++] = full_m;
-    j->owned[j->n_owned++] = full_v;
     optim_export(&tr->opt, full_m, full_v); /* whole moments: ZeRO-1 gathers the shards */
     if (tr->task->gather_moments)
         tr->task->gather_moments(tr, full_m, full_v);
@@ -126,7 +131,7 @@ static struct save_job *snapshot(struct trainer *tr, int copy_extras) {
 
 /* A checkpoint written now, by every rank together. */
 static int save_checkpoint(struct trainer *tr, char *err) {
-    struct save_job *j = snapshot(tr, 0);
+    struct save_job *j = snapshot(tr, NULL);
     int rc =
         ckpt_save(tr->d, j->dir, j->step, j->g, j->n_groups, &j->meta, j->keep, tr->last_ckpt, err);
     save_job_free(j);
@@ -684,7 +689,10 @@ static int checkpoint_and_signals(struct loop *L, char *err) {
         collect_async(L, 1); /* at most one in flight */
         const double t0 = log_now();
         if (background) {
-            async_save_start(&L->saver, snapshot(tr, 1));
+            const struct ops *be = tr->ps.be;
+            const struct save_stage *st =
+                async_save_stage(&L->saver, tr->ps.numel, be->host_alloc, be->host_free);
+            async_save_start(&L->saver, snapshot(tr, st));
         } else if (save_checkpoint(tr, err)) {
             save_failed(L, err);
         }
