@@ -6,6 +6,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/interrupt.h"
 #include "../core/log.h"
 #include "../core/rng.h"
 
@@ -663,6 +664,10 @@ int multifc_load(struct multifc *m, const char *path, char *err) {
     if (!first_is_data)
         got = next(&rd, &r, err);
     for (; got > 0; got = next(&rd, &r, err)) {
+        if (hw_interrupted()) {
+            rc = hw_errf(err, HW_ESTOP, "%s:%d: stopped by a signal while reading", path, r.line);
+            goto out;
+        }
         if (r.nf != ncol) {
             rc = hw_errf(err, HW_EFORMAT, "%s:%d: error: %d %sfields, expected %d", path, r.line,
                          r.nf, tsv ? "tab-separated " : "", ncol);

@@ -2,6 +2,7 @@
 #include "multifc_cls.h"
 
 #include "../core/check.h"
+#include "../core/interrupt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,13 @@ int multifc_cls_load(struct multifc_cls *c, const char *path, double val_frac, d
         free(row);
     }
     for (int i = 0; i < m->n; i++) {
+        if (hw_interrupted()) {
+            const int total = m->n;
+            multifc_cls_free(c);
+            return hw_errf(err, HW_ESTOP,
+                           "%s: stopped by a signal while tokenizing (claim %d of %d)", path, i + 1,
+                           total);
+        }
         size_t len = strlen(m->ex[i].claim) + 32;
         char *text = HW_MALLOC(len);
         snprintf(text, len, "Claim: %s\nVerdict:", m->ex[i].claim);

@@ -5,6 +5,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/interrupt.h"
 #include "../core/rng.h"
 
 #include <errno.h>
@@ -170,6 +171,11 @@ int rec_data_movielens(struct rec_data *d, const char *dir, char *err) {
     ln = 0;
     while (getline(&line, &cap, f) > 0) {
         ln++;
+        if (hw_interrupted()) {
+            rc = hw_errf(err, HW_ESTOP, "%s:%d: stopped by a signal while reading", path, ln);
+            free(e.v);
+            goto done;
+        }
         chomp(line);
         if (!line[0])
             continue;
@@ -246,6 +252,10 @@ int rec_data_taobao(struct rec_data *d, const char *csv, char *err) {
     int64_t(*r)[4] = NULL; /* user, item, cat, ts */
     while (getline(&line, &cap, f) > 0) {
         ln++;
+        if (hw_interrupted()) {
+            rc = hw_errf(err, HW_ESTOP, "%s:%d: stopped by a signal while reading", csv, ln);
+            goto done;
+        }
         chomp(line);
         if (!line[0])
             continue;

@@ -5,6 +5,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/interrupt.h"
 #include "json_kind.h"
 
 #include <jansson.h>
@@ -220,6 +221,10 @@ int rolemrc_load(struct rolemrc *r, const char *path, char *err) {
         p += 3;
     while (p < end) {
         line++;
+        if (hw_interrupted()) {
+            rc = hw_errf(err, HW_ESTOP, "%s:%d: stopped by a signal while reading", path, line);
+            goto out;
+        }
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *eol = nl ? nl : end;
         size_t n = (size_t)(eol - p);

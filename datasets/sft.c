@@ -5,6 +5,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/interrupt.h"
 #include "../core/rng.h"
 #include "json_kind.h"
 
@@ -144,6 +145,10 @@ int sft_load(struct sft_data *d, const char *path, char *err) {
         p += 3;
     while (p < end && !rc) {
         line++;
+        if (hw_interrupted()) {
+            rc = hw_errf(err, HW_ESTOP, "%s:%d: stopped by a signal while reading", path, line);
+            break;
+        }
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *eol = nl ? nl : end;
         size_t n = (size_t)(eol - p);
@@ -308,6 +313,12 @@ int sft_set_build(struct sft_set *s, const struct sft_data *d, const struct bpe 
     s->perm = HW_MALLOC(sizeof(int) * (size_t)(d->n ? d->n : 1));
     int64_t cap = 0;
     for (int e = 0; e < d->n; e++) {
+        if (hw_interrupted()) {
+            sft_set_free(s);
+            return hw_errf(err, HW_ESTOP,
+                           "line %d: stopped by a signal while tokenizing (conversation %d of %d)",
+                           d->conv[e].line, e + 1, d->n);
+        }
         struct sft_tokens st;
         int rc = sft_encode(tok, t, d->conv[e].msgs, d->conv[e].n_msgs, 0, &st, err);
         if (rc) {

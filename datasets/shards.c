@@ -6,6 +6,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/interrupt.h"
 #include "../core/rng.h"
 
 #include <errno.h>
@@ -245,6 +246,11 @@ int shard_check_vocab(struct shard *s, int vocab, char *err) {
     s->vocab = INT32_MAX; /* the read below checks nothing; this loop checks against vocab */
     for (int64_t off = 0; off < s->n && !rc; off += blk) {
         const int64_t n = s->n - off < blk ? s->n - off : blk;
+        if (hw_interrupted()) {
+            rc = hw_errf(err, HW_ESTOP, "%s: stopped by a signal while checking token %lld of %lld",
+                         s->path, (long long)off, (long long)s->n);
+            break;
+        }
         if (cache)
             buf = mem + off;
         if ((rc = shard_read(s, buf, off, n, err)))

@@ -6,6 +6,7 @@
 #include "../ckpt/ckpt_model.h"
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/interrupt.h"
 #include "../core/log.h"
 #include "../ops/ops.h"
 #include "../train/signals.h"
@@ -322,10 +323,14 @@ int eval_run(const struct hw_config *c, struct dist *d) {
             struct dist_notice *notice = dist_notice_open(d);
             lm.stop_poll = eval_poll_stop;
             lm.stop_arg = notice;
+            hw_interrupt_set(eval_poll_stop, notice); /* the task's data loading */
             rc = task->run(&ctx, met, info, err);
+            hw_interrupt_set(NULL, NULL);
             lm.stop_poll = NULL;
             lm.stop_arg = NULL;
             if (dist_notice_close(notice)) {
+                if (rc == HW_ESTOP && err[0])
+                    log_info("%s", err); /* where this rank's part stopped */
                 log_info("stopped by a signal during task %s of %s (%.1f s in): its results are "
                          "not written; exit code %d asks to be requeued",
                          task->name, file, log_now() - t0, HW_EXIT_REQUEUE);

@@ -92,8 +92,8 @@ int task_chat_qa(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
                        "chat_qa: eval.chat_data is not set (JSONL with question + reference)");
     struct sft_data sd;
     int rc = sft_load(&sd, e->chat_data, err);
-    if (rc)
-        return rc;
+    if (rc) /* a stop request during the load may have come to this rank only */
+        return eval_agree(ctx, rc, "chat_qa", err);
     int n = sd.n;
     if (e->limit && n > e->limit)
         n = e->limit;

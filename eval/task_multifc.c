@@ -144,8 +144,8 @@ int task_multifc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
                        "or an official TSV)");
     struct multifc m;
     int rc = multifc_load(&m, e->multifc_data, err);
-    if (rc)
-        return rc;
+    if (rc) /* a stop request during the load may have come to this rank only */
+        return eval_agree(ctx, rc, "multifc", err);
     multifc_log_notes(&m, e->multifc_data);
     if (!m.labelled) {
         multifc_free(&m);

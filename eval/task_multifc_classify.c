@@ -33,8 +33,8 @@ int task_multifc_classify(struct eval_ctx *ctx, json_t *metrics, json_t *info, c
     struct multifc_cls cd;
     int rc = multifc_cls_load(&cd, path, mc->data.val_frac, mc->data.test_frac, MULTIFC_SPLIT_SEED,
                               ctx->lm->tok, mc->train.seq_len, err);
-    if (rc)
-        return rc;
+    if (rc) /* a stop request during the load may have come to this rank only */
+        return eval_agree(ctx, rc, "multifc_classify", err);
     multifc_log_notes(&cd.m, path);
     if (cd.n_cls != m->c.n_cls) {
         rc = hw_errf(err, HW_EMISMATCH,

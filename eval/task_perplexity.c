@@ -48,8 +48,8 @@ int task_perplexity(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *e
             return rc;
         /* every id must be an embedding row of the checkpoint's model */
         if ((rc = shard_check_vocab(&sh, ctx->lm->m->c.V, err))) {
-            shard_close(&sh);
-            return rc;
+            shard_close(&sh); /* a stop request may have come to this rank only */
+            return eval_agree(ctx, rc, "perplexity", err);
         }
         n = sh.n;
         tok = HW_MALLOC(sizeof(int32_t) * (size_t)(n ? n : 1));

@@ -134,8 +134,8 @@ int task_rolemrc(struct eval_ctx *ctx, json_t *metrics, json_t *info, char *err)
                        "(roleMRC_test.jsonl or a file in its schema)");
     struct rolemrc r;
     int rc = rolemrc_load(&r, e->rolemrc_data, err);
-    if (rc)
-        return rc;
+    if (rc) /* a stop request during the load may have come to this rank only */
+        return eval_agree(ctx, rc, "rolemrc", err);
     int n = r.n;
     if (e->limit && n > e->limit)
         n = e->limit;

@@ -92,7 +92,7 @@ long_eval() { # NAME LAUNCH...: a long perplexity eval of $T/m in the background
         --output "$T/$name" >"$T/$name.out" 2>&1 &
     bg=$!
     wait_line "$T/$name.out" "headwise eval: "
-    sleep 2 # well inside the task: the stream is encoded, windows are being scored
+    sleep "${EVAL_WAIT:-2}" # well inside the task: the stream is encoded, windows are scored
 }
 long_eval e1 env
 t0=$(($(date +%s%N) / 1000000))
@@ -111,4 +111,49 @@ ok "SIGUSR1 to rank 1 of 2 only (pid ${victim:-?}): exit 4 (got $rc) within 6 s,
 ok "  rank 0 stopped too, told by rank 1" grep -q "stopped by a signal during task perplexity" "$T/e2.out"
 ok "  no results written" sh -c "! ls '$T/e2/'results_* 2>/dev/null | grep -q ."
 ok "  nothing left running" sh -c "! pgrep -f 'headwise eval.*--output $T/e2\$' >/dev/null"
+
+# start-up data loading (HW_FAULT_SLOW_LOAD_MS makes every poll of the loaders sleep, so that
+# checking the 12 MB stream's blocks takes several seconds): a stop answered within one block,
+# exit 4, and the run directory (a finished run's) left exactly as it was
+cp -r "$T/m" "$T/ld"
+(cd "$T/ld" && find . -type f -exec sha256sum {} + | sort) >"$T/ld.sums"
+long_load() { # NAME LAUNCH...: a run on the big stream into $T/ld, loading slowly, in the background
+    name=$1
+    shift
+    "$@" "$HW" train configs/tiny.yaml data.train="$T/big/train.h5" data.val= train.threads=1 \
+        train.steps=9 run.dir="$T/ld" >"$T/$name.out" 2>&1 &
+    bg=$!
+    wait_line "$T/$name.out" "loading the training data"
+    sleep 1
+}
+HW_FAULT_SLOW_LOAD_MS=700 long_load l1 env
+t0=$(($(date +%s%N) / 1000000))
+kill -USR1 $bg
+wait_bg
+ok "SIGUSR1 while the training data loads: exit 4 (got $rc) within 3 s (took $took ms)" test "$rc" = 4 -a "$took" -lt 3000
+ok "  named where it stopped" grep -qE "data.train: $T/big/train.h5: stopped by a signal while checking token [0-9]+ of [0-9]+" "$T/l1.out"
+ok "  nothing written" grep -q "nothing was written (no step was taken), exit code 4 asks to be requeued" "$T/l1.out"
+ok "  the run directory is as it was" sh -c "cd '$T/ld' && sha256sum -c --quiet '$T/ld.sums' && test \$(find . -type f | wc -l) = \$(wc -l <'$T/ld.sums')"
+HW_FAULT_SLOW_LOAD_MS=700 long_load l2 $MPIRUN -np 2 -x HW_FAULT_SLOW_LOAD_MS
+unset HW_FAULT_SLOW_LOAD_MS
+victim=$(rank_pid_of "headwise train.*data.train=$T/big/train.h5" 1)
+t0=$(($(date +%s%N) / 1000000))
+[ -n "$victim" ] && kill -USR1 "$victim"
+wait_bg
+ok "SIGUSR1 to rank 1 of 2 while loading (pid ${victim:-?}): exit 4 (got $rc) within 6 s, mpirun's exit included (took $took ms)" test -n "$victim" -a "$rc" = 4 -a "$took" -lt 6000
+ok "  rank 0 stopped too, told by rank 1" grep -qE "stopped by a signal while checking token [0-9]+ of [0-9]+ \(the signal came to another rank\)" "$T/l2.out"
+ok "  the run directory is as it was" sh -c "cd '$T/ld' && sha256sum -c --quiet '$T/ld.sums'"
+
+# evaluation: a stop while a task loads its data (rank 1 of 2 only): every rank ends the task
+EVAL_WAIT=1 HW_FAULT_SLOW_LOAD_MS=1000 long_eval e3 $MPIRUN -np 2 -x HW_FAULT_SLOW_LOAD_MS
+unset HW_FAULT_SLOW_LOAD_MS
+unset EVAL_WAIT
+victim=$(rank_pid_of "headwise eval.*--output $T/e3\$" 1)
+t0=$(($(date +%s%N) / 1000000))
+[ -n "$victim" ] && kill -USR1 "$victim"
+wait_bg
+ok "SIGUSR1 to rank 1 of 2 while an eval task loads (pid ${victim:-?}): exit 4 (got $rc) within 6 s (took $took ms)" test -n "$victim" -a "$rc" = 4 -a "$took" -lt 6000
+ok "  stopped during the task" grep -q "stopped by a signal during task perplexity of $T/m/ckpt_00000003.h5" "$T/e3.out"
+ok "  while checking the stream" grep -q "stopped by a signal while checking token" "$T/e3.out"
+ok "  no results written" sh -c "! ls '$T/e3/'results_* 2>/dev/null | grep -q ."
 finish

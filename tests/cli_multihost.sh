@@ -8,8 +8,9 @@
 # grids split across the hosts give the one-rank losses and gradient norms (rel 1e-5), the
 # traffic went over the veth pair, and a checkpoint written across the hosts by data 2 x heads 2
 # resumes on context 4 (ring neighbours on alternating hosts) with the losses of an
-# uninterrupted run. Recipe: docs/distributed.md. Needs root, iproute2 (ip netns), util-linux
-# (unshare) and mpirun; exits 77 with a SKIP line otherwise.
+# uninterrupted run; dist.heads given as a list keeps every head group on one host. Recipe:
+# docs/distributed.md. Needs root, iproute2 (ip netns), util-linux (unshare) and mpirun; exits
+# 77 with a SKIP line otherwise.
 . tests/lib.sh
 name=cli_multihost
 skip() {
@@ -108,6 +109,24 @@ for g in "2 2 1 ring node heads" "1 2 2 ring slot context" "2 1 2 ulysses node c
     ok "  2 ranks on each host" split "$T/out"
     rx1=$(rx_b)
     ok "  over the veth pair ($((rx1 - rx0)) bytes into host b)" test $((rx1 - rx0)) -gt 100000
+    metric_lines "$dir/metrics.jsonl" >"$T/mg"
+    ok "  same losses and grad norms as one rank (rel 1e-5)" close "$T/m1" "$T/mg" 1e-5
+done
+
+# dist.heads as a list: the first size whose head groups stay on one host is chosen (by slot,
+# heads 4 would span both hosts, so 2; by node, every pair spans them, so 1), and the run
+# still gives the one-rank losses
+for g in "slot 4,2 2 2" "node 2,1 1 4"; do
+    set -- $g
+    map=$1 list=$2 want=$3 dp=$4
+    set -- configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" model.n_kv_heads=4 \
+        train.steps=8 run.ckpt_every=4 train.threads=1
+    dir=$T/h$map
+    expect_exit 0 "2 hosts x 2 ranks by $map, dist.heads [$list]" on_a $MH -np 4 --map-by $map \
+        "$HW" train "$@" "dist.heads=[$list]" run.dir="$dir"
+    ok "  heads $want chosen, data $dp (auto)" grep -q "grid chosen for 4 ranks: data $dp (auto), heads $want, context 1" "$T/out"
+    ok "  the larger size was passed over: its head groups would span the hosts" \
+        grep -q "skipped: heads ${list%%,*}: a head group would span two nodes" "$T/out"
     metric_lines "$dir/metrics.jsonl" >"$T/mg"
     ok "  same losses and grad norms as one rank (rel 1e-5)" close "$T/m1" "$T/mg" 1e-5
 done

@@ -1,9 +1,9 @@
 #!/bin/sh
 # tests/cli_signals.sh -- stop requests at start-up and through the stop file: SIGUSR1 or
 # SIGTERM while MPI_Init is still under way (a fresh run and a resume) is kept, and the run
-# checkpoints at the end of its first step and exits 4 instead of dying of the signal; a run
-# whose HW_STOP_FILE exists stops the same way; resuming after each gives the losses of an
-# uninterrupted run exactly. (The Slurm side, signals at the start of a job and of its restart,
+# stops where it loads its data (before any step, so it writes nothing) and exits 4 instead of
+# dying of the signal; a run whose HW_STOP_FILE exists stops the same way; resuming after each
+# gives the losses of an uninterrupted run exactly. (The Slurm side, signals at the start of a job and of its restart,
 # is in tests/slurm_cluster.sh.)
 . tests/lib.sh
 D=$T/data
@@ -55,19 +55,20 @@ else
     else
         ok "SIGUSR1 during MPI_Init: kept, exit 4 (not 138, killed by the signal; got $rc)" \
             test $rc = 4
-        ok "  checkpointed at the end of the first step" \
-            has_out "stopped by signal 10 at step 1 after saving $T/a/ckpt_00000001.h5"
+        ok "  stopped while loading the data, nothing written" sh -c \
+            "grep -qE 'stopped by a signal .*nothing was written \(no step was taken\)' '$T/out' &&
+             ! test -e '$T/a/latest'"
         signal_at_start TERM "$T/b"
         ok "SIGTERM during MPI_Init: kept, exit 4 (got $rc)" test $rc = 4
-        ok "  checkpointed at the end of the first step" has_out "stopped by signal 15 at step 1 "
+        ok "  stopped while loading the data" has_out "nothing was written \(no step was taken\)"
         # the start of a resume (a restart of a preempted job)
         HW_STOP_AFTER_STEP=4 expect_exit 4 "a run preempted at step 4" "$HW" train "$@" \
             run.dir="$T/r"
         signal_at_start USR1 "$T/r"
         ok "SIGUSR1 while the resume starts MPI: exit 4 (got $rc)" test $rc = 4
-        ok "  resumed at step 4, checkpointed at step 5" sh -c \
-            "grep -q 'resumed from $T/r/ckpt_00000004.h5 at step 4' '$T/out' &&
-             grep -q 'stopped by signal 10 at step 5 ' '$T/out'"
+        ok "  stopped while loading, latest still step 4" sh -c \
+            "grep -q 'nothing was written (no step was taken)' '$T/out' &&
+             grep -qx ckpt_00000004.h5 '$T/r/latest' && ! test -e '$T/r/ckpt_00000005.h5'"
         expect_exit 0 "  resumed again to step 8" "$HW" train "$@" run.dir="$T/r"
         metric_lines "$T/r/metrics.jsonl" >"$T/mr"
         ok "  losses, lr and grad norms equal the uninterrupted run's (exact)" cmp -s "$T/mu" "$T/mr"
@@ -77,9 +78,9 @@ fi
 # HW_STOP_FILE: what the Slurm scripts create on SIGUSR1 instead of forwarding the signal
 : >"$T/stop"
 HW_STOP_FILE=$T/stop expect_exit 4 "HW_STOP_FILE exists: exit 4" "$HW" train "$@" run.dir="$T/f"
-ok "  checkpointed at the end of the first step" grep -q \
-    "stopped by signal 10 at step 1 after saving $T/f/ckpt_00000001.h5" "$T/out"
-HW_STOP_FILE=$T/absent expect_exit 0 "HW_STOP_FILE absent: the resume runs to step 8" "$HW" \
+ok "  stopped while loading the data, nothing written" sh -c \
+    "grep -q 'nothing was written (no step was taken)' '$T/out' && ! test -e '$T/f/latest'"
+HW_STOP_FILE=$T/absent expect_exit 0 "HW_STOP_FILE absent: the run goes to step 8" "$HW" \
     train "$@" run.dir="$T/f"
 metric_lines "$T/f/metrics.jsonl" >"$T/mf"
 ok "  losses equal the uninterrupted run's (exact)" cmp -s "$T/mu" "$T/mf"

@@ -94,8 +94,9 @@ struct trainer {
     int64_t tokens_per_step;
     double flops_per_token; /* 0: no MFU */
     double peak_flops;
-    double lr, step_s; /* of the current step */
-    const char *unit;  /* "tok" or "samples" */
+    double lr, step_s;               /* of the current step */
+    const char *unit;                /* "tok" or "samples" */
+    struct dist_notice *load_notice; /* between trainer_load_begin and _end */
 };
 
 /* Checkpoint views of the parameter-shaped HOST block `base`: global shapes, this rank's
@@ -105,6 +106,15 @@ void trainer_tensor_views(const struct trainer *tr, float *base, struct ckpt_ten
  * Long passes inside a step (validation) call it once per micro-batch and end early on a
  * signal, so that the step boundary saves and exits within one micro-batch. */
 int trainer_stop_poll(const struct trainer *tr);
+
+/* A task's start-up data loading (reading, tokenizing, checking shards: minutes for a large
+ * corpus) answers a stop signal within one line or block: between trainer_load_begin and
+ * trainer_load_end (both COLLECTIVE, with no collective between them) the loaders poll
+ * hw_interrupted (core/interrupt.h), and a stop seen by any rank ends every rank's loading.
+ * trainer_load_end returns rc when it is an error other than HW_ESTOP, HW_ESTOP with one line
+ * on every rank when any rank was asked to stop, else 0. Call it on every path after begin. */
+void trainer_load_begin(struct trainer *tr);
+int trainer_load_end(struct trainer *tr, int rc, char *err);
 
 /* The task named `name`, or NULL. */
 const struct train_task *train_task_find(const char *name);

@@ -42,9 +42,13 @@ static int setup(struct trainer *tr, char *err) {
     if ((rc = gpt_task_tokenizer(tr, 1, err)))
         return rc;
     /* the split every MultiFC method scores (not train.seed: eval multifc uses the same) */
-    if ((rc = multifc_cls_load(&s->cd, c->data.multifc, c->data.val_frac, c->data.test_frac,
-                               MULTIFC_SPLIT_SEED, &s->g.tok, c->train.seq_len, err)))
-        return task_prefix_err(err, "data.multifc", rc);
+    trainer_load_begin(tr);
+    rc = multifc_cls_load(&s->cd, c->data.multifc, c->data.val_frac, c->data.test_frac,
+                          MULTIFC_SPLIT_SEED, &s->g.tok, c->train.seq_len, err);
+    if (rc)
+        task_prefix_err(err, "data.multifc", rc);
+    if ((rc = trainer_load_end(tr, rc, err)))
+        return rc;
     multifc_log_notes(&s->cd.m, c->data.multifc);
     s->has_val = s->cd.n_idx[1] > 0;
     s->perm = HW_MALLOC(sizeof(int) * (size_t)(s->cd.n_idx[0] + 1));

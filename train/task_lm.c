@@ -21,6 +21,26 @@ static struct lm_task *S(const struct trainer *tr) {
     return tr->ts;
 }
 
+/* The token shards, opened and checked (rank-local: between trainer_load_begin and _end). */
+static int load_shards(const struct hw_config *c, struct lm_task *s, char *err) {
+    int rc;
+    if ((rc = loader_open(&s->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
+                          err)))
+        return task_prefix_err(err, "data.train", rc);
+    if (c->data.val[0]) {
+        if ((rc = loader_open(&s->val, c->data.val, c->train.seq_len, 0, 0, err)))
+            return task_prefix_err(err, "data.val", rc);
+        s->has_val = 1;
+    }
+    /* every id of every shard the run reads must be an embedding row of the model */
+    const int vocab = s->train.sh.vocab;
+    if ((rc = shard_check_vocab(&s->train.sh, vocab, err)))
+        return task_prefix_err(err, "data.train", rc);
+    if (s->has_val && (rc = shard_check_vocab(&s->val.sh, vocab, err)))
+        return task_prefix_err(err, "data.val", rc);
+    return 0;
+}
+
 static int setup(struct trainer *tr, char *err) {
     const struct hw_config *c = tr->c;
     struct lm_task *s = HW_CALLOC(1, sizeof(*s));
@@ -31,23 +51,13 @@ static int setup(struct trainer *tr, char *err) {
                        "%s: error: data.train: required for training (a token shard made by "
                        "'headwise data prepare')",
                        c->source);
-    if ((rc = loader_open(&s->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
-                          err)))
-        return task_prefix_err(err, "data.train", rc);
-    if (c->data.val[0]) {
-        if ((rc = loader_open(&s->val, c->data.val, c->train.seq_len, 0, 0, err)))
-            return task_prefix_err(err, "data.val", rc);
-        s->has_val = 1;
-    }
+    trainer_load_begin(tr);
+    rc = load_shards(c, s, err);
+    if ((rc = trainer_load_end(tr, rc, err)))
+        return rc;
     if ((rc = gpt_task_tokenizer(tr, 0, err)))
         return rc;
-    /* every id of every shard the run reads must be an embedding row of the model */
-    const int vocab = s->train.sh.vocab;
-    if ((rc = shard_check_vocab(&s->train.sh, vocab, err)))
-        return task_prefix_err(err, "data.train", rc);
-    if (s->has_val && (rc = shard_check_vocab(&s->val.sh, vocab, err)))
-        return task_prefix_err(err, "data.val", rc);
-    return gpt_task_model(tr, 0, vocab, err);
+    return gpt_task_model(tr, 0, s->train.sh.vocab, err);
 }
 
 static void teardown(struct trainer *tr) {

@@ -308,15 +308,21 @@ static void free_job(struct rjob *j, int own_yaml) {
     free(j->perm);
 }
 
-/* Data and model (weights from the seed) for j->c on backend be. */
-static int prepare(struct rjob *j, const struct ops *be, char *err) {
+/* Data and model (weights from the seed) for j->c on backend be; with tr (training) the data
+ * loading answers a stop signal (trainer_load_begin). */
+static int prepare(struct rjob *j, const struct ops *be, struct trainer *tr, char *err) {
     const struct hw_config *c = j->c;
     const enum ops_cap caps[2] = {OPS_CAP_REC, OPS_CAP_F64};
     int rc = ops_require(be, caps, 2, "model.family rec", err);
     if (rc)
         return rc;
     double t_load = log_now();
-    if ((rc = rec_data_load(&j->data, &c->rec, (uint64_t)c->train.seed, err)))
+    if (tr)
+        trainer_load_begin(tr);
+    rc = rec_data_load(&j->data, &c->rec, (uint64_t)c->train.seed, err);
+    if (tr)
+        rc = trainer_load_end(tr, rc, err);
+    if (rc)
         return rc;
     const struct rec_data *dd = &j->data;
     log_info("rec data %s: %d users, %d items, %d categories; samples train %d / val %d / test "
@@ -379,7 +385,7 @@ static int setup(struct trainer *tr, char *err) {
     j->d = tr->d;
     j->perm_epoch = -1;
     j->gc_ratio = j->gc_neg = -1;
-    int rc = prepare(j, tr->be, err);
+    int rc = prepare(j, tr->be, tr, err);
     if (rc)
         return rc;
     const struct rec_data *dd = &j->data;
@@ -642,7 +648,7 @@ static int eval_one(const struct hw_config *c, struct dist *d, const char *in, c
     if (!rc) {
         j.c = &mc;
         /* scored on the CPU backend: the rec model's dense part needs OPS_CAP_REC */
-        rc = prepare(&j, ops_for(BACKEND_CPU), err);
+        rc = prepare(&j, ops_for(BACKEND_CPU), NULL, err);
     }
     if (!rc && strcmp(meta.model_sig, j.sig))
         rc = hw_errf(err, HW_EMISMATCH, "%s: checkpoint model '%s' differs from its config's '%s'",

@@ -42,18 +42,22 @@ static int setup(struct trainer *tr, char *err) {
         return task_prefix_err(err, "sft.add_tokens", HW_ECONFIG);
     sft_template_from_cfg(&tpl, &c->sft);
     const int loss_all = !strcmp(c->sft.loss, "all");
-    for (int k = 0; k < 2; k++) {
+    trainer_load_begin(tr);
+    rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
         const char *path = k ? c->sft.val : c->sft.train;
         if (!path[0])
             continue;
-        if ((rc = sft_load(&sd, path, err)))
-            return task_prefix_err(err, k ? "sft.val" : "sft.train", rc);
-        rc = sft_set_build(k ? &s->sv : &s->ss, &sd, &s->g.tok, &tpl, loss_all, c->train.seq_len,
-                           (uint64_t)c->train.seed, err);
-        sft_free(&sd);
+        if (!(rc = sft_load(&sd, path, err))) {
+            rc = sft_set_build(k ? &s->sv : &s->ss, &sd, &s->g.tok, &tpl, loss_all,
+                               c->train.seq_len, (uint64_t)c->train.seed, err);
+            sft_free(&sd);
+        }
         if (rc)
-            return task_prefix_err(err, k ? "sft.val" : "sft.train", rc);
+            task_prefix_err(err, k ? "sft.val" : "sft.train", rc);
     }
+    if ((rc = trainer_load_end(tr, rc, err)))
+        return rc;
     s->has_val = s->sv.n > 0;
     if (tr->d->rank == 0)
         log_info("sft: %d conversations (%d over seq_len %d, cut), %lld supervised tokens, loss on "

@@ -8,6 +8,7 @@
 #include "../ckpt/ckpt.h"
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../core/interrupt.h"
 #include "../core/log.h"
 #include "../datasets/bpe.h"
 #include "../ops/ops.h"
@@ -67,6 +68,36 @@ void trainer_tensor_views(const struct trainer *tr, float *base, struct ckpt_ten
 
 int trainer_stop_poll(const struct trainer *tr) {
     return dist_allreduce_max_int(tr->d, signals_pending());
+}
+
+/* The loaders' stop poll: a local stop request raises the notice, another rank's counts. */
+static int load_poll(void *notice) {
+    return dist_notice_poll(notice, signals_pending() != 0);
+}
+
+void trainer_load_begin(struct trainer *tr) {
+    HW_ASSERT(!tr->load_notice);
+    tr->load_notice = dist_notice_open(tr->d);
+    hw_interrupt_set(load_poll, tr->load_notice);
+    if (tr->d->rank == 0)
+        log_info("loading the training data");
+}
+
+int trainer_load_end(struct trainer *tr, int rc, char *err) {
+    hw_interrupt_set(NULL, NULL);
+    /* a signal that came after this rank's last poll still stops every rank here */
+    dist_notice_poll(tr->load_notice, signals_pending() != 0);
+    const int stopped = dist_notice_close(tr->load_notice);
+    tr->load_notice = NULL;
+    if ((rc && rc != HW_ESTOP) || !stopped)
+        return rc;
+    const char *who = signals_pending() ? "this rank" : "another rank";
+    if (!rc)
+        return hw_errf(err, HW_ESTOP, "stopped by a signal to %s while the training data loaded",
+                       who);
+    char where[HW_ERR_LEN];
+    snprintf(where, sizeof(where), "%s", err);
+    return hw_errf(err, HW_ESTOP, "%.400s (the signal came to %s)", where, who);
 }
 
 /* A snapshot of the training state for a save: the parameters and whole moments in host
@@ -439,9 +470,14 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
     dist_watchdog_start(d, c->dist.timeout_s);
     /* threads: all cores of the node shared among its ranks unless set */
     L->threads = ops_set_threads(c->train.threads ? c->train.threads : dist_threads_per_rank(d));
-    if ((rc = setup(tr, err)))
+    if ((rc = setup(tr, err)) == HW_ESTOP) {
+        log_info("%s; nothing was written (no step was taken), exit code %d asks to be requeued",
+                 err, HW_EXIT_REQUEUE);
+        err[0] = 0;
+        return HW_EXIT_REQUEUE;
+    }
+    if (rc)
         return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
-    signals_install();
     tr->peak_flops = tr->flops_per_token > 0 ? ops_sgemm_peak(0.3) : 0.0;
     /* under a launcher the ranks' stdout is forwarded, so no \r progress rewriting */
     L->tty = isatty(1) && d->world == 1;
