@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/save_bench.sh -- what checkpoints cost training: the bench model (configs/bench-gpt.yaml,
 # 13.7M parameters, a 165 MB checkpoint) and one ten times larger (d_model 1152, d_ff 3072:
-# 105M parameters, 1.26 GB), on 1 rank and on 4 (data 2 x heads 2), each with no checkpoints,
+# 105M parameters, 1.26 GB, saved every 8 steps), on 1 rank and on 4 (data 2 x heads 2), each with no checkpoints,
 # synchronous ones and background ones (run.async_save). Per run: the mean time a step costs
 # the training loop (its compute plus the seconds the loop stood still for a save: the whole
 # write when synchronous, the snapshot when in the background), the save's seconds, and the
@@ -25,7 +25,7 @@ for model in ${MODELS:-bench big}; do
     if [ $model = bench ]; then
         over=${SMALL_EXTRA:-} steps=${SMALL_STEPS:-40} every=${SMALL_EVERY:-5}
     else
-        over=$big steps=${BIG_STEPS:-8} every=${BIG_EVERY:-2}
+        over=$big steps=${BIG_STEPS:-24} every=${BIG_EVERY:-8}
     fi
     for ranks in $RANKS; do
         if [ "$ranks" = 1 ]; then
