@@ -7,6 +7,9 @@
  *                        (Phi-3-small: block 64, local 16, stride 8; and a sparser local 4)
  *   attn_bench kv [T]  : KV-cache floats kept while decoding T tokens with an S2 model
  *                        against a dense cache, and the decode time of both
+ *   attn_bench dense [T] : dense causal attention (B 2, 8 heads of 64), best-of-5 forward and
+ *                        forward + backward seconds as one JSON line (bench/compare.sh sets it
+ *                        beside PyTorch's scaled_dot_product_attention, bench/torch_attn.py)
  * Times are the best of several repetitions on this machine's threads; quote ratios. */
 #include "../config/config.h"
 #include "../core/log.h"
@@ -167,19 +170,49 @@ static int bench_kv(int T) {
     return 0;
 }
 
+static int bench_dense(int T, int threads) {
+    const int B = 2, H = 8, Hkv = 8, hd = 64, ld = (H + 2 * Hkv) * hd;
+    const size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
+    float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * (size_t)B * H * T);
+    float *dout = malloc(4 * no), *dqkv = malloc(4 * nq);
+    fill(qkv, nq, 1);
+    fill(dout, no, 2);
+    const struct attn_shape s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd, .ld_qkv = ld};
+    const struct ops *o = ops_for(BACKEND_CPU);
+    double fwd = 1e30;
+    for (int r = 0; r < 5; r++) {
+        const double t0 = log_now();
+        o->attention_forward(out, lse, qkv, &s);
+        const double dt = log_now() - t0;
+        fwd = dt < fwd ? dt : fwd;
+    }
+    const double both = time_attn(&s, qkv, out, lse, dout, dqkv, 5);
+    printf("{\"impl\": \"headwise\", \"B\": %d, \"T\": %d, \"H\": %d, \"hd\": %d, "
+           "\"threads\": %d, \"fwd_s\": %.6f, \"fwd_bwd_s\": %.6f}\n",
+           B, T, H, hd, threads, fwd, both);
+    free(qkv);
+    free(out);
+    free(lse);
+    free(dout);
+    free(dqkv);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "moh";
     int T = argc > 2 ? atoi(argv[2]) : 0;
-    ops_set_threads(0);
+    const int threads = ops_set_threads(0);
     if (!strcmp(what, "moh"))
         return bench_moh(T ? T : 1024);
     if (!strcmp(what, "s2"))
         return bench_s2(T ? T : 4096);
+    if (!strcmp(what, "dense"))
+        return bench_dense(T ? T : 4096, threads);
     if (!strcmp(what, "kv")) {
         /* decoding is one row at a time: one thread (OpenMP spinning only costs here) */
         ops_set_threads(1);
         return bench_kv(T ? T : 4096);
     }
-    fprintf(stderr, "usage: attn_bench moh|s2|kv [T]\n");
+    fprintf(stderr, "usage: attn_bench moh|s2|kv|dense [T]\n");
     return 2;
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/python3
 """bench/torch_gpt.py -- the PyTorch side of bench/run.sh: the same GPT as headwise
 (tied embedding, RoPE half-split, pre-norm RMSNorm, causal MHA, SwiGLU MLP, AdamW with no
-decay on norms, global-norm clipping), fp32, trained on random tokens. Prints one JSON line
-with tokens/s. Usage: torch_gpt.py --threads 2 --steps 10 [--d-model 384 ...]"""
+decay on norms, global-norm clipping), fp32, trained on random tokens. Attention is
+scaled_dot_product_attention where torch has it (2.x: its fused CPU kernel; --no-sdpa, or
+torch 1.x: matmul + mask + softmax + matmul); --compile wraps the model in torch.compile
+(its first steps, the compilation, are warm-up). Prints one JSON line with tokens/s and the
+process's peak resident memory. Usage: torch_gpt.py --threads 2 --steps 10 [--d-model 384 ...]"""
 import argparse
 import json
 import math
+import resource
 import time
 
 import torch
@@ -35,6 +39,9 @@ def rope(x, cos, sin):  # x: (B, H, T, hd), half-split pairs as in headwise
     return torch.cat([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
 
 
+SDPA = hasattr(F, "scaled_dot_product_attention")
+
+
 class Block(nn.Module):
     def __init__(self, C, H, Fdim, eps):
         super().__init__()
@@ -53,9 +60,13 @@ class Block(nn.Module):
         q = rope(q.view(B, T, self.H, hd).transpose(1, 2), cos, sin)
         k = rope(k.view(B, T, self.H, hd).transpose(1, 2), cos, sin)
         v = v.view(B, T, self.H, hd).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)
-        att = att.masked_fill(mask, float("-inf")).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        if SDPA:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)
+            att = att.masked_fill(mask, float("-inf")).softmax(-1)
+            y = att @ v
+        y = y.transpose(1, 2).reshape(B, T, C)
         x = x + self.wo(y)
         g, u = self.w_in(self.mlp_norm(x)).chunk(2, dim=-1)
         return x + self.w_out(F.silu(g) * u)
@@ -95,10 +106,15 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--no-sdpa", action="store_true", help="matmul + mask + softmax attention")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     a = ap.parse_args()
+    global SDPA
+    SDPA = SDPA and not a.no_sdpa
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     m = GPT(a.vocab, a.d_model, a.layers, a.heads, a.d_ff, a.seq)
+    fwd = torch.compile(m) if a.compile else m
     decay = [p for n, p in m.named_parameters() if p.dim() == 2]
     nodecay = [p for n, p in m.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
@@ -109,7 +125,7 @@ def main():
     for step in range(a.warmup + a.steps):
         x = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=g)
         t0 = time.perf_counter()
-        loss = m(x[:, :-1], x[:, 1:])
+        loss = fwd(x[:, :-1], x[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -119,9 +135,12 @@ def main():
             times.append(dt)
     tok = a.batch * a.seq
     n_params = sum(p.numel() for p in m.parameters())
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": a.threads,
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch",
+                      "torch": torch.__version__, "threads": a.threads, "sdpa": SDPA,
                       "params": n_params, "tokens_per_s": tok * len(times) / sum(times),
-                      "best_tokens_per_s": tok / min(times), "loss": float(loss)}))
+                      "best_tokens_per_s": tok / min(times), "loss": float(loss),
+                      "peak_rss_bytes": peak}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 /* ops/act_cpu.c -- SwiGLU and GELU on the CPU (see act.h). */
 #include "act.h"
 
+#include "vexp.h"
+
 #include <math.h>
 #include <stddef.h>
 
@@ -10,7 +12,7 @@ void swiglu_forward_cpu(float *out, const float *h, int N, int F) {
         const float *g = h + (size_t)n * 2 * F, *u = g + F;
         float *o = out + (size_t)n * F;
         for (int i = 0; i < F; i++)
-            o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+            o[i] = g[i] / (1.0f + vexpf(-g[i])) * u[i];
     }
 }
 
@@ -20,7 +22,7 @@ void swiglu_backward_cpu(float *dh, const float *dout, const float *h, int N, in
         const float *g = h + (size_t)n * 2 * F, *u = g + F, *dy = dout + (size_t)n * F;
         float *dg = dh + (size_t)n * 2 * F, *du = dg + F;
         for (int i = 0; i < F; i++) {
-            float sg = 1.0f / (1.0f + expf(-g[i]));
+            float sg = 1.0f / (1.0f + vexpf(-g[i]));
             float silu = g[i] * sg;
             du[i] = dy[i] * silu;
             dg[i] = dy[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));

@@ -14,6 +14,7 @@
 
 #include "../core/check.h"
 #include "s2.h"
+#include "vexp.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -127,15 +128,17 @@ static void forward_rows(float *out, int ldo, float *lse, const float *q, int ld
                     continue;
                 }
                 float mx = m[r];
+#pragma omp simd reduction(max : mx)
                 for (int c = cmin; c < cmax; c++)
                     mx = sr[c] > mx ? sr[c] : mx;
-                float alpha = expf(m[r] - mx), sum = 0.0f;
+                float alpha = expf(m[r] - mx), sum = 0.0f; /* exactly 0 from m = -inf */
                 for (int c = 0; c < cmin; c++)
                     sr[c] = 0.0f;
-                for (int c = cmin; c < cmax; c++) {
-                    sr[c] = expf(sr[c] - mx);
+                for (int c = cmin; c < cmax; c++)
+                    sr[c] = vexpf(sr[c] - mx);
+#pragma omp simd reduction(+ : sum)
+                for (int c = cmin; c < cmax; c++)
                     sum += sr[c];
-                }
                 for (int c = cmax; c < nk; c++)
                     sr[c] = 0.0f;
                 l[r] = l[r] * alpha + sum;
@@ -190,7 +193,7 @@ static void backward_rows(float *dq, int lddq, float *dk, float *dv, int lddkv, 
                 for (int c = 0; c < cmin && c < cmax; c++)
                     pr[c] = 0.0f;
                 for (int c = cmin; c < cmax; c++)
-                    pr[c] = expf(pr[c] - L);
+                    pr[c] = vexpf(pr[c] - L);
                 for (int c = cmax; c < nk; c++)
                     pr[c] = 0.0f;
             }

@@ -1,6 +1,8 @@
 /* ops/xent_cpu.c -- fused softmax cross-entropy (see xent.h). */
 #include "xent.h"
 
+#include "vexp.h"
+
 #include <math.h>
 #include <stddef.h>
 
@@ -8,24 +10,27 @@
  * the exponentials are kept in the row and normalised afterwards. */
 static double row_loss(float *row, int V, int32_t tgt, int write_grad, float dscale) {
     float mx = row[0];
+#pragma omp simd reduction(max : mx)
     for (int v = 1; v < V; v++)
         mx = row[v] > mx ? row[v] : mx;
     const float x_tgt = row[tgt];
     double sum = 0.0;
     if (write_grad) {
         float part = 0.0f;
-        for (int v = 0; v < V; v++) {
-            row[v] = expf(row[v] - mx);
+        for (int v = 0; v < V; v++)
+            row[v] = vexpf(row[v] - mx);
+#pragma omp simd reduction(+ : part)
+        for (int v = 0; v < V; v++)
             part += row[v];
-        }
         sum = part;
         const float scale = (float)(dscale / sum);
         for (int v = 0; v < V; v++)
             row[v] *= scale;
         row[tgt] -= dscale;
     } else {
+#pragma omp simd reduction(+ : sum)
         for (int v = 0; v < V; v++)
-            sum += expf(row[v] - mx);
+            sum += vexpf(row[v] - mx);
     }
     return (double)mx + log(sum) - (double)x_tgt;
 }
