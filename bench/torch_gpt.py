@@ -139,7 +139,7 @@ def main():
     print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch",
                       "torch": torch.__version__, "threads": a.threads, "sdpa": SDPA,
                       "params": n_params, "tokens_per_s": tok * len(times) / sum(times),
-                      "best_tokens_per_s": tok / min(times), "loss": float(loss),
+                      "best_tokens_per_s": tok / min(times), "loss": loss.item(),
                       "peak_rss_bytes": peak}))
 
 
