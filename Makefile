@@ -15,7 +15,7 @@ PYTHON   ?= /usr/bin/python3
 DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
             libyaml-dev libjansson-dev libopenblas-openmp-dev python3-h5py python3-sklearn \
             python3-nltk
-BENCH_PKGS := python3-torch
+BENCH_PKGS := python3-torch python3-venv python3-pip
 # tests/test_torch_parity compares against PyTorch (skipped, saying so, where torch is missing)
 TEST_PKGS  := python3-torch
 
@@ -53,7 +53,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIBHW    := $(BUILD)/libheadwise.a
 
-.PHONY: all deps test-deps deps-check test check demo bench bench-attn clean format format-check docs help FORCE
+.PHONY: all deps test-deps deps-check test check demo bench bench-torch113 bench-attn clean format format-check docs help FORCE
 all: deps-check $(BUILD)/headwise
 
 help:
@@ -62,7 +62,7 @@ help:
 	@echo "make test       install deps, build, run every test (ends with 'N passed, N failed')"
 	@echo "make check      the tests under ASan + UBSan (build/san)"
 	@echo "make demo       install deps, build, and run the demo job on built-in data"
-	@echo "make bench      throughput vs PyTorch, MFU vs measured sgemm peak"
+	@echo "make bench      throughput vs PyTorch 2.x (PyPI, interleaved), MFU vs measured sgemm peak"
 
 # ---------------------------------------------------------------------------------------------
 # dependencies
@@ -158,7 +158,15 @@ bench-attn: $(BUILD)/bench/attn_bench
 	@$(BUILD)/bench/attn_bench s2 4096
 	@$(BUILD)/bench/attn_bench kv 4096
 
+# headwise against PyTorch 2.x from PyPI (a venv under $(BUILD), made on first use), interleaved:
+# the bench model, the GPT-2 small shape, long context and attention alone (bench/compare.sh);
+# bench-torch113: the bench model against Debian's PyTorch 1.13 (bench/run.sh)
 bench:
+	@$(MAKE) --no-print-directory deps BENCH=1
+	@$(MAKE) --no-print-directory $(BUILD)/headwise $(BUILD)/bench/attn_bench
+	@sh bench/compare.sh $(BUILD)/headwise
+
+bench-torch113:
 	@$(MAKE) --no-print-directory deps BENCH=1
 	@$(MAKE) --no-print-directory $(BUILD)/headwise
 	@sh bench/run.sh $(BUILD)/headwise
