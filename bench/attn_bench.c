@@ -28,6 +28,27 @@ static void fill(float *x, size_t n, uint64_t seed) {
         x[i] = (float)rng_normal(seed, i) * 0.5f;
 }
 
+/* One attention problem: its shape (8 heads of 64, MHA) and random inputs and buffers. */
+struct attn_io {
+    struct attn_shape s;
+    float *qkv, *out, *lse, *dout, *dqkv;
+};
+
+static struct attn_io attn_io_new(int B, int T) {
+    const int H = 8, Hkv = 8, hd = 64, ld = (H + 2 * Hkv) * hd;
+    const size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
+    struct attn_io io = {.s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd, .ld_qkv = ld}};
+    io.qkv = malloc(4 * nq), io.out = malloc(4 * no), io.lse = malloc(4 * (size_t)B * H * T);
+    io.dout = malloc(4 * no), io.dqkv = malloc(4 * nq);
+    fill(io.qkv, nq, 1);
+    fill(io.dout, no, 2);
+    return io;
+}
+
+static void attn_io_free(struct attn_io *io) {
+    free(io->qkv), free(io->out), free(io->lse), free(io->dout), free(io->dqkv);
+}
+
 /* best-of-reps seconds of forward + backward */
 static double time_attn(const struct attn_shape *s, float *qkv, float *out, float *lse, float *dout,
                         float *dqkv, int reps) {
@@ -44,13 +65,10 @@ static double time_attn(const struct attn_shape *s, float *qkv, float *out, floa
 }
 
 static int bench_moh(int T) {
-    const int B = 2, H = 8, Hkv = 8, hd = 64, ld = (H + 2 * Hkv) * hd;
-    const size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
-    float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * (size_t)B * H * T);
-    float *dout = malloc(4 * no), *dqkv = malloc(4 * nq);
-    fill(qkv, nq, 1);
-    fill(dout, no, 2);
-    struct attn_shape s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd, .ld_qkv = ld};
+    struct attn_io io = attn_io_new(2, T);
+    const struct attn_shape s = io.s;
+    const int B = s.B, H = s.H, hd = s.hd;
+    float *qkv = io.qkv, *out = io.out, *lse = io.lse, *dout = io.dout, *dqkv = io.dqkv;
     double mha = time_attn(&s, qkv, out, lse, dout, dqkv, 3);
     printf("MoH head skipping: B=%d T=%d H=%d hd=%d, attention forward+backward\n", B, T, H, hd);
     printf("  %-34s %8.1f ms  1.00x time  (100%% of head-token pairs)\n", "MHA (every head)",
@@ -92,18 +110,16 @@ static int bench_moh(int T) {
                t / mha, 100.0 * n / ((double)B * T * H));
         free(on);
     }
-    free(idx), free(off), free(qkv), free(out), free(lse), free(dout), free(dqkv);
+    free(idx), free(off);
+    attn_io_free(&io);
     return 0;
 }
 
 static int bench_s2(int T) {
-    const int B = 1, H = 8, Hkv = 8, hd = 64, ld = (H + 2 * Hkv) * hd;
-    const size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
-    float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * (size_t)B * H * T);
-    float *dout = malloc(4 * no), *dqkv = malloc(4 * nq);
-    fill(qkv, nq, 1);
-    fill(dout, no, 2);
-    struct attn_shape s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd, .ld_qkv = ld};
+    struct attn_io io = attn_io_new(1, T);
+    const struct attn_shape s = io.s;
+    const int B = s.B, H = s.H, Hkv = s.Hkv, hd = s.hd;
+    float *qkv = io.qkv, *out = io.out, *lse = io.lse, *dout = io.dout, *dqkv = io.dqkv;
     double dense = time_attn(&s, qkv, out, lse, dout, dqkv, 2);
     printf("S2 block sparsity: B=%d T=%d H=%d hd=%d, attention forward+backward\n", B, T, H, hd);
     printf("  %-40s %8.1f ms  1.00x  (blocks visited 100%%)\n", "dense causal", dense * 1e3);
@@ -128,7 +144,7 @@ static int bench_s2(int T) {
         printf("  %-40s %8.1f ms  %.2fx speed-up  (blocks visited %.0f%%)\n", name, t * 1e3,
                dense / t, 100 * act / all);
     }
-    free(qkv), free(out), free(lse), free(dout), free(dqkv);
+    attn_io_free(&io);
     return 0;
 }
 
@@ -171,30 +187,20 @@ static int bench_kv(int T) {
 }
 
 static int bench_dense(int T, int threads) {
-    const int B = 2, H = 8, Hkv = 8, hd = 64, ld = (H + 2 * Hkv) * hd;
-    const size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
-    float *qkv = malloc(4 * nq), *out = malloc(4 * no), *lse = malloc(4 * (size_t)B * H * T);
-    float *dout = malloc(4 * no), *dqkv = malloc(4 * nq);
-    fill(qkv, nq, 1);
-    fill(dout, no, 2);
-    const struct attn_shape s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd, .ld_qkv = ld};
+    struct attn_io io = attn_io_new(2, T);
     const struct ops *o = ops_for(BACKEND_CPU);
     double fwd = 1e30;
     for (int r = 0; r < 5; r++) {
         const double t0 = log_now();
-        o->attention_forward(out, lse, qkv, &s);
+        o->attention_forward(io.out, io.lse, io.qkv, &io.s);
         const double dt = log_now() - t0;
         fwd = dt < fwd ? dt : fwd;
     }
-    const double both = time_attn(&s, qkv, out, lse, dout, dqkv, 5);
+    const double both = time_attn(&io.s, io.qkv, io.out, io.lse, io.dout, io.dqkv, 5);
     printf("{\"impl\": \"headwise\", \"B\": %d, \"T\": %d, \"H\": %d, \"hd\": %d, "
            "\"threads\": %d, \"fwd_s\": %.6f, \"fwd_bwd_s\": %.6f}\n",
-           B, T, H, hd, threads, fwd, both);
-    free(qkv);
-    free(out);
-    free(lse);
-    free(dout);
-    free(dqkv);
+           io.s.B, T, io.s.H, io.s.hd, threads, fwd, both);
+    attn_io_free(&io);
     return 0;
 }
 

@@ -52,6 +52,14 @@ wait_bg() { # the background run's exit code; SECONDS it took after the stop req
     rc=$?
     took=$(($(date +%s%N) / 1000000 - t0))
 }
+# usr1_rank1 PGREP_PATTERN: SIGUSR1 to rank 1 of the background mpirun job alone, then wait_bg;
+# $victim is its pid (empty when not found)
+usr1_rank1() {
+    victim=$(rank_pid_of "$1" 1)
+    t0=$(($(date +%s%N) / 1000000))
+    [ -n "$victim" ] && kill -USR1 "$victim"
+    wait_bg
+}
 long "$T/v1" env
 t0=$(($(date +%s%N) / 1000000))
 kill -USR1 $bg
@@ -103,10 +111,7 @@ ok "  stopped during the task" grep -q "stopped by a signal during task perplexi
 ok "  no results written" sh -c "! ls '$T/e1/'results_* 2>/dev/null | grep -q ."
 
 long_eval e2 $MPIRUN -np 2
-victim=$(rank_pid_of "headwise eval.*--output $T/e2\$" 1)
-t0=$(($(date +%s%N) / 1000000))
-[ -n "$victim" ] && kill -USR1 "$victim"
-wait_bg
+usr1_rank1 "headwise eval.*--output $T/e2\$"
 ok "SIGUSR1 to rank 1 of 2 only (pid ${victim:-?}): exit 4 (got $rc) within 6 s, mpirun's exit included (took $took ms)" test -n "$victim" -a "$rc" = 4 -a "$took" -lt 6000
 ok "  rank 0 stopped too, told by rank 1" grep -q "stopped by a signal during task perplexity" "$T/e2.out"
 ok "  no results written" sh -c "! ls '$T/e2/'results_* 2>/dev/null | grep -q ."
@@ -136,10 +141,7 @@ ok "  nothing written" grep -q "nothing was written (no step was taken), exit co
 ok "  the run directory is as it was" sh -c "cd '$T/ld' && sha256sum -c --quiet '$T/ld.sums' && test \$(find . -type f | wc -l) = \$(wc -l <'$T/ld.sums')"
 HW_FAULT_SLOW_LOAD_MS=700 long_load l2 $MPIRUN -np 2 -x HW_FAULT_SLOW_LOAD_MS
 unset HW_FAULT_SLOW_LOAD_MS
-victim=$(rank_pid_of "headwise train.*data.train=$T/big/train.h5" 1)
-t0=$(($(date +%s%N) / 1000000))
-[ -n "$victim" ] && kill -USR1 "$victim"
-wait_bg
+usr1_rank1 "headwise train.*data.train=$T/big/train.h5"
 ok "SIGUSR1 to rank 1 of 2 while loading (pid ${victim:-?}): exit 4 (got $rc) within 6 s, mpirun's exit included (took $took ms)" test -n "$victim" -a "$rc" = 4 -a "$took" -lt 6000
 ok "  rank 0 stopped too, told by rank 1" grep -qE "stopped by a signal while checking token [0-9]+ of [0-9]+ \(the signal came to another rank\)" "$T/l2.out"
 ok "  the run directory is as it was" sh -c "cd '$T/ld' && sha256sum -c --quiet '$T/ld.sums'"
@@ -148,10 +150,7 @@ ok "  the run directory is as it was" sh -c "cd '$T/ld' && sha256sum -c --quiet 
 EVAL_WAIT=1 HW_FAULT_SLOW_LOAD_MS=1000 long_eval e3 $MPIRUN -np 2 -x HW_FAULT_SLOW_LOAD_MS
 unset HW_FAULT_SLOW_LOAD_MS
 unset EVAL_WAIT
-victim=$(rank_pid_of "headwise eval.*--output $T/e3\$" 1)
-t0=$(($(date +%s%N) / 1000000))
-[ -n "$victim" ] && kill -USR1 "$victim"
-wait_bg
+usr1_rank1 "headwise eval.*--output $T/e3\$"
 ok "SIGUSR1 to rank 1 of 2 while an eval task loads (pid ${victim:-?}): exit 4 (got $rc) within 6 s (took $took ms)" test -n "$victim" -a "$rc" = 4 -a "$took" -lt 6000
 ok "  stopped during the task" grep -q "stopped by a signal during task perplexity of $T/m/ckpt_00000003.h5" "$T/e3.out"
 ok "  while checking the stream" grep -q "stopped by a signal while checking token" "$T/e3.out"
