@@ -97,6 +97,7 @@ struct trainer {
     double lr, step_s;               /* of the current step */
     const char *unit;                /* "tok" or "samples" */
     struct dist_notice *load_notice; /* between trainer_load_begin and _end */
+    struct tb_writer *tb;            /* run.tensorboard, rank 0 */
 };
 
 /* Checkpoint views of the parameter-shaped HOST block `base`: global shapes, this rank's

@@ -61,6 +61,9 @@ static const struct cfg_key run_keys[] = {
     CFG_BOOL(async_save, 0,
              "write checkpoints in a background thread: training goes on from a snapshot in "
              "host memory, the file is the same bytes, at most one save in flight"),
+    CFG_BOOL(tensorboard, 1,
+             "also write every metrics.jsonl number as a TensorBoard scalar (run.dir/tb, "
+             "`tensorboard --logdir run.dir`)"),
     CFG_ENUM(resume, "auto", resume_vals,
              "auto: continue from the latest checkpoint in run.dir if any; never: start fresh"),
     CFG_ENUM(backend, "cpu", backend_vals,

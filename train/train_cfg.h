@@ -36,6 +36,7 @@ struct cfg_run {
     char resume[CFG_NAME_MAX];  /* "auto" (latest in run.dir if any) | "never" */
     char backend[CFG_NAME_MAX]; /* "cpu" | "cuda" (ops.h) */
     int async_save;             /* write checkpoints in a background thread */
+    int tensorboard;            /* also write the metrics as TensorBoard events in dir/tb */
 };
 
 extern const struct cfg_section cfg_section_train, cfg_section_run;

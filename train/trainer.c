@@ -16,6 +16,7 @@
 #include "optim.h"
 #include "signals.h"
 #include "task.h"
+#include "tensorboard.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -315,6 +316,9 @@ static void append_line(const struct trainer *tr, json_t *j) {
             log_error("%s", e);
         }
         free(s);
+        json_t *st = json_object_get(j, "step");
+        if (tr->tb && tb_scalars(tr->tb, st ? json_integer_value(st) : tr->step, j))
+            log_warn("run.tensorboard: cannot write %s; no more events", tb_path(tr->tb));
     }
     json_decref(j);
 }
@@ -405,11 +409,16 @@ static int setup(struct trainer *tr, char *err) {
             trim_metrics(tr->metrics_path, tr->step);
         else
             unlink(tr->metrics_path);
+        char e[HW_ERR_LEN];
+        if (c->run.tensorboard && !(tr->tb = tb_open(c->run.dir, e)))
+            log_warn("run.tensorboard: %s; the run goes on without TensorBoard events", e);
     }
     return 0;
 }
 
 static void teardown(struct trainer *tr) {
+    tb_close(tr->tb);
+    tr->tb = NULL;
     if (tr->task)
         tr->task->teardown(tr);
     free(tr->tok_json);
@@ -783,6 +792,8 @@ static int finish(struct loop *L, int code, char *err) {
             log_info("mfu %.1f%% of the measured sgemm peak", 100 * L->mfu_sum / L->n_timed);
         log_info("run dir:    %s", tr->c->run.dir);
         log_info("metrics:    %s", tr->metrics_path);
+        if (tr->tb)
+            log_info("tensorboard: %s (tensorboard --logdir %s)", tb_path(tr->tb), tr->c->run.dir);
         log_info("checkpoint: %s", tr->last_ckpt[0] ? tr->last_ckpt : "none");
     }
     teardown(tr);
