@@ -44,7 +44,7 @@ CKPT=$(cat "$RUN/latest")
 echo
 echo "==> 5/6 evaluate it: greedy accuracy per synthetic task (held-out lines), perplexity"
 "$HW" eval --ckpt "$RUN/$CKPT" --tasks synth,perplexity --perplexity-data "$DATA/val.h5" \
-    --output "$RUN/eval" --limit 200 --log-samples | grep -E '^\| (task|synth|perplexity) '
+    --output "$RUN/eval" --limit 1000 --log-samples | grep -E '^\| (task|synth|perplexity) '
 echo
 echo "==> 6/6 sample from it (greedy, KV cache): the first 3 held-out prompts of each task"
 SAMPLES=$RUN/eval/samples_${CKPT%.h5}.jsonl
