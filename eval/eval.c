@@ -33,12 +33,6 @@ struct ckpt_item {
     long step;
 };
 
-/* lm.stop_poll during a task: a local stop request (signal, HW_STOP_FILE) raises the notice, and
- * a notice raised by another rank counts as one. */
-static int eval_poll_stop(void *notice) {
-    return dist_notice_poll(notice, signals_pending() != 0);
-}
-
 static int by_step(const void *a, const void *b) {
     const struct ckpt_item *x = a, *y = b;
     return (x->step > y->step) - (x->step < y->step);
@@ -319,11 +313,11 @@ int eval_run(const struct hw_config *c, struct dist *d) {
             double t0 = log_now();
             err[0] = 0;
             /* a stop request during the task: the rank that sees it tells the others at once,
-             * and each ends its part before its next forward pass (see eval_poll_stop) */
+             * and each ends its part before its next forward pass (see signals_notice_poll) */
             struct dist_notice *notice = dist_notice_open(d);
-            lm.stop_poll = eval_poll_stop;
+            lm.stop_poll = signals_notice_poll;
             lm.stop_arg = notice;
-            hw_interrupt_set(eval_poll_stop, notice); /* the task's data loading */
+            hw_interrupt_set(signals_notice_poll, notice); /* the task's data loading */
             rc = task->run(&ctx, met, info, err);
             hw_interrupt_set(NULL, NULL);
             lm.stop_poll = NULL;

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "signals.h"
 
+#include "../dist/dist.h"
+
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,4 +70,8 @@ int signals_pending(void) {
         }
     }
     return (int)g_stop;
+}
+
+int signals_notice_poll(void *notice) {
+    return dist_notice_poll(notice, signals_pending() != 0);
 }

@@ -3,9 +3,8 @@
  * a checkpoint and exits with HW_EXIT_REQUEUE.
  *
  * `headwise train` installs the handlers first thing in main, before MPI starts, so a signal
- * during start-up (MPI_Init, reading the config and data, a resume) is kept and honoured at the
- * end of the first step instead of killing the rank ("User defined signal 1"); the trainer
- * installs them again (idempotent) for callers that skip main.
+ * during start-up is kept instead of killing the rank ("User defined signal 1"): the data loading
+ * answers it (train/task.h trainer_load_begin), or else the end of the first step does.
  *
  * HW_STOP_FILE=PATH: once that file exists, stop as if SIGUSR1 had arrived. The Slurm scripts
  * create it on SIGUSR1 instead of forwarding the signal, because a launcher (srun, mpirun) or a
@@ -21,5 +20,9 @@
 void signals_install(void);
 /* The signal number that asked to stop (SIGUSR1 for HW_STOP_FILE), or 0. */
 int signals_pending(void);
+/* A poll for work that has no step boundary (data loading, an eval task), with a
+ * struct dist_notice as arg: a local stop request raises the notice, another rank's counts.
+ * Returns nonzero once either happened. */
+int signals_notice_poll(void *notice);
 
 #endif /* HW_SIGNALS_H */

@@ -71,15 +71,10 @@ int trainer_stop_poll(const struct trainer *tr) {
     return dist_allreduce_max_int(tr->d, signals_pending());
 }
 
-/* The loaders' stop poll: a local stop request raises the notice, another rank's counts. */
-static int load_poll(void *notice) {
-    return dist_notice_poll(notice, signals_pending() != 0);
-}
-
 void trainer_load_begin(struct trainer *tr) {
     HW_ASSERT(!tr->load_notice);
     tr->load_notice = dist_notice_open(tr->d);
-    hw_interrupt_set(load_poll, tr->load_notice);
+    hw_interrupt_set(signals_notice_poll, tr->load_notice);
     if (tr->d->rank == 0)
         log_info("loading the training data");
 }
@@ -87,7 +82,7 @@ void trainer_load_begin(struct trainer *tr) {
 int trainer_load_end(struct trainer *tr, int rc, char *err) {
     hw_interrupt_set(NULL, NULL);
     /* a signal that came after this rank's last poll still stops every rank here */
-    dist_notice_poll(tr->load_notice, signals_pending() != 0);
+    signals_notice_poll(tr->load_notice);
     const int stopped = dist_notice_close(tr->load_notice);
     tr->load_notice = NULL;
     if ((rc && rc != HW_ESTOP) || !stopped)
