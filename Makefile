@@ -13,7 +13,7 @@ NATIVE   ?= 1
 PYTHON   ?= /usr/bin/python3
 
 DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
-            libyaml-dev libjansson-dev libopenblas-openmp-dev python3-h5py python3-sklearn \
+            libyaml-dev libjansson-dev libpcre2-dev libopenblas-openmp-dev python3-h5py python3-sklearn \
             python3-nltk
 BENCH_PKGS := python3-torch python3-venv python3-pip
 # tests/test_torch_parity compares against PyTorch (skipped, saying so, where torch is missing)
@@ -31,8 +31,8 @@ WARN     += -Werror
 endif
 OPT      ?= -O3 $(if $(filter 1,$(NATIVE)),-march=native,)
 # Flags from pkg-config are taken lazily so that `make deps` works before the packages exist.
-PKG_CFLAGS = $(shell $(PKG) --cflags $(HDF5) yaml-0.1 jansson ompi-c 2>/dev/null)
-PKG_LIBS   = $(shell $(PKG) --libs $(HDF5) yaml-0.1 jansson ompi-c 2>/dev/null)
+PKG_CFLAGS = $(shell $(PKG) --cflags $(HDF5) yaml-0.1 jansson libpcre2-8 ompi-c 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG) --libs $(HDF5) yaml-0.1 jansson libpcre2-8 ompi-c 2>/dev/null)
 BLAS_INC   = $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-openmp /usr/include/*/openblas-openmp /usr/include/openblas))
 CFLAGS   += -std=c11 $(OPT) -g -fopenmp $(WARN) -MMD -MP $(PKG_CFLAGS) $(if $(BLAS_INC),-I$(BLAS_INC),)
 # The OpenMP build of OpenBLAS runs single-threaded inside our own parallel regions (attention

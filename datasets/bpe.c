@@ -5,7 +5,7 @@
  * that contain the merged pair. */
 #define _POSIX_C_SOURCE 200809L
 
-#include "bpe.h"
+#include "bpe_impl.h"
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
@@ -44,7 +44,7 @@ static uint64_t pair_key_(int32_t a, int32_t b) {
     return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
 }
 
-static uint64_t hash_bytes_(const unsigned char *p, size_t n) {
+uint64_t bpe_impl_hash(const unsigned char *p, size_t n) {
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -77,7 +77,7 @@ static int32_t rank_lookup_(const struct bpe *t, int32_t a, int32_t b) {
 static void rank_insert_(struct bpe *t, uint64_t key, int32_t val) {
     size_t mask = t->rank_cap - 1;
     size_t i = mix64_(key) & mask;
-    while (t->rank_key[i] != EMPTY_KEY)
+    while (t->rank_key[i] != EMPTY_KEY && t->rank_key[i] != key)
         i = (i + 1) & mask;
     t->rank_key[i] = key;
     t->rank_val[i] = val;
@@ -109,12 +109,18 @@ static void reserve_bytes_(struct bpe *t, size_t extra) {
     t->bytes_cap = cap;
 }
 
-/* Makes room for token id and points it at the next n bytes of the pool (caller fills them). */
+/* Makes room for token id and points it at the next n bytes of the pool (caller fills them).
+ * Ids skipped over are empty tokens. */
 static char *new_token_(struct bpe *t, int32_t id, size_t n) {
     if (id >= t->tok_cap) {
-        t->tok_cap = t->tok_cap ? t->tok_cap * 2 : 512;
-        t->tok_off = HW_REALLOC(t->tok_off, (size_t)t->tok_cap * sizeof(*t->tok_off));
-        t->tok_len = HW_REALLOC(t->tok_len, (size_t)t->tok_cap * sizeof(*t->tok_len));
+        int32_t cap = t->tok_cap ? t->tok_cap : 512;
+        while (cap <= id)
+            cap *= 2;
+        t->tok_off = HW_REALLOC(t->tok_off, (size_t)cap * sizeof(*t->tok_off));
+        t->tok_len = HW_REALLOC(t->tok_len, (size_t)cap * sizeof(*t->tok_len));
+        memset(t->tok_off + t->tok_cap, 0, (size_t)(cap - t->tok_cap) * sizeof(*t->tok_off));
+        memset(t->tok_len + t->tok_cap, 0, (size_t)(cap - t->tok_cap) * sizeof(*t->tok_len));
+        t->tok_cap = cap;
     }
     reserve_bytes_(t, n);
     t->tok_off[id] = t->bytes_len;
@@ -123,10 +129,12 @@ static char *new_token_(struct bpe *t, int32_t id, size_t n) {
     return t->bytes + t->tok_off[id];
 }
 
-/* Appends merge (a, b) as id 256 + n_merges. Requires n_special == 0, a and b existing ids and
- * (a, b) not already a merge. */
-static void add_merge_(struct bpe *t, int32_t a, int32_t b) {
-    HW_ASSERT(t->n_special == 0);
+char *bpe_impl_new_token(struct bpe *t, int32_t id, size_t n) {
+    return new_token_(t, id, n);
+}
+
+/* Appends (a, b) to the merge list and the pair -> rank map; returns its rank. */
+static int32_t push_merge_(struct bpe *t, int32_t a, int32_t b) {
     int32_t r = t->n_merges;
     if ((size_t)(r + 1) * 2 > t->rank_cap)
         rank_grow_(t);
@@ -134,20 +142,43 @@ static void add_merge_(struct bpe *t, int32_t a, int32_t b) {
     if (r == t->merges_cap) {
         t->merges_cap = t->merges_cap ? t->merges_cap * 2 : 256;
         t->merges = HW_REALLOC(t->merges, (size_t)t->merges_cap * sizeof(*t->merges));
+        if (t->merge_id)
+            t->merge_id =
+                HW_REALLOC(t->merge_id, (size_t)t->merges_cap * sizeof(*t->merge_id));
     }
     t->merges[r][0] = a;
     t->merges[r][1] = b;
+    return r;
+}
+
+void bpe_impl_add_merge(struct bpe *t, int32_t a, int32_t b, int32_t out) {
+    if (!t->merge_id)
+        t->merge_id = HW_MALLOC((size_t)(t->merges_cap ? t->merges_cap : 1) * sizeof(int32_t));
+    int32_t r = push_merge_(t, a, b);
+    t->merge_id[r] = out;
+    t->n_merges++;
+}
+
+/* Appends merge (a, b) as id 256 + n_merges. Requires n_special == 0, a and b existing ids and
+ * (a, b) not already a merge. */
+static void add_merge_(struct bpe *t, int32_t a, int32_t b) {
+    HW_ASSERT(t->n_special == 0 && !t->merge_id);
+    int32_t r = push_merge_(t, a, b);
     size_t la = t->tok_len[a], lb = t->tok_len[b];
     char *dst = new_token_(t, BPE_N_BYTES + r, la + lb); /* may move the pool: index after */
     memcpy(dst, t->bytes + t->tok_off[a], la);
     memcpy(dst + la, t->bytes + t->tok_off[b], lb);
     t->n_merges++;
+    t->n_vocab++;
 }
 
 void bpe_init(struct bpe *t) {
     memset(t, 0, sizeof(*t));
-    for (int i = 0; i < BPE_N_BYTES; i++)
+    for (int i = 0; i < BPE_N_BYTES; i++) {
         *new_token_(t, i, 1) = (char)i;
+        t->byte_id[i] = i;
+    }
+    t->n_vocab = BPE_N_BYTES;
 }
 
 void bpe_free(struct bpe *t) {
@@ -164,11 +195,32 @@ void bpe_free(struct bpe *t) {
     free(t->sp_key);
     free(t->sp_child);
     free(t->sp_term);
+    free(t->special_id);
+    free(t->merge_id);
+    bpe_hf_free(t->hf);
     memset(t, 0, sizeof(*t));
 }
 
 int bpe_vocab_size(const struct bpe *t) {
-    return BPE_N_BYTES + t->n_merges + t->n_special;
+    return t->n_vocab;
+}
+
+int bpe_is_hf(const struct bpe *t) {
+    return t->hf != NULL;
+}
+
+static const char *const eot_names[] = {"<|endoftext|>", "<|end_of_text|>", "</s>"};
+
+const char *bpe_eot_string(const struct bpe *t) {
+    for (size_t i = 0; i < sizeof(eot_names) / sizeof(eot_names[0]); i++)
+        if (bpe_special_id(t, eot_names[i]) >= 0)
+            return eot_names[i];
+    return NULL;
+}
+
+int32_t bpe_eot_id(const struct bpe *t) {
+    const char *s = bpe_eot_string(t);
+    return s ? bpe_special_id(t, s) : -1;
 }
 
 const char *bpe_token_bytes(const struct bpe *t, int32_t id, int *len) {
@@ -261,7 +313,7 @@ int32_t bpe_special_id(const struct bpe *t, const char *s) {
     if (!s)
         return -1;
     int32_t k = sp_find_(t, (const unsigned char *)s, strlen(s));
-    return k >= 0 ? BPE_N_BYTES + t->n_merges + k : -1;
+    return k >= 0 ? t->special_id[k] : -1;
 }
 
 static int utf8_valid_(const unsigned char *s, size_t n) {
@@ -281,16 +333,25 @@ int32_t bpe_add_special(struct bpe *t, const char *s) {
     HW_ASSERT(id < BPE_MAX_VOCAB);
     size_t n = strlen(s);
     memcpy(new_token_(t, id, n), s, n);
+    bpe_impl_add_special(t, s, n, id);
+    t->n_vocab = id + 1;
+    return id;
+}
+
+void bpe_impl_add_special(struct bpe *t, const char *s, size_t n, int32_t id) {
     if (t->n_special == t->special_cap) {
         t->special_cap = t->special_cap ? t->special_cap * 2 : 16;
         t->special = HW_REALLOC(t->special, (size_t)t->special_cap * sizeof(*t->special));
+        t->special_id = HW_REALLOC(t->special_id, (size_t)t->special_cap * sizeof(int32_t));
     }
     int32_t node = sp_insert_(t, (const unsigned char *)s, n); /* may move sp_term */
     t->sp_term[node] = t->n_special;
-    t->special[t->n_special++] = HW_STRDUP(s);
+    t->special_id[t->n_special] = id;
+    t->special[t->n_special] = HW_MALLOC(n + 1);
+    memcpy(t->special[t->n_special], s, n);
+    t->special[t->n_special++][n] = '\0';
     unsigned char c = (unsigned char)s[0];
     t->special_first[c >> 3] |= (uint8_t)(1u << (c & 7));
-    return id;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -380,7 +441,7 @@ static void chunk_tab_rehash_(struct chunk_tab *c) {
 static void chunk_tab_add_(struct chunk_tab *c, const unsigned char *p, size_t len) {
     if ((c->n + 1) * 2 > c->cap)
         chunk_tab_rehash_(c);
-    uint64_t h = hash_bytes_(p, len);
+    uint64_t h = bpe_impl_hash(p, len);
     size_t mask = c->cap - 1;
     size_t i = h & mask;
     for (; c->slot[i] >= 0; i = (i + 1) & mask) {
@@ -768,9 +829,17 @@ static struct enc_heap_ent enc_pop_(struct enc_scratch *sc) {
 static void encode_chunk_(const struct bpe *t, struct enc_scratch *sc, const unsigned char *p,
                           size_t n, struct out_buf *o) {
     out_reserve_(o, n);
+    if (t->hf && n > 1) {
+        int32_t whole = bpe_hf_whole_token(t, p, n);
+        if (whole >= 0) {
+            o->ids[o->n++] = whole;
+            return;
+        }
+    }
     if (n == 1 || t->n_merges == 0) {
         for (size_t i = 0; i < n; i++)
-            o->ids[o->n++] = p[i];
+            if (t->byte_id[p[i]] >= 0) /* a byte the vocabulary lacks is dropped, as in HF */
+                o->ids[o->n++] = t->byte_id[p[i]];
         return;
     }
     HW_ASSERT(n < INT32_MAX);
@@ -780,13 +849,16 @@ static void encode_chunk_(const struct bpe *t, struct enc_scratch *sc, const uns
         sc->prev = HW_REALLOC(sc->prev, n * sizeof(*sc->prev));
         sc->next = HW_REALLOC(sc->next, n * sizeof(*sc->next));
     }
-    int32_t m = (int32_t)n;
+    int32_t m = 0;
     int32_t *sym = sc->sym, *prev = sc->prev, *next = sc->next;
     sc->hn = 0;
-    for (int32_t i = 0; i < m; i++) {
-        sym[i] = p[i];
-        prev[i] = i - 1;
-        next[i] = i + 1;
+    for (size_t k = 0; k < n; k++) {
+        if (t->byte_id[p[k]] < 0)
+            continue;
+        sym[m] = t->byte_id[p[k]];
+        prev[m] = m - 1;
+        next[m] = m + 1;
+        m++;
     }
     for (int32_t i = 0; i + 1 < m; i++) {
         int32_t r = rank_lookup_(t, sym[i], sym[i + 1]);
@@ -799,7 +871,7 @@ static void encode_chunk_(const struct bpe *t, struct enc_scratch *sc, const uns
         /* stale if i was absorbed or its pair changed (symbols at a position only grow) */
         if (sym[i] != t->merges[e.rank][0] || j >= m || sym[j] != t->merges[e.rank][1])
             continue;
-        sym[i] = BPE_N_BYTES + e.rank;
+        sym[i] = t->merge_id ? t->merge_id[e.rank] : BPE_N_BYTES + e.rank;
         sym[j] = -1;
         next[i] = next[j];
         if (next[j] < m)
@@ -852,45 +924,66 @@ static void cache_grow_(struct enc_cache *c) {
     free(old);
 }
 
-static void encode_piece_(const struct bpe *t, struct enc_scratch *sc, struct enc_cache *cache,
-                          const unsigned char *s, size_t n, struct out_buf *o) {
+struct enc_ctx {
+    const struct bpe *t;
+    struct enc_scratch sc;
+    struct enc_cache cache;
+    struct out_buf o;
+};
+
+/* Encodes one chunk p[0..len), through the cache when p stays valid for the whole call. */
+static void encode_cached_(struct enc_ctx *c, const unsigned char *p, size_t len, int stable) {
+    const struct bpe *t = c->t;
+    struct enc_cache *cache = &c->cache;
+    struct out_buf *o = &c->o;
+    if (!stable || len == 1 || len > CACHE_MAX_CHUNK || t->n_merges == 0) {
+        encode_chunk_(t, &c->sc, p, len, o);
+        return;
+    }
+    if ((cache->n + 1) * 2 > cache->cap) {
+        if (cache->n >= CACHE_MAX_ENTRIES) {
+            encode_chunk_(t, &c->sc, p, len, o);
+            return;
+        }
+        cache_grow_(cache);
+    }
+    uint64_t h = bpe_impl_hash(p, len);
+    size_t mask = cache->cap - 1, k = h & mask;
+    for (; cache->slot[k].p; k = (k + 1) & mask)
+        if (cache->slot[k].hash == h && cache->slot[k].len == len &&
+            memcmp(cache->slot[k].p, p, len) == 0)
+            break;
+    if (cache->slot[k].p) {
+        uint32_t m = cache->slot[k].n_ids;
+        out_reserve_(o, m);
+        memcpy(o->ids + o->n, o->ids + cache->slot[k].out_off, m * sizeof(*o->ids));
+        o->n += m;
+        return;
+    }
+    size_t start = o->n;
+    encode_chunk_(t, &c->sc, p, len, o);
+    cache->slot[k].p = p;
+    cache->slot[k].len = (uint32_t)len;
+    cache->slot[k].n_ids = (uint32_t)(o->n - start);
+    cache->slot[k].out_off = start;
+    cache->slot[k].hash = h;
+    cache->n++;
+}
+
+static void chunk_cb_(void *ctx, const unsigned char *p, size_t n, int stable) {
+    encode_cached_(ctx, p, n, stable);
+}
+
+/* Pre-tokenises and encodes a piece of text that holds no special token. */
+static void encode_piece_(struct enc_ctx *c, const unsigned char *s, size_t n) {
+    if (c->t->hf) {
+        bpe_hf_pretokenize(c->t->hf, s, n, chunk_cb_, c);
+        return;
+    }
     for (size_t i = 0; i < n;) {
         size_t e = next_chunk_(s, n, i);
-        const unsigned char *p = s + i;
-        size_t len = e - i;
+        encode_cached_(c, s + i, e - i, 1);
         i = e;
-        if (len == 1 || len > CACHE_MAX_CHUNK || t->n_merges == 0) {
-            encode_chunk_(t, sc, p, len, o);
-            continue;
-        }
-        if ((cache->n + 1) * 2 > cache->cap) {
-            if (cache->n >= CACHE_MAX_ENTRIES) {
-                encode_chunk_(t, sc, p, len, o);
-                continue;
-            }
-            cache_grow_(cache);
-        }
-        uint64_t h = hash_bytes_(p, len);
-        size_t mask = cache->cap - 1, k = h & mask;
-        for (; cache->slot[k].p; k = (k + 1) & mask)
-            if (cache->slot[k].hash == h && cache->slot[k].len == len &&
-                memcmp(cache->slot[k].p, p, len) == 0)
-                break;
-        if (cache->slot[k].p) {
-            uint32_t m = cache->slot[k].n_ids;
-            out_reserve_(o, m);
-            memcpy(o->ids + o->n, o->ids + cache->slot[k].out_off, m * sizeof(*o->ids));
-            o->n += m;
-            continue;
-        }
-        size_t start = o->n;
-        encode_chunk_(t, sc, p, len, o);
-        cache->slot[k].p = p;
-        cache->slot[k].len = (uint32_t)len;
-        cache->slot[k].n_ids = (uint32_t)(o->n - start);
-        cache->slot[k].out_off = start;
-        cache->slot[k].hash = h;
-        cache->n++;
     }
 }
 
@@ -899,7 +992,6 @@ static void encode_piece_(const struct bpe *t, struct enc_scratch *sc, struct en
  * passed on the way. */
 static size_t find_special_(const struct bpe *t, const unsigned char *s, size_t n, size_t from,
                             int32_t *id, size_t *mlen) {
-    int32_t base = BPE_N_BYTES + t->n_merges;
     for (size_t i = from; i < n; i++) {
         if (!(t->special_first[s[i] >> 3] & (1u << (s[i] & 7))))
             continue;
@@ -911,7 +1003,7 @@ static size_t find_special_(const struct bpe *t, const unsigned char *s, size_t 
                 break;
             if (t->sp_term[node] >= 0) {
                 best_len = j + 1 - i;
-                *id = base + t->sp_term[node];
+                *id = t->special_id[t->sp_term[node]];
             }
         }
         if (best_len) {
@@ -922,35 +1014,62 @@ static size_t find_special_(const struct bpe *t, const unsigned char *s, size_t 
     return n;
 }
 
+struct pieces_ctx {
+    void (*fn)(void *ctx, const char *p, size_t n);
+    void *ctx;
+};
+
+static void piece_cb_(void *ctx, const unsigned char *p, size_t n, int stable) {
+    struct pieces_ctx *c = ctx;
+    c->fn(c->ctx, (const char *)p, n);
+}
+
+void bpe_pieces(const struct bpe *t, const char *text, size_t len,
+                void (*fn)(void *ctx, const char *p, size_t n), void *ctx) {
+    const unsigned char *s = (const unsigned char *)text;
+    unsigned char *fixed = t->hf ? bpe_hf_fix_utf8(s, len, &len) : NULL;
+    struct pieces_ctx c = {fn, ctx};
+    if (t->hf)
+        bpe_hf_pretokenize(t->hf, fixed ? fixed : s, len, piece_cb_, &c);
+    for (size_t i = 0; !t->hf && i < len;) {
+        size_t e = next_chunk_(s, len, i);
+        fn(ctx, text + i, e - i);
+        i = e;
+    }
+    free(fixed);
+}
+
 int64_t bpe_encode(const struct bpe *t, const char *text, size_t len, int allow_special,
                    int32_t **out) {
     const unsigned char *s = (const unsigned char *)text;
-    struct out_buf o = {0};
-    struct enc_scratch sc = {0};
-    struct enc_cache cache = {0};
-    out_reserve_(&o, len / 3 + 16);
+    unsigned char *fixed = t->hf ? bpe_hf_fix_utf8(s, len, &len) : NULL;
+    if (fixed)
+        s = fixed;
+    struct enc_ctx c = {.t = t};
+    out_reserve_(&c.o, len / 3 + 16);
     if (allow_special && t->n_special) {
         for (size_t i = 0; i < len;) {
             int32_t id = -1;
             size_t mlen = 0;
             size_t at = find_special_(t, s, len, i, &id, &mlen);
-            encode_piece_(t, &sc, &cache, s + i, at - i, &o);
+            encode_piece_(&c, s + i, at - i);
             if (at == len)
                 break;
-            out_reserve_(&o, 1);
-            o.ids[o.n++] = id;
+            out_reserve_(&c.o, 1);
+            c.o.ids[c.o.n++] = id;
             i = at + mlen;
         }
     } else {
-        encode_piece_(t, &sc, &cache, s, len, &o);
+        encode_piece_(&c, s, len);
     }
-    free(sc.sym);
-    free(sc.prev);
-    free(sc.next);
-    free(sc.heap);
-    free(cache.slot);
-    *out = o.ids;
-    return (int64_t)o.n;
+    free(c.sc.sym);
+    free(c.sc.prev);
+    free(c.sc.next);
+    free(c.sc.heap);
+    free(c.cache.slot);
+    free(fixed);
+    *out = c.o.ids;
+    return (int64_t)c.o.n;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1010,6 +1129,8 @@ static void sb_printf_(struct sbuf *b, const char *fmt, ...) {
 }
 
 char *bpe_to_json(const struct bpe *t) {
+    if (t->hf)
+        return bpe_hf_to_json(t);
     struct sbuf b = {0};
     sb_printf_(&b, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n  \"pretokenizer\": \"%s\",\n",
                BPE_FORMAT, BPE_VERSION, BPE_PRETOKENIZER);
@@ -1032,7 +1153,7 @@ char *bpe_to_json(const struct bpe *t) {
     return b.p;
 }
 
-static const char *json_type_name_(const json_t *j) {
+const char *bpe_impl_json_type(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_OBJECT:
         return "an object";
@@ -1060,7 +1181,7 @@ static int check_string_key_(const json_t *root, const char *key, const char *wa
         return hw_errf(err, HW_EFORMAT, "%s: missing key '%s'", name, key);
     if (!json_is_string(v))
         return hw_errf(err, HW_EFORMAT, "%s: %s: expected \"%s\", got %s", name, key, want,
-                       json_type_name_(v));
+                       bpe_impl_json_type(v));
     if (strcmp(json_string_value(v), want) != 0)
         return hw_errf(err, HW_EFORMAT, "%s: %s: expected \"%s\", got \"%.64s\"", name, key, want,
                        json_string_value(v));
@@ -1070,7 +1191,7 @@ static int check_string_key_(const json_t *root, const char *key, const char *wa
 static int from_json_(struct bpe *t, const json_t *root, const char *name, char *err) {
     if (!json_is_object(root))
         return hw_errf(err, HW_EFORMAT, "%s: expected a JSON object at top level, got %s", name,
-                       json_type_name_(root));
+                       bpe_impl_json_type(root));
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)root, key, val) {
@@ -1086,7 +1207,7 @@ static int from_json_(struct bpe *t, const json_t *root, const char *name, char 
         return hw_errf(err, HW_EFORMAT, "%s: missing key 'version'", name);
     if (!json_is_integer(ver))
         return hw_errf(err, HW_EFORMAT, "%s: version: expected an integer, got %s", name,
-                       json_type_name_(ver));
+                       bpe_impl_json_type(ver));
     if (json_integer_value(ver) != BPE_VERSION)
         return hw_errf(err, HW_EFORMAT, "%s: version: unsupported version %lld (expected %d)", name,
                        (long long)json_integer_value(ver), BPE_VERSION);
@@ -1099,7 +1220,7 @@ static int from_json_(struct bpe *t, const json_t *root, const char *name, char 
         return hw_errf(err, HW_EFORMAT, "%s: missing key 'merges'", name);
     if (!json_is_array(merges))
         return hw_errf(err, HW_EFORMAT, "%s: merges: expected an array, got %s", name,
-                       json_type_name_(merges));
+                       bpe_impl_json_type(merges));
     size_t nm = json_array_size(merges);
     if (nm > (size_t)(BPE_MAX_VOCAB - BPE_N_BYTES))
         return hw_errf(err, HW_EFORMAT, "%s: merges: too many merges (%zu)", name, nm);
@@ -1137,12 +1258,12 @@ static int from_json_(struct bpe *t, const json_t *root, const char *name, char 
         return hw_errf(err, HW_EFORMAT, "%s: missing key 'special'", name);
     if (!json_is_array(special))
         return hw_errf(err, HW_EFORMAT, "%s: special: expected an array, got %s", name,
-                       json_type_name_(special));
+                       bpe_impl_json_type(special));
     for (size_t i = 0; i < json_array_size(special); i++) {
         const json_t *sj = json_array_get(special, i);
         if (!json_is_string(sj))
             return hw_errf(err, HW_EFORMAT, "%s: special[%zu]: expected a string, got %s", name, i,
-                           json_type_name_(sj));
+                           bpe_impl_json_type(sj));
         const char *sv = json_string_value(sj);
         if (strlen(sv) != json_string_length(sj) || !*sv)
             return hw_errf(err, HW_EFORMAT, "%s: special[%zu]: empty or contains NUL", name, i);
@@ -1162,7 +1283,9 @@ int bpe_from_json(struct bpe *t, const char *json, size_t len, const char *name,
     if (!root)
         return hw_errf(err, HW_EFORMAT, "%s:%d:%d: error: %s", name, jerr.line, jerr.column,
                        jerr.text);
-    int rc = from_json_(t, root, name, err);
+    int rc = json_is_object(root) && json_object_get(root, "model")
+                 ? bpe_hf_from_json(t, root, json, len, name, err)
+                 : from_json_(t, root, name, err);
     json_decref(root);
     if (rc) {
         bpe_free(t);

@@ -21,6 +21,18 @@
  *      next chunk, as in GPT-2's \s+(?!\S)                               ("a   b" -> "a","  "," b")
  * There are no contraction rules ("don't" -> "don", "'", "t"). Merges never cross chunks.
  *
+ * Hugging Face tokenizer.json (bpe_hf.c). bpe_from_json/bpe_load also read the byte-level BPE
+ * kind of the `tokenizers` library (GPT-2, LLaMA-3, Qwen style): the model's vocab, merges and
+ * ignore_merges, the added tokens with their own ids, and a pre-tokenizer made of ByteLevel and
+ * regex Split (Isolated) steps run by PCRE2 (UTF + Unicode properties, JIT). Ids are then the
+ * file's ids, not the layout above: byte b is the id of its byte-level character, merge i makes
+ * the id the vocabulary gives its concatenation, specials keep their ids and later ones follow
+ * the largest id. Text that is not valid UTF-8 is first decoded as Python's
+ * bytes.decode("utf-8", "replace") does (each maximal invalid subpart -> U+FFFD), since the
+ * library only ever sees Python strings; so decode(encode(x)) == x for valid UTF-8 only.
+ * bpe_to_json gives back the file's own text (with any specials added since appended to
+ * added_tokens), so a checkpoint stores it as it stores headwise's own format.
+ *
  * Thread safety: bpe_encode, bpe_decode and the getters only read *t and may run concurrently;
  * bpe_add_special and the initialisers must not run concurrently with anything on the same t. */
 #ifndef HW_BPE_H
@@ -30,6 +42,8 @@
 #include <stdint.h>
 
 #define BPE_N_BYTES 256
+
+struct bpe_hf; /* bpe_hf.c: pre-tokenizer and file text of a tokenizer.json */
 
 struct bpe {
     int32_t n_merges, merges_cap;
@@ -56,6 +70,11 @@ struct bpe {
     size_t sp_cap, sp_edges;
     int32_t *sp_term; /* (sp_nodes_cap) */
     int32_t sp_nodes, sp_nodes_cap;
+    int32_t *special_id; /* (special_cap) the id of special i */
+    int32_t *merge_id;   /* (merges_cap) the id merge i makes; NULL: BPE_N_BYTES + i */
+    int32_t byte_id[BPE_N_BYTES]; /* the id of each byte; -1: the vocabulary lacks it */
+    int32_t n_vocab;              /* ids are [0, n_vocab) */
+    struct bpe_hf *hf;            /* NULL: headwise's own format; else a tokenizer.json */
 };
 
 /* All initialisers (bpe_init, bpe_train, bpe_from_json, bpe_load) overwrite *t without freeing
@@ -94,8 +113,16 @@ int64_t bpe_decode(const struct bpe *t, const int32_t *ids, int64_t n, char **ou
  * unknown id. The pointer is valid until the next bpe_add_special or bpe_free on t. */
 const char *bpe_token_bytes(const struct bpe *t, int32_t id, int *len);
 
-/* 256 + n_merges + n_special. */
+/* 256 + n_merges + n_special for headwise's own format; for a tokenizer.json, one more than
+ * the largest id. */
 int bpe_vocab_size(const struct bpe *t);
+/* The special token that separates documents: the first of <|endoftext|> (GPT-2, Qwen,
+ * headwise), <|end_of_text|> (LLaMA-3), </s> that the tokenizer has; -1 if none. */
+int32_t bpe_eot_id(const struct bpe *t);
+/* Its text, or NULL. */
+const char *bpe_eot_string(const struct bpe *t);
+/* 1 for a Hugging Face tokenizer.json, 0 for headwise's own format. */
+int bpe_is_hf(const struct bpe *t);
 /* Id of special string s, or -1 if s is not a special token. */
 int32_t bpe_special_id(const struct bpe *t, const char *s);
 /* Adds special token s (non-empty, valid UTF-8) with the next free id and returns the id; if s
@@ -107,13 +134,21 @@ int32_t bpe_add_special(struct bpe *t, const char *s);
  * Exposed for tests and for tools that want the chunking. */
 size_t bpe_next_chunk(const char *text, size_t len, size_t pos);
 
+/* Calls fn for each pre-tokenisation chunk of text[0..len) in order (special strings are not
+ * recognised; for a tokenizer.json, after the invalid-UTF-8 replacement): the pieces that merges
+ * stay within. For tools and tests (`headwise data tokenize --pieces`). */
+void bpe_pieces(const struct bpe *t, const char *text, size_t len,
+                void (*fn)(void *ctx, const char *p, size_t n), void *ctx);
+
 /* Serialises t as JSON text (malloc'd, NUL-terminated, caller frees), one merge per line:
  *   {"format": "headwise-bpe", "version": 1, "pretokenizer": "headwise-v1",
  *    "special": ["<|endoftext|>", ...], "merges": [[a, b], ...]}
  * Ids are implied by order. Deterministic: equal tokenizers give identical bytes. */
 char *bpe_to_json(const struct bpe *t);
-/* Initialises t from JSON text json[0..len) (need not be NUL-terminated). name labels error
- * messages (a file name). Validates strictly; returns 0 or HW_EFORMAT with err like
+/* Initialises t from JSON text json[0..len) (need not be NUL-terminated): headwise's own format,
+ * or a Hugging Face tokenizer.json (recognised by its "model" key; see above, and bpe_hf.c for
+ * what it accepts). name labels error messages (a file name). Validates strictly; returns 0 or
+ * HW_EFORMAT with err like
  *   "tok.json:3:14: error: <jansson message>"           (not valid JSON)
  *   "tok.json: merges[12]: id 9999 is out of range (must be in [0, 268))"
  *   "tok.json: format: expected \"headwise-bpe\", got \"x\""   "tok.json: unknown key 'foo'" */

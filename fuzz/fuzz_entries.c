@@ -209,7 +209,7 @@ int fuzz_one_jsonl(const uint8_t *data, size_t size) {
         rolemrc_free(&r);
     }
     size_t len = 0;
-    char *text = read_jsonl(path, "text", &len, err);
+    char *text = read_jsonl(path, "text", EOT, &len, err);
     if (text && strlen(text) > len)
         property_failed_("jsonl", "read_jsonl length");
     free(text);

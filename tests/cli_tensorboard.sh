@@ -104,14 +104,9 @@ ok "  loss, lr, grad_norm, val_loss, ckpt_s among the tags" sh -c \
     "for k in loss lr grad_norm val_loss ckpt_s; do grep -q \" \$k \" '$T/got' || exit 1; done"
 
 # TensorBoard's own reader
-VENV=$(dirname "$HW")/tb-venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import tensorboard' 2>/dev/null; then
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" >/dev/null 2>&1 &&
-        timeout 180 "$VENV/bin/pip" install --quiet tensorboard >"$T/pip.log" 2>&1 || true
-fi
-if "$VENV/bin/python" -c 'import tensorboard' 2>/dev/null; then
-    ok "TensorBoard's EventAccumulator reads the same scalars" "$VENV/bin/python" -c "
+TBPY=$(pypi_venv tb-venv tensorboard tensorboard)
+if [ -n "$TBPY" ]; then
+    ok "TensorBoard's EventAccumulator reads the same scalars" "$TBPY" -c "
 import glob, struct, sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 ea = EventAccumulator(glob.glob('$T/a/tb/events.*')[0]); ea.Reload()
@@ -120,7 +115,7 @@ want = sorted(open('$T/want').read().split('\n')[:-1])
 assert got == want, (got[:5], want[:5])
 "
 else
-    echo "SKIP TensorBoard's reader: the PyPI package tensorboard could not be installed into $VENV ($(tail -n 1 "$T/pip.log" 2>/dev/null))"
+    echo "SKIP TensorBoard's reader: the PyPI package tensorboard could not be installed into $(dirname "$HW")/tb-venv ($(tail -n 1 "$T/pip.log" 2>/dev/null))"
 fi
 
 expect_exit 0 "run.tensorboard=false" "$HW" train "$@" train.steps=3 run.tensorboard=false \

@@ -93,3 +93,16 @@ rank_pid_of() {
         fi
     done
 }
+# pypi_venv NAME MODULE PKG... : a venv beside the build (made once) with PyPI packages; prints
+# its python, or nothing (with the reason in $T/pip.log) when they cannot be installed
+pypi_venv() {
+    v=$(dirname "$HW")/$1
+    mod=$2
+    shift 2
+    if [ ! -x "$v/bin/python" ] || ! "$v/bin/python" -c "import $mod" 2>/dev/null; then
+        rm -rf "$v"
+        python3 -m venv "$v" >/dev/null 2>&1 &&
+            timeout 300 "$v/bin/pip" install --quiet "$@" >"$T/pip.log" 2>&1 || true
+    fi
+    "$v/bin/python" -c "import $mod" 2>/dev/null && echo "$v/bin/python"
+}
