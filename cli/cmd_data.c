@@ -90,8 +90,34 @@ static int load_given_tokenizer(struct bpe *tok, const char *path, int jsonl, ch
     return rc;
 }
 
+/* data prepare's outputs in DIR: tokenizer.json (trained on text[0..cut) first when train is
+ * set), train.h5 from text[0..cut) and val.h5 from the rest (when there is a rest). */
+static int prepare_write(struct bpe *tok, int train, int vocab, const char *text, size_t len,
+                         size_t cut, const char *out, int64_t *n_train, int64_t *n_val, char *err) {
+    char path[1100];
+    int rc = 0;
+    if (train) {
+        rc = bpe_train(tok, text, cut, vocab - 1, err);
+        if (!rc && bpe_add_special(tok, EOT) < 0)
+            rc = hw_errf(err, HW_EFORMAT, "cannot add special token %s", EOT);
+    }
+    if (!rc) {
+        snprintf(path, sizeof(path), "%s/tokenizer.json", out);
+        rc = bpe_save(tok, path, err);
+    }
+    if (!rc) {
+        snprintf(path, sizeof(path), "%s/train.h5", out);
+        rc = write_split(tok, text, cut, path, n_train, err);
+    }
+    if (!rc && cut < len) {
+        snprintf(path, sizeof(path), "%s/val.h5", out);
+        rc = write_split(tok, text + cut, len - cut, path, n_val, err);
+    }
+    return rc;
+}
+
 static int data_prepare(int argc, char **argv) {
-    char err[HW_ERR_LEN], path[1100];
+    char err[HW_ERR_LEN];
     const char *input = cli_opt(argc, argv, "--input", NULL);
     const char *out = cli_opt(argc, argv, "--out", NULL);
     const char *format = cli_opt(argc, argv, "--format", NULL);
@@ -106,15 +132,14 @@ static int data_prepare(int argc, char **argv) {
         return HW_EXIT_CONFIG;
     int synthetic = cli_flag(argc, argv, "--synthetic");
     if (!out || (!input && !synthetic)) {
-        log_error(
-            "usage: headwise data prepare (--input FILE [--format text|jsonl] [--field F] | "
-            "--synthetic [--bytes N]) --out DIR [--vocab N>256 | --tokenizer FILE] "
-            "[--val-frac 0..1] [--seed S]");
+        log_error("usage: headwise data prepare (--input FILE [--format text|jsonl] [--field F] | "
+                  "--synthetic [--bytes N]) --out DIR [--vocab N>256 | --tokenizer FILE] "
+                  "[--val-frac 0..1] [--seed S]");
         return HW_EXIT_CONFIG;
     }
-    int jsonl = !synthetic && (format ? !strcmp(format, "jsonl")
-                                      : (strlen(input) > 6 &&
-                                         !strcmp(input + strlen(input) - 6, ".jsonl")));
+    int jsonl = !synthetic &&
+                (format ? !strcmp(format, "jsonl")
+                        : (strlen(input) > 6 && !strcmp(input + strlen(input) - 6, ".jsonl")));
     struct bpe tok;
     bpe_init(&tok);
     if (tok_path && load_given_tokenizer(&tok, tok_path, jsonl, err)) {
@@ -146,25 +171,8 @@ static int data_prepare(int argc, char **argv) {
         return HW_EXIT_FAIL;
     }
     double t0 = log_now();
-    int rc = 0;
-    if (!tok_path) {
-        rc = bpe_train(&tok, text, cut, vocab - 1, err);
-        if (!rc && bpe_add_special(&tok, EOT) < 0)
-            rc = hw_errf(err, HW_EFORMAT, "cannot add special token %s", EOT);
-    }
     int64_t n_train = 0, n_val = 0;
-    if (!rc) {
-        snprintf(path, sizeof(path), "%s/tokenizer.json", out);
-        rc = bpe_save(&tok, path, err);
-    }
-    if (!rc) {
-        snprintf(path, sizeof(path), "%s/train.h5", out);
-        rc = write_split(&tok, text, cut, path, &n_train, err);
-    }
-    if (!rc && cut < len) {
-        snprintf(path, sizeof(path), "%s/val.h5", out);
-        rc = write_split(&tok, text + cut, len - cut, path, &n_val, err);
-    }
+    int rc = prepare_write(&tok, !tok_path, (int)vocab, text, len, cut, out, &n_train, &n_val, err);
     if (rc) {
         log_error("%s", err);
     } else {

@@ -143,8 +143,7 @@ static int32_t push_merge_(struct bpe *t, int32_t a, int32_t b) {
         t->merges_cap = t->merges_cap ? t->merges_cap * 2 : 256;
         t->merges = HW_REALLOC(t->merges, (size_t)t->merges_cap * sizeof(*t->merges));
         if (t->merge_id)
-            t->merge_id =
-                HW_REALLOC(t->merge_id, (size_t)t->merges_cap * sizeof(*t->merge_id));
+            t->merge_id = HW_REALLOC(t->merge_id, (size_t)t->merges_cap * sizeof(*t->merge_id));
     }
     t->merges[r][0] = a;
     t->merges[r][1] = b;

@@ -70,8 +70,8 @@ struct bpe {
     size_t sp_cap, sp_edges;
     int32_t *sp_term; /* (sp_nodes_cap) */
     int32_t sp_nodes, sp_nodes_cap;
-    int32_t *special_id; /* (special_cap) the id of special i */
-    int32_t *merge_id;   /* (merges_cap) the id merge i makes; NULL: BPE_N_BYTES + i */
+    int32_t *special_id;          /* (special_cap) the id of special i */
+    int32_t *merge_id;            /* (merges_cap) the id merge i makes; NULL: BPE_N_BYTES + i */
     int32_t byte_id[BPE_N_BYTES]; /* the id of each byte; -1: the vocabulary lacks it */
     int32_t n_vocab;              /* ids are [0, n_vocab) */
     struct bpe_hf *hf;            /* NULL: headwise's own format; else a tokenizer.json */

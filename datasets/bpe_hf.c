@@ -17,7 +17,7 @@
  * Regexes are compiled with PCRE2_UTF | PCRE2_UCP, where the library uses Oniguruma; \s and \S
  * are rewritten as Unicode's White_Space (Oniguruma's \s), since PCRE2 10.42's Unicode \s also
  * takes U+180E (a format character since Unicode 6.3), which splits differently. */
-#define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE       200809L
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include "bpe_impl.h"
@@ -280,7 +280,9 @@ struct hf_parse {
 #define FAIL(...) hw_errf(p->err, HW_EFORMAT, __VA_ARGS__)
 
 /* Unicode's White_Space, which is Oniguruma's \s; PCRE2 10.42's Unicode \s also takes U+180E. */
-#define WHITE_SPACE "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+#define WHITE_SPACE                                                                                \
+    "\\t\\n\\x{0B}\\f\\r "                                                                         \
+    "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
 /* The pattern with \s and \S spelled out as Oniguruma reads them. */
 static char *onig_spaces_(const char *re) {
@@ -458,8 +460,8 @@ static int merge_parts_(struct hf_parse *p, const json_t *m, size_t i, char **a,
     if (json_is_string(m)) {
         const char *s = json_string_value(m), *sp = strchr(s, ' ');
         if (!sp || strchr(sp + 1, ' ') || sp == s || !sp[1])
-            return FAIL("%s: model.merges[%zu]: expected \"left right\", got \"%.60s\"", p->name,
-                        i, s);
+            return FAIL("%s: model.merges[%zu]: expected \"left right\", got \"%.60s\"", p->name, i,
+                        s);
         *a = HW_MALLOC((size_t)(sp - s) + 1);
         memcpy(*a, s, (size_t)(sp - s));
         (*a)[sp - s] = '\0';
