@@ -53,7 +53,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIBHW    := $(BUILD)/libheadwise.a
 
-.PHONY: all deps test-deps deps-check test check demo bench bench-torch113 bench-attn clean format format-check docs help FORCE
+.PHONY: all deps test-deps deps-check test check demo bench bench-torch113 bench-tokenizer bench-attn clean format format-check docs help FORCE
 all: deps-check $(BUILD)/headwise
 
 help:
@@ -63,6 +63,7 @@ help:
 	@echo "make check      the tests under ASan + UBSan (build/san)"
 	@echo "make demo       install deps, build, and run the demo job on built-in data"
 	@echo "make bench      throughput vs PyTorch 2.x (PyPI, interleaved), MFU vs measured sgemm peak"
+	@echo "make bench-tokenizer  HF tokenizer.json encoding vs the tokenizers library (PyPI)"
 
 # ---------------------------------------------------------------------------------------------
 # dependencies
@@ -165,6 +166,11 @@ bench:
 	@$(MAKE) --no-print-directory deps BENCH=1
 	@$(MAKE) --no-print-directory $(BUILD)/headwise $(BUILD)/bench/attn_bench
 	@sh bench/compare.sh $(BUILD)/headwise
+
+# the HF tokenizer encoder against the tokenizers library (bench/tokenizer_bench.sh)
+bench-tokenizer:
+	@$(MAKE) --no-print-directory $(BUILD)/headwise
+	@sh bench/tokenizer_bench.sh $(BUILD)/headwise
 
 bench-torch113:
 	@$(MAKE) --no-print-directory deps BENCH=1
