@@ -13,6 +13,8 @@ int cmd_config(int argc, char **argv, struct dist *d);
 int cmd_report(int argc, char **argv, struct dist *d);
 /* `headwise data csft-score` (cmd_csft.c) */
 int cmd_csft_score(int argc, char **argv, struct dist *d);
+/* `headwise ckpt import-hf|export-hf` (cmd_hf.c) */
+int cmd_ckpt_hf(int argc, char **argv, struct dist *d);
 
 /* Option parsing shared by the subcommands: "--name value" pairs. */
 const char *cli_opt(int argc, char **argv, const char *name, const char *def);

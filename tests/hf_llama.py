@@ -1,0 +1,107 @@
+"""tests/hf_llama.py -- the `transformers` side of tests/cli_hf_weights.sh. Subcommands:
+  make OUTDIR VOCAB [f32|bf16] [sharded] [tied]
+                     a tiny random LlamaForCausalLM (GQA 4/2 heads, 2 layers, untied unless
+                     told, rope_theta 500000, rms_norm_eps 1e-5), saved with save_pretrained as
+                     safetensors (one file, or shards of 40 kB with an index); weights are drawn
+                     with std 0.2 and the norms around 1 so that every tensor matters
+  ids FILE VOCAB ROWS T SEED
+                     rows of random token ids
+  logits DIR IDS OUT.npy
+                     transformers' float32 logits of those rows
+  compare A.npy HEADWISE.f32 TOL
+                     max |a - b| over the logits (headwise's raw float32 file); fails above TOL
+  same_tensors DIR_A DIR_B
+                     every tensor of the two directories' safetensors is bit-identical
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def make(outdir, vocab, dtype="f32", *flags):
+    torch.manual_seed(1234)
+    cfg = LlamaConfig(vocab_size=int(vocab), hidden_size=64, intermediate_size=160,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=128, rms_norm_eps=1e-5, rope_theta=500000.0,
+                      tie_word_embeddings="tied" in flags)
+    m = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+            else:
+                p.copy_(0.2 * torch.randn_like(p))
+    if dtype == "bf16":
+        m = m.to(torch.bfloat16)
+    m.save_pretrained(outdir, safe_serialization=True,
+                      max_shard_size="40KB" if "sharded" in flags else "10GB")
+
+
+def ids(path, vocab, rows, T, seed):
+    rng = np.random.default_rng(int(seed))
+    x = rng.integers(0, int(vocab), size=(int(rows), int(T)))
+    with open(path, "w") as f:
+        for r in x:
+            f.write(" ".join(str(v) for v in r) + "\n")
+
+
+def read_ids(path):
+    return torch.tensor([[int(v) for v in line.split()] for line in open(path) if line.strip()])
+
+
+def logits(d, ids_path, out):
+    m = LlamaForCausalLM.from_pretrained(d, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        y = m(read_ids(ids_path)).logits.float().numpy()
+    np.save(out, y)
+
+
+def compare(a_path, b_path, tol):
+    a = np.load(a_path)
+    b = np.fromfile(b_path, dtype="<f4")
+    if b.size != a.size:
+        print("sizes differ: transformers %s = %d values, headwise %d" % (a.shape, a.size, b.size))
+        return False
+    d = np.abs(a.reshape(-1) - b).max()
+    print("max |logit difference| %.3g over %d logits (largest |logit| %.3g), tolerance %s" % (
+        d, a.size, np.abs(a).max(), tol))
+    return d <= float(tol)
+
+
+def tensors(d):
+    from safetensors.numpy import load_file
+    out = {}
+    for f in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
+        out.update(load_file(f))
+    return out
+
+
+def same_tensors(a, b):
+    ta, tb = tensors(a), tensors(b)
+    ta.pop("lm_head.weight", None) if "lm_head.weight" not in tb else None
+    if sorted(ta) != sorted(tb):
+        print("tensor names differ:", sorted(set(ta) ^ set(tb)))
+        return False
+    bad = [k for k in ta if ta[k].dtype != tb[k].dtype or not np.array_equal(ta[k], tb[k])]
+    print("%d tensors, %d differ %s" % (len(ta), len(bad), bad[:3]))
+    return not bad
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "make":
+        make(*args)
+    elif cmd == "ids":
+        ids(*args)
+    elif cmd == "logits":
+        logits(*args)
+    elif cmd == "compare":
+        sys.exit(0 if compare(*args) else 1)
+    elif cmd == "same_tensors":
+        sys.exit(0 if same_tensors(*args) else 1)
+    else:
+        sys.exit("unknown command " + cmd)
