@@ -17,7 +17,7 @@ DEB_PKGS := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmp
             python3-nltk
 BENCH_PKGS := python3-torch python3-venv python3-pip
 # tests/test_torch_parity compares against PyTorch (skipped, saying so, where torch is missing)
-TEST_PKGS  := python3-torch
+TEST_PKGS  := python3-torch python3-venv
 
 NVCC      ?= $(shell command -v nvcc 2>/dev/null)
 CUDA      ?= $(if $(NVCC),1,0)

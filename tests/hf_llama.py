@@ -20,6 +20,9 @@ import sys
 import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()
 
 
 def make(outdir, vocab, dtype="f32", *flags):
@@ -73,7 +76,7 @@ def compare(a_path, b_path, tol):
 
 
 def tensors(d):
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file
     out = {}
     for f in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
         out.update(load_file(f))
@@ -86,7 +89,7 @@ def same_tensors(a, b):
     if sorted(ta) != sorted(tb):
         print("tensor names differ:", sorted(set(ta) ^ set(tb)))
         return False
-    bad = [k for k in ta if ta[k].dtype != tb[k].dtype or not np.array_equal(ta[k], tb[k])]
+    bad = [k for k in ta if ta[k].dtype != tb[k].dtype or not torch.equal(ta[k], tb[k])]
     print("%d tensors, %d differ %s" % (len(ta), len(bad), bad[:3]))
     return not bad
 

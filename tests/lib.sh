@@ -106,3 +106,16 @@ pypi_venv() {
     fi
     "$v/bin/python" -c "import $mod" 2>/dev/null && echo "$v/bin/python"
 }
+# pypi_venv_system NAME MODULE PKG... : as pypi_venv, but made by Debian's /usr/bin/python3 with
+# its site packages visible (python3-torch from Debian, the rest from PyPI)
+pypi_venv_system() {
+    v=$(dirname "$HW")/$1
+    mod=$2
+    shift 2
+    if [ ! -x "$v/bin/python" ] || ! "$v/bin/python" -c "import $mod" 2>/dev/null; then
+        rm -rf "$v"
+        /usr/bin/python3 -m venv --system-site-packages "$v" >/dev/null 2>&1 &&
+            timeout 300 "$v/bin/pip" install --quiet "$@" >"$T/pip.log" 2>&1 || true
+    fi
+    "$v/bin/python" -c "import $mod" 2>/dev/null && echo "$v/bin/python"
+}

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int task_prefix_err(char *err, const char *key, int rc) {
     char tmp[HW_ERR_LEN];
@@ -31,13 +32,30 @@ int train_load_tokenizer(const struct hw_config *c, struct bpe *tok, char *path_
     return bpe_load(tok, path, err);
 }
 
+/* train.init_from as a checkpoint file: a run directory means its latest checkpoint */
+static int init_from_file(const struct trainer *tr, char *out, char *err) {
+    struct stat sb;
+    const char *p = tr->c->train.init_from;
+    if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(out, CKPT_PATH_LEN, "%s", p);
+        return 0;
+    }
+    int found = ckpt_latest(p, out, err);
+    if (found == 0)
+        return hw_errf(err, HW_EIO, "%s: no checkpoint in this run directory", p);
+    return found < 0 ? found : 0;
+}
+
 /* Fine-tuning: the tokenizer stored in train.init_from. */
 static int init_tokenizer(struct trainer *tr, struct bpe *tok, char *err) {
     struct ckpt_file f;
     struct ckpt_meta meta;
+    char file[CKPT_PATH_LEN];
     memset(&f, 0, sizeof(f));
     memset(&meta, 0, sizeof(meta));
-    int rc = ckpt_open(&f, tr->d, tr->c->train.init_from, err);
+    int rc = init_from_file(tr, file, err);
+    if (!rc)
+        rc = ckpt_open(&f, tr->d, file, err);
     if (!rc)
         rc = ckpt_read_meta(&f, &meta, err);
     if (!rc)
@@ -81,15 +99,24 @@ static int init_weights(struct trainer *tr, char *err) {
     memset(&f, 0, sizeof(f));
     float *host = HW_MALLOC(sizeof(float) * (ps->numel ? ps->numel : 1));
     ps->be->download(host, ps->w, sizeof(float) * ps->numel);
-    int rc = ckpt_open(&f, tr->d, tr->c->train.init_from, err);
+    char file[CKPT_PATH_LEN];
+    int rc = init_from_file(tr, file, err);
+    if (!rc)
+        rc = ckpt_open(&f, tr->d, file, err);
     struct ckpt_tensor *tv = HW_CALLOC((size_t)ps->n, sizeof(*tv));
     trainer_tensor_views(tr, host, tv);
+    int n_new_router = 0;
     for (int i = 0; i < ps->n && !rc; i++) {
         int nd;
         int64_t shape[CKPT_MAX_DIMS];
         if (!strcmp(ps->p[i].name, "cls_head.weight") &&
             ckpt_tensor_shape(&f, "model", "cls_head.weight", &nd, shape, err) == 0)
             continue; /* a new head starts from its init */
+        if (strstr(ps->p[i].name, ".attn.moh_") &&
+            ckpt_tensor_shape(&f, "model", ps->p[i].name, &nd, shape, err) == 0) {
+            n_new_router++; /* a dense layer turned MoH: its router starts from its init */
+            continue;
+        }
         const int vocab_rows =
             !strcmp(ps->p[i].name, "tok_emb.weight") || !strcmp(ps->p[i].name, "lm_head.weight");
         if (vocab_rows && ckpt_tensor_shape(&f, "model", ps->p[i].name, &nd, shape, err) == 1 &&
@@ -125,6 +152,10 @@ static int init_weights(struct trainer *tr, char *err) {
     if (!rc) {
         ps->be->upload(ps->w, host, sizeof(float) * ps->numel);
         log_info("initialised from %s", tr->c->train.init_from);
+        if (n_new_router && tr->d->rank == 0)
+            log_info("init_from: %d MoH router tensors are not in the checkpoint (dense layers "
+                     "turned MoH): they start from their init",
+                     n_new_router);
     }
     free(host);
     return rc;

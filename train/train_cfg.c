@@ -48,8 +48,9 @@ static const struct cfg_key train_keys[] = {
              "lm: next-token prediction on data.train; classify: a classifier head on the last "
              "token, trained on data.multifc; sft: chat fine-tuning on sft.train (docs/sft.md)"),
     CFG_STRING(init_from, "", 0,
-               "start from this checkpoint's weights and tokenizer (fine-tuning); optimizer state "
-               "starts fresh")};
+               "start from this checkpoint's (or run directory's latest) weights and tokenizer "
+               "(fine-tuning); optimizer state starts fresh; MoH router tensors a dense "
+               "checkpoint lacks start from their init")};
 #undef CFG_S
 #undef CFG_SEC
 #define CFG_S   struct cfg_run
