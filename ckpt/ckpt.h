@@ -26,7 +26,7 @@ struct dist;
 #define CKPT_FORMAT         "headwise-ckpt"
 #define CKPT_FORMAT_VERSION 1
 #define CKPT_MAX_DIMS       4
-#define CKPT_MAX_CURSOR     8
+#define CKPT_MAX_CURSOR     32
 #define CKPT_NAME_MAX       256          /* group and tensor names are shorter than this */
 #define CKPT_PATH_LEN       4096         /* size of every out_path buffer */
 #define CKPT_MAX_STEP       2147483647LL /* steps are 0..CKPT_MAX_STEP (the trainer counts in int) */

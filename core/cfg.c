@@ -33,6 +33,7 @@
 #define KT_ENUM   CFG_T_ENUM
 #define KT_LIST   CFG_T_LIST
 #define KT_GRID   CFG_T_GRID
+#define KT_WLIST  CFG_T_WLIST
 
 static const struct cfg_schema *schema; /* the one the tables below were built from */
 static struct cfg_key keys[CFG_MAX_KEYS];
@@ -175,6 +176,9 @@ void cfg_schema_defaults(const struct cfg_schema *s, void *c) {
             break;
         case KT_LIST:
             HW_ASSERT(k->size == sizeof(struct cfg_list));
+            break;
+        case KT_WLIST:
+            HW_ASSERT(k->size == sizeof(struct cfg_wlist));
             break;
         case KT_GRID: {
             HW_ASSERT(k->size == sizeof(struct cfg_grid) && (k->idef >= 1 || k->auto_ok));
@@ -613,6 +617,58 @@ static int set_grid(const struct cfg_key *k, const struct node *v, struct cfg_gr
 }
 
 /* Type-check, range-check and store node v as the value of key ki. */
+/* one {path: P, weight: W} item (or a plain string P) of a weighted list */
+static int set_witem(const struct cfg_key *k, const struct node *it, struct cfg_wlist *w, int i,
+                     char *err) {
+    const struct node *path = it->kind == NODE_SCALAR ? it : NULL, *weight = NULL;
+    for (int j = 0; it->kind == NODE_MAP && j + 1 < it->n; j += 2) {
+        const struct node *key = it->kid[j], *val = it->kid[j + 1];
+        if (!strcmp(key->text, "path"))
+            path = val;
+        else if (!strcmp(key->text, "weight"))
+            weight = val;
+        else
+            return errat(err, HW_ECONFIG, key->file, key->line, key->col,
+                         "%s: item %d: unknown key '%s' (expected path and weight)", k->path, i + 1,
+                         key->text);
+    }
+    if (it->kind == NODE_SEQ || !path || path->kind != NODE_SCALAR || is_null(path) || !path->len)
+        return errat(err, HW_ECONFIG, it->file, it->line, it->col,
+                     "%s: item %d: expected {path: GLOB, weight: W} or a path", k->path, i + 1);
+    if (path->len >= CFG_PATH_MAX || memchr(path->text, '\0', path->len))
+        return errat(err, HW_ECONFIG, path->file, path->line, path->col,
+                     "%s: item %d: the path is too long or holds a NUL", k->path, i + 1);
+    set_string(w->path[i], CFG_PATH_MAX, path->text);
+    w->weight[i] = 1.0;
+    if (weight) {
+        double x = weight->kind == NODE_SCALAR && !weight->quoted && is_number_text(weight->text)
+                       ? strtod(weight->text, NULL)
+                       : NAN;
+        if (!(x > 0) || !isfinite(x))
+            return errat(err, HW_ECONFIG, weight->file, weight->line, weight->col,
+                         "%s: item %d: weight: expected a number > 0", k->path, i + 1);
+        w->weight[i] = x;
+    }
+    return 0;
+}
+
+static int set_wlist(const struct cfg_key *k, const struct node *v, struct cfg_wlist *out,
+                     char *err) {
+    int count = v->kind == NODE_SEQ ? v->n : (is_null(v) ? 0 : 1);
+    if (count > CFG_LIST_MAX)
+        return errat(err, HW_ECONFIG, v->file, v->line, v->col, "%s: %d items; at most %d", k->path,
+                     count, CFG_LIST_MAX);
+    struct cfg_wlist *tmp = HW_CALLOC(1, sizeof(*tmp));
+    int rc = 0;
+    for (int i = 0; i < count && !rc; i++)
+        rc = set_witem(k, v->kind == NODE_SEQ ? v->kid[i] : v, tmp, i, err);
+    tmp->n = count;
+    if (!rc)
+        *out = *tmp;
+    free(tmp);
+    return rc;
+}
+
 static int set_value(struct loader *L, int ki, const struct node *v, char *err) {
     const struct cfg_key *k = &keys[ki];
     void *p = field(L->cfg, k);
@@ -700,6 +756,12 @@ static int set_value(struct loader *L, int ki, const struct node *v, char *err) 
     }
     case KT_GRID: {
         int rc = set_grid(k, v, p, err);
+        if (rc)
+            return rc;
+        break;
+    }
+    case KT_WLIST: {
+        int rc = set_wlist(k, v, p, err);
         if (rc)
             return rc;
         break;
@@ -1403,6 +1465,18 @@ static void sb_value(struct sbuf *b, const void *c, const struct cfg_key *k) {
                 sb_printf(b, "%s%d%s", i ? ", " : "[", g->opt[i], i + 1 == g->n ? "]" : "");
         break;
     }
+    case KT_WLIST: {
+        const struct cfg_wlist *w = p;
+        sb_printf(b, "[");
+        for (int i = 0; i < w->n; i++) {
+            cfg_fmt_double(num, sizeof(num), w->weight[i]);
+            sb_printf(b, "%s{path: ", i ? ", " : "");
+            sb_quoted(b, w->path[i]);
+            sb_printf(b, ", weight: %s}", num);
+        }
+        sb_printf(b, "]");
+        break;
+    }
     case KT_LIST: {
         const struct cfg_list *lst = p;
         sb_printf(b, "[");
@@ -1451,6 +1525,8 @@ static const char *type_name(const struct cfg_key *k) {
         return "enum";
     case KT_LIST:
         return "list of strings";
+    case KT_WLIST:
+        return "list of {path, weight}";
     case KT_GRID:
         return "int or list";
     }
@@ -1545,7 +1621,7 @@ void cfg_schema_docs(const struct cfg_schema *sch, FILE *f) {
                 snprintf(range, sizeof(range), "true \\| false");
             else if (k->type == KT_STRING)
                 snprintf(range, sizeof(range), "%s", k->nonempty ? "non-empty" : "");
-            else if (k->type == KT_LIST)
+            else if (k->type == KT_LIST || k->type == KT_WLIST)
                 snprintf(range, sizeof(range), "at most %d items", CFG_LIST_MAX);
             else if (k->type == KT_GRID)
                 snprintf(range, sizeof(range),

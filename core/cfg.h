@@ -38,6 +38,14 @@ struct cfg_list {
     char item[CFG_LIST_MAX][CFG_PATH_MAX];
 };
 
+/* A YAML list of weighted paths: each item {path: P, weight: W} (W > 0, default 1) or a plain
+ * string P (weight 1). */
+struct cfg_wlist {
+    int n;
+    char path[CFG_LIST_MAX][CFG_PATH_MAX];
+    double weight[CFG_LIST_MAX];
+};
+
 enum cfg_type {
     CFG_T_INT,
     CFG_T_INT64,
@@ -46,7 +54,8 @@ enum cfg_type {
     CFG_T_STRING,
     CFG_T_ENUM,
     CFG_T_LIST,
-    CFG_T_GRID
+    CFG_T_GRID,
+    CFG_T_WLIST
 };
 
 /* One key of a section: its dotted path, where it lives in the section's struct, its type,
@@ -90,6 +99,8 @@ struct cfg_key {
     { CFG_K_(f, CFG_T_ENUM), .sdef = (def), .vals = (values), .doc = (d) }
 #define CFG_LIST(f, d)                                                                             \
     { CFG_K_(f, CFG_T_LIST), .doc = (d) }
+#define CFG_WLIST(f, d)                                                                            \
+    { CFG_K_(f, CFG_T_WLIST), .doc = (d) }
 /* GRID: def < 0 means auto (then auto_ok must be 1) */
 #define CFG_GRID(f, def, lo, hi, auto_ok_, d)                                                      \
     {                                                                                              \

@@ -19,6 +19,9 @@ static const char *const recdata_vals[] = {"movielens", "taobao", "synth", NULL}
 static const struct cfg_key data_keys[] = {
     CFG_STRING(train, "", 0, "token shard (HDF5) for training"),
     CFG_STRING(val, "", 0, "token shard for validation; \"\" = none"),
+    CFG_WLIST(sources,
+              "instead of data.train: shard globs mixed by weight, e.g. [{path: web/train_*.h5, "
+              "weight: 3}, {path: code/train_*.h5, weight: 1}] (docs/data.md)"),
     CFG_STRING(tokenizer, "", 0, "tokenizer JSON; \"\" = the one stored in the shard's directory"),
     CFG_STRING(multifc, "", 0, "train.task classify: the MultiFC staged CSV or official TSV"),
     CFG_DBL(val_frac, 0.1, 0.0, 0, 1.0, 1,
@@ -90,6 +93,10 @@ static const struct cfg_key rec_keys[] = {
 /* the seeded stratified split of the one labelled MultiFC file */
 static int validate(const struct cfg_check *chk, char *err) {
     const struct cfg_data *d = cfg_section_of(chk, "data");
+    if (d->train[0] && d->sources.n)
+        return cfg_rule_error(chk, "data.sources", "data.train",
+                              "give data.train or data.sources, not both",
+                              "give data.train or data.sources, not both", err);
     if (d->val_frac + d->test_frac >= 1.0)
         return cfg_rule_error(chk, "data.test_frac", "data.val_frac",
                               "val_frac + test_frac must leave a training part (< 1)",
@@ -98,6 +105,7 @@ static int validate(const struct cfg_check *chk, char *err) {
 }
 
 static const char *const rules_doc[] = {
+    "`data.train` and `data.sources` are not both given.",
     "`data.val_frac + data.test_frac` < 1.",
 };
 
@@ -107,7 +115,7 @@ const struct cfg_section cfg_section_data = {
     .n_keys = (int)(sizeof(data_keys) / sizeof(data_keys[0])),
     .validate = validate,
     .rules_doc = rules_doc,
-    .n_rules = 1,
+    .n_rules = 2,
 };
 
 const struct cfg_section cfg_section_sft = {

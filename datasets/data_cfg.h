@@ -10,6 +10,7 @@
 struct cfg_data {
     char train[CFG_PATH_MAX];     /* token shard (HDF5) for training */
     char val[CFG_PATH_MAX];       /* token shard for validation; "" = none */
+    struct cfg_wlist sources;     /* instead of train: globs of shards mixed by weight */
     char tokenizer[CFG_PATH_MAX]; /* tokenizer JSON; "" = the one stored in the shard's dir */
     char multifc[CFG_PATH_MAX];   /* train.task classify: MultiFC CSV/TSV */
     double val_frac, test_frac;   /* classify: seeded stratified split of the one labelled file */

@@ -64,9 +64,11 @@ struct train_task {
      * short text for the progress line; returns the validation loss or NAN */
     int (*val_due)(const struct trainer *tr);
     double (*validate)(struct trainer *tr, json_t *line, char *note, size_t n, char *err, int *rc);
-    /* checkpoints: the data cursor, extra model tensors (NULL: none) */
-    int64_t (*cursor)(const struct trainer *tr);
-    void (*seek)(struct trainer *tr, int64_t cursor);
+    /* checkpoints: the data position as the cursor array (at most CKPT_MAX_CURSOR global sample
+     * counters; returns how many), positioning from a checkpoint's array (n may be 0: none
+     * stored; 0 or an error naming what does not fit), extra model tensors (NULL: none) */
+    int (*cursor)(const struct trainer *tr, int64_t *out);
+    int (*seek)(struct trainer *tr, const int64_t *c, int n, char *err);
     int (*extra_tensors)(struct trainer *tr, struct ckpt_tensor *t, int saving);
     void (*extra_loaded)(struct trainer *tr); /* after the extra tensors were read */
     /* after the last step of an uninterrupted run (rec: best-validation test scores) */

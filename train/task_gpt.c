@@ -1,4 +1,5 @@
 /* train/task_gpt.c -- the GPT side the language-model tasks share (see task_gpt.h). */
+#define _POSIX_C_SOURCE 200809L
 #include "task_gpt.h"
 
 #include "../core/check.h"
@@ -8,6 +9,7 @@
 #include "../model/gpt_probe.h"
 #include "trainer.h"
 
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +25,17 @@ int task_prefix_err(char *err, const char *key, int rc) {
 
 int train_load_tokenizer(const struct hw_config *c, struct bpe *tok, char *path_out, char *err) {
     char path[CFG_PATH_MAX + 32];
-    if (c->data.tokenizer[0])
+    if (c->data.tokenizer[0]) {
         snprintf(path, sizeof(path), "%s", c->data.tokenizer);
-    else
+    } else if (!c->data.train[0] && c->data.sources.n) { /* beside the first source's shards */
+        glob_t gl;
+        int found = glob(c->data.sources.path[0], 0, NULL, &gl) == 0 && gl.gl_pathc > 0;
+        fs_sibling(path, sizeof(path), found ? gl.gl_pathv[0] : c->data.sources.path[0],
+                   "tokenizer.json");
+        globfree(&gl);
+    } else {
         fs_sibling(path, sizeof(path), c->data.train, "tokenizer.json");
+    }
     if (path_out)
         snprintf(path_out, CFG_PATH_MAX + 32, "%s", path);
     return bpe_load(tok, path, err);
@@ -370,10 +379,15 @@ void gpt_task_metrics(struct trainer *tr, json_t *j, int phase) {
 int gpt_task_next_windows(struct trainer *tr, struct loader *l, int32_t *tok, int32_t *tgt,
                           char *err) {
     struct gpt_task *g = gpt_task_of(tr);
-    const int B = tr->c->train.micro_batch, T = tr->c->train.seq_len;
-    int rc = loader_next(l, g->g_tokens, g->g_targets, B, err);
-    if (rc)
-        return rc;
+    int rc = loader_next(l, g->g_tokens, g->g_targets, tr->c->train.micro_batch, err);
+    if (!rc)
+        gpt_task_slice_windows(tr, tok, tgt);
+    return rc;
+}
+
+void gpt_task_slice_windows(struct trainer *tr, int32_t *tok, int32_t *tgt) {
+    struct gpt_task *g = gpt_task_of(tr);
+    const int T = tr->c->train.seq_len;
     const int32_t *pos = g->model.pos_host;
     for (int b = 0; b < g->Bl; b++) {
         const size_t src = (size_t)(tr->d->dp_rank * g->Bl + b) * T;
@@ -382,5 +396,4 @@ int gpt_task_next_windows(struct trainer *tr, struct loader *l, int32_t *tok, in
             tgt[(size_t)b * g->Tl + t] = g->g_targets[src + pos[t]];
         }
     }
-    return 0;
 }

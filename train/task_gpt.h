@@ -60,6 +60,8 @@ int gpt_task_log_due(const struct trainer *tr, int val_due);
 struct loader;
 int gpt_task_next_windows(struct trainer *tr, struct loader *l, int32_t *tok, int32_t *tgt,
                           char *err);
+/* This rank's part (B_local x T_local) of the global micro-batch in g_tokens / g_targets. */
+void gpt_task_slice_windows(struct trainer *tr, int32_t *tok, int32_t *tgt);
 
 /* Prefix a module's one-line error with the config key it came from. */
 int task_prefix_err(char *err, const char *key, int rc);

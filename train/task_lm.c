@@ -1,10 +1,12 @@
 /* train/task_lm.c -- `train.task lm`: next-token prediction over HDF5 token shards
- * (data.train, data.val; datasets/shards.h). Every micro-batch is a window per sequence read in
- * the loader's seeded order; the loss is the mean over every token of the step; validation is
- * the mean loss over train.val_batches windows of data.val from its start. */
+ * (data.train, or data.sources mixed by weight; data.val; datasets/shards.h, datasets/mix.h).
+ * Every micro-batch is a window per sequence read in the loader's seeded order; the loss is the
+ * mean over every token of the step; validation is the mean loss over train.val_batches windows
+ * of data.val from its start. */
 #include "task_gpt.h"
 
 #include "../core/check.h"
+#include "../datasets/mix.h"
 #include "../datasets/shards.h"
 
 #include <math.h>
@@ -14,7 +16,8 @@
 struct lm_task {
     struct gpt_task g; /* first: the shared LM state */
     struct loader train, val;
-    int has_val;
+    struct mix_loader mix; /* data.sources */
+    int use_mix, has_val;
 };
 
 static struct lm_task *S(const struct trainer *tr) {
@@ -24,6 +27,9 @@ static struct lm_task *S(const struct trainer *tr) {
 /* The token shards, opened and checked (rank-local: between trainer_load_begin and _end). */
 static int load_shards(const struct hw_config *c, struct lm_task *s, char *err) {
     int rc;
+    s->use_mix = c->data.sources.n > 0;
+    if (s->use_mix)
+        return mix_open(&s->mix, &c->data.sources, c->train.seq_len, (uint64_t)c->train.seed, err);
     if ((rc = loader_open(&s->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
                           err)))
         return task_prefix_err(err, "data.train", rc);
@@ -46,10 +52,10 @@ static int setup(struct trainer *tr, char *err) {
     struct lm_task *s = HW_CALLOC(1, sizeof(*s));
     tr->ts = s;
     int rc;
-    if (!c->data.train[0])
+    if (!c->data.train[0] && !c->data.sources.n)
         return hw_errf(err, HW_ECONFIG,
                        "%s: error: data.train: required for training (a token shard made by "
-                       "'headwise data prepare')",
+                       "'headwise data prepare'), or data.sources",
                        c->source);
     trainer_load_begin(tr);
     rc = load_shards(c, s, err);
@@ -57,7 +63,7 @@ static int setup(struct trainer *tr, char *err) {
         return rc;
     if ((rc = gpt_task_tokenizer(tr, 0, err)))
         return rc;
-    return gpt_task_model(tr, 0, s->train.sh.vocab, err);
+    return gpt_task_model(tr, 0, s->use_mix ? s->mix.shard_vocab : s->train.sh.vocab, err);
 }
 
 static void teardown(struct trainer *tr) {
@@ -65,7 +71,10 @@ static void teardown(struct trainer *tr) {
     if (!s)
         return;
     gpt_task_free(&s->g);
-    loader_close(&s->train);
+    if (s->use_mix)
+        mix_close(&s->mix);
+    else
+        loader_close(&s->train);
     if (s->has_val)
         loader_close(&s->val);
     free(s);
@@ -78,8 +87,13 @@ static size_t slot(const struct trainer *tr, int a) {
 
 static int next(struct trainer *tr, int a, char *err) {
     struct lm_task *s = S(tr);
-    return gpt_task_next_windows(tr, &s->train, s->g.tokens + slot(tr, a),
-                                 s->g.targets + slot(tr, a), err);
+    if (!s->use_mix)
+        return gpt_task_next_windows(tr, &s->train, s->g.tokens + slot(tr, a),
+                                     s->g.targets + slot(tr, a), err);
+    int rc = mix_next(&s->mix, s->g.g_tokens, s->g.g_targets, tr->c->train.micro_batch, err);
+    if (!rc)
+        gpt_task_slice_windows(tr, s->g.tokens + slot(tr, a), s->g.targets + slot(tr, a));
+    return rc;
 }
 
 static double denominator(struct trainer *tr) {
@@ -125,12 +139,26 @@ static double validate(struct trainer *tr, json_t *line, char *note, size_t n, c
     return v;
 }
 
-static int64_t cursor(const struct trainer *tr) {
-    return S(tr)->train.pos;
+static int cursor(const struct trainer *tr, int64_t *out) {
+    if (S(tr)->use_mix)
+        return mix_cursors(&S(tr)->mix, out);
+    out[0] = S(tr)->train.pos;
+    return 1;
 }
 
-static void seek(struct trainer *tr, int64_t pos) {
-    loader_seek(&S(tr)->train, pos);
+static int seek(struct trainer *tr, const int64_t *c, int n, char *err) {
+    struct lm_task *s = S(tr);
+    if (s->use_mix) {
+        int64_t zero[MIX_MAX_SOURCES + 1] = {0};
+        return n ? mix_seek(&s->mix, c, n, err) : mix_seek(&s->mix, zero, 1 + s->mix.n, err);
+    }
+    if (n > 1)
+        return hw_errf(err, HW_EMISMATCH,
+                       "the checkpoint holds %d data cursors (it read data.sources); data.train "
+                       "reads one",
+                       n);
+    loader_seek(&s->train, n ? c[0] : 0);
+    return 0;
 }
 
 const struct train_task task_lm = {

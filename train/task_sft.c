@@ -167,12 +167,14 @@ static double validate(struct trainer *tr, json_t *line, char *note, size_t n, c
     return v;
 }
 
-static int64_t cursor(const struct trainer *tr) {
-    return S(tr)->pos;
+static int cursor(const struct trainer *tr, int64_t *out) {
+    out[0] = S(tr)->pos;
+    return 1;
 }
 
-static void seek(struct trainer *tr, int64_t pos) {
-    S(tr)->pos = pos;
+static int seek(struct trainer *tr, const int64_t *c, int n, char *err) {
+    S(tr)->pos = n > 0 ? c[0] : 0;
+    return 0;
 }
 
 const struct train_task task_sft = {

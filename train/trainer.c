@@ -143,10 +143,8 @@ static struct save_job *snapshot(struct trainer *tr, const struct save_stage *st
     j->meta.step = tr->step;
     j->meta.tokens_seen = tr->tokens_seen;
     j->meta.rng[0] = (uint64_t)tr->c->train.seed;
-    if (tr->task->cursor) {
-        j->meta.cursor[0] = tr->task->cursor(tr);
-        j->meta.n_cursor = 1;
-    }
+    if (tr->task->cursor)
+        j->meta.n_cursor = tr->task->cursor(tr, j->meta.cursor);
     j->meta.config_yaml = tr->cfg_yaml;
     j->meta.tokenizer_json = tr->tok_json ? tr->tok_json : "";
     j->meta.model_sig = tr->sig;
@@ -266,8 +264,11 @@ static int resume(struct trainer *tr, char *err) {
             tr->task->extra_loaded(tr);
         tr->step = (int)meta.step;
         tr->tokens_seen = meta.tokens_seen;
-        if (tr->task->seek)
-            tr->task->seek(tr, meta.n_cursor > 0 ? meta.cursor[0] : 0);
+        char why[HW_ERR_LEN];
+        if (tr->task->seek && (rc = tr->task->seek(tr, meta.cursor, meta.n_cursor, why)))
+            hw_errf(err, rc, "%.2000s: %.400s", path, why);
+    }
+    if (!rc) {
         snprintf(tr->last_ckpt, sizeof(tr->last_ckpt), "%s", path);
         log_info("resumed from %s at step %d", path, tr->step);
     }
