@@ -774,7 +774,7 @@ enum forgery {
     F_CURSOR_HUGE,
     F_CURSOR_F64,
     F_CURSOR_I32,
-    F_CURSOR_9,
+    F_CURSOR_MANY,
     F_STEP_NEG_BOTH,
     F_STEP_NEG,
     F_STEP_BIG_BOTH,
@@ -806,7 +806,7 @@ static const struct {
     {F_CURSOR_HUGE, 0, "state/cursor[0]: 9223372036854775807 is out of range (expected 0.."},
     {F_CURSOR_F64, 0, "state/cursor: stored as another type (expected H5T_STD_I64LE)"},
     {F_CURSOR_I32, 0, "state/cursor: stored as another type (expected H5T_STD_I64LE)"},
-    {F_CURSOR_9, 0, "state/cursor has 9 values, at most 8 allowed"},
+    {F_CURSOR_MANY, 0, "state/cursor has 33 values, at most 32 allowed"},
     {F_STEP_NEG_BOTH, 1, "root attribute step: -1 is out of range (expected 0..2147483647)"},
     {F_STEP_NEG, 0,
      "state/step: -1 is out of range (expected 0..2147483647, optimizer steps done)"},
@@ -839,7 +839,7 @@ static int forge(const char *path, enum forgery f) {
     if (fid < 0)
         return -1;
     int rc = 0;
-    int64_t i64[9] = {17, -5, 3, 4, 5, 6, 7, 8, 9}, v;
+    int64_t i64[33] = {17, -5, 3, 4, 5, 6, 7, 8, 9}, v;
     double d = 5.0;
     int32_t i32[4] = {1, 2, 3, 4};
     uint64_t u64[3] = {1, 2, 3};
@@ -857,9 +857,9 @@ static int forge(const char *path, enum forgery f) {
     case F_CURSOR_I32:
         rc = put_dataset(fid, "state/cursor", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, 4, i32);
         break;
-    case F_CURSOR_9:
+    case F_CURSOR_MANY:
         i64[1] = 2;
-        rc = put_dataset(fid, "state/cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, 9, i64);
+        rc = put_dataset(fid, "state/cursor", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, 33, i64);
         break;
     case F_STEP_NEG_BOTH:
     case F_STEP_NEG:
