@@ -13,6 +13,8 @@ int cmd_config(int argc, char **argv, struct dist *d);
 int cmd_report(int argc, char **argv, struct dist *d);
 /* `headwise data csft-score` (cmd_csft.c) */
 int cmd_csft_score(int argc, char **argv, struct dist *d);
+/* `headwise data prepare` on many files or into bounded shards (cmd_prepare.c) */
+int data_prepare_sharded(int argc, char **argv, struct dist *d, char *const *paths, int n);
 /* `headwise ckpt import-hf|export-hf` (cmd_hf.c) */
 int cmd_ckpt_hf(int argc, char **argv, struct dist *d);
 

@@ -9,6 +9,7 @@
 #include "../datasets/synth.h"
 #include "cli.h"
 
+#include <glob.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -116,9 +117,23 @@ static int prepare_write(struct bpe *tok, int train, int vocab, const char *text
     return rc;
 }
 
-static int data_prepare(int argc, char **argv) {
+static int data_prepare(int argc, char **argv, struct dist *d) {
     char err[HW_ERR_LEN];
     const char *input = cli_opt(argc, argv, "--input", NULL);
+    if (input && cli_opt(argc, argv, "--out", NULL)) { /* a glob, or bounded shards: streamed */
+        glob_t g;
+        if (glob(input, 0, NULL, &g) != 0 || g.gl_pathc == 0) {
+            globfree(&g);
+            log_error("data prepare: --input %s matches no file", input);
+            return HW_EXIT_FAIL;
+        }
+        int rc = -1;
+        if (g.gl_pathc > 1 || cli_opt(argc, argv, "--shard-tokens", NULL))
+            rc = data_prepare_sharded(argc, argv, d, g.gl_pathv, (int)g.gl_pathc);
+        globfree(&g);
+        if (rc >= 0)
+            return rc;
+    }
     const char *out = cli_opt(argc, argv, "--out", NULL);
     const char *format = cli_opt(argc, argv, "--format", NULL);
     const char *field = cli_opt(argc, argv, "--field", "text");
@@ -132,9 +147,9 @@ static int data_prepare(int argc, char **argv) {
         return HW_EXIT_CONFIG;
     int synthetic = cli_flag(argc, argv, "--synthetic");
     if (!out || (!input && !synthetic)) {
-        log_error("usage: headwise data prepare (--input FILE [--format text|jsonl] [--field F] | "
-                  "--synthetic [--bytes N]) --out DIR [--vocab N>256 | --tokenizer FILE] "
-                  "[--val-frac 0..1] [--seed S]");
+        log_error("usage: headwise data prepare (--input FILE|GLOB [--format text|jsonl] [--field "
+                  "F] [--shard-tokens N] [--train-bytes N] | --synthetic [--bytes N]) --out DIR "
+                  "[--vocab N>256 | --tokenizer FILE] [--val-frac 0..1] [--seed S]");
         return HW_EXIT_CONFIG;
     }
     int jsonl = !synthetic &&
@@ -333,9 +348,8 @@ static int data_synth(int argc, char **argv) {
 }
 
 int cmd_data(int argc, char **argv, struct dist *d) {
-    (void)d;
     if (argc >= 2 && !strcmp(argv[1], "prepare"))
-        return data_prepare(argc - 1, argv + 1);
+        return data_prepare(argc - 1, argv + 1, d);
     if (argc >= 2 && !strcmp(argv[1], "synth"))
         return data_synth(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "tokenize"))

@@ -25,12 +25,12 @@ static void close_locked_(struct shard *sh) {
 }
 
 /* the source's shard list and window counts */
-static int scan_source_(struct mix_source *s, int si, int T, int *max_vocab, char *err) {
+static int scan_source_(struct mix_source *s, const char *label, int T, int *max_vocab, char *err) {
     glob_t g;
     int grc = glob(s->pattern, 0, NULL, &g);
     if (grc != 0 || g.gl_pathc == 0) {
         globfree(&g);
-        return hw_errf(err, HW_EIO, "data.sources[%d]: %s matches no file", si, s->pattern);
+        return hw_errf(err, HW_EIO, "%s%s matches no file", label, s->pattern);
     }
     s->n_shards = (int)g.gl_pathc;
     s->paths = HW_CALLOC((size_t)s->n_shards, sizeof(char *));
@@ -49,15 +49,15 @@ static int scan_source_(struct mix_source *s, int si, int T, int *max_vocab, cha
     }
     globfree(&g);
     if (!rc && s->total == 0)
-        rc = hw_errf(err, HW_EFORMAT,
-                     "data.sources[%d]: %s: no shard holds one sequence of seq_len %d + 1 tokens",
-                     si, s->pattern, T);
+        rc = hw_errf(err, HW_EFORMAT, "%s%s: no shard holds one sequence of seq_len %d + 1 tokens",
+                     label, s->pattern, T);
     return rc;
 }
 
-int mix_open(struct mix_loader *m, const struct cfg_wlist *sources, int T, uint64_t seed,
-             char *err) {
+static int open_(struct mix_loader *m, const struct cfg_wlist *sources, int T, uint64_t seed,
+                 int ordered, char *err) {
     memset(m, 0, sizeof(*m));
+    m->ordered = ordered;
     HW_ASSERT(sources->n >= 1 && sources->n <= MIX_MAX_SOURCES);
     m->n = sources->n;
     m->src = HW_CALLOC((size_t)m->n, sizeof(*m->src));
@@ -76,9 +76,26 @@ int mix_open(struct mix_loader *m, const struct cfg_wlist *sources, int T, uint6
         src->cur = -1;
         acc += sources->weight[s];
         m->cum[s] = s + 1 == m->n ? 1.0 : acc / total;
-        rc = scan_source_(src, s, T, &m->shard_vocab, err);
+        char label[48];
+        snprintf(label, sizeof(label), "data.sources[%d]: ", s);
+        rc = scan_source_(src, ordered ? "" : label, T, &m->shard_vocab, err);
     }
     m->vocab = m->shard_vocab;
+    return rc;
+}
+
+int mix_open(struct mix_loader *m, const struct cfg_wlist *sources, int T, uint64_t seed,
+             char *err) {
+    return open_(m, sources, T, seed, 0, err);
+}
+
+int mix_open_ordered(struct mix_loader *m, const char *pattern, int T, char *err) {
+    struct cfg_wlist *one = HW_CALLOC(1, sizeof(*one));
+    one->n = 1;
+    one->weight[0] = 1.0;
+    snprintf(one->path[0], sizeof(one->path[0]), "%s", pattern);
+    int rc = open_(m, one, T, 0, 1, err);
+    free(one);
     return rc;
 }
 
@@ -95,10 +112,10 @@ int mix_pick(const struct mix_loader *m, int64_t i) {
 }
 
 /* a seeded Fisher-Yates permutation of n (int64 or int) */
-static void shuffle_i64_(int64_t *a, int64_t n, uint64_t key) {
+static void shuffle_i64_(int64_t *a, int64_t n, uint64_t key, int ordered) {
     for (int64_t i = 0; i < n; i++)
         a[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
+    for (int64_t i = n - 1; i > 0 && !ordered; i--) {
         int64_t j = (int64_t)(rng_uniform(key, (uint64_t)i) * (double)(i + 1));
         int64_t t = a[i];
         a[i] = a[j];
@@ -119,7 +136,7 @@ static void plan_epoch_(const struct mix_loader *m, int si, int64_t e) {
         s->start = HW_MALLOC(sizeof(int64_t) * (size_t)(s->n_shards + 1));
     }
     int64_t *tmp = HW_MALLOC(sizeof(int64_t) * (size_t)s->n_shards);
-    shuffle_i64_(tmp, s->n_shards, key_(m, si, e, -1));
+    shuffle_i64_(tmp, s->n_shards, key_(m, si, e, -1), m->ordered);
     s->start[0] = 0;
     for (int k = 0; k < s->n_shards; k++) {
         s->order[k] = (int)tmp[k];
@@ -146,7 +163,7 @@ static int use_shard_(struct mix_loader *m, int si, int shard, char *err) {
     }
     s->cur = shard;
     s->perm = HW_MALLOC(sizeof(int64_t) * (size_t)(s->n_windows[shard] ? s->n_windows[shard] : 1));
-    shuffle_i64_(s->perm, s->n_windows[shard], key_(m, si, s->epoch, shard));
+    shuffle_i64_(s->perm, s->n_windows[shard], key_(m, si, s->epoch, shard), m->ordered);
     return 0;
 }
 

@@ -49,6 +49,7 @@ struct mix_loader {
     double cum[MIX_MAX_SOURCES]; /* cumulative normalised weights */
     uint64_t seed;
     int T;
+    int ordered;     /* 1: no shuffling (validation) */
     int vocab;       /* the model's vocabulary: every shard's ids are checked against it */
     int shard_vocab; /* the largest vocab attribute of any shard */
     int64_t pos;     /* global samples handed out */
@@ -59,6 +60,8 @@ struct mix_loader {
  * each shard's header. err names the source and file. */
 int mix_open(struct mix_loader *m, const struct cfg_wlist *sources, int T, uint64_t seed,
              char *err);
+/* One source read in order (sorted shards, windows in order; validation over a glob). */
+int mix_open_ordered(struct mix_loader *m, const char *pattern, int T, char *err);
 /* The vocabulary every id must be below (the model's), checked as shards are read. */
 void mix_set_vocab(struct mix_loader *m, int vocab);
 /* The next B samples (B, T) of inputs and targets. */

@@ -12,12 +12,14 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct lm_task {
     struct gpt_task g; /* first: the shared LM state */
     struct loader train, val;
-    struct mix_loader mix; /* data.sources */
-    int use_mix, has_val;
+    struct mix_loader mix;  /* data.sources */
+    struct mix_loader vmix; /* data.val as a glob of shards, read in order */
+    int use_mix, val_mix, has_val;
 };
 
 static struct lm_task *S(const struct trainer *tr) {
@@ -28,21 +30,30 @@ static struct lm_task *S(const struct trainer *tr) {
 static int load_shards(const struct hw_config *c, struct lm_task *s, char *err) {
     int rc;
     s->use_mix = c->data.sources.n > 0;
-    if (s->use_mix)
-        return mix_open(&s->mix, &c->data.sources, c->train.seq_len, (uint64_t)c->train.seed, err);
-    if ((rc = loader_open(&s->train, c->data.train, c->train.seq_len, 1, (uint64_t)c->train.seed,
-                          err)))
+    s->val_mix = strpbrk(c->data.val, "*?[") != NULL;
+    if (s->use_mix &&
+        (rc = mix_open(&s->mix, &c->data.sources, c->train.seq_len, (uint64_t)c->train.seed, err)))
+        return rc;
+    if (!s->use_mix && (rc = loader_open(&s->train, c->data.train, c->train.seq_len, 1,
+                                         (uint64_t)c->train.seed, err)))
         return task_prefix_err(err, "data.train", rc);
-    if (c->data.val[0]) {
+    if (s->val_mix) {
+        if ((rc = mix_open_ordered(&s->vmix, c->data.val, c->train.seq_len, err)))
+            return task_prefix_err(err, "data.val", rc);
+        s->has_val = 1;
+    } else if (c->data.val[0]) {
         if ((rc = loader_open(&s->val, c->data.val, c->train.seq_len, 0, 0, err)))
             return task_prefix_err(err, "data.val", rc);
         s->has_val = 1;
     }
-    /* every id of every shard the run reads must be an embedding row of the model */
-    const int vocab = s->train.sh.vocab;
-    if ((rc = shard_check_vocab(&s->train.sh, vocab, err)))
+    /* every id of every shard the run reads must be an embedding row of the model (the mixed
+     * loaders check each shard as they open it) */
+    const int vocab = s->use_mix ? s->mix.shard_vocab : s->train.sh.vocab;
+    if (!s->use_mix && (rc = shard_check_vocab(&s->train.sh, vocab, err)))
         return task_prefix_err(err, "data.train", rc);
-    if (s->has_val && (rc = shard_check_vocab(&s->val.sh, vocab, err)))
+    if (s->val_mix)
+        mix_set_vocab(&s->vmix, vocab);
+    else if (s->has_val && (rc = shard_check_vocab(&s->val.sh, vocab, err)))
         return task_prefix_err(err, "data.val", rc);
     return 0;
 }
@@ -75,7 +86,9 @@ static void teardown(struct trainer *tr) {
         mix_close(&s->mix);
     else
         loader_close(&s->train);
-    if (s->has_val)
+    if (s->val_mix)
+        mix_close(&s->vmix);
+    else if (s->has_val)
         loader_close(&s->val);
     free(s);
     tr->ts = NULL;
@@ -119,7 +132,11 @@ static double validate(struct trainer *tr, json_t *line, char *note, size_t n, c
     struct gpt_task *g = &s->g;
     const struct cfg_train *t = &tr->c->train;
     double sum = 0.0;
-    loader_seek(&s->val, 0);
+    int64_t zero[2] = {0, 0};
+    if (s->val_mix)
+        mix_seek(&s->vmix, zero, 2, err);
+    else
+        loader_seek(&s->val, 0);
     for (int i = 0; i < t->val_batches; i++) {
         int sig = trainer_stop_poll(tr);
         if (sig) { /* the step boundary saves and exits */
@@ -127,7 +144,13 @@ static double validate(struct trainer *tr, json_t *line, char *note, size_t n, c
                      i, t->val_batches);
             return NAN;
         }
-        *rc = gpt_task_next_windows(tr, &s->val, g->tokens, g->targets, err);
+        if (s->val_mix) {
+            *rc = mix_next(&s->vmix, g->g_tokens, g->g_targets, t->micro_batch, err);
+            if (!*rc)
+                gpt_task_slice_windows(tr, g->tokens, g->targets);
+        } else {
+            *rc = gpt_task_next_windows(tr, &s->val, g->tokens, g->targets, err);
+        }
         if (*rc)
             return NAN;
         sum += gpt_forward(&g->model, g->tokens, g->targets, g->Bl, g->Tl, 0.0f, 0);
