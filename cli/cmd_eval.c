@@ -1,9 +1,13 @@
 /* cli/cmd_eval.c -- `headwise eval CONFIG [overrides]` or quick flags
- * (`headwise eval --ckpt PATH --tasks a,b [--multifc-data P] ...`), and `--list-tasks`. */
+ * (`headwise eval --ckpt PATH --tasks a,b [--multifc-data P] ...`), `--list-tasks`, and
+ * `--serve CKPT` (lm-evaluation-harness requests as JSON lines, eval/serve.h). */
+#include "../ckpt/ckpt.h"
+#include "../ckpt/ckpt_model.h"
 #include "../config/config.h"
 #include "../core/check.h"
 #include "../core/log.h"
 #include "../eval/eval.h"
+#include "../eval/serve.h"
 #include "../eval/tasks.h"
 #include "../train/task_rec.h"
 #include "cli.h"
@@ -28,8 +32,54 @@ static const char *const flag_keys[][2] = {{"--ckpt", "eval.checkpoints"},
                                            {"--pasta", "eval.pasta_alpha"},
                                            {NULL, NULL}};
 
+/* `eval --serve CKPT|RUN_DIR [--batch-size N] [--backend cpu|cuda]` */
+static int eval_serve(int argc, char **argv, struct dist *d) {
+    char err[HW_ERR_LEN], file[CKPT_PATH_LEN];
+    log_info_to_stderr(); /* stdout carries the answers */
+    const char *path = cli_opt(argc, argv, "--serve", NULL);
+    long long batch;
+    if (cli_opt_int(argc, argv, "--batch-size", 8, 1, 4096, &batch))
+        return HW_EXIT_CONFIG;
+    const char *why = NULL, *backend = cli_opt(argc, argv, "--backend", "cpu");
+    const struct ops *be = ops_by_name(backend, &why);
+    if (!be) {
+        log_error("eval --serve: --backend %s: %s", backend, why ? why : "unknown backend");
+        return HW_EXIT_CONFIG;
+    }
+    struct hw_config *cfg = HW_MALLOC(sizeof(*cfg));
+    struct bpe tok;
+    struct gpt m;
+    memset(&m, 0, sizeof(m));
+    int64_t step = 0;
+    int rc = ckpt_load_model(d, path, be, cfg, &tok, &m, &step, file, err);
+    if (dist_allreduce_max_int(d, rc ? 1 : 0)) {
+        log_error("%s", rc ? err : "checkpoint load failed on another rank");
+        free(cfg);
+        bpe_free(&tok);
+        gpt_free(&m);
+        return rc == HW_ECONFIG || rc == HW_EMISMATCH ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
+    }
+    ops_set_threads(dist_threads_per_rank(d));
+    ops_set_blas_threads(1);
+    struct lm lm = {.m = &m,
+                    .tok = &tok,
+                    .batch = (int)batch,
+                    .max_T = cfg->model.max_seq,
+                    .eot = bpe_eot_id(&tok)};
+    log_info("eval --serve: %s (step %lld, max_length %d) on %d rank(s): one JSON request a line "
+             "on stdin",
+             file, (long long)step, lm.max_T, d->world);
+    rc = serve_run(d, &lm, file, (long long)step, stdin, stdout);
+    free(cfg);
+    bpe_free(&tok);
+    gpt_free(&m);
+    return rc ? HW_EXIT_REQUEUE : 0;
+}
+
 int cmd_eval(int argc, char **argv, struct dist *d) {
     char err[HW_ERR_LEN];
+    if (cli_opt(argc, argv, "--serve", NULL))
+        return eval_serve(argc, argv, d);
     if (cli_flag(argc, argv, "--list-tasks")) {
         for (int i = 0; eval_tasks[i]; i++)
             if (d->rank == 0)

@@ -7,6 +7,11 @@
 #include <time.h>
 
 static int g_rank, g_world = 1;
+static FILE *g_info; /* NULL: stdout */
+
+void log_info_to_stderr(void) {
+    g_info = stderr;
+}
 
 void log_set_rank(int rank, int world) {
     g_rank = rank;
@@ -20,12 +25,13 @@ int log_rank(void) {
 void log_info(const char *fmt, ...) {
     if (g_rank != 0)
         return;
+    FILE *f = g_info ? g_info : stdout;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
+    vfprintf(f, fmt, ap);
     va_end(ap);
-    fputc('\n', stdout);
-    fflush(stdout);
+    fputc('\n', f);
+    fflush(f);
 }
 
 void log_warn(const char *fmt, ...) {

@@ -6,6 +6,8 @@
 void log_set_rank(int rank, int world);
 int log_rank(void);
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* From now on log_info writes to stderr (stdout carries a protocol: eval --serve). */
+void log_info_to_stderr(void);
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Seconds from a monotonic clock. */

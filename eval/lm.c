@@ -129,6 +129,42 @@ int lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const int
     return 0;
 }
 
+int lm_rolling(struct lm *lm, const char *text, double *ll, int64_t *n, char *err) {
+    const int V = lm->m->c.V, L = lm->max_T;
+    int32_t *tok = NULL;
+    int64_t nt = bpe_encode(lm->tok, text, strlen(text), 1, &tok);
+    *ll = 0.0;
+    *n = nt > 0 ? nt : 0;
+    if (nt > 0 && lm->eot < 0) {
+        free(tok);
+        return hw_errf(err, HW_EFORMAT, "rolling log-likelihood needs an end-of-text token");
+    }
+    /* the stream S = [eot] + tokens: window w predicts S[p+1 .. e] (p tokens predicted before
+     * it, e = min(p + L, nt)) from the L tokens S[e - L .. e - 1] (or all from 0 when e <= L) */
+    int32_t *s = HW_MALLOC(sizeof(int32_t) * (size_t)(nt + 1));
+    s[0] = lm->eot;
+    if (nt > 0)
+        memcpy(s + 1, tok, sizeof(int32_t) * (size_t)nt);
+    free(tok);
+    int rc = 0;
+    for (int64_t p = 0; p < nt && !rc; p = p + L < nt ? p + L : nt) {
+        if (lm_stop_requested(lm)) {
+            rc = hw_errf(err, HW_ESTOP, "stopped in a rolling log-likelihood");
+            break;
+        }
+        const int64_t e = p + L < nt ? p + L : nt, in0 = e - L > 0 ? e - L : 0;
+        const int T = (int)(e - in0); /* inputs S[in0 .. e-1] predict S[in0+1 .. e] */
+        gpt_forward(lm->m, s + in0, NULL, 1, T, 0.0f, 0);
+        const float *logits = gpt_logits(lm->m);
+        for (int64_t j = p + 1; j <= e; j++) {
+            int is_max;
+            *ll += logprob(logits + (size_t)(j - 1 - in0) * V, V, s[j], &is_max);
+        }
+    }
+    free(s);
+    return rc;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* generation */
 

@@ -53,6 +53,12 @@ int lm_loglikelihood(struct lm *lm, struct lm_request *req, int n, char *err);
 int lm_windows_loglik(struct lm *lm, const int32_t *tokens, int64_t n, const int64_t *start,
                       int n_win, double *ll, int64_t *cnt, char *err);
 
+/* lm-eval's loglikelihood_rolling of one text: its tokens after an <|endoftext|> prefix, in the
+ * disjoint windows of get_rolling_token_windows(max_seq_len = max_T, context_len = 1) (each
+ * window predicts up to max_T new tokens from up to max_T tokens before them); *ll gets the sum
+ * and *n the tokens scored. An empty text scores 0. */
+int lm_rolling(struct lm *lm, const char *text, double *ll, int64_t *n, char *err);
+
 /* Greedy generation for each prompt (text), up to max_new tokens, stopping at <|endoftext|> or
  * when the generated text contains a stop string (the output is cut before it). outs[i] are
  * malloc'd. Slots are refilled as sequences finish (continuous batching). */
