@@ -29,9 +29,15 @@ struct pair {
     int truncated; /* tokens of the context were cut */
 };
 
+/* Python's str.isspace for one byte: what context.rstrip() removes (ASCII; a context ending in
+ * a multi-byte space such as U+00A0 keeps it) */
+static int py_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
 static int encode_pair(struct lm *lm, const struct lm_request *r, struct pair *p) {
     size_t cl = strlen(r->ctx);
-    while (cl > 0 && r->ctx[cl - 1] == ' ')
+    while (cl > 0 && py_space((unsigned char)r->ctx[cl - 1]))
         cl--;
     size_t tl = strlen(r->ctx + cl) + strlen(r->cont);
     char *whole = HW_MALLOC(cl + tl + 1);

@@ -41,7 +41,8 @@ struct lm_request {
     int truncated;    /* out: the context was cut from the left to fit max_T */
 };
 
-/* lm-eval's _encode_pair: trailing spaces of the context move to the continuation; the pair is
+/* lm-eval's _encode_pair: trailing whitespace of the context (what Python's rstrip() removes)
+ * moves to the continuation; the pair is
  * encoded whole and the continuation is whole[len(enc(ctx)):]; the context is cut from the
  * left to fit max_T. */
 int lm_loglikelihood(struct lm *lm, struct lm_request *req, int n, char *err);
