@@ -12,15 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* lines of space-separated ids, all of one length: (*n, *T) row-major */
-static int32_t *read_id_rows(const char *path, int *n, int *T, char *err) {
+/* lines of space-separated ids: *n rows, row r is ids[off[r] .. off[r + 1]) (off malloc'd) */
+static int32_t *read_id_rows(const char *path, int *n, int64_t **off_out, char *err) {
     size_t len;
     char *text = fs_read_all(path, &len, err);
     if (!text)
         return NULL;
     int32_t *ids = NULL;
     size_t cap = 0, count = 0;
-    int rows = 0, width = -1, line = 0;
+    int rows = 0, line = 0;
+    int64_t *off = HW_MALLOC(sizeof(int64_t));
+    off[0] = 0;
     for (char *p = text, *next; p && *p; p = next) {
         line++;
         char *nl = strchr(p, '\n');
@@ -36,6 +38,7 @@ static int32_t *read_id_rows(const char *path, int *n, int *T, char *err) {
                 hw_errf(err, HW_EFORMAT, "%s:%d: id %ld is out of range", path, line, v);
                 free(text);
                 free(ids);
+                free(off);
                 return NULL;
             }
             if (count == cap)
@@ -45,24 +48,21 @@ static int32_t *read_id_rows(const char *path, int *n, int *T, char *err) {
         }
         if (w == 0)
             continue;
-        if (width >= 0 && w != width) {
-            hw_errf(err, HW_EFORMAT, "%s:%d: %d ids, the first line has %d", path, line, w, width);
-            free(text);
-            free(ids);
-            return NULL;
-        }
-        width = w;
         rows++;
+        off = HW_REALLOC(off, sizeof(int64_t) * (size_t)(rows + 1));
+        off[rows] = (int64_t)count;
     }
     free(text);
     if (!rows)
         hw_errf(err, HW_EFORMAT, "%s: no ids", path);
     *n = rows;
-    *T = width;
+    *off_out = off;
     return ids;
 }
 
-/* `ckpt logits CKPT --ids FILE --out FILE`: raw little-endian float32 (rows, T, vocab) */
+/* `ckpt logits CKPT --ids FILE --out FILE`: for each row of ids (one forward pass a row, at its
+ * own length), its (length, vocab) logits; raw little-endian float32, the rows one after the
+ * other */
 static int ckpt_logits(int argc, char **argv, struct dist *d) {
     static const char *const valued[] = {"--ids", "--out", NULL};
     char *pos[3], err[HW_ERR_LEN];
@@ -72,11 +72,13 @@ static int ckpt_logits(int argc, char **argv, struct dist *d) {
         log_error("usage: headwise ckpt logits CKPT|RUN_DIR --ids FILE --out FILE");
         return HW_EXIT_CONFIG;
     }
-    int n = 0, T = 0;
-    int32_t *ids = read_id_rows(ids_path, &n, &T, err);
+    int n = 0;
+    int64_t *off = NULL;
+    int32_t *ids = read_id_rows(ids_path, &n, &off, err);
     if (!ids || !n) {
         log_error("%s", err);
         free(ids);
+        free(off);
         return HW_EXIT_FAIL;
     }
     struct hw_config *cfg = HW_MALLOC(sizeof(*cfg));
@@ -85,28 +87,41 @@ static int ckpt_logits(int argc, char **argv, struct dist *d) {
     memset(&m, 0, sizeof(m));
     const char *why = NULL;
     int rc = ckpt_load_model(d, pos[1], ops_by_name("cpu", &why), cfg, &tok, &m, NULL, NULL, err);
-    for (int64_t i = 0; !rc && i < (int64_t)n * T; i++)
-        if (ids[i] >= m.c.V)
-            rc = hw_errf(err, HW_EFORMAT, "%s: id %d is not below the vocabulary %d", ids_path,
-                         ids[i], m.c.V);
-    if (!rc && T > m.c.max_T)
-        rc = hw_errf(err, HW_EFORMAT, "%s: %d ids a row, more than model.max_seq %d", ids_path, T,
-                     m.c.max_T);
+    int max_T = 0;
+    for (int r = 0; !rc && r < n; r++) {
+        const int T = (int)(off[r + 1] - off[r]);
+        max_T = T > max_T ? T : max_T;
+        if (T > m.c.max_T)
+            rc = hw_errf(err, HW_EFORMAT, "%s: row %d has %d ids, more than model.max_seq %d",
+                         ids_path, r + 1, T, m.c.max_T);
+        for (int64_t i = off[r]; !rc && i < off[r + 1]; i++)
+            if (ids[i] >= m.c.V)
+                rc = hw_errf(err, HW_EFORMAT, "%s: id %d is not below the vocabulary %d", ids_path,
+                             ids[i], m.c.V);
+    }
+    float *all = rc ? NULL : HW_MALLOC(sizeof(float) * (size_t)off[n] * (size_t)m.c.V);
     if (!rc) {
         ops_set_threads(cfg->train.threads);
-        gpt_alloc_acts(&m, n, T);
-        gpt_forward(&m, ids, NULL, n, T, 1.0f, 0);
-        rc = fs_write_atomic(out, (const char *)gpt_logits(&m),
-                             sizeof(float) * (size_t)n * (size_t)T * (size_t)m.c.V, err);
+        gpt_alloc_acts(&m, 1, max_T);
+        for (int r = 0; r < n; r++) {
+            const int T = (int)(off[r + 1] - off[r]);
+            gpt_forward(&m, ids + off[r], NULL, 1, T, 1.0f, 0);
+            memcpy(all + (size_t)off[r] * (size_t)m.c.V, gpt_logits(&m),
+                   sizeof(float) * (size_t)T * (size_t)m.c.V);
+        }
+        rc = fs_write_atomic(out, (const char *)all, sizeof(float) * (size_t)off[n] * (size_t)m.c.V,
+                             err);
     }
     if (!rc)
-        log_info("logits: %d x %d x %d float32 -> %s", n, T, m.c.V, out);
+        log_info("logits: %d rows, %lld x %d float32 -> %s", n, (long long)off[n], m.c.V, out);
     else
         log_error("%s", err);
+    free(all);
     gpt_free(&m);
     bpe_free(&tok);
     free(cfg);
     free(ids);
+    free(off);
     return rc ? HW_EXIT_FAIL : 0;
 }
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/cli_hf_tokenizer.sh -- Hugging Face tokenizer.json files: headwise must give the ids,
-# the pre-tokenizer pieces and the decoded bytes of the `tokenizers` library (PyPI, installed once
-# into a venv beside the build; everything that needs it says SKIP when it cannot be installed).
+# the pre-tokenizer pieces and the decoded bytes of the `tokenizers` library (PyPI, in the venv of
+# tests/lib.sh's ml_venv; everything that needs it says SKIP when it cannot be installed).
 # Three byte-level BPE tokenizers are trained here by the library itself: GPT-2's ByteLevel
 # regex, LLaMA-3's Split regex with ignore_merges, and the older layout (merges as strings,
 # add_prefix_space). Texts: Tiny Shakespeare (or headwise's synthetic corpus), the MultiFC dev
@@ -17,7 +17,7 @@ if [ ! -f "$CORPUS" ]; then
     CORPUS=$T/synth.txt
     "$HW" data synth --out "$CORPUS" --bytes 400000 >/dev/null
 fi
-PY=$(pypi_venv tok-venv tokenizers tokenizers)
+PY=$(ml_venv)
 
 # --- error paths: hand-written files, no library needed -----------------------------------------
 good_model='"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}'
@@ -49,7 +49,7 @@ ok "abba -> ab b a" test "$(tr -s ' \n' ' ' <"$T/abba.ids" | sed 's/ $//')" = "2
 # --- parity with the tokenizers library ---------------------------------------------------------
 if [ -z "$PY" ]; then
     echo "SKIP parity with the tokenizers library and the JSONL training run: pip could not" \
-        "install tokenizers into $(dirname "$HW")/tok-venv ($(tail -1 "$T/pip.log" 2>/dev/null))"
+        "install it into $(dirname "$HW")/ml-venv ($(tail -1 "$T/pip.log" 2>/dev/null))"
     finish
     exit
 fi

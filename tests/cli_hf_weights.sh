@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/cli_hf_weights.sh -- Hugging Face LLaMA-family weights in and out (ckpt import-hf,
-# export-hf) and a dense model continued as MoH. With `transformers` (PyPI, in a venv beside the
-# build that sees Debian's python3-torch; SKIP said when it cannot be installed): tiny random
+# export-hf) and a dense model continued as MoH. With `transformers` (PyPI, in the venv of
+# tests/lib.sh's ml_venv; SKIP said when it cannot be installed): tiny random
 # LlamaForCausalLM models (GQA, untied or tied, F32 or BF16, one file or index shards) made by
 # transformers itself; headwise's logits on a fixed batch equal transformers' within 1e-4;
 # export gives back the very tensors (F32 and BF16) and transformers loads what headwise writes;
@@ -98,10 +98,10 @@ bad missing 1 "tensor 'model.layers.0.mlp.up_proj.weight' is missing"
 bad extra 1 "tensor 'model.layers.0.self_attn.q_proj.bias' has no place"
 
 # --- against transformers --------------------------------------------------------------------------
-PY=$(pypi_venv_system tf-venv transformers "transformers>=4.40,<4.47" safetensors)
+PY=$(ml_venv)
 if [ -z "$PY" ]; then
     echo "SKIP parity with transformers, training and MoH conversion of an imported model:" \
-        "transformers could not be installed into $(dirname "$HW")/tf-venv with Debian's" \
+        "transformers could not be installed into $(dirname "$HW")/ml-venv with Debian's" \
         "python3-torch ($(tail -1 "$T/pip.log" 2>/dev/null))"
     finish
     exit
@@ -110,14 +110,16 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
 "$PY" tests/hf_tokenizers.py train "$T" "$CORPUS"
 V=$("$PY" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["model"]["vocab"]))' "$T/gpt2.json")
 "$PY" tests/hf_llama.py ids "$T/ids.txt" "$V" 3 40 5
-for variant in "f32" "bf16" "f32 sharded" "f32 x tied"; do
-    n=$(echo "$variant" | tr -d ' ')
-    "$PY" tests/hf_llama.py make "$T/m-$n" "$V" $variant
+"$PY" tests/hf_llama.py make_all "$T/m" "$V"
+for n in f32 bf16 f32sharded f32xtied; do
     cp "$T/gpt2.json" "$T/m-$n/tokenizer.json"
-    "$PY" tests/hf_llama.py logits "$T/m-$n" "$T/ids.txt" "$T/ref-$n.npy"
-    expect_exit 0 "import-hf $variant" "$HW" ckpt import-hf "$T/m-$n" --out "$T/c-$n"
+done
+"$PY" tests/hf_llama.py logits "$T/ids.txt" "$T/m-f32" "$T/ref-f32.npy" "$T/m-bf16" \
+    "$T/ref-bf16.npy" "$T/m-f32sharded" "$T/ref-f32sharded.npy" "$T/m-f32xtied" "$T/ref-f32xtied.npy"
+for n in f32 bf16 f32sharded f32xtied; do
+    expect_exit 0 "import-hf $n" "$HW" ckpt import-hf "$T/m-$n" --out "$T/c-$n"
     "$HW" ckpt logits "$T/c-$n" --ids "$T/ids.txt" --out "$T/hw-$n.f32" 2>"$T/err" || cat "$T/err"
-    ok "$variant: headwise's logits equal transformers' within 1e-4" \
+    ok "$n: headwise's logits equal transformers' within 1e-4" \
         "$PY" tests/hf_llama.py compare "$T/ref-$n.npy" "$T/hw-$n.f32" 1e-4
 done
 ok "the sharded import is the one-file import" cmp "$T/hw-f32.f32" "$T/hw-f32sharded.f32"
@@ -126,7 +128,7 @@ ok "f32 export: the very tensors transformers saved" "$PY" tests/hf_llama.py sam
 ok "export keeps tokenizer.json byte for byte" cmp "$T/gpt2.json" "$T/e-f32/tokenizer.json"
 expect_exit 0 "export-hf --dtype bf16" "$HW" ckpt export-hf "$T/c-bf16" --out "$T/e-bf16" --dtype bf16
 ok "bf16 export: the very tensors transformers saved" "$PY" tests/hf_llama.py same_tensors "$T/m-bf16" "$T/e-bf16"
-"$PY" tests/hf_llama.py logits "$T/e-f32" "$T/ids.txt" "$T/ref-e.npy"
+"$PY" tests/hf_llama.py logits "$T/ids.txt" "$T/e-f32" "$T/ref-e.npy"
 ok "transformers loads the export and agrees with headwise" \
     "$PY" tests/hf_llama.py compare "$T/ref-e.npy" "$T/hw-f32.f32" 1e-4
 
@@ -153,7 +155,7 @@ err_has "model.attention (moh) has no LlamaForCausalLM equivalent"
 ok "nothing written" test ! -e "$T/e-moh"
 expect_exit 0 "export the trained dense model" "$HW" ckpt export-hf "$T/r-dense" --out "$T/e-trained"
 "$HW" ckpt logits "$T/r-dense" --ids "$T/ids.txt" --out "$T/hw-trained.f32" 2>/dev/null
-"$PY" tests/hf_llama.py logits "$T/e-trained" "$T/ids.txt" "$T/ref-trained.npy"
+"$PY" tests/hf_llama.py logits "$T/ids.txt" "$T/e-trained" "$T/ref-trained.npy"
 ok "transformers scores the trained export as headwise does" \
     "$PY" tests/hf_llama.py compare "$T/ref-trained.npy" "$T/hw-trained.f32" 1e-4
 finish

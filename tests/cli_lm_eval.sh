@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/cli_lm_eval.sh -- lm-evaluation-harness against a headwise checkpoint. lm_eval 0.4.5
-# (PyPI, in a venv beside the build that sees Debian's python3-torch; SKIP said when it cannot
-# be installed) runs three local tasks (JSONL files written here, nothing downloaded):
+# (PyPI, in the venv tests/lib.sh's ml_venv makes; SKIP said when it cannot be
+# installed) runs three local tasks (JSONL files written here, nothing downloaded):
 # multiple choice (loglikelihood), rolling perplexity (loglikelihood_rolling) and greedy
 # generation to a stop string (generate_until), through tools/lm_eval_headwise and
 # `headwise eval --serve`. Every logged request is recomputed independently from
@@ -35,27 +35,14 @@ ok "a generation" grep -q '"id":5,"results":\["' "$T/serve.out"
 ok "the log went to stderr" grep -q "eval --serve:" "$T/serve.err"
 
 # --- lm_eval --------------------------------------------------------------------------------------
-V=$(dirname "$HW")/lmeval-venv
-if [ ! -x "$V/bin/lm_eval" ] || ! "$V/bin/python" -c "import lm_eval_headwise, lm_eval.evaluator" 2>/dev/null; then
-    rm -rf "$V"
-    printf 'numpy<2\ntorch<2\npyarrow<18\n' >"$T/constraints.txt"
-    { /usr/bin/python3 -m venv --system-site-packages "$V" &&
-        timeout 400 "$V/bin/pip" install --quiet --no-deps "lm-eval==0.4.5" "peft==0.13.2" &&
-        timeout 400 "$V/bin/pip" install --quiet -c "$T/constraints.txt" "accelerate<1.0" \
-            "transformers>=4.40,<4.47" evaluate "datasets<4" jsonlines numexpr pybind11 \
-            pytablewriter rouge-score sacrebleu sqlitedict tqdm-multiprocess zstandard dill \
-            word2number more-itertools psutil jinja2 &&
-        "$V/bin/pip" install --quiet --no-build-isolation --no-deps tools/lm_eval_headwise; } \
-        >"$T/pip.log" 2>&1
-    rm -rf tools/lm_eval_headwise/build tools/lm_eval_headwise/*.egg-info
-fi
-if ! "$V/bin/python" -c "import lm_eval_headwise, lm_eval.evaluator" 2>/dev/null; then
-    echo "SKIP lm_eval against headwise: lm-eval 0.4.5 could not be installed into $V with" \
-        "Debian's python3-torch ($(tail -1 "$T/pip.log" 2>/dev/null))"
+PY=$(ml_venv)
+if [ -z "$PY" ]; then
+    echo "SKIP lm_eval against headwise: lm-eval 0.4.5 could not be installed into" \
+        "$(dirname "$HW")/ml-venv with Debian's python3-torch ($(tail -1 "$T/pip.log" 2>/dev/null))"
     finish
     exit
 fi
-PY=$V/bin/python
+V=$(dirname "$PY")/..
 # a model with a Hugging Face tokenizer, trained a little
 "$PY" tests/hf_tokenizers.py train "$T" "$SRC"
 "$HW" data prepare --input "$SRC" --tokenizer "$T/gpt2.json" --out "$T/data" >/dev/null 2>&1

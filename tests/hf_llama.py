@@ -1,4 +1,7 @@
 """tests/hf_llama.py -- the `transformers` side of tests/cli_hf_weights.sh. Subcommands:
+  make_all OUTBASE VOCAB
+                     the four variants the test uses, in one process: OUTBASE-f32,
+                     OUTBASE-bf16, OUTBASE-f32sharded, OUTBASE-f32xtied
   make OUTDIR VOCAB [f32|bf16] [sharded] [tied]
                      a tiny random LlamaForCausalLM (GQA 4/2 heads, 2 layers, untied unless
                      told, rope_theta 500000, rms_norm_eps 1e-5), saved with save_pretrained as
@@ -6,8 +9,8 @@
                      with std 0.2 and the norms around 1 so that every tensor matters
   ids FILE VOCAB ROWS T SEED
                      rows of random token ids
-  logits DIR IDS OUT.npy
-                     transformers' float32 logits of those rows
+  logits IDS DIR OUT.npy [DIR OUT.npy ...]
+                     transformers' float32 logits of those rows, for each model directory
   compare A.npy HEADWISE.f32 TOL
                      max |a - b| over the logits (headwise's raw float32 file); fails above TOL
   same_tensors DIR_A DIR_B
@@ -18,20 +21,24 @@ import os
 import sys
 
 import numpy as np
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-from transformers.utils import logging as hf_logging
 
-hf_logging.disable_progress_bar()
+
+def _torch():
+    """torch and transformers, imported only by the subcommands that need them (slow)"""
+    import torch
+    import transformers
+    transformers.utils.logging.disable_progress_bar()
+    return torch, transformers
 
 
 def make(outdir, vocab, dtype="f32", *flags):
+    torch, tf = _torch()
     torch.manual_seed(1234)
-    cfg = LlamaConfig(vocab_size=int(vocab), hidden_size=64, intermediate_size=160,
+    cfg = tf.LlamaConfig(vocab_size=int(vocab), hidden_size=64, intermediate_size=160,
                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=128, rms_norm_eps=1e-5, rope_theta=500000.0,
                       tie_word_embeddings="tied" in flags)
-    m = LlamaForCausalLM(cfg).eval()
+    m = tf.LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
         for name, p in m.named_parameters():
             if name.endswith("norm.weight"):
@@ -53,14 +60,22 @@ def ids(path, vocab, rows, T, seed):
 
 
 def read_ids(path):
+    torch, _ = _torch()
     return torch.tensor([[int(v) for v in line.split()] for line in open(path) if line.strip()])
 
 
-def logits(d, ids_path, out):
-    m = LlamaForCausalLM.from_pretrained(d, torch_dtype=torch.float32).eval()
-    with torch.no_grad():
-        y = m(read_ids(ids_path)).logits.float().numpy()
-    np.save(out, y)
+def logits(ids_path, *dirs_outs):
+    torch, tf = _torch()
+    x = read_ids(ids_path)
+    for d, out in zip(dirs_outs[::2], dirs_outs[1::2]):
+        m = tf.LlamaForCausalLM.from_pretrained(d, torch_dtype=torch.float32).eval()
+        with torch.no_grad():
+            np.save(out, m(x).logits.float().numpy())
+
+
+def make_all(base, vocab):
+    for flags in (["f32"], ["bf16"], ["f32", "sharded"], ["f32", "x", "tied"]):
+        make(base + "-" + "".join(flags), vocab, *flags)
 
 
 def compare(a_path, b_path, tol):
@@ -89,6 +104,7 @@ def same_tensors(a, b):
     if sorted(ta) != sorted(tb):
         print("tensor names differ:", sorted(set(ta) ^ set(tb)))
         return False
+    torch, _ = _torch()
     bad = [k for k in ta if ta[k].dtype != tb[k].dtype or not torch.equal(ta[k], tb[k])]
     print("%d tensors, %d differ %s" % (len(ta), len(bad), bad[:3]))
     return not bad
@@ -98,6 +114,8 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "make":
         make(*args)
+    elif cmd == "make_all":
+        make_all(*args)
     elif cmd == "ids":
         ids(*args)
     elif cmd == "logits":

@@ -106,16 +106,26 @@ pypi_venv() {
     fi
     "$v/bin/python" -c "import $mod" 2>/dev/null && echo "$v/bin/python"
 }
-# pypi_venv_system NAME MODULE PKG... : as pypi_venv, but made by Debian's /usr/bin/python3 with
-# its site packages visible (python3-torch from Debian, the rest from PyPI)
-pypi_venv_system() {
-    v=$(dirname "$HW")/$1
-    mod=$2
-    shift 2
-    if [ ! -x "$v/bin/python" ] || ! "$v/bin/python" -c "import $mod" 2>/dev/null; then
+# ml_venv: the venv beside the build that the ecosystem tests share (made once, Debian's
+# python3-torch visible): transformers, safetensors, tokenizers and lm-eval 0.4.5 with the
+# headwise model (tools/lm_eval_headwise). Prints its python, or nothing (the reason is the last
+# line of $T/pip.log). The pins keep pip from replacing Debian's torch 1.13 and numpy 1.x.
+ml_venv() {
+    v=$(dirname "$HW")/ml-venv
+    if [ ! -x "$v/bin/lm_eval" ] ||
+        ! "$v/bin/python" -c "import lm_eval_headwise, lm_eval.evaluator, transformers, safetensors, tokenizers" 2>/dev/null; then
         rm -rf "$v"
-        /usr/bin/python3 -m venv --system-site-packages "$v" >/dev/null 2>&1 &&
-            timeout 300 "$v/bin/pip" install --quiet "$@" >"$T/pip.log" 2>&1 || true
+        printf 'numpy<2\ntorch<2\npyarrow<18\n' >"$T/constraints.txt"
+        { /usr/bin/python3 -m venv --system-site-packages "$v" &&
+            timeout 400 "$v/bin/pip" install --quiet --no-deps "lm-eval==0.4.5" "peft==0.13.2" &&
+            timeout 400 "$v/bin/pip" install --quiet -c "$T/constraints.txt" "accelerate<1.0" \
+                "transformers>=4.40,<4.47" safetensors evaluate "datasets<4" jsonlines numexpr \
+                pybind11 pytablewriter rouge-score sacrebleu sqlitedict tqdm-multiprocess \
+                zstandard dill word2number more-itertools psutil jinja2 &&
+            "$v/bin/pip" install --quiet --no-build-isolation --no-deps tools/lm_eval_headwise; } \
+            >"$T/pip.log" 2>&1
+        rm -rf tools/lm_eval_headwise/build tools/lm_eval_headwise/*.egg-info
     fi
-    "$v/bin/python" -c "import $mod" 2>/dev/null && echo "$v/bin/python"
+    "$v/bin/python" -c "import lm_eval_headwise, lm_eval.evaluator, transformers, safetensors" 2>/dev/null &&
+        echo "$v/bin/python"
 }

@@ -58,19 +58,26 @@ def tasks(d, data):
 
 
 class Model:
-    """headwise's logits for one row of ids, via `headwise ckpt logits`"""
+    """headwise's logits for rows of ids, via one `headwise ckpt logits` call per batch"""
 
     def __init__(self, hw, ckpt):
         self.hw, self.ckpt = hw, ckpt
         self.tmp = tempfile.mkdtemp()
 
-    def logits(self, ids):
+    def logits(self, rows):
         p_ids, p_out = os.path.join(self.tmp, "ids.txt"), os.path.join(self.tmp, "out.f32")
         with open(p_ids, "w") as f:
-            f.write(" ".join(map(str, ids)) + "\n")
+            for ids in rows:
+                f.write(" ".join(map(str, ids)) + "\n")
         subprocess.run([self.hw, "ckpt", "logits", self.ckpt, "--ids", p_ids, "--out", p_out],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return np.fromfile(p_out, dtype="<f4").reshape(len(ids), -1).astype(np.float64)
+        flat = np.fromfile(p_out, dtype="<f4").astype(np.float64)
+        V = flat.size // sum(len(r) for r in rows)
+        out, at = [], 0
+        for ids in rows:
+            out.append(flat[at * V:(at + len(ids)) * V].reshape(len(ids), V))
+            at += len(ids)
+        return out
 
 
 def log_softmax(x):
@@ -78,13 +85,28 @@ def log_softmax(x):
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def score(model, ctx_enc, cont_enc, max_len):
-    """HFLM._loglikelihood_tokens for one request"""
-    inp = (ctx_enc + cont_enc)[-(max_len + 1):][:-1]
-    lp = log_softmax(model.logits(inp))[-len(cont_enc):]
+def model_input(ctx_enc, cont_enc, max_len):
+    """HFLM._loglikelihood_tokens: the row the model sees"""
+    return (ctx_enc + cont_enc)[-(max_len + 1):][:-1]
+
+
+def score(logits, cont_enc):
+    lp = log_softmax(logits)[-len(cont_enc):]
     ll = float(sum(lp[i, t] for i, t in enumerate(cont_enc)))
     greedy = all(int(np.argmax(lp[i])) == t for i, t in enumerate(cont_enc))
     return ll, greedy
+
+
+def logged(samples_dir):
+    """(kind, args, logged response) of every request lm_eval logged"""
+    for path in sorted(glob.glob(os.path.join(samples_dir, "**", "samples_*.jsonl"),
+                                 recursive=True)):
+        kind = os.path.basename(path).split("_")[2]
+        for line in open(path):
+            s = json.loads(line)
+            keys = sorted(s["arguments"], key=lambda k: int(k.rsplit("_", 1)[1]))
+            for k, resp in zip(keys, s["resps"]):
+                yield kind, s["arguments"][k], resp[0]  # logged as strings
 
 
 def verify(hw, ckpt, tok_path, max_len, samples_dir):
@@ -93,56 +115,68 @@ def verify(hw, ckpt, tok_path, max_len, samples_dir):
     tok = Tokenizer.from_file(tok_path)
     enc = lambda s: tok.encode(s, add_special_tokens=False).ids  # noqa: E731
     eot = tok.token_to_id("<|endoftext|>")
-    model, max_len, worst, n, bad = Model(hw, ckpt), int(max_len), 0.0, 0, 0
-    for path in sorted(glob.glob(os.path.join(samples_dir, "**", "samples_*.jsonl"),
-                                 recursive=True)):
-        kind = os.path.basename(path).split("_")[2]
-        for line in open(path):
-            s = json.loads(line)
-            keys = sorted(s["arguments"], key=lambda k: int(k.rsplit("_", 1)[1]))
-            for args, resp in zip([s["arguments"][k] for k in keys], s["resps"]):
-                got = resp[0]  # logged as strings: [ll, greedy], ll, or the text
-                if kind == "mc":
-                    ctx, cont = args["arg_0"], args["arg_1"]
-                    if ctx == "":
-                        ce, ke = [eot], enc(cont)
-                    else:
-                        k = len(ctx) - len(ctx.rstrip())
-                        if k:
-                            ctx, cont = ctx[:-k], ctx[-k:] + cont
-                        ce = enc(ctx)
-                        ke = enc(ctx + cont)[len(ce):]
-                    ll, greedy = score(model, ce, ke, max_len)
-                    d = abs(ll - float(got[0]))
-                    ok = d <= 1e-4 and str(greedy) == str(got[1])
-                elif kind == "ppl":
-                    ll = 0.0
-                    for w in map(make_disjoint_window,
-                                 get_rolling_token_windows(token_list=enc(args["arg_0"]),
-                                                           prefix_token=eot, max_seq_len=max_len,
-                                                           context_len=1)):
-                        ll += score(model, list(w[0]), list(w[1]), max_len)[0]
-                    d = abs(ll - float(got))
-                    ok = d <= 1e-4
-                else:  # gen: greedy decoding, HFLM's left truncation, cut at the first "\n"
-                    ctx, kw = args["arg_0"], args["arg_1"]
-                    ids = enc(ctx)[-(max_len - kw["max_gen_toks"]):]
-                    out = []
-                    for _ in range(kw["max_gen_toks"]):
-                        t = int(np.argmax(model.logits(ids + out)[-1]))
-                        if t == eot:
-                            break
-                        out.append(t)
-                        if "\n" in tok.decode(out, skip_special_tokens=False):
-                            break
-                    want = tok.decode(out, skip_special_tokens=False).split("\n")[0]
-                    d = 0.0
-                    ok = want == got
-                    if not ok:
-                        print("generation differs: %r vs headwise %r" % (want, got))
-                worst = max(worst, d)
-                n += 1
-                bad += not ok
+    model, max_len = Model(hw, ckpt), int(max_len)
+    jobs = []  # (kind, [(model row, continuation ids)], logged response, args)
+    for kind, args, got in logged(samples_dir):
+        pairs = []
+        if kind == "mc":
+            ctx, cont = args["arg_0"], args["arg_1"]
+            if ctx == "":
+                ce, ke = [eot], enc(cont)
+            else:
+                k = len(ctx) - len(ctx.rstrip())
+                if k:
+                    ctx, cont = ctx[:-k], ctx[-k:] + cont
+                ce = enc(ctx)
+                ke = enc(ctx + cont)[len(ce):]
+            pairs = [(model_input(ce, ke, max_len), ke)]
+        elif kind == "ppl":
+            for w in map(make_disjoint_window,
+                         get_rolling_token_windows(token_list=enc(args["arg_0"]),
+                                                   prefix_token=eot, max_seq_len=max_len,
+                                                   context_len=1)):
+                pairs.append((model_input(list(w[0]), list(w[1]), max_len), list(w[1])))
+        jobs.append((kind, pairs, got, args))
+    rows = [r for _, pairs, _, _ in jobs for r, _ in pairs]
+    logits = iter(model.logits(rows)) if rows else iter(())
+    n = bad = 0
+    worst = 0.0
+    gens = []
+    for kind, pairs, got, args in jobs:
+        if kind == "gen":
+            gens.append((args, got))
+            continue
+        res = [score(next(logits), ke) for _, ke in pairs]
+        ll = sum(r[0] for r in res)
+        d = abs(ll - float(got[0] if kind == "mc" else got))
+        ok = d <= 1e-4 and (kind != "mc" or str(res[0][1]) == str(got[1]))
+        worst, n, bad = max(worst, d), n + 1, bad + (not ok)
+    # generation: greedy decoding of every prompt in lockstep, HFLM's left truncation, the text
+    # cut at the first stop string
+    state = [(enc(a["arg_0"])[-(max_len - a["arg_1"]["max_gen_toks"]):], [], False)
+             for a, _ in gens]
+    for _ in range(max([a["arg_1"]["max_gen_toks"] for a, _ in gens] or [0])):
+        live = [i for i, (_, _, done) in enumerate(state) if not done]
+        if not live:
+            break
+        outs = model.logits([state[i][0] + state[i][1] for i in live])
+        for i, lg in zip(live, outs):
+            ids, out, _ = state[i]
+            t = int(np.argmax(lg[-1]))
+            stop = t == eot
+            if not stop:
+                out.append(t)
+            text = tok.decode(out, skip_special_tokens=False)
+            stop = (stop or any(u in text for u in gens[i][0]["arg_1"]["until"]) or
+                    len(out) >= gens[i][0]["arg_1"]["max_gen_toks"])
+            state[i] = (ids, out, stop)
+    for (args, got), (_, out, _) in zip(gens, state):
+        want = tok.decode(out, skip_special_tokens=False)
+        for u in args["arg_1"]["until"]:
+            want = want.split(u)[0]
+        n, bad = n + 1, bad + (want != got)
+        if want != got:
+            print("generation differs: %r vs headwise %r" % (want, got))
     print("%d logged requests recomputed, %d differ, largest |log-likelihood difference| %.2g"
           % (n, bad, worst))
     return n > 0 and bad == 0
