@@ -115,6 +115,7 @@ $(BUILD)/tests/%: tests/%.c $(LIBHW)
 # ---------------------------------------------------------------------------------------------
 # tests and demo
 test: test-deps
+	@sh tools/ml_venv.sh $(BUILD)/ml-venv >/dev/null || echo "note: the ecosystem tests will say SKIP"
 	@$(MAKE) --no-print-directory $(BUILD)/headwise tests-bin
 	@BUILD=$(BUILD) sh tests/run.sh
 

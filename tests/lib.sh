@@ -106,26 +106,9 @@ pypi_venv() {
     fi
     "$v/bin/python" -c "import $mod" 2>/dev/null && echo "$v/bin/python"
 }
-# ml_venv: the venv beside the build that the ecosystem tests share (made once, Debian's
-# python3-torch visible): transformers, safetensors, tokenizers and lm-eval 0.4.5 with the
-# headwise model (tools/lm_eval_headwise). Prints its python, or nothing (the reason is the last
-# line of $T/pip.log). The pins keep pip from replacing Debian's torch 1.13 and numpy 1.x.
+# ml_venv: the venv beside the build that the ecosystem tests share (tools/ml_venv.sh, which
+# `make test` runs first; made here when missing). Prints its python, or nothing (the reason is
+# in $T/pip.log).
 ml_venv() {
-    v=$(dirname "$HW")/ml-venv
-    if [ ! -x "$v/bin/lm_eval" ] ||
-        ! "$v/bin/python" -c "import lm_eval_headwise, lm_eval.evaluator, transformers, safetensors, tokenizers" 2>/dev/null; then
-        rm -rf "$v"
-        printf 'numpy<2\ntorch<2\npyarrow<18\n' >"$T/constraints.txt"
-        { /usr/bin/python3 -m venv --system-site-packages "$v" &&
-            timeout 400 "$v/bin/pip" install --quiet --no-deps "lm-eval==0.4.5" "peft==0.13.2" &&
-            timeout 400 "$v/bin/pip" install --quiet -c "$T/constraints.txt" "accelerate<1.0" \
-                "transformers>=4.40,<4.47" safetensors evaluate "datasets<4" jsonlines numexpr \
-                pybind11 pytablewriter rouge-score sacrebleu sqlitedict tqdm-multiprocess \
-                zstandard dill word2number more-itertools psutil jinja2 &&
-            "$v/bin/pip" install --quiet --no-build-isolation --no-deps tools/lm_eval_headwise; } \
-            >"$T/pip.log" 2>&1
-        rm -rf tools/lm_eval_headwise/build tools/lm_eval_headwise/*.egg-info
-    fi
-    "$v/bin/python" -c "import lm_eval_headwise, lm_eval.evaluator, transformers, safetensors" 2>/dev/null &&
-        echo "$v/bin/python"
+    sh tools/ml_venv.sh "$(dirname "$HW")/ml-venv" 2>"$T/pip.log"
 }
