@@ -100,4 +100,14 @@ f = h5py.File(sys.argv[1], "r")
 sys.exit(bytes(f["tokenizer"][()]) != open(sys.argv[2], "rb").read())' "$ck" "$T/gpt2.json"
 expect_exit 0 "sample from the checkpoint" "$HW" sample "$T/run" --prompt "ROMEO:" --tokens 8
 ok "the sample starts with the prompt" grep -q "^ROMEO:" "$T/out"
+# data.tokenizer names the file explicitly (a LLaMA-3 style one here)
+"$HW" data prepare --input "$T/docs.jsonl" --tokenizer "$T/llama3.json" --out "$T/data3" >/dev/null 2>&1
+rm "$T/data3/tokenizer.json"
+expect_exit 0 "train with data.tokenizer = a LLaMA-3 style tokenizer.json" "$HW" train \
+    configs/tiny.yaml data.train="$T/data3/train.h5" data.val="$T/data3/val.h5" \
+    data.tokenizer="$T/llama3.json" train.steps=4 train.threads=1 run.ckpt_every=4 run.dir="$T/run3"
+ok "its checkpoint keeps that file's text" /usr/bin/python3 -c '
+import h5py, sys
+f = h5py.File(sys.argv[1], "r")
+sys.exit(bytes(f["tokenizer"][()]) != open(sys.argv[2], "rb").read())' "$T/run3/ckpt_00000004.h5" "$T/llama3.json"
 finish
