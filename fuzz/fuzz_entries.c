@@ -7,8 +7,8 @@
  *   bpe:   a tokenizer that loads serialises, loads back identically, and
  *          decode(encode(x)) == x for the input bytes;
  *   ckpt, shard: no HDF5 file-level ids are left open (they would keep the file open).
- * `data prepare`'s JSONL reader is static in cli/cmd_data.c, so that file (and cli/args.c, for
- * the option helpers it uses) is included here too. */
+ * `data prepare`'s JSONL reader is static in cli/cmd_data.c, so that file (with cli/args.c, for
+ * the option helpers it uses, and cli/cmd_prepare.c, which it calls) is included here too. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "fuzz_entries.h"
@@ -24,6 +24,7 @@
 
 #include "../cli/args.c"
 #include "../cli/cmd_data.c"
+#include "../cli/cmd_prepare.c"
 
 #include <hdf5.h>
 #include <stdio.h>
