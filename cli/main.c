@@ -76,7 +76,12 @@ int main(int argc, char **argv) {
     /* before MPI starts: a preemption signal at start-up must not kill */
     if (cmd == cmd_train || cmd == cmd_eval)
         signals_install();
-    if (cmd == cmd_config) /* parses and prints only: no MPI start (about 0.5 s per job) */
+    /* commands that only parse, print or convert one file locally: no MPI start (about 0.5 s
+     * per job) */
+    const int local = cmd == cmd_config ||
+                      (cmd == cmd_data && argc >= 3 &&
+                       (!strcmp(argv[2], "tokenize") || !strcmp(argv[2], "synth")));
+    if (local)
         dist_init_local(&d);
     else
         dist_init(&d, &argc, &argv);

@@ -17,6 +17,7 @@ int fuzz_one_jsonl(const uint8_t *data, size_t size);   /* rolemrc_load, `data p
 int fuzz_one_multifc(const uint8_t *data, size_t size); /* datasets/multifc.c: CSV/TSV */
 int fuzz_one_ckpt(const uint8_t *data, size_t size);    /* ckpt/ckpt.c: open, meta, verify */
 int fuzz_one_shard(const uint8_t *data, size_t size);   /* datasets/shards.c: open, read */
+int fuzz_one_safetensors(const uint8_t *data, size_t size); /* ckpt/safetensors.c: open, read */
 
 struct fuzz_target {
     const char *name; /* directory name under fuzz/corpus/ and fuzz/regress/ */

@@ -19,7 +19,7 @@ expect_exit 2 "override: wrong type" "$HW" train configs/tiny.yaml train.steps=t
 err_has "train.steps: expected an integer, got 'ten'"
 expect_exit 2 "unknown command" "$HW" trian configs/tiny.yaml
 expect_exit 2 "data without a subcommand" "$HW" data --help
-err_has "usage: headwise data prepare|synth|csft-score"
+err_has "usage: headwise data prepare|tokenize|synth|csft-score"
 # config show parses and prints without starting MPI; under a launcher only rank 0 prints
 expect_exit 0 "config show" "$HW" config show configs/tiny.yaml
 ok "  prints the resolved config" grep -q "d_model: 32" "$T/out"
