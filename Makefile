@@ -189,11 +189,13 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -timeout=30
 FUZZ_TARGETS ?= $(patsubst fuzz/fuzz_%.c,%,$(filter-out fuzz/fuzz_entries.c,$(wildcard fuzz/fuzz_*.c)))
-FUZZ_LIB     := core/check.c core/fsutil.c core/log.c core/rng.c core/cfg.c config/config.c \
+FUZZ_LIB     := core/check.c core/fsutil.c core/log.c core/rng.c core/cfg.c core/interrupt.c \
+                core/h5lock.c config/config.c \
                 model/model_cfg.c train/train_cfg.c datasets/data_cfg.c dist/dist_cfg.c \
-                eval/eval_cfg.c datasets/bpe.c \
+                eval/eval_cfg.c datasets/bpe.c datasets/bpe_hf.c datasets/prepare.c \
                 datasets/chat.c datasets/multifc.c datasets/rolemrc.c datasets/shards.c \
-                datasets/synth.c ckpt/ckpt.c dist/dist.c fuzz/fuzz_entries.c
+                datasets/synth.c ckpt/ckpt.c ckpt/safetensors.c dist/dist.c dist/watchdog.c \
+                fuzz/fuzz_entries.c
 FUZZ_CFLAGS   = -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -MMD -MP $(PKG_CFLAGS)
 FUZZ_OBJS    := $(FUZZ_LIB:%.c=$(BUILD)/fuzz/obj/%.o)

@@ -78,9 +78,9 @@ int main(int argc, char **argv) {
         signals_install();
     /* commands that only parse, print or convert one file locally: no MPI start (about 0.5 s
      * per job) */
-    const int local = cmd == cmd_config ||
-                      (cmd == cmd_data && argc >= 3 &&
-                       (!strcmp(argv[2], "tokenize") || !strcmp(argv[2], "synth")));
+    const int local =
+        cmd == cmd_config || (cmd == cmd_data && argc >= 3 &&
+                              (!strcmp(argv[2], "tokenize") || !strcmp(argv[2], "synth")));
     if (local)
         dist_init_local(&d);
     else

@@ -619,6 +619,10 @@ static int parse_rest_(struct hf_parse *p, const json_t *root) {
 int bpe_hf_from_json(struct bpe *t, const json_t *root, const char *text, size_t len,
                      const char *name, char *err) {
     struct hf_parse p = {.t = t, .name = name, .err = err};
+    const char *nul = memchr(text, '\0', len);
+    if (nul) /* the file's text is kept verbatim (checkpoints store it as text) */
+        return hw_errf(err, HW_EFORMAT, "%s: NUL byte at offset %zu (expected JSON text)", name,
+                       (size_t)(nul - text));
     byte_map_(p.cp, p.inv);
     t->hf = HW_CALLOC(1, sizeof(*t->hf));
     t->n_vocab = 0;

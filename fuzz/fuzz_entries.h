@@ -11,12 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int fuzz_one_cfg(const uint8_t *data, size_t size);     /* core/cfg.c: cfg_load_string */
-int fuzz_one_bpe(const uint8_t *data, size_t size);     /* datasets/bpe.c: bpe_from_json */
-int fuzz_one_jsonl(const uint8_t *data, size_t size);   /* rolemrc_load, `data prepare` JSONL */
-int fuzz_one_multifc(const uint8_t *data, size_t size); /* datasets/multifc.c: CSV/TSV */
-int fuzz_one_ckpt(const uint8_t *data, size_t size);    /* ckpt/ckpt.c: open, meta, verify */
-int fuzz_one_shard(const uint8_t *data, size_t size);   /* datasets/shards.c: open, read */
+int fuzz_one_cfg(const uint8_t *data, size_t size);         /* core/cfg.c: cfg_load_string */
+int fuzz_one_bpe(const uint8_t *data, size_t size);         /* datasets/bpe.c: bpe_from_json */
+int fuzz_one_jsonl(const uint8_t *data, size_t size);       /* rolemrc_load, `data prepare` JSONL */
+int fuzz_one_multifc(const uint8_t *data, size_t size);     /* datasets/multifc.c: CSV/TSV */
+int fuzz_one_ckpt(const uint8_t *data, size_t size);        /* ckpt/ckpt.c: open, meta, verify */
+int fuzz_one_shard(const uint8_t *data, size_t size);       /* datasets/shards.c: open, read */
 int fuzz_one_safetensors(const uint8_t *data, size_t size); /* ckpt/safetensors.c: open, read */
 
 struct fuzz_target {
