@@ -114,9 +114,12 @@ $(BUILD)/tests/%: tests/%.c $(LIBHW)
 
 # ---------------------------------------------------------------------------------------------
 # tests and demo
+# the ecosystem tests' Python venv is made while the build compiles (tools/ml_venv.sh)
 test: test-deps
-	@sh tools/ml_venv.sh $(BUILD)/ml-venv >/dev/null || echo "note: the ecosystem tests will say SKIP"
-	@$(MAKE) --no-print-directory $(BUILD)/headwise tests-bin
+	@mkdir -p $(BUILD); \
+	  { sh tools/ml_venv.sh $(BUILD)/ml-venv >/dev/null 2>$(BUILD)/ml-venv.log || \
+	    echo "note: $$(cat $(BUILD)/ml-venv.log); the ecosystem tests will say SKIP"; } & \
+	  $(MAKE) --no-print-directory $(BUILD)/headwise tests-bin; rc=$$?; wait; exit $$rc
 	@BUILD=$(BUILD) sh tests/run.sh
 
 tests-bin: $(TEST_BINS)
