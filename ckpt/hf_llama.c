@@ -62,6 +62,8 @@ int hf_llama_name(const char *hw, char *out, size_t n) {
 struct llama_cfg {
     int C, L, H, Hkv, F, V, max_seq, tied;
     double eps, theta, init_std;
+    double rs_factor, rs_low, rs_high; /* rope_scaling llama3; rs_factor 0: none */
+    int rs_orig;
 };
 
 /* an integer key in [lo, hi]; def < 0: required */
@@ -119,11 +121,38 @@ static int check_features_(const char *file, const json_t *root, char *err) {
             return hw_errf(err, HW_ECONFIG, "%s: %s: biases are not supported (false)", file,
                            off[i]);
     }
-    const json_t *rs = json_object_get(root, "rope_scaling");
-    if (rs && !json_is_null(rs))
-        return hw_errf(err, HW_ECONFIG,
-                       "%s: rope_scaling: not supported (null: plain RoPE with rope_theta)", file);
     return 0;
+}
+
+/* rope_scaling: null, or LLaMA 3.1's {"rope_type": "llama3", factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings} */
+static int rope_scaling_(const char *file, const json_t *root, struct llama_cfg *lc, char *err) {
+    const json_t *rs = json_object_get(root, "rope_scaling");
+    lc->rs_factor = 0;
+    if (!rs || json_is_null(rs))
+        return 0;
+    const json_t *ty = json_object_get(rs, "rope_type");
+    if (!ty)
+        ty = json_object_get(rs, "type");
+    if (!json_is_object(rs) || !json_is_string(ty) || strcmp(json_string_value(ty), "llama3"))
+        return hw_errf(err, HW_ECONFIG,
+                       "%s: rope_scaling: only rope_type \"llama3\" (LLaMA 3.1) is supported, got "
+                       "%s",
+                       file, json_is_string(ty) ? json_string_value(ty) : "?");
+    int rc = get_num_(file, rs, "factor", -1, &lc->rs_factor, err);
+    if (!rc)
+        rc = get_num_(file, rs, "low_freq_factor", -1, &lc->rs_low, err);
+    if (!rc)
+        rc = get_num_(file, rs, "high_freq_factor", -1, &lc->rs_high, err);
+    if (!rc)
+        rc = get_int_(file, rs, "original_max_position_embeddings", -1, 1, 1 << 24, &lc->rs_orig,
+                      err);
+    if (!rc && (lc->rs_factor < 1 || lc->rs_low <= 0 || lc->rs_high <= lc->rs_low))
+        rc = hw_errf(err, HW_ECONFIG,
+                     "%s: rope_scaling: expected factor >= 1 and 0 < low_freq_factor < "
+                     "high_freq_factor",
+                     file);
+    return rc;
 }
 
 static int read_config_(const char *dir, struct llama_cfg *lc, char *err) {
@@ -142,6 +171,8 @@ static int read_config_(const char *dir, struct llama_cfg *lc, char *err) {
                        root ? 1 : je.column, root ? "expected a JSON object" : je.text);
     }
     int rc = check_features_(file, root, err), hd = 0, tied = 0;
+    if (!rc)
+        rc = rope_scaling_(file, root, lc, err);
     const json_t *tw = json_object_get(root, "tie_word_embeddings");
     if (!rc && tw && !json_is_boolean(tw))
         rc = hw_errf(err, HW_ECONFIG, "%s: tie_word_embeddings: expected true or false", file);
@@ -185,14 +216,20 @@ static int read_config_(const char *dir, struct llama_cfg *lc, char *err) {
 /* headwise's config for lc: the model section, and a train.seq_len the RoPE table holds */
 static int llama_hw_config_(const char *dir, const struct llama_cfg *lc, struct hw_config *cfg,
                             char *err) {
-    char yaml[1024], name[PATH_CAP];
+    char yaml[1400], rope[400] = "", name[PATH_CAP];
+    if (lc->rs_factor > 0)
+        snprintf(rope, sizeof(rope),
+                 "  rope_scaling:\n    kind: llama3\n    factor: %.17g\n"
+                 "    low_freq_factor: %.17g\n    high_freq_factor: %.17g\n"
+                 "    original_max_seq: %d\n",
+                 lc->rs_factor, lc->rs_low, lc->rs_high, lc->rs_orig);
     snprintf(yaml, sizeof(yaml),
              "model:\n  d_model: %d\n  n_layers: %d\n  n_heads: %d\n  n_kv_heads: %d\n"
              "  vocab: %d\n  d_ff: %d\n  max_seq: %d\n  mlp: swiglu\n  tied_embeddings: %s\n"
-             "  rope_theta: %.17g\n  norm_eps: %.17g\n  init_std: %.17g\n"
+             "  rope_theta: %.17g\n  norm_eps: %.17g\n  init_std: %.17g\n%s"
              "train:\n  seq_len: %d\n",
              lc->C, lc->L, lc->H, lc->Hkv, lc->V, lc->F, lc->max_seq, lc->tied ? "true" : "false",
-             lc->theta, lc->eps, lc->init_std > 1 ? 0.02 : lc->init_std,
+             lc->theta, lc->eps, lc->init_std > 1 ? 0.02 : lc->init_std, rope,
              lc->max_seq < 256 ? lc->max_seq : 256);
     snprintf(name, sizeof(name), "%.4000s/config.json (as headwise's model section)", dir);
     return cfg_load_string(cfg, yaml, name, 0, NULL, err);
@@ -464,6 +501,13 @@ static json_t *export_config_json_(const struct gpt_config *c, const struct hw_c
         cfg->model.rope_theta, "rope_scaling", "tie_word_embeddings", c->tied, "hidden_act", "silu",
         "attention_bias", 0, "attention_dropout", 0.0, "mlp_bias", 0, "initializer_range",
         cfg->model.init_std, "torch_dtype", torch_dtype[dtype], "use_cache", 1);
+    if (c->rope_scale.factor > 0)
+        json_object_set_new(
+            j, "rope_scaling",
+            json_pack("{s:s, s:f, s:f, s:f, s:i}", "rope_type", "llama3", "factor",
+                      c->rope_scale.factor, "low_freq_factor", c->rope_scale.low_freq_factor,
+                      "high_freq_factor", c->rope_scale.high_freq_factor,
+                      "original_max_position_embeddings", (int)c->rope_scale.original_max_seq));
     json_object_set_new(j, "bos_token_id", eot >= 0 ? json_integer(eot) : json_null());
     json_object_set_new(j, "eos_token_id", eot >= 0 ? json_integer(eot) : json_null());
     return j;

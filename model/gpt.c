@@ -29,6 +29,10 @@ void gpt_config_from_cfg(struct gpt_config *gc, const struct cfg_model *m, int v
     gc->mlp = strcmp(m->mlp, "gelu") == 0 ? GPT_MLP_GELU : GPT_MLP_SWIGLU;
     gc->tied = m->tied_embeddings;
     gc->rope_theta = (float)m->rope_theta;
+    if (!strcmp(m->rope_scaling.kind, "llama3"))
+        gc->rope_scale = (struct rope_scaling){
+            m->rope_scaling.factor, m->rope_scaling.low_freq_factor,
+            m->rope_scaling.high_freq_factor, (double)m->rope_scaling.original_max_seq};
     gc->eps = (float)m->norm_eps;
     gc->init_std = (float)m->init_std;
     HW_ASSERT(gc->L <= GPT_MAX_LAYERS);
@@ -76,6 +80,10 @@ void gpt_config_signature(const struct gpt_config *gc, char *out, size_t n) {
                      gc->mlp == GPT_MLP_GELU ? "gelu" : "swiglu", gc->tied);
     if (gc->n_cls > 0 && k > 0 && (size_t)k < n)
         k += snprintf(out + k, n - (size_t)k, " classes=%d", gc->n_cls);
+    if (gc->rope_scale.factor > 0 && k > 0 && (size_t)k < n)
+        k += snprintf(out + k, n - (size_t)k, " rope=llama3/%g/%g/%g/%g", gc->rope_scale.factor,
+                      gc->rope_scale.low_freq_factor, gc->rope_scale.high_freq_factor,
+                      gc->rope_scale.original_max_seq);
     unsigned char moh[GPT_MAX_LAYERS];
     int any_moh = 0, any_s2 = 0, other = 0;
     for (int l = 0; l < gc->L; l++) {
@@ -267,7 +275,7 @@ int gpt_build(struct gpt *m, const struct gpt_config *gc, const struct ops *ops,
     build_blocks(m);
     const size_t nr = (size_t)gc->max_T * gc->hd / 2;
     float *cs = HW_CALLOC(2 * nr, sizeof(float));
-    rope_tables(cs, cs + nr, gc->max_T, gc->hd, gc->rope_theta);
+    rope_tables(cs, cs + nr, gc->max_T, gc->hd, gc->rope_theta, &gc->rope_scale);
     m->rope_cos = ops->alloc(sizeof(float) * nr);
     m->rope_sin = ops->alloc(sizeof(float) * nr);
     ops->upload(m->rope_cos, cs, sizeof(float) * nr);

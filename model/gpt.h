@@ -21,6 +21,7 @@
 #include "../dist/cp_attention.h"
 #include "../dist/dist.h"
 #include "../ops/ops.h"
+#include "../ops/rope.h"
 #include "layer.h"
 #include "model_cfg.h"
 #include "parallel.h"
@@ -51,6 +52,8 @@ struct gpt_config {
     enum gpt_mlp mlp;
     int tied; /* LM head shares tok_emb.weight */
     float rope_theta;
+    /* RoPE frequency scaling (ops/rope.h); rope_scale.factor 0: none */
+    struct rope_scaling rope_scale;
     float eps;
     float init_std;
     int n_cls; /* classifier head classes (train.task classify); 0 = none */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *const rope_scaling_vals[] = {"none", "llama3", NULL};
 static const char *const mlp_vals[] = {"swiglu", "gelu", NULL};
 static const char *const family_vals[] = {"gpt", "rec", NULL};
 static const char *const emb_vals[] = {"twin", "dare", "twin_proj", NULL};
@@ -35,6 +36,16 @@ static const struct cfg_key keys[] = {
     CFG_ENUM(mlp, "swiglu", mlp_vals, "MLP type"),
     CFG_BOOL(tied_embeddings, 1, "the LM head shares the token embedding matrix"),
     CFG_DBL(rope_theta, 10000.0, 0.0, 1, INFINITY, 1, "RoPE base frequency"),
+    CFG_ENUM(rope_scaling.kind, "none", rope_scaling_vals,
+             "RoPE frequency scaling: none, or llama3 (LLaMA 3.1's: long wavelengths divided by "
+             "factor, short ones kept, the band between interpolated)"),
+    CFG_DBL(rope_scaling.factor, 8.0, 1.0, 0, 1e6, 0, "llama3: divisor of the long wavelengths"),
+    CFG_DBL(rope_scaling.low_freq_factor, 1.0, 0.0, 1, 1e6, 0,
+            "llama3: wavelengths above original_max_seq / low_freq_factor are scaled"),
+    CFG_DBL(rope_scaling.high_freq_factor, 4.0, 0.0, 1, 1e6, 0,
+            "llama3: wavelengths below original_max_seq / high_freq_factor are kept"),
+    CFG_INT(rope_scaling.original_max_seq, 8192, 1, 1 << 24,
+            "llama3: the context length the model was pretrained with"),
     CFG_DBL(norm_eps, 1e-5, 0.0, 1, 1.0, 1, "epsilon of the normalisation layers"),
     CFG_DBL(init_std, 0.02, 0.0, 1, 1.0, 0,
             "std of the weight init; output projections are scaled by 1/sqrt(2L)"),
@@ -257,6 +268,13 @@ static int validate(const struct cfg_check *chk, char *err) {
         snprintf(a, sizeof(a), "d_model %d is not divisible by n_heads %d", m->d_model, m->n_heads);
         return cfg_rule_error(chk, "model.n_heads", "model.d_model", a, a, err);
     }
+    if (!strcmp(m->rope_scaling.kind, "llama3") &&
+        !(m->rope_scaling.high_freq_factor > m->rope_scaling.low_freq_factor)) {
+        snprintf(a, sizeof(a), "high_freq_factor %g is not above low_freq_factor %g",
+                 m->rope_scaling.high_freq_factor, m->rope_scaling.low_freq_factor);
+        return cfg_rule_error(chk, "model.rope_scaling.high_freq_factor",
+                              "model.rope_scaling.low_freq_factor", a, a, err);
+    }
     if (m->n_kv_heads > m->n_heads) {
         snprintf(a, sizeof(a), "n_kv_heads %d is larger than n_heads %d", m->n_kv_heads,
                  m->n_heads);
@@ -365,6 +383,7 @@ static int validate(const struct cfg_check *chk, char *err) {
 
 static const char *const rules_doc[] = {
     "`model.d_model` is divisible by `model.n_heads`.",
+    "`model.rope_scaling.high_freq_factor` > `model.rope_scaling.low_freq_factor` (llama3).",
     "`model.n_kv_heads`, when nonzero, is at most `model.n_heads` and divides it.",
     "The head dimension `model.d_model / model.n_heads` is even (RoPE rotates pairs).",
     "`model.n_heads`, the key/value heads and the MLP width are divisible by `dist.heads`.",

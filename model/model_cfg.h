@@ -56,6 +56,11 @@ struct cfg_model {
     char mlp[CFG_NAME_MAX]; /* "swiglu" | "gelu" */
     int tied_embeddings;    /* 1: LM head shares the token embedding */
     double rope_theta;
+    struct cfg_rope_scaling {
+        char kind[CFG_NAME_MAX]; /* "none" | "llama3" */
+        double factor, low_freq_factor, high_freq_factor;
+        int original_max_seq;
+    } rope_scaling;
     double norm_eps;
     double init_std; /* std of weight init; output projections are scaled by 1/sqrt(2L) */
     struct cfg_attention attention;

@@ -4,11 +4,26 @@
 #include <math.h>
 #include <stddef.h>
 
-void rope_tables(float *cos_t, float *sin_t, int max_T, int hd, double theta) {
+/* frequency i (theta^(-2i/hd)), scaled as sc says */
+static double rope_freq(int i, int hd, double theta, const struct rope_scaling *sc) {
+    double f = pow(theta, -2.0 * i / hd);
+    if (!sc || sc->factor <= 0)
+        return f;
+    const double pi = 3.14159265358979323846, w = 2.0 * pi / f, L0 = sc->original_max_seq;
+    if (w > L0 / sc->low_freq_factor)
+        return f / sc->factor;
+    if (w < L0 / sc->high_freq_factor)
+        return f;
+    const double s = (L0 / w - sc->low_freq_factor) / (sc->high_freq_factor - sc->low_freq_factor);
+    return (1.0 - s) * f / sc->factor + s * f;
+}
+
+void rope_tables(float *cos_t, float *sin_t, int max_T, int hd, double theta,
+                 const struct rope_scaling *sc) {
     int h2 = hd / 2;
     for (int t = 0; t < max_T; t++)
         for (int i = 0; i < h2; i++) {
-            double a = (double)t * pow(theta, -2.0 * i / hd);
+            double a = (double)t * rope_freq(i, hd, theta, sc);
             cos_t[(size_t)t * h2 + i] = (float)cos(a);
             sin_t[(size_t)t * h2 + i] = (float)sin(a);
         }

@@ -30,7 +30,7 @@ cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_siz
 if case == "arch":
     cfg["architectures"] = ["GPT2LMHeadModel"]; cfg["model_type"] = "gpt2"
 if case == "rope_scaling":
-    cfg["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0}
+    cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 8.0}
 json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
 shapes = {"model.embed_tokens.weight": [16, 8], "model.norm.weight": [8], "lm_head.weight": [16, 8],
           "model.layers.0.input_layernorm.weight": [8],
@@ -93,7 +93,7 @@ bad overlap 1 "overlap in the data region"
 bad i64 1 "dtype I64 is not supported"
 bad header_len 1 "runs past the file"
 bad arch 2 "architectures: GPT2LMHeadModel is not supported"
-bad rope_scaling 2 "rope_scaling: not supported"
+bad rope_scaling 2 "rope_scaling: only rope_type \"llama3\" (LLaMA 3.1) is supported, got yarn"
 bad missing 1 "tensor 'model.layers.0.mlp.up_proj.weight' is missing"
 bad extra 1 "tensor 'model.layers.0.self_attn.q_proj.bias' has no place"
 
@@ -111,12 +111,13 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
 V=$("$PY" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["model"]["vocab"]))' "$T/gpt2.json")
 "$PY" tests/hf_llama.py ids "$T/ids.txt" "$V" 3 40 5
 "$PY" tests/hf_llama.py make_all "$T/m" "$V"
-for n in f32 bf16 f32sharded f32xtied; do
+for n in f32 bf16 f32sharded f32xtied f32xrope; do
     cp "$T/gpt2.json" "$T/m-$n/tokenizer.json"
 done
 "$PY" tests/hf_llama.py logits "$T/ids.txt" "$T/m-f32" "$T/ref-f32.npy" "$T/m-bf16" \
-    "$T/ref-bf16.npy" "$T/m-f32sharded" "$T/ref-f32sharded.npy" "$T/m-f32xtied" "$T/ref-f32xtied.npy"
-for n in f32 bf16 f32sharded f32xtied; do
+    "$T/ref-bf16.npy" "$T/m-f32sharded" "$T/ref-f32sharded.npy" "$T/m-f32xtied" \
+    "$T/ref-f32xtied.npy" "$T/m-f32xrope" "$T/ref-f32xrope.npy"
+for n in f32 bf16 f32sharded f32xtied f32xrope; do
     expect_exit 0 "import-hf $n" "$HW" ckpt import-hf "$T/m-$n" --out "$T/c-$n"
     "$HW" ckpt logits "$T/c-$n" --ids "$T/ids.txt" --out "$T/hw-$n.f32" 2>"$T/err" || cat "$T/err"
     ok "$n: headwise's logits equal transformers' within 1e-4" \
@@ -128,7 +129,11 @@ ok "f32 export: the very tensors transformers saved" "$PY" tests/hf_llama.py sam
 ok "export keeps tokenizer.json byte for byte" cmp "$T/gpt2.json" "$T/e-f32/tokenizer.json"
 expect_exit 0 "export-hf --dtype bf16" "$HW" ckpt export-hf "$T/c-bf16" --out "$T/e-bf16" --dtype bf16
 ok "bf16 export: the very tensors transformers saved" "$PY" tests/hf_llama.py same_tensors "$T/m-bf16" "$T/e-bf16"
-"$PY" tests/hf_llama.py logits "$T/ids.txt" "$T/e-f32" "$T/ref-e.npy"
+expect_exit 0 "export-hf of the rope_scaling model" "$HW" ckpt export-hf "$T/c-f32xrope" --out "$T/e-rope"
+ok "its config.json keeps rope_scaling (llama3, original 64)" grep -q '"original_max_position_embeddings": 64' "$T/e-rope/config.json"
+"$PY" tests/hf_llama.py logits "$T/ids.txt" "$T/e-f32" "$T/ref-e.npy" "$T/e-rope" "$T/ref-e-rope.npy"
+ok "transformers loads the rope_scaling export and agrees with headwise" \
+    "$PY" tests/hf_llama.py compare "$T/ref-e-rope.npy" "$T/hw-f32xrope.f32" 1e-4
 ok "transformers loads the export and agrees with headwise" \
     "$PY" tests/hf_llama.py compare "$T/ref-e.npy" "$T/hw-f32.f32" 1e-4
 

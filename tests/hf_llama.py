@@ -1,8 +1,9 @@
 """tests/hf_llama.py -- the `transformers` side of tests/cli_hf_weights.sh. Subcommands:
   make_all OUTBASE VOCAB
-                     the four variants the test uses, in one process: OUTBASE-f32,
-                     OUTBASE-bf16, OUTBASE-f32sharded, OUTBASE-f32xtied
-  make OUTDIR VOCAB [f32|bf16] [sharded] [tied]
+                     the five variants the test uses, in one process: OUTBASE-f32,
+                     OUTBASE-bf16, OUTBASE-f32sharded, OUTBASE-f32xtied, OUTBASE-f32xrope
+                     (LLaMA 3.1's rope_scaling, original length 64)
+  make OUTDIR VOCAB [f32|bf16] [sharded] [tied] [rope]
                      a tiny random LlamaForCausalLM (GQA 4/2 heads, 2 layers, untied unless
                      told, rope_theta 500000, rms_norm_eps 1e-5), saved with save_pretrained as
                      safetensors (one file, or shards of 40 kB with an index); weights are drawn
@@ -38,7 +39,11 @@ def make(outdir, vocab, dtype="f32", *flags):
     cfg = tf.LlamaConfig(vocab_size=int(vocab), hidden_size=64, intermediate_size=160,
                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=128, rms_norm_eps=1e-5, rope_theta=500000.0,
-                      tie_word_embeddings="tied" in flags)
+                      tie_word_embeddings="tied" in flags,
+                      rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                    "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 64}
+                      if "rope" in flags else None)
     m = tf.LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
         for name, p in m.named_parameters():
@@ -75,7 +80,7 @@ def logits(ids_path, *dirs_outs):
 
 
 def make_all(base, vocab):
-    for flags in (["f32"], ["bf16"], ["f32", "sharded"], ["f32", "x", "tied"]):
+    for flags in (["f32"], ["bf16"], ["f32", "sharded"], ["f32", "x", "tied"], ["f32", "x", "rope"]):
         make(base + "-" + "".join(flags), vocab, *flags)
 
 

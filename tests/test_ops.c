@@ -160,7 +160,7 @@ static void test_rope(void) {
     float *x = malloc(4 * n), *r = malloc(4 * n), *ct = malloc(4 * maxT * hd / 2),
           *st = malloc(4 * maxT * hd / 2);
     fill(x, n, 1), fill(r, n, 1);
-    rope_tables(ct, st, maxT, hd, 10000.0);
+    rope_tables(ct, st, maxT, hd, 10000.0, NULL);
     struct rope_ctx c = {B, T, nh, hd, ld, to_d(r, n)};
     double *ref = to_d(x, n);
     ref_rope(ref, B, T, nh, hd, ld, 3, 10000.0);
