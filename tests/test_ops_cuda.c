@@ -517,7 +517,7 @@ static void test_rope(int B, int T, int n_heads, int hd, int ld, int pos0, int p
     WHAT("B=%d T=%d heads=%d hd=%d ld=%d pos=%d+%dt", B, T, n_heads, hd, ld, pos0, pos_step);
     int max_T = pos0 + pos_step * (T - 1) + 1, h2 = hd / 2;
     float *ct = HW_MALLOC((size_t)max_T * h2 * 4), *st = HW_MALLOC((size_t)max_T * h2 * 4);
-    rope_tables(ct, st, max_T, hd, 10000.0);
+    rope_tables(ct, st, max_T, hd, 10000.0, NULL);
     int32_t *pos = HW_MALLOC((size_t)T * 4);
     for (int t = 0; t < T; t++)
         pos[t] = pos0 + pos_step * t;
