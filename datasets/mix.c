@@ -111,18 +111,6 @@ int mix_pick(const struct mix_loader *m, int64_t i) {
     return m->n - 1;
 }
 
-/* a seeded Fisher-Yates permutation of n (int64 or int) */
-static void shuffle_i64_(int64_t *a, int64_t n, uint64_t key, int ordered) {
-    for (int64_t i = 0; i < n; i++)
-        a[i] = i;
-    for (int64_t i = n - 1; i > 0 && !ordered; i--) {
-        int64_t j = (int64_t)(rng_uniform(key, (uint64_t)i) * (double)(i + 1));
-        int64_t t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-    }
-}
-
 static uint64_t key_(const struct mix_loader *m, int s, int64_t epoch, int64_t shard) {
     return rng_hash2(rng_hash2(rng_hash2(m->seed, 0x6d69780001ULL + (uint64_t)s), (uint64_t)epoch),
                      (uint64_t)(shard + 1));
@@ -136,7 +124,7 @@ static void plan_epoch_(const struct mix_loader *m, int si, int64_t e) {
         s->start = HW_MALLOC(sizeof(int64_t) * (size_t)(s->n_shards + 1));
     }
     int64_t *tmp = HW_MALLOC(sizeof(int64_t) * (size_t)s->n_shards);
-    shuffle_i64_(tmp, s->n_shards, key_(m, si, e, -1), m->ordered);
+    shard_permutation(tmp, s->n_shards, key_(m, si, e, -1), !m->ordered);
     s->start[0] = 0;
     for (int k = 0; k < s->n_shards; k++) {
         s->order[k] = (int)tmp[k];
@@ -163,7 +151,7 @@ static int use_shard_(struct mix_loader *m, int si, int shard, char *err) {
     }
     s->cur = shard;
     s->perm = HW_MALLOC(sizeof(int64_t) * (size_t)(s->n_windows[shard] ? s->n_windows[shard] : 1));
-    shuffle_i64_(s->perm, s->n_windows[shard], key_(m, si, s->epoch, shard), m->ordered);
+    shard_permutation(s->perm, s->n_windows[shard], key_(m, si, s->epoch, shard), !m->ordered);
     return 0;
 }
 

@@ -306,18 +306,20 @@ int loader_open(struct loader *l, const char *path, int T, int shuffle, uint64_t
     return 0;
 }
 
-static void make_perm(struct loader *l, int64_t epoch) {
-    for (int64_t i = 0; i < l->n_windows; i++)
-        l->perm[i] = i;
-    if (l->shuffle) {
-        uint64_t key = rng_hash2(l->seed, 0x5eed0000ULL + (uint64_t)epoch);
-        for (int64_t i = l->n_windows - 1; i > 0; i--) {
-            int64_t j = (int64_t)(rng_uniform(key, (uint64_t)i) * (double)(i + 1));
-            int64_t t = l->perm[i];
-            l->perm[i] = l->perm[j];
-            l->perm[j] = t;
-        }
+void shard_permutation(int64_t *a, int64_t n, uint64_t key, int shuffle) {
+    for (int64_t i = 0; i < n; i++)
+        a[i] = i;
+    for (int64_t i = n - 1; i > 0 && shuffle; i--) {
+        int64_t j = (int64_t)(rng_uniform(key, (uint64_t)i) * (double)(i + 1));
+        int64_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
     }
+}
+
+static void make_perm(struct loader *l, int64_t epoch) {
+    shard_permutation(l->perm, l->n_windows, rng_hash2(l->seed, 0x5eed0000ULL + (uint64_t)epoch),
+                      l->shuffle);
     l->perm_epoch = epoch;
 }
 

@@ -52,6 +52,10 @@ struct loader {
     int32_t *buf; /* T + 1 tokens */
 };
 
+/* a[0..n) = 0..n-1, shuffled (Fisher-Yates, draws rng_uniform(key, i)) when shuffle is set: the
+ * window orders of the loaders here and in datasets/mix.h */
+void shard_permutation(int64_t *a, int64_t n, uint64_t key, int shuffle);
+
 int loader_open(struct loader *l, const char *path, int T, int shuffle, uint64_t seed, char *err);
 /* Fill tokens and targets (B, T) with the next B windows. Returns 0 or an error. */
 int loader_next(struct loader *l, int32_t *tokens, int32_t *targets, int B, char *err);
