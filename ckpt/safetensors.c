@@ -4,6 +4,7 @@
 
 #include "../core/check.h"
 #include "../core/fsutil.h"
+#include "../ops/dtype.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,14 +40,11 @@ static float bits_f32_(uint32_t u) {
 }
 
 float st_bf16_to_f32(uint16_t h) {
-    return bits_f32_((uint32_t)h << 16);
+    return hw_bf16_to_f32(h);
 }
 
 uint16_t st_f32_to_bf16(float x) {
-    uint32_t u = f32_bits_(x);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u)
-        return (uint16_t)((u >> 16) | 0x40); /* a quiet NaN */
-    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    return hw_f32_to_bf16(x);
 }
 
 float st_f16_to_f32(uint16_t h) {

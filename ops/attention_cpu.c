@@ -9,10 +9,15 @@
  *    the head, runs the tiles over them, and scatters the result back;
  *  - S2 block sparsity: key tiles are cut at the S2 block size, and a key tile that no query
  *    of the query tile may see (outside the local window and not a strided block of this head)
- *    is never multiplied. */
+ *    is never multiplied.
+ *
+ * Under train.precision: bf16 (precision_cpu.h) each block call works on bf16-rounded copies
+ * of q, k, v (and dout), and rounds the probabilities P before P V and dV, and dS before dQ and
+ * dK, as flash attention does in bf16; softmax statistics stay fp32. */
 #include "attention.h"
 
 #include "../core/check.h"
+#include "precision_cpu.h"
 #include "s2.h"
 #include "vexp.h"
 
@@ -90,6 +95,13 @@ static int row_visible(const struct kv_side *kv, int kind, int j0, int nk, int32
     return cmax;
 }
 
+/* The first nk columns of nq tile rows (row stride BK) rounded to bf16 in place. */
+static void round_tile(float *X, int nq, int nk) {
+    for (int r = 0; r < nq; r++)
+        for (int c = 0; c < nk; c++)
+            X[(size_t)r * BK + c] = hw_bf16_round(X[(size_t)r * BK + c]);
+}
+
 /* Attention of nrows queries (rows of q with stride ldq, positions qpos ascending) against one
  * key/value side. out rows have stride ldo; lse is contiguous. merge: see attention.h. */
 static void forward_rows(float *out, int ldo, float *lse, const float *q, int ldq,
@@ -152,6 +164,8 @@ static void forward_rows(float *out, int ldo, float *lse, const float *q, int ld
                         orow[d] *= alpha;
                 }
             }
+            if (cpu_bf16_inputs)
+                round_tile(S, nq, nk);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, BK,
                         kv->v + (size_t)j0 * kv->ldkv, kv->ldkv, 1.0f, O, hd);
         }
@@ -199,6 +213,8 @@ static void backward_rows(float *dq, int lddq, float *dk, float *dv, int lddkv, 
                 for (int c = cmax; c < nk; c++)
                     pr[c] = 0.0f;
             }
+            if (cpu_bf16_inputs)
+                round_tile(P, nq, nk);
             /* dV_j += P^T dO_i */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, P, BK,
                         dout + (size_t)i0 * ldo, ldo, 1.0f, dv + (size_t)j0 * lddkv, lddkv);
@@ -212,6 +228,8 @@ static void backward_rows(float *dq, int lddq, float *dk, float *dv, int lddkv, 
                 for (int c = 0; c < nk; c++)
                     dpr[c] = pr[c] * (dpr[c] - Dr) * scale;
             }
+            if (cpu_bf16_inputs)
+                round_tile(dP, nq, nk);
             /* dQ_i += dS K_j; dK_j += dS^T Q_i */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, dP, BK,
                         kv->k + (size_t)j0 * kv->ldkv, kv->ldkv, 1.0f, dq + (size_t)i0 * lddq,
@@ -249,7 +267,24 @@ static struct kv_side kv_side_of(const struct attn_block *a, int b, int kvh) {
     return kv;
 }
 
-void attention_block_forward_cpu(float *out, float *lse, const struct attn_block *a, int merge) {
+/* Under bf16 inputs: *r = *a with q, k and v replaced by rounded copies (this thread's scratch
+ * slots 0-2, contiguous rows of the heads' columns); returns r, else a. */
+static const struct attn_block *bf16_block(const struct attn_block *a, struct attn_block *r) {
+    if (!cpu_bf16_inputs)
+        return a;
+    *r = *a;
+    const size_t qc = (size_t)a->H * a->hd, kc = (size_t)a->Hkv * a->hd;
+    r->q = cpu_bf16_rows(0, a->q, (size_t)a->B * a->Tq, qc, (size_t)a->ldq);
+    r->k = cpu_bf16_rows(1, a->k, (size_t)a->B * a->Tk, kc, (size_t)a->ldkv);
+    r->v = cpu_bf16_rows(2, a->v, (size_t)a->B * a->Tk, kc, (size_t)a->ldkv);
+    r->ldq = (int)qc;
+    r->ldkv = (int)kc;
+    return r;
+}
+
+void attention_block_forward_cpu(float *out, float *lse, const struct attn_block *a0, int merge) {
+    struct attn_block rounded;
+    const struct attn_block *a = bf16_block(a0, &rounded);
     const int B = a->B, Tq = a->Tq, H = a->H, hd = a->hd;
     const int group = H / a->Hkv, ldo = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -314,7 +349,12 @@ void attention_block_forward_cpu(float *out, float *lse, const struct attn_block
 
 void attention_block_backward_cpu(float *dq, float *dk, float *dv, int lddq, int lddkv,
                                   const float *dout, const float *out, const float *lse,
-                                  const struct attn_block *a) {
+                                  const struct attn_block *a0) {
+    struct attn_block rounded;
+    const struct attn_block *a = bf16_block(a0, &rounded);
+    if (cpu_bf16_inputs) /* (B, Tq, H*hd) contiguous */
+        dout = cpu_bf16_rows(3, dout, (size_t)a->B * a->Tq, (size_t)a->H * a->hd,
+                             (size_t)a->H * a->hd);
     const int B = a->B, Tq = a->Tq, Tk = a->Tk, H = a->H, Hkv = a->Hkv, hd = a->hd;
     const int group = H / Hkv, ldo = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);

@@ -6,6 +6,8 @@
 #define HW_DTYPE_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,6 +50,27 @@ static inline const char *hw_dtype_name(enum hw_dtype t) {
         return "uint8";
     }
     return "?";
+}
+
+/* fp32 -> bf16 bits, round to nearest even; a NaN stays a (quiet) NaN. */
+static inline uint16_t hw_f32_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float hw_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* x rounded to the nearest bf16 value, as an fp32 (what a bf16 store and load give). */
+static inline float hw_bf16_round(float x) {
+    return hw_bf16_to_f32(hw_f32_to_bf16(x));
 }
 
 #ifdef __cplusplus

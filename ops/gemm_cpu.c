@@ -1,8 +1,10 @@
 /* ops/gemm_cpu.c -- the general matrix product on OpenBLAS (see gemm.h): fp32 through
- * cblas_sgemm, fp64 through cblas_dgemm; bf16 is not a CPU type (ops_supports says so). */
+ * cblas_sgemm (operands rounded to bf16 first under train.precision: bf16, precision_cpu.h),
+ * fp64 through cblas_dgemm; bf16 is not a CPU buffer type (ops_supports says so). */
 #include "gemm.h"
 
 #include "../core/check.h"
+#include "precision_cpu.h"
 
 #include <cblas.h>
 
@@ -19,6 +21,12 @@ void gemm_cpu(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, i
                     Cf[(size_t)i * ldc + j] =
                         beta == 0.0 ? 0.0f : (float)beta * Cf[(size_t)i * ldc + j];
             return;
+        }
+        if (cpu_bf16_inputs) { /* stored as (k x m) when transposed, else (m x k); B alike */
+            A = cpu_bf16_rows(0, A, (size_t)(ta ? k : m), (size_t)(ta ? m : k), lda);
+            lda = (size_t)(ta ? m : k);
+            B = cpu_bf16_rows(1, B, (size_t)(tb ? n : k), (size_t)(tb ? k : n), ldb);
+            ldb = (size_t)(tb ? k : n);
         }
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     m, n, k, (float)alpha, A, (int)lda, B, (int)ldb, (float)beta, Cf, (int)ldc);

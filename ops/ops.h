@@ -84,6 +84,7 @@ enum ops_cap {
     OPS_CAP_REC,         /* the rec model's dense part (host-side fp64 loops today) */
     OPS_CAP_F64,         /* fp64 GEMM and row scatters (the rec model, gradient checks) */
     OPS_CAP_BF16,        /* bf16 GEMM inputs with fp32 accumulation */
+    OPS_CAP_BF16_TRAIN,  /* train.precision: bf16 through set_precision (see below) */
     OPS_CAPS
 };
 
@@ -196,6 +197,19 @@ struct ops {
     void (*adamw_update)(float *p, float *m, float *v, const float *g, size_t n, float lr, float b1,
                          float b2, float eps, float wd, int t, float grad_scale);
     double (*sumsq)(const float *x, size_t n); /* result on the HOST, deterministic */
+
+    /* ---- precision (train.precision) ---------------------------------------------------- */
+    /* HW_F32 (the default) or, where supports(OPS_CAP_BF16_TRAIN), HW_BF16: from then on the
+     * dense layers (matmul_*), the general GEMM's fp32 products and the attention kernels'
+     * tile products (Q K^T, P V and the backward's, with P and dS rounded as flash attention
+     * does) take bf16 inputs, rounded to nearest even, and accumulate and write fp32, as bf16
+     * tensor cores do. Returns the previous setting. */
+    enum hw_dtype (*set_precision)(enum hw_dtype t);
+    enum hw_dtype (*precision)(void);
+    /* x[0..n) = its nearest bf16 value, in place: where a bf16 model stores an activation
+     * (the attention inputs after RoPE, the attention output's gradient). NULL on a backend
+     * without OPS_CAP_BF16_TRAIN. */
+    void (*round_bf16)(float *x, size_t n);
 };
 
 /* The table for a backend. A build without it dies with a rebuild hint. */

@@ -14,6 +14,7 @@
 #include "matmul.h"
 #include "moh.h"
 #include "norm.h"
+#include "precision_cpu.h"
 #include "rope.h"
 #include "xent.h"
 
@@ -35,6 +36,7 @@ const char *const ops_cap_names[OPS_CAPS] = {
     "rec model ops",
     "fp64 GEMM",
     "bf16 GEMM",
+    "bf16 training (train.precision: bf16)",
 };
 
 /* ---- memory ---------------------------------------------------------------------------------- */
@@ -178,6 +180,9 @@ static const struct ops ops_cpu = {
     .rows_scatter_add_f64 = rows_scatter_add_f64_cpu,
     .adamw_update = adamw_update_cpu,
     .sumsq = sumsq_cpu,
+    .set_precision = cpu_set_precision,
+    .precision = cpu_precision,
+    .round_bf16 = cpu_round_bf16,
 };
 
 #ifdef HW_CUDA

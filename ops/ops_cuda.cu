@@ -55,13 +55,28 @@ static int cuda_supports(enum ops_cap cap) {
     case OPS_CAP_BF16:
     case OPS_CAP_ATTN_MOH:
         return 1;
-    case OPS_CAP_ATTN_RING: /* context parallelism stages positions on the host */
+    case OPS_CAP_BF16_TRAIN: /* train.precision: bf16 (issue: GPU training) */
+    case OPS_CAP_ATTN_RING:  /* context parallelism stages positions on the host */
     case OPS_CAP_TITANS:    /* the memory's chunk loops run on the host */
     case OPS_CAP_REC:       /* the rec model's dense part runs on the host */
     case OPS_CAPS:
         return 0;
     }
     return 0;
+}
+
+/* train.precision: bf16 is not wired into the CUDA kernels' fp32 entry points yet
+ * (supports(OPS_CAP_BF16_TRAIN) is 0, so the trainer refuses it at start-up). */
+static enum hw_dtype cuda_set_precision(enum hw_dtype t) {
+    if (t != HW_F32) {
+        fprintf(stderr, "error: the cuda backend has no train.precision %s yet\n",
+                hw_dtype_name(t));
+        abort();
+    }
+    return HW_F32;
+}
+static enum hw_dtype cuda_precision(void) {
+    return HW_F32;
 }
 
 static const struct ops ops_cuda = {
@@ -121,6 +136,9 @@ static const struct ops ops_cuda = {
     /* .rows_scatter_add_f64 = */ rows_scatter_add_f64_cuda,
     /* .adamw_update = */ adamw_update_cuda,
     /* .sumsq = */ sumsq_cuda,
+    /* .set_precision = */ cuda_set_precision,
+    /* .precision = */ cuda_precision,
+    /* .round_bf16 = */ NULL,
 };
 
 extern "C" const struct ops *ops_cuda_table(const char **why) {

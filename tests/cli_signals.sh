@@ -16,12 +16,14 @@ metric_lines "$T/u/metrics.jsonl" >"$T/mu"
 # signal_at_start SIG DIR [key=value ...]: starts `headwise train` on one rank and sends SIG while
 # MPI_Init is still under way (Open MPI 4 starts its own orted for a single rank, so that child
 # exists only from inside MPI_Init on); leaves the exit code in $rc and the log in $T/out.
-# rc=99: the moment was never seen (no orted child within 20 s)
+# rc=99: the moment was never seen (no orted child within 20 s). headwise starts a singleton
+# isolated (no orted: dist.c singleton_defaults) unless told otherwise, so this run asks for
+# the daemon to have a moment inside MPI_Init to aim at.
 signal_at_start() {
     sig=$1
     dir=$2
     shift 2
-    "$HW" train configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" train.steps=8 \
+    OMPI_MCA_ess_singleton_isolated=0 "$HW" train configs/tiny.yaml data.train="$D/train.h5" data.val="$D/val.h5" train.steps=8 \
         run.ckpt_every=4 train.threads=1 run.dir="$dir" "$@" >"$T/out" 2>&1 &
     pid=$!
     seen=0

@@ -17,6 +17,18 @@ ok "latest names step 12" grep -q ckpt_00000012.h5 "$T/a/latest"
 expect_exit 0 "rerun" "$HW" train "$@" run.dir="$T/b"
 metric_lines "$T/b/metrics.jsonl" >"$T/mb"
 ok "rerun is bit-identical" cmp -s "$T/ma" "$T/mb"
+# train.precision bf16 (GEMM and attention-tile inputs rounded to bf16, fp32 accumulation and
+# masters): the same run tracks the fp32 losses within 2 % at every step without equalling
+# them; its checkpoint keeps fp32 masters (verify); another value is refused with its key
+expect_exit 0 "train 12 steps in bf16" "$HW" train "$@" train.precision=bf16 run.dir="$T/bf"
+ok "the start line names the precision" grep -q "backend cpu bf16" "$T/out"
+metric_lines "$T/bf/metrics.jsonl" >"$T/mbf"
+ok "bf16 changed the losses (the inputs were rounded)" sh -c "! cmp -s '$T/ma' '$T/mbf'"
+ok "bf16 losses within 2% of fp32 at every step" sh -c "paste '$T/ma' '$T/mbf' | awk \
+    '{ d = \$2 - \$6; if (d < 0) d = -d; if (d > 0.02 * \$2) bad++; n++ } END { exit !(n == 12 && !bad) }'"
+expect_exit 0 "a bf16 checkpoint verifies" "$HW" ckpt verify "$T/bf/ckpt_00000012.h5"
+expect_exit 2 "train.precision fp16 is refused" "$HW" train "$@" train.precision=fp16 run.dir="$T/f16"
+err_has "train.precision"
 # exact resume: stop at 8, continue to 12 -> steps 9..12 equal the uninterrupted run
 HW_STOP_AFTER_STEP=8 expect_exit 4 "preempted after step 8 (exit 4: requeue me)" "$HW" train "$@" run.dir="$T/c"
 unset HW_STOP_AFTER_STEP

@@ -6,6 +6,7 @@
 #include "../ops/adamw.h"
 #include "../ops/attention.h"
 #include "../ops/embed.h"
+#include "../ops/gemm.h"
 #include "../ops/matmul.h"
 #include "../ops/norm.h"
 #include "../ops/ops.h"
@@ -18,6 +19,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -502,6 +504,117 @@ static void test_streams_cpu(void) {
     o->free(d);
 }
 
+/* ---- bf16 inputs (train.precision: bf16) ------------------------------------------------ */
+static double *rounded_d(const float *x, size_t n) {
+    double *d = malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        d[i] = hw_bf16_round(x[i]);
+    return d;
+}
+static float bits_f(uint32_t u) {
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static void test_bf16(void) {
+    /* round to nearest even at the 8th significant bit; specials kept */
+    CHECK(hw_bf16_round(1.0f) == 1.0f);
+    CHECK(hw_bf16_round(bits_f(0x3F808000u)) == 1.0f);                /* tie, even below */
+    CHECK(hw_bf16_round(bits_f(0x3F818000u)) == bits_f(0x3F820000u)); /* tie, even above */
+    CHECK(hw_bf16_round(bits_f(0x3F808001u)) == bits_f(0x3F810000u)); /* just above the tie */
+    CHECK(hw_bf16_round(-bits_f(0x3F808001u)) == -bits_f(0x3F810000u));
+    CHECK(isnan(hw_bf16_round(NAN)) && isinf(hw_bf16_round(INFINITY)));
+    CHECK(isinf(hw_bf16_round(bits_f(0x7F7FFFFFu)))); /* FLT_MAX rounds past the bf16 max */
+    CHECK(isnan(hw_bf16_round(bits_f(0x7F800001u)))); /* a NaN with only low bits stays NaN */
+
+    const struct ops *o = ops_for(BACKEND_CPU);
+    CHECK(o->supports(OPS_CAP_BF16_TRAIN) && o->precision() == HW_F32);
+    CHECK(o->set_precision(HW_BF16) == HW_F32 && o->precision() == HW_BF16);
+
+    /* dense layer: a bf16 product of the rounded operands, accumulated in fp32 */
+    int N = 19, K = 37, M = 23;
+    float *inp = malloc(4 * N * K), *w = malloc(4 * M * K), *out = malloc(4 * N * M),
+          *dout = malloc(4 * N * M), *dinp = calloc(N * K, 4), *dw = calloc(M * K, 4);
+    fill(inp, N * K, 1), fill(w, M * K, 1), fill(dout, N * M, 1);
+    double *ri = rounded_d(inp, N * K), *rw = rounded_d(w, M * K), *rd = rounded_d(dout, N * M);
+    double *exact = to_d(inp, N * K), *ref = malloc(sizeof(double) * N * M);
+    o->matmul_forward(out, inp, w, N, K, M, 0.0f);
+    ref_matmul(ref, ri, rw, N, K, M);
+    CHECK_MSG(max_abs_diff(out, ref, N * M) < 1e-5, "bf16 matmul fwd off by %g",
+              max_abs_diff(out, ref, N * M));
+    double *wd = to_d(w, M * K), *ref32 = malloc(sizeof(double) * N * M);
+    ref_matmul(ref32, exact, wd, N, K, M);
+    CHECK_MSG(max_abs_diff(out, ref32, N * M) > 1e-3, "bf16 matmul rounded nothing");
+    o->matmul_backward(dinp, dw, dout, inp, w, N, K, M, 0.0f);
+    double worst_i = 0, worst_w = 0;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double a = 0;
+            for (int m = 0; m < M; m++)
+                a += rd[n * M + m] * rw[m * K + k];
+            worst_i = fmax(worst_i, fabs(a - dinp[n * K + k]));
+        }
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) {
+            double a = 0;
+            for (int n = 0; n < N; n++)
+                a += rd[n * M + m] * ri[n * K + k];
+            worst_w = fmax(worst_w, fabs(a - dw[m * K + k]));
+        }
+    CHECK_MSG(worst_i < 1e-5 && worst_w < 1e-5, "bf16 matmul bwd off by %g / %g", worst_i, worst_w);
+
+    /* general GEMM, both operands transposed and strided: C = A^T B^T, A (K x N) ld K+3... */
+    int m = 7, n = 9, k = 11;
+    size_t lda = m + 3, ldb = k + 2;
+    float *A = malloc(4 * k * lda), *Bm = malloc(4 * n * ldb), *C = malloc(4 * m * n);
+    fill(A, k * lda, 1), fill(Bm, n * ldb, 1);
+    o->gemm(HW_F32, HW_F32, 1, 1, m, n, k, 1.0, A, lda, Bm, ldb, 0.0, C, n);
+    double worst_g = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double a = 0;
+            for (int l = 0; l < k; l++)
+                a += (double)hw_bf16_round(A[l * lda + i]) * hw_bf16_round(Bm[j * ldb + l]);
+            worst_g = fmax(worst_g, fabs(a - C[i * n + j]));
+        }
+    CHECK_MSG(worst_g < 1e-5, "bf16 gemm off by %g", worst_g);
+
+    /* attention: bf16 q, k, v and P; within bf16 rounding of the exact attention of the rounded
+     * inputs, while fp32 mode matches it to fp32 rounding */
+    int B = 2, T = 70, H = 4, Hkv = 2, hd = 16, ld = (H + 2 * Hkv) * hd + 3;
+    size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
+    float *qkv = malloc(4 * nq), *att = malloc(4 * no), *att32 = malloc(4 * no),
+          *lse = malloc(4 * B * H * T), *r = malloc(4 * no), *dq = calloc(nq, 4),
+          *dq32 = calloc(nq, 4), *qkvr = malloc(4 * nq);
+    fill(qkv, nq, 1), fill(r, no, 1);
+    for (size_t i = 0; i < nq; i++)
+        qkvr[i] = hw_bf16_round(qkv[i]);
+    struct attn_shape sh = {.B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd, .ld_qkv = ld};
+    double *aref = malloc(sizeof(double) * no), *qd = rounded_d(qkv, nq);
+    ref_attention(aref, qd, B, T, H, Hkv, hd, ld);
+    o->attention_forward(att, lse, qkv, &sh);
+    o->attention_backward(dq, r, att, lse, qkv, &sh);
+    const double e16 = max_abs_diff(att, aref, no);
+    o->set_precision(HW_F32);
+    o->attention_forward(att32, lse, qkvr, &sh);
+    o->attention_backward(dq32, r, att32, lse, qkvr, &sh);
+    const double e32 = max_abs_diff(att32, aref, no);
+    CHECK_MSG(e32 < 2e-5 && e16 < 2e-2 && e16 > e32, "bf16 attention: %g (fp32 mode %g)", e16, e32);
+    double gmax = 0, gdiff = 0;
+    for (size_t i = 0; i < nq; i++) {
+        gmax = fmax(gmax, fabs(dq32[i]));
+        gdiff = fmax(gdiff, fabs(dq[i] - dq32[i]));
+    }
+    printf("bf16 attention: out off by %.3g (fp32 mode %.3g), dqkv by %.3g of max %.3g\n", e16, e32,
+           gdiff, gmax);
+    CHECK_MSG(gdiff > 0 && gdiff < 3e-2 * gmax, "bf16 attention bwd: %g of max %g", gdiff, gmax);
+    CHECK(o->precision() == HW_F32);
+    free(inp), free(w), free(out), free(dout), free(dinp), free(dw), free(ri), free(rw), free(rd);
+    free(exact), free(ref), free(wd), free(ref32), free(A), free(Bm), free(C);
+    free(qkv), free(att), free(att32), free(lse), free(r), free(dq), free(dq32), free(qkvr);
+    free(aref), free(qd);
+}
+
 int main(void) {
     ops_set_threads(2);
     test_streams_cpu();
@@ -517,5 +630,6 @@ int main(void) {
     test_act(1);
     test_xent();
     test_embed_adamw();
+    test_bf16();
     return check_report("test_ops");
 }

@@ -17,6 +17,7 @@
 static const char *const task_vals[] = {"lm", "classify", "sft", NULL};
 static const char *const backend_vals[] = {"cpu", "cuda", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
+static const char *const precision_vals[] = {"fp32", "bf16", NULL};
 
 #undef CFG_S
 #undef CFG_SEC
@@ -50,7 +51,13 @@ static const struct cfg_key train_keys[] = {
     CFG_STRING(init_from, "", 0,
                "start from this checkpoint's (or run directory's latest) weights and tokenizer "
                "(fine-tuning); optimizer state starts fresh; MoH router tensors a dense "
-               "checkpoint lacks start from their init")};
+               "checkpoint lacks start from their init"),
+    CFG_ENUM(precision, "fp32", precision_vals,
+             "fp32, or bf16: the dense layers' and the attention tiles' GEMM inputs rounded to "
+             "bf16 with fp32 accumulation; weights, AdamW moments, gradients, norms, softmax "
+             "and the loss stay fp32, and checkpoints are the same either way. On the CPU the "
+             "products still run as sgemm (docs/architecture.md: no bf16 GEMM in Debian's "
+             "OpenBLAS), so bf16 there is for its numerics, not its speed")};
 #undef CFG_S
 #undef CFG_SEC
 #define CFG_S   struct cfg_run

@@ -27,6 +27,7 @@ struct cfg_train {
     char task[CFG_NAME_MAX];      /* "lm" (next-token) | "classify" (MultiFC classifier head) |
                                      "sft" (chat conversations, see struct cfg_sft) */
     char init_from[CFG_PATH_MAX]; /* start from this checkpoint's weights and tokenizer */
+    char precision[CFG_NAME_MAX]; /* "fp32" | "bf16": GEMM and attention-tile inputs (ops.h) */
 };
 
 struct cfg_run {

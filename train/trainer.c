@@ -365,6 +365,12 @@ static int setup(struct trainer *tr, char *err) {
                              "the cuda backend trains on one rank for now (this job has more); "
                              "use backend cpu for multi-rank runs",
                              err);
+    if (!strcmp(c->train.precision, "bf16")) {
+        if (!tr->be->supports(OPS_CAP_BF16_TRAIN))
+            return cfg_key_error(c, "train.precision",
+                                 "bf16 is not available on this backend yet; use fp32", err);
+        tr->be->set_precision(HW_BF16);
+    }
     if ((rc = tr->task->setup(tr, err)))
         return rc;
     if (!tr->steps)
@@ -509,10 +515,10 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
     for (int i = 0; i < tr->ps.n; i++)
         n_global += (double)tr->ps.p[i].gshape[0] *
                     (double)(tr->ps.p[i].ndim == 2 ? tr->ps.p[i].gshape[1] : 1);
-    log_info("headwise train (%s): %s | %.2fM params | %s | backend %s | %d threads/rank | sgemm "
-             "peak %.1f GFLOP/s",
-             tr->task->name, c->source, n_global / 1e6, tr->sig, tr->be->name, L->threads,
-             tr->peak_flops / 1e9);
+    log_info("headwise train (%s): %s | %.2fM params | %s | backend %s %s | %d threads/rank | "
+             "sgemm peak %.1f GFLOP/s",
+             tr->task->name, c->source, n_global / 1e6, tr->sig, tr->be->name,
+             hw_dtype_name(tr->be->precision()), L->threads, tr->peak_flops / 1e9);
     log_info("run dir: %s | %d steps x %lld %s", c->run.dir, tr->steps,
              (long long)tr->tokens_per_step, tr->unit);
     dist_grid_print(d);
