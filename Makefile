@@ -53,7 +53,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIBHW    := $(BUILD)/libheadwise.a
 
-.PHONY: all deps test-deps deps-check test check demo bench bench-torch113 bench-tokenizer bench-attn clean format format-check docs help FORCE
+.PHONY: all deps test-deps deps-check test check demo bench bench-torch113 bench-tokenizer bench-attn bench-bf16 clean format format-check docs help FORCE
 all: deps-check $(BUILD)/headwise
 
 help:
@@ -64,6 +64,7 @@ help:
 	@echo "make demo       install deps, build, and run the demo job on built-in data"
 	@echo "make bench      throughput vs PyTorch 2.x (PyPI, interleaved), MFU vs measured sgemm peak"
 	@echo "make bench-tokenizer  HF tokenizer.json encoding vs the tokenizers library (PyPI)"
+	@echo "make bench-bf16 train.precision bf16 vs fp32: loss curve over 300 steps, tokens/s"
 
 # ---------------------------------------------------------------------------------------------
 # dependencies
@@ -175,6 +176,11 @@ bench:
 bench-tokenizer:
 	@$(MAKE) --no-print-directory $(BUILD)/headwise
 	@sh bench/tokenizer_bench.sh $(BUILD)/headwise
+
+# train.precision bf16 against fp32 on the demo model: loss curve and speed (bench/bf16_curve.sh)
+bench-bf16:
+	@$(MAKE) --no-print-directory $(BUILD)/headwise
+	@sh bench/bf16_curve.sh $(BUILD)/headwise
 
 bench-torch113:
 	@$(MAKE) --no-print-directory deps BENCH=1
