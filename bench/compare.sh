@@ -11,6 +11,8 @@
 #   long   long context (d 256, 4 layers, 4 heads, d_ff 704, T 2048, batch 1)
 #   attn   attention alone, forward + backward, B 2, 8 heads of 64, T 1024 and 4096
 #          (headwise's kernel against scaled_dot_product_attention)
+#   bf16   the bench model with train.precision bf16 against PyTorch's CPU autocast in bf16
+#          (not in the default list: on a CPU without bf16 instructions both emulate it)
 # PyTorch comes from a venv under build/ (made on first use: pip install torch), or from
 # TORCH_PY=/path/to/python. Usage: sh bench/compare.sh [build/headwise] [case ...]
 # (PAIRS, STEPS, THREADS and COMPILE=0 override the defaults; quote ratios: the machine is
@@ -46,9 +48,11 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 json() { "$PY" -c "import json,sys; print(json.loads(open(sys.argv[1]).readlines()[-1])[sys.argv[2]])" "$1" "$2"; }
 
-# model case: NAME C L H F T B
+# model case: NAME C L H F T B [PRECISION]
 model_case() {
-    name=$1 C=$2 L=$3 H=$4 F=$5 T=$6 B=$7
+    name=$1 C=$2 L=$3 H=$4 F=$5 T=$6 B=$7 P=${8:-fp32}
+    bf=""
+    [ "$P" = bf16 ] && bf=--bf16
     : >"$OUT/$name.rounds"
     r=1
     while [ $r -le "$PAIRS" ]; do
@@ -57,14 +61,14 @@ model_case() {
         rm -rf "$dir"
         /usr/bin/time -f '%M' -o "$OUT/$name.rss" "$HW" train configs/bench-gpt.yaml \
             model.d_model="$C" model.n_layers="$L" model.n_heads="$H" model.d_ff="$F" \
-            model.max_seq="$T" train.seq_len="$T" train.micro_batch="$B" \
+            model.max_seq="$T" train.seq_len="$T" train.micro_batch="$B" train.precision="$P" \
             train.steps=$((STEPS + 2)) train.threads="$THREADS" data.train="$DATA/train.h5" \
             run.dir="$dir" >"$OUT/$name-hw.log" 2>&1
         hw=$(awk -F'"tokens_per_s":' 'NR > 2 { split($2, a, ","); s += a[1]; n++ } END { printf "%.1f", s / n }' "$dir/metrics.jsonl")
         hw_rss=$(($(cat "$OUT/$name.rss") * 1024))
         mfu=$(awk -F'"mfu":' 'NR > 2 { split($2, a, /[,}]/); s += a[1]; n++ } END { printf "%.4f", s / n }' "$dir/metrics.jsonl")
         set -- --threads "$THREADS" --steps "$STEPS" --d-model "$C" --layers "$L" --heads "$H" \
-            --d-ff "$F" --seq "$T" --batch "$B"
+            --d-ff "$F" --seq "$T" --batch "$B" $bf
         "$PY" bench/torch_gpt.py "$@" >"$OUT/$name-pt.json"
         pt=$(json "$OUT/$name-pt.json" tokens_per_s)
         pt_rss=$(json "$OUT/$name-pt.json" peak_rss_bytes)
@@ -122,7 +126,8 @@ for c in $CASES; do
     gpt2s) model_case gpt2s 768 12 12 2048 256 4 ;;
     long) model_case long 256 4 4 704 2048 1 ;;
     attn) attn_case ;;
-    *) echo "unknown case $c (bench gpt2s long attn)" >&2; exit 2 ;;
+    bf16) model_case bf16 384 6 6 1024 256 8 bf16 ;;
+    *) echo "unknown case $c (bench gpt2s long attn bf16)" >&2; exit 2 ;;
     esac
 done
 echo "== summary ($OUT/summary.txt)"

@@ -4,7 +4,8 @@
 decay on norms, global-norm clipping), fp32, trained on random tokens. Attention is
 scaled_dot_product_attention where torch has it (2.x: its fused CPU kernel; --no-sdpa, or
 torch 1.x: matmul + mask + softmax + matmul); --compile wraps the model in torch.compile
-(its first steps, the compilation, are warm-up). Prints one JSON line with tokens/s and the
+(its first steps, the compilation, are warm-up); --bf16 runs the forward under CPU autocast in
+bf16 (fp32 weights and optimizer, as headwise's train.precision bf16). Prints one JSON line with tokens/s and the
 process's peak resident memory. Usage: torch_gpt.py --threads 2 --steps 10 [--d-model 384 ...]"""
 import argparse
 import json
@@ -108,6 +109,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--no-sdpa", action="store_true", help="matmul + mask + softmax attention")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--bf16", action="store_true", help="forward under torch.autocast bf16")
     a = ap.parse_args()
     global SDPA
     SDPA = SDPA and not a.no_sdpa
@@ -125,7 +127,8 @@ def main():
     for step in range(a.warmup + a.steps):
         x = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=g)
         t0 = time.perf_counter()
-        loss = fwd(x[:, :-1], x[:, 1:])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = fwd(x[:, :-1], x[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -137,6 +140,7 @@ def main():
     n_params = sum(p.numel() for p in m.parameters())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch",
+                      "precision": "bf16-autocast" if a.bf16 else "fp32",
                       "torch": torch.__version__, "threads": a.threads, "sdpa": SDPA,
                       "params": n_params, "tokens_per_s": tok * len(times) / sum(times),
                       "best_tokens_per_s": tok / min(times), "loss": loss.item(),
