@@ -206,10 +206,6 @@ struct ops {
      * tensor cores do. Returns the previous setting. */
     enum hw_dtype (*set_precision)(enum hw_dtype t);
     enum hw_dtype (*precision)(void);
-    /* x[0..n) = its nearest bf16 value, in place: where a bf16 model stores an activation
-     * (the attention inputs after RoPE, the attention output's gradient). NULL on a backend
-     * without OPS_CAP_BF16_TRAIN. */
-    void (*round_bf16)(float *x, size_t n);
 };
 
 /* The table for a backend. A build without it dies with a rebuild hint. */

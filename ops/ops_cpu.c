@@ -182,7 +182,6 @@ static const struct ops ops_cpu = {
     .sumsq = sumsq_cpu,
     .set_precision = cpu_set_precision,
     .precision = cpu_precision,
-    .round_bf16 = cpu_round_bf16,
 };
 
 #ifdef HW_CUDA

@@ -138,7 +138,6 @@ static const struct ops ops_cuda = {
     /* .sumsq = */ sumsq_cuda,
     /* .set_precision = */ cuda_set_precision,
     /* .precision = */ cuda_precision,
-    /* .round_bf16 = */ NULL,
 };
 
 extern "C" const struct ops *ops_cuda_table(const char **why) {

@@ -1,5 +1,5 @@
 /* ops/precision_cpu.c -- the CPU backend's bf16 input rounding (see precision_cpu.h): the
- * precision flag, in-place rounding and rounded copies of GEMM operands. */
+ * precision flag and rounded copies of GEMM operands. */
 #include "precision_cpu.h"
 
 #include "../core/check.h"
@@ -17,13 +17,6 @@ enum hw_dtype cpu_set_precision(enum hw_dtype t) {
 
 enum hw_dtype cpu_precision(void) {
     return cpu_bf16_inputs ? HW_BF16 : HW_F32;
-}
-
-void cpu_round_bf16(float *x, size_t n) {
-    const long long nn = (long long)n;
-#pragma omp parallel for schedule(static) if (nn > 65536)
-    for (long long i = 0; i < nn; i++)
-        x[i] = hw_bf16_round(x[i]);
 }
 
 #define SLOTS 4

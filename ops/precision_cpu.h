@@ -15,8 +15,6 @@ extern int cpu_bf16_inputs; /* 1: round GEMM and attention-tile inputs to bf16 *
 
 enum hw_dtype cpu_set_precision(enum hw_dtype t);
 enum hw_dtype cpu_precision(void);
-/* x[0..n) = its nearest bf16 value (round to nearest even), in place; OpenMP-parallel */
-void cpu_round_bf16(float *x, size_t n);
 /* rows x cols of src (row stride ld) rounded to bf16 into this thread's scratch buffer `slot`
  * (0..3; the dense layers use 0-2, the attention kernels 0-3 before their parallel region),
  * row stride cols; valid until the next call with the same slot on this thread */
