@@ -46,6 +46,8 @@ static int eval_serve(int argc, char **argv, struct dist *d) {
         log_error("eval --serve: --backend %s: %s", backend, why ? why : "unknown backend");
         return HW_EXIT_CONFIG;
     }
+    char device[96];
+    dist_select_device(d, be, device, sizeof(device));
     struct hw_config *cfg = HW_MALLOC(sizeof(*cfg));
     struct bpe tok;
     struct gpt m;

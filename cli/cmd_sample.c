@@ -95,6 +95,8 @@ int cmd_sample(int argc, char **argv, struct dist *d) {
         log_error("sample: --backend %s: %s", backend, why ? why : "unknown backend (cpu, cuda)");
         return HW_EXIT_CONFIG;
     }
+    char device[96];
+    dist_select_device(d, be, device, sizeof(device));
     int rc = ckpt_load_model(d, pos[0], be, &cfg, &tok, &m, &step, file, err);
     if (rc) {
         log_error("%s", err);

@@ -3,9 +3,11 @@
  * accounting, overlapped gradient buckets, the context ring, and HDF5 property lists
  * (see dist.h). */
 #include "dist.h"
+#include "stage.h"
 
 #include "../core/check.h"
 #include "../core/log.h"
+#include "../ops/ops.h"
 
 #include <hdf5.h>
 #include <mpi.h>
@@ -38,12 +40,25 @@
 #define TAG_RING    7
 #define TAG_CP      9
 
+/* staging slots (stage.h): one per role of a collective whose host copies may be live at once */
+enum {
+    SLOT_REDUCE,  /* allreduce_f32, allgather_f32 */
+    SLOT_CP_SEND, /* the context ring pass */
+    SLOT_CP_RECV,
+    SLOT_A2A_SEND, /* Ulysses all-to-all */
+    SLOT_A2A_RECV,
+    SLOT_BUCKET0,                           /* + bucket index */
+    SLOT_EXCH0 = SLOT_BUCKET0 + MAX_BUCKETS /* + 2 x context rank (+1: receive) */
+};
+
 const char *const dist_kind_names[DIST_KINDS] = {"dp_grad", "hp_reduce", "cp_ring", "cp_a2a",
                                                  "zero_ag", "other",     "emb_a2a"};
 
 /* One ring all-reduce in flight: reduce-scatter then all-gather, p-1 steps each. */
 struct ring_op {
     float *buf;
+    float *dev;  /* staged: the backend buffer buf is a host copy of (NULL: buf is it) */
+    int pending; /* staged: the copy to the host is in flight, no message posted yet */
     size_t n;
     int phase; /* 0 reduce-scatter, 1 all-gather, 2 done */
     int end;   /* the phase that means done: 2, or 1 for a reduce-scatter alone */
@@ -60,6 +75,8 @@ struct dist_comms {
     int n_buckets, n_done;
     int rs_only; /* ZeRO-1: buckets end after the reduce-scatter */
     MPI_Request cp_req[2];
+    float *cp_recv_dev; /* staged ring pass: where the received block goes at dist_cp_wait */
+    size_t cp_n;
     float *tmp; /* blocking all-reduce scratch */
     size_t tmp_cap;
 };
@@ -156,6 +173,8 @@ static void comms_free(struct dist *d) {
 void dist_finalize(struct dist *d) {
     int fin = 0;
     dist_watchdog_stop();
+    stage_free(d->stage);
+    d->stage = NULL;
     MPI_Finalized(&fin);
     if (!fin)
         comms_free(d);
@@ -196,6 +215,7 @@ struct dist *dist_dup_world(const struct dist *d) {
     struct dist *o = HW_CALLOC(1, sizeof(*o));
     *o = *d;
     o->initialized = 0;
+    o->stage = NULL; /* world operations only: host memory */
     memset(&o->stats, 0, sizeof(o->stats));
     o->c = HW_CALLOC(1, sizeof(*o->c));
     for (int g = 0; g < DIST_GROUPS; g++)
@@ -229,21 +249,46 @@ void dist_node_ids(const struct dist *d, int *node_of_rank) {
     HW_CHECK_MPI(MPI_Allgather(&leader, 1, MPI_INT, node_of_rank, 1, MPI_INT, MPI_COMM_WORLD));
 }
 
-void dist_grid_print(const struct dist *d) {
+int dist_local_rank(const struct dist *d, int *local_size) {
+    int r = 0;
+    *local_size = 1;
+    if (d->world == 1)
+        return 0;
+    MPI_Comm local;
+    HW_CHECK_MPI(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local));
+    HW_CHECK_MPI(MPI_Comm_rank(local, &r));
+    HW_CHECK_MPI(MPI_Comm_size(local, local_size));
+    MPI_Comm_free(&local);
+    return r;
+}
+
+#define PLACE_LEN 128 /* host and device of one rank in the layout table */
+
+void dist_grid_print(const struct dist *d, const char *device) {
     log_info("grid: %d ranks = data %d x context %d (%s) x heads %d (heads innermost)", d->world,
              d->dp, d->cp, d->ulysses ? "ulysses" : "ring", d->hp);
-    if (d->world == 1 || !d->c)
+    char host[MPI_MAX_PROCESSOR_NAME] = "?";
+    int len = 0;
+    MPI_Get_processor_name(host, &len);
+    if (d->world == 1 || !d->c) {
+        log_info("  rank 0: %s, %s", host, device);
         return;
-    int me[4] = {d->rank, d->dp_rank, d->cp_rank, d->hp_rank};
-    int *all = d->rank == 0 ? HW_MALLOC(sizeof(int) * 4 * (size_t)d->world) : NULL;
-    WATCHED("gather (grid layout)", MPI_Gather(me, 4, MPI_INT, all, 4, MPI_INT, 0, MPI_COMM_WORLD));
+    }
+    struct place {
+        int coord[4];
+        char where[PLACE_LEN];
+    } me, *all = d->rank == 0 ? HW_MALLOC(sizeof(*all) * (size_t)d->world) : NULL;
+    memset(&me, 0, sizeof(me));
+    me.coord[0] = d->rank, me.coord[1] = d->dp_rank, me.coord[2] = d->cp_rank;
+    me.coord[3] = d->hp_rank;
+    snprintf(me.where, sizeof(me.where), "%.63s, %.60s", host, device);
+    WATCHED("gather (grid layout)", MPI_Gather(&me, (int)sizeof(me), MPI_BYTE, all, (int)sizeof(me),
+                                               MPI_BYTE, 0, MPI_COMM_WORLD));
     if (d->rank == 0) {
-        char host[MPI_MAX_PROCESSOR_NAME];
-        int len = 0;
-        MPI_Get_processor_name(host, &len);
         for (int r = 0; r < d->world; r++)
-            log_info("  rank %d: data %d, context %d, heads %d", all[4 * r], all[4 * r + 1],
-                     all[4 * r + 2], all[4 * r + 3]);
+            log_info("  rank %d: data %d, context %d, heads %d: %s", all[r].coord[0],
+                     all[r].coord[1], all[r].coord[2], all[r].coord[3], all[r].where);
         free(all);
     }
 }
@@ -300,6 +345,34 @@ static void account(struct dist *d, enum dist_kind k, double bytes, double t0) {
 
 void dist_stats_reset(struct dist *d) {
     memset(&d->stats, 0, sizeof(d->stats));
+}
+
+void dist_set_backend(struct dist *d, const struct ops *be, int force) {
+    stage_free(d->stage);
+    d->stage = NULL;
+    if (d->world > 1 && (force || be->kind != BACKEND_CPU))
+        d->stage = stage_new(be);
+}
+
+/* a backend buffer's host copy for a collective: the buffer itself when unstaged */
+static float *down(struct dist *d, int slot, const float *dev, size_t n) {
+    if (!d->stage)
+        return (float *)dev;
+    d->stats.staged += (double)n * sizeof(float);
+    return stage_down(d->stage, slot, dev, n);
+}
+
+/* a host buffer to receive into for dev */
+static float *recv_host(struct dist *d, int slot, float *dev, size_t n) {
+    return d->stage ? stage_host(d->stage, slot, n) : dev;
+}
+
+/* the host copy of slot back into dev (nothing when unstaged) */
+static void up(struct dist *d, int slot, float *dev, size_t n) {
+    if (!d->stage)
+        return;
+    d->stats.staged += (double)n * sizeof(float);
+    stage_up(d->stage, slot, dev, n);
 }
 
 int dist_threads_per_rank(const struct dist *d) {
@@ -557,12 +630,13 @@ void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,
     memset(&op, 0, sizeof(op));
     op.tmp = d->c->tmp;
     op.tmp_cap = d->c->tmp_cap;
-    ring_start(&op, buf, n, TAG_RING, p);
+    ring_start(&op, down(d, SLOT_REDUCE, buf, n), n, TAG_RING, p);
     bytes += ring_post(&op, comm, p, r);
     while (op.phase < 2) {
         WATCHED("allreduce_f32", MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
         bytes += ring_advance(&op, comm, p, r);
     }
+    up(d, SLOT_REDUCE, buf, n);
     d->c->tmp = op.tmp;
     d->c->tmp_cap = op.tmp_cap;
     account(d, kind, bytes, t0);
@@ -579,12 +653,30 @@ void dist_grad_push(struct dist *d, float *buf, size_t n) {
     struct dist_comms *c = d->c;
     HW_ASSERT(c->n_buckets < MAX_BUCKETS);
     struct ring_op *op = &c->bucket[c->n_buckets];
-    ring_start(op, buf, n, TAG_GRAD + c->n_buckets, p);
+    float *h = buf;
+    if (d->stage) { /* the ring starts once the copy is on the host (bucket_post) */
+        d->stats.staged += (double)n * sizeof(float);
+        h = stage_down_async(d->stage, SLOT_BUCKET0 + c->n_buckets, buf, n);
+    }
+    ring_start(op, h, n, TAG_GRAD + c->n_buckets, p);
+    op->dev = d->stage ? buf : NULL;
+    op->pending = d->stage != NULL;
     op->end = c->rs_only ? 1 : 2;
+    double bytes =
+        op->pending ? 0.0 : ring_post(op, c->g[DIST_DPCP], p, dist_group_rank(d, DIST_DPCP));
     c->n_buckets++;
-    double bytes = ring_post(op, c->g[DIST_DPCP], p, dist_group_rank(d, DIST_DPCP));
     account(d, DIST_KIND_DP_GRAD, bytes, t0);
     dist_grad_progress(d);
+}
+
+/* A staged bucket's first messages, once its host copy is complete (waits for it). */
+static double bucket_post(struct dist *d, int i) {
+    struct ring_op *op = &d->c->bucket[i];
+    if (!op->pending)
+        return 0.0;
+    stage_wait(d->stage, SLOT_BUCKET0 + i);
+    op->pending = 0;
+    return ring_post(op, d->c->g[DIST_DPCP], d->dp * d->cp, dist_group_rank(d, DIST_DPCP));
 }
 
 void dist_grad_progress(struct dist *d) {
@@ -596,6 +688,7 @@ void dist_grad_progress(struct dist *d) {
     for (int i = c->n_done; i < c->n_buckets; i++) {
         struct ring_op *op = &c->bucket[i];
         int flag = 1;
+        bytes += bucket_post(d, i);
         while (op->phase < 2 && flag) {
             HW_CHECK_MPI(MPI_Testall(2, op->req, &flag, MPI_STATUSES_IGNORE));
             if (flag)
@@ -616,11 +709,17 @@ void dist_grad_finish(struct dist *d) {
     int p = d->dp * d->cp, r = dist_group_rank(d, DIST_DPCP);
     for (int i = c->n_done; i < c->n_buckets; i++) {
         struct ring_op *op = &c->bucket[i];
+        bytes += bucket_post(d, i);
         while (op->phase < 2) {
             WATCHED("dp_grad (gradient all-reduce)", MPI_Waitall(2, op->req, MPI_STATUSES_IGNORE));
             bytes += ring_advance(op, c->g[DIST_DPCP], p, r);
         }
     }
+    for (int i = 0; i < c->n_buckets; i++)
+        if (c->bucket[i].dev) {
+            up(d, SLOT_BUCKET0 + i, c->bucket[i].dev, c->bucket[i].n);
+            c->bucket[i].dev = NULL;
+        }
     c->n_buckets = c->n_done = 0;
     d->stats.bytes[DIST_KIND_DP_GRAD] += bytes;
     d->stats.seconds[DIST_KIND_DP_GRAD] += now() - t0;
@@ -647,7 +746,7 @@ void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kin
     int r = dist_group_rank(d, DIST_DPCP);
     struct ring_op op;
     memset(&op, 0, sizeof(op));
-    op.buf = buf;
+    op.buf = down(d, SLOT_REDUCE, buf, n);
     op.n = n;
     op.phase = 1;
     op.end = 2;
@@ -657,6 +756,7 @@ void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kin
         WATCHED("allgather_f32 (ZeRO-1)", MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
         bytes += ring_advance(&op, comm, p, r);
     }
+    up(d, SLOT_REDUCE, buf, n);
     account(d, kind, bytes, t0);
 }
 
@@ -668,14 +768,22 @@ void dist_cp_isendrecv(struct dist *d, const float *send, float *recv, size_t n)
     MPI_Comm comm = d->c->g[DIST_CP];
     int next = mod(d->cp_rank + 1, d->cp), prev = mod(d->cp_rank - 1, d->cp);
     HW_ASSERT(n <= (size_t)2147483647);
-    HW_CHECK_MPI(MPI_Irecv(recv, (int)n, MPI_FLOAT, prev, TAG_CP, comm, &d->c->cp_req[0]));
-    HW_CHECK_MPI(MPI_Isend(send, (int)n, MPI_FLOAT, next, TAG_CP, comm, &d->c->cp_req[1]));
+    const float *hs = down(d, SLOT_CP_SEND, send, n);
+    float *hr = recv_host(d, SLOT_CP_RECV, recv, n);
+    d->c->cp_recv_dev = d->stage ? recv : NULL;
+    d->c->cp_n = n;
+    HW_CHECK_MPI(MPI_Irecv(hr, (int)n, MPI_FLOAT, prev, TAG_CP, comm, &d->c->cp_req[0]));
+    HW_CHECK_MPI(MPI_Isend(hs, (int)n, MPI_FLOAT, next, TAG_CP, comm, &d->c->cp_req[1]));
     account(d, DIST_KIND_CP_RING, (double)n * sizeof(float), t0);
 }
 
 void dist_cp_wait(struct dist *d) {
     double t0 = now();
     WATCHED("cp_ring (context K/V pass)", MPI_Waitall(2, d->c->cp_req, MPI_STATUSES_IGNORE));
+    if (d->c->cp_recv_dev) {
+        up(d, SLOT_CP_RECV, d->c->cp_recv_dev, d->c->cp_n);
+        d->c->cp_recv_dev = NULL;
+    }
     d->stats.seconds[DIST_KIND_CP_RING] += now() - t0;
 }
 
@@ -687,13 +795,18 @@ void dist_cp_exchange(struct dist *d, const float *const *send, float *const *re
     HW_ASSERT(n <= (size_t)2147483647);
     for (int o = 0; o < d->cp; o++)
         if (o != d->cp_rank && recv[o])
-            HW_CHECK_MPI(MPI_Irecv(recv[o], (int)n, MPI_FLOAT, o, TAG_CP + 1, comm, &req[nr++]));
+            HW_CHECK_MPI(MPI_Irecv(recv_host(d, SLOT_EXCH0 + 2 * o + 1, recv[o], n), (int)n,
+                                   MPI_FLOAT, o, TAG_CP + 1, comm, &req[nr++]));
     for (int o = 0; o < d->cp; o++)
         if (o != d->cp_rank && send[o]) {
-            HW_CHECK_MPI(MPI_Isend(send[o], (int)n, MPI_FLOAT, o, TAG_CP + 1, comm, &req[nr++]));
+            HW_CHECK_MPI(MPI_Isend(down(d, SLOT_EXCH0 + 2 * o, send[o], n), (int)n, MPI_FLOAT, o,
+                                   TAG_CP + 1, comm, &req[nr++]));
             bytes += (double)n * sizeof(float);
         }
     WATCHED("cp_exchange", MPI_Waitall(nr, req, MPI_STATUSES_IGNORE));
+    for (int o = 0; o < d->cp; o++)
+        if (o != d->cp_rank && recv[o])
+            up(d, SLOT_EXCH0 + 2 * o + 1, recv[o], n);
     free(req);
     account(d, DIST_KIND_CP_RING, bytes, t0);
 }
@@ -706,8 +819,12 @@ void dist_cp_sendrecv(struct dist *d, const float *send, float *recv, size_t n) 
 void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n) {
     double t0 = now();
     HW_ASSERT(n <= (size_t)2147483647);
+    const size_t all = n * (size_t)d->cp;
+    const float *hs = down(d, SLOT_A2A_SEND, send, all);
+    float *hr = recv_host(d, SLOT_A2A_RECV, recv, all);
     WATCHED("cp_alltoall (Ulysses)",
-            MPI_Alltoall(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
+            MPI_Alltoall(hs, (int)n, MPI_FLOAT, hr, (int)n, MPI_FLOAT, d->c->g[DIST_CP]));
+    up(d, SLOT_A2A_RECV, recv, all);
     /* every block but our own leaves this rank */
     account(d, DIST_KIND_CP_A2A, (double)(d->cp - 1) * n * sizeof(float), t0);
 }

@@ -36,19 +36,23 @@ enum dist_kind {
 
 struct dist_stats {
     double bytes[DIST_KINDS];   /* bytes this rank sent */
+    double staged;              /* bytes copied between backend and host memory (both ways) */
     double seconds[DIST_KINDS]; /* wall time this rank spent inside the calls (exposed) */
     long calls[DIST_KINDS];
 };
 
 struct dist_comms; /* MPI communicators and request state, private to dist.c */
+struct dist_stage; /* pinned host copies of backend buffers, private to dist/ (stage.h) */
+struct ops;
 
 struct dist {
     int rank, world; /* MPI_COMM_WORLD */
     int initialized; /* MPI_Init was called by dist_init */
     int dp, cp, hp;  /* grid sizes */
     int dp_rank, cp_rank, hp_rank;
-    int ulysses;          /* context mode: 0 ring, 1 ulysses */
-    struct dist_comms *c; /* NULL until dist_grid_init */
+    int ulysses;              /* context mode: 0 ring, 1 ulysses */
+    struct dist_comms *c;     /* NULL until dist_grid_init */
+    struct dist_stage *stage; /* NULL: the float collectives' buffers are host memory */
     struct dist_stats stats;
 };
 
@@ -75,8 +79,15 @@ void dist_free_dup(struct dist *d);
 /* The node of every world rank (node_of_rank[world]): the lowest world rank sharing its memory
  * (MPI_Comm_split_type shared). COLLECTIVE over the world; callable before the grid. */
 void dist_node_ids(const struct dist *d, int *node_of_rank);
-/* One line describing the grid, and (rank 0) a table of every rank's coordinates. */
-void dist_grid_print(const struct dist *d);
+/* This rank's index among the ranks of its node (MPI_Comm_split_type shared, ordered by world
+ * rank) and, in *local_size, how many there are: which GPU a rank takes. COLLECTIVE. */
+int dist_local_rank(const struct dist *d, int *local_size);
+/* Bind this rank to its device: be->select_device with the rank's local index (so the ranks of
+ * a node take its GPUs in turn); desc gets the device's description. COLLECTIVE. */
+void dist_select_device(const struct dist *d, const struct ops *be, char *desc, size_t n);
+/* One line describing the grid, and (rank 0) a table of every rank's coordinates, host and
+ * device (this rank's description, from the backend's select_device). COLLECTIVE. */
+void dist_grid_print(const struct dist *d, const char *device);
 int dist_group_size(const struct dist *d, enum dist_group g);
 int dist_group_rank(const struct dist *d, enum dist_group g);
 
@@ -104,6 +115,18 @@ struct dist_notice *dist_notice_open(const struct dist *d);
 /* raise: this rank asks (sends once). Returns 1 once this rank has raised or seen the notice. */
 int dist_notice_poll(struct dist_notice *n, int raise);
 int dist_notice_close(struct dist_notice *n);
+
+/* Buffers in backend memory. The float collectives below (allreduce_f32, the gradient buckets,
+ * allgather_f32, and the context ring, exchange and all-to-all) take buffers of the backend set
+ * here; the other operations take HOST memory. With a backend whose memory the host cannot
+ * address (CUDA), or with force, each such buffer goes device -> pinned host (on the backend's
+ * communication stream, after the compute stream's work so far) -> the same deterministic rings
+ * -> device (the compute stream's later work waits for it), so results are bit-identical to the
+ * host path and several ranks may share one GPU. Gradient buckets are copied asynchronously:
+ * the ring of a bucket starts at the first dist_grad_progress after its copy is done. force: the
+ * CPU backend through the same path (tests; HW_STAGE_COLLECTIVES=1). Local; after
+ * dist_grid_init; no-op on one rank. */
+void dist_set_backend(struct dist *d, const struct ops *be, int force);
 
 /* Blocking ring all-reduce (sum) of n floats over group g; counted under kind. */
 void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,

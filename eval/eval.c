@@ -265,11 +265,14 @@ int eval_run(const struct hw_config *c, struct dist *d) {
         log_error("%s", err2);
         return HW_EXIT_CONFIG;
     }
+    char device[96];
+    dist_select_device(d, be, device, sizeof(device));
     char *eval_yaml = cfg_to_yaml(c);
     json_t *summary = json_array();
     int exit_code = HW_EXIT_OK;
-    log_info("headwise eval: %d checkpoint(s) x %d task(s) on %d rank(s); results in %s", n_items,
-             c->eval.tasks.n, d->world, outdir);
+    log_info("headwise eval: %d checkpoint(s) x %d task(s) on %d rank(s) (rank 0: %s); results "
+             "in %s",
+             n_items, c->eval.tasks.n, d->world, device, outdir);
     for (int k = 0; k < n_items && exit_code == HW_EXIT_OK; k++) {
         struct hw_config mc;
         struct bpe tok;

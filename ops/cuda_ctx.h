@@ -15,6 +15,9 @@ extern "C" {
 int cuda_device_count(void);
 /* Pick the device before the first use of the context (each rank: its local rank's GPU). */
 void cuda_set_device(int device);
+/* The ops slot: device local_rank mod the visible devices, described as
+ * "cuda:N NAME (PCI bus id[, shared by K ranks])". */
+void cuda_select_device(int local_rank, int local_size, char *desc, size_t n);
 void cuda_ctx_free(void);
 /* Zeroed device memory; dies with the sizes on failure. */
 void *cuda_alloc(size_t bytes);

@@ -206,6 +206,13 @@ struct ops {
      * tensor cores do. Returns the previous setting. */
     enum hw_dtype (*set_precision)(enum hw_dtype t);
     enum hw_dtype (*precision)(void);
+
+    /* ---- placement -------------------------------------------------------------------- */
+    /* Bind this process to its device before its first allocation: local_rank is its index
+     * among the local_size ranks of its node (MPI shared-memory split), so node ranks take the
+     * visible GPUs in turn (more ranks than GPUs share them). Writes what it chose into desc
+     * (one line: the layout table names every rank's device). */
+    void (*select_device)(int local_rank, int local_size, char *desc, size_t n);
 };
 
 /* The table for a backend. A build without it dies with a rebuild hint. */

@@ -119,6 +119,11 @@ static void *cpu_host_alloc(size_t bytes) {
     return HW_CALLOC(bytes ? bytes : 1, 1);
 }
 
+static void cpu_select_device(int local_rank, int local_size, char *desc, size_t n) {
+    (void)local_rank, (void)local_size;
+    snprintf(desc, n, "cpu");
+}
+
 static int cpu_supports(enum ops_cap cap) {
     return cap != OPS_CAP_BF16;
 }
@@ -182,6 +187,7 @@ static const struct ops ops_cpu = {
     .sumsq = sumsq_cpu,
     .set_precision = cpu_set_precision,
     .precision = cpu_precision,
+    .select_device = cpu_select_device,
 };
 
 #ifdef HW_CUDA

@@ -54,9 +54,9 @@ static int cuda_supports(enum ops_cap cap) {
     case OPS_CAP_F64:
     case OPS_CAP_BF16:
     case OPS_CAP_ATTN_MOH:
+    case OPS_CAP_ATTN_RING: /* block kernels at absolute positions; the ring stages on the host */
         return 1;
     case OPS_CAP_BF16_TRAIN: /* train.precision: bf16 (issue: GPU training) */
-    case OPS_CAP_ATTN_RING:  /* context parallelism stages positions on the host */
     case OPS_CAP_TITANS:    /* the memory's chunk loops run on the host */
     case OPS_CAP_REC:       /* the rec model's dense part runs on the host */
     case OPS_CAPS:
@@ -138,6 +138,7 @@ static const struct ops ops_cuda = {
     /* .sumsq = */ sumsq_cuda,
     /* .set_precision = */ cuda_set_precision,
     /* .precision = */ cuda_precision,
+    /* .select_device = */ cuda_select_device,
 };
 
 extern "C" const struct ops *ops_cuda_table(const char **why) {

@@ -412,6 +412,20 @@ ok "  the config error line is in the log" has "$T/bad.out" \
 ok "  nothing launched, no run dir" test ! -e "$T/bad"
 [ $n_failed = 0 ] || show_log "$T/bad.out"
 
+# --- 6. a job that holds GPUs trains on them: this cluster has none, so the job announces one
+# the way slurmd does (SLURM_GPUS_ON_NODE); train.sbatch passes run.backend=cuda, and the
+# ranks refuse it here (no CUDA build or no device) with exit 2, not requeued
+j=$(submit "$T/gpu.out" --export=ALL,SLURM_GPUS_ON_NODE=1 --ntasks-per-node=1 --cpus-per-task=1 \
+    slurm/train.sbatch configs/tiny.yaml data.train="$D/train.h5" run.dir="$T/gpu")
+ok "GPU job: finished within 60 s" wait_job "$j"
+ok "  announced 1 GPU a node" has "$T/gpu.out" "1 threads via srun, 1 GPUs a node"
+ok "  the ranks got run.backend=cuda and refused it (exit 2), no restart" sh -c \
+    "grep -qE 'error: run.backend: (this build has no CUDA backend|no CUDA device found)' '$T/gpu.out' &&
+     test '$(field "$j" ExitCode) $(field "$j" Restarts)' = '2:0 0'"
+ok "  slurm/train_gpu.sbatch is train.sbatch with GPU lines" sh -c \
+    "bash -n slurm/train_gpu.sbatch && grep -q '^#SBATCH --gpus-per-task=1' slurm/train_gpu.sbatch"
+[ $n_failed = 0 ] || show_log "$T/gpu.out"
+
 [ -s "$T/sbatch.err" ] && sed 's/^/     sbatch: /' "$T/sbatch.err"
 echo "     (whole test: $(($(date +%s) - t_start)) s)"
 finish

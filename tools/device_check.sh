@@ -7,7 +7,9 @@
 #
 # Steps, each with its own timeout, all within about 7 minutes, every one run even when an
 # earlier one failed: the runtime bundle's environment (. .device/debs/env.sh), nvidia-smi,
-# test_ops_cuda, test_attention_cuda (if built), bench/gpu_bench.py (our bf16 GEMMs against
+# test_ops_cuda, test_attention_cuda (if built), test_gpt_cuda, tests/cli_gpu.sh (headwise train
+# on the GPU against the CPU, two ranks sharing the GPU, checkpoints across backends),
+# bench/gpu_bench.py (our bf16 GEMMs against
 # torch.matmul), the attention benchmark (if there), then each failed test once more under
 # compute-sanitizer --tool memcheck. OUTDIR gets one log per step, summary.txt and figures.json
 # (every step's status and time, the tests' check counts and all benchmark figures); nothing
@@ -17,11 +19,11 @@
 # (NATIVE=0: the GPU machine's CPU may lack what -march=native picked here; the clean build dir
 # makes sure no object keeps older flags):
 #
-#   rm -rf build/cuda && make BUILD=build/cuda CUDA=1 NATIVE=0 -j2 build/cuda/tests/test_ops_cuda \
-#       build/cuda/tests/test_attention_cuda build/cuda/tests/test_gpt_cuda \
-#       build/cuda/bench/gpu_bench build/cuda/bench/gpu_attn_bench
-#   ../shared/tools/device-bundle build/cuda/tests/test_gpt_cuda .device/debs   (it links HDF5,
-#   libyaml, jansson, Open MPI and OpenBLAS, so its bundle covers every binary)
+#   rm -rf build/cuda && make BUILD=build/cuda CUDA=1 NATIVE=0 -j2 build/cuda/headwise \
+#       build/cuda/tests/test_ops_cuda build/cuda/tests/test_attention_cuda \
+#       build/cuda/tests/test_gpt_cuda build/cuda/bench/gpu_bench build/cuda/bench/gpu_attn_bench
+#   ../shared/tools/device-bundle build/cuda/headwise .device/debs   (it links HDF5, libyaml,
+#   jansson, PCRE2, Open MPI with mpirun, and OpenBLAS, so its bundle covers every binary)
 #
 # then carry build/cuda/tests, build/cuda/bench and .device (or all of build/cuda).
 #
@@ -129,6 +131,12 @@ run_test() { # name, reserve for later steps
 run_test test_ops_cuda 300
 run_test test_attention_cuda 220
 run_test test_gpt_cuda 200
+if [ -x "$build/headwise" ]; then
+    run_step cli_gpu "$(step_time 150 170)" "$out/cli_gpu.log" sh tests/cli_gpu.sh \
+        "$build/headwise" || failed="$failed cli_gpu"
+else
+    missing_build cli_gpu "$build/headwise"
+fi
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 if [ -x "$build/bench/gpu_bench" ]; then
@@ -177,7 +185,7 @@ with open(os.path.join(out, "steps.tsv")) as f:
     for line in f:
         name, rc, secs, log = line.rstrip("\n").split("\t")
         fig["steps"].append({"name": name, "rc": rc, "seconds": int(secs), "log": log})
-for name in ("test_ops_cuda", "test_attention_cuda", "test_gpt_cuda", "test_ops_cuda.memcheck",
+for name in ("test_ops_cuda", "test_attention_cuda", "test_gpt_cuda", "cli_gpu", "test_ops_cuda.memcheck",
              "test_attention_cuda.memcheck"):
     p = os.path.join(out, name + ".log")
     if not os.path.exists(p):

@@ -83,6 +83,7 @@ struct trainer {
     void *ts;               /* the task's state */
     struct cfg_train sched; /* the schedule: train.* with the task's step count */
     const struct ops *be;   /* the backend named by run.backend */
+    char device[96];        /* this rank's device (be->select_device), for the layout table */
     struct param_set ps;    /* the task's model parameters (set by setup) */
     struct optim opt;
     int zero;       /* ZeRO-1 in effect (the moments are sharded) */

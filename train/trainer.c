@@ -335,6 +335,8 @@ static void comm_fields(const struct trainer *tr, json_t *j) {
         comm_s += d->stats.seconds[k];
     }
     json_object_set_new(j, "comm", cm);
+    if (d->stats.staged > 0) /* backend <-> host copies of the collectives' buffers */
+        json_object_set_new(j, "staged_bytes", json_real(d->stats.staged));
     json_object_set_new(j, "step_s", json_real(round(tr->step_s * 1e6) / 1e6));
     json_object_set_new(j, "comm_s", json_real(round(comm_s * 1e6) / 1e6));
 }
@@ -358,13 +360,11 @@ static int setup(struct trainer *tr, char *err) {
     tr->be = ops_by_name(c->run.backend, &why);
     if (!tr->be)
         return cfg_key_error(c, "run.backend", why ? why : "unknown backend", err);
-    /* the collectives (gradient sums, head-group sums, the context ring) hand MPI host memory;
-     * staging device buffers through pinned host memory comes with GPU training (docs/gpu.md) */
-    if (tr->be->kind != BACKEND_CPU && tr->d->world > 1)
-        return cfg_key_error(c, "run.backend",
-                             "the cuda backend trains on one rank for now (this job has more); "
-                             "use backend cpu for multi-rank runs",
-                             err);
+    /* the collectives take backend buffers: a GPU's go through pinned host memory (dist.h);
+     * HW_STAGE_COLLECTIVES=1 sends the CPU backend's the same way (tests) */
+    dist_select_device(tr->d, tr->be, tr->device, sizeof(tr->device));
+    const char *stage = getenv("HW_STAGE_COLLECTIVES");
+    dist_set_backend(tr->d, tr->be, stage && atoi(stage) != 0);
     if (!strcmp(c->train.precision, "bf16")) {
         if (!tr->be->supports(OPS_CAP_BF16_TRAIN))
             return cfg_key_error(c, "train.precision",
@@ -521,7 +521,7 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
              hw_dtype_name(tr->be->precision()), L->threads, tr->peak_flops / 1e9);
     log_info("run dir: %s | %d steps x %lld %s", c->run.dir, tr->steps,
              (long long)tr->tokens_per_step, tr->unit);
-    dist_grid_print(d);
+    dist_grid_print(d, tr->device);
     log_info("optimizer state: %.3fM floats per rank (%s)", (double)tr->opt.n * 2 / 1e6,
              tr->zero ? "ZeRO-1: moments sharded over data x context" : "replicated");
     L->t_start = log_now();
