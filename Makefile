@@ -53,7 +53,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIBHW    := $(BUILD)/libheadwise.a
 
-.PHONY: all deps test-deps deps-check test check demo bench bench-torch113 bench-tokenizer bench-attn bench-bf16 clean format format-check docs help FORCE
+.PHONY: all deps test-deps deps-check test check demo bench bench-torch113 bench-tokenizer bench-attn bench-bf16 bench-recompute clean format format-check docs help FORCE
 all: deps-check $(BUILD)/headwise
 
 help:
@@ -65,6 +65,7 @@ help:
 	@echo "make bench      throughput vs PyTorch 2.x (PyPI, interleaved), MFU vs measured sgemm peak"
 	@echo "make bench-tokenizer  HF tokenizer.json encoding vs the tokenizers library (PyPI)"
 	@echo "make bench-bf16 train.precision bf16 vs fp32: loss curve over 300 steps, tokens/s"
+	@echo "make bench-recompute  train.recompute block vs none: peak memory and tokens/s"
 
 # ---------------------------------------------------------------------------------------------
 # dependencies
@@ -181,6 +182,11 @@ bench-tokenizer:
 bench-bf16:
 	@$(MAKE) --no-print-directory $(BUILD)/headwise
 	@sh bench/bf16_curve.sh $(BUILD)/headwise
+
+# train.recompute block against none on the benchmark GPT (bench/recompute.sh)
+bench-recompute:
+	@$(MAKE) --no-print-directory $(BUILD)/headwise
+	@sh bench/recompute.sh $(BUILD)/headwise
 
 bench-torch113:
 	@$(MAKE) --no-print-directory deps BENCH=1

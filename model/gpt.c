@@ -348,7 +348,7 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
             m->scratch[s] = o->alloc(sizeof(float) * m->scratch_n[s]);
             m->scratch_cap[s] = m->scratch_n[s];
         }
-    if (m->act_buf.data && m->B == B && m->T == T)
+    if (m->act_buf.data && m->B == B && m->T == T && m->acts_recompute == m->recompute)
         return;
     free_acts(m);
     m->pos_host = HW_MALLOC(sizeof(int32_t) * (size_t)T);
@@ -361,10 +361,13 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
     o->upload(m->pos, m->pos_host, sizeof(int32_t) * (size_t)T);
     m->B = B;
     m->T = T;
+    m->acts_recompute = m->recompute;
     const size_t N = (size_t)B * T, C = (size_t)c->C, Fin = (size_t)fin_width(m), F = (size_t)m->Fl;
-    const size_t per_layer = 4 * N * C + 2 * N + N * Fin + N * F;
-    const size_t total = (size_t)c->L * per_layer + 2 * N * C + N + N * (size_t)c->V +
-                         N /* losses */
+    /* what a block keeps (x_in, x_mid) and what it may share (n1, rstd1, n2, rstd2, h, a) */
+    const size_t kept = 2 * N * C, shared = 2 * N * C + 2 * N + N * Fin + N * F;
+    const size_t blocks =
+        m->recompute ? (size_t)c->L * kept + shared : (size_t)c->L * (kept + shared);
+    const size_t total = blocks + 2 * N * C + N + N * (size_t)c->V + N /* losses */
                          + 3 * N * C + N * Fin + N * F;
     float *p = hw_buf_alloc(&m->act_buf, o, HW_F32, total);
     m->acts = HW_CALLOC((size_t)c->L, sizeof(*m->acts));
@@ -379,9 +382,14 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
     for (int l = 0; l < c->L; l++) {
         struct gpt_block_acts *a = &m->acts[l];
         TAKE(a->x_in, N * C);
+        TAKE(a->x_mid, N * C);
+        if (m->recompute && l > 0) { /* block 0's set serves every block */
+            a->n1 = m->acts[0].n1, a->rstd1 = m->acts[0].rstd1, a->n2 = m->acts[0].n2;
+            a->rstd2 = m->acts[0].rstd2, a->h = m->acts[0].h, a->a = m->acts[0].a;
+            continue;
+        }
         TAKE(a->n1, N * C);
         TAKE(a->rstd1, N);
-        TAKE(a->x_mid, N * C);
         TAKE(a->n2, N * C);
         TAKE(a->rstd2, N);
         TAKE(a->h, N * Fin);
@@ -527,12 +535,28 @@ static void build_blocks(struct gpt *m) {
 /* ----------------------------------------------------------------------------------------- */
 /* forward and backward */
 
+/* The block's MLP input side: n2 = RMSNorm(x_mid), h = n2 W_in, a = act(h) (also the
+ * recomputation of train.recompute: block). */
+static void mlp_in_forward(struct gpt *m, int l) {
+    const struct ops *o = m->ops;
+    const struct gpt_config *c = &m->c;
+    struct gpt_block_acts *a = &m->acts[l];
+    const struct gpt_block *w = &m->w.blocks[l];
+    const int N = m->B * m->T;
+    o->rmsnorm_forward(a->n2, a->rstd2, a->x_mid, w->mlp_norm, N, c->C, c->eps);
+    linear_forward(&m->tp, &w->w_in, a->h, a->n2, N, 0.0f);
+    if (c->mlp == GPT_MLP_SWIGLU)
+        o->swiglu_forward(a->a, a->h, N, m->Fl);
+    else
+        o->gelu_forward(a->a, a->h, N, m->Fl);
+}
+
 /* Embedding, blocks and the final norm: leaves n_final (B*T, C). */
 static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, int want_grad) {
     const struct gpt_config *c = &m->c;
     const struct ops *o = m->ops;
     gpt_alloc_acts(m, B, T);
-    const int N = B * T, C = c->C, F = m->Fl;
+    const int N = B * T, C = c->C;
     const size_t NC = (size_t)N * C;
     o->upload(m->tokens, tokens, sizeof(int32_t) * (size_t)N);
     if (m->seg)
@@ -551,12 +575,7 @@ static void forward_trunk(struct gpt *m, const int32_t *tokens, int B, int T, in
         o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
         ly->kind->forward(ly, a->n1, m->br, want_grad);
         o->residual_add(a->x_mid, a->x_in, m->br, (int64_t)NC);
-        o->rmsnorm_forward(a->n2, a->rstd2, a->x_mid, w->mlp_norm, N, C, c->eps);
-        linear_forward(&m->tp, &w->w_in, a->h, a->n2, N, 0.0f);
-        if (c->mlp == GPT_MLP_SWIGLU)
-            o->swiglu_forward(a->a, a->h, N, F);
-        else
-            o->gelu_forward(a->a, a->h, N, F);
+        mlp_in_forward(m, l);
         linear_forward(&m->tp, &w->w_out, m->br, a->a, N, 0.0f);
         o->residual_add(x_out, a->x_mid, m->br, (int64_t)NC);
     }
@@ -651,6 +670,12 @@ static void backward_trunk(struct gpt *m) {
         struct gpt_block_acts *a = &m->acts[l];
         const struct gpt_block *w = &m->w.blocks[l];
         struct gpt_block *g = &m->g.blocks[l];
+        /* recompute: the shared set holds the last block's values; refill it for this one (the
+         * mixer reads n1 through the pointer it kept, which is the shared buffer) */
+        if (m->acts_recompute && l + 1 < c->L) {
+            o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
+            mlp_in_forward(m, l);
+        }
         /* MLP residual: dx flows to x_mid unchanged, plus through the MLP */
         linear_backward(&m->tp, &w->w_out, m->da, m->dx, a->a, N, 0.0f);
         gpt_progress(m);

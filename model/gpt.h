@@ -134,8 +134,13 @@ struct gpt {
     struct gpt_weights w, g;    /* trunk views into param_mem / grad_mem */
     struct layer *layers;       /* (L) the mixers */
     float *rope_cos, *rope_sin; /* (max_T, hd/2) */
+    /* train.recompute: 1 (block) keeps only x_in and x_mid of every block through a training
+     * forward; the norms and the MLP activations live in one set the blocks share, and the
+     * backward of each block recomputes them (bit-identical: same kernels, same inputs). Set
+     * before gpt_alloc_acts. The mixer kinds keep their own tapes. */
+    int recompute;
     /* trunk activations, sized by gpt_alloc_acts */
-    int B, T;
+    int B, T, acts_recompute;
     struct hw_buf act_buf;
     struct gpt_block_acts *acts;
     float *x_final, *n_final, *rstd_final, *logits, *losses;

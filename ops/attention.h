@@ -104,6 +104,9 @@ void attention_prefix_backward_cuda(float *dq, int lddq, const float *dout, cons
                                     const float *lse, const float *qkv, const int32_t *qpos,
                                     const struct attn_shape *s);
 void attention_forward_cuda(float *out, float *lse, const float *qkv, const struct attn_shape *s);
+/* train.precision: bf16 (ops_cuda's set_precision): the tile products take bf16-rounded
+ * q, k, v, dO, P and dS (the CPU kernels' bf16 mode); accumulation, softmax and lse stay fp32. */
+void attention_cuda_set_bf16(int on);
 void attention_backward_cuda(float *dqkv, const float *dout, const float *out, const float *lse,
                              const float *qkv, const struct attn_shape *s);
 void attention_decode_cuda(float *out, const float *q, const float *kc, const float *vc, int n_ctx,

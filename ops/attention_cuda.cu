@@ -19,6 +19,7 @@
  * CPU kernel's tile rules whenever the attention.h contracts hold; a key tile no query of the
  * query tile may see is skipped without loading it. */
 #include "cuda_common.cuh"
+#include "cuda_ctx.h"
 
 extern "C" {
 #include "ops.h"
@@ -51,7 +52,13 @@ struct attn_job {
     int head0;
     const int32_t *qsel, *qsel_off; /* MoH rows of (b, h), or NULL */
     const int32_t *qseg, *kseg;     /* (B, Tq), (B, Tk) segment ids, or NULL */
+    int rnd; /* train.precision bf16: q, k, v, dO tiles and P, dS rounded to bf16 (RNE) */
 };
+
+/* round to the nearest bf16 (ties to even), kept as float: a bf16 tile product in fp32 */
+__device__ __forceinline__ float bfr(float x) {
+    return __bfloat162float(__float2bfloat16_rn(x));
+}
 
 /* Per-row facts of a query tile and a key tile, shared by the CTA. Invalid rows carry positions
  * no pair can satisfy (query INT_MIN, key INT_MAX), so the mask needs no bounds checks. */
@@ -155,10 +162,11 @@ __device__ __forceinline__ bool pair_visible(const attn_job &a, const qmeta &qm,
  * consecutive columns of a row. */
 template <int HDP, int LDS>
 __device__ __forceinline__ void load_rows(float *dst, const float *base, long long ld,
-                                          const int *rows, int hd) {
+                                          const int *rows, int hd, int rnd) {
     for (int e = threadIdx.x; e < 64 * HDP; e += NT) {
         const int r = e / HDP, d = e % HDP, t = rows[r];
-        dst[r * LDS + d] = (t >= 0 && d < hd) ? base[(long long)t * ld + d] : 0.0f;
+        const float v = (t >= 0 && d < hd) ? base[(long long)t * ld + d] : 0.0f;
+        dst[r * LDS + d] = rnd ? bfr(v) : v;
     }
 }
 
@@ -221,7 +229,8 @@ __global__ void __launch_bounds__(NT)
     if (tid < BQ)
         load_qmeta(qm, a, b, i0, n, idx, tid, nullptr, nullptr);
     __syncthreads();
-    load_rows<HDP, LD>(Qs, a.q + (long long)b * a.q_bs + (long long)h * a.hd, a.ldq, qm.t, a.hd);
+    load_rows<HDP, LD>(Qs, a.q + (long long)b * a.q_bs + (long long)h * a.hd, a.ldq, qm.t, a.hd,
+              a.rnd);
     int qmax = INT_MIN;
     for (int r = 0; r < BQ; r++)
         qmax = max(qmax, qm.pos[r]);
@@ -266,8 +275,8 @@ __global__ void __launch_bounds__(NT)
         if (!__syncthreads_or(any))
             continue; /* S2 / segments: no query of the tile sees this key tile */
         const long long kvoff = (long long)b * a.kv_bs + (long long)kvh * a.hd;
-        load_rows<HDP, LD>(Ks, a.k + kvoff, a.ldkv, km.row, a.hd);
-        load_rows<HDP, HDP>(Vs, a.v + kvoff, a.ldkv, km.row, a.hd);
+        load_rows<HDP, LD>(Ks, a.k + kvoff, a.ldkv, km.row, a.hd, a.rnd);
+        load_rows<HDP, HDP>(Vs, a.v + kvoff, a.ldkv, km.row, a.hd, a.rnd);
         __syncthreads();
 
         float s[4][4];
@@ -322,7 +331,7 @@ __global__ void __launch_bounds__(NT)
             }
 #pragma unroll
             for (int j = 0; j < 4; j++)
-                Ps[(ty + 16 * i) * LP + tx + 16 * j] = p[j];
+                Ps[(ty + 16 * i) * LP + tx + 16 * j] = a.rnd ? bfr(p[j]) : p[j];
         }
         __syncthreads();
 #pragma unroll 4
@@ -375,7 +384,8 @@ __global__ void __launch_bounds__(NT)
 template <int HDP>
 __device__ __forceinline__ void p_ds_tile(float p[4][4], float ds[4][4], const float *Qs,
                                           const float *dOs, const float *Ks, const float *Vs,
-                                          const qmeta &qm, const bool vis[4][4], float scale) {
+                                          const qmeta &qm, const bool vis[4][4], float scale,
+                                          int rnd) {
     constexpr int LD = HDP + 4;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     float s[4][4], dp[4][4];
@@ -414,7 +424,11 @@ __device__ __forceinline__ void p_ds_tile(float p[4][4], float ds[4][4], const f
         for (int j = 0; j < 4; j++) {
             /* a visible pair has a finite lse; the guard keeps exp(x - -inf) out anyway */
             p[i][j] = (vis[i][j] && L > -INFINITY) ? expf(s[i][j] * scale - L) : 0.0f;
+            if (rnd) /* as the CPU's bf16 tiles: dS from the rounded P, then rounded itself */
+                p[i][j] = bfr(p[i][j]);
             ds[i][j] = p[i][j] * (dp[i][j] - D) * scale;
+            if (rnd)
+                ds[i][j] = bfr(ds[i][j]);
         }
     }
 }
@@ -446,8 +460,8 @@ __global__ void __launch_bounds__(NT)
         load_kmeta(km, a, b, j0, g, tid);
     __syncthreads();
     const long long kvoff = (long long)b * a.kv_bs + (long long)kvh * a.hd;
-    load_rows<HDP, LD>(Ks, a.k + kvoff, a.ldkv, km.row, a.hd);
-    load_rows<HDP, LD>(Vs, a.v + kvoff, a.ldkv, km.row, a.hd);
+    load_rows<HDP, LD>(Ks, a.k + kvoff, a.ldkv, km.row, a.hd, a.rnd);
+    load_rows<HDP, LD>(Vs, a.v + kvoff, a.ldkv, km.row, a.hd, a.rnd);
     /* Query rows come in increasing position, so the rows that may see this key tile form one
      * run: none before the tile's first key (causal), and with S2, when the tile holds no strided
      * block, none at or past the end of the local window of its last block. */
@@ -504,11 +518,11 @@ __global__ void __launch_bounds__(NT)
                 qm.L[tid] = t >= 0 ? lrow[t] : 0.0f;
                 qm.D[tid] = t >= 0 ? drow[t] : 0.0f;
             }
-            load_rows<HDP, LD>(Qs, qb, a.ldq, qm.t, a.hd);
-            load_rows<HDP, LD>(dOs, dob, ldo, qm.t, a.hd);
+            load_rows<HDP, LD>(Qs, qb, a.ldq, qm.t, a.hd, a.rnd);
+            load_rows<HDP, LD>(dOs, dob, ldo, qm.t, a.hd, a.rnd);
             __syncthreads();
             float p[4][4], ds[4][4];
-            p_ds_tile<HDP>(p, ds, Qs, dOs, Ks, Vs, qm, vis, scale);
+            p_ds_tile<HDP>(p, ds, Qs, dOs, Ks, Vs, qm, vis, scale, a.rnd);
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -589,9 +603,10 @@ __global__ void __launch_bounds__(NT)
     if (tid < BQ)
         load_qmeta(qm, a, b, i0, n, idx, tid, lrow, drow);
     __syncthreads();
-    load_rows<HDP, LD>(Qs, a.q + (long long)b * a.q_bs + (long long)h * a.hd, a.ldq, qm.t, a.hd);
+    load_rows<HDP, LD>(Qs, a.q + (long long)b * a.q_bs + (long long)h * a.hd, a.ldq, qm.t, a.hd,
+              a.rnd);
     load_rows<HDP, LD>(dOs, dout + (long long)b * a.Tq * ldo + (long long)h * a.hd, ldo, qm.t,
-                       a.hd);
+                       a.hd, a.rnd);
     int qmax = INT_MIN;
     for (int r = 0; r < BQ; r++)
         qmax = max(qmax, qm.pos[r]);
@@ -622,11 +637,11 @@ __global__ void __launch_bounds__(NT)
         if (!__syncthreads_or(any))
             continue;
         const long long kvoff = (long long)b * a.kv_bs + (long long)kvh * a.hd;
-        load_rows<HDP, LD>(Ks, a.k + kvoff, a.ldkv, km.row, a.hd);
-        load_rows<HDP, LD>(Vs, a.v + kvoff, a.ldkv, km.row, a.hd);
+        load_rows<HDP, LD>(Ks, a.k + kvoff, a.ldkv, km.row, a.hd, a.rnd);
+        load_rows<HDP, LD>(Vs, a.v + kvoff, a.ldkv, km.row, a.hd, a.rnd);
         __syncthreads();
         float p[4][4], ds[4][4];
-        p_ds_tile<HDP>(p, ds, Qs, dOs, Ks, Vs, qm, vis, scale);
+        p_ds_tile<HDP>(p, ds, Qs, dOs, Ks, Vs, qm, vis, scale, a.rnd);
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -852,7 +867,12 @@ void launch_bwd(float *dq, int lddq, float *dk, float *dv, int lddkv, long long 
     }
 }
 
-void run_fwd(float *out, float *lse, const attn_job &a, int merge) {
+/* train.precision: bf16 (attention_cuda_set_bf16) */
+int g_bf16;
+
+void run_fwd(float *out, float *lse, const attn_job &a0, int merge) {
+    attn_job a = a0;
+    a.rnd = g_bf16;
     if (a.B <= 0 || a.Tq <= 0 || a.H <= 0)
         return;
     if (a.qsel && !merge) {
@@ -892,7 +912,9 @@ void run_fwd(float *out, float *lse, const attn_job &a, int merge) {
 }
 
 void run_bwd(float *dq, int lddq, float *dk, float *dv, int lddkv, long long dkv_bs,
-             const float *dout, const float *lse, const float *D, const attn_job &a) {
+             const float *dout, const float *lse, const float *D, const attn_job &a0) {
+    attn_job a = a0;
+    a.rnd = g_bf16;
     if (a.B <= 0 || a.Tq <= 0 || a.Tk <= 0 || a.H <= 0)
         return;
     switch (padded_hd(a.hd)) {
@@ -932,9 +954,11 @@ float *scratch(size_t n) {
         if (g_scratch) {
             HW_CHECK_CUDA(cudaStreamSynchronize(c->stream));
             HW_CHECK_CUDA(cudaFree(g_scratch));
+            cuda_mem_note(g_scratch, 0);
         }
         g_scratch = nullptr;
         HW_CHECK_CUDA(cudaMalloc(&g_scratch, sizeof(float) * n));
+        cuda_mem_note(g_scratch, sizeof(float) * n);
         g_scratch_n = n;
     }
     return g_scratch;
@@ -1063,6 +1087,10 @@ void decode(float *out, const float *q, const float *kc, const float *vc, int n_
 
 /* ------------------------------------------------------------------------------------------ */
 /* the attention.h contracts */
+
+extern "C" void attention_cuda_set_bf16(int on) {
+    g_bf16 = on;
+}
 
 extern "C" void attention_block_forward_cuda(float *out, float *lse, const struct attn_block *a,
                                              int merge) {

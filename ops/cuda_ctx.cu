@@ -5,8 +5,10 @@
 #include "cuda_common.cuh"
 #include "cuda_ctx.h"
 
+#include <mutex>
 #include <stdlib.h>
 #include <string.h>
+#include <unordered_map>
 
 static struct cuda_ctx g_ctx;
 static int g_ready, g_device = -1;
@@ -65,6 +67,46 @@ extern "C" struct cuda_ctx *cuda_ctx(void) {
     return c;
 }
 
+/* Device memory held through this file (cuda_alloc's buffers and the kernels' scratch; not
+ * the libraries' own workspaces), for the mem_stats slot: the sizes of the live allocations. */
+static std::mutex g_mem_lock;
+static std::unordered_map<void *, size_t> g_mem_sizes;
+static size_t g_mem_in_use, g_mem_peak;
+
+static void mem_held(void *p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    g_mem_sizes[p] = bytes;
+    g_mem_in_use += bytes;
+    if (g_mem_in_use > g_mem_peak)
+        g_mem_peak = g_mem_in_use;
+}
+
+static void mem_released(void *p) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    auto it = g_mem_sizes.find(p);
+    if (it != g_mem_sizes.end()) {
+        g_mem_in_use -= it->second;
+        g_mem_sizes.erase(it);
+    }
+}
+
+extern "C" void cuda_mem_note(void *p, size_t bytes) {
+    if (bytes)
+        mem_held(p, bytes);
+    else
+        mem_released(p);
+}
+
+extern "C" void cuda_mem_stats(size_t *in_use, size_t *peak, int reset) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    if (reset)
+        g_mem_peak = g_mem_in_use;
+    if (in_use)
+        *in_use = g_mem_in_use;
+    if (peak)
+        *peak = g_mem_peak;
+}
+
 static void *g_scratch;
 static size_t g_scratch_bytes;
 
@@ -75,10 +117,12 @@ void *cuda_scratch(size_t bytes) {
     /* queued kernels may still read the old buffer */
     HW_CHECK_CUDA(cudaStreamSynchronize(c->stream));
     HW_CHECK_CUDA(cudaFree(g_scratch));
+    mem_released(g_scratch);
     size_t want = bytes + bytes / 4 + 4096; /* headroom: fewer regrowths for nearby shapes */
     g_scratch = NULL;
     g_scratch_bytes = 0;
     HW_CHECK_CUDA(cudaMalloc(&g_scratch, want));
+    mem_held(g_scratch, want);
     g_scratch_bytes = want;
     return g_scratch;
 }
@@ -89,6 +133,7 @@ extern "C" void cuda_ctx_free(void) {
     struct cuda_ctx *c = &g_ctx;
     cudaStreamSynchronize(c->stream);
     cudaFree(g_scratch);
+    mem_released(g_scratch);
     g_scratch = NULL;
     g_scratch_bytes = 0;
     cudaFree(c->lt_ws);
@@ -117,6 +162,7 @@ extern "C" void *cuda_alloc(size_t bytes) {
                   total_b / 1048576.0);
     }
     HW_CHECK_CUDA(cudaMemsetAsync(p, 0, bytes, c->stream)); /* buffers start zeroed */
+    mem_held(p, bytes);
     return p;
 }
 
@@ -125,6 +171,7 @@ extern "C" void cuda_free(void *p) {
         return;
     HW_CHECK_CUDA(cudaStreamSynchronize(cuda_ctx()->stream));
     HW_CHECK_CUDA(cudaFree(p));
+    mem_released(p);
 }
 
 extern "C" void cuda_memset(void *dst, int value, size_t bytes) {

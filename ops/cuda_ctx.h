@@ -18,6 +18,10 @@ void cuda_set_device(int device);
 /* The ops slot: device local_rank mod the visible devices, described as
  * "cuda:N NAME (PCI bus id[, shared by K ranks])". */
 void cuda_select_device(int local_rank, int local_size, char *desc, size_t n);
+/* The ops slot: bytes cudaMalloc'd through cuda_alloc now and at most since the last reset. */
+void cuda_mem_stats(size_t *in_use, size_t *peak, int reset);
+/* For the kernel files' own cudaMalloc'd scratch: count p's bytes (0: p was freed). */
+void cuda_mem_note(void *p, size_t bytes);
 void cuda_ctx_free(void);
 /* Zeroed device memory; dies with the sizes on failure. */
 void *cuda_alloc(size_t bytes);

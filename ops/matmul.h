@@ -27,6 +27,10 @@ void matmul_backward_cuda(float *dinp, float *dw, const float *dout, const float
  * results stay comparable with the CPU; the environment variable HW_CUDA_TF32=1 turns it on at
  * start-up. Returns the previous setting. */
 int matmul_cuda_allow_tf32(int on);
+/* train.precision: bf16 (ops_cuda's set_precision): from now on (on = 1) the fp32 entry points
+ * above and gemm_cuda's fp32 x fp32 round their operands to bf16 (ties to even) and multiply
+ * them as bf16 with fp32 accumulation and an fp32 result. */
+void matmul_cuda_set_bf16(int on);
 
 /* bf16 dense layers (bf16 inputs, fp32 accumulation). inp: (N, K) bf16, w: (M, K) bf16.
  * out: (N, M) of out_type (HW_F32 or HW_BF16) = act(inp w^T + bias + beta out).

@@ -5,6 +5,7 @@
  * GELU into cuBLASLt's epilogue where it offers one. cuBLAS proper does fp64 (dgemm) and any
  * shape cuBLASLt has no algorithm for. */
 #include "cuda_common.cuh"
+#include "cuda_ctx.h"
 #include "gemm.h"
 #include "matmul.h"
 
@@ -350,6 +351,65 @@ static void gemm_plain(int ab, int cd, int ta, int tb, int m, int n, int k, doub
 }
 
 // ----------------------------------------------------------------------------------------------
+// train.precision: bf16. The fp32 entry points (matmul_*, gemm fp32 x fp32) round their operands
+// to bf16 (ties to even) into device scratch and multiply them as bf16 with fp32 accumulation and
+// an fp32 result: the CPU backend's rounded copies through sgemm, on the tensor cores.
+
+static int g_bf16;
+
+extern "C" void matmul_cuda_set_bf16(int on) {
+    g_bf16 = on;
+}
+
+/* dst (rows x cols, dense) = bf16(src (rows x cols, row stride ld)) */
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t rows, size_t cols,
+                               size_t ld) {
+    const size_t n = rows * cols;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[(i / cols) * ld + i % cols]);
+}
+
+/* three operand slots, grown on demand (only the compute stream uses them, in order) */
+static __nv_bfloat16 *g_bf[3];
+static size_t g_bf_n[3];
+
+static const __nv_bfloat16 *bf16_copy(int slot, const float *src, size_t rows, size_t cols,
+                                      size_t ld) {
+    struct cuda_ctx *c = cuda_ctx();
+    const size_t n = rows * cols;
+    if (n > g_bf_n[slot]) {
+        if (g_bf[slot]) {
+            HW_CHECK_CUDA(cudaStreamSynchronize(c->stream)); /* queued GEMMs may read it */
+            HW_CHECK_CUDA(cudaFree(g_bf[slot]));
+            cuda_mem_note(g_bf[slot], 0);
+        }
+        const size_t want = n + n / 4 + 4096;
+        g_bf[slot] = NULL;
+        HW_CHECK_CUDA(cudaMalloc(&g_bf[slot], sizeof(__nv_bfloat16) * want));
+        cuda_mem_note(g_bf[slot], sizeof(__nv_bfloat16) * want);
+        g_bf_n[slot] = want;
+    }
+    if (n) {
+        to_bf16_kernel<<<hw_grid1d(n, 256), 256, 0, c->stream>>>(g_bf[slot], src, rows, cols, ld);
+        HW_CHECK_LAUNCH();
+    }
+    return g_bf[slot];
+}
+
+/* gemm.h's fp32 contract under bf16: A is (m x k), or (k x m) when ta; B (k x n), or (n x k) */
+static void gemm_f32_as_bf16(int ta, int tb, int m, int n, int k, double alpha, const float *A,
+                             size_t lda, const float *B, size_t ldb, double beta, float *C,
+                             size_t ldc) {
+    if (m <= 0 || n <= 0)
+        return;
+    const size_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    const __nv_bfloat16 *a = k > 0 ? bf16_copy(0, A, ar, ac, lda) : NULL;
+    const __nv_bfloat16 *b = k > 0 ? bf16_copy(1, B, br, bc, ldb) : NULL;
+    gemm_plain(HW_BF16, HW_F32, ta, tb, m, n, k, alpha, a, ac, b, bc, beta, C, ldc);
+}
+
+// ----------------------------------------------------------------------------------------------
 // kernel launchers
 
 extern "C" void gemm_cuda(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int m, int n, int k,
@@ -369,18 +429,36 @@ extern "C" void gemm_cuda(enum hw_dtype ab, enum hw_dtype c, int ta, int tb, int
         HW_CUDA_ASSERT(ldb >= (size_t)(tb ? k : n));
     }
     HW_CUDA_ASSERT(ldc >= (size_t)n);
+    if (g_bf16 && ab == HW_F32) {
+        gemm_f32_as_bf16(ta, tb, m, n, k, alpha, (const float *)A, lda, (const float *)B, ldb,
+                         beta, (float *)C, ldc);
+        return;
+    }
     gemm_plain(ab, c, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 extern "C" void matmul_forward_cuda(float *out, const float *inp, const float *w, int N, int K,
                                     int M, float beta) {
     HW_CUDA_ASSERT(N >= 0 && K >= 0 && M >= 0);
-    gemm_plain(HW_F32, HW_F32, 0, 1, N, M, K, 1.0, inp, K, w, K, beta, out, M);
+    if (g_bf16)
+        gemm_f32_as_bf16(0, 1, N, M, K, 1.0, inp, K, w, K, beta, out, M);
+    else
+        gemm_plain(HW_F32, HW_F32, 0, 1, N, M, K, 1.0, inp, K, w, K, beta, out, M);
 }
 
 extern "C" void matmul_backward_cuda(float *dinp, float *dw, const float *dout, const float *inp,
                                      const float *w, int N, int K, int M, float beta_dinp) {
     HW_CUDA_ASSERT(N >= 0 && K >= 0 && M >= 0);
+    if (g_bf16 && N > 0 && M > 0 && K > 0) { /* dout rounded once for both products */
+        const __nv_bfloat16 *g = bf16_copy(0, dout, (size_t)N, (size_t)M, (size_t)M);
+        if (dinp)
+            gemm_plain(HW_BF16, HW_F32, 0, 0, N, K, M, 1.0, g, M,
+                       bf16_copy(1, w, (size_t)M, (size_t)K, (size_t)K), K, beta_dinp, dinp, K);
+        if (dw)
+            gemm_plain(HW_BF16, HW_F32, 1, 0, M, K, N, 1.0, g, M,
+                       bf16_copy(2, inp, (size_t)N, (size_t)K, (size_t)K), K, 1.0, dw, K);
+        return;
+    }
     if (dinp)
         gemm_plain(HW_F32, HW_F32, 0, 0, N, K, M, 1.0, dout, M, w, K, beta_dinp, dinp, K);
     if (dw)

@@ -213,6 +213,10 @@ struct ops {
      * visible GPUs in turn (more ranks than GPUs share them). Writes what it chose into desc
      * (one line: the layout table names every rank's device). */
     void (*select_device)(int local_rank, int local_size, char *desc, size_t n);
+    /* Bytes of backend memory held now (alloc minus free; host_alloc is not counted) and the
+     * most held at once since the last reset (reset: the peak starts again from now). Either
+     * pointer may be NULL. Thread-safe. */
+    void (*mem_stats)(size_t *in_use, size_t *peak, int reset);
 };
 
 /* The table for a backend. A build without it dies with a rebuild hint. */

@@ -1,7 +1,7 @@
 /* ops/ops_cpu.c -- the CPU backend: host memory (calloc, memcpy, memset), the table of CPU
  * kernels, backend lookup by name, the capability check, typed buffers, and thread control
  * (see ops.h). */
-#define _POSIX_C_SOURCE 200112L
+#define _GNU_SOURCE /* malloc_usable_size: the bytes an allocation holds, for mem_stats */
 #include "ops.h"
 
 #include "../core/check.h"
@@ -19,7 +19,9 @@
 #include "xent.h"
 
 #include <cblas.h>
+#include <malloc.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,19 @@ const char *const ops_cap_names[OPS_CAPS] = {
 
 /* ---- memory ---------------------------------------------------------------------------------- */
 
+/* what the backend's allocations hold, for mem_stats (counted by malloc_usable_size) */
+static _Atomic size_t cpu_in_use, cpu_peak;
+
+static void cpu_mem_stats(size_t *in_use, size_t *peak, int reset) {
+    const size_t now = atomic_load(&cpu_in_use);
+    if (reset)
+        atomic_store(&cpu_peak, now);
+    if (in_use)
+        *in_use = now;
+    if (peak)
+        *peak = atomic_load(&cpu_peak);
+}
+
 static void *cpu_alloc(size_t bytes) {
     /* 64-byte aligned like the other backends' allocations, zeroed */
     size_t n = (bytes + 63) / 64 * 64;
@@ -48,10 +63,17 @@ static void *cpu_alloc(size_t bytes) {
     if (posix_memalign(&p, 64, n ? n : 64))
         HW_DIE("out of memory allocating %.1f MiB", (double)bytes / 1048576.0);
     memset(p, 0, n ? n : 64);
+    const size_t held = malloc_usable_size(p);
+    const size_t now = atomic_fetch_add(&cpu_in_use, held) + held;
+    size_t pk = atomic_load(&cpu_peak);
+    while (now > pk && !atomic_compare_exchange_weak(&cpu_peak, &pk, now))
+        ;
     return p;
 }
 
 static void cpu_free(void *p) {
+    if (p)
+        atomic_fetch_sub(&cpu_in_use, malloc_usable_size(p));
     free(p);
 }
 
@@ -188,6 +210,7 @@ static const struct ops ops_cpu = {
     .set_precision = cpu_set_precision,
     .precision = cpu_precision,
     .select_device = cpu_select_device,
+    .mem_stats = cpu_mem_stats,
 };
 
 #ifdef HW_CUDA

@@ -55,8 +55,8 @@ static int cuda_supports(enum ops_cap cap) {
     case OPS_CAP_BF16:
     case OPS_CAP_ATTN_MOH:
     case OPS_CAP_ATTN_RING: /* block kernels at absolute positions; the ring stages on the host */
+    case OPS_CAP_BF16_TRAIN: /* train.precision: bf16 (set_precision below) */
         return 1;
-    case OPS_CAP_BF16_TRAIN: /* train.precision: bf16 (issue: GPU training) */
     case OPS_CAP_TITANS:    /* the memory's chunk loops run on the host */
     case OPS_CAP_REC:       /* the rec model's dense part runs on the host */
     case OPS_CAPS:
@@ -65,18 +65,22 @@ static int cuda_supports(enum ops_cap cap) {
     return 0;
 }
 
-/* train.precision: bf16 is not wired into the CUDA kernels' fp32 entry points yet
- * (supports(OPS_CAP_BF16_TRAIN) is 0, so the trainer refuses it at start-up). */
+/* train.precision: the GEMMs' fp32 entry points (matmul_cuda.cu) and the attention tiles
+ * (attention_cuda.cu: q, k, v, dO, P, dS) take bf16-rounded inputs, as the CPU backend does. */
+static enum hw_dtype g_precision = HW_F32;
 static enum hw_dtype cuda_set_precision(enum hw_dtype t) {
-    if (t != HW_F32) {
-        fprintf(stderr, "error: the cuda backend has no train.precision %s yet\n",
-                hw_dtype_name(t));
+    if (t != HW_F32 && t != HW_BF16) {
+        fprintf(stderr, "error: the cuda backend has no train.precision %s\n", hw_dtype_name(t));
         abort();
     }
-    return HW_F32;
+    const enum hw_dtype old = g_precision;
+    g_precision = t;
+    matmul_cuda_set_bf16(t == HW_BF16);
+    attention_cuda_set_bf16(t == HW_BF16);
+    return old;
 }
 static enum hw_dtype cuda_precision(void) {
-    return HW_F32;
+    return g_precision;
 }
 
 static const struct ops ops_cuda = {
@@ -139,6 +143,7 @@ static const struct ops ops_cuda = {
     /* .set_precision = */ cuda_set_precision,
     /* .precision = */ cuda_precision,
     /* .select_device = */ cuda_select_device,
+    /* .mem_stats = */ cuda_mem_stats,
 };
 
 extern "C" const struct ops *ops_cuda_table(const char **why) {

@@ -5,7 +5,8 @@
 # (their collectives staged through pinned host memory: dist/stage.c) on data 2, heads 2,
 # context 2 ring and context 2 Ulysses give the one-GPU losses within rel 1e-5; a GPU
 # checkpoint resumes on the CPU and a CPU checkpoint on the GPU with the losses of an
-# uninterrupted run (rel 1e-4); the layout table names every rank's GPU.
+# uninterrupted run (rel 1e-4); the layout table names every rank's GPU; train.precision bf16
+# tracks fp32 over 300 steps (10-step means within 2 %) and two ranks in bf16 agree with one.
 # Without a CUDA build or a GPU it exits 77 (skipped) and says why. Run by tools/device_check.sh
 # on the GPU machine with the CUDA build: sh tests/cli_gpu.sh build/cuda/headwise
 . tests/lib.sh
@@ -53,6 +54,31 @@ for grid in "dist.data=2" "dist.heads=2" "dist.context=2 dist.context_mode=ring"
     ok "  staged bytes reported" grep -q '"staged_bytes"' "$T/r2$tag/metrics.jsonl"
 done
 ok "  the layout names the shared GPU" grep -q "rank 1: .*cuda:0 .*shared by 2 ranks" "$T/out"
+
+# bf16 mixed precision: 300 steps of the tiny model track the fp32 curve (10-step means within
+# 2 %); two ranks sharing the GPU in bf16 give the one-GPU bf16 losses within bf16 tolerance
+B16="train.steps=300 train.val_every=0 train.log_every=1 run.backend=cuda"
+expect_exit 0 "bf16: 300 steps on the GPU" "$HW" train $LM $B16 train.precision=bf16 \
+    run.dir="$T/b16"
+ok "  the start line says bf16" grep -q "backend cuda bf16" "$T/out"
+expect_exit 0 "fp32: the same 300 steps" "$HW" train $LM $B16 run.dir="$T/f32"
+means_close() { # A B TOL: 10-step means of the losses agree within rel TOL
+    paste "$1" "$2" | awk -v tol="$3" '{ a += $2; b += $6; k++ }
+        k == 10 { r = (b - a) / a; if (r < 0) r = -r; if (r > m) m = r; a = b = k = 0; n++ }
+        END { printf "     max relative difference of 10-step means: %.3f%%\n", 100 * m;
+              exit !(n == 30 && m < tol) }'
+}
+metric_lines "$T/b16/metrics.jsonl" >"$T/b16.m"
+metric_lines "$T/f32/metrics.jsonl" >"$T/f32.m"
+ok "  bf16 tracks fp32 (10-step means within 2 %)" means_close "$T/f32.m" "$T/b16.m" 0.02
+ok "  and is not fp32 (the losses differ)" sh -c "! cmp -s '$T/f32.m' '$T/b16.m'"
+expect_exit 0 "bf16, 2 ranks on one GPU (data 2)" $MPIRUN -np 2 "$HW" train $LM dist.data=2 \
+    run.backend=cuda train.precision=bf16 run.dir="$T/b16r2"
+expect_exit 0 "bf16, one GPU" "$HW" train $LM run.backend=cuda train.precision=bf16 \
+    run.dir="$T/b16r1"
+metric_lines "$T/b16r1/metrics.jsonl" >"$T/b16r1.m"
+metric_lines "$T/b16r2/metrics.jsonl" >"$T/b16r2.m"
+ok "  the one-GPU bf16 losses (rel 2e-2)" steps_close "$T/b16r1.m" "$T/b16r2.m" 20 2e-2
 
 # checkpoints cross backends: GPU -> CPU and CPU -> GPU continue the uninterrupted run
 R="train.steps=20 run.ckpt_every=10"

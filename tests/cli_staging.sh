@@ -13,12 +13,14 @@ if ! command -v mpirun >/dev/null; then
 fi
 D=$T/data
 prepare_tiny "$D"
-# every field but the timings, the communication block and the staged bytes
+# every field but the timings, the communication block, the staged bytes and the memory figure
+# (malloc_usable_size varies by a few KiB with the heap's history)
 strip() {
     sed -e 's/"tokens_per_s":[^,}]*,\{0,1\}//' -e 's/"mfu":[^,}]*,\{0,1\}//' \
         -e 's/"step_s":[^,}]*,\{0,1\}//' -e 's/"comm_s":[^,}]*,\{0,1\}//' \
         -e 's/"comm":{[^}]*\(}[^}]*\)*}},\{0,1\}//' -e 's/"staged_bytes":[^,}]*,\{0,1\}//' \
         -e 's/"ckpt_s":[^,}]*,\{0,1\}//' -e 's/"train_s":[^,}]*,\{0,1\}//' \
+        -e 's/"mem_peak_mib":[^,}]*,\{0,1\}//' \
         -e 's/"samples_per_s":[^,}]*,\{0,1\}//' -e 's/,}/}/' "$1"
 }
 # both NAME NP ARGS...: the run unstaged and staged; same metrics, bit for bit

@@ -19,6 +19,7 @@
 #ifdef HW_CUDA
 #include "../ops/attention.h"
 #include "../ops/cuda_ctx.h"
+#include "../ops/ops.h"
 #include "../ops/s2.h"
 
 #include <math.h>
@@ -29,6 +30,9 @@
 
 #define TOL_F32  1e-5
 #define TOL_BF16 1e-2
+/* GPU bf16 against the CPU's bf16 kernels: both round the same tiles; a last-bit difference in
+ * fp32 may still round one P or dS element to the neighbouring bf16 value */
+#define TOL_BF16_CPU 4e-3
 
 /* ------------------------------------------------------------------------------------------ */
 /* helpers */
@@ -742,6 +746,67 @@ static void test_cudnn_refusals(void) {
 }
 #endif /* HW_CUDA */
 
+#ifdef HW_CUDA
+/* train.precision: bf16 on both backends (q, k, v, dO, P and dS rounded to bf16): the GPU's
+ * forward and backward are within tol of the CPU's bf16 kernels, and closer to them than to the
+ * CPU's fp32 ones (so the rounding happened, and is the same rounding). */
+static void test_bf16(const char *name, int B, int T, int H, int Hkv, int hd) {
+    const int HD = H * hd, KD = Hkv * hd, W = HD + 2 * KD;
+    const size_t rows = (size_t)B * T, nq = rows * W, no = rows * HD, nl = (size_t)B * H * T;
+    char ctx[300];
+    snprintf(ctx, sizeof(ctx), "bf16 %s B=%d T=%d H=%d Hkv=%d hd=%d", name, B, T, H, Hkv, hd);
+    float *qkv = fmalloc(nq), *dout = fmalloc(no);
+    fill(qkv, nq, 1.5f);
+    fill(dout, no, 1.0f);
+    struct attn_shape s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd, .ld_qkv = W};
+    const struct ops *cpu = ops_for(BACKEND_CPU), *gpu = ops_for(BACKEND_CUDA);
+    float *ref[2][3]; /* [fp32, bf16][out, lse, dqkv] on the CPU */
+    for (int m = 0; m < 2; m++) {
+        cpu->set_precision(m ? HW_BF16 : HW_F32);
+        ref[m][0] = fmalloc(no), ref[m][1] = fmalloc(nl), ref[m][2] = fmalloc(nq);
+        memset(ref[m][2], 0, sizeof(float) * nq);
+        attention_forward_cpu(ref[m][0], ref[m][1], qkv, &s);
+        attention_backward_cpu(ref[m][2], dout, ref[m][0], ref[m][1], qkv, &s);
+    }
+    cpu->set_precision(HW_F32);
+    gpu->set_precision(HW_BF16);
+    float *qkv_d = up(qkv, sizeof(float) * nq), *dout_d = up(dout, sizeof(float) * no);
+    float *out_d = cuda_alloc(sizeof(float) * no), *lse_d = cuda_alloc(sizeof(float) * nl);
+    float *dqkv_d = cuda_alloc(sizeof(float) * nq);
+    float *outc_d = up(ref[1][0], sizeof(float) * no), *lsec_d = up(ref[1][1], sizeof(float) * nl);
+    attention_forward_cuda(out_d, lse_d, qkv_d, &s);
+    attention_backward_cuda(dqkv_d, dout_d, outc_d, lsec_d, qkv_d, &s);
+    gpu->set_precision(HW_F32);
+    float *got[3] = {down(out_d, no), down(lse_d, nl), down(dqkv_d, nq)};
+    const size_t n[3] = {no, nl, nq}, width[3] = {(size_t)HD, (size_t)T, (size_t)W};
+    const char *what[3] = {"out", "lse", "dqkv"};
+    for (int k = 0; k < 3; k++) {
+        double to_bf16 = 0.0, to_f32 = 0.0;
+        compare(ctx, what[k], got[k], ref[1][k], n[k], width[k], TOL_BF16_CPU, &to_bf16);
+        for (size_t i = 0; i < n[k]; i++) { /* distance to fp32, measured without a check */
+            const double e = fabs((double)got[k][i] - ref[0][k][i]);
+            to_f32 = e > to_f32 ? e : to_f32;
+        }
+        double mx = 0.0;
+        for (size_t i = 0; i < n[k]; i++)
+            mx = fabs(ref[0][k][i]) > mx ? fabs(ref[0][k][i]) : mx;
+        to_f32 /= mx > 0.0 ? mx : 1.0;
+        if (k == 1) /* lse: the softmax statistics stay fp32 from fp32 logits of rounded q, k */
+            continue;
+        CHECK_MSG(to_bf16 < to_f32,
+                  "%s: %s: GPU bf16 is %.3g from the CPU's bf16 but %.3g from "
+                  "its fp32 (not rounded like the CPU?)",
+                  ctx, what[k], to_bf16, to_f32);
+        printf("  %s %s: %.2e from CPU bf16, %.2e from CPU fp32\n", ctx, what[k], to_bf16, to_f32);
+    }
+    for (int k = 0; k < 3; k++)
+        free(got[k]), free(ref[0][k]), free(ref[1][k]);
+    cuda_free(qkv_d), cuda_free(dout_d), cuda_free(out_d), cuda_free(lse_d), cuda_free(dqkv_d);
+    cuda_free(outc_d), cuda_free(lsec_d);
+    free(qkv), free(dout);
+}
+#endif
+
 int main(void) {
 #ifndef HW_CUDA
     printf("SKIP test_attention_cuda: built without CUDA\n");
@@ -802,6 +867,11 @@ int main(void) {
     test_cudnn("gqa hd128", 1, 257, 8, 2, 128);
     test_cudnn("odd", 3, 63, 6, 2, 32);
     test_cudnn("mqa T1024", 2, 1024, 4, 1, 64);
+
+    /* train.precision: bf16 */
+    test_bf16("mha", 2, 130, 4, 4, 64);
+    test_bf16("gqa", 1, 257, 6, 2, 32);
+    test_bf16("long", 1, 1024, 2, 1, 64);
 
     return check_report("test_attention_cuda");
 #endif

@@ -504,6 +504,33 @@ static void test_streams_cpu(void) {
     o->free(d);
 }
 
+/* memory accounting (mem_stats) and placement (select_device) */
+static void test_mem_stats_cpu(void) {
+    const struct ops *o = ops_for(BACKEND_CPU);
+    size_t base, peak, now;
+    o->mem_stats(&base, &peak, 1);
+    CHECK(peak == base);
+    void *a = o->alloc(3 << 20), *h = o->host_alloc(1 << 20);
+    o->mem_stats(&now, &peak, 0);
+    CHECK_MSG(now >= base + (3u << 20) && now < base + (3u << 20) + 65536, "%zu after %zu", now,
+              base);
+    CHECK(peak == now); /* host_alloc is not backend memory */
+    void *b = o->alloc(1 << 20);
+    o->free(a);
+    o->mem_stats(&now, &peak, 0);
+    CHECK_MSG(now < base + (1u << 20) + 65536 && peak >= base + (4u << 20), "now %zu peak %zu", now,
+              peak);
+    o->mem_stats(NULL, &peak, 1);
+    CHECK(peak == now);
+    o->free(b);
+    o->host_free(h);
+    o->mem_stats(&now, NULL, 0);
+    CHECK(now == base);
+    char desc[32];
+    o->select_device(1, 2, desc, sizeof(desc));
+    CHECK(!strcmp(desc, "cpu"));
+}
+
 /* ---- bf16 inputs (train.precision: bf16) ------------------------------------------------ */
 static double *rounded_d(const float *x, size_t n) {
     double *d = malloc(sizeof(double) * (n ? n : 1));
@@ -618,6 +645,7 @@ static void test_bf16(void) {
 int main(void) {
     ops_set_threads(2);
     test_streams_cpu();
+    test_mem_stats_cpu();
     test_vexp();
     test_matmul();
     test_rmsnorm();

@@ -420,12 +420,51 @@ static void test_matmul_bf16_bwd(int N, int K, int M, enum hw_dtype dt, int with
     free(inp), free(w), free(dout), free(pre), free(dinp0), free(dw0), free(dinp), free(dw);
 }
 
+/* train.precision: bf16 on both backends: the GPU's rounded-operand products equal the CPU's
+ * within fp32 summation error, and differ from the fp32 products (the rounding happened) */
+static void test_matmul_precision(int N, int K, int M) {
+    WHAT("bf16 precision N=%d K=%d M=%d", N, K, M);
+    const struct ops *cpu = ops_for(BACKEND_CPU), *gpu = ops_for(BACKEND_CUDA);
+    size_t nk = (size_t)N * K, mk = (size_t)M * K, nm = (size_t)N * M;
+    float *inp = rand_f32(nk, 1), *w = rand_f32(mk, 1), *dout = rand_f32(nm, 1);
+    float *out = calloc(nm, 4), *out32 = calloc(nm, 4), *dinp = calloc(nk, 4), *dw = calloc(mk, 4);
+    matmul_forward_cpu(out32, inp, w, N, K, M, 0.0f);
+    cpu->set_precision(HW_BF16);
+    matmul_forward_cpu(out, inp, w, N, K, M, 0.0f);
+    matmul_backward_cpu(dinp, dw, dout, inp, w, N, K, M, 0.0f);
+    cpu->set_precision(HW_F32);
+    float *d_inp = dev_from(inp, nk * 4), *d_w = dev_from(w, mk * 4),
+          *d_dout = dev_from(dout, nm * 4);
+    float *d_out = cuda_alloc(nm * 4), *d_dinp = cuda_alloc(nk * 4), *d_dw = cuda_alloc(mk * 4);
+    gpu->set_precision(HW_BF16);
+    matmul_forward_cuda(d_out, d_inp, d_w, N, K, M, 0.0f);
+    matmul_backward_cuda(d_dinp, d_dw, d_dout, d_inp, d_w, N, K, M, 0.0f);
+    gpu->set_precision(HW_F32);
+    float *g_out = host_from(d_out, nm * 4), *g_dinp = host_from(d_dinp, nk * 4),
+          *g_dw = host_from(d_dw, mk * 4);
+    EXPECT_CLOSE("bf16 matmul_fwd out", g_out, HW_F32, out, HW_F32, nm, TOL_F32);
+    EXPECT_CLOSE("bf16 matmul_bwd dinp", g_dinp, HW_F32, dinp, HW_F32, nk, TOL_F32);
+    EXPECT_CLOSE("bf16 matmul_bwd dw", g_dw, HW_F32, dw, HW_F32, mk, TOL_F32);
+    double far = 0.0, mx = 0.0;
+    for (size_t i = 0; i < nm; i++) {
+        far = fabs((double)g_out[i] - out32[i]) > far ? fabs((double)g_out[i] - out32[i]) : far;
+        mx = fabs(out32[i]) > mx ? fabs(out32[i]) : mx;
+    }
+    EXPECT_SCALAR("bf16 != fp32", far / mx > 1e-4 ? 1.0 : 0.0, 1.0, 0.0);
+    cuda_free(d_inp), cuda_free(d_w), cuda_free(d_dout), cuda_free(d_out), cuda_free(d_dinp),
+        cuda_free(d_dw);
+    free(inp), free(w), free(dout), free(out), free(out32), free(dinp), free(dw);
+    free(g_out), free(g_dinp), free(g_dw);
+}
+
 static void test_gemms(void) {
     printf("gemm / matmul\n");
     test_matmul(37, 53, 71, 0.0f, 0.0f);
     test_matmul(37, 53, 71, 0.5f, 1.0f);
     test_matmul(1, 7, 3, 1.0f, 0.0f);
     test_matmul(256, 384, 1152, 0.0f, 1.0f);
+    test_matmul_precision(37, 53, 71);
+    test_matmul_precision(256, 384, 1152);
     const enum hw_dtype ab[4] = {HW_F32, HW_F64, HW_BF16, HW_BF16};
     const enum hw_dtype ct[4] = {HW_F32, HW_F64, HW_F32, HW_BF16};
     for (int p = 0; p < 4; p++)
@@ -995,6 +1034,43 @@ static void test_streams(size_t n) {
     free(back);
 }
 
+/* mem_stats counts cuda_alloc's bytes exactly (host_alloc not), and the peak resets */
+static void test_mem_stats(void) {
+    WHAT("3 MiB + 1 MiB");
+    const struct ops *o = ops_for(BACKEND_CUDA);
+    size_t base, now, peak, after;
+    o->mem_stats(&base, &peak, 1);
+    void *a = o->alloc((size_t)3 << 20), *h = o->host_alloc((size_t)1 << 20);
+    o->mem_stats(&now, &peak, 0);
+    void *b = o->alloc((size_t)1 << 20);
+    o->free(a);
+    o->mem_stats(&after, NULL, 0);
+    size_t peak2;
+    o->mem_stats(NULL, &peak2, 1);
+    o->free(b), o->host_free(h);
+    size_t end;
+    o->mem_stats(&end, NULL, 0);
+    check_total_++;
+    if (now != base + ((size_t)3 << 20) || peak != now || after != base + ((size_t)1 << 20) ||
+        peak2 != after || end != base) {
+        check_failed_++;
+        fprintf(stderr,
+                "%s:%d: FAIL mem_stats: base %zu now %zu peak %zu after %zu peak2 %zu end %zu\n",
+                __FILE__, __LINE__, base, now, peak, after, peak2, end);
+    } else {
+        printf("  ok  %-16s %-58s\n", "mem_stats", g_what);
+    }
+    char desc[128];
+    o->select_device(0, 2 * cuda_device_count(), desc, sizeof(desc)); /* 2 ranks a GPU */
+    check_total_++;
+    if (strncmp(desc, "cuda:0 ", 7) != 0 || !strstr(desc, "shared by 2 ranks")) {
+        check_failed_++;
+        fprintf(stderr, "%s:%d: FAIL select_device: \"%s\"\n", __FILE__, __LINE__, desc);
+    } else {
+        printf("  ok  %-16s %-58s\n", "select_device", desc);
+    }
+}
+
 static void print_device(void) {
     struct cudaDeviceProp p;
     int dev = 0, rt = 0, drv = 0;
@@ -1064,6 +1140,7 @@ static void run_all(void) {
     printf("streams and events\n");
     test_streams(1000);
     test_streams((size_t)64 << 20);
+    test_mem_stats();
 
     printf("adamw, sumsq\n");
     test_adamw(100003, 0, 1, 0.1f, 1.0f);

@@ -18,6 +18,7 @@ static const char *const task_vals[] = {"lm", "classify", "sft", NULL};
 static const char *const backend_vals[] = {"cpu", "cuda", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const precision_vals[] = {"fp32", "bf16", NULL};
+static const char *const recompute_vals[] = {"none", "block", NULL};
 
 #undef CFG_S
 #undef CFG_SEC
@@ -57,7 +58,13 @@ static const struct cfg_key train_keys[] = {
              "bf16 with fp32 accumulation; weights, AdamW moments, gradients, norms, softmax "
              "and the loss stay fp32, and checkpoints are the same either way. On the CPU the "
              "products still run as sgemm (docs/architecture.md: no bf16 GEMM in Debian's "
-             "OpenBLAS), so bf16 there is for its numerics, not its speed")};
+             "OpenBLAS), so bf16 there is for its numerics, not its speed"),
+    CFG_ENUM(recompute, "none", recompute_vals,
+             "activation recomputation: none keeps every activation for the backward; block "
+             "keeps only each block's input and mid-block residual and recomputes its norms "
+             "and MLP input side in the backward (one more W_in GEMM a block; losses are "
+             "bit-identical). The mixers keep their own tapes: the attention kernels are "
+             "FlashAttention-style and keep O(T) softmax statistics, no T x T matrix to drop")};
 #undef CFG_S
 #undef CFG_SEC
 #define CFG_S   struct cfg_run

@@ -28,6 +28,7 @@ struct cfg_train {
                                      "sft" (chat conversations, see struct cfg_sft) */
     char init_from[CFG_PATH_MAX]; /* start from this checkpoint's weights and tokenizer */
     char precision[CFG_NAME_MAX]; /* "fp32" | "bf16": GEMM and attention-tile inputs (ops.h) */
+    char recompute[CFG_NAME_MAX]; /* "none" | "block": activation recomputation (gpt.h) */
 };
 
 struct cfg_run {

@@ -439,6 +439,7 @@ struct loop {
     double first_loss, last_loss, last_val, best_val;
     /* this step */
     double loss, gnorm, tps, mfu;
+    size_t mem_peak;          /* most backend memory held during the step (bytes) */
     json_t *pending;          /* its metrics line, written after the checkpoint (with ckpt_s) */
     struct async_saver saver; /* run.async_save: the background writer */
     int saver_up, async;
@@ -536,6 +537,7 @@ static int step(struct loop *L, char *err) {
     const double t0 = log_now();
     tr->lr = optim_lr(t, tr->step);
     dist_stats_reset(tr->d);
+    tr->be->mem_stats(NULL, NULL, 1);
     dist_watch_step(tr->step + 1);
     if (forward_backward(tr, &L->loss, err))
         return HW_EXIT_FAIL;
@@ -556,6 +558,7 @@ static int step(struct loop *L, char *err) {
     optim_step(&tr->opt, &tr->ps, t, (float)tr->lr, tr->step + 1, clip);
     if (tr->task->after_update)
         tr->task->after_update(tr);
+    tr->be->mem_stats(NULL, &L->mem_peak, 0);
     tr->step++;
     tr->tokens_seen += tr->tokens_per_step;
     tr->step_s = log_now() - t0;
@@ -621,6 +624,7 @@ static int validate_and_log(struct loop *L, char *err) {
     json_object_set_new(j, unit_key, json_real(round(L->tps)));
     if (tr->peak_flops > 0)
         json_object_set_new(j, "mfu", json_real(round(L->mfu * 1e4) / 1e4));
+    json_object_set_new(j, "mem_peak_mib", json_real(round(L->mem_peak / 1048576.0 * 1e3) / 1e3));
     if (task->metrics)
         task->metrics(tr, j, TASK_METRICS_BEFORE_VAL);
     if (val_now) {
