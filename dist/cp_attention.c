@@ -323,6 +323,25 @@ static void unpack_qkv(const struct ops *o, float *qkv, size_t ld, const float *
     o->copy2d(qkv + u->HD + u->KD + j * kd, ld * F, src + qd + kd, u->Du * F, rows, kd * F);
 }
 
+/* The rows of rank j's tokens between its local order (B, Tl: zig-zag chunk j, then chunk
+ * 2cp-1-j, as cp_positions) and the global order (B, T), width floats a row: to_global copies
+ * local -> global, else back. Two contiguous copies a sequence (one device copy each on a GPU,
+ * not one a row). */
+static void zigzag_rows(const struct ops *o, float *global, float *local, const struct uly *u,
+                        int j, size_t width, int to_global) {
+    const int c = u->Tl / 2;
+    for (int b = 0; b < u->B; b++)
+        for (int half = 0; half < 2; half++) {
+            const int p0 = half ? (2 * u->cp - 1 - j) * c : j * c, n = half ? u->Tl - c : c;
+            float *g = global + ((size_t)b * u->T + (size_t)p0) * width;
+            float *l = local + ((size_t)b * u->Tl + (size_t)(half ? c : 0)) * width;
+            if (to_global)
+                o->copy(g, l, sizeof(float) * (size_t)n * width);
+            else
+                o->copy(l, g, sizeof(float) * (size_t)n * width);
+        }
+}
+
 /* local (B, Tl, width*cp-sliced) <-> global (B, T, width): the block for rank j holds, for
  * every local token, slice j; the receiver scatters block j into the positions of rank j. */
 static void ulysses_forward(const struct ops *o, struct dist *d, float *out, const float *qkv,
@@ -332,18 +351,11 @@ static void ulysses_forward(const struct ops *o, struct dist *d, float *out, con
     const size_t rows = (size_t)u.B * u.Tl, ld = (size_t)s->ld_qkv;
     float *snd = need(o, &w->a, &w->cap_a, rows * u.Du * u.cp);
     float *rcv = need(o, &w->b, &w->cap_b, rows * u.Du * u.cp);
-    int32_t *pos = HW_MALLOC(sizeof(int32_t) * (size_t)u.Tl);
     for (int j = 0; j < u.cp; j++)
         pack_qkv(o, snd + (size_t)j * rows * u.Du, qkv, ld, rows, &u, j);
     dist_cp_alltoall(d, snd, rcv, rows * u.Du);
-    for (int j = 0; j < u.cp; j++) {
-        cp_positions(pos, u.Tl, u.cp, j);
-        for (int b = 0; b < u.B; b++)
-            for (int t = 0; t < u.Tl; t++)
-                o->copy(ctx->u_qkv + ((size_t)b * u.T + pos[t]) * u.Du,
-                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
-                        sizeof(float) * u.Du);
-    }
+    for (int j = 0; j < u.cp; j++)
+        zigzag_rows(o, ctx->u_qkv, rcv + (size_t)j * rows * u.Du, &u, j, u.Du, 1);
     /* MoH query selection is per local token and is not carried over the all-to-all: the
      * heads run densely here and the gates zero the unselected outputs afterwards */
     struct attn_shape us = {.B = u.B,
@@ -357,18 +369,12 @@ static void ulysses_forward(const struct ops *o, struct dist *d, float *out, con
     uly_prefix(&us, s, &u, d->cp_rank);
     o->attention_forward(ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
     /* back: rank j gets, for its tokens, our head slice */
-    for (int j = 0; j < u.cp; j++) {
-        cp_positions(pos, u.Tl, u.cp, j);
-        for (int b = 0; b < u.B; b++)
-            for (int t = 0; t < u.Tl; t++)
-                o->copy(snd + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
-                        ctx->u_out + ((size_t)b * u.T + pos[t]) * u.HDu, sizeof(float) * u.HDu);
-    }
+    for (int j = 0; j < u.cp; j++)
+        zigzag_rows(o, ctx->u_out, snd + (size_t)j * rows * u.HDu, &u, j, u.HDu, 0);
     dist_cp_alltoall(d, snd, rcv, rows * u.HDu);
     for (int j = 0; j < u.cp; j++)
         o->copy2d(out + j * u.HDu, u.HD * sizeof(float), rcv + (size_t)j * rows * u.HDu,
                   u.HDu * sizeof(float), rows, u.HDu * sizeof(float));
-    free(pos);
 }
 
 static void ulysses_backward(const struct ops *o, struct dist *d, float *dqkv, const float *dout,
@@ -380,19 +386,12 @@ static void ulysses_backward(const struct ops *o, struct dist *d, float *dqkv, c
     float *rcv = need(o, &w->b, &w->cap_b, rows * u.Du * u.cp);
     float *ubuf = need(o, &w->c, &w->cap_c, (size_t)u.B * u.T * (u.HDu + u.Du));
     float *u_dout = ubuf, *u_dqkv = ubuf + (size_t)u.B * u.T * u.HDu;
-    int32_t *pos = HW_MALLOC(sizeof(int32_t) * (size_t)u.Tl);
     for (int j = 0; j < u.cp; j++)
         o->copy2d(snd + (size_t)j * rows * u.HDu, u.HDu * sizeof(float), dout + j * u.HDu,
                   u.HD * sizeof(float), rows, u.HDu * sizeof(float));
     dist_cp_alltoall(d, snd, rcv, rows * u.HDu);
-    for (int j = 0; j < u.cp; j++) {
-        cp_positions(pos, u.Tl, u.cp, j);
-        for (int b = 0; b < u.B; b++)
-            for (int t = 0; t < u.Tl; t++)
-                o->copy(u_dout + ((size_t)b * u.T + pos[t]) * u.HDu,
-                        rcv + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.HDu,
-                        sizeof(float) * u.HDu);
-    }
+    for (int j = 0; j < u.cp; j++)
+        zigzag_rows(o, u_dout, rcv + (size_t)j * rows * u.HDu, &u, j, u.HDu, 1);
     /* MoH query selection is per local token and is not carried over the all-to-all: the
      * heads run densely here and the gates zero the unselected outputs afterwards */
     struct attn_shape us = {.B = u.B,
@@ -405,17 +404,11 @@ static void ulysses_backward(const struct ops *o, struct dist *d, float *dqkv, c
                             .head0 = s->head0 + d->cp_rank * u.Hu};
     uly_prefix(&us, s, &u, d->cp_rank);
     o->attention_backward(u_dqkv, u_dout, ctx->u_out, ctx->u_lse, ctx->u_qkv, &us);
-    for (int j = 0; j < u.cp; j++) {
-        cp_positions(pos, u.Tl, u.cp, j);
-        for (int b = 0; b < u.B; b++)
-            for (int t = 0; t < u.Tl; t++)
-                o->copy(snd + ((size_t)j * rows + (size_t)b * u.Tl + t) * u.Du,
-                        u_dqkv + ((size_t)b * u.T + pos[t]) * u.Du, sizeof(float) * u.Du);
-    }
+    for (int j = 0; j < u.cp; j++)
+        zigzag_rows(o, u_dqkv, snd + (size_t)j * rows * u.Du, &u, j, u.Du, 0);
     dist_cp_alltoall(d, snd, rcv, rows * u.Du);
     for (int j = 0; j < u.cp; j++)
         unpack_qkv(o, dqkv, ld, rcv + (size_t)j * rows * u.Du, rows, &u, j);
-    free(pos);
 }
 
 /* ------------------------------------------------------------------------------------------ */
