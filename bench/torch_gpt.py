@@ -5,8 +5,10 @@ decay on norms, global-norm clipping), fp32, trained on random tokens. Attention
 scaled_dot_product_attention where torch has it (2.x: its fused CPU kernel; --no-sdpa, or
 torch 1.x: matmul + mask + softmax + matmul); --compile wraps the model in torch.compile
 (its first steps, the compilation, are warm-up); --bf16 runs the forward under CPU autocast in
-bf16 (fp32 weights and optimizer, as headwise's train.precision bf16). Prints one JSON line with tokens/s and the
-process's peak resident memory. Usage: torch_gpt.py --threads 2 --steps 10 [--d-model 384 ...]"""
+bf16 (fp32 weights and optimizer, as headwise's train.precision bf16). --device cuda runs it on
+the GPU (autocast on the GPU, timings after torch.cuda.synchronize, peak memory from
+torch.cuda.max_memory_allocated). Prints one JSON line with tokens/s and the peak memory.
+Usage: torch_gpt.py --threads 2 --steps 10 [--d-model 384 ...] [--device cuda]"""
 import argparse
 import json
 import math
@@ -110,12 +112,15 @@ def main():
     ap.add_argument("--no-sdpa", action="store_true", help="matmul + mask + softmax attention")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--bf16", action="store_true", help="forward under torch.autocast bf16")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
     global SDPA
     SDPA = SDPA and not a.no_sdpa
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    m = GPT(a.vocab, a.d_model, a.layers, a.heads, a.d_ff, a.seq)
+    m = GPT(a.vocab, a.d_model, a.layers, a.heads, a.d_ff, a.seq).to(dev)
     fwd = torch.compile(m) if a.compile else m
     decay = [p for n, p in m.named_parameters() if p.dim() == 2]
     nodecay = [p for n, p in m.named_parameters() if p.dim() < 2]
@@ -125,21 +130,29 @@ def main():
     g = torch.Generator().manual_seed(1)
     times = []
     for step in range(a.warmup + a.steps):
-        x = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=g)
+        x = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=g).to(dev)
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
             loss = fwd(x[:, :-1], x[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         if step >= a.warmup:
             times.append(dt)
     tok = a.batch * a.seq
     n_params = sum(p.numel() for p in m.parameters())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch",
+    extra = {"device": a.device}
+    if cuda:
+        extra["peak_device_bytes"] = torch.cuda.max_memory_allocated()
+        extra["gpu"] = torch.cuda.get_device_name()
+    print(json.dumps({**extra, "impl": "pytorch-compile" if a.compile else "pytorch",
                       "precision": "bf16-autocast" if a.bf16 else "fp32",
                       "torch": torch.__version__, "threads": a.threads, "sdpa": SDPA,
                       "params": n_params, "tokens_per_s": tok * len(times) / sum(times),

@@ -31,6 +31,9 @@ int matmul_cuda_allow_tf32(int on);
  * above and gemm_cuda's fp32 x fp32 round their operands to bf16 (ties to even) and multiply
  * them as bf16 with fp32 accumulation and an fp32 result. */
 void matmul_cuda_set_bf16(int on);
+/* The ops gemm_peak slot: the best rate of 4096^3 products in the current precision (fp32, or
+ * bf16 inputs with fp32 accumulation), timed with CUDA events for about `seconds`. */
+double matmul_cuda_peak(double seconds, const char **what);
 
 /* bf16 dense layers (bf16 inputs, fp32 accumulation). inp: (N, K) bf16, w: (M, K) bf16.
  * out: (N, M) of out_type (HW_F32 or HW_BF16) = act(inp w^T + bias + beta out).

@@ -409,6 +409,41 @@ static void gemm_f32_as_bf16(int ta, int tb, int m, int n, int k, double alpha, 
     gemm_plain(HW_BF16, HW_F32, ta, tb, m, n, k, alpha, a, ac, b, bc, beta, C, ldc);
 }
 
+extern "C" double matmul_cuda_peak(double seconds, const char **what) {
+    struct cuda_ctx *c = cuda_ctx();
+    const int n = 4096, ab = g_bf16 ? HW_BF16 : HW_F32;
+    const size_t el = g_bf16 ? sizeof(__nv_bfloat16) : sizeof(float), nn = (size_t)n * n;
+    *what = g_bf16 ? "cuBLASLt bf16" : (tf32_on() ? "cuBLASLt tf32" : "cuBLASLt fp32");
+    void *A = NULL, *B = NULL, *C = NULL;
+    HW_CHECK_CUDA(cudaMalloc(&A, el * nn));
+    HW_CHECK_CUDA(cudaMalloc(&B, el * nn));
+    HW_CHECK_CUDA(cudaMalloc(&C, sizeof(float) * nn));
+    HW_CHECK_CUDA(cudaMemsetAsync(A, 0, el * nn, c->stream));
+    HW_CHECK_CUDA(cudaMemsetAsync(B, 0, el * nn, c->stream));
+    cudaEvent_t e0, e1;
+    HW_CHECK_CUDA(cudaEventCreate(&e0));
+    HW_CHECK_CUDA(cudaEventCreate(&e1));
+    gemm_plain(ab, HW_F32, 0, 1, n, n, n, 1.0, A, n, B, n, 0.0, C, n); /* plan and warm-up */
+    double best = 0.0, spent = 0.0;
+    for (int i = 0; i < 200 && spent < seconds; i++) {
+        HW_CHECK_CUDA(cudaEventRecord(e0, c->stream));
+        gemm_plain(ab, HW_F32, 0, 1, n, n, n, 1.0, A, n, B, n, 0.0, C, n);
+        HW_CHECK_CUDA(cudaEventRecord(e1, c->stream));
+        HW_CHECK_CUDA(cudaEventSynchronize(e1));
+        float ms = 0.0f;
+        HW_CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+        spent += ms / 1e3;
+        const double r = ms > 0.0f ? 2.0 * n * (double)n * n / (ms / 1e3) : 0.0;
+        best = r > best ? r : best;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    HW_CHECK_CUDA(cudaFree(A));
+    HW_CHECK_CUDA(cudaFree(B));
+    HW_CHECK_CUDA(cudaFree(C));
+    return best;
+}
+
 // ----------------------------------------------------------------------------------------------
 // kernel launchers
 

@@ -217,6 +217,10 @@ struct ops {
      * most held at once since the last reset (reset: the peak starts again from now). Either
      * pointer may be NULL. Thread-safe. */
     void (*mem_stats)(size_t *in_use, size_t *peak, int reset);
+    /* The measured rate (FLOP/s) of this backend's dense GEMM in the current precision, for
+     * MFU: the best of square products timed for about `seconds`; *what names it ("sgemm",
+     * "cuBLASLt bf16"). */
+    double (*gemm_peak)(double seconds, const char **what);
 };
 
 /* The table for a backend. A build without it dies with a rebuild hint. */

@@ -146,6 +146,11 @@ static void cpu_select_device(int local_rank, int local_size, char *desc, size_t
     snprintf(desc, n, "cpu");
 }
 
+static double cpu_gemm_peak(double seconds, const char **what) {
+    *what = "sgemm"; /* bf16 mode multiplies rounded operands with sgemm too */
+    return ops_sgemm_peak(seconds);
+}
+
 static int cpu_supports(enum ops_cap cap) {
     return cap != OPS_CAP_BF16;
 }
@@ -211,6 +216,7 @@ static const struct ops ops_cpu = {
     .precision = cpu_precision,
     .select_device = cpu_select_device,
     .mem_stats = cpu_mem_stats,
+    .gemm_peak = cpu_gemm_peak,
 };
 
 #ifdef HW_CUDA

@@ -144,6 +144,7 @@ static const struct ops ops_cuda = {
     /* .precision = */ cuda_precision,
     /* .select_device = */ cuda_select_device,
     /* .mem_stats = */ cuda_mem_stats,
+    /* .gemm_peak = */ matmul_cuda_peak,
 };
 
 extern "C" const struct ops *ops_cuda_table(const char **why) {

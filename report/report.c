@@ -1001,7 +1001,7 @@ static int make_facts(const struct report *r, struct fact *f) {
     FACT("throughput", "%.0f tokens/s (mean over %s)", col_mean(m, m->col[C_TPS]), span);
     double mfu = col_mean(m, m->col[C_MFU]);
     if (isfinite(mfu))
-        FACT("MFU", "%.2f%% (mean over %s; against the measured sgemm peak)", 100 * mfu, span);
+        FACT("MFU", "%.2f%% (mean over %s; against the measured GEMM peak)", 100 * mfu, span);
     else
         FACT("MFU", "n/a");
     if (has_col(m, C_COMM_S) && has_col(m, C_STEP_S)) {

@@ -8,9 +8,10 @@
 # Steps, each with its own timeout, all within about 7 minutes, every one run even when an
 # earlier one failed: the runtime bundle's environment (. .device/debs/env.sh), nvidia-smi,
 # test_ops_cuda, test_attention_cuda (if built), test_gpt_cuda, tests/cli_gpu.sh (headwise train
-# on the GPU against the CPU, two ranks sharing the GPU, checkpoints across backends),
+# on the GPU against the CPU, two ranks sharing the GPU, checkpoints across backends, bf16),
 # bench/gpu_bench.py (our bf16 GEMMs against
-# torch.matmul), the attention benchmark (if there), then each failed test once more under
+# torch.matmul), the attention benchmark (if there), bench/gpu_train.sh (training against
+# PyTorch: tokens/s, MFU, peak memory), then each failed test once more under
 # compute-sanitizer --tool memcheck. OUTDIR gets one log per step, summary.txt and figures.json
 # (every step's status and time, the tests' check counts and all benchmark figures); nothing
 # deeper than OUTDIR itself. Exit status: 0 when every check passed, 1 otherwise.
@@ -163,6 +164,17 @@ else
     say "$(printf '%-24s %s' gpu_attn_bench "not there: skipped")"
 fi
 
+# headwise against PyTorch training the same GPT on the GPU (GPT-2 124M shape, long context,
+# MoH and S2): bench/gpu_train.sh; torch.compile only when time is left for its compilation
+if [ -x "$build/headwise" ]; then
+    left=$((budget - ($(date +%s) - t_start)))
+    comp=0
+    [ "$left" -gt 240 ] && comp=1
+    run_step gpu_train "$(step_time 220 10)" "$out/gpu_train.log" env PY_LD="$ld_plain" \
+        COMPILE=$comp STEPS=20 sh bench/gpu_train.sh "$build/headwise" "$out/gpu_train" ||
+        failed="$failed gpu_train"
+fi
+
 # ---- memcheck reruns of failed tests ----------------------------------------------------------------
 export HW_TEST_QUICK=1 # the tests skip their largest cases under the sanitizer
 for t in test_ops_cuda test_attention_cuda test_gpt_cuda; do
@@ -198,7 +210,7 @@ for name in ("test_ops_cuda", "test_attention_cuda", "test_gpt_cuda", "cli_gpu",
     if m:
         t["sanitizer_errors"] = int(m.group(1))
     fig["tests"][name] = t
-for name in ("gpu_bench", "gpu_attn_bench"):
+for name in ("gpu_bench", "gpu_attn_bench", "gpu_train/gpu_train"):
     p = os.path.join(out, name + ".json")
     if os.path.exists(p):
         try:

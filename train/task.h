@@ -95,8 +95,9 @@ struct trainer {
     int step, steps;     /* optimizer steps done, in total */
     int64_t tokens_seen; /* tokens (samples for rec) seen */
     int64_t tokens_per_step;
-    double flops_per_token; /* 0: no MFU */
-    double peak_flops;
+    double flops_per_token;          /* 0: no MFU */
+    double peak_flops;               /* the backend's measured GEMM rate (gemm_peak), for MFU */
+    const char *peak_what;           /* which GEMM ("sgemm", "cuBLASLt bf16") */
     double lr, step_s;               /* of the current step */
     const char *unit;                /* "tok" or "samples" */
     struct dist_notice *load_notice; /* between trainer_load_begin and _end */

@@ -490,7 +490,8 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
     }
     if (rc)
         return rc == HW_ECONFIG ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
-    tr->peak_flops = tr->flops_per_token > 0 ? ops_sgemm_peak(0.3) : 0.0;
+    tr->peak_what = "GEMM"; /* no MFU for a model without a FLOP count (rec) */
+    tr->peak_flops = tr->flops_per_token > 0 ? tr->be->gemm_peak(0.3, &tr->peak_what) : 0.0;
     /* under a launcher the ranks' stdout is forwarded, so no \r progress rewriting */
     L->tty = isatty(1) && d->world == 1;
     L->nan_step = env_step("HW_FAULT_NAN_STEP");
@@ -517,9 +518,9 @@ static int start(struct loop *L, const struct hw_config *c, struct dist *d, char
         n_global += (double)tr->ps.p[i].gshape[0] *
                     (double)(tr->ps.p[i].ndim == 2 ? tr->ps.p[i].gshape[1] : 1);
     log_info("headwise train (%s): %s | %.2fM params | %s | backend %s %s | %d threads/rank | "
-             "sgemm peak %.1f GFLOP/s",
+             "%s peak %.1f GFLOP/s",
              tr->task->name, c->source, n_global / 1e6, tr->sig, tr->be->name,
-             hw_dtype_name(tr->be->precision()), L->threads, tr->peak_flops / 1e9);
+             hw_dtype_name(tr->be->precision()), L->threads, tr->peak_what, tr->peak_flops / 1e9);
     log_info("run dir: %s | %d steps x %lld %s", c->run.dir, tr->steps,
              (long long)tr->tokens_per_step, tr->unit);
     dist_grid_print(d, tr->device);
@@ -795,7 +796,8 @@ static int finish(struct loop *L, int code, char *err) {
             log_info("throughput %.0f %s/s%s", L->tok_s_sum / L->n_timed, tr->unit,
                      tr->peak_flops > 0 ? "" : " (no MFU for this model)");
         if (L->n_timed && tr->peak_flops > 0)
-            log_info("mfu %.1f%% of the measured sgemm peak", 100 * L->mfu_sum / L->n_timed);
+            log_info("mfu %.1f%% of the measured %s peak", 100 * L->mfu_sum / L->n_timed,
+                     tr->peak_what);
         log_info("run dir:    %s", tr->c->run.dir);
         log_info("metrics:    %s", tr->metrics_path);
         if (tr->tb)
