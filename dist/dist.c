@@ -3,6 +3,7 @@
  * accounting, overlapped gradient buckets, the context ring, and HDF5 property lists
  * (see dist.h). */
 #include "dist.h"
+#include "nccl.h"
 #include "stage.h"
 
 #include "../core/check.h"
@@ -175,6 +176,8 @@ void dist_finalize(struct dist *d) {
     dist_watchdog_stop();
     stage_free(d->stage);
     d->stage = NULL;
+    nccl_close(d->nccl);
+    d->nccl = NULL;
     MPI_Finalized(&fin);
     if (!fin)
         comms_free(d);
@@ -216,6 +219,7 @@ struct dist *dist_dup_world(const struct dist *d) {
     *o = *d;
     o->initialized = 0;
     o->stage = NULL; /* world operations only: host memory */
+    o->nccl = NULL;
     memset(&o->stats, 0, sizeof(o->stats));
     o->c = HW_CALLOC(1, sizeof(*o->c));
     for (int g = 0; g < DIST_GROUPS; g++)
@@ -352,6 +356,21 @@ void dist_set_backend(struct dist *d, const struct ops *be, int force) {
     d->stage = NULL;
     if (d->world > 1 && (force || be->kind != BACKEND_CPU))
         d->stage = stage_new(be);
+}
+
+int dist_set_nccl(struct dist *d, char *err, size_t errn) {
+    nccl_close(d->nccl);
+    d->nccl = nccl_open(d->c->g, DIST_GROUPS, err, errn);
+    return d->nccl ? 0 : -1;
+}
+
+const char *dist_nccl_describe(const struct dist *d) {
+    return d->nccl ? nccl_describe(d->nccl) : NULL;
+}
+
+/* bytes a rank sends in a ring all-reduce (phases 2) or reduce-scatter / all-gather (1) */
+static double ring_bytes(size_t n, int p, int phases) {
+    return (double)phases * (double)(p - 1) / p * (double)n * sizeof(float);
 }
 
 /* a backend buffer's host copy for a collective: the buffer itself when unstaged */
@@ -624,6 +643,11 @@ void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,
     if (p <= 1 || n == 0)
         return;
     double t0 = now(), bytes = 0.0;
+    if (d->nccl) {
+        nccl_allreduce(d->nccl, g, buf, n, 0);
+        account(d, kind, ring_bytes(n, p, 2), t0);
+        return;
+    }
     MPI_Comm comm = comm_of(d, g);
     int r = dist_group_rank(d, g);
     struct ring_op op;
@@ -652,6 +676,16 @@ void dist_grad_push(struct dist *d, float *buf, size_t n) {
     double t0 = now();
     struct dist_comms *c = d->c;
     HW_ASSERT(c->n_buckets < MAX_BUCKETS);
+    if (d->nccl) { /* on the communication stream; dist_grad_finish joins it */
+        if (c->rs_only)
+            nccl_reduce_chunks(d->nccl, DIST_DPCP, buf, n, p, 1);
+        else
+            nccl_allreduce(d->nccl, DIST_DPCP, buf, n, 1);
+        c->n_buckets++;
+        c->n_done = c->n_buckets;
+        account(d, DIST_KIND_DP_GRAD, ring_bytes(n, p, c->rs_only ? 1 : 2), t0);
+        return;
+    }
     struct ring_op *op = &c->bucket[c->n_buckets];
     float *h = buf;
     if (d->stage) { /* the ring starts once the copy is on the host (bucket_post) */
@@ -705,6 +739,12 @@ void dist_grad_finish(struct dist *d) {
     struct dist_comms *c = d->c;
     if (!c)
         return;
+    if (d->nccl) {
+        if (c->n_buckets)
+            nccl_join(d->nccl);
+        c->n_buckets = c->n_done = 0;
+        return;
+    }
     double t0 = now(), bytes = 0.0;
     int p = d->dp * d->cp, r = dist_group_rank(d, DIST_DPCP);
     for (int i = c->n_done; i < c->n_buckets; i++) {
@@ -742,6 +782,11 @@ void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kin
     if (p <= 1 || n == 0)
         return;
     double t0 = now(), bytes = 0.0;
+    if (d->nccl) {
+        nccl_bcast_chunks(d->nccl, DIST_DPCP, buf, n, p);
+        account(d, kind, ring_bytes(n, p, 1), t0);
+        return;
+    }
     MPI_Comm comm = d->c->g[DIST_DPCP];
     int r = dist_group_rank(d, DIST_DPCP);
     struct ring_op op;
@@ -768,6 +813,11 @@ void dist_cp_isendrecv(struct dist *d, const float *send, float *recv, size_t n)
     MPI_Comm comm = d->c->g[DIST_CP];
     int next = mod(d->cp_rank + 1, d->cp), prev = mod(d->cp_rank - 1, d->cp);
     HW_ASSERT(n <= (size_t)2147483647);
+    if (d->nccl) { /* queued on the compute stream: dist_cp_wait has nothing to wait for */
+        nccl_sendrecv(d->nccl, DIST_CP, send, next, recv, prev, n);
+        account(d, DIST_KIND_CP_RING, (double)n * sizeof(float), t0);
+        return;
+    }
     const float *hs = down(d, SLOT_CP_SEND, send, n);
     float *hr = recv_host(d, SLOT_CP_RECV, recv, n);
     d->c->cp_recv_dev = d->stage ? recv : NULL;
@@ -778,6 +828,8 @@ void dist_cp_isendrecv(struct dist *d, const float *send, float *recv, size_t n)
 }
 
 void dist_cp_wait(struct dist *d) {
+    if (d->nccl)
+        return;
     double t0 = now();
     WATCHED("cp_ring (context K/V pass)", MPI_Waitall(2, d->c->cp_req, MPI_STATUSES_IGNORE));
     if (d->c->cp_recv_dev) {
@@ -789,6 +841,13 @@ void dist_cp_wait(struct dist *d) {
 
 void dist_cp_exchange(struct dist *d, const float *const *send, float *const *recv, size_t n) {
     double t0 = now(), bytes = 0.0;
+    if (d->nccl) {
+        nccl_exchange(d->nccl, DIST_CP, send, recv, n, d->cp_rank, d->cp);
+        for (int o = 0; o < d->cp; o++)
+            bytes += o != d->cp_rank && send[o] ? (double)n * sizeof(float) : 0.0;
+        account(d, DIST_KIND_CP_RING, bytes, t0);
+        return;
+    }
     MPI_Comm comm = d->c->g[DIST_CP];
     MPI_Request *req = HW_MALLOC(sizeof(MPI_Request) * 2 * (size_t)d->cp);
     int nr = 0;
@@ -820,6 +879,11 @@ void dist_cp_alltoall(struct dist *d, const float *send, float *recv, size_t n) 
     double t0 = now();
     HW_ASSERT(n <= (size_t)2147483647);
     const size_t all = n * (size_t)d->cp;
+    if (d->nccl) {
+        nccl_alltoall(d->nccl, DIST_CP, send, recv, n, d->cp_rank, d->cp);
+        account(d, DIST_KIND_CP_A2A, (double)(d->cp - 1) * n * sizeof(float), t0);
+        return;
+    }
     const float *hs = down(d, SLOT_A2A_SEND, send, all);
     float *hr = recv_host(d, SLOT_A2A_RECV, recv, all);
     WATCHED("cp_alltoall (Ulysses)",

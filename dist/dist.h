@@ -43,6 +43,7 @@ struct dist_stats {
 
 struct dist_comms; /* MPI communicators and request state, private to dist.c */
 struct dist_stage; /* pinned host copies of backend buffers, private to dist/ (stage.h) */
+struct dist_nccl;  /* dist.transport: nccl communicators, private to dist/ (nccl.h) */
 struct ops;
 
 struct dist {
@@ -53,6 +54,7 @@ struct dist {
     int ulysses;              /* context mode: 0 ring, 1 ulysses */
     struct dist_comms *c;     /* NULL until dist_grid_init */
     struct dist_stage *stage; /* NULL: the float collectives' buffers are host memory */
+    struct dist_nccl *nccl;   /* non-NULL: the float collectives run on NCCL (device buffers) */
     struct dist_stats stats;
 };
 
@@ -127,6 +129,17 @@ int dist_notice_close(struct dist_notice *n);
  * CPU backend through the same path (tests; HW_STAGE_COLLECTIVES=1). Local; after
  * dist_grid_init; no-op on one rank. */
 void dist_set_backend(struct dist *d, const struct ops *be, int force);
+/* dist.transport: nccl (the CUDA backend, one GPU per rank): the float collectives above run on
+ * NCCL communicators, one per grid group (unique ids broadcast over MPI), on the device buffers
+ * themselves, queued on the CUDA streams: gradient buckets on the communication stream after the
+ * compute stream's work (dist_grad_finish makes the compute stream wait for them), the rest on
+ * the compute stream. Sums are NCCL's (ring algorithm): the same run to run, not bit-identical to
+ * the MPI rings. The `s` of the accounting is the time to queue them. COLLECTIVE; after
+ * dist_grid_init and the device choice. Returns 0, or -1 with one line in err (no NCCL in this
+ * build). */
+int dist_set_nccl(struct dist *d, char *err, size_t errn);
+/* "NCCL 2.28.3", or NULL when the collectives go over MPI */
+const char *dist_nccl_describe(const struct dist *d);
 
 /* Blocking ring all-reduce (sum) of n floats over group g; counted under kind. */
 void dist_allreduce_f32(struct dist *d, enum dist_group g, float *buf, size_t n,

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 static const char *const cmode_vals[] = {"ring", "ulysses", NULL};
+static const char *const transport_vals[] = {"mpi", "nccl", NULL};
 
 #define CFG_S   struct cfg_dist
 #define CFG_SEC dist
@@ -32,6 +33,11 @@ static const struct cfg_key keys[] = {
     CFG_BOOL(zero, 0,
              "ZeRO-1: reduce-scatter the gradients, keep the AdamW moments of 1/(data*context) of "
              "the parameters per rank, all-gather the updated parameters"),
+    CFG_ENUM(transport, "mpi", transport_vals,
+             "mpi: the deterministic MPI rings (a GPU's buffers staged through pinned host "
+             "memory; works everywhere, several ranks may share a GPU); nccl: NCCL "
+             "communicators built from the grid, on device buffers (run.backend: cuda, one GPU "
+             "per rank; docs/gpu.md)"),
 };
 
 const struct cfg_section cfg_section_dist = {

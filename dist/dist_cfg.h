@@ -12,7 +12,8 @@ struct cfg_dist {
     char context_mode[CFG_NAME_MAX]; /* "ring" | "ulysses" */
     int bucket_kb;                   /* gradient all-reduce bucket size; 0 = one per layer */
     int zero;                        /* ZeRO-1: shard the optimizer state over data x context */
-    double timeout_s; /* watchdog limit on one collective or checkpoint write; 0: off */
+    double timeout_s;             /* watchdog limit on one collective or checkpoint write; 0: off */
+    char transport[CFG_NAME_MAX]; /* "mpi" | "nccl": how the float collectives travel */
 };
 
 extern const struct cfg_section cfg_section_dist;

@@ -211,6 +211,10 @@ extern "C" void *cuda_compute_stream(void) {
     return (void *)cuda_ctx()->stream;
 }
 
+extern "C" void *cuda_comm_stream(void) {
+    return (void *)cuda_ctx()->comm;
+}
+
 /* ---- events and the communication stream ---------------------------------------------------- */
 
 static cudaStream_t stream_of(int s) {

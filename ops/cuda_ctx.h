@@ -33,6 +33,8 @@ void cuda_download(void *dst_host, const void *src, size_t bytes);
 void cuda_synchronize(void);
 /* The compute stream every op runs on, as a cudaStream_t (CUDA events in benchmarks and tests). */
 void *cuda_compute_stream(void);
+/* The communication stream (dist.transport nccl queues gradient buckets on it). */
+void *cuda_comm_stream(void);
 /* Events and the communication stream (ops.h event_*, copy_async, host_alloc): stream 0 is the
  * compute stream, 1 the communication stream. */
 void *cuda_event_new(void);

@@ -1,14 +1,14 @@
 #!/bin/sh
 # tests/cli_faults.sh -- fault injection. kill -9 at points taken from the run's own progress
-# (20 trials, checkpoints every step): a trial waits until its run has saved 1..3 checkpoints
-# past the one it resumed from (polling `latest`; every wait is bounded), then kills it after a
-# short pseudo-random delay, so the kills land in steps and in checkpoint writes alike however
-# loaded the machine is. After every kill the newest complete checkpoint verifies, `latest`
-# names it (or lags exactly as docs/checkpoint.md allows), and the next run resumes from it. A
-# clean run then resumes and leaves no temporary file of the killed writers. A file-size limit
-# (ulimit -f) and ENOSPC (a small tmpfs; root only) while a checkpoint is written: one line that
-# names the cause and the file, the older checkpoints intact. (A rank killed under mpirun:
-# tests/cli_dist.sh.)
+# (14 trials, then 20 with background saves; checkpoints every step): a trial waits until its
+# run has saved 1..3 checkpoints past the one it resumed from (polling `latest`; every wait is
+# bounded), then kills it after a short pseudo-random delay, so the kills land in steps and in
+# checkpoint writes alike however loaded the machine is. After every kill the newest complete
+# checkpoint verifies, `latest` names it (or lags exactly as docs/checkpoint.md allows), and the
+# next run resumes from it. A clean run then resumes and leaves no temporary file of the killed
+# writers. A file-size limit (ulimit -f) and ENOSPC (a small tmpfs; root only) while a checkpoint
+# is written: one line that names the cause and the file, the older checkpoints intact. (A rank
+# killed under mpirun: tests/cli_dist.sh.)
 . tests/lib.sh
 D=$T/data
 prepare_tiny "$D"
@@ -125,13 +125,13 @@ else
 fi
 }
 
-N_TRIALS=20 SECS=600 LABEL="synchronous saves"
+N_TRIALS=14 SECS=600 LABEL="synchronous saves"
 kill_trials "$@"
 # the same with checkpoints written in the background (HW_ASYNC_SAVE: the stored config, and so
 # the files, stay those of the synchronous runs)
 R=$T/kill-async
 export HW_ASYNC_SAVE=1
-N_TRIALS=30 SECS=300 LABEL="background saves"
+N_TRIALS=20 SECS=300 LABEL="background saves"
 kill_trials "$@"
 unset HW_ASYNC_SAVE
 R=$T/kill

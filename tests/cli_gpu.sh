@@ -6,7 +6,8 @@
 # context 2 ring and context 2 Ulysses give the one-GPU losses within rel 1e-5; a GPU
 # checkpoint resumes on the CPU and a CPU checkpoint on the GPU with the losses of an
 # uninterrupted run (rel 1e-4); the layout table names every rank's GPU; train.precision bf16
-# tracks fp32 over 300 steps (10-step means within 2 %) and two ranks in bf16 agree with one.
+# tracks fp32 over 300 steps (10-step means within 2 %) and two ranks in bf16 agree with one;
+# dist.transport nccl on one rank (the only NCCL run one GPU allows).
 # Without a CUDA build or a GPU it exits 77 (skipped) and says why. Run by tools/device_check.sh
 # on the GPU machine with the CUDA build: sh tests/cli_gpu.sh build/cuda/headwise
 . tests/lib.sh
@@ -79,6 +80,21 @@ expect_exit 0 "bf16, one GPU" "$HW" train $LM run.backend=cuda train.precision=b
 metric_lines "$T/b16r1/metrics.jsonl" >"$T/b16r1.m"
 metric_lines "$T/b16r2/metrics.jsonl" >"$T/b16r2.m"
 ok "  the one-GPU bf16 losses (rel 2e-2)" steps_close "$T/b16r1.m" "$T/b16r2.m" 20 2e-2
+
+# dist.transport: nccl. The GPU machine has one GPU and NCCL takes one GPU a rank, so only one
+# rank can run it here: its communicators (of one rank) are built and the losses are the
+# one-GPU run's; two ranks on the one GPU must fail cleanly (NCCL refuses a duplicate GPU), not
+# hang. Docs: docs/gpu.md.
+expect_exit 0 "dist.transport nccl, one rank" "$HW" train $LM run.backend=cuda \
+    dist.transport=nccl run.dir="$T/nccl1"
+ok "  NCCL named at start-up" grep -q "dist.transport nccl: NCCL [0-9]" "$T/out"
+metric_lines "$T/nccl1/metrics.jsonl" >"$T/nccl1.m"
+ok "  the one-GPU losses" steps_close "$T/dense.mg" "$T/nccl1.m" 20 1e-6
+timeout 120 $MPIRUN -np 2 "$HW" train $LM run.backend=cuda dist.data=2 dist.transport=nccl \
+    run.dir="$T/nccl2" >"$T/nccl2.out" 2>&1
+rc=$?
+ok "  2 ranks on one GPU with NCCL: ended (exit $rc), not hung, NCCL named" sh -c \
+    "[ $rc != 0 ] && [ $rc != 124 ] && grep -qi nccl '$T/nccl2.out'"
 
 # checkpoints cross backends: GPU -> CPU and CPU -> GPU continue the uninterrupted run
 R="train.steps=20 run.ckpt_every=10"

@@ -4,7 +4,8 @@
 # the CPU backend with HW_STAGE_COLLECTIVES=1: data x heads with and without ZeRO-1, the context
 # ring with the Titans chain, Ulysses with MoH + S2, SFT and the rec model give bit-identical
 # metrics to the unstaged runs, and the bytes staged per step are the textbook count (every
-# staged buffer crosses twice: down before the ring, up after it).
+# staged buffer crosses twice: down before the ring, up after it). dist.transport: nccl is refused
+# on the cpu backend, and an unknown transport is a config error.
 . tests/lib.sh
 if ! command -v mpirun >/dev/null; then
     echo "SKIP cli_staging: mpirun not installed (Debian openmpi-bin)"
@@ -74,4 +75,11 @@ bytes_are moh_s2_c2ulysses 4 cp_a2a 2 dp_grad
 both rec_dare_np2 2 configs/rec-synth.yaml rec.synth_users=120 rec.synth_items=200 rec.max_len=12 \
     rec.top_k=4 rec.hidden1=16 rec.hidden2=8 rec.train_targets=2 train.micro_batch=40 \
     train.log_every=1 rec.epochs=1 model.embedding=dare dist.data=2
+
+expect_exit 2 "dist.transport: nccl on the cpu backend" "$HW" train $LM dist.transport=nccl \
+    run.dir="$T/nccl"
+err_has "error: dist.transport: nccl runs on device buffers: it needs run.backend: cuda"
+ok "  nothing written" test ! -e "$T/nccl/metrics.jsonl"
+expect_exit 2 "dist.transport: tcp" "$HW" train $LM dist.transport=tcp run.dir="$T/tcp"
+err_has "dist.transport: expected one of mpi|nccl"
 finish

@@ -363,8 +363,21 @@ static int setup(struct trainer *tr, char *err) {
     /* the collectives take backend buffers: a GPU's go through pinned host memory (dist.h);
      * HW_STAGE_COLLECTIVES=1 sends the CPU backend's the same way (tests) */
     dist_select_device(tr->d, tr->be, tr->device, sizeof(tr->device));
-    const char *stage = getenv("HW_STAGE_COLLECTIVES");
-    dist_set_backend(tr->d, tr->be, stage && atoi(stage) != 0);
+    if (!strcmp(c->dist.transport, "nccl")) {
+        char e[HW_ERR_LEN];
+        if (tr->be->kind != BACKEND_CUDA)
+            return cfg_key_error(c, "dist.transport",
+                                 "nccl runs on device buffers: it needs run.backend: cuda (use "
+                                 "dist.transport: mpi on the cpu backend)",
+                                 err);
+        if (dist_set_nccl(tr->d, e, sizeof(e)))
+            return cfg_key_error(c, "dist.transport", e, err);
+        log_info("dist.transport nccl: %s, a communicator per grid group",
+                 dist_nccl_describe(tr->d));
+    } else {
+        const char *stage = getenv("HW_STAGE_COLLECTIVES");
+        dist_set_backend(tr->d, tr->be, stage && atoi(stage) != 0);
+    }
     if (!strcmp(c->train.precision, "bf16")) {
         if (!tr->be->supports(OPS_CAP_BF16_TRAIN))
             return cfg_key_error(c, "train.precision",
