@@ -290,9 +290,16 @@ void dist_grid_print(const struct dist *d, const char *device) {
     WATCHED("gather (grid layout)", MPI_Gather(&me, (int)sizeof(me), MPI_BYTE, all, (int)sizeof(me),
                                                MPI_BYTE, 0, MPI_COMM_WORLD));
     if (d->rank == 0) {
-        for (int r = 0; r < d->world; r++)
-            log_info("  rank %d: data %d, context %d, heads %d: %s", all[r].coord[0],
-                     all[r].coord[1], all[r].coord[2], all[r].coord[3], all[r].where);
+        for (int r = 0; r < d->world; r++) {
+            int same = 0; /* ranks on this host and device (a cpu is every rank's) */
+            for (int o = 0; o < d->world; o++)
+                same += !strcmp(all[o].where, all[r].where);
+            char note[48] = "";
+            if (same > 1 && strcmp(device, "cpu"))
+                snprintf(note, sizeof(note), ", shared by %d ranks", same);
+            log_info("  rank %d: data %d, context %d, heads %d: %s%s", all[r].coord[0],
+                     all[r].coord[1], all[r].coord[2], all[r].coord[3], all[r].where, note);
+        }
         free(all);
     }
 }
@@ -676,11 +683,15 @@ void dist_grad_push(struct dist *d, float *buf, size_t n) {
     double t0 = now();
     struct dist_comms *c = d->c;
     HW_ASSERT(c->n_buckets < MAX_BUCKETS);
-    if (d->nccl) { /* on the communication stream; dist_grad_finish joins it */
+    if (d->nccl) {
+        /* on the communication stream (dist_grad_finish joins it) when no other communicator
+         * runs meanwhile; with head groups or a context ring, on the compute stream: NCCL does
+         * not promise progress to kernels of two communicators that run at once */
+        const int async = d->hp == 1 && d->cp == 1;
         if (c->rs_only)
-            nccl_reduce_chunks(d->nccl, DIST_DPCP, buf, n, p, 1);
+            nccl_reduce_chunks(d->nccl, DIST_DPCP, buf, n, p, async);
         else
-            nccl_allreduce(d->nccl, DIST_DPCP, buf, n, 1);
+            nccl_allreduce(d->nccl, DIST_DPCP, buf, n, async);
         c->n_buckets++;
         c->n_done = c->n_buckets;
         account(d, DIST_KIND_DP_GRAD, ring_bytes(n, p, c->rs_only ? 1 : 2), t0);
@@ -777,12 +788,13 @@ void dist_owned_chunk(const struct dist *d, size_t n, size_t *lo, size_t *hi) {
     *hi = chunk_lo(n, p, c + 1);
 }
 
-void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kind) {
+/* host: buf is host memory (neither staged nor handed to NCCL) */
+static void allgather(struct dist *d, float *buf, size_t n, enum dist_kind kind, int host) {
     int p = d->dp * d->cp;
     if (p <= 1 || n == 0)
         return;
     double t0 = now(), bytes = 0.0;
-    if (d->nccl) {
+    if (d->nccl && !host) {
         nccl_bcast_chunks(d->nccl, DIST_DPCP, buf, n, p);
         account(d, kind, ring_bytes(n, p, 1), t0);
         return;
@@ -791,7 +803,7 @@ void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kin
     int r = dist_group_rank(d, DIST_DPCP);
     struct ring_op op;
     memset(&op, 0, sizeof(op));
-    op.buf = down(d, SLOT_REDUCE, buf, n);
+    op.buf = host ? buf : down(d, SLOT_REDUCE, buf, n);
     op.n = n;
     op.phase = 1;
     op.end = 2;
@@ -801,8 +813,17 @@ void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kin
         WATCHED("allgather_f32 (ZeRO-1)", MPI_Waitall(2, op.req, MPI_STATUSES_IGNORE));
         bytes += ring_advance(&op, comm, p, r);
     }
-    up(d, SLOT_REDUCE, buf, n);
+    if (!host)
+        up(d, SLOT_REDUCE, buf, n);
     account(d, kind, bytes, t0);
+}
+
+void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kind) {
+    allgather(d, buf, n, kind, 0);
+}
+
+void dist_allgather_f32_host(struct dist *d, float *buf, size_t n, enum dist_kind kind) {
+    allgather(d, buf, n, kind, 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */

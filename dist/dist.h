@@ -157,6 +157,8 @@ void dist_grad_set_reduce_scatter(struct dist *d, int on);
 void dist_owned_chunk(const struct dist *d, size_t n, size_t *lo, size_t *hi);
 /* Blocking ring all-gather over DIST_DPCP of an n-float bucket whose owned chunk is final. */
 void dist_allgather_f32(struct dist *d, float *buf, size_t n, enum dist_kind kind);
+/* The same on HOST memory whatever the backend (the ZeRO-1 moments gathered for a checkpoint). */
+void dist_allgather_f32_host(struct dist *d, float *buf, size_t n, enum dist_kind kind);
 void dist_grad_progress(struct dist *d);
 void dist_grad_finish(struct dist *d);
 

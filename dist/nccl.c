@@ -107,6 +107,7 @@ static size_t chunk_lo(size_t n, int p, int i) {
 struct dist_nccl *nccl_open(const MPI_Comm *groups, int n_groups, char *err, size_t errn) {
     (void)err, (void)errn;
     HW_ASSERT(n_groups <= MAX_GROUPS);
+    (void)cuda_compute_stream(); /* the context, on the device select_device chose */
     struct dist_nccl *x = HW_CALLOC(1, sizeof(*x));
     int v = 0;
     CHECK_NCCL(ncclGetVersion(&v));
@@ -114,6 +115,10 @@ struct dist_nccl *nccl_open(const MPI_Comm *groups, int n_groups, char *err, siz
     /* rings in a fixed order: the sums do not change from run to run (NCCL's tree algorithm
      * does not promise that) */
     setenv("NCCL_ALGO", "Ring", 0);
+    /* kernels of different communicators (the buckets' and the head group's) in one order on
+     * every rank (NCCL >= 2.26; older versions ignore it; dist.c also keeps them on one stream
+     * when several communicators are in use) */
+    setenv("NCCL_LAUNCH_ORDER_IMPLICIT", "1", 0);
     for (int g = 0; g < n_groups; g++) {
         int r = 0;
         MPI_Comm_rank(groups[g], &r);

@@ -681,7 +681,7 @@ __global__ void __launch_bounds__(NT)
 
 /* D[b, h, t] = sum_d dout[b, t, h*hd + d] * out[b, t, h*hd + d]: one warp per (b, t, h). */
 __global__ void attn_rowdot_kernel(float *D, const float *dout, const float *out, int B, int T,
-                                   int H, int hd) {
+                                   int H, int hd, int rnd) {
     const long long w = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
     if (w >= (long long)B * T * H)
@@ -692,7 +692,7 @@ __global__ void attn_rowdot_kernel(float *D, const float *dout, const float *out
     const long long o = bt * H * hd + (long long)h * hd;
     float acc = 0.0f;
     for (int d = lane; d < hd; d += 32)
-        acc = fmaf(dout[o + d], out[o + d], acc);
+        acc = fmaf(rnd ? bfr(dout[o + d]) : dout[o + d], out[o + d], acc); /* dO as the tiles see it */
 #pragma unroll
     for (int s = 16; s > 0; s >>= 1)
         acc += __shfl_xor_sync(0xffffffffu, acc, s);
@@ -939,7 +939,7 @@ void run_rowdot(float *D, const float *dout, const float *out, int B, int T, int
     if (warps <= 0)
         return;
     attn_rowdot_kernel<<<cdiv(warps * 32, 256), 256, 0, cuda_ctx()->stream>>>(D, dout, out, B, T, H,
-                                                                              hd);
+                                                                              hd, g_bf16);
     HW_CHECK_LAUNCH();
 }
 

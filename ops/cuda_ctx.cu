@@ -19,21 +19,20 @@ extern "C" void cuda_set_device(int device) {
 }
 
 extern "C" void cuda_select_device(int local_rank, int local_size, char *desc, size_t n) {
+    (void)local_size; /* who shares a GPU is the layout table's to say (it sees every rank) */
     int count = cuda_device_count();
     HW_CUDA_ASSERT(count > 0); /* ops_cuda_table refused a machine without one */
     int dev = local_rank % count;
     cuda_set_device(dev);
+    /* current from now on for this thread, before the context exists: NCCL communicators and
+     * anything else made before the first op land on it */
+    HW_CHECK_CUDA(cudaSetDevice(dev));
     cudaDeviceProp p;
     char bus[32] = "?";
     HW_CHECK_CUDA(cudaGetDeviceProperties(&p, dev));
     if (cudaDeviceGetPCIBusId(bus, (int)sizeof(bus), dev) != cudaSuccess)
         (void)cudaGetLastError();
-    /* ranks dev, dev + count, ... of the node share this GPU */
-    int sharing = (local_size - dev + count - 1) / count;
-    if (sharing > 1)
-        snprintf(desc, n, "cuda:%d %s (%s, shared by %d ranks)", dev, p.name, bus, sharing);
-    else
-        snprintf(desc, n, "cuda:%d %s (%s)", dev, p.name, bus);
+    snprintf(desc, n, "cuda:%d %s (%s)", dev, p.name, bus);
 }
 
 extern "C" int cuda_device_count(void) {

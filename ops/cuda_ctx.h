@@ -15,8 +15,8 @@ extern "C" {
 int cuda_device_count(void);
 /* Pick the device before the first use of the context (each rank: its local rank's GPU). */
 void cuda_set_device(int device);
-/* The ops slot: device local_rank mod the visible devices, described as
- * "cuda:N NAME (PCI bus id[, shared by K ranks])". */
+/* The ops slot: device local_rank mod the visible devices (made current now), described as
+ * "cuda:N NAME (PCI bus id)". */
 void cuda_select_device(int local_rank, int local_size, char *desc, size_t n);
 /* The ops slot: bytes cudaMalloc'd through cuda_alloc now and at most since the last reset. */
 void cuda_mem_stats(size_t *in_use, size_t *peak, int reset);

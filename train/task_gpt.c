@@ -322,23 +322,25 @@ double gpt_task_grad_norm(struct trainer *tr) {
     return sqrt(ss);
 }
 
-/* ZeRO-1: every rank updated its own chunks; gather the full parameters (or moments). */
-static void gather_buckets(struct trainer *tr, float *base) {
+/* ZeRO-1: every rank updated its own chunks; gather the full parameters (backend memory) or
+ * moments (host copies, for a checkpoint). */
+static void gather_buckets(struct trainer *tr, float *base, int host) {
     struct gpt_task *g = gpt_task_of(tr);
     for (int b = 0; b < g->n_buckets; b++)
-        dist_allgather_f32(tr->d, base + g->bk_off[b], g->bk_len[b], DIST_KIND_ZERO_AG);
+        (host ? dist_allgather_f32_host : dist_allgather_f32)(tr->d, base + g->bk_off[b],
+                                                              g->bk_len[b], DIST_KIND_ZERO_AG);
 }
 
 void gpt_task_after_update(struct trainer *tr) {
     if (tr->zero)
-        gather_buckets(tr, gpt_task_of(tr)->model.param_mem);
+        gather_buckets(tr, gpt_task_of(tr)->model.param_mem, 0);
 }
 
 void gpt_task_gather_moments(struct trainer *tr, float *full_m, float *full_v) {
     if (!tr->zero)
         return;
-    gather_buckets(tr, full_m);
-    gather_buckets(tr, full_v);
+    gather_buckets(tr, full_m, 1);
+    gather_buckets(tr, full_v, 1);
 }
 
 int gpt_task_log_due(const struct trainer *tr, int val_due) {
