@@ -9,6 +9,8 @@
 #   long   d 256, 4 layers, 4 heads (hd 64), T 8192, batch 1, bf16: attention dominates
 #   moh/s2 the long model with MoH at 2 of 4 heads and with S2 (blocks of 64, 2 local, stride
 #          8): step time against the dense one (the attention time saved)
+#   medium the GPT-2-medium shape (d 1024, 24 layers, 16 heads, d_ff 2816) at T 4096, batch 1,
+#          train.recompute none and block: the peak device memory each needs (6 steps)
 # Writes OUTDIR/gpu_train.json and one log per run; prints a table.
 #   sh bench/gpu_train.sh [build/cuda/headwise] [OUTDIR]
 # Environment: STEPS (20), PEAK_TFLOPS (989), COMPILE (1: also torch.compile), PY (python3),
@@ -31,9 +33,10 @@ DATA=$OUT/data
     "$HW" data prepare --synthetic --bytes 2000000 --vocab 272 --out "$DATA" >/dev/null || exit 1
 # shapes: name d layers heads d_ff vocab T batch
 if [ -n "${SMALL:-}" ]; then
-    GPT2="64 2 2 128 512 64 2" LONG="64 2 2 128 512 256 1" S2BLK=16
+    GPT2="64 2 2 128 512 64 2" LONG="64 2 2 128 512 256 1" S2BLK=16 MED="64 4 2 128 512 256 1"
 else
     GPT2="768 12 12 2048 50304 1024 8" LONG="256 4 4 704 50304 8192 1" S2BLK=64
+    MED="1024 24 16 2816 50304 4096 1"
 fi
 : >"$OUT/rows.tsv" # case impl tok/s mfu peak_mib params
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print 0 }'; }
@@ -96,6 +99,8 @@ hw long "$LONG"
 pt long "$LONG"
 hw long_moh "$LONG" model.attention.kind=moh "model.moh={shared_heads: 0, top_k: 2}"
 hw long_s2 "$LONG" "model.sparsity={kind: s2, block: $S2BLK, local_blocks: 2, vert_stride: 8}"
+hw medium_none "$MED" train.steps=6 train.recompute=none
+hw medium_block "$MED" train.steps=6 train.recompute=block
 echo "case       impl              tokens/s     MFU     peak MiB   params  step s"
 awk -F'\t' '{ printf "%-10s %-16s %10.0f %7.1f%% %10s %8.1fM  %s\n", $1, $2, $3, 100 * $4, $5, $6 / 1e6, $7 }' \
     "$OUT/rows.tsv"
