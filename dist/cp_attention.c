@@ -253,16 +253,17 @@ static void s2_ring_backward(const struct ops *o, struct dist *d, float *dqkv, c
     dist_cp_exchange(d, snd, rcv, blk);
     /* our dK/dV: our own part, then the returned parts in the ring's order */
     o->copy(back + blk * (size_t)r, dkv + blk * (size_t)r, sizeof(float) * blk);
-    o->memset2d(dqkv + HD, sizeof(float) * ld, 0, rows, sizeof(float) * 2 * KD);
+    /* summed in a dense buffer (dkv is sent and free again), then placed into the k|v
+     * columns: one add a part, not one a row (a device launch each on a GPU) */
+    float *sum = dkv;
+    o->memset(sum, 0, sizeof(float) * blk);
     for (int step = 0; step < cp; step++) {
         const int src = (r + step) % cp;
-        if (!by[src])
-            continue;
-        const float *part = back + blk * (size_t)src;
-        for (size_t i = 0; i < rows; i++)
-            o->residual_add(dqkv + i * ld + HD, dqkv + i * ld + HD, part + i * 2 * KD,
-                            (int64_t)(2 * KD));
+        if (by[src])
+            o->residual_add(sum, sum, back + blk * (size_t)src, (int64_t)blk);
     }
+    o->copy2d(dqkv + HD, sizeof(float) * ld, sum, sizeof(float) * 2 * KD, rows,
+              sizeof(float) * 2 * KD);
     o->attention_prefix_backward(dqkv, ld, dout, out, lse, qkv, qpos, s);
 }
 
