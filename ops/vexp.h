@@ -40,7 +40,9 @@ static inline float vexpf(float x) {
     p = VEXP_MADD(p, r, 0.5f);
     p = VEXP_MADD(p, r, 1.0f);
     p = VEXP_MADD(p, r, 1.0f);
-    two_n.i = (t.i - 0x4B400000 + 127) * (1 << 23); /* 2^n from its exponent bits */
+    /* 2^n from its exponent bits, in unsigned arithmetic: a NaN input (a diverged run's logits)
+     * gives garbage bits here, which must not be signed overflow; p is NaN anyway */
+    two_n.i = (int32_t)(((uint32_t)t.i - 0x4B400000u + 127u) << 23);
     return p * two_n.f * keep;
 }
 
