@@ -543,7 +543,23 @@ static float bits_f(uint32_t u) {
     memcpy(&x, &u, 4);
     return x;
 }
-static void test_bf16(void) {
+/* worst |sum_j a(i, j) b(j, l) - got[i L + l]| for a(i, j) = a[i ai + j aj], b(j, l) = b[j bj + l]
+ */
+static double worst_product(const double *a, int ai, int aj, const double *b, int bj,
+                            const float *got, int I, int J, int L) {
+    double worst = 0;
+    for (int i = 0; i < I; i++)
+        for (int l = 0; l < L; l++) {
+            double s = 0;
+            for (int j = 0; j < J; j++)
+                s += a[i * ai + j * aj] * b[j * bj + l];
+            worst = fmax(worst, fabs(s - got[i * L + l]));
+        }
+    return worst;
+}
+
+/* bf16 rounding itself and the precision slot */
+static void test_bf16_round(void) {
     /* round to nearest even at the 8th significant bit; specials kept */
     CHECK(hw_bf16_round(1.0f) == 1.0f);
     CHECK(hw_bf16_round(bits_f(0x3F808000u)) == 1.0f);                /* tie, even below */
@@ -557,8 +573,13 @@ static void test_bf16(void) {
     const struct ops *o = ops_for(BACKEND_CPU);
     CHECK(o->supports(OPS_CAP_BF16_TRAIN) && o->precision() == HW_F32);
     CHECK(o->set_precision(HW_BF16) == HW_F32 && o->precision() == HW_BF16);
+    o->set_precision(HW_F32);
+}
 
-    /* dense layer: a bf16 product of the rounded operands, accumulated in fp32 */
+/* bf16 dense layer and general GEMM: products of the rounded operands, accumulated in fp32 */
+static void test_bf16_gemms(void) {
+    const struct ops *o = ops_for(BACKEND_CPU);
+    o->set_precision(HW_BF16);
     int N = 19, K = 37, M = 23;
     float *inp = malloc(4 * N * K), *w = malloc(4 * M * K), *out = malloc(4 * N * M),
           *dout = malloc(4 * N * M), *dinp = calloc(N * K, 4), *dw = calloc(M * K, 4);
@@ -573,21 +594,8 @@ static void test_bf16(void) {
     ref_matmul(ref32, exact, wd, N, K, M);
     CHECK_MSG(max_abs_diff(out, ref32, N * M) > 1e-3, "bf16 matmul rounded nothing");
     o->matmul_backward(dinp, dw, dout, inp, w, N, K, M, 0.0f);
-    double worst_i = 0, worst_w = 0;
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-            double a = 0;
-            for (int m = 0; m < M; m++)
-                a += rd[n * M + m] * rw[m * K + k];
-            worst_i = fmax(worst_i, fabs(a - dinp[n * K + k]));
-        }
-    for (int m = 0; m < M; m++)
-        for (int k = 0; k < K; k++) {
-            double a = 0;
-            for (int n = 0; n < N; n++)
-                a += rd[n * M + m] * ri[n * K + k];
-            worst_w = fmax(worst_w, fabs(a - dw[m * K + k]));
-        }
+    const double worst_i = worst_product(rd, M, 1, rw, K, dinp, N, M, K); /* dout w */
+    const double worst_w = worst_product(rd, 1, M, ri, K, dw, M, N, K);   /* dout^T inp */
     CHECK_MSG(worst_i < 1e-5 && worst_w < 1e-5, "bf16 matmul bwd off by %g / %g", worst_i, worst_w);
 
     /* general GEMM, both operands transposed and strided: C = A^T B^T, A (K x N) ld K+3... */
@@ -605,9 +613,16 @@ static void test_bf16(void) {
             worst_g = fmax(worst_g, fabs(a - C[i * n + j]));
         }
     CHECK_MSG(worst_g < 1e-5, "bf16 gemm off by %g", worst_g);
+    o->set_precision(HW_F32);
+    free(inp), free(w), free(out), free(dout), free(dinp), free(dw), free(ri), free(rw), free(rd);
+    free(exact), free(ref), free(wd), free(ref32), free(A), free(Bm), free(C);
+}
 
-    /* attention: bf16 q, k, v and P; within bf16 rounding of the exact attention of the rounded
-     * inputs, while fp32 mode matches it to fp32 rounding */
+/* attention: bf16 q, k, v and P; within bf16 rounding of the exact attention of the rounded
+ * inputs, while fp32 mode matches it to fp32 rounding */
+static void test_bf16_attention(void) {
+    const struct ops *o = ops_for(BACKEND_CPU);
+    o->set_precision(HW_BF16);
     int B = 2, T = 70, H = 4, Hkv = 2, hd = 16, ld = (H + 2 * Hkv) * hd + 3;
     size_t nq = (size_t)B * T * ld, no = (size_t)B * T * H * hd;
     float *qkv = malloc(4 * nq), *att = malloc(4 * no), *att32 = malloc(4 * no),
@@ -636,8 +651,6 @@ static void test_bf16(void) {
            gdiff, gmax);
     CHECK_MSG(gdiff > 0 && gdiff < 3e-2 * gmax, "bf16 attention bwd: %g of max %g", gdiff, gmax);
     CHECK(o->precision() == HW_F32);
-    free(inp), free(w), free(out), free(dout), free(dinp), free(dw), free(ri), free(rw), free(rd);
-    free(exact), free(ref), free(wd), free(ref32), free(A), free(Bm), free(C);
     free(qkv), free(att), free(att32), free(lse), free(r), free(dq), free(dq32), free(qkvr);
     free(aref), free(qd);
 }
@@ -658,6 +671,8 @@ int main(void) {
     test_act(1);
     test_xent();
     test_embed_adamw();
-    test_bf16();
+    test_bf16_round();
+    test_bf16_gemms();
+    test_bf16_attention();
     return check_report("test_ops");
 }
