@@ -74,24 +74,12 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo) {
 #define T      float
 #define SFX(n) n##_f
 #define TDTYPE HW_F32
-#define TEXP   expf
-#define TTANH  tanhf
-#define TSQRT  sqrtf
-#define TERF   erff
 #include "titans_impl.h"
 #undef T
 #undef SFX
 #undef TDTYPE
-#undef TEXP
-#undef TTANH
-#undef TSQRT
-#undef TERF
 
 #define T      double
 #define SFX(n) n##_d
 #define TDTYPE HW_F64
-#define TEXP   exp
-#define TTANH  tanh
-#define TSQRT  sqrt
-#define TERF   erf
 #include "titans_impl.h"

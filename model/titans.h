@@ -24,6 +24,7 @@
 #define HW_TITANS_H
 
 #include "../ops/ops.h"
+#include "../ops/titans_ops.h" /* the kernels; titans_scan_f/_d */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -144,14 +145,7 @@ void titans_layout(const struct titans_cfg *c, struct titans_layout *lo);
     /* Token-by-token inference with the reference's single-token semantics. */                    \
     int titans_dec_init##SF(struct titans_dec##SF *s, const struct titans_cfg *c, const T *par);   \
     void titans_dec_free##SF(struct titans_dec##SF *s);                                            \
-    void titans_dec_step##SF(struct titans_dec##SF *s, const T *par, const T *x, T *out);          \
-    /* h_i = a_i h_{i-1} + x_i over n rows of P elements (row strides ldx, ldh; x may equal h      \
-     * when ldx == ldh); h_{-1} = prev (NULL: 0). _seq is the plain loop; the other a blocked      \
-     * parallel scan. */                                                                           \
-    void titans_scan_seq##SF(int n, size_t P, const T *a, const T *x, size_t ldx, const T *prev,   \
-                             T *h, size_t ldh);                                                    \
-    void titans_scan##SF(int n, size_t P, const T *a, const T *x, size_t ldx, const T *prev, T *h, \
-                         size_t ldh);
+    void titans_dec_step##SF(struct titans_dec##SF *s, const T *par, const T *x, T *out);
 
 TITANS_DECLARE(float, _f)
 TITANS_DECLARE(double, _d)

@@ -1,24 +1,8 @@
 /* model/titans_impl.h -- the body of the Titans memory (model/titans.h), included twice by
- * model/titans.c with T = float / double, SFX(name) adding the suffix, TDTYPE its element type and
- * TEXP/TTANH/TSQRT/TERF the maths. Not a public header. */
-
-/* ---- scalar helpers ------------------------------------------------------------------------ */
-static T SFX(sig_)(T z) {
-    return (T)1 / ((T)1 + TEXP(-z));
-}
-static T SFX(gelu_)(T h) {
-    return (T)0.5 * h * ((T)1 + TERF(h * (T)0.70710678118654752440));
-}
-static T SFX(npdf_)(T h) {
-    return (T)0.39894228040143267794 * TEXP((T)-0.5 * h * h);
-}
-/* gelu'(h) = Phi(h) + h phi(h),  gelu''(h) = phi(h) (2 - h^2) */
-static T SFX(gelu1_)(T h) {
-    return (T)0.5 * ((T)1 + TERF(h * (T)0.70710678118654752440)) + h * SFX(npdf_)(h);
-}
-static T SFX(gelu2_)(T h) {
-    return SFX(npdf_)(h) * ((T)2 - h * h);
-}
+ * model/titans.c with T = float / double, SFX(name) adding the suffix and TDTYPE its element type.
+ * Every element of the module's arrays is touched through its backend: the GEMM, copies and the
+ * Titans kernels (ops/titans_ops.h), so the module runs where its buffers live (the fp64
+ * instantiation on the CPU only). Host code keeps only shapes and offsets. Not a public header. */
 
 /* C = alpha op(A) op(B) + beta C, row-major, through the backend's GEMM (gemm.h: nothing when
  * m or n is 0, k = 0 scales C). */
@@ -32,13 +16,6 @@ static const struct ops *SFX(ops_)(const struct titans_cfg *c) {
     return c->ops ? c->ops : ops_for(BACKEND_CPU);
 }
 
-static T SFX(dot_)(const T *a, const T *b, size_t n) {
-    T s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
 /* Zeroed buffers from the backend (at least one element). */
 static void *SFX(xcalloc_)(const struct ops *o, size_t n) {
     return o->alloc((n ? n : 1) * sizeof(T));
@@ -48,59 +25,19 @@ static void SFX(xfree_)(const struct ops *o, void *p) {
     o->free(p);
 }
 
-/* ---- scans --------------------------------------------------------------------------------- */
-void SFX(titans_scan_seq)(int n, size_t P, const T *a, const T *x, size_t ldx, const T *prev, T *h,
-                          size_t ldh) {
-    for (int i = 0; i < n; i++) {
-        const T *hp = i ? h + (size_t)(i - 1) * ldh : prev;
-        const T *xi = x + (size_t)i * ldx;
-        T *hi = h + (size_t)i * ldh;
-        for (size_t j = 0; j < P; j++)
-            hi[j] = (hp ? a[i] * hp[j] : 0) + xi[j];
-    }
+/* n elements within the backend's memory */
+static void SFX(cpy_)(const struct ops *o, T *dst, const T *src, size_t n) {
+    if (n)
+        o->copy(dst, src, sizeof(T) * n);
+}
+static void SFX(zero_)(const struct ops *o, T *dst, size_t n) {
+    if (n)
+        o->memset(dst, 0, sizeof(T) * n);
 }
 
-/* Blocked scan: independent local scans per block (block 0 from prev, the others from 0), then
- * the block ends are chained in order, then every row adds (prod of its block's gates up to it)
- * times the previous block's end. The arithmetic per element does not depend on threads. */
-void SFX(titans_scan)(int n, size_t P, const T *a, const T *x, size_t ldx, const T *prev, T *h,
-                      size_t ldh) {
-    int nb = (int)TSQRT((T)n);
-    if (n < 8 || nb < 2) {
-        SFX(titans_scan_seq)(n, P, a, x, ldx, prev, h, ldh);
-        return;
-    }
-    int bs = (n + nb - 1) / nb;
-    nb = (n + bs - 1) / bs;
-#pragma omp parallel for schedule(static) if ((size_t)n * P >= ((size_t)1 << 21))
-    for (int k = 0; k < nb; k++) {
-        int s = k * bs, e = s + bs < n ? s + bs : n;
-        SFX(titans_scan_seq)
-        (e - s, P, a + s, x + (size_t)s * ldx, ldx, k ? NULL : prev, h + (size_t)s * ldh, ldh);
-    }
-    /* chain block ends: end_k += (prod_{block k} a) end_{k-1} */
-    for (int k = 1; k < nb; k++) {
-        int s = k * bs, e = s + bs < n ? s + bs : n;
-        T pa = 1;
-        for (int i = s; i < e; i++)
-            pa *= a[i];
-        const T *pe = h + (size_t)(s - 1) * ldh;
-        T *he = h + (size_t)(e - 1) * ldh;
-        for (size_t j = 0; j < P; j++)
-            he[j] += pa * pe[j];
-    }
-#pragma omp parallel for schedule(static) if ((size_t)n * P >= ((size_t)1 << 21))
-    for (int k = 1; k < nb; k++) {
-        int s = k * bs, e = s + bs < n ? s + bs : n;
-        const T *pe = h + (size_t)(s - 1) * ldh;
-        T pa = 1;
-        for (int i = s; i < e - 1; i++) {
-            pa *= a[i];
-            T *hi = h + (size_t)i * ldh;
-            for (size_t j = 0; j < P; j++)
-                hi[j] += pa * pe[j];
-        }
-    }
+/* Heads run in parallel threads on the CPU only: a GPU's kernels go to one stream in order. */
+static int SFX(head_threads_)(const struct ops *o, int H) {
+    return H > 1 && o->kind == BACKEND_CPU;
 }
 
 /* ---- workspace for the memory MLP over up to n rows ---------------------------------------- */
@@ -155,33 +92,25 @@ static void SFX(mlp_fwd_)(const struct titans_layout *lo, const T *W, struct SFX
         SFX(mm_)
         (lo->ops, 0, 0, n, lo->out[l], lo->in[l], 1, w->A[l], (size_t)lo->in[l], W + lo->off[l],
          (size_t)lo->out[l], 0, w->Hh[l], (size_t)lo->out[l]);
-        if (l + 1 < lo->L) {
-            size_t e = (size_t)n * (size_t)lo->out[l];
-            for (size_t i = 0; i < e; i++)
-                w->A[l + 1][i] = SFX(gelu_)(w->Hh[l][i]);
-        }
+        if (l + 1 < lo->L)
+            lo->ops->titans->unary(TDTYPE, TT_GELU, (size_t)n * (size_t)lo->out[l], w->Hh[l],
+                                   w->A[l + 1]);
     }
 }
 
 /* The per-token backward of theta_t kappa ||M(k_t) - v_t||^2 down to R[l] (dHh) and U[l]. */
-static void SFX(mlp_inner_grad_)(const struct titans_layout *lo, T kappa, const T *W,
+static void SFX(mlp_inner_grad_)(const struct titans_layout *lo, double kappa, const T *W,
                                  struct SFX(ws_) * w, int n) {
+    const struct titans_ops *k = lo->ops->titans;
     int L = lo->L, D = lo->out[L - 1];
-    for (int t = 0; t < n; t++) {
-        T f = 2 * kappa * w->th[t];
-        const T *p = w->Hh[L - 1] + (size_t)t * D, *v = w->V + (size_t)t * D;
-        T *r = w->R[L - 1] + (size_t)t * D;
-        for (int j = 0; j < D; j++)
-            r[j] = f * (p[j] - v[j]);
-    }
+    k->resid(TDTYPE, n, D, 2 * kappa, w->th, w->Hh[L - 1], w->V, w->R[L - 1]);
     for (int l = L - 1; l >= 1; l--) {
         /* U[l-1] = R[l] W_l^T ; R[l-1] = U[l-1] * gelu'(Hh[l-1]) */
         SFX(mm_)
         (lo->ops, 0, 1, n, lo->in[l], lo->out[l], 1, w->R[l], (size_t)lo->out[l], W + lo->off[l],
          (size_t)lo->out[l], 0, w->U[l - 1], (size_t)lo->in[l]);
-        size_t e = (size_t)n * (size_t)lo->in[l];
-        for (size_t i = 0; i < e; i++)
-            w->R[l - 1][i] = w->U[l - 1][i] * SFX(gelu1_)(w->Hh[l - 1][i]);
+        k->mul_gelu1(TDTYPE, (size_t)n * (size_t)lo->in[l], w->U[l - 1], w->Hh[l - 1], w->R[l - 1],
+                     0);
     }
 }
 
@@ -195,43 +124,17 @@ static void SFX(chunk_grad_)(const struct titans_layout *lo, const struct SFX(ws
      (size_t)lo->out[l]);
 }
 
-/* Clamp of a surprise tensor's norm to m (clip_grad_norm semantics per tensor): g *= s(|g|) with
- * s = 1 for |g| <= m (the tensor passes unchanged) and s = m / |g| above. *ds = s'(n), for the
- * backward gb = s gbt + (s'(n) / n) <g, gbt> g. The reference's softclamp_grad_norm maps a norm n
- * to tanh(n / h) h + h (h = m / 2), which sends every norm in [0, inf) into [m/2, m): it
- * normalises small surprises up to m/2 (a 1e-3 norm becomes 0.5 at m = 1) and amplifies their
- * rounding; docs/titans.md. */
-static T SFX(clamp_scale_)(T nrm, T m, T *ds) {
-    if (!(nrm > m)) {
-        *ds = 0;
-        return 1;
-    }
-    *ds = -m / (nrm * nrm);
-    return m / nrm;
-}
-
-static void SFX(clamp_fwd_)(const struct titans_layout *lo, T m, T *G) {
-    for (int l = 0; l < lo->L; l++) {
-        size_t e = (size_t)lo->in[l] * (size_t)lo->out[l];
-        T *g = G + lo->off[l], ds;
-        T s = SFX(clamp_scale_)(TSQRT(SFX(dot_)(g, g, e)), m, &ds);
-        for (size_t i = 0; i < e; i++)
-            g[i] *= s;
-    }
-}
-
-/* In place: Gb (adjoint of the clamped) -> adjoint of the raw G. */
-static void SFX(clamp_bwd_)(const struct titans_layout *lo, T m, const T *G, T *Gb) {
-    for (int l = 0; l < lo->L; l++) {
-        size_t e = (size_t)lo->in[l] * (size_t)lo->out[l];
-        const T *g = G + lo->off[l];
-        T *gb = Gb + lo->off[l], ds;
-        T nrm = TSQRT(SFX(dot_)(g, g, e));
-        T s = SFX(clamp_scale_)(nrm, m, &ds);
-        T c = nrm > 0 ? ds / nrm * SFX(dot_)(g, gb, e) : 0;
-        for (size_t i = 0; i < e; i++)
-            gb[i] = s * gb[i] + c * g[i];
-    }
+/* Clamp of each surprise tensor's norm to m (clip_grad_norm semantics per tensor): g *= s(|g|)
+ * with s = 1 for |g| <= m (the tensor passes unchanged) and s = m / |g| above (titans_ops.h).
+ * The reference's softclamp_grad_norm maps a norm n to tanh(n / h) h + h (h = m / 2), which
+ * sends every norm in [0, inf) into [m/2, m): it normalises small surprises up to m/2 (a 1e-3
+ * norm becomes 0.5 at m = 1) and amplifies their rounding; docs/titans.md. bwd: Gb (adjoint of
+ * the clamped G) becomes the adjoint of the raw G, in place. */
+static void SFX(clamp_)(const struct titans_layout *lo, double m, T *G, T *Gb, int bwd) {
+    size_t numel[TITANS_MAX_DEPTH];
+    for (int l = 0; l < lo->L; l++)
+        numel[l] = (size_t)lo->in[l] * (size_t)lo->out[l];
+    lo->ops->titans->clamp(TDTYPE, lo->L, lo->off, numel, m, G, Gb, bwd);
 }
 
 /* ---- projections --------------------------------------------------------------------------- */
@@ -241,7 +144,8 @@ static void SFX(clamp_bwd_)(const struct titans_layout *lo, T m, const T *G, T *
 static void SFX(project_)(const struct titans_cfg *c, const struct titans_layout *lo, const T *par,
                           const T *xe, int n, T *zk, T *zv, T *zq, T *kp, T *vp, T *qp, T *k, T *v,
                           T *q, T *kn, T *qn) {
-    int d = c->d, H = c->H, D = c->D, HD = H * D, K = c->conv, K1 = K > 0 ? K - 1 : 0;
+    const struct titans_ops *tk = lo->ops->titans;
+    int d = c->d, H = c->H, D = c->D, HD = H * D, K = c->conv;
     T *pre[3] = {kp, vp, qp}, *post[3] = {k, v, q}, *nrm[3] = {kn, NULL, qn}, *z[3] = {zk, zv, zq};
     size_t off[3] = {lo->wk, lo->wv, lo->wq}, coff[3] = {lo->ck, lo->cv, lo->cq};
     for (int w = 0; w < 3; w++) {
@@ -249,38 +153,20 @@ static void SFX(project_)(const struct titans_cfg *c, const struct titans_layout
             continue;
         if (K > 0) {
             SFX(mm_)
-            (lo->ops, 0, 0, n + K1, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, z[w],
+            (lo->ops, 0, 0, n + K - 1, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, z[w],
              (size_t)HD);
-            const T *cw = par + coff[w];
-            for (int t = 0; t < n; t++) {
-                T *o = pre[w] + (size_t)t * HD;
-                for (int j = 0; j < HD; j++)
-                    o[j] = 0;
-                for (int sl = 0; sl < K; sl++) {
-                    const T *zr = z[w] + (size_t)(t + K1 - sl) * HD, *cr = cw + (size_t)sl * HD;
-                    for (int j = 0; j < HD; j++)
-                        o[j] += cr[j] * zr[j];
-                }
-            }
+            tk->conv_fwd(TDTYPE, n, HD, K, z[w], par + coff[w], pre[w]);
         } else {
             SFX(mm_)
             (lo->ops, 0, 0, n, HD, d, 1, xe, (size_t)d, par + off[w], (size_t)HD, 0, pre[w],
              (size_t)HD);
         }
-        for (size_t i = 0; i < (size_t)n * HD; i++) {
-            T zz = pre[w][i];
-            post[w][i] = c->silu ? zz * SFX(sig_)(zz) : zz;
-        }
+        if (c->silu)
+            tk->unary(TDTYPE, TT_SILU, (size_t)n * HD, pre[w], post[w]);
+        else
+            SFX(cpy_)(lo->ops, post[w], pre[w], (size_t)n * HD);
         if (c->l2norm && nrm[w])
-            for (int t = 0; t < n; t++)
-                for (int h = 0; h < H; h++) {
-                    T *r = post[w] + (size_t)t * HD + (size_t)h * D;
-                    T s = TSQRT(SFX(dot_)(r, r, (size_t)D));
-                    nrm[w][(size_t)t * H + h] = s;
-                    T inv = 1 / (s > (T)1e-6 ? s : (T)1e-6);
-                    for (int j = 0; j < D; j++)
-                        r[j] *= inv;
-                }
+            tk->l2n_fwd(TDTYPE, n * H, D, post[w], nrm[w]);
     }
 }
 
@@ -291,49 +177,41 @@ static void SFX(rgate_)(const struct titans_cfg *c, const struct titans_layout *
     if (c->gate) {
         SFX(mm_)
         (lo->ops, 0, 0, n, H, c->d, 1, x, (size_t)c->d, par + lo->wg, (size_t)H, 0, g, (size_t)H);
-        for (size_t i = 0; i < (size_t)n * H; i++)
-            g[i] = SFX(sig_)(g[i]);
+        lo->ops->titans->unary(TDTYPE, TT_SIGMOID, (size_t)n * H, g, g);
     } else {
-        for (size_t i = 0; i < (size_t)n * H; i++)
-            g[i] = 1;
+        lo->ops->titans->unary(TDTYPE, TT_ONE, (size_t)n * H, g, g);
     }
 }
 
 /* out (n x H) = scale * sigmoid(x w + b) for the gate projection at w, b. */
 static void SFX(gate_)(const struct titans_cfg *c, const T *par, size_t w, size_t b, const T *x,
-                       int n, T scale, T *out) {
+                       int n, double scale, T *out) {
     int H = c->H;
-    SFX(mm_)
-    (SFX(ops_)(c), 0, 0, n, H, c->d, 1, x, (size_t)c->d, par + w, (size_t)H, 0, out, (size_t)H);
-    for (int t = 0; t < n; t++)
-        for (int h = 0; h < H; h++)
-            out[(size_t)t * H + h] = scale * SFX(sig_)(out[(size_t)t * H + h] + par[b + h]);
-}
-
-/* pool (nc x d): means of the c-token chunks of x. */
-static void SFX(pool_)(const T *x, int d, int cs, int nc, T *pool) {
-    for (int n = 0; n < nc; n++) {
-        T *p = pool + (size_t)n * d;
-        for (int j = 0; j < d; j++)
-            p[j] = 0;
-        for (int t = 0; t < cs; t++)
-            for (int j = 0; j < d; j++)
-                p[j] += x[((size_t)n * cs + t) * d + j];
-        for (int j = 0; j < d; j++)
-            p[j] /= (T)cs;
-    }
+    const struct ops *o = SFX(ops_)(c);
+    SFX(mm_)(o, 0, 0, n, H, c->d, 1, x, (size_t)c->d, par + w, (size_t)H, 0, out, (size_t)H);
+    o->titans->gate_fwd(TDTYPE, n, H, scale, par + b, out);
 }
 
 /* Gather head h's D columns of rows [r0, r0+n) of a (rows x HD) array into dst (n x D). */
-static void SFX(gather_)(const T *src, int HD, int h, int D, int r0, int n, T *dst) {
-    for (int t = 0; t < n; t++)
-        memcpy(dst + (size_t)t * D, src + (size_t)(r0 + t) * HD + (size_t)h * D, sizeof(T) * D);
+static void SFX(gather_)(const struct ops *o, const T *src, int HD, int h, int D, int r0, int n,
+                         T *dst) {
+    if (n > 0)
+        o->copy2d(dst, sizeof(T) * D, src + (size_t)r0 * HD + (size_t)h * D, sizeof(T) * HD,
+                  (size_t)n, sizeof(T) * D);
 }
 
-static void SFX(scatter_add_)(T *dst, int HD, int h, int D, int r0, int n, const T *src) {
-    for (int t = 0; t < n; t++)
-        for (int j = 0; j < D; j++)
-            dst[(size_t)(r0 + t) * HD + (size_t)h * D + j] += src[(size_t)t * D + j];
+static void SFX(scatter_add_)(const struct ops *o, T *dst, int HD, int h, int D, int r0, int n,
+                              const T *src) {
+    if (n > 0)
+        o->titans->add2d(TDTYPE, n, D, dst + (size_t)r0 * HD + (size_t)h * D, (size_t)HD, src,
+                         (size_t)D);
+}
+
+/* Column h of rows [r0, r0+n) of an (rows x H) array into dst (n). */
+static void SFX(gather_col_)(const struct ops *o, const T *src, int H, int h, int r0, int n,
+                             T *dst) {
+    if (n > 0)
+        o->copy2d(dst, sizeof(T), src + (size_t)r0 * H + h, sizeof(T) * H, (size_t)n, sizeof(T));
 }
 
 /* ---- parameter init (documented in docs/titans.md) ----------------------------------------- */
@@ -426,16 +304,15 @@ void SFX(titans_state_init)(const struct titans_cfg *c, const T *par, T *W, T *S
     struct titans_layout lo;
     titans_layout(c, &lo);
     size_t HP = (size_t)c->H * lo.P;
-    memcpy(W, par + lo.w0, sizeof(T) * HP);
-    memset(S, 0, sizeof(T) * HP);
+    SFX(cpy_)(lo.ops, W, par + lo.w0, HP);
+    SFX(zero_)(lo.ops, S, HP);
 }
 
 void SFX(titans_state_init_backward)(const struct titans_cfg *c, const T *dW, T *dpar) {
     struct titans_layout lo;
     titans_layout(c, &lo);
     size_t HP = (size_t)c->H * lo.P;
-    for (size_t i = 0; i < HP; i++)
-        dpar[lo.w0 + i] += dW[i];
+    lo.ops->titans->add2d(TDTYPE, 1, (int)HP, dpar + lo.w0, HP, dW, HP);
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
@@ -461,62 +338,62 @@ static int SFX(group_)(const struct SFX(titans_tape) * t, int j, int *i0, int *i
  * states n0..n0+m; row 0 (W*, S) is given, rows 1..m are computed. Leaves the batch's inner
  * forward at W* in w. */
 static void SFX(batch_states_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h,
-                               int n0, int m, T *Wr, T *Sr, size_t ld, T *a1, T *a2) {
+                               int n0, int m, T *Wr, T *Sr, size_t ld) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
+    const struct ops *o = lo->ops;
     int H = c->H, D = c->D, HD = H * D, cs = c->c, rows = m * cs, t0 = n0 * cs;
     size_t P = lo->P;
-    SFX(gather_)(t->k, HD, h, D, t0, rows, w->A[0]);
-    SFX(gather_)(t->v, HD, h, D, t0, rows, w->V);
-    for (int i = 0; i < rows; i++)
-        w->th[i] = t->th[(size_t)(t0 + i) * H + h];
+    SFX(gather_)(o, t->k, HD, h, D, t0, rows, w->A[0]);
+    SFX(gather_)(o, t->v, HD, h, D, t0, rows, w->V);
+    SFX(gather_col_)(o, t->th, H, h, t0, rows, w->th);
     SFX(mlp_fwd_)(lo, Wr, w, rows);
-    SFX(mlp_inner_grad_)(lo, (T)c->kappa, Wr, w, rows);
+    SFX(mlp_inner_grad_)(lo, c->kappa, Wr, w, rows);
     for (int ci = 0; ci < m; ci++) {
         T *G = w->G + (size_t)ci * P;
         SFX(chunk_grad_)(lo, w, ci * cs, cs, G);
         if (c->max_grad_norm > 0)
-            SFX(clamp_fwd_)(lo, (T)c->max_grad_norm, G);
-        for (size_t j = 0; j < P; j++)
-            G[j] = -G[j];
-        a1[ci] = t->eta[(size_t)(n0 + ci) * H + h];
-        a2[ci] = 1 - t->alpha[(size_t)(n0 + ci) * H + h];
+            SFX(clamp_)(lo, c->max_grad_norm, G, NULL, 0);
     }
-    SFX(titans_scan)(m, P, a1, w->G, P, Sr, Sr + ld, ld);
-    SFX(titans_scan)(m, P, a2, Sr + ld, ld, Wr, Wr + ld, ld);
+    o->titans->unary(TDTYPE, TT_NEG, (size_t)m * P, w->G, w->G);
+    /* S_r = eta_r S_{r-1} - G_r, W_r = (1 - alpha_r) W_{r-1} + S_r */
+    const T *eta = t->eta + (size_t)n0 * H + h, *alpha = t->alpha + (size_t)n0 * H + h;
+    o->titans->scan(TDTYPE, m, P, eta, (size_t)H, 0, w->G, P, Sr, Sr + ld, ld);
+    o->titans->scan(TDTYPE, m, P, alpha, (size_t)H, 1, Sr + ld, ld, Wr, Wr + ld, ld);
 }
 
 /* Retrieval of tokens [i0, i1) of head h at weights Wj into t->m. */
 static void SFX(read_fwd_)(struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h, int i0, int i1,
                            const T *Wj) {
+    const struct ops *o = t->lo.ops;
     int D = t->cfg.D, HD = t->cfg.H * D;
-    SFX(gather_)(t->q, HD, h, D, i0, i1 - i0, w->A[0]);
+    SFX(gather_)(o, t->q, HD, h, D, i0, i1 - i0, w->A[0]);
     SFX(mlp_fwd_)(&t->lo, Wj, w, i1 - i0);
-    for (int i = i0; i < i1; i++)
-        memcpy(t->m + (size_t)i * HD + (size_t)h * D, w->Hh[t->lo.L - 1] + (size_t)(i - i0) * D,
-               sizeof(T) * D);
+    o->copy2d(t->m + (size_t)i0 * HD + (size_t)h * D, sizeof(T) * HD, w->Hh[t->lo.L - 1],
+              sizeof(T) * D, (size_t)(i1 - i0), sizeof(T) * D);
 }
 
 /* Its backward: Wbj += dW, dq += (rows [i0, i1), head h) from dm. */
 static void SFX(read_bwd_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h, int i0,
                            int i1, const T *Wj, T *Wbj, const T *dm, T *dq) {
     const struct titans_layout *lo = &t->lo;
+    const struct ops *o = lo->ops;
     int D = t->cfg.D, HD = t->cfg.H * D, L = lo->L, n = i1 - i0;
-    SFX(gather_)(t->q, HD, h, D, i0, n, w->A[0]);
+    SFX(gather_)(o, t->q, HD, h, D, i0, n, w->A[0]);
     SFX(mlp_fwd_)(lo, Wj, w, n);
-    SFX(gather_)(dm, HD, h, D, i0, n, w->Hb[L - 1]);
+    SFX(gather_)(o, dm, HD, h, D, i0, n, w->Hb[L - 1]);
     for (int l = L - 1; l >= 0; l--) {
         SFX(mm_)
-        (t->lo.ops, 1, 0, lo->in[l], lo->out[l], n, 1, w->A[l], (size_t)lo->in[l], w->Hb[l],
+        (o, 1, 0, lo->in[l], lo->out[l], n, 1, w->A[l], (size_t)lo->in[l], w->Hb[l],
          (size_t)lo->out[l], 1, Wbj + lo->off[l], (size_t)lo->out[l]);
         SFX(mm_)
-        (t->lo.ops, 0, 1, n, lo->in[l], lo->out[l], 1, w->Hb[l], (size_t)lo->out[l],
-         Wj + lo->off[l], (size_t)lo->out[l], 0, w->Ab[l], (size_t)lo->in[l]);
+        (o, 0, 1, n, lo->in[l], lo->out[l], 1, w->Hb[l], (size_t)lo->out[l], Wj + lo->off[l],
+         (size_t)lo->out[l], 0, w->Ab[l], (size_t)lo->in[l]);
         if (l > 0)
-            for (size_t i = 0; i < (size_t)n * lo->in[l]; i++)
-                w->Hb[l - 1][i] = w->Ab[l][i] * SFX(gelu1_)(w->Hh[l - 1][i]);
+            o->titans->mul_gelu1(TDTYPE, (size_t)n * lo->in[l], w->Ab[l], w->Hh[l - 1],
+                                 w->Hb[l - 1], 0);
     }
-    SFX(scatter_add_)(dq, HD, h, D, i0, n, w->Ab[0]);
+    SFX(scatter_add_)(o, dq, HD, h, D, i0, n, w->Ab[0]);
 }
 
 static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
@@ -524,6 +401,7 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
                           int read_only) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
+    const struct ops *o = lo->ops;
     if (N < 0 || N > t->nmax)
         HW_DIE("titans: a call of %d tokens on a tape for at most %d", N, t->nmax);
     int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c;
@@ -534,44 +412,44 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
     t->read_only = read_only;
     size_t K1 = c->conv > 0 ? (size_t)c->conv - 1 : 0;
     if (xprev)
-        memcpy(t->xe, xprev, sizeof(T) * K1 * d);
+        SFX(cpy_)(o, t->xe, xprev, K1 * d);
     else
-        memset(t->xe, 0, sizeof(T) * K1 * d);
-    memcpy(t->x, x, sizeof(T) * (size_t)N * d);
+        SFX(zero_)(o, t->xe, K1 * d);
+    SFX(cpy_)(o, t->x, x, (size_t)N * d);
     if (read_only)
         SFX(project_)
     (c, lo, par, t->xe, N, NULL, NULL, t->zq, NULL, NULL, t->qp, NULL, NULL, t->q, NULL, t->qn);
     else SFX(project_)(c, lo, par, t->xe, N, t->zk, t->zv, t->zq, t->kp, t->vp, t->qp, t->k, t->v,
                        t->q, t->kn, t->qn);
     SFX(rgate_)(c, lo, par, x, N, t->g);
-    SFX(pool_)(x, d, cs, Nc, t->pool);
+    if (Nc > 0)
+        o->titans->group_sum(TDTYPE, Nc, cs, d, x, t->pool, TT_SUM_MEAN);
     SFX(gate_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta);
     SFX(gate_)(c, par, lo->wal, lo->bal, t->pool, Nc, 1, t->alpha);
     if (c->theta_per_chunk) {
-        T *tc = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H);
-        SFX(gate_)(c, par, lo->wth, lo->bth, t->pool, Nc, (T)c->max_lr, tc);
-        memset(t->th, 0, sizeof(T) * (size_t)N * H);
-        for (int i = 0; i < Nc * cs; i++)
-            memcpy(t->th + (size_t)i * H, tc + (size_t)(i / cs) * H, sizeof(T) * H);
-        SFX(xfree_)(t->lo.ops, tc);
+        T *tc = SFX(xcalloc_)(o, (size_t)Nc * H);
+        SFX(gate_)(c, par, lo->wth, lo->bth, t->pool, Nc, c->max_lr, tc);
+        SFX(zero_)(o, t->th, (size_t)N * H);
+        if (Nc > 0)
+            o->titans->group_expand(TDTYPE, Nc, cs, H, tc, t->th, TT_EXP_SET);
+        SFX(xfree_)(o, tc);
     } else if (!read_only) {
-        SFX(gate_)(c, par, lo->wth, lo->bth, x, N, (T)c->max_lr, t->th);
+        SFX(gate_)(c, par, lo->wth, lo->bth, x, N, c->max_lr, t->th);
     }
-    memcpy(t->W, Win, sizeof(T) * HP);
+    SFX(cpy_)(o, t->W, Win, HP);
     if (Sin)
-        memcpy(t->S, Sin, sizeof(T) * HP);
+        SFX(cpy_)(o, t->S, Sin, HP);
     else
-        memset(t->S, 0, sizeof(T) * HP);
+        SFX(zero_)(o, t->S, HP);
 
     int rows_max = (mb * cs < N ? mb * cs : N) > cs ? (mb * cs < N ? mb * cs : N) : cs;
-    /* heads are independent: one thread per head, each with its own workspace */
-#pragma omp parallel if (H > 1)
+    /* heads are independent: one thread per head on the CPU, each with its own workspace */
+#pragma omp parallel if (SFX(head_threads_)(o, H))
     {
         struct SFX(ws_) w;
         SFX(ws_init_)(&w, lo, rows_max, mb);
-        T *a1 = SFX(xcalloc_)(t->lo.ops, (size_t)mb), *a2 = SFX(xcalloc_)(t->lo.ops, (size_t)mb);
-        T *Wsc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
-        T *Ssc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
+        T *Wsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
+        T *Ssc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
 #pragma omp for schedule(static)
         for (int h = 0; h < H; h++) {
             if (Nc == 0) /* nothing stored: every token reads the incoming state */
@@ -587,13 +465,13 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
                 size_t ld = rc ? P : HP;
                 if (rc) {
                     Wr = Wsc, Sr = Ssc;
-                    memcpy(Wr, t->W + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
-                    memcpy(Sr, t->S + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
+                    SFX(cpy_)(o, Wr, t->W + (size_t)bi * HP + (size_t)h * P, P);
+                    SFX(cpy_)(o, Sr, t->S + (size_t)bi * HP + (size_t)h * P, P);
                 } else {
                     Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
                     Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
                 }
-                SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld, a1, a2);
+                SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld);
                 /* retrieval: token i reads W_{floor((i+1)/c)} */
                 for (int j = bi ? n0 + 1 : 0; j <= n0 + m; j++) {
                     int i0, i1;
@@ -602,32 +480,24 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
                         SFX(read_fwd_)(t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld);
                 }
                 if (rc) {
-                    memcpy(t->W + (size_t)(bi + 1) * HP + (size_t)h * P, Wr + (size_t)m * ld,
-                           sizeof(T) * P);
-                    memcpy(t->S + (size_t)(bi + 1) * HP + (size_t)h * P, Sr + (size_t)m * ld,
-                           sizeof(T) * P);
+                    SFX(cpy_)
+                    (o, t->W + (size_t)(bi + 1) * HP + (size_t)h * P, Wr + (size_t)m * ld, P);
+                    SFX(cpy_)
+                    (o, t->S + (size_t)(bi + 1) * HP + (size_t)h * P, Sr + (size_t)m * ld, P);
                 }
             }
         }
-        SFX(xfree_)(t->lo.ops, Wsc);
-        SFX(xfree_)(t->lo.ops, Ssc);
-        SFX(xfree_)(t->lo.ops, a1);
-        SFX(xfree_)(t->lo.ops, a2);
+        SFX(xfree_)(o, Wsc);
+        SFX(xfree_)(o, Ssc);
         SFX(ws_free_)(&w);
     }
-    for (int i = 0; i < N; i++)
-        for (int h = 0; h < H; h++)
-            for (int j = 0; j < D; j++) {
-                size_t o = (size_t)i * HD + (size_t)h * D + j;
-                t->y[o] = t->g[(size_t)i * H + h] * t->m[o];
-            }
-    SFX(mm_)
-    (t->lo.ops, 0, 0, N, d, HD, 1, t->y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
+    o->titans->head_scale(TDTYPE, N, H, D, t->g, t->m, t->y);
+    SFX(mm_)(o, 0, 0, N, d, HD, 1, t->y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
     int last = rc ? (Nc + mb - 1) / mb : Nc; /* index of the final stored state */
     if (Wout)
-        memcpy(Wout, t->W + (size_t)last * HP, sizeof(T) * HP);
+        SFX(cpy_)(o, Wout, t->W + (size_t)last * HP, HP);
     if (Sout)
-        memcpy(Sout, t->S + (size_t)last * HP, sizeof(T) * HP);
+        SFX(cpy_)(o, Sout, t->S + (size_t)last * HP, HP);
 }
 
 void SFX(titans_forward)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
@@ -649,91 +519,139 @@ void SFX(titans_read_backward)(struct SFX(titans_tape) * t, const T *par, const 
 /* Gate backward: zb = gb * dgate/dz (out = scale sigmoid(z)); dw += xin^T zb, db += sum zb,
  * dxin += zb w^T. */
 static void SFX(gate_bwd_)(const struct titans_cfg *c, const T *par, size_t wo, size_t bo,
-                           const T *xin, int n, T scale, const T *val, const T *gb, T *dpar,
+                           const T *xin, int n, double scale, const T *val, const T *gb, T *dpar,
                            T *dxin) {
     int H = c->H, d = c->d;
     if (n <= 0)
         return;
-    T *zb = SFX(xcalloc_)(SFX(ops_)(c), (size_t)n * H);
-    for (size_t i = 0; i < (size_t)n * H; i++) {
-        T s = val[i] / scale;
-        zb[i] = gb[i] * scale * s * (1 - s);
-    }
-    SFX(mm_)
-    (SFX(ops_)(c), 1, 0, d, H, n, 1, xin, (size_t)d, zb, (size_t)H, 1, dpar + wo, (size_t)H);
+    const struct ops *o = SFX(ops_)(c);
+    T *zb = SFX(xcalloc_)(o, (size_t)n * H);
+    o->titans->gate_bwd(TDTYPE, (size_t)n * H, scale, val, gb, zb);
+    SFX(mm_)(o, 1, 0, d, H, n, 1, xin, (size_t)d, zb, (size_t)H, 1, dpar + wo, (size_t)H);
     if (bo != (size_t)-1)
-        for (int t = 0; t < n; t++)
-            for (int h = 0; h < H; h++)
-                dpar[bo + h] += zb[(size_t)t * H + h];
+        o->titans->group_sum(TDTYPE, 1, n, H, zb, dpar + bo, TT_SUM_ACC);
     if (dxin)
+        SFX(mm_)(o, 0, 1, n, d, H, 1, zb, (size_t)H, par + wo, (size_t)H, 1, dxin, (size_t)d);
+    SFX(xfree_)(o, zb);
+}
+
+/* The VJP of one TTT batch's gradients at its starting weights Ws (rows [t0, t0+rows) of head
+ * h), given their adjoints w->Gb (m x P): Wbs += the weights' adjoint, dk/dv/dth += . */
+static void SFX(batch_grads_bwd_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h,
+                                  int t0, int m, const T *Ws, T *Wbs, T *dk, T *dv, T *dth) {
+    const struct titans_cfg *c = &t->cfg;
+    const struct titans_layout *lo = &t->lo;
+    const struct ops *o = lo->ops;
+    const struct titans_ops *tk = o->titans;
+    int H = c->H, D = c->D, HD = H * D, cs = c->c, L = lo->L, rows = m * cs;
+    size_t P = lo->P;
+    SFX(gather_)(o, t->k, HD, h, D, t0, rows, w->A[0]);
+    SFX(gather_)(o, t->v, HD, h, D, t0, rows, w->V);
+    SFX(gather_col_)(o, t->th, H, h, t0, rows, w->th);
+    SFX(mlp_fwd_)(lo, Ws, w, rows);
+    SFX(mlp_inner_grad_)(lo, c->kappa, Ws, w, rows);
+    for (int ci = 0; ci < m; ci++) {
+        T *Gb = w->Gb + (size_t)ci * P;
+        if (c->max_grad_norm > 0) {
+            T *G = w->G + (size_t)ci * P;
+            SFX(chunk_grad_)(lo, w, ci * cs, cs, G);
+            SFX(clamp_)(lo, c->max_grad_norm, G, Gb, 1);
+        }
+        int r0 = ci * cs;
+        for (int l = 0; l < L; l++) {
+            /* G_l = A[l]^T R[l]: Rb[l] = A[l] Gb_l, Ab[l] = R[l] Gb_l^T */
+            SFX(mm_)
+            (o, 0, 0, cs, lo->out[l], lo->in[l], 1, w->A[l] + (size_t)r0 * lo->in[l],
+             (size_t)lo->in[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
+             w->Rb[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l]);
+            SFX(mm_)
+            (o, 0, 1, cs, lo->in[l], lo->out[l], 1, w->R[l] + (size_t)r0 * lo->out[l],
+             (size_t)lo->out[l], Gb + lo->off[l], (size_t)lo->out[l], 0,
+             w->Ab[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l]);
+        }
+    }
+    for (int l = 0; l < L; l++)
+        SFX(zero_)(o, w->Hb[l], (size_t)rows * lo->out[l]);
+    /* reverse of R[l] = U[l] gelu'(Hh[l]), U[l] = R[l+1] W_{l+1}^T */
+    for (int l = 0; l + 1 < L; l++) {
+        tk->gelu2_rev(TDTYPE, (size_t)rows * lo->out[l], w->Hh[l], w->Rb[l], w->U[l], w->Hb[l]);
         SFX(mm_)
-    (SFX(ops_)(c), 0, 1, n, d, H, 1, zb, (size_t)H, par + wo, (size_t)H, 1, dxin, (size_t)d);
-    SFX(xfree_)(SFX(ops_)(c), zb);
+        (o, 0, 0, rows, lo->out[l + 1], lo->in[l + 1], 1, w->U[l], (size_t)lo->in[l + 1],
+         Ws + lo->off[l + 1], (size_t)lo->out[l + 1], 1, w->Rb[l + 1], (size_t)lo->out[l + 1]);
+        SFX(mm_)
+        (o, 1, 0, lo->in[l + 1], lo->out[l + 1], rows, 1, w->U[l], (size_t)lo->in[l + 1],
+         w->R[l + 1], (size_t)lo->out[l + 1], 1, Wbs + lo->off[l + 1], (size_t)lo->out[l + 1]);
+    }
+    /* reverse of R[L-1] = 2 kappa theta (p - v) */
+    tk->resid_rev(TDTYPE, rows, D, 2 * c->kappa, w->th, w->Hh[L - 1], w->V, w->Rb[L - 1],
+                  w->Hb[L - 1], dv + (size_t)t0 * HD + (size_t)h * D, (size_t)HD,
+                  dth + (size_t)t0 * H + h, (size_t)H);
+    /* reverse of the MLP forward at W* */
+    for (int l = L - 1; l >= 0; l--) {
+        SFX(mm_)
+        (o, 1, 0, lo->in[l], lo->out[l], rows, 1, w->A[l], (size_t)lo->in[l], w->Hb[l],
+         (size_t)lo->out[l], 1, Wbs + lo->off[l], (size_t)lo->out[l]);
+        SFX(mm_)
+        (o, 0, 1, rows, lo->in[l], lo->out[l], 1, w->Hb[l], (size_t)lo->out[l], Ws + lo->off[l],
+         (size_t)lo->out[l], 1, w->Ab[l], (size_t)lo->in[l]);
+        if (l > 0)
+            tk->mul_gelu1(TDTYPE, (size_t)rows * lo->in[l], w->Ab[l], w->Hh[l - 1], w->Hb[l - 1],
+                          1);
+    }
+    SFX(scatter_add_)(o, dk, HD, h, D, t0, rows, w->Ab[0]);
 }
 
 void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *dout, const T *dWout,
                           const T *dSout, T *dpar, T *dx, T *dxprev, T *dWin, T *dSin) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
-    int N = t->N, Nc = t->Nc, d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c,
-        L = lo->L;
+    const struct ops *o = lo->ops;
+    const struct titans_ops *tk = o->titans;
+    int N = t->N, Nc = t->Nc, d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c;
     size_t P = lo->P, HP = (size_t)H * P;
-    T kappa = (T)c->kappa;
 
     int rc = c->recompute, nb = (Nc + mb - 1) / mb;
     T *Wb = t->Wb; /* every state's adjoint (NULL when recomputing: per-batch scratch) */
     if (!rc) {
-        memset(Wb, 0, sizeof(T) * (size_t)(Nc + 1) * HP);
+        SFX(zero_)(o, Wb, (size_t)(Nc + 1) * HP);
         if (dWout)
-            memcpy(Wb + (size_t)Nc * HP, dWout, sizeof(T) * HP);
+            SFX(cpy_)(o, Wb + (size_t)Nc * HP, dWout, HP);
     }
-    T *dY = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD),
-      *dm = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD);
-    T *dg = SFX(xcalloc_)(t->lo.ops, (size_t)N * H), *dq = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD);
-    T *dk = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD),
-      *dv = SFX(xcalloc_)(t->lo.ops, (size_t)N * HD);
-    T *dth = SFX(xcalloc_)(t->lo.ops, (size_t)N * H),
-      *deta = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H);
-    T *dal = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H),
-      *dpool = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * d);
+    T *dY = SFX(xcalloc_)(o, (size_t)N * HD), *dm = SFX(xcalloc_)(o, (size_t)N * HD);
+    T *dg = SFX(xcalloc_)(o, (size_t)N * H), *dq = SFX(xcalloc_)(o, (size_t)N * HD);
+    T *dk = SFX(xcalloc_)(o, (size_t)N * HD), *dv = SFX(xcalloc_)(o, (size_t)N * HD);
+    T *dth = SFX(xcalloc_)(o, (size_t)N * H), *deta = SFX(xcalloc_)(o, (size_t)Nc * H);
+    T *dal = SFX(xcalloc_)(o, (size_t)Nc * H), *dpool = SFX(xcalloc_)(o, (size_t)Nc * d);
 
     /* output projection and retrieve gate */
+    SFX(mm_)(o, 0, 1, N, HD, d, 1, dout, (size_t)d, par + lo->wo, (size_t)d, 0, dY, (size_t)HD);
     SFX(mm_)
-    (t->lo.ops, 0, 1, N, HD, d, 1, dout, (size_t)d, par + lo->wo, (size_t)d, 0, dY, (size_t)HD);
-    SFX(mm_)
-    (t->lo.ops, 1, 0, HD, d, N, 1, t->y, (size_t)HD, dout, (size_t)d, 1, dpar + lo->wo, (size_t)d);
-    for (int i = 0; i < N; i++)
-        for (int h = 0; h < H; h++) {
-            size_t o = (size_t)i * HD + (size_t)h * D;
-            T gv = t->g[(size_t)i * H + h];
-            dg[(size_t)i * H + h] = SFX(dot_)(dY + o, t->m + o, (size_t)D);
-            for (int j = 0; j < D; j++)
-                dm[o + j] = gv * dY[o + j];
-        }
+    (o, 1, 0, HD, d, N, 1, t->y, (size_t)HD, dout, (size_t)d, 1, dpar + lo->wo, (size_t)d);
+    tk->row_dot(TDTYPE, N * H, D, dY, t->m, dg);
+    tk->head_scale(TDTYPE, N, H, D, t->g, dY, dm);
     if (c->gate)
         SFX(gate_bwd_)(c, par, lo->wg, (size_t)-1, t->x, N, 1, t->g, dg, dpar, dx);
 
     int rows_max = (mb * cs < N ? mb * cs : N) > cs ? (mb * cs < N ? mb * cs : N) : cs;
-#pragma omp parallel if (H > 1)
+#pragma omp parallel if (SFX(head_threads_)(o, H))
     {
         struct SFX(ws_) w;
         SFX(ws_init_)(&w, lo, rows_max, mb);
-        T *Sb = SFX(xcalloc_)(t->lo.ops, P), *carry = SFX(xcalloc_)(t->lo.ops, P);
-        T *a1 = SFX(xcalloc_)(t->lo.ops, (size_t)mb), *a2 = SFX(xcalloc_)(t->lo.ops, (size_t)mb);
-        T *Wsc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
-        T *Ssc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
-        T *Wbsc = rc ? SFX(xcalloc_)(t->lo.ops, (size_t)(mb + 1) * P) : NULL;
+        T *Sb = SFX(xcalloc_)(o, P), *carry = SFX(xcalloc_)(o, P);
+        T *Wsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
+        T *Ssc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
+        T *Wbsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
 #pragma omp for schedule(static)
         for (int h = 0; h < H; h++) {
             if (dSout)
-                memcpy(Sb, dSout + (size_t)h * P, sizeof(T) * P);
+                SFX(cpy_)(o, Sb, dSout + (size_t)h * P, P);
             else
-                memset(Sb, 0, sizeof(T) * P);
+                SFX(zero_)(o, Sb, P);
             /* the adjoint of the final state W_{Nc} */
             if (dWout)
-                memcpy(carry, dWout + (size_t)h * P, sizeof(T) * P);
+                SFX(cpy_)(o, carry, dWout + (size_t)h * P, P);
             else
-                memset(carry, 0, sizeof(T) * P);
+                SFX(zero_)(o, carry, P);
             if (Nc == 0) { /* nothing stored: every token read the incoming state */
                 T *Wb0 = rc ? carry : Wb + (size_t)h * P;
                 for (int j = 0; j < SFX(ngroups_)(t); j++) {
@@ -746,16 +664,16 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
             /* TTT batches in reverse: retrieval backward, the scans in reverse, then the VJP of
              * the batch's gradients at W* */
             for (int bi = nb - 1; bi >= 0; bi--) {
-                int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb, rows = m * cs, t0 = n0 * cs;
+                int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb;
                 T *Wr, *Sr, *Wbr;
                 size_t ld = rc ? P : HP;
                 if (rc) {
                     Wr = Wsc, Sr = Ssc, Wbr = Wbsc;
-                    memcpy(Wr, t->W + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
-                    memcpy(Sr, t->S + (size_t)bi * HP + (size_t)h * P, sizeof(T) * P);
-                    SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld, a1, a2);
-                    memset(Wbr, 0, sizeof(T) * (size_t)m * P);
-                    memcpy(Wbr + (size_t)m * ld, carry, sizeof(T) * P);
+                    SFX(cpy_)(o, Wr, t->W + (size_t)bi * HP + (size_t)h * P, P);
+                    SFX(cpy_)(o, Sr, t->S + (size_t)bi * HP + (size_t)h * P, P);
+                    SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld);
+                    SFX(zero_)(o, Wbr, (size_t)m * P);
+                    SFX(cpy_)(o, Wbr + (size_t)m * ld, carry, P);
                 } else {
                     Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
                     Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
@@ -769,139 +687,47 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
                     (t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld, Wbr + (size_t)(j - n0) * ld, dm,
                      dq);
                 }
-                for (int r = m; r > 0; r--) {
-                    size_t gi = (size_t)(n0 + r - 1) * H + h;
-                    T *Wbn = Wbr + (size_t)r * ld, *Wbp = Wbn - ld;
-                    const T *Wp = Wr + (size_t)(r - 1) * ld, *Sp = Sr + (size_t)(r - 1) * ld;
-                    T al = t->alpha[gi], et = t->eta[gi];
-                    dal[gi] = -SFX(dot_)(Wbn, Wp, P);
-                    for (size_t j = 0; j < P; j++) {
-                        Wbp[j] += (1 - al) * Wbn[j];
-                        Sb[j] += Wbn[j];
-                    }
-                    deta[gi] = SFX(dot_)(Sb, Sp, P);
-                    T *Gb = w.Gb + (size_t)(r - 1) * P;
-                    for (size_t j = 0; j < P; j++) {
-                        Gb[j] = -Sb[j];
-                        Sb[j] *= et;
-                    }
-                }
+                size_t gi = (size_t)n0 * H + h;
+                tk->states_rev(TDTYPE, m, P, ld, Wbr, Wr, Sr, t->eta + gi, t->alpha + gi, (size_t)H,
+                               Sb, w.Gb, deta + gi, dal + gi);
                 /* recompute the batch's inner forward at W* and take the VJP of its gradients */
-                const T *Ws = Wr;
-                T *Wbs = Wbr;
-                SFX(gather_)(t->k, HD, h, D, t0, rows, w.A[0]);
-                SFX(gather_)(t->v, HD, h, D, t0, rows, w.V);
-                for (int i = 0; i < rows; i++)
-                    w.th[i] = t->th[(size_t)(t0 + i) * H + h];
-                SFX(mlp_fwd_)(lo, Ws, &w, rows);
-                SFX(mlp_inner_grad_)(lo, kappa, Ws, &w, rows);
-                for (int ci = 0; ci < m; ci++) {
-                    T *Gb = w.Gb + (size_t)ci * P;
-                    if (c->max_grad_norm > 0) {
-                        T *G = w.G + (size_t)ci * P;
-                        SFX(chunk_grad_)(lo, &w, ci * cs, cs, G);
-                        SFX(clamp_bwd_)(lo, (T)c->max_grad_norm, G, Gb);
-                    }
-                    int r0 = ci * cs;
-                    for (int l = 0; l < L; l++) {
-                        /* G_l = A[l]^T R[l]: Rb[l] = A[l] Gb_l, Ab[l] = R[l] Gb_l^T */
-                        SFX(mm_)
-                        (t->lo.ops, 0, 0, cs, lo->out[l], lo->in[l], 1,
-                         w.A[l] + (size_t)r0 * lo->in[l], (size_t)lo->in[l], Gb + lo->off[l],
-                         (size_t)lo->out[l], 0, w.Rb[l] + (size_t)r0 * lo->out[l],
-                         (size_t)lo->out[l]);
-                        SFX(mm_)
-                        (t->lo.ops, 0, 1, cs, lo->in[l], lo->out[l], 1,
-                         w.R[l] + (size_t)r0 * lo->out[l], (size_t)lo->out[l], Gb + lo->off[l],
-                         (size_t)lo->out[l], 0, w.Ab[l] + (size_t)r0 * lo->in[l],
-                         (size_t)lo->in[l]);
-                    }
-                }
-                for (int l = 0; l < L; l++)
-                    memset(w.Hb[l], 0, sizeof(T) * (size_t)rows * lo->out[l]);
-                /* reverse of R[l] = U[l] gelu'(Hh[l]), U[l] = R[l+1] W_{l+1}^T */
-                for (int l = 0; l + 1 < L; l++) {
-                    size_t e = (size_t)rows * lo->out[l];
-                    for (size_t i = 0; i < e; i++) {
-                        T hv = w.Hh[l][i], rb = w.Rb[l][i];
-                        w.Hb[l][i] += rb * w.U[l][i] * SFX(gelu2_)(hv);
-                        w.U[l][i] = rb * SFX(gelu1_)(hv); /* now the adjoint of U[l] */
-                    }
-                    SFX(mm_)
-                    (t->lo.ops, 0, 0, rows, lo->out[l + 1], lo->in[l + 1], 1, w.U[l],
-                     (size_t)lo->in[l + 1], Ws + lo->off[l + 1], (size_t)lo->out[l + 1], 1,
-                     w.Rb[l + 1], (size_t)lo->out[l + 1]);
-                    SFX(mm_)
-                    (t->lo.ops, 1, 0, lo->in[l + 1], lo->out[l + 1], rows, 1, w.U[l],
-                     (size_t)lo->in[l + 1], w.R[l + 1], (size_t)lo->out[l + 1], 1,
-                     Wbs + lo->off[l + 1], (size_t)lo->out[l + 1]);
-                }
-                /* reverse of R[L-1] = 2 kappa theta (p - v) */
-                for (int i = 0; i < rows; i++) {
-                    T *rb = w.Rb[L - 1] + (size_t)i * D, *hb = w.Hb[L - 1] + (size_t)i * D;
-                    const T *p = w.Hh[L - 1] + (size_t)i * D, *v = w.V + (size_t)i * D;
-                    T f = 2 * kappa * w.th[i], tb = 0;
-                    for (int j = 0; j < D; j++) {
-                        tb += (p[j] - v[j]) * rb[j];
-                        hb[j] += f * rb[j];
-                        dv[(size_t)(t0 + i) * HD + (size_t)h * D + j] -= f * rb[j];
-                    }
-                    dth[(size_t)(t0 + i) * H + h] += 2 * kappa * tb;
-                }
-                /* reverse of the MLP forward at W* */
-                for (int l = L - 1; l >= 0; l--) {
-                    SFX(mm_)
-                    (t->lo.ops, 1, 0, lo->in[l], lo->out[l], rows, 1, w.A[l], (size_t)lo->in[l],
-                     w.Hb[l], (size_t)lo->out[l], 1, Wbs + lo->off[l], (size_t)lo->out[l]);
-                    SFX(mm_)
-                    (t->lo.ops, 0, 1, rows, lo->in[l], lo->out[l], 1, w.Hb[l], (size_t)lo->out[l],
-                     Ws + lo->off[l], (size_t)lo->out[l], 1, w.Ab[l], (size_t)lo->in[l]);
-                    if (l > 0)
-                        for (size_t i = 0; i < (size_t)rows * lo->in[l]; i++)
-                            w.Hb[l - 1][i] += w.Ab[l][i] * SFX(gelu1_)(w.Hh[l - 1][i]);
-                }
-                SFX(scatter_add_)(dk, HD, h, D, t0, rows, w.Ab[0]);
+                SFX(batch_grads_bwd_)(t, &w, h, n0 * cs, m, Wr, Wbr, dk, dv, dth);
                 if (rc)
-                    memcpy(carry, Wbr, sizeof(T) * P);
+                    SFX(cpy_)(o, carry, Wbr, P);
             }
             if (dSin)
-                memcpy(dSin + (size_t)h * P, Sb, sizeof(T) * P);
+                SFX(cpy_)(o, dSin + (size_t)h * P, Sb, P);
             if (rc && dWin)
-                memcpy(dWin + (size_t)h * P, carry, sizeof(T) * P);
+                SFX(cpy_)(o, dWin + (size_t)h * P, carry, P);
         }
         SFX(ws_free_)(&w);
-        SFX(xfree_)(t->lo.ops, Sb);
-        SFX(xfree_)(t->lo.ops, carry);
-        SFX(xfree_)(t->lo.ops, a1);
-        SFX(xfree_)(t->lo.ops, a2);
-        SFX(xfree_)(t->lo.ops, Wsc);
-        SFX(xfree_)(t->lo.ops, Ssc);
-        SFX(xfree_)(t->lo.ops, Wbsc);
+        SFX(xfree_)(o, Sb);
+        SFX(xfree_)(o, carry);
+        SFX(xfree_)(o, Wsc);
+        SFX(xfree_)(o, Ssc);
+        SFX(xfree_)(o, Wbsc);
     }
     if (dWin && !rc)
-        memcpy(dWin, Wb, sizeof(T) * HP);
+        SFX(cpy_)(o, dWin, Wb, HP);
 
     /* gates */
     SFX(gate_bwd_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta, deta, dpar, dpool);
     SFX(gate_bwd_)(c, par, lo->wal, lo->bal, t->pool, Nc, 1, t->alpha, dal, dpar, dpool);
     if (c->theta_per_chunk) {
-        T *tc = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H),
-          *tcb = SFX(xcalloc_)(t->lo.ops, (size_t)Nc * H);
-        for (int i = 0; i < Nc * cs; i++)
-            for (int h = 0; h < H; h++) {
-                tc[(size_t)(i / cs) * H + h] = t->th[(size_t)i * H + h];
-                tcb[(size_t)(i / cs) * H + h] += dth[(size_t)i * H + h];
-            }
-        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->pool, Nc, (T)c->max_lr, tc, tcb, dpar, dpool);
-        SFX(xfree_)(t->lo.ops, tc);
-        SFX(xfree_)(t->lo.ops, tcb);
+        T *tc = SFX(xcalloc_)(o, (size_t)Nc * H), *tcb = SFX(xcalloc_)(o, (size_t)Nc * H);
+        if (Nc > 0) { /* a chunk's rows hold its theta: take the first, sum the adjoints */
+            o->copy2d(tc, sizeof(T) * H, t->th, sizeof(T) * (size_t)cs * H, (size_t)Nc,
+                      sizeof(T) * H);
+            tk->group_sum(TDTYPE, Nc, cs, H, dth, tcb, TT_SUM_SET);
+        }
+        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->pool, Nc, c->max_lr, tc, tcb, dpar, dpool);
+        SFX(xfree_)(o, tc);
+        SFX(xfree_)(o, tcb);
     } else if (!t->read_only) {
-        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->x, N, (T)c->max_lr, t->th, dth, dpar, dx);
+        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->x, N, c->max_lr, t->th, dth, dpar, dx);
     }
-    if (dx)
-        for (int i = 0; i < Nc * cs; i++)
-            for (int j = 0; j < d; j++)
-                dx[(size_t)i * d + j] += dpool[(size_t)(i / cs) * d + j] / (T)cs;
+    if (dx && Nc > 0)
+        tk->group_expand(TDTYPE, Nc, cs, d, dpool, dx, TT_EXP_ADD_DIV);
 
     /* q/k/v: l2-normalisation, SiLU, projection */
     T *adj[3] = {dk, dv, dq}, *pre[3] = {t->kp, t->vp, t->qp}, *post[3] = {t->k, t->v, t->q};
@@ -911,89 +737,55 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
     int K = c->conv, K1 = K > 0 ? K - 1 : 0;
     T *dz = NULL, *dxe = NULL;
     if (K > 0) {
-        dz = SFX(xcalloc_)(t->lo.ops, (size_t)(N + K1) * HD);
-        dxe = SFX(xcalloc_)(t->lo.ops, (size_t)(N + K1) * d);
+        dz = SFX(xcalloc_)(o, (size_t)(N + K1) * HD);
+        dxe = SFX(xcalloc_)(o, (size_t)(N + K1) * d);
     }
     for (int s = t->read_only ? 2 : 0; s < 3; s++) {
         T *a = adj[s];
         if (c->l2norm && nrm[s])
-            for (int i = 0; i < N; i++)
-                for (int h = 0; h < H; h++) {
-                    size_t o = (size_t)i * HD + (size_t)h * D;
-                    T nv = nrm[s][(size_t)i * H + h];
-                    if (nv <= (T)1e-6) { /* clamped: a plain scale */
-                        for (int j = 0; j < D; j++)
-                            a[o + j] /= (T)1e-6;
-                        continue;
-                    }
-                    T pr = SFX(dot_)(post[s] + o, a + o, (size_t)D);
-                    for (int j = 0; j < D; j++)
-                        a[o + j] = (a[o + j] - post[s][o + j] * pr) / nv;
-                }
+            tk->l2n_bwd(TDTYPE, N * H, D, post[s], nrm[s], a);
         if (c->silu)
-            for (size_t i = 0; i < (size_t)N * HD; i++) {
-                T z = pre[s][i], sg = SFX(sig_)(z);
-                a[i] *= sg * (1 + z * (1 - sg));
-            }
+            tk->silu_bwd(TDTYPE, (size_t)N * HD, pre[s], a);
         if (K > 0) {
             /* pre_t = sum_s c_s z_{t+K1-s}: dz and dc, then the projection of all K1+N rows */
-            const T *z = zs[s], *cw = par + coff[s];
-            T *dcw = dpar + coff[s];
-            memset(dz, 0, sizeof(T) * (size_t)(N + K1) * HD);
-            for (int i = 0; i < N; i++)
-                for (int sl = 0; sl < K; sl++) {
-                    size_t zr = (size_t)(i + K1 - sl) * HD, cr = (size_t)sl * HD;
-                    for (int j = 0; j < HD; j++) {
-                        dz[zr + j] += cw[cr + j] * a[(size_t)i * HD + j];
-                        dcw[cr + j] += z[zr + j] * a[(size_t)i * HD + j];
-                    }
-                }
+            SFX(zero_)(o, dz, (size_t)(N + K1) * HD);
+            tk->conv_bwd(TDTYPE, N, HD, K, zs[s], par + coff[s], a, dz, dpar + coff[s]);
             SFX(mm_)
-            (t->lo.ops, 1, 0, d, HD, N + K1, 1, t->xe, (size_t)d, dz, (size_t)HD, 1, dpar + off[s],
+            (o, 1, 0, d, HD, N + K1, 1, t->xe, (size_t)d, dz, (size_t)HD, 1, dpar + off[s],
              (size_t)HD);
             SFX(mm_)
-            (t->lo.ops, 0, 1, N + K1, d, HD, 1, dz, (size_t)HD, par + off[s], (size_t)HD, 1, dxe,
+            (o, 0, 1, N + K1, d, HD, 1, dz, (size_t)HD, par + off[s], (size_t)HD, 1, dxe,
              (size_t)d);
         } else {
             SFX(mm_)
-            (t->lo.ops, 1, 0, d, HD, N, 1, t->x, (size_t)d, a, (size_t)HD, 1, dpar + off[s],
-             (size_t)HD);
+            (o, 1, 0, d, HD, N, 1, t->x, (size_t)d, a, (size_t)HD, 1, dpar + off[s], (size_t)HD);
             if (dx)
                 SFX(mm_)
-            (t->lo.ops, 0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx,
-             (size_t)d);
+            (o, 0, 1, N, d, HD, 1, a, (size_t)HD, par + off[s], (size_t)HD, 1, dx, (size_t)d);
         }
     }
     if (K > 0) {
-        if (dxprev)
-            for (size_t i = 0; i < (size_t)K1 * d; i++)
-                dxprev[i] += dxe[i];
-        if (dx)
-            for (size_t i = 0; i < (size_t)N * d; i++)
-                dx[i] += dxe[(size_t)K1 * d + i];
-        SFX(xfree_)(t->lo.ops, dz);
-        SFX(xfree_)(t->lo.ops, dxe);
+        if (dxprev && K1 > 0)
+            tk->add2d(TDTYPE, 1, K1 * d, dxprev, (size_t)K1 * d, dxe, (size_t)K1 * d);
+        if (dx && N > 0)
+            tk->add2d(TDTYPE, 1, N * d, dx, (size_t)N * d, dxe + (size_t)K1 * d, (size_t)N * d);
+        SFX(xfree_)(o, dz);
+        SFX(xfree_)(o, dxe);
     }
-    SFX(xfree_)(t->lo.ops, dY);
-    SFX(xfree_)(t->lo.ops, dm);
-    SFX(xfree_)(t->lo.ops, dg);
-    SFX(xfree_)(t->lo.ops, dq);
-    SFX(xfree_)(t->lo.ops, dk);
-    SFX(xfree_)(t->lo.ops, dv);
-    SFX(xfree_)(t->lo.ops, dth);
-    SFX(xfree_)(t->lo.ops, deta);
-    SFX(xfree_)(t->lo.ops, dal);
-    SFX(xfree_)(t->lo.ops, dpool);
+    T *bufs[] = {dY, dm, dg, dq, dk, dv, dth, deta, dal, dpool};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        SFX(xfree_)(o, bufs[i]);
 }
 
 int SFX(titans_nonfinite)(const struct SFX(titans_tape) * t) {
     size_t HP = (size_t)t->cfg.H * t->lo.P;
     int mb = t->cfg.b / t->cfg.c, step = t->cfg.recompute ? mb : 1;
     int ns = t->cfg.recompute ? (t->Nc + mb - 1) / mb : t->Nc;
+    const struct titans_ops *tk = t->lo.ops->titans;
     for (int n = 0; n <= ns; n++)
-        for (size_t i = 0; i < HP; i++)
-            if (!isfinite(t->W[(size_t)n * HP + i]) || !isfinite(t->S[(size_t)n * HP + i]))
-                return n * step < t->Nc ? n * step : t->Nc;
+        if (tk->nonfinite(TDTYPE, HP, t->W + (size_t)n * HP) ||
+            tk->nonfinite(TDTYPE, HP, t->S + (size_t)n * HP))
+            return n * step < t->Nc ? n * step : t->Nc;
     return -1;
 }
 
@@ -1011,7 +803,7 @@ int SFX(titans_dec_init)(struct SFX(titans_dec) * s, const struct titans_cfg *c,
     s->K1 = c->conv > 0 ? c->conv - 1 : 0;
     s->buf = SFX(xcalloc_)(s->lo.ops, (size_t)(s->K1 + c->c) * c->d);
     SFX(titans_state_init)(c, par, s->W, s->S);
-    memcpy(s->Ws, s->W, sizeof(T) * HP);
+    SFX(cpy_)(s->lo.ops, s->Ws, s->W, HP);
     return 0;
 }
 
@@ -1025,97 +817,93 @@ void SFX(titans_dec_free)(struct SFX(titans_dec) * s) {
     memset(s, 0, sizeof *s);
 }
 
+/* The chunk now complete in s->buf: its gradient at W* updates S and W per head. */
+static void SFX(dec_store_)(struct SFX(titans_dec) * s, const T *par, struct SFX(ws_) * w) {
+    const struct titans_cfg *c = &s->cfg;
+    const struct titans_layout *lo = &s->lo;
+    const struct ops *o = lo->ops;
+    int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, K1 = s->K1;
+    size_t P = lo->P;
+    const T *pend = s->buf + (size_t)K1 * d;
+    T *zk = SFX(xcalloc_)(o, (size_t)(K1 + cs) * HD),
+      *zv = SFX(xcalloc_)(o, (size_t)(K1 + cs) * HD);
+    T *k = SFX(xcalloc_)(o, (size_t)cs * HD), *v = SFX(xcalloc_)(o, (size_t)cs * HD);
+    T *kp = SFX(xcalloc_)(o, (size_t)cs * HD), *vp = SFX(xcalloc_)(o, (size_t)cs * HD);
+    T *kn = SFX(xcalloc_)(o, (size_t)cs * H), *th = SFX(xcalloc_)(o, (size_t)cs * H);
+    T *pl = SFX(xcalloc_)(o, (size_t)d), *et = SFX(xcalloc_)(o, (size_t)H);
+    T *ap = SFX(xcalloc_)(o, (size_t)H);
+    SFX(project_)(c, lo, par, s->buf, cs, zk, zv, NULL, kp, vp, NULL, k, v, NULL, kn, NULL);
+    o->titans->group_sum(TDTYPE, 1, cs, d, pend, pl, TT_SUM_MEAN);
+    SFX(gate_)(c, par, lo->weta, lo->beta, pl, 1, 1, et);
+    SFX(gate_)(c, par, lo->wal, lo->bal, pl, 1, 1, ap);
+    if (c->theta_per_chunk) {
+        SFX(gate_)(c, par, lo->wth, lo->bth, pl, 1, c->max_lr, th);
+        if (cs > 1)
+            o->titans->group_expand(TDTYPE, 1, cs - 1, H, th, th + H, TT_EXP_SET);
+    } else {
+        SFX(gate_)(c, par, lo->wth, lo->bth, pend, cs, c->max_lr, th);
+    }
+    for (int h = 0; h < H; h++) {
+        const T *Ws = s->Ws + (size_t)h * P;
+        SFX(gather_)(o, k, HD, h, D, 0, cs, w->A[0]);
+        SFX(gather_)(o, v, HD, h, D, 0, cs, w->V);
+        SFX(gather_col_)(o, th, H, h, 0, cs, w->th);
+        SFX(mlp_fwd_)(lo, Ws, w, cs);
+        SFX(mlp_inner_grad_)(lo, c->kappa, Ws, w, cs);
+        SFX(chunk_grad_)(lo, w, 0, cs, w->G);
+        if (c->max_grad_norm > 0)
+            SFX(clamp_)(lo, c->max_grad_norm, w->G, NULL, 0);
+        /* S = eta S - G, W = (1 - alpha) W + S: one step of the batch scans */
+        T *Wh = s->W + (size_t)h * P, *Sh = s->S + (size_t)h * P;
+        o->titans->unary(TDTYPE, TT_NEG, P, w->G, w->G);
+        o->titans->scan(TDTYPE, 1, P, et + h, 1, 0, w->G, P, Sh, Sh, P);
+        o->titans->scan(TDTYPE, 1, P, ap + h, 1, 1, Sh, P, Wh, Wh, P);
+    }
+    T *bufs[] = {zk, zv, k, v, kp, vp, kn, th, pl, et, ap};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        SFX(xfree_)(o, bufs[i]);
+}
+
 /* Store x (when its chunk completes, the chunk's gradient at W* updates S and W), then read the
  * current W: the reference's single-token path, equal to the parallel pass's W_{floor((i+1)/c)}. */
 void SFX(titans_dec_step)(struct SFX(titans_dec) * s, const T *par, const T *x, T *out) {
     const struct titans_cfg *c = &s->cfg;
     const struct titans_layout *lo = &s->lo;
+    const struct ops *o = lo->ops;
     int d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, K1 = s->K1;
     size_t P = lo->P, HP = (size_t)H * P;
     T *pend = s->buf + (size_t)K1 * d;
-    memcpy(pend + (size_t)s->npend * d, x, sizeof(T) * d);
+    SFX(cpy_)(o, pend + (size_t)s->npend * d, x, (size_t)d);
     s->npend++;
     struct SFX(ws_) w;
     SFX(ws_init_)(&w, lo, cs, 1);
     /* the query from x and its K1 predecessors (before the history shifts) */
-    T *zq = SFX(xcalloc_)(s->lo.ops, (size_t)(K1 + 1) * HD),
-      *qp = SFX(xcalloc_)(s->lo.ops, (size_t)HD);
-    T *q = SFX(xcalloc_)(s->lo.ops, (size_t)HD), *qn = SFX(xcalloc_)(s->lo.ops, (size_t)H),
-      *g = SFX(xcalloc_)(s->lo.ops, (size_t)H);
-    T *y = SFX(xcalloc_)(s->lo.ops, (size_t)HD);
+    T *zq = SFX(xcalloc_)(o, (size_t)(K1 + 1) * HD), *qp = SFX(xcalloc_)(o, (size_t)HD);
+    T *q = SFX(xcalloc_)(o, (size_t)HD), *qn = SFX(xcalloc_)(o, (size_t)H),
+      *g = SFX(xcalloc_)(o, (size_t)H);
+    T *y = SFX(xcalloc_)(o, (size_t)HD);
     SFX(project_)
     (c, lo, par, s->buf + (size_t)(s->npend - 1) * d, 1, NULL, NULL, zq, NULL, NULL, qp, NULL, NULL,
      q, NULL, qn);
     SFX(rgate_)(c, lo, par, x, 1, g);
     if (s->npend == cs) {
-        T *zk = SFX(xcalloc_)(s->lo.ops, (size_t)(K1 + cs) * HD),
-          *zv = SFX(xcalloc_)(s->lo.ops, (size_t)(K1 + cs) * HD);
-        T *k = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD),
-          *v = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD);
-        T *kp = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD),
-          *vp = SFX(xcalloc_)(s->lo.ops, (size_t)cs * HD);
-        T *kn = SFX(xcalloc_)(s->lo.ops, (size_t)cs * H),
-          *th = SFX(xcalloc_)(s->lo.ops, (size_t)cs * H);
-        T *pl = SFX(xcalloc_)(s->lo.ops, (size_t)d), *et = SFX(xcalloc_)(s->lo.ops, (size_t)H);
-        T *ap = SFX(xcalloc_)(s->lo.ops, (size_t)H);
-        SFX(project_)(c, lo, par, s->buf, cs, zk, zv, NULL, kp, vp, NULL, k, v, NULL, kn, NULL);
-        SFX(pool_)(pend, d, cs, 1, pl);
-        SFX(gate_)(c, par, lo->weta, lo->beta, pl, 1, 1, et);
-        SFX(gate_)(c, par, lo->wal, lo->bal, pl, 1, 1, ap);
-        if (c->theta_per_chunk) {
-            SFX(gate_)(c, par, lo->wth, lo->bth, pl, 1, (T)c->max_lr, th);
-            for (int i = 1; i < cs; i++)
-                memcpy(th + (size_t)i * H, th, sizeof(T) * H);
-        } else {
-            SFX(gate_)(c, par, lo->wth, lo->bth, pend, cs, (T)c->max_lr, th);
-        }
-        for (int h = 0; h < H; h++) {
-            const T *Ws = s->Ws + (size_t)h * P;
-            SFX(gather_)(k, HD, h, D, 0, cs, w.A[0]);
-            SFX(gather_)(v, HD, h, D, 0, cs, w.V);
-            for (int i = 0; i < cs; i++)
-                w.th[i] = th[(size_t)i * H + h];
-            SFX(mlp_fwd_)(lo, Ws, &w, cs);
-            SFX(mlp_inner_grad_)(lo, (T)c->kappa, Ws, &w, cs);
-            SFX(chunk_grad_)(lo, &w, 0, cs, w.G);
-            if (c->max_grad_norm > 0)
-                SFX(clamp_fwd_)(lo, (T)c->max_grad_norm, w.G);
-            T *Wh = s->W + (size_t)h * P, *Sh = s->S + (size_t)h * P;
-            for (size_t j = 0; j < P; j++) {
-                Sh[j] = et[h] * Sh[j] - w.G[j];
-                Wh[j] = (1 - ap[h]) * Wh[j] + Sh[j];
-            }
-        }
+        SFX(dec_store_)(s, par, &w);
         s->npend = 0;
         s->chunks++;
-        memmove(s->buf, s->buf + (size_t)cs * d, sizeof(T) * (size_t)K1 * d);
-        SFX(xfree_)(s->lo.ops, zk);
-        SFX(xfree_)(s->lo.ops, zv);
+        if (K1 > 0) /* the history rows slide down past the chunk (overlapping when cs < K1) */
+            for (int r = 0; r < K1; r++)
+                SFX(cpy_)(o, s->buf + (size_t)r * d, s->buf + (size_t)(r + cs) * d, (size_t)d);
         if ((s->chunks * cs) % c->b == 0)
-            memcpy(s->Ws, s->W, sizeof(T) * HP);
-        SFX(xfree_)(s->lo.ops, et);
-        SFX(xfree_)(s->lo.ops, ap);
-        SFX(xfree_)(s->lo.ops, k);
-        SFX(xfree_)(s->lo.ops, v);
-        SFX(xfree_)(s->lo.ops, kp);
-        SFX(xfree_)(s->lo.ops, vp);
-        SFX(xfree_)(s->lo.ops, kn);
-        SFX(xfree_)(s->lo.ops, th);
-        SFX(xfree_)(s->lo.ops, pl);
+            SFX(cpy_)(o, s->Ws, s->W, HP);
     }
     for (int h = 0; h < H; h++) {
-        memcpy(w.A[0], q + (size_t)h * D, sizeof(T) * D);
+        SFX(cpy_)(o, w.A[0], q + (size_t)h * D, (size_t)D);
         SFX(mlp_fwd_)(lo, s->W + (size_t)h * P, &w, 1);
-        for (int j = 0; j < D; j++)
-            y[(size_t)h * D + j] = g[h] * w.Hh[lo->L - 1][j];
+        o->titans->head_scale(TDTYPE, 1, 1, D, g + h, w.Hh[lo->L - 1], y + (size_t)h * D);
     }
-    SFX(mm_)
-    (s->lo.ops, 0, 0, 1, d, HD, 1, y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
-    SFX(xfree_)(s->lo.ops, zq);
-    SFX(xfree_)(s->lo.ops, qp);
-    SFX(xfree_)(s->lo.ops, q);
-    SFX(xfree_)(s->lo.ops, qn);
-    SFX(xfree_)(s->lo.ops, g);
-    SFX(xfree_)(s->lo.ops, y);
+    SFX(mm_)(o, 0, 0, 1, d, HD, 1, y, (size_t)HD, par + lo->wo, (size_t)d, 0, out, (size_t)d);
+    T *bufs[] = {zq, qp, q, qn, g, y};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        SFX(xfree_)(o, bufs[i]);
     SFX(ws_free_)(&w);
 }

@@ -80,7 +80,7 @@ enum ops_cap {
     OPS_CAP_ATTN_RING,   /* attention blocks at absolute positions (ring context parallelism) */
     OPS_CAP_ATTN_PREFIX, /* persistent key/value prefix (Titans MAG/MAC) */
     OPS_CAP_DECODE,      /* KV-cache decoding steps (dense, S2, steered) */
-    OPS_CAP_TITANS,      /* the Titans memory's chunk operations (host-side loops today) */
+    OPS_CAP_TITANS,      /* the Titans memory's kernels (titans_ops.h) */
     OPS_CAP_REC,         /* the rec model's dense part (host-side fp64 loops today) */
     OPS_CAP_F64,         /* fp64 GEMM and row scatters (the rec model, gradient checks) */
     OPS_CAP_BF16,        /* bf16 GEMM inputs with fp32 accumulation */
@@ -89,6 +89,8 @@ enum ops_cap {
 };
 
 extern const char *const ops_cap_names[OPS_CAPS];
+
+struct titans_ops; /* titans_ops.h */
 
 struct ops {
     const char *name; /* "cpu", "cuda": the value of run.backend */
@@ -221,6 +223,9 @@ struct ops {
      * MFU: the best of square products timed for about `seconds`; *what names it ("sgemm",
      * "cuBLASLt bf16"). */
     double (*gemm_peak)(double seconds, const char **what);
+
+    /* ---- the Titans memory's kernels (titans_ops.h; OPS_CAP_TITANS) ------------------- */
+    const struct titans_ops *titans;
 };
 
 /* The table for a backend. A build without it dies with a rebuild hint. */

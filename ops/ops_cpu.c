@@ -16,6 +16,7 @@
 #include "norm.h"
 #include "precision_cpu.h"
 #include "rope.h"
+#include "titans_ops.h"
 #include "xent.h"
 
 #include <cblas.h>
@@ -217,6 +218,7 @@ static const struct ops ops_cpu = {
     .select_device = cpu_select_device,
     .mem_stats = cpu_mem_stats,
     .gemm_peak = cpu_gemm_peak,
+    .titans = &titans_ops_cpu,
 };
 
 #ifdef HW_CUDA

@@ -17,6 +17,7 @@ extern "C" {
 #include "norm.h"
 #include "ops.h"
 #include "rope.h"
+#include "titans_ops.h"
 #include "xent.h"
 }
 
@@ -56,8 +57,8 @@ static int cuda_supports(enum ops_cap cap) {
     case OPS_CAP_ATTN_MOH:
     case OPS_CAP_ATTN_RING: /* block kernels at absolute positions; the ring stages on the host */
     case OPS_CAP_BF16_TRAIN: /* train.precision: bf16 (set_precision below) */
+    case OPS_CAP_TITANS:     /* titans_cuda.cu and the GEMMs */
         return 1;
-    case OPS_CAP_TITANS:    /* the memory's chunk loops run on the host */
     case OPS_CAP_REC:       /* the rec model's dense part runs on the host */
     case OPS_CAPS:
         return 0;
@@ -145,6 +146,7 @@ static const struct ops ops_cuda = {
     /* .select_device = */ cuda_select_device,
     /* .mem_stats = */ cuda_mem_stats,
     /* .gemm_peak = */ matmul_cuda_peak,
+    /* .titans = */ &titans_ops_cuda,
 };
 
 extern "C" const struct ops *ops_cuda_table(const char **why) {
