@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/cli_gpu.sh -- `headwise train` on the cuda backend against the cpu backend, end to end
 # (issue 16's GPU checks that need no bf16): 20 steps of the tiny model on one GPU give the CPU's
-# losses and gradient norms within rel 1e-4 (dense GQA, MoH + S2); two ranks sharing the GPU
+# losses and gradient norms within rel 1e-4 (dense GQA, MoH + S2, Titans MAL + MAG, Titans MAC +
+# memory-only), and sampling a Titans checkpoint on the GPU gives the CPU's text; two ranks sharing the GPU
 # (their collectives staged through pinned host memory: dist/stage.c) on data 2, heads 2,
 # context 2 ring and context 2 Ulysses give the one-GPU losses within rel 1e-5; a GPU
 # checkpoint resumes on the CPU and a CPU checkpoint on the GPU with the losses of an
@@ -43,6 +44,22 @@ both dense
 ok "  the layout names the GPU" grep -q "rank 0: .*cuda:0 " "$T/out"
 both moh_s2 "model.attention.layers=[moh, mha]" "model.moh={shared_heads: 1, top_k: 2}" \
     "model.sparsity={kind: s2, block: 16, local_blocks: 1, vert_stride: 2, dense_layers: [1]}"
+# the Titans memory (ops/titans_cuda.cu): MAL + MAG with a depth-2 memory, conv and clamp; MAC +
+# memory-only with a linear memory, theta per chunk and the recomputing backward
+MALMAG="model.memory={layers: [mal, mag], heads: 2, chunk: 4, ttt_batch: 8, conv: 2, max_grad_norm: 1.0}"
+both mal_mag "$MALMAG" run.ckpt_every=20
+both mac_memory "model.memory={layers: [mac, memory], heads: 2, chunk: 2, ttt_batch: 8, segment: 16, persistent: 4, depth: 1, theta_per_chunk: true, recompute: true}"
+# token-by-token decoding of the memory on the GPU: the same greedy text as the CPU's
+for be in cpu cuda; do
+    expect_exit 0 "sample the MAL + MAG checkpoint ($be)" "$HW" sample --ckpt "$T/mal_mag.cpu" \
+        --prompt "To be" --tokens 24 --top-k 1 --backend $be
+    cp "$T/out" "$T/mal_mag.sample.$be"
+done
+ok "  the GPU samples the CPU's text" cmp "$T/mal_mag.sample.cpu" "$T/mal_mag.sample.cuda"
+expect_exit 0 "2 ranks on one GPU: Titans chain over context 2" $MPIRUN -np 2 "$HW" train $LM \
+    "$MALMAG" dist.context=2 dist.context_mode=ring run.backend=cuda run.dir="$T/r2mem"
+metric_lines "$T/r2mem/metrics.jsonl" >"$T/r2mem.m"
+ok "  the one-GPU losses (rel 1e-5)" steps_close "$T/mal_mag.mg" "$T/r2mem.m" 20 1e-5
 
 # two ranks sharing the GPU: every collective staged through pinned host memory
 for grid in "dist.data=2" "dist.heads=2" "dist.context=2 dist.context_mode=ring" \

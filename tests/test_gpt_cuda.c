@@ -2,9 +2,11 @@
  * oracle): the same weights and batches give the same loss, logits and every parameter gradient
  * (fp32, relative 1e-4), 20 AdamW steps give the same losses, and KV-cached decoding gives the
  * same next-token logits; for dense GQA (SwiGLU, tied), GELU with an untied head, S2 block
- * sparsity and packed segments. Without a GPU (or a CUDA build) it says it was skipped and
- * exits 77. The capability query is checked without a device: the CUDA table refuses the layer
- * kinds it has no kernels for with one line. */
+ * sparsity, packed segments, MoH, and the Titans memory kinds (MAL + MAG with a depth-2 memory,
+ * conv and clamp; MAC + memory-only with a linear memory, theta per chunk and recompute).
+ * Without a GPU (or a CUDA build) it says it was skipped and exits 77. The capability query is
+ * checked without a device: the CUDA table has every layer kind's kernels and refuses the group
+ * it lacks (the rec model's) with one line. */
 #include "../core/check.h"
 #include "../model/gpt.h"
 #include "../ops/ops.h"
@@ -39,10 +41,28 @@ static void tiny(struct gpt_config *gc, int variant) {
         gc->moh_hs = 1, gc->moh_k = 2, gc->moh_coef = 0.01f;
         gc->moh_qnorm = variant == 5;
     }
+    if (variant == 6 || variant == 7) { /* Titans memory (titans_cuda.cu) */
+        struct titans_cfg *t = &gc->mem_cfg;
+        titans_cfg_default(t, gc->C, 2, 16);
+        gc->mem_np = 4;
+        if (variant ==
+            6) { /* MAL + MAG: depth-2 memory, conv, clamp, chunks of 4 in batches of 16 */
+            gc->mem[0] = LK_MAL, gc->mem[1] = LK_MAG;
+            t->hidden = 32, t->c = 4, t->b = 16, t->conv = 2, t->max_grad_norm = 1.0;
+        } else { /* MAC + memory-only: linear memory, theta per chunk, recompute, kappa 1 */
+            gc->mem[0] = LK_MAC, gc->mem[1] = LK_MEMORY;
+            gc->mem_seg = 16;
+            t->depth = 1, t->c = 2, t->b = 8, t->theta_per_chunk = 1, t->recompute = 1;
+            t->kappa = 1.0;
+        }
+        t->max_lr = 0.5;
+    }
 }
 
-static const char *names[] = {"dense GQA swiglu", "gelu untied", "S2",
-                              "packed segments",  "MoH learned", "MoH qnorm"};
+static const char *names[] = {"dense GQA swiglu", "gelu untied",      "S2",
+                              "packed segments",  "MoH learned",      "MoH qnorm",
+                              "Titans MAL+MAG",   "Titans MAC+memory"};
+#define N_VARIANTS 8
 
 /* max |a - b| / max |b| over n */
 static double rel(const float *a, const float *b, size_t n) {
@@ -148,20 +168,18 @@ static void compare(int variant) {
     free(tok), free(tgt), free(seg), free(g_host), free(lg);
 }
 
-/* A layer kind the CUDA table has no kernels for is refused at build with one line. */
+/* What the CUDA table has kernels for (every layer kind, Titans included); a group it lacks
+ * (the rec model's dense part) is refused with one line. */
 static void capability(void) {
     const struct ops *gpu = ops_cuda_table_nodevice();
-    struct gpt_config gc;
-    tiny(&gc, 0);
-    gc.mem[1] = LK_MAL;
-    titans_cfg_default(&gc.mem_cfg, gc.C, 2, 8);
-    struct gpt m;
+    CHECK(gpu->supports(OPS_CAP_TITANS) && gpu->titans != NULL);
+    CHECK(gpu->supports(OPS_CAP_ATTN_MOH) && gpu->supports(OPS_CAP_ATTN_RING));
+    const enum ops_cap rec = OPS_CAP_REC;
     char err[HW_ERR_LEN];
-    int rc = gpt_build(&m, &gc, gpu, NULL, err);
-    CHECK(rc == HW_ECONFIG);
-    CHECK_MSG(strstr(err, "needs Titans memory ops, which the cuda backend does not have") != NULL,
+    CHECK(ops_require(gpu, &rec, 1, "the rec model", err) == HW_ECONFIG);
+    CHECK_MSG(strstr(err, "the rec model needs rec model ops, which the cuda backend does not "
+                          "have") != NULL,
               "%s", err);
-    gpt_free(&m);
 }
 #endif /* HW_CUDA */
 
@@ -176,7 +194,7 @@ int main(void) {
                check_failed_ ? "FAILED" : "ok");
         return check_failed_ ? 1 : 77;
     }
-    for (int v = 0; v < 6; v++)
+    for (int v = 0; v < N_VARIANTS; v++)
         compare(v);
     return check_report("test_gpt_cuda");
 #endif
