@@ -62,11 +62,21 @@ __global__ void tt_unary_kernel(int op, size_t n, const float *x, float *y) {
     GRID_LOOP(i, n) {
         float v = op == TT_ONE ? 0.0f : x[i];
         switch (op) {
-        case TT_GELU: y[i] = tt_gelu(v); break;
-        case TT_SIGMOID: y[i] = tt_sig(v); break;
-        case TT_SILU: y[i] = v * tt_sig(v); break;
-        case TT_NEG: y[i] = -v; break;
-        default: y[i] = 1.0f; break;
+        case TT_GELU:
+            y[i] = tt_gelu(v);
+            break;
+        case TT_SIGMOID:
+            y[i] = tt_sig(v);
+            break;
+        case TT_SILU:
+            y[i] = v * tt_sig(v);
+            break;
+        case TT_NEG:
+            y[i] = -v;
+            break;
+        default:
+            y[i] = 1.0f;
+            break;
         }
     }
 }
@@ -176,38 +186,44 @@ __global__ void tt_conv_bwd_dcw_kernel(int n, int C, int K, const float *z, cons
 }
 
 /* one warp per row */
+/* rows handed out to warps in a grid-stride loop (the loop test is the same for a warp's lanes,
+ * so the shuffles always run with the whole warp) */
+#define WARP_ROWS(row, rows)                                                                       \
+    for (size_t row = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32; row < (size_t)(rows);  \
+         row += (size_t)gridDim.x * blockDim.x / 32)
+
 __global__ void tt_l2n_fwd_kernel(int rows, int D, float *x, float *nrm) {
-    int row = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
-    if (row >= rows)
-        return;
-    float *r = x + (size_t)row * D, s = 0.0f;
-    for (int j = lane; j < D; j += 32)
-        s += r[j] * r[j];
-    s = sqrtf(hw_warp_sum(s));
-    if (lane == 0)
-        nrm[row] = s;
-    float inv = 1.0f / (s > 1e-6f ? s : 1e-6f);
-    for (int j = lane; j < D; j += 32)
-        r[j] *= inv;
+    const int lane = threadIdx.x % 32;
+    WARP_ROWS(row, rows) {
+        float *r = x + row * D, s = 0.0f;
+        for (int j = lane; j < D; j += 32)
+            s += r[j] * r[j];
+        s = sqrtf(hw_warp_sum(s));
+        if (lane == 0)
+            nrm[row] = s;
+        float inv = 1.0f / (s > 1e-6f ? s : 1e-6f);
+        for (int j = lane; j < D; j += 32)
+            r[j] *= inv;
+    }
 }
 
 __global__ void tt_l2n_bwd_kernel(int rows, int D, const float *post, const float *nrm, float *a) {
-    int row = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
-    if (row >= rows)
-        return;
-    size_t o = (size_t)row * D;
-    float nv = nrm[row];
-    if (nv <= 1e-6f) { /* clamped: a plain scale */
+    const int lane = threadIdx.x % 32;
+    WARP_ROWS(row, rows) {
+        size_t o = row * D;
+        float nv = nrm[row];
+        if (nv <= 1e-6f) { /* clamped: a plain scale (the same branch for the whole warp) */
+            for (int j = lane; j < D; j += 32)
+                a[o + j] /= 1e-6f;
+            continue;
+        }
+        float pr = 0.0f;
         for (int j = lane; j < D; j += 32)
-            a[o + j] /= 1e-6f;
-        return;
+            pr += post[o + j] * a[o + j];
+        pr = hw_warp_sum(pr);
+        for (int j = lane; j < D; j += 32)
+            a[o + j] = (a[o + j] - post[o + j] * pr) / nv;
     }
-    float pr = 0.0f;
-    for (int j = lane; j < D; j += 32)
-        pr += post[o + j] * a[o + j];
-    pr = hw_warp_sum(pr);
-    for (int j = lane; j < D; j += 32)
-        a[o + j] = (a[o + j] - post[o + j] * pr) / nv;
 }
 
 /* one thread per (group, column): the rows in order */
@@ -238,15 +254,15 @@ __global__ void tt_head_scale_kernel(size_t n, int D, const float *g, const floa
 }
 
 __global__ void tt_row_dot_kernel(int rows, int D, const float *a, const float *b, float *out) {
-    int row = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
-    if (row >= rows)
-        return;
-    float s = 0.0f;
-    for (int j = lane; j < D; j += 32)
-        s += a[(size_t)row * D + j] * b[(size_t)row * D + j];
-    s = hw_warp_sum(s);
-    if (lane == 0)
-        out[row] = s;
+    const int lane = threadIdx.x % 32;
+    WARP_ROWS(row, rows) {
+        float s = 0.0f;
+        for (int j = lane; j < D; j += 32)
+            s += a[row * D + j] * b[row * D + j];
+        s = hw_warp_sum(s);
+        if (lane == 0)
+            out[row] = s;
+    }
 }
 
 __global__ void tt_add2d_kernel(int rows, int cols, float *dst, size_t ldd, const float *src,
@@ -257,7 +273,8 @@ __global__ void tt_add2d_kernel(int rows, int cols, float *dst, size_t ldd, cons
     }
 }
 
-/* one thread per weight j, sequential over the n rows */
+/* one thread per weight j, sequential over the n rows: the plain recurrence (the CPU associates
+ * it in blocks for n >= 8; the same value up to rounding) */
 __global__ void tt_scan_kernel(int n, size_t P, const float *a, size_t lda, int one_minus,
                                const float *x, size_t ldx, const float *prev, float *h,
                                size_t ldh) {
@@ -273,9 +290,10 @@ __global__ void tt_scan_kernel(int n, size_t P, const float *a, size_t lda, int 
 }
 
 /* one block: the chunk steps of a TTT batch in reverse (titans_ops.h) */
-__global__ void tt_states_rev_kernel(int m, size_t P, size_t ld, float *Wb, const float *W,
-                                     const float *S, const float *eta, const float *alpha,
-                                     size_t lda, float *Sb, float *Gb, float *deta, float *dal) {
+__global__ void __launch_bounds__(1024)
+    tt_states_rev_kernel(int m, size_t P, size_t ld, float *Wb, const float *W, const float *S,
+                         const float *eta, const float *alpha, size_t lda, float *Sb, float *Gb,
+                         float *deta, float *dal) {
     for (int r = m; r > 0; r--) {
         size_t gi = (size_t)(r - 1) * lda;
         float *Wbn = Wb + (size_t)r * ld, *Wbp = Wbn - ld;
@@ -308,7 +326,8 @@ struct tt_clamp_args {
 };
 
 /* one block per tensor */
-__global__ void tt_clamp_kernel(struct tt_clamp_args c, float m, float *G, float *Gb, int bwd) {
+__global__ void __launch_bounds__(512)
+    tt_clamp_kernel(struct tt_clamp_args c, float m, float *G, float *Gb, int bwd) {
     const int l = blockIdx.x;
     float *g = G + c.off[l];
     const size_t e = c.numel[l];
@@ -398,7 +417,7 @@ static void cuda_resid_rev(enum hw_dtype t, int rows, int D, double f, const voi
         return;
     int threads = D >= 128 ? 128 : 32;
     tt_resid_rev_kernel<<<rows, threads, 0, st()>>>(D, (float)f, CF(th), CF(p), CF(v), CF(rb),
-                                                     F(hb), F(dv), lddv, F(dth), lddth);
+                                                    F(hb), F(dv), lddv, F(dth), lddth);
     HW_CHECK_LAUNCH();
 }
 static void cuda_conv_fwd(enum hw_dtype t, int n, int C, int K, const void *z, const void *cw,
@@ -463,13 +482,13 @@ static void cuda_scan(enum hw_dtype t, int n, size_t P, const void *a, size_t ld
     LAUNCH1D(tt_scan_kernel, P, n, P, CF(a), lda, one_minus, CF(x), ldx, CF(prev), F(h), ldh);
 }
 static void cuda_states_rev(enum hw_dtype t, int m, size_t P, size_t ld, void *Wb, const void *W,
-                            const void *S, const void *eta, const void *alpha, size_t lda,
-                            void *Sb, void *Gb, void *deta, void *dal) {
+                            const void *S, const void *eta, const void *alpha, size_t lda, void *Sb,
+                            void *Gb, void *deta, void *dal) {
     f32_only(t);
     if (m <= 0)
         return;
     tt_states_rev_kernel<<<1, 1024, 0, st()>>>(m, P, ld, F(Wb), CF(W), CF(S), CF(eta), CF(alpha),
-                                                lda, F(Sb), F(Gb), F(deta), F(dal));
+                                               lda, F(Sb), F(Gb), F(deta), F(dal));
     HW_CHECK_LAUNCH();
 }
 static void cuda_clamp(enum hw_dtype t, int L, const size_t *off, const size_t *numel, double m,
