@@ -1,5 +1,6 @@
 /* dist/emb_shard.c -- row-sharded embedding lookups and gradient scatters (see emb_shard.h).
- * No MPI here: the exchanges are dist_alltoall_int and dist_alltoallv_bytes. */
+ * No MPI here: the exchanges are dist_alltoall_int and dist_alltoallv_bytes on host buffers; the
+ * table rows are read and updated through the backend that holds them. */
 #include "emb_shard.h"
 
 #include "../core/check.h"
@@ -45,8 +46,8 @@ static int32_t *exchange_ids(struct dist *d, enum dist_group g, int64_t n_rows, 
     return req;
 }
 
-void emb_shard_gather(struct dist *d, enum dist_group g, const float *local, int64_t n_rows,
-                      int dim, const int32_t *ids, int n_ids, float *out) {
+void emb_shard_gather(struct dist *d, enum dist_group g, const struct ops *be, const float *local,
+                      int64_t n_rows, int dim, const int32_t *ids, int n_ids, float *out) {
     int p = dist_group_size(d, g), me = dist_group_rank(d, g), n_req;
     int64_t lo, hi;
     emb_shard_range(n_rows, p, me, &lo, &hi);
@@ -54,10 +55,22 @@ void emb_shard_gather(struct dist *d, enum dist_group g, const float *local, int
         *rb = cnt + 3 * p;
     int32_t *req = exchange_ids(d, g, n_rows, ids, n_ids, cnt, rcnt, &n_req);
     float *rows = HW_MALLOC(sizeof(float) * (size_t)(n_req ? n_req : 1) * (size_t)dim);
+    /* the requested rows, gathered where the table lives, then brought to the host */
+    int32_t *lrow = HW_MALLOC(sizeof(int32_t) * (size_t)(n_req ? n_req : 1));
     for (int i = 0; i < n_req; i++) {
         HW_ASSERT(req[i] >= lo && req[i] < hi);
-        memcpy(rows + (size_t)i * dim, local + (size_t)(req[i] - lo) * dim, sizeof(float) * dim);
+        lrow[i] = (int32_t)(req[i] - lo);
     }
+    if (n_req) {
+        int32_t *lrow_d = be->alloc(sizeof(int32_t) * (size_t)n_req);
+        float *rows_d = be->alloc(sizeof(float) * (size_t)n_req * dim);
+        be->upload(lrow_d, lrow, sizeof(int32_t) * (size_t)n_req);
+        be->embed_forward(rows_d, lrow_d, local, n_req, dim, (int)(hi - lo));
+        be->download(rows, rows_d, sizeof(float) * (size_t)n_req * dim);
+        be->free(lrow_d);
+        be->free(rows_d);
+    }
+    free(lrow);
     for (int i = 0; i < p; i++) { /* the rows go back the way the ids came */
         sb[i] = rcnt[i] * dim * (int)sizeof(float);
         rb[i] = cnt[i] * dim * (int)sizeof(float);
@@ -80,8 +93,9 @@ static int by_id_then_k(const void *a, const void *b) {
     return (x->k > y->k) - (x->k < y->k);
 }
 
-void emb_shard_scatter_add(struct dist *d, enum dist_group g, float *local_grad, int64_t n_rows,
-                           int dim, const int32_t *ids, int n_ids, const double *grad) {
+void emb_shard_scatter_add(struct dist *d, enum dist_group g, const struct ops *be,
+                           float *local_grad, int64_t n_rows, int dim, const int32_t *ids,
+                           int n_ids, const double *grad) {
     int p = dist_group_size(d, g), me = dist_group_rank(d, g), n_req;
     int64_t lo, hi;
     emb_shard_range(n_rows, p, me, &lo, &hi);
@@ -103,19 +117,31 @@ void emb_shard_scatter_add(struct dist *d, enum dist_group g, float *local_grad,
         e[i].k = i;
     }
     qsort(e, (size_t)n_req, sizeof(*e), by_id_then_k);
-    double *acc = HW_MALLOC(sizeof(double) * (size_t)dim);
-    for (int a = 0; a < n_req;) {
+    /* one summed row per distinct id (host), then added where the table lives */
+    double *acc = HW_MALLOC(sizeof(double) * (size_t)(n_req ? n_req : 1) * (size_t)dim);
+    int32_t *lrow = HW_MALLOC(sizeof(int32_t) * (size_t)(n_req ? n_req : 1));
+    int nu = 0;
+    for (int a = 0; a < n_req; nu++) {
         int b = a;
+        double *r = acc + (size_t)nu * dim;
         for (int k = 0; k < dim; k++)
-            acc[k] = 0.0;
+            r[k] = 0.0;
         for (; b < n_req && e[b].id == e[a].id; b++)
             for (int k = 0; k < dim; k++)
-                acc[k] += rows[(size_t)e[b].k * dim + k];
-        float *dst = local_grad + (size_t)(e[a].id - lo) * dim;
-        for (int k = 0; k < dim; k++)
-            dst[k] += (float)acc[k];
+                r[k] += rows[(size_t)e[b].k * dim + k];
+        lrow[nu] = (int32_t)(e[a].id - lo);
         a = b;
     }
+    if (nu) {
+        int32_t *lrow_d = be->alloc(sizeof(int32_t) * (size_t)nu);
+        double *acc_d = be->alloc(sizeof(double) * (size_t)nu * dim);
+        be->upload(lrow_d, lrow, sizeof(int32_t) * (size_t)nu);
+        be->upload(acc_d, acc, sizeof(double) * (size_t)nu * dim);
+        be->rows_scatter_add_f64(local_grad, lrow_d, nu, dim, acc_d);
+        be->free(lrow_d);
+        be->free(acc_d);
+    }
+    free(lrow);
     free(acc);
     free(e);
     free(rows);

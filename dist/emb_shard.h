@@ -8,6 +8,7 @@
 #ifndef HW_EMB_SHARD_H
 #define HW_EMB_SHARD_H
 
+#include "../ops/ops.h"
 #include "dist.h"
 
 #include <stdint.h>
@@ -15,15 +16,18 @@
 /* Rows [*lo, *hi) of an n-row table held by rank r of p. */
 void emb_shard_range(int64_t n, int p, int r, int64_t *lo, int64_t *hi);
 
-/* out (n_ids, dim) = rows ids[] of the table; ids sorted ascending, unique, in [0, n_rows).
- * local holds rows [lo, hi) of this rank. COLLECTIVE over group g (n_ids may be 0). */
-void emb_shard_gather(struct dist *d, enum dist_group g, const float *local, int64_t n_rows,
-                      int dim, const int32_t *ids, int n_ids, float *out);
+/* out (n_ids, dim; host memory) = rows ids[] (host) of the table; ids sorted ascending,
+ * unique, in [0, n_rows). local holds rows [lo, hi) of this rank in be's memory (the rows it
+ * serves are gathered there and brought to the host for the exchange). COLLECTIVE over group g
+ * (n_ids may be 0). */
+void emb_shard_gather(struct dist *d, enum dist_group g, const struct ops *be, const float *local,
+                      int64_t n_rows, int dim, const int32_t *ids, int n_ids, float *out);
 
-/* local_grad rows += grad rows (double) of ids[] (sorted ascending, unique): each owner sums
- * the rows it receives for one id in double, in rank order, and adds the float of that sum.
- * COLLECTIVE over group g. */
-void emb_shard_scatter_add(struct dist *d, enum dist_group g, float *local_grad, int64_t n_rows,
-                           int dim, const int32_t *ids, int n_ids, const double *grad);
+/* local_grad rows (be's memory) += grad rows (double, host) of ids[] (sorted ascending,
+ * unique): each owner sums the rows it receives for one id in double, in rank order, and adds
+ * the float of that sum. COLLECTIVE over group g. */
+void emb_shard_scatter_add(struct dist *d, enum dist_group g, const struct ops *be,
+                           float *local_grad, int64_t n_rows, int dim, const int32_t *ids,
+                           int n_ids, const double *grad);
 
 #endif /* HW_EMB_SHARD_H */

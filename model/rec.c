@@ -6,12 +6,11 @@
 #include "../core/log.h"
 #include "../core/rng.h"
 #include "../dist/emb_shard.h"
+#include "../ops/rec_ops.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MASKED (-4294967295.0) /* -2^32 + 1, the reference's mask score */
 
 /* ------------------------------------------------------------------------------------------ */
 /* parameter table */
@@ -145,9 +144,10 @@ void rec_init(struct rec_model *m, const struct rec_config *rc, const struct ops
 }
 
 void rec_init_weights(struct rec_model *m, uint64_t seed) {
+    float *host = HW_CALLOC(m->num_params + 1, sizeof(float));
     for (int i = 0; i < m->n_params; i++) {
         struct param *p = &m->params[i];
-        float *w = m->param_mem + p->offset;
+        float *w = host + p->offset;
         uint64_t key = rng_hash2(seed, rng_hash_str(p->name));
         const char *nm = p->name;
         size_t len = strlen(nm);
@@ -166,6 +166,8 @@ void rec_init_weights(struct rec_model *m, uint64_t seed) {
             }
         }
     }
+    m->ops->upload(m->param_mem, host, sizeof(float) * m->num_params);
+    free(host);
     int F = 3 * dR(m);
     memset(m->stats, 0, sizeof(double) * 4 * (size_t)F);
     for (int i = 0; i < 2; i++)
@@ -209,7 +211,22 @@ const struct param *rec_find_param(const struct rec_model *m, const char *name) 
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* small kernels (double) */
+/* backend buffers and host bookkeeping */
+
+/* Zeroed backend buffers of n doubles / int32s (at least one element). */
+static double *dalloc(const struct rec_model *m, size_t n) {
+    return m->ops->alloc(sizeof(double) * (n ? n : 1));
+}
+static int32_t *ialloc(const struct rec_model *m, size_t n) {
+    return m->ops->alloc(sizeof(int32_t) * (n ? n : 1));
+}
+/* A backend copy of n host int32s. */
+static int32_t *iupload(const struct rec_model *m, const int32_t *h, size_t n) {
+    int32_t *d = ialloc(m, n);
+    if (n)
+        m->ops->upload(d, h, sizeof(int32_t) * n);
+    return d;
+}
 
 static int cmp_i32(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -234,84 +251,43 @@ static int find_id(const int32_t *u, int n, int32_t id) {
     return (int)(p - u);
 }
 
-/* Top-k of s[0..n) into idx, best first: a sorted buffer of the k best so far, scanned in
- * slot order, where a later slot enters only with a strictly higher score, so ties keep the
- * lowest slot. O(n + inserts * k); val is scratch (k). */
-static void topk_into(const double *s, int n, int k, int32_t *idx, double *val) {
-    int m = 0;
-    for (int j = 0; j < n; j++) {
-        double x = s[j];
-        if (m == k && !(x > val[k - 1]))
-            continue;
-        int p = m < k ? m++ : k - 1; /* drop the last when full */
-        while (p > 0 && x > val[p - 1]) {
-            val[p] = val[p - 1];
-            idx[p] = idx[p - 1];
-            p--;
-        }
-        val[p] = x;
-        idx[p] = j;
-    }
-}
-
 void rec_topk_indices(const double *s, int n, int k, int32_t *idx) {
     double *val = HW_MALLOC(sizeof(double) * (size_t)k);
-    topk_into(s, n, k, idx, val);
+    rec_topk_host(s, n, k, idx, val);
     free(val);
 }
 
 void rec_esu(const double *s, const int32_t *slots, int n, const double *v, int dim, double *wt,
              double *h) {
-    double mx = -INFINITY, z = 0.0;
-    for (int i = 0; i < n; i++) {
-        double si = s[slots ? slots[i] : i];
-        if (si > MASKED && si > mx)
-            mx = si;
-    }
-    for (int i = 0; i < n; i++) {
-        double si = s[slots ? slots[i] : i];
-        wt[i] = si > MASKED ? exp(si - mx) : 0.0;
-        z += wt[i];
-    }
-    for (int e = 0; e < dim; e++)
-        h[e] = 0.0;
-    for (int i = 0; i < n; i++) {
-        wt[i] = z > 0 ? wt[i] / z : 0.0;
-        const double *vj = v + (size_t)(slots ? slots[i] : i) * dim;
-        for (int e = 0; e < dim && wt[i] != 0.0; e++)
-            h[e] += wt[i] * vj[e];
-    }
+    rec_esu_host(s, slots, n, v, dim, wt, h);
 }
 
-/* y (B, out) = x (B, in) W^T + b; W float (out, in) converted in wd. */
-static void lin_fwd(const struct ops *be, int B, int in, int out, const double *x, const double *W,
-                    const double *bias, double *y) {
-    be->gemm(HW_F64, HW_F64, 0, 1, B, out, in, 1.0, x, (size_t)in, W, (size_t)in, 0.0, y,
-             (size_t)out);
+/* y (B, out) = x (B, in) W^T + b; W (out, in). */
+static void lin_fwd(const struct rec_model *m, int B, int in, int out, const double *x,
+                    const double *W, const double *bias, double *y) {
+    m->ops->gemm(HW_F64, HW_F64, 0, 1, B, out, in, 1.0, x, (size_t)in, W, (size_t)in, 0.0, y,
+                 (size_t)out);
     if (bias)
-        for (int b = 0; b < B; b++)
-            for (int o = 0; o < out; o++)
-                y[(size_t)b * out + o] += bias[o];
+        m->ops->rec->add_bias(B, out, y, bias);
 }
 
 /* dW += dy^T x, db += sum dy, dx = dy W (dx may be NULL). */
-static void lin_bwd(const struct ops *be, int B, int in, int out, const double *x, const double *W,
-                    const double *dy, double *dx, double *dW, double *db) {
-    be->gemm(HW_F64, HW_F64, 1, 0, out, in, B, 1.0, dy, (size_t)out, x, (size_t)in, 1.0, dW,
-             (size_t)in);
-    if (db)
-        for (int b = 0; b < B; b++)
-            for (int o = 0; o < out; o++)
-                db[o] += dy[(size_t)b * out + o];
-    if (dx)
-        be->gemm(HW_F64, HW_F64, 0, 0, B, in, out, 1.0, dy, (size_t)out, W, (size_t)in, 0.0, dx,
+static void lin_bwd(const struct rec_model *m, int B, int in, int out, const double *x,
+                    const double *W, const double *dy, double *dx, double *dW, double *db) {
+    m->ops->gemm(HW_F64, HW_F64, 1, 0, out, in, B, 1.0, dy, (size_t)out, x, (size_t)in, 1.0, dW,
                  (size_t)in);
+    if (db)
+        m->ops->rec->colsum(B, out, dy, db, 1);
+    if (dx)
+        m->ops->gemm(HW_F64, HW_F64, 0, 0, B, in, out, 1.0, dy, (size_t)out, W, (size_t)in, 0.0, dx,
+                     (size_t)in);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* forward state */
 
-/* One MLP head: BN -> fc1 -> PReLU [-> fc2 -> PReLU] -> fc_out (2). */
+/* One MLP head: BN -> fc1 -> PReLU [-> fc2 -> PReLU] -> fc_out (2). Arrays in backend memory
+ * except where noted. */
 struct head {
     int nl;     /* hidden layers: 2 (main) or 1 (aux) */
     int *pi;    /* parameter indices: bn.w bn.b (fc.w fc.b prelu)* out.w out.b */
@@ -323,302 +299,253 @@ struct head {
     double *o[2];  /* PReLU outputs */
     double *logit; /* (B, 2) */
     double *q;     /* (B, 2) softmax */
-    double *stats; /* running mean, var (2F) */
+    double *stats; /* running mean, var (2F; host) */
 };
 
 struct rec_ws {
     int B, train;
     double inv_n;
     int nu[3];
-    int32_t *u[3];             /* unique ids per kind */
-    int *tix[3], *hix[3];      /* (B), (B, L): index into u, -1 = empty slot */
-    float *rows[2][3];         /* gathered rows per set, kind */
+    int32_t *u[3];                          /* unique ids per kind (host) */
+    int32_t *tix[3], *hix[3];               /* (B), (B, L): index into u, -1 = empty slot (host) */
+    int32_t *tix_d[3], *hix_d[3], *hitem_d; /* their backend copies, and the history items */
+    float *rows[2][3];                      /* gathered rows per set, kind */
     double *at, *ah, *rt, *rh; /* raw concatenations (B, dA), (B*L, dA), (B, dR), (B*L, dR) */
     double *qa, *ka, *tr, *vr; /* attention / representation inputs (alias raw unless proj) */
     double *s;                 /* (B, L) scores */
     int32_t *idx;              /* (B, K) */
+    int32_t *idx_host;         /* rec_topk's host copy (on demand) */
     double *w;                 /* (B, K) ESU weights */
     double *wall;              /* (B, L) aux weights */
     double *h, *hall;          /* (B, dR) */
-    int *nvalid;               /* (B) */
-    float *label;
+    float *label;              /* (B) */
     struct head main, aux;
     double *dense; /* double copy of the dense parameters */
 };
 
-static void head_free(struct head *h) {
-    free(h->z);
-    free(h->xh);
-    free(h->rstd);
-    free(h->mean);
-    free(h->y);
-    for (int i = 0; i < 2; i++) {
-        free(h->a[i]);
-        free(h->o[i]);
-    }
-    free(h->logit);
-    free(h->q);
+static void head_free(const struct rec_model *m, struct head *h) {
+    double *b[] = {h->z,    h->xh,   h->rstd, h->mean,  h->y, h->a[0],
+                   h->a[1], h->o[0], h->o[1], h->logit, h->q};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
+        m->ops->free(b[i]);
 }
 
 static void ws_free(struct rec_model *m) {
     struct rec_ws *w = m->ws;
     if (!w)
         return;
+    const struct ops *o = m->ops;
     for (int k = 0; k < 3; k++) {
         free(w->u[k]);
         free(w->tix[k]);
         free(w->hix[k]);
-        free(w->rows[0][k]);
-        free(w->rows[1][k]);
+        o->free(w->tix_d[k]);
+        o->free(w->hix_d[k]);
+        o->free(w->rows[0][k]);
+        o->free(w->rows[1][k]);
     }
+    o->free(w->hitem_d);
     if (w->qa != w->at) {
-        free(w->qa);
-        free(w->ka);
-        free(w->tr);
-        free(w->vr);
+        o->free(w->qa);
+        o->free(w->ka);
+        o->free(w->tr);
+        o->free(w->vr);
     }
-    free(w->at);
-    free(w->ah);
-    free(w->rt);
-    free(w->rh);
-    free(w->s);
-    free(w->idx);
-    free(w->w);
-    free(w->wall);
-    free(w->h);
-    free(w->hall);
-    free(w->nvalid);
-    free(w->label);
-    head_free(&w->main);
-    head_free(&w->aux);
-    free(w->dense);
+    void *b[] = {w->at, w->ah,   w->rt, w->rh,   w->s,     w->idx,
+                 w->w,  w->wall, w->h,  w->hall, w->label, w->dense};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
+        o->free(b[i]);
+    free(w->idx_host);
+    head_free(m, &w->main);
+    head_free(m, &w->aux);
     free(w);
     m->ws = NULL;
-}
-
-static double *dcalloc(size_t n) {
-    return HW_CALLOC(n ? n : 1, sizeof(double));
 }
 
 static const double *dparam(const struct rec_model *m, int i) {
     return m->ws->dense + m->params[i].offset;
 }
 
-/* Rows of table [set][kind] for the unique ids (float, (nu, dim)). */
+/* Rows of table [set][kind] for the unique ids (float, (nu, dim), backend memory). */
 static void gather_rows(struct rec_model *m, int set, int k, const int32_t *ids, int n,
                         float *out) {
     const struct param *p = &m->params[m->tab[set][k]];
     const float *local = m->param_mem + p->offset;
     int dim = (int)p->shape[1];
     if (m->p > 1) {
-        emb_shard_gather(m->d, DIST_DP, local, m->rows[k], dim, ids, n, out);
+        float *host = HW_MALLOC(sizeof(float) * ((size_t)n * dim + 1));
+        emb_shard_gather(m->d, DIST_DP, m->ops, local, m->rows[k], dim, ids, n, host);
+        m->ops->upload(out, host, sizeof(float) * (size_t)n * dim);
+        free(host);
         return;
     }
-    m->ops->embed_forward(out, ids, local, n, dim, (int)p->shape[0]);
+    int32_t *ids_d = iupload(m, ids, (size_t)n);
+    m->ops->embed_forward(out, ids_d, local, n, dim, (int)p->shape[0]);
+    m->ops->free(ids_d);
 }
 
+/* g: (n, dim) doubles in backend memory */
 static void scatter_rows(struct rec_model *m, int set, int k, const int32_t *ids, int n,
                          const double *g) {
     const struct param *p = &m->params[m->tab[set][k]];
     float *local = m->grad_mem + p->offset;
     int dim = (int)p->shape[1];
     if (m->p > 1) {
-        emb_shard_scatter_add(m->d, DIST_DP, local, m->rows[k], dim, ids, n, g);
+        double *host = HW_MALLOC(sizeof(double) * ((size_t)n * dim + 1));
+        m->ops->download(host, g, sizeof(double) * (size_t)n * dim);
+        emb_shard_scatter_add(m->d, DIST_DP, m->ops, local, m->rows[k], dim, ids, n, host);
+        free(host);
         return;
     }
-    m->ops->rows_scatter_add_f64(local, ids, n, dim, g);
+    int32_t *ids_d = iupload(m, ids, (size_t)n);
+    m->ops->rows_scatter_add_f64(local, ids_d, n, dim, g);
+    m->ops->free(ids_d);
 }
 
-/* Sum a small double vector over the ranks (BatchNorm statistics). */
+/* Sum a small host double vector over the ranks (BatchNorm statistics). */
 static void allsum(struct rec_model *m, double *v, int n) {
     if (m->d && m->d->world > 1)
         dist_allreduce_group_doubles(m->d, DIST_DP, v, n);
 }
 
+/* n backend doubles to a new host array */
+static double *download_d(const struct rec_model *m, const double *x, size_t n) {
+    double *h = HW_MALLOC(sizeof(double) * (n ? n : 1));
+    if (n)
+        m->ops->download(h, x, sizeof(double) * n);
+    return h;
+}
+
 static void head_forward(struct rec_model *m, struct head *h, int B, int F, int train) {
+    const struct ops *o = m->ops;
+    const struct rec_ops *k = o->rec;
     const double eps = m->bn_eps;
     const double *g = dparam(m, h->pi[0]), *be = dparam(m, h->pi[1]);
-    h->xh = dcalloc((size_t)B * F);
-    h->y = dcalloc((size_t)B * F);
-    h->rstd = dcalloc((size_t)F);
-    h->mean = dcalloc((size_t)F);
+    h->xh = dalloc(m, (size_t)B * F);
+    h->y = dalloc(m, (size_t)B * F);
+    h->rstd = dalloc(m, (size_t)F);
+    h->mean = dalloc(m, (size_t)F);
+    /* the statistics are small: summed here, over the ranks and finished on the host */
+    double *mean = HW_CALLOC((size_t)F + 1, sizeof(double)), *rstd = HW_CALLOC((size_t)F, 8);
     if (train) {
         /* batch statistics over every rank's samples: two passes for accuracy */
-        double *acc = dcalloc((size_t)F + 1);
-        for (int b = 0; b < B; b++)
-            for (int f = 0; f < F; f++)
-                acc[f] += h->z[(size_t)b * F + f];
-        acc[F] = B;
-        allsum(m, acc, F + 1);
-        double N = acc[F];
+        double *acc = dalloc(m, (size_t)F);
+        k->colsum(B, F, h->z, acc, 0);
+        o->download(mean, acc, sizeof(double) * F);
+        mean[F] = B;
+        allsum(m, mean, F + 1);
+        double N = mean[F];
         for (int f = 0; f < F; f++)
-            h->mean[f] = acc[f] / N;
-        memset(acc, 0, sizeof(double) * (size_t)F);
-        for (int b = 0; b < B; b++)
-            for (int f = 0; f < F; f++) {
-                double c = h->z[(size_t)b * F + f] - h->mean[f];
-                acc[f] += c * c;
-            }
-        allsum(m, acc, F);
+            mean[f] = mean[f] / N;
+        o->upload(h->mean, mean, sizeof(double) * F);
+        k->colsum_sq_centered(B, F, h->z, h->mean, acc);
+        double *var = download_d(m, acc, (size_t)F);
+        allsum(m, var, F);
         for (int f = 0; f < F; f++) {
-            double var = acc[f] / N;
-            h->rstd[f] = 1.0 / sqrt(var + eps);
-            double unb = N > 1 ? var * N / (N - 1) : var;
-            h->stats[f] = (1 - m->bn_momentum) * h->stats[f] + m->bn_momentum * h->mean[f];
+            double v = var[f] / N;
+            rstd[f] = 1.0 / sqrt(v + eps);
+            double unb = N > 1 ? v * N / (N - 1) : v;
+            h->stats[f] = (1 - m->bn_momentum) * h->stats[f] + m->bn_momentum * mean[f];
             h->stats[F + f] = (1 - m->bn_momentum) * h->stats[F + f] + m->bn_momentum * unb;
         }
-        free(acc);
+        free(var);
+        o->free(acc);
     } else {
         for (int f = 0; f < F; f++) {
-            h->mean[f] = h->stats[f];
-            h->rstd[f] = 1.0 / sqrt(h->stats[F + f] + eps);
+            mean[f] = h->stats[f];
+            rstd[f] = 1.0 / sqrt(h->stats[F + f] + eps);
         }
+        o->upload(h->mean, mean, sizeof(double) * F);
     }
-    for (int b = 0; b < B; b++)
-        for (int f = 0; f < F; f++) {
-            size_t i = (size_t)b * F + f;
-            h->xh[i] = (h->z[i] - h->mean[f]) * h->rstd[f];
-            h->y[i] = g[f] * h->xh[i] + be[f];
-        }
+    o->upload(h->rstd, rstd, sizeof(double) * F);
+    free(mean);
+    free(rstd);
+    k->bn_apply(B, F, h->z, h->mean, h->rstd, g, be, h->xh, h->y);
     const double *x = h->y;
     int in = F;
     for (int l = 0; l < h->nl; l++) {
         int pw = h->pi[2 + 3 * l];
         int out = (int)m->params[pw].shape[0];
-        h->a[l] = dcalloc((size_t)B * out);
-        h->o[l] = dcalloc((size_t)B * out);
-        lin_fwd(m->ops, B, in, out, x, dparam(m, pw), dparam(m, pw + 1), h->a[l]);
-        double al = dparam(m, h->pi[4 + 3 * l])[0];
-        for (size_t i = 0; i < (size_t)B * out; i++)
-            h->o[l][i] = h->a[l][i] > 0 ? h->a[l][i] : al * h->a[l][i];
+        h->a[l] = dalloc(m, (size_t)B * out);
+        h->o[l] = dalloc(m, (size_t)B * out);
+        lin_fwd(m, B, in, out, x, dparam(m, pw), dparam(m, pw + 1), h->a[l]);
+        k->prelu_fwd((size_t)B * out, h->a[l], dparam(m, h->pi[4 + 3 * l]), h->o[l]);
         x = h->o[l];
         in = out;
     }
     int po = h->pi[2 + 3 * h->nl];
-    h->logit = dcalloc((size_t)B * 2);
-    h->q = dcalloc((size_t)B * 2);
-    lin_fwd(m->ops, B, in, 2, x, dparam(m, po), dparam(m, po + 1), h->logit);
-    for (int b = 0; b < B; b++) {
-        double l0 = h->logit[2 * b], l1 = h->logit[2 * b + 1], mx = l0 > l1 ? l0 : l1;
-        double e0 = exp(l0 - mx), e1 = exp(l1 - mx);
-        h->q[2 * b] = e0 / (e0 + e1);
-        h->q[2 * b + 1] = e1 / (e0 + e1);
-    }
+    h->logit = dalloc(m, (size_t)B * 2);
+    h->q = dalloc(m, (size_t)B * 2);
+    lin_fwd(m, B, in, 2, x, dparam(m, po), dparam(m, po + 1), h->logit);
+    k->softmax2(B, h->logit, h->q);
 }
 
 /* -sum_b inv_n log(q_{b,y} + 1e-8); y = 0 for a click. */
-static double head_loss(const struct head *h, const float *label, int B, double inv_n) {
-    double s = 0.0;
+static double head_loss(const struct rec_model *m, const struct head *h, const float *label, int B,
+                        double inv_n) {
+    double *t = dalloc(m, (size_t)B);
+    m->ops->rec->xent2(B, h->q, label, inv_n, t, NULL);
+    double *th = download_d(m, t, (size_t)B), s = 0.0;
     for (int b = 0; b < B; b++)
-        s -= inv_n * log(h->q[2 * b + (label[b] > 0.5f ? 0 : 1)] + 1e-8);
+        s -= th[b];
+    free(th);
+    m->ops->free(t);
     return s;
 }
 
-/* Backward of one head; returns dz (B, F) (malloc'd); parameter grads into dg. */
+/* Backward of one head; returns dz (B, F) (backend memory); parameter grads into dg. */
 static double *head_backward(struct rec_model *m, struct head *h, int B, int F, const float *label,
                              double inv_n, double *dg) {
+    const struct ops *o = m->ops;
+    const struct rec_ops *k = o->rec;
     const int nl = h->nl;
     int po = h->pi[2 + 3 * nl];
     int in_last = nl ? (int)m->params[h->pi[2 + 3 * (nl - 1)]].shape[0] : F;
-    double *dlog = dcalloc((size_t)B * 2);
-    for (int b = 0; b < B; b++) {
-        int y = label[b] > 0.5f ? 0 : 1;
-        double qy = h->q[2 * b + y], gy = -inv_n / (qy + 1e-8);
-        for (int k = 0; k < 2; k++)
-            dlog[2 * b + k] = h->q[2 * b + k] * ((k == y ? gy : 0.0) - gy * qy);
-    }
+    double *dlog = dalloc(m, (size_t)B * 2), *loss = dalloc(m, (size_t)B);
+    k->xent2(B, h->q, label, inv_n, loss, dlog);
+    o->free(loss);
     const double *xin = nl ? h->o[nl - 1] : h->y;
-    double *dx = dcalloc((size_t)B * in_last);
-    lin_bwd(m->ops, B, in_last, 2, xin, dparam(m, po), dlog, dx, dg + m->params[po].offset,
+    double *dx = dalloc(m, (size_t)B * in_last);
+    lin_bwd(m, B, in_last, 2, xin, dparam(m, po), dlog, dx, dg + m->params[po].offset,
             dg + m->params[po + 1].offset);
-    free(dlog);
+    o->free(dlog);
     for (int l = nl - 1; l >= 0; l--) {
         int pw = h->pi[2 + 3 * l], pa = h->pi[4 + 3 * l];
         int out = (int)m->params[pw].shape[0], in = (int)m->params[pw].shape[1];
-        double al = dparam(m, pa)[0], dal = 0.0;
-        for (size_t i = 0; i < (size_t)B * out; i++) { /* PReLU */
-            if (h->a[l][i] > 0)
-                continue;
-            dal += h->a[l][i] * dx[i];
-            dx[i] *= al;
-        }
-        dg[m->params[pa].offset] += dal;
+        k->prelu_bwd((size_t)B * out, h->a[l], dparam(m, pa), dx, dg + m->params[pa].offset);
         const double *x = l ? h->o[l - 1] : h->y;
-        double *dxi = dcalloc((size_t)B * in);
-        lin_bwd(m->ops, B, in, out, x, dparam(m, pw), dx, dxi, dg + m->params[pw].offset,
+        double *dxi = dalloc(m, (size_t)B * in);
+        lin_bwd(m, B, in, out, x, dparam(m, pw), dx, dxi, dg + m->params[pw].offset,
                 dg + m->params[pw + 1].offset);
-        free(dx);
+        o->free(dx);
         dx = dxi;
     }
     /* BatchNorm: dx currently d(y) (B, F) */
     const double *g = dparam(m, h->pi[0]);
     double *dgam = dg + m->params[h->pi[0]].offset, *dbet = dg + m->params[h->pi[1]].offset;
-    double *sums = dcalloc((size_t)2 * F + 1);
-    for (int b = 0; b < B; b++)
-        for (int f = 0; f < F; f++) {
-            size_t i = (size_t)b * F + f;
-            dgam[f] += dx[i] * h->xh[i];
-            dbet[f] += dx[i];
-            double dxh = dx[i] * g[f];
-            sums[f] += dxh;
-            sums[F + f] += dxh * h->xh[i];
-        }
-    sums[2 * F] = B;
-    allsum(m, sums, 2 * F + 1);
-    double N = sums[2 * F];
-    for (int b = 0; b < B; b++)
-        for (int f = 0; f < F; f++) {
-            size_t i = (size_t)b * F + f;
-            double dxh = dx[i] * g[f];
-            dx[i] = h->rstd[f] / N * (N * dxh - sums[f] - h->xh[i] * sums[F + f]);
-        }
-    free(sums);
+    double *sums = dalloc(m, (size_t)2 * F);
+    k->bn_bwd_sums(B, F, dx, h->xh, g, dgam, dbet, sums);
+    double *hs = HW_MALLOC(sizeof(double) * (2 * (size_t)F + 1));
+    o->download(hs, sums, sizeof(double) * 2 * F);
+    hs[2 * F] = B;
+    allsum(m, hs, 2 * F + 1);
+    o->upload(sums, hs, sizeof(double) * 2 * F);
+    k->bn_bwd_apply(B, F, dx, g, h->rstd, h->xh, sums, hs[2 * F]);
+    free(hs);
+    o->free(sums);
     return dx;
 }
 
-/* Features [t, h, t*h] (B, 3R). */
-static double *features(const double *t, const double *h, int B, int R) {
-    double *z = dcalloc((size_t)B * 3 * R);
-    for (int b = 0; b < B; b++)
-        for (int k = 0; k < R; k++) {
-            double tv = t[(size_t)b * R + k], hv = h[(size_t)b * R + k];
-            z[(size_t)b * 3 * R + k] = tv;
-            z[(size_t)b * 3 * R + R + k] = hv;
-            z[(size_t)b * 3 * R + 2 * R + k] = tv * hv;
-        }
-    return z;
-}
-
-/* Fill the concatenation [item; cat; time] of set `set` for target and history. */
+/* The concatenation [item; cat; time] of set `set` for target and history. */
 static void fill_raw(struct rec_model *m, struct rec_ws *w, int set, double *t, double *hh) {
-    const int L = m->c.L, B = w->B;
     const int *dims = set ? m->c.adim : m->c.dim;
     const int D = dims[0] + dims[1] + dims[2];
-    for (int b = 0; b < B; b++) {
-        for (int j = -1; j < L; j++) {
-            double *dst = j < 0 ? t + (size_t)b * D : hh + ((size_t)b * L + j) * D;
-            int off = 0;
-            for (int k = 0; k < 3; k++) {
-                int ix = j < 0 ? w->tix[k][b] : w->hix[k][(size_t)b * L + j];
-                if (ix >= 0) {
-                    const float *src = w->rows[set][k] + (size_t)ix * dims[k];
-                    for (int e = 0; e < dims[k]; e++)
-                        dst[off + e] = src[e];
-                }
-                off += dims[k];
-            }
-        }
+    int off = 0;
+    for (int k = 0; k < 3; k++) {
+        m->ops->rec->gather_concat(w->B, m->c.L, w->tix_d[k], w->hix_d[k], w->rows[set][k], dims[k],
+                                   off, D, t, hh);
+        off += dims[k];
     }
-}
-
-/* Scaled dot-product score of target q and behaviour k (attention dims of the model). */
-static double score(const double *q, const double *k, int sem, int Da, double cs, double ct) {
-    double a = 0.0, t = 0.0;
-    for (int e = 0; e < sem; e++)
-        a += q[e] * k[e];
-    for (int e = sem; e < Da; e++)
-        t += q[e] * k[e];
-    return a * cs + t * ct;
 }
 
 /* The attention dims that score() splits: sem = item + cat. */
@@ -631,21 +558,22 @@ static void attn_split(const struct rec_model *m, int *sem, int *Da) {
 struct rec_out rec_forward(struct rec_model *m, const struct rec_batch *bt, int train, double inv_n,
                            double *prob) {
     ws_free(m);
+    const struct ops *o = m->ops;
+    const struct rec_ops *rk = o->rec;
     struct rec_ws *w = HW_CALLOC(1, sizeof(*w));
     m->ws = w;
     const int B = bt->B, L = m->c.L, K = m->c.K, R = dR(m), A = dA(m), F = 3 * R;
     w->B = B;
     w->train = train;
     w->inv_n = inv_n;
-    w->label = HW_MALLOC(sizeof(float) * (size_t)(B ? B : 1));
+    w->label = o->alloc(sizeof(float) * (size_t)(B ? B : 1));
     if (B)
-        memcpy(w->label, bt->label, sizeof(float) * (size_t)B);
+        o->upload(w->label, bt->label, sizeof(float) * (size_t)B);
+    w->hitem_d = iupload(m, bt->hitem, (size_t)B * L);
     /* dense parameters in double */
-    w->dense = dcalloc(m->n_dense);
-    for (size_t i = 0; i < m->n_dense; i++)
-        w->dense[i] = m->param_mem[i];
-    /* unique ids per kind, and each occurrence's index */
-    w->nvalid = HW_CALLOC((size_t)(B ? B : 1), sizeof(int));
+    w->dense = dalloc(m, m->n_dense);
+    rk->to_f64(m->n_dense, m->param_mem, w->dense);
+    /* unique ids per kind, and each occurrence's index (host), then the rows */
     for (int k = 0; k < 3; k++) {
         int32_t *v = HW_MALLOC(sizeof(int32_t) * ((size_t)B * (L + 1) + 1));
         int n = 0;
@@ -661,8 +589,8 @@ struct rec_out rec_forward(struct rec_model *m, const struct rec_batch *bt, int 
             HW_ASSERT(v[i] >= 0 && v[i] < m->rows[k]);
         w->nu[k] = uniq(v, n);
         w->u[k] = v;
-        w->tix[k] = HW_MALLOC(sizeof(int) * (size_t)(B ? B : 1));
-        w->hix[k] = HW_MALLOC(sizeof(int) * ((size_t)B * L + 1));
+        w->tix[k] = HW_MALLOC(sizeof(int32_t) * (size_t)(B ? B : 1));
+        w->hix[k] = HW_MALLOC(sizeof(int32_t) * ((size_t)B * L + 1));
         for (int b = 0; b < B; b++) {
             w->tix[k][b] = find_id(v, w->nu[k], k == 0 ? bt->item[b] : k == 1 ? bt->cat[b] : 0);
             for (int j = 0; j < L; j++) {
@@ -674,30 +602,29 @@ struct rec_out rec_forward(struct rec_model *m, const struct rec_batch *bt, int 
                                                 : -1;
             }
         }
+        w->tix_d[k] = iupload(m, w->tix[k], (size_t)B);
+        w->hix_d[k] = iupload(m, w->hix[k], (size_t)B * L);
         for (int set = 0; set < 2; set++) {
             int dim = set ? m->c.adim[k] : m->c.dim[k];
-            w->rows[set][k] = HW_MALLOC(sizeof(float) * ((size_t)w->nu[k] * dim + 1));
+            w->rows[set][k] = o->alloc(sizeof(float) * ((size_t)w->nu[k] * dim + 1));
             gather_rows(m, set, k, w->u[k], w->nu[k], w->rows[set][k]);
         }
     }
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < L; j++)
-            w->nvalid[b] += bt->hitem[(size_t)b * L + j] > 0;
-    w->at = dcalloc((size_t)B * A);
-    w->ah = dcalloc((size_t)B * L * A);
-    w->rt = dcalloc((size_t)B * R);
-    w->rh = dcalloc((size_t)B * L * R);
+    w->at = dalloc(m, (size_t)B * A);
+    w->ah = dalloc(m, (size_t)B * L * A);
+    w->rt = dalloc(m, (size_t)B * R);
+    w->rh = dalloc(m, (size_t)B * L * R);
     fill_raw(m, w, 1, w->at, w->ah);
     fill_raw(m, w, 0, w->rt, w->rh);
     if (m->c.emb == REC_EMB_TWIN_PROJ) {
-        w->qa = dcalloc((size_t)B * R);
-        w->ka = dcalloc((size_t)B * L * R);
-        w->tr = dcalloc((size_t)B * R);
-        w->vr = dcalloc((size_t)B * L * R);
-        lin_fwd(m->ops, B, R, R, w->at, dparam(m, m->proj[0]), NULL, w->qa);
-        lin_fwd(m->ops, B * L, R, R, w->ah, dparam(m, m->proj[1]), NULL, w->ka);
-        lin_fwd(m->ops, B, R, R, w->rt, dparam(m, m->proj[2]), NULL, w->tr);
-        lin_fwd(m->ops, B * L, R, R, w->rh, dparam(m, m->proj[3]), NULL, w->vr);
+        w->qa = dalloc(m, (size_t)B * R);
+        w->ka = dalloc(m, (size_t)B * L * R);
+        w->tr = dalloc(m, (size_t)B * R);
+        w->vr = dalloc(m, (size_t)B * L * R);
+        lin_fwd(m, B, R, R, w->at, dparam(m, m->proj[0]), NULL, w->qa);
+        lin_fwd(m, B * L, R, R, w->ah, dparam(m, m->proj[1]), NULL, w->ka);
+        lin_fwd(m, B, R, R, w->rt, dparam(m, m->proj[2]), NULL, w->tr);
+        lin_fwd(m, B * L, R, R, w->rh, dparam(m, m->proj[3]), NULL, w->vr);
     } else {
         w->qa = w->at;
         w->ka = w->ah;
@@ -707,55 +634,48 @@ struct rec_out rec_forward(struct rec_model *m, const struct rec_batch *bt, int 
     int sem, Da;
     attn_split(m, &sem, &Da);
     const double cs = 1.0 / sqrt((double)sem), ct = 1.0 / sqrt((double)(Da - sem));
-    /* GSU: scores and the top-K index set */
+    /* GSU: scores and the top-K index set (timed to their end on the device) */
     double t0 = log_now();
-    w->s = dcalloc((size_t)B * L);
-    w->idx = HW_MALLOC(sizeof(int32_t) * ((size_t)B * K + 1));
-    for (int b = 0; b < B; b++) {
-        double *s = w->s + (size_t)b * L;
-        for (int j = 0; j < L; j++)
-            s[j] = bt->hitem[(size_t)b * L + j] > 0
-                       ? score(w->qa + (size_t)b * Da, w->ka + ((size_t)b * L + j) * Da, sem, Da,
-                               cs, ct)
-                       : MASKED;
-    }
+    w->s = dalloc(m, (size_t)B * L);
+    w->idx = ialloc(m, (size_t)B * K);
+    rk->scores(B, L, w->hitem_d, w->qa, w->ka, sem, Da, cs, ct, w->s);
+    o->synchronize();
     double t1 = log_now();
-    double *topv = dcalloc((size_t)K);
-    for (int b = 0; b < B; b++)
-        topk_into(w->s + (size_t)b * L, L, K, w->idx + (size_t)b * K, topv);
-    free(topv);
+    rk->topk(B, L, K, w->s, w->idx);
+    o->synchronize();
     m->gsu_seconds += log_now() - t0;
     m->score_seconds += t1 - t0;
     /* ESU over the selected valid slots; aux attention over every valid slot */
-    w->w = dcalloc((size_t)B * K);
-    w->wall = dcalloc((size_t)B * L);
-    w->h = dcalloc((size_t)B * R);
-    w->hall = dcalloc((size_t)B * R);
-    for (int b = 0; b < B; b++) {
-        const double *s = w->s + (size_t)b * L;
-        const double *v = w->vr + (size_t)b * L * R;
-        rec_esu(s, w->idx + (size_t)b * K, K, v, R, w->w + (size_t)b * K, w->h + (size_t)b * R);
-        rec_esu(s, NULL, L, v, R, w->wall + (size_t)b * L, w->hall + (size_t)b * R);
-    }
+    w->w = dalloc(m, (size_t)B * K);
+    w->wall = dalloc(m, (size_t)B * L);
+    w->h = dalloc(m, (size_t)B * R);
+    w->hall = dalloc(m, (size_t)B * R);
+    rk->esu(B, K, L, w->s, w->idx, w->vr, R, w->w, w->h);
+    rk->esu(B, L, L, w->s, NULL, w->vr, R, w->wall, w->hall);
     struct rec_out out = {0};
     w->main.nl = 2;
     w->main.pi = m->mlp;
     w->main.stats = m->stats;
-    w->main.z = features(w->tr, w->h, B, R);
+    w->main.z = dalloc(m, (size_t)B * F);
+    rk->features(B, R, w->tr, w->h, w->main.z);
     head_forward(m, &w->main, B, F, train);
-    out.ctr = head_loss(&w->main, bt->label, B, inv_n);
+    out.ctr = head_loss(m, &w->main, w->label, B, inv_n);
     if (m->c.aux) {
         w->aux.nl = 1;
         w->aux.pi = m->auxp;
         w->aux.stats = m->stats + 2 * (size_t)F;
-        w->aux.z = features(w->tr, w->hall, B, R);
+        w->aux.z = dalloc(m, (size_t)B * F);
+        rk->features(B, R, w->tr, w->hall, w->aux.z);
         head_forward(m, &w->aux, B, F, train);
-        out.aux = head_loss(&w->aux, bt->label, B, inv_n);
+        out.aux = head_loss(m, &w->aux, w->label, B, inv_n);
     }
     out.loss = out.ctr + out.aux;
-    if (prob)
+    if (prob && B) {
+        double *q = download_d(m, w->main.q, (size_t)B * 2);
         for (int b = 0; b < B; b++)
-            prob[b] = w->main.q[2 * b];
+            prob[b] = q[2 * b];
+        free(q);
+    }
     return out;
 }
 
@@ -764,49 +684,17 @@ const double *rec_summary(const struct rec_model *m, int all) {
 }
 
 const int32_t *rec_topk(const struct rec_model *m, int b) {
-    return m->ws->idx + (size_t)b * m->c.K;
+    struct rec_ws *w = m->ws;
+    if (!w->idx_host) {
+        w->idx_host = HW_MALLOC(sizeof(int32_t) * ((size_t)w->B * m->c.K + 1));
+        m->ops->download(w->idx_host, w->idx, sizeof(int32_t) * (size_t)w->B * m->c.K);
+    }
+    return w->idx_host + (size_t)b * m->c.K;
 }
 
-/* Softmax backward of weights wt over entries with scores; dw in, ds out (added). */
-static void attn_backward(struct rec_model *m, struct rec_ws *w, int b, const double *dh,
-                          const int32_t *slots, int n, const double *wt, double *dq, double *dk,
-                          double *dvr) {
-    const int L = m->c.L, R = dR(m);
-    int sem, Da;
-    attn_split(m, &sem, &Da);
-    double *dw = dcalloc((size_t)n);
-    double dot = 0.0;
-    for (int i = 0; i < n; i++) {
-        int j = slots ? slots[i] : i;
-        if (wt[i] == 0.0)
-            continue;
-        const double *v = w->vr + ((size_t)b * L + j) * R;
-        double *dv = dvr + ((size_t)b * L + j) * R;
-        for (int e = 0; e < R; e++) {
-            dw[i] += dh[e] * v[e];
-            dv[e] += wt[i] * dh[e];
-        }
-        dot += wt[i] * dw[i];
-    }
-    const double cs = 1.0 / sqrt((double)sem), ct = 1.0 / sqrt((double)(Da - sem));
-    const double *q = w->qa + (size_t)b * Da;
-    for (int i = 0; i < n; i++) {
-        int j = slots ? slots[i] : i;
-        if (wt[i] == 0.0)
-            continue;
-        double ds = wt[i] * (dw[i] - dot);
-        const double *k = w->ka + ((size_t)b * L + j) * Da;
-        double *dkj = dk + ((size_t)b * L + j) * Da;
-        for (int e = 0; e < Da; e++) {
-            double c = e < sem ? cs : ct;
-            dq[(size_t)b * Da + e] += ds * c * k[e];
-            dkj[e] += ds * c * q[e];
-        }
-    }
-    free(dw);
-}
-
-/* d raw (target, history) of set `set` -> unique-row grads -> the table grads. */
+/* d raw (target, history) of set `set` -> unique-row grads -> the table grads. The rows of
+ * one unique id are summed in the order (sample, target then history slots), as one pass over
+ * the batch would meet them. */
 static void scatter_set(struct rec_model *m, struct rec_ws *w, int set, const double *dt,
                         const double *dh) {
     const int L = m->c.L, B = w->B;
@@ -814,32 +702,48 @@ static void scatter_set(struct rec_model *m, struct rec_ws *w, int set, const do
     const int D = dims[0] + dims[1] + dims[2];
     int off = 0;
     for (int k = 0; k < 3; k++) {
-        double *acc = dcalloc((size_t)w->nu[k] * dims[k]);
+        const int nu = w->nu[k];
+        /* occurrences grouped by unique id (a stable counting sort of the batch order) */
+        int32_t *start = HW_CALLOC((size_t)nu + 2, sizeof(int32_t));
+        int32_t *occ = HW_MALLOC(sizeof(int32_t) * ((size_t)B * (L + 1) + 1));
         for (int b = 0; b < B; b++)
             for (int j = -1; j < L; j++) {
                 int ix = j < 0 ? w->tix[k][b] : w->hix[k][(size_t)b * L + j];
-                if (ix < 0)
-                    continue;
-                const double *src =
-                    (j < 0 ? dt + (size_t)b * D : dh + ((size_t)b * L + j) * D) + off;
-                for (int e = 0; e < dims[k]; e++)
-                    acc[(size_t)ix * dims[k] + e] += src[e];
+                if (ix >= 0)
+                    start[ix + 2]++;
             }
-        scatter_rows(m, set, k, w->u[k], w->nu[k], acc);
+        for (int u = 0; u < nu; u++)
+            start[u + 2] += start[u + 1];
+        for (int b = 0; b < B; b++)
+            for (int j = -1; j < L; j++) {
+                int ix = j < 0 ? w->tix[k][b] : w->hix[k][(size_t)b * L + j];
+                if (ix >= 0)
+                    occ[start[ix + 1]++] = j < 0 ? b : B + b * L + j;
+            }
+        int32_t *start_d = iupload(m, start, (size_t)nu + 1);
+        int32_t *occ_d = iupload(m, occ, (size_t)start[nu]);
+        double *acc = dalloc(m, (size_t)nu * dims[k]);
+        m->ops->rec->rows_accum(nu, dims[k], start_d, occ_d, B, dt, dh, off, D, acc);
+        scatter_rows(m, set, k, w->u[k], nu, acc);
         if (m->observe && k == 0) { /* keep this role's item-row gradients (this rank's part) */
             free(m->obs[set]);
-            m->obs[set] = acc;
-            m->obs_rows = w->nu[0];
+            m->obs[set] = download_d(m, acc, (size_t)nu * dims[0]);
+            m->obs_rows = nu;
             m->obs_dim = dims[0];
-        } else {
-            free(acc);
         }
+        m->ops->free(acc);
+        m->ops->free(start_d);
+        m->ops->free(occ_d);
+        free(start);
+        free(occ);
         off += dims[k];
     }
 }
 
 void rec_backward(struct rec_model *m) {
     struct rec_ws *w = m->ws;
+    const struct ops *o = m->ops;
+    const struct rec_ops *rk = o->rec;
     free(m->obs[0]);
     free(m->obs[1]);
     m->obs[0] = m->obs[1] = NULL;
@@ -847,69 +751,54 @@ void rec_backward(struct rec_model *m) {
     const int B = w->B, L = m->c.L, K = m->c.K, R = dR(m), F = 3 * R;
     int sem, Da;
     attn_split(m, &sem, &Da);
-    double *dg = dcalloc(m->n_dense);
-    double *dtr = dcalloc((size_t)B * R), *dvr = dcalloc((size_t)B * L * R);
-    double *dqa = dcalloc((size_t)B * Da), *dka = dcalloc((size_t)B * L * Da);
+    const double cs = 1.0 / sqrt((double)sem), ct = 1.0 / sqrt((double)(Da - sem));
+    double *dg = dalloc(m, m->n_dense);
+    double *dtr = dalloc(m, (size_t)B * R), *dvr = dalloc(m, (size_t)B * L * R);
+    double *dqa = dalloc(m, (size_t)B * Da), *dka = dalloc(m, (size_t)B * L * Da);
     double *dhs[2] = {NULL, NULL};
     struct head *hs[2] = {&w->main, &w->aux};
     for (int hi = 0; hi < (m->c.aux ? 2 : 1); hi++) {
         double *dz = head_backward(m, hs[hi], B, F, w->label, w->inv_n, dg);
-        const double *hv = hi ? w->hall : w->h;
-        double *dh = dhs[hi] = dcalloc((size_t)B * R);
-        for (int b = 0; b < B; b++)
-            for (int e = 0; e < R; e++) {
-                const double *zb = dz + (size_t)b * F;
-                double tv = w->tr[(size_t)b * R + e], hvv = hv[(size_t)b * R + e];
-                dtr[(size_t)b * R + e] += zb[e] + zb[2 * R + e] * hvv;
-                dh[(size_t)b * R + e] = zb[R + e] + zb[2 * R + e] * tv;
-            }
-        free(dz);
+        dhs[hi] = dalloc(m, (size_t)B * R);
+        rk->features_bwd(B, R, dz, w->tr, hi ? w->hall : w->h, dtr, dhs[hi]);
+        o->free(dz);
     }
-    for (int b = 0; b < B; b++) {
-        attn_backward(m, w, b, dhs[0] + (size_t)b * R, w->idx + (size_t)b * K, K,
-                      w->w + (size_t)b * K, dqa, dka, dvr);
-        if (m->c.aux)
-            attn_backward(m, w, b, dhs[1] + (size_t)b * R, NULL, L, w->wall + (size_t)b * L, dqa,
-                          dka, dvr);
-    }
-    free(dhs[0]);
-    free(dhs[1]);
+    rk->attn_bwd(B, K, L, w->idx, w->w, dhs[0], w->vr, w->qa, w->ka, R, Da, sem, cs, ct, dqa, dka,
+                 dvr);
+    if (m->c.aux)
+        rk->attn_bwd(B, L, L, NULL, w->wall, dhs[1], w->vr, w->qa, w->ka, R, Da, sem, cs, ct, dqa,
+                     dka, dvr);
+    o->free(dhs[0]);
+    o->free(dhs[1]);
     if (m->c.emb == REC_EMB_TWIN_PROJ) {
         /* projections: raw grads = d(proj) P; both roles land in the one shared table set */
-        double *drt = dcalloc((size_t)B * R), *drh = dcalloc((size_t)B * L * R);
-        double *tmp = dcalloc((size_t)B * L * R);
-        lin_bwd(m->ops, B, R, R, w->at, dparam(m, m->proj[0]), dqa, tmp,
+        double *drt = dalloc(m, (size_t)B * R), *drh = dalloc(m, (size_t)B * L * R);
+        double *tmp = dalloc(m, (size_t)B * L * R);
+        lin_bwd(m, B, R, R, w->at, dparam(m, m->proj[0]), dqa, tmp,
                 dg + m->params[m->proj[0]].offset, NULL);
-        for (size_t i = 0; i < (size_t)B * R; i++)
-            drt[i] += tmp[i];
-        lin_bwd(m->ops, B, R, R, w->rt, dparam(m, m->proj[2]), dtr, tmp,
+        rk->axpy((size_t)B * R, tmp, drt);
+        lin_bwd(m, B, R, R, w->rt, dparam(m, m->proj[2]), dtr, tmp,
                 dg + m->params[m->proj[2]].offset, NULL);
-        for (size_t i = 0; i < (size_t)B * R; i++)
-            drt[i] += tmp[i];
-        lin_bwd(m->ops, B * L, R, R, w->ah, dparam(m, m->proj[1]), dka, tmp,
+        rk->axpy((size_t)B * R, tmp, drt);
+        lin_bwd(m, B * L, R, R, w->ah, dparam(m, m->proj[1]), dka, tmp,
                 dg + m->params[m->proj[1]].offset, NULL);
-        for (size_t i = 0; i < (size_t)B * L * R; i++)
-            drh[i] += tmp[i];
-        lin_bwd(m->ops, B * L, R, R, w->rh, dparam(m, m->proj[3]), dvr, tmp,
+        rk->axpy((size_t)B * L * R, tmp, drh);
+        lin_bwd(m, B * L, R, R, w->rh, dparam(m, m->proj[3]), dvr, tmp,
                 dg + m->params[m->proj[3]].offset, NULL);
-        for (size_t i = 0; i < (size_t)B * L * R; i++)
-            drh[i] += tmp[i];
-        free(tmp);
+        rk->axpy((size_t)B * L * R, tmp, drh);
+        o->free(tmp);
         scatter_set(m, w, 0, drt, drh);
-        free(drt);
-        free(drh);
+        o->free(drt);
+        o->free(drh);
     } else {
         /* TWIN: both sets name the same tables, so the table gets the sum of both roles */
         scatter_set(m, w, 0, dtr, dvr);
         scatter_set(m, w, 1, dqa, dka);
     }
-    for (size_t i = 0; i < m->n_dense; i++)
-        m->grad_mem[i] += (float)dg[i];
-    free(dg);
-    free(dtr);
-    free(dvr);
-    free(dqa);
-    free(dka);
+    rk->add_to_f32(m->n_dense, dg, m->grad_mem);
+    double *b[] = {dg, dtr, dvr, dqa, dka};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
+        o->free(b[i]);
 }
 
 double rec_l2(struct rec_model *m, int add_grad) {
@@ -918,13 +807,8 @@ double rec_l2(struct rec_model *m, int add_grad) {
         const struct param *p = &m->params[i];
         if (!p->decay)
             continue;
-        const float *x = m->param_mem + p->offset;
-        float *g = m->grad_mem + p->offset;
-        for (size_t j = 0; j < p->numel; j++) {
-            s += (double)x[j] * x[j];
-            if (add_grad)
-                g[j] += (float)(2.0 * m->c.l2 * x[j]);
-        }
+        s = m->ops->rec->l2(p->numel, m->param_mem + p->offset,
+                            add_grad ? m->grad_mem + p->offset : NULL, 2.0 * m->c.l2, s);
     }
     return m->c.l2 * s;
 }

@@ -81,7 +81,7 @@ enum ops_cap {
     OPS_CAP_ATTN_PREFIX, /* persistent key/value prefix (Titans MAG/MAC) */
     OPS_CAP_DECODE,      /* KV-cache decoding steps (dense, S2, steered) */
     OPS_CAP_TITANS,      /* the Titans memory's kernels (titans_ops.h) */
-    OPS_CAP_REC,         /* the rec model's dense part (host-side fp64 loops today) */
+    OPS_CAP_REC,         /* the rec model's kernels (rec_ops.h) */
     OPS_CAP_F64,         /* fp64 GEMM and row scatters (the rec model, gradient checks) */
     OPS_CAP_BF16,        /* bf16 GEMM inputs with fp32 accumulation */
     OPS_CAP_BF16_TRAIN,  /* train.precision: bf16 through set_precision (see below) */
@@ -91,6 +91,7 @@ enum ops_cap {
 extern const char *const ops_cap_names[OPS_CAPS];
 
 struct titans_ops; /* titans_ops.h */
+struct rec_ops;    /* rec_ops.h */
 
 struct ops {
     const char *name; /* "cpu", "cuda": the value of run.backend */
@@ -226,6 +227,8 @@ struct ops {
 
     /* ---- the Titans memory's kernels (titans_ops.h; OPS_CAP_TITANS) ------------------- */
     const struct titans_ops *titans;
+    /* ---- the rec model's kernels (rec_ops.h; OPS_CAP_REC) ------------------------------ */
+    const struct rec_ops *rec;
 };
 
 /* The table for a backend. A build without it dies with a rebuild hint. */

@@ -15,6 +15,7 @@
 #include "moh.h"
 #include "norm.h"
 #include "precision_cpu.h"
+#include "rec_ops.h"
 #include "rope.h"
 #include "titans_ops.h"
 #include "xent.h"
@@ -219,6 +220,7 @@ static const struct ops ops_cpu = {
     .mem_stats = cpu_mem_stats,
     .gemm_peak = cpu_gemm_peak,
     .titans = &titans_ops_cpu,
+    .rec = &rec_ops_cpu,
 };
 
 #ifdef HW_CUDA

@@ -18,6 +18,7 @@
 #include "../eval/rec_metrics.h"
 #include "../model/rec.h"
 #include "../ops/ops.h"
+#include "../ops/rec_ops.h"
 #include "optim.h"
 #include "signals.h"
 
@@ -247,11 +248,10 @@ static void epoch_perm(struct rjob *j, int epoch) {
 
 static double grad_norm(struct rjob *j) {
     const struct rec_model *m = &j->m;
-    double dense = 0, tab = 0;
-    for (size_t i = 0; i < m->n_dense; i++)
-        dense += (double)m->grad_mem[i] * m->grad_mem[i];
-    for (size_t i = m->n_dense; i < m->num_params; i++)
-        tab += (double)m->grad_mem[i] * m->grad_mem[i];
+    /* sums of squares where the gradients live (rec_ops.h l2 without a gradient update) */
+    const struct rec_ops *k = m->ops->rec;
+    double dense = k->l2(m->n_dense, m->grad_mem, NULL, 0.0, 0.0);
+    double tab = k->l2(m->num_params - m->n_dense, m->grad_mem + m->n_dense, NULL, 0.0, 0.0);
     if (j->d->world > 1)
         tab = dist_allreduce_sum_double(j->d, tab);
     return sqrt(dense + tab);
