@@ -16,6 +16,7 @@ extern "C" {
 #include "moh.h"
 #include "norm.h"
 #include "ops.h"
+#include "rec_ops.h"
 #include "rope.h"
 #include "titans_ops.h"
 #include "xent.h"
@@ -58,8 +59,8 @@ static int cuda_supports(enum ops_cap cap) {
     case OPS_CAP_ATTN_RING: /* block kernels at absolute positions; the ring stages on the host */
     case OPS_CAP_BF16_TRAIN: /* train.precision: bf16 (set_precision below) */
     case OPS_CAP_TITANS:     /* titans_cuda.cu and the GEMMs */
+    case OPS_CAP_REC:        /* rec_cuda.cu and the fp64 GEMMs */
         return 1;
-    case OPS_CAP_REC:       /* the rec model's dense part runs on the host */
     case OPS_CAPS:
         return 0;
     }
@@ -147,6 +148,7 @@ static const struct ops ops_cuda = {
     /* .mem_stats = */ cuda_mem_stats,
     /* .gemm_peak = */ matmul_cuda_peak,
     /* .titans = */ &titans_ops_cuda,
+    /* .rec = */ &rec_ops_cuda,
 };
 
 extern "C" const struct ops *ops_cuda_table(const char **why) {

@@ -2,7 +2,8 @@
 # tests/cli_gpu.sh -- `headwise train` on the cuda backend against the cpu backend, end to end
 # (issue 16's GPU checks that need no bf16): 20 steps of the tiny model on one GPU give the CPU's
 # losses and gradient norms within rel 1e-4 (dense GQA, MoH + S2, Titans MAL + MAG, Titans MAC +
-# memory-only), and sampling a Titans checkpoint on the GPU gives the CPU's text; two ranks sharing the GPU
+# memory-only), and sampling a Titans checkpoint on the GPU gives the CPU's text; the rec model
+# (DARE) gives the CPU's losses and scores, and its tables split over two ranks; two ranks sharing the GPU
 # (their collectives staged through pinned host memory: dist/stage.c) on data 2, heads 2,
 # context 2 ring and context 2 Ulysses give the one-GPU losses within rel 1e-5; a GPU
 # checkpoint resumes on the CPU and a CPU checkpoint on the GPU with the losses of an
@@ -60,6 +61,31 @@ expect_exit 0 "2 ranks on one GPU: Titans chain over context 2" $MPIRUN -np 2 "$
     "$MALMAG" dist.context=2 dist.context_mode=ring run.backend=cuda run.dir="$T/r2mem"
 metric_lines "$T/r2mem/metrics.jsonl" >"$T/r2mem.m"
 ok "  the one-GPU losses (rel 1e-5)" steps_close "$T/mal_mag.mg" "$T/r2mem.m" 20 1e-5
+
+# the rec model (ops/rec_cuda.cu): DARE with the auxiliary loss on one GPU against the CPU, then
+# its tables split by rows over two ranks sharing the GPU (lookups and gradient scatters through
+# the backend, dist/emb_shard.c)
+REC="configs/rec-synth.yaml rec.synth_users=200 rec.synth_items=300 rec.max_len=20 rec.top_k=5
+    rec.hidden1=16 rec.hidden2=8 rec.train_targets=3 train.micro_batch=60 train.log_every=1
+    train.threads=1 rec.epochs=1"
+rec_losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2 0 0/p' "$1"; }
+expect_exit 0 "rec dare + aux: cpu" "$HW" train $REC run.dir="$T/rec.cpu"
+expect_exit 0 "rec dare + aux: cuda" "$HW" train $REC run.backend=cuda run.dir="$T/rec.gpu"
+rec_losses "$T/rec.cpu/metrics.jsonl" >"$T/rec.mc"
+rec_losses "$T/rec.gpu/metrics.jsonl" >"$T/rec.mg"
+ok "  29 steps: the GPU's losses are the CPU's (rel 1e-6)" \
+    steps_close "$T/rec.mc" "$T/rec.mg" 29 1e-6
+ok "  the GPU's val/test AUC, GAUC and log-loss are the CPU's (1e-6)" python3 -c "
+import json
+a = json.load(open('$T/rec.cpu/eval/results_rec.json'))['results']
+b = json.load(open('$T/rec.gpu/eval/results_rec.json'))['results']
+for s in ('rec_val', 'rec_test'):
+    for k in ('auc', 'gauc', 'logloss'):
+        assert abs(a[s][k] - b[s][k]) <= 1e-6, (s, k, a[s][k], b[s][k])"
+expect_exit 0 "rec, 2 ranks on one GPU: tables split by rows" $MPIRUN -np 2 "$HW" train $REC \
+    dist.data=2 run.backend=cuda run.dir="$T/rec.r2"
+rec_losses "$T/rec.r2/metrics.jsonl" >"$T/rec.r2.m"
+ok "  the one-GPU losses (rel 1e-5)" steps_close "$T/rec.mg" "$T/rec.r2.m" 29 1e-5
 
 # two ranks sharing the GPU: every collective staged through pinned host memory
 for grid in "dist.data=2" "dist.heads=2" "dist.context=2 dist.context_mode=ring" \

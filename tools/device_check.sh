@@ -7,7 +7,8 @@
 #
 # Steps, each with its own timeout, all within about 7 minutes, every one run even when an
 # earlier one failed: the runtime bundle's environment (. .device/debs/env.sh), nvidia-smi,
-# test_ops_cuda, test_attention_cuda (if built), test_titans_cuda, test_gpt_cuda, tests/cli_gpu.sh (headwise train
+# test_ops_cuda, test_attention_cuda (if built), test_titans_cuda, test_rec_cuda, test_gpt_cuda,
+# tests/cli_gpu.sh (headwise train
 # on the GPU against the CPU, two ranks sharing the GPU, checkpoints across backends, bf16),
 # bench/gpu_bench.py (our bf16 GEMMs against
 # torch.matmul), the attention benchmark (if there), bench/gpu_train.sh (training against
@@ -22,7 +23,8 @@
 #
 #   rm -rf build/cuda && make BUILD=build/cuda CUDA=1 NATIVE=0 -j2 build/cuda/headwise \
 #       build/cuda/tests/test_ops_cuda build/cuda/tests/test_attention_cuda \
-#       build/cuda/tests/test_titans_cuda build/cuda/tests/test_gpt_cuda build/cuda/bench/gpu_bench \
+#       build/cuda/tests/test_titans_cuda build/cuda/tests/test_rec_cuda \
+#       build/cuda/tests/test_gpt_cuda build/cuda/bench/gpu_bench \
 #       build/cuda/bench/gpu_attn_bench
 #   ../shared/tools/device-bundle build/cuda/headwise .device/debs   (it links HDF5, libyaml,
 #   jansson, PCRE2, Open MPI with mpirun, and OpenBLAS, so its bundle covers every binary)
@@ -133,6 +135,7 @@ run_test() { # name, reserve for later steps
 run_test test_ops_cuda 300
 run_test test_attention_cuda 220
 run_test test_titans_cuda 200
+run_test test_rec_cuda 190
 run_test test_gpt_cuda 200
 if [ -x "$build/headwise" ]; then
     run_step cli_gpu "$(step_time 150 170)" "$out/cli_gpu.log" sh tests/cli_gpu.sh \
@@ -179,7 +182,7 @@ fi
 
 # ---- memcheck reruns of failed tests ----------------------------------------------------------------
 export HW_TEST_QUICK=1 # the tests skip their largest cases under the sanitizer
-for t in test_ops_cuda test_attention_cuda test_titans_cuda test_gpt_cuda; do
+for t in test_ops_cuda test_attention_cuda test_titans_cuda test_rec_cuda test_gpt_cuda; do
     case " $failed " in *" $t "*) ;; *) continue ;; esac
     [ -x "$build/tests/$t" ] || continue
     if [ -z "$sanitizer" ]; then
@@ -199,9 +202,9 @@ with open(os.path.join(out, "steps.tsv")) as f:
     for line in f:
         name, rc, secs, log = line.rstrip("\n").split("\t")
         fig["steps"].append({"name": name, "rc": rc, "seconds": int(secs), "log": log})
-for name in ("test_ops_cuda", "test_attention_cuda", "test_titans_cuda", "test_gpt_cuda", "cli_gpu",
-             "test_ops_cuda.memcheck", "test_attention_cuda.memcheck", "test_titans_cuda.memcheck",
-             "test_gpt_cuda.memcheck"):
+for name in ("test_ops_cuda", "test_attention_cuda", "test_titans_cuda", "test_rec_cuda",
+             "test_gpt_cuda", "cli_gpu", "test_ops_cuda.memcheck", "test_attention_cuda.memcheck",
+             "test_titans_cuda.memcheck", "test_rec_cuda.memcheck", "test_gpt_cuda.memcheck"):
     p = os.path.join(out, name + ".log")
     if not os.path.exists(p):
         continue
