@@ -214,6 +214,18 @@ static void SFX(gather_col_)(const struct ops *o, const T *src, int H, int h, in
         o->copy2d(dst, sizeof(T), src + (size_t)r0 * H + h, sizeof(T) * H, (size_t)n, sizeof(T));
 }
 
+/* The inner forward of rows [t0, t0+rows) of head h at weights W: keys, values (N x HD) and
+ * learning rates (N x H) gathered into w, the MLP forward and the inner loss's gradients. */
+static void SFX(inner_at_)(const struct titans_layout *lo, double kappa, const T *k, const T *v,
+                           const T *th, int H, int D, int h, int t0, int rows, const T *W,
+                           struct SFX(ws_) * w) {
+    SFX(gather_)(lo->ops, k, H * D, h, D, t0, rows, w->A[0]);
+    SFX(gather_)(lo->ops, v, H * D, h, D, t0, rows, w->V);
+    SFX(gather_col_)(lo->ops, th, H, h, t0, rows, w->th);
+    SFX(mlp_fwd_)(lo, W, w, rows);
+    SFX(mlp_inner_grad_)(lo, kappa, W, w, rows);
+}
+
 /* ---- parameter init (documented in docs/titans.md) ----------------------------------------- */
 void SFX(titans_params_init)(const struct titans_cfg *c, T *par, uint64_t key) {
     struct titans_layout lo;
@@ -342,13 +354,9 @@ static void SFX(batch_states_)(const struct SFX(titans_tape) * t, struct SFX(ws_
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
     const struct ops *o = lo->ops;
-    int H = c->H, D = c->D, HD = H * D, cs = c->c, rows = m * cs, t0 = n0 * cs;
+    int H = c->H, cs = c->c, rows = m * cs, t0 = n0 * cs;
     size_t P = lo->P;
-    SFX(gather_)(o, t->k, HD, h, D, t0, rows, w->A[0]);
-    SFX(gather_)(o, t->v, HD, h, D, t0, rows, w->V);
-    SFX(gather_col_)(o, t->th, H, h, t0, rows, w->th);
-    SFX(mlp_fwd_)(lo, Wr, w, rows);
-    SFX(mlp_inner_grad_)(lo, c->kappa, Wr, w, rows);
+    SFX(inner_at_)(lo, c->kappa, t->k, t->v, t->th, H, c->D, h, t0, rows, Wr, w);
     for (int ci = 0; ci < m; ci++) {
         T *G = w->G + (size_t)ci * P;
         SFX(chunk_grad_)(lo, w, ci * cs, cs, G);
@@ -545,11 +553,7 @@ static void SFX(batch_grads_bwd_)(const struct SFX(titans_tape) * t, struct SFX(
     const struct titans_ops *tk = o->titans;
     int H = c->H, D = c->D, HD = H * D, cs = c->c, L = lo->L, rows = m * cs;
     size_t P = lo->P;
-    SFX(gather_)(o, t->k, HD, h, D, t0, rows, w->A[0]);
-    SFX(gather_)(o, t->v, HD, h, D, t0, rows, w->V);
-    SFX(gather_col_)(o, t->th, H, h, t0, rows, w->th);
-    SFX(mlp_fwd_)(lo, Ws, w, rows);
-    SFX(mlp_inner_grad_)(lo, c->kappa, Ws, w, rows);
+    SFX(inner_at_)(lo, c->kappa, t->k, t->v, t->th, H, D, h, t0, rows, Ws, w);
     for (int ci = 0; ci < m; ci++) {
         T *Gb = w->Gb + (size_t)ci * P;
         if (c->max_grad_norm > 0) {
@@ -844,12 +848,7 @@ static void SFX(dec_store_)(struct SFX(titans_dec) * s, const T *par, struct SFX
         SFX(gate_)(c, par, lo->wth, lo->bth, pend, cs, c->max_lr, th);
     }
     for (int h = 0; h < H; h++) {
-        const T *Ws = s->Ws + (size_t)h * P;
-        SFX(gather_)(o, k, HD, h, D, 0, cs, w->A[0]);
-        SFX(gather_)(o, v, HD, h, D, 0, cs, w->V);
-        SFX(gather_col_)(o, th, H, h, 0, cs, w->th);
-        SFX(mlp_fwd_)(lo, Ws, w, cs);
-        SFX(mlp_inner_grad_)(lo, c->kappa, Ws, w, cs);
+        SFX(inner_at_)(lo, c->kappa, k, v, th, H, D, h, 0, cs, s->Ws + (size_t)h * P, w);
         SFX(chunk_grad_)(lo, w, 0, cs, w->G);
         if (c->max_grad_norm > 0)
             SFX(clamp_)(lo, c->max_grad_norm, w->G, NULL, 0);

@@ -24,7 +24,7 @@ extern "C" {
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \
         if (e_ != cudaSuccess)                                                                     \
-            hw_die_at(__FILE__, __LINE__, "%s failed: %s (%s)", #call, cudaGetErrorString(e_),    \
+            hw_die_at(__FILE__, __LINE__, "%s failed: %s (%s)", #call, cudaGetErrorString(e_),     \
                       cudaGetErrorName(e_));                                                       \
     } while (0)
 #define HW_CHECK_CUBLAS(call)                                                                      \
@@ -88,6 +88,25 @@ template <typename T> __device__ __forceinline__ T hw_warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1)
         v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+/* The sum of v over the block, returned to every thread; safe to call repeatedly (each call
+ * starts with a barrier). blockDim.x a multiple of 32, at most 1024; every thread calls it. */
+template <typename T> __device__ T hw_block_sum(T v) {
+    __shared__ T part[32];
+    __shared__ T total;
+    v = hw_warp_sum(v);
+    __syncthreads(); /* the previous call's readers are done with part and total */
+    if (threadIdx.x % 32 == 0)
+        part[threadIdx.x / 32] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        T s = threadIdx.x < (blockDim.x + 31) / 32 ? part[threadIdx.x] : (T)0;
+        s = hw_warp_sum(s);
+        if (threadIdx.x == 0)
+            total = s;
+    }
+    __syncthreads();
+    return total;
 }
 __device__ __forceinline__ float hw_warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1)

@@ -17,25 +17,6 @@
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)(n);                \
          i += (size_t)gridDim.x * blockDim.x)
 
-/* The sum of v over the block, returned to every thread (safe to call repeatedly). */
-__device__ double rc_block_sum(double v) {
-    __shared__ double part[32];
-    __shared__ double total;
-    v = hw_warp_sum(v);
-    __syncthreads();
-    if (threadIdx.x % 32 == 0)
-        part[threadIdx.x / 32] = v;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        double s = threadIdx.x < (blockDim.x + 31) / 32 ? part[threadIdx.x] : 0.0;
-        s = hw_warp_sum(s);
-        if (threadIdx.x == 0)
-            total = s;
-    }
-    __syncthreads();
-    return total;
-}
-
 __device__ double rc_block_max(double v) {
     __shared__ double part[32];
     __shared__ double total;
@@ -156,7 +137,7 @@ __global__ void rc_esu_kernel(int n, int L, const double *s, const int32_t *slot
         wt[i] = si > REC_MASKED ? exp(si - mx) : 0.0;
         z += wt[i];
     }
-    z = rc_block_sum(z);
+    z = hw_block_sum(z);
     for (int i = threadIdx.x; i < n; i += blockDim.x)
         wt[i] = z > 0 ? wt[i] / z : 0.0;
     __syncthreads();
@@ -257,7 +238,7 @@ __global__ void __launch_bounds__(1024)
         dal += a[i] * dx[i];
         dx[i] *= al;
     }
-    dal = rc_block_sum(dal);
+    dal = hw_block_sum(dal);
     if (threadIdx.x == 0)
         dalpha[0] += dal;
 }
@@ -338,7 +319,7 @@ __global__ void rc_attn_bwd_kernel(int n, int L, const int32_t *slots, const dou
     double dot = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x)
         dot += wt[i] * dw[i];
-    dot = rc_block_sum(dot);
+    dot = hw_block_sum(dot);
     const double *q = qa + (size_t)b * Da;
     /* dq: a thread per feature over the slots in order; dk: a warp per slot */
     for (int e = threadIdx.x; e < Da; e += blockDim.x) {

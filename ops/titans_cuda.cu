@@ -32,25 +32,6 @@ __device__ __forceinline__ float tt_gelu2(float h) {
     return tt_npdf(h) * (2.0f - h * h);
 }
 
-/* The sum of v over the block, returned to every thread (safe to call repeatedly). */
-__device__ float tt_block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    v = hw_warp_sum(v);
-    __syncthreads(); /* the previous call's readers are done with part and total */
-    if (threadIdx.x % 32 == 0)
-        part[threadIdx.x / 32] = v;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float s = threadIdx.x < (blockDim.x + 31) / 32 ? part[threadIdx.x] : 0.0f;
-        s = hw_warp_sum(s);
-        if (threadIdx.x == 0)
-            total = s;
-    }
-    __syncthreads();
-    return total;
-}
-
 #define GRID_LOOP(i, n)                                                                            \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
          i += (size_t)gridDim.x * blockDim.x)
@@ -140,7 +121,7 @@ __global__ void tt_resid_rev_kernel(int D, float f, const float *th, const float
         hb[o + j] += ft * g;
         dv[row * lddv + j] -= ft * g;
     }
-    tb = tt_block_sum(tb);
+    tb = hw_block_sum(tb);
     if (threadIdx.x == 0)
         dth[row * lddth] += f * tb;
 }
@@ -302,7 +283,7 @@ __global__ void __launch_bounds__(1024)
         float s = 0.0f;
         for (size_t j = threadIdx.x; j < P; j += blockDim.x)
             s += Wbn[j] * Wp[j];
-        s = tt_block_sum(s);
+        s = hw_block_sum(s);
         if (threadIdx.x == 0)
             dal[gi] = -s;
         float e = 0.0f;
@@ -314,7 +295,7 @@ __global__ void __launch_bounds__(1024)
             Gb[(size_t)(r - 1) * P + j] = -sb;
             Sb[j] = sb * et;
         }
-        e = tt_block_sum(e);
+        e = hw_block_sum(e);
         if (threadIdx.x == 0)
             deta[gi] = e;
     }
@@ -334,7 +315,7 @@ __global__ void __launch_bounds__(512)
     float ss = 0.0f;
     for (size_t i = threadIdx.x; i < e; i += blockDim.x)
         ss += g[i] * g[i];
-    const float nrm = sqrtf(tt_block_sum(ss));
+    const float nrm = sqrtf(hw_block_sum(ss));
     float s = 1.0f, ds = 0.0f;
     if (nrm > m) {
         ds = -m / (nrm * nrm);
@@ -348,7 +329,7 @@ __global__ void __launch_bounds__(512)
     float *gb = Gb + c.off[l], d = 0.0f;
     for (size_t i = threadIdx.x; i < e; i += blockDim.x)
         d += g[i] * gb[i];
-    d = tt_block_sum(d);
+    d = hw_block_sum(d);
     const float k = nrm > 0.0f ? ds / nrm * d : 0.0f;
     for (size_t i = threadIdx.x; i < e; i += blockDim.x)
         gb[i] = s * gb[i] + k * g[i];
