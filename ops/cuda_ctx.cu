@@ -1,7 +1,13 @@
 /* ops/cuda_ctx.cu -- the CUDA context (device, streams, cuBLASLt/cuDNN handles, workspace) and
- * the backend's memory slots: device allocation (cudaMalloc, never managed memory), memset,
- * copies host <-> device and device <-> device, synchronisation. Everything runs on the compute
- * stream, so ops and copies are ordered without extra events. */
+ * the backend's memory slots: device allocation, memset, copies host <-> device and device <->
+ * device, synchronisation. Everything runs on the compute stream, so ops and copies are ordered
+ * without extra events.
+ *
+ * Allocation is stream-ordered (cudaMallocAsync / cudaFreeAsync on the compute stream, from the
+ * device's default pool, which keeps what it was given: release threshold unlimited). A free
+ * costs no synchronisation and its memory serves the next allocation in stream order, so the
+ * layers that take scratch per call (the Titans memory, the rec model) do not stall the GPU.
+ * HW_CUDA_ALLOC=sync selects plain cudaMalloc / synchronising cudaFree (a debugging aid). */
 #include "cuda_common.cuh"
 #include "cuda_ctx.h"
 
@@ -12,6 +18,15 @@
 
 static struct cuda_ctx g_ctx;
 static int g_ready, g_device = -1;
+static int g_sync_alloc = -1; /* HW_CUDA_ALLOC=sync: cudaMalloc / cudaFree */
+
+static int sync_alloc(void) {
+    if (g_sync_alloc < 0) {
+        const char *e = getenv("HW_CUDA_ALLOC");
+        g_sync_alloc = e && !strcmp(e, "sync");
+    }
+    return g_sync_alloc;
+}
 
 extern "C" void cuda_set_device(int device) {
     HW_CUDA_ASSERT(!g_ready || device == g_ctx.device);
@@ -62,6 +77,12 @@ extern "C" struct cuda_ctx *cuda_ctx(void) {
     HW_CHECK_CUDNN(cudnnSetStream(c->dnn, c->stream));
     c->lt_ws_bytes = (size_t)32 << 20;
     HW_CHECK_CUDA(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
+    if (!sync_alloc()) { /* the pool keeps freed memory for reuse instead of returning it */
+        cudaMemPool_t pool;
+        uint64_t keep = UINT64_MAX;
+        HW_CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, c->device));
+        HW_CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    }
     g_ready = 1;
     return c;
 }
@@ -151,7 +172,20 @@ extern "C" void *cuda_alloc(size_t bytes) {
     void *p = NULL;
     if (bytes == 0)
         bytes = 256;
-    cudaError_t e = cudaMalloc(&p, bytes);
+    cudaError_t e;
+    if (sync_alloc()) {
+        e = cudaMalloc(&p, bytes);
+    } else {
+        e = cudaMallocAsync(&p, bytes, c->stream);
+        if (e == cudaErrorMemoryAllocation) { /* the pool's cached blocks back to the device */
+            (void)cudaGetLastError();
+            cudaMemPool_t pool;
+            HW_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+            HW_CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, c->device));
+            HW_CHECK_CUDA(cudaMemPoolTrimTo(pool, 0));
+            e = cudaMallocAsync(&p, bytes, c->stream);
+        }
+    }
     if (e != cudaSuccess) {
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
@@ -168,8 +202,12 @@ extern "C" void *cuda_alloc(size_t bytes) {
 extern "C" void cuda_free(void *p) {
     if (!p)
         return;
-    HW_CHECK_CUDA(cudaStreamSynchronize(cuda_ctx()->stream));
-    HW_CHECK_CUDA(cudaFree(p));
+    if (sync_alloc()) {
+        HW_CHECK_CUDA(cudaStreamSynchronize(cuda_ctx()->stream));
+        HW_CHECK_CUDA(cudaFree(p));
+    } else { /* after the compute stream's queued work; reused in stream order */
+        HW_CHECK_CUDA(cudaFreeAsync(p, cuda_ctx()->stream));
+    }
     mem_released(p);
 }
 
