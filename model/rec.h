@@ -123,7 +123,8 @@ void rec_topk_indices(const double *s, int n, int k, int32_t *idx);
  * weights into wt (n), h (dim) = sum wt_i v[slot_i]; all masked: zeros. */
 void rec_esu(const double *s, const int32_t *slots, int n, const double *v, int dim, double *wt,
              double *h);
-/* After rec_forward: the ESU summaries h (all = 0) or the whole-history h_all (B, d_R). */
+/* After rec_forward: the ESU summaries h (all = 0) or the whole-history h_all (B, d_R), in the
+ * backend's memory (download them on a GPU); rec_topk's slots are a host copy. */
 const double *rec_summary(const struct rec_model *m, int all);
 
 #endif /* HW_REC_H */

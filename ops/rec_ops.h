@@ -74,7 +74,8 @@ struct rec_ops {
                          double *dt, double *dh);
     /* The ESU backward of each row b from dh (B x R): with the softmax weights wt (B x n) of
      * slots[b n + i] (NULL: i), dvr[b L + slot] += wt dh, dq[b] and dk[b L + slot] += the
-     * score gradients (cs on [0, sem), ct on [sem, Da)). */
+     * score gradients (cs on [0, sem), ct on [sem, Da)). A row's slots are distinct (top-K
+     * output or 0..L-1): the GPU updates their dv/dk rows in parallel. */
     void (*attn_bwd)(int B, int n, int L, const int32_t *slots, const double *wt, const double *dh,
                      const double *vr, const double *qa, const double *ka, int R, int Da, int sem,
                      double cs, double ct, double *dq, double *dk, double *dvr);

@@ -333,9 +333,13 @@ static void module_case(const char *name, struct titans_cfg c, int N) {
         double mr = 0, me = 0;
         for (size_t j = 0; j < d; j++) {
             mr = fmax(mr, fabs((double)y.h[j]));
-            me = fmax(me, fabs((double)g[j] - y.h[j]));
+            double e = fabs((double)g[j] - y.h[j]);
+            if (!(e <= me))
+                me = e;
         }
-        worst = fmax(worst, me / (mr > 0 ? mr : 1));
+        double r = me / (mr > 0 ? mr : 1);
+        if (!(r <= worst) || !isfinite(r)) /* a NaN sticks */
+            worst = isfinite(r) ? r : INFINITY;
         free(g);
     }
     printf("  %-44s rel %.2e (tol 1e-04)\n", "decode steps", worst);
