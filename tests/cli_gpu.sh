@@ -3,7 +3,9 @@
 # (issue 16's GPU checks that need no bf16): 20 steps of the tiny model on one GPU give the CPU's
 # losses and gradient norms within rel 1e-4 (dense GQA, MoH + S2, Titans MAL + MAG, Titans MAC +
 # memory-only), and sampling a Titans checkpoint on the GPU gives the CPU's text; the rec model
-# (DARE) gives the CPU's losses and scores, and its tables split over two ranks; two ranks sharing the GPU
+# (DARE) gives the CPU's losses and scores, and its tables split over two ranks; conditional SFT
+# gives the CPU's losses and `eval` on the GPU the CPU's scores, and so does the classifier head;
+# two ranks sharing the GPU
 # (their collectives staged through pinned host memory: dist/stage.c) on data 2, heads 2,
 # context 2 ring and context 2 Ulysses give the one-GPU losses within rel 1e-5; a GPU
 # checkpoint resumes on the CPU and a CPU checkpoint on the GPU with the losses of an
@@ -61,6 +63,81 @@ expect_exit 0 "2 ranks on one GPU: Titans chain over context 2" $MPIRUN -np 2 "$
     "$MALMAG" dist.context=2 dist.context_mode=ring run.backend=cuda run.dir="$T/r2mem"
 metric_lines "$T/r2mem/metrics.jsonl" >"$T/r2mem.m"
 ok "  the one-GPU losses (rel 1e-5)" steps_close "$T/mal_mag.mg" "$T/r2mem.m" 20 1e-5
+
+# conditional SFT on the GPU (train.task sft from a pretrained checkpoint: packed conversations,
+# the added [IND] row, response-only loss) against the CPU, then `headwise eval` of that
+# checkpoint with run.backend cuda (perplexity, RoleMRC fixtures, synthetic recall: greedy
+# generation) against the CPU's results
+P256="configs/tiny.yaml data.train=$D/train.h5 data.val=$D/val.h5 model.max_seq=256 train.threads=1"
+expect_exit 0 "pretrain for SFT (cpu)" "$HW" train $P256 run.dir="$T/pre"
+i=0
+while [ $i -lt 12 ]; do
+    cat >>"$T/conv.jsonl" <<EOF
+{"id": "s$i", "conversations": [{"from": "system", "value": "be brief"}, {"from": "human", "value": "the code is $i$i. what is the code"}, {"from": "gpt", "value": "$i$i"}]}
+{"question": [{"role": "User", "content": "name $i"}], "reference": "n$i", "task": "k"}
+EOF
+    i=$((i + 1))
+done
+SFT="train.task=sft train.init_from=$T/pre/ckpt_00000012.h5 data.train= data.val=
+    sft.train=$T/conv.jsonl sft.val=$T/conv.jsonl train.seq_len=256 train.steps=6
+    train.warmup=1 train.val_every=3"
+expect_exit 0 "sft: cpu" "$HW" train $P256 $SFT run.dir="$T/sft.cpu"
+expect_exit 0 "sft: cuda" "$HW" train $P256 $SFT run.backend=cuda run.dir="$T/sft.gpu"
+metric_lines "$T/sft.cpu/metrics.jsonl" >"$T/sft.mc"
+metric_lines "$T/sft.gpu/metrics.jsonl" >"$T/sft.mg"
+ok "  6 steps: the GPU's losses and grad norms are the CPU's (rel 1e-4)" \
+    steps_close "$T/sft.mc" "$T/sft.mg" 6 1e-4
+for be in cpu cuda; do
+    expect_exit 0 "eval the SFT checkpoint ($be)" "$HW" eval --ckpt "$T/sft.cpu/ckpt_00000006.h5" \
+        --tasks perplexity,rolemrc,synth --perplexity-data "$D/val.h5" \
+        --rolemrc-data tests/fixtures/rolemrc_fixture.jsonl --limit 20 --output "$T/ev.$be" \
+        eval.max_new_tokens=16 eval.bootstrap_iters=50 run.backend=$be
+done
+ok "  the GPU's scores are the CPU's (rel 1e-4)" python3 -c "
+import glob, json
+def res(d):
+    return json.load(open(glob.glob(d + '/results*.json')[0]))['results']
+a, b = res('$T/ev.cpu'), res('$T/ev.cuda')
+def walk(x, y, path):
+    if isinstance(x, dict):
+        assert set(x) == set(y), path
+        for k in x:
+            walk(x[k], y[k], path + '.' + k)
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        assert abs(x - y) <= 1e-4 * max(1.0, abs(x)), (path, x, y)
+walk(a, b, 'results')"
+
+# the classifier head (train.task classify) on a generated MultiFC-style file (../shared does not
+# travel to the GPU machine): fine-tuned from the pretrained checkpoint on the GPU against the
+# CPU, and `eval --tasks multifc_classify` on the GPU against the CPU
+python3 -c "
+import random
+r = random.Random(7)
+print('claimID,claim,label')
+for i in range(160):
+    dom = ('pomt', 'snes', 'tron')[i % 3]
+    lab = ('true', 'false')[(i // 3) % 2]
+    words = ' '.join(r.choice(('tax', 'bridge', 'cat', 'tram', 'moon', 'vote', 'city', 'rain'))
+                     for _ in range(6))
+    print('%s-%05d,Says the %s %s,%s' % (dom, i, words, 'is real' if lab == 'true' else 'never happened', lab))
+" >"$T/mfc.csv"
+CLS="train.task=classify data.multifc=$T/mfc.csv train.init_from=$T/pre/ckpt_00000012.h5
+    train.steps=6 train.val_every=3 run.ckpt_every=6"
+expect_exit 0 "classify: cpu" "$HW" train $P256 $CLS run.dir="$T/cls.cpu"
+expect_exit 0 "classify: cuda" "$HW" train $P256 $CLS run.backend=cuda run.dir="$T/cls.gpu"
+metric_lines "$T/cls.cpu/metrics.jsonl" >"$T/cls.mc"
+metric_lines "$T/cls.gpu/metrics.jsonl" >"$T/cls.mg"
+ok "  6 steps: the GPU's losses and grad norms are the CPU's (rel 1e-4)" \
+    steps_close "$T/cls.mc" "$T/cls.mg" 6 1e-4
+for be in cpu cuda; do
+    expect_exit 0 "eval multifc_classify ($be)" "$HW" eval --ckpt "$T/cls.cpu/ckpt_00000006.h5" \
+        --tasks multifc_classify --output "$T/ce.$be" run.backend=$be
+done
+ok "  the GPU's F1 and accuracy are the CPU's" python3 -c "
+import json
+a = json.load(open('$T/ce.cpu/results_ckpt_00000006.json'))['results']
+b = json.load(open('$T/ce.cuda/results_ckpt_00000006.json'))['results']
+assert a == b, (a, b)"
 
 # the rec model (ops/rec_cuda.cu): DARE with the auxiliary loss on one GPU against the CPU, then
 # its tables split by rows over two ranks sharing the GPU (lookups and gradient scatters through

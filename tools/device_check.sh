@@ -5,7 +5,7 @@
 #
 #   sh tools/device_check.sh [OUTDIR]        (default: $OUT, else ./device-out)
 #
-# Steps, each with its own timeout, all within about 7 minutes, every one run even when an
+# Steps, each with its own timeout, all within about 8 minutes, every one run even when an
 # earlier one failed: the runtime bundle's environment (. .device/debs/env.sh), nvidia-smi,
 # test_ops_cuda, test_attention_cuda (if built), test_titans_cuda, test_rec_cuda, test_gpt_cuda,
 # tests/cli_gpu.sh (headwise train
@@ -31,12 +31,12 @@
 #
 # then carry build/cuda/tests, build/cuda/bench and .device (or all of build/cuda).
 #
-# Overrides: HW_BUILD (build/cuda), HW_DEVICE_BUDGET (seconds, 420), HW_ATTN_BENCH_CMD (the
+# Overrides: HW_BUILD (build/cuda), HW_DEVICE_BUDGET (seconds, 480), HW_ATTN_BENCH_CMD (the
 # attention benchmark's command line; default below).
 set -u
 out=${1:-${OUT:-./device-out}}
 build=${HW_BUILD:-build/cuda}
-budget=${HW_DEVICE_BUDGET:-420}
+budget=${HW_DEVICE_BUDGET:-480}
 mkdir -p "$out" || { echo "device_check: cannot create $out" >&2; exit 1; }
 out=$(cd "$out" && pwd)
 t_start=$(date +%s)
@@ -138,7 +138,7 @@ run_test test_titans_cuda 200
 run_test test_rec_cuda 190
 run_test test_gpt_cuda 200
 if [ -x "$build/headwise" ]; then
-    run_step cli_gpu "$(step_time 150 170)" "$out/cli_gpu.log" sh tests/cli_gpu.sh \
+    run_step cli_gpu "$(step_time 240 170)" "$out/cli_gpu.log" sh tests/cli_gpu.sh \
         "$build/headwise" || failed="$failed cli_gpu"
 else
     missing_build cli_gpu "$build/headwise"
