@@ -17,9 +17,13 @@
 # (every step's status and time, the tests' check counts and all benchmark figures); nothing
 # deeper than OUTDIR itself. Exit status: 0 when every check passed, 1 otherwise.
 #
-# device-build: the binaries are built on the development machine and carried with .device/
-# (NATIVE=0: the GPU machine's CPU may lack what -march=native picked here; the clean build dir
-# makes sure no object keeps older flags):
+# device-build: the binaries are built on the development machine and carried in .device/:
+#
+#   sh tools/device_pack.sh --build      then the device call with carry [".device"]
+#
+# which makes a clean build/cuda with NATIVE=0 (the GPU machine's CPU may lack what
+# -march=native picked here), packs the binaries into .device/cuda-build.tar.xz (unpacked below)
+# and the runtime bundle into .device/debs. By hand, the same:
 #
 #   rm -rf build/cuda && make BUILD=build/cuda CUDA=1 NATIVE=0 -j2 build/cuda/headwise \
 #       build/cuda/tests/test_ops_cuda build/cuda/tests/test_attention_cuda \
@@ -29,7 +33,8 @@
 #   ../shared/tools/device-bundle build/cuda/headwise .device/debs   (it links HDF5, libyaml,
 #   jansson, PCRE2, Open MPI with mpirun, and OpenBLAS, so its bundle covers every binary)
 #
-# then carry build/cuda/tests, build/cuda/bench and .device (or all of build/cuda).
+# then carry build/cuda/headwise, build/cuda/tests, build/cuda/bench and .device (build/cuda whole,
+# objects and all, is over the 64 MiB carry limit with the bundle).
 #
 # Overrides: HW_BUILD (build/cuda), HW_DEVICE_BUDGET (seconds, 480), HW_ATTN_BENCH_CMD (the
 # attention benchmark's command line; default below).
@@ -74,6 +79,12 @@ run_step() {
         "$(grep -E 'checks,|SKIP|fatal' "$log" | tail -n 2 | tr '\n' ' ' | cut -c1-100)")"
     return $rc
 }
+
+# ---- the binaries (tools/device_pack.sh) --------------------------------------------------------
+if [ -f .device/cuda-build.tar.xz ]; then
+    tar -xJf .device/cuda-build.tar.xz && say "binaries unpacked from .device/cuda-build.tar.xz" ||
+        say "warning: .device/cuda-build.tar.xz did not unpack"
+fi
 
 # ---- environment ------------------------------------------------------------------------------
 # cuDNN and cuBLAS may live only in pip's nvidia-* packages (env.sh adds them too)
