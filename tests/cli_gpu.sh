@@ -159,6 +159,15 @@ b = json.load(open('$T/rec.gpu/eval/results_rec.json'))['results']
 for s in ('rec_val', 'rec_test'):
     for k in ('auc', 'gauc', 'logloss'):
         assert abs(a[s][k] - b[s][k]) <= 1e-6, (s, k, a[s][k], b[s][k])"
+expect_exit 0 "eval --tasks rec of the CPU's checkpoint on the GPU" "$HW" eval --ckpt "$T/rec.cpu" \
+    --tasks rec --output "$T/rec.ev" run.backend=cuda
+ok "  the training run's own scores (1e-6)" python3 -c "
+import glob, json
+a = json.load(open('$T/rec.cpu/eval/results_rec.json'))['results']
+b = json.load(open(glob.glob('$T/rec.ev/results_*.json')[0]))['results']
+for s in ('rec_val', 'rec_test'):
+    for k in ('auc', 'gauc', 'logloss'):
+        assert abs(a[s][k] - b[s][k]) <= 1e-6, (s, k, a[s][k], b[s][k])"
 expect_exit 0 "rec, 2 ranks on one GPU: tables split by rows" $MPIRUN -np 2 "$HW" train $REC \
     dist.data=2 run.backend=cuda run.dir="$T/rec.r2"
 rec_losses "$T/rec.r2/metrics.jsonl" >"$T/rec.r2.m"

@@ -615,7 +615,8 @@ const struct train_task task_rec = {
 /* ------------------------------------------------------------------------------------------ */
 /* headwise eval with eval.tasks [rec] */
 
-static int eval_one(const struct hw_config *c, struct dist *d, const char *in, char *err) {
+static int eval_one(const struct hw_config *c, struct dist *d, const struct ops *be, const char *in,
+                    char *err) {
     char path[CKPT_PATH_LEN];
     struct stat st;
     int rc = 0;
@@ -647,8 +648,8 @@ static int eval_one(const struct hw_config *c, struct dist *d, const char *in, c
                      path, mc.model.family);
     if (!rc) {
         j.c = &mc;
-        /* scored on the CPU backend: the rec model's dense part needs OPS_CAP_REC */
-        rc = prepare(&j, ops_for(BACKEND_CPU), NULL, err);
+        /* on the eval job's run.backend (the stored config's is ignored, as for the LM tasks) */
+        rc = prepare(&j, be, NULL, err);
     }
     if (!rc && strcmp(meta.model_sig, j.sig))
         rc = hw_errf(err, HW_EMISMATCH, "%s: checkpoint model '%s' differs from its config's '%s'",
@@ -693,8 +694,18 @@ int rec_eval_run(const struct hw_config *c, struct dist *d) {
             fprintf(stderr, "%s: error: eval.checkpoints: empty\n", c->source);
         return HW_EXIT_CONFIG;
     }
+    const char *why = NULL;
+    const struct ops *be = ops_by_name(c->run.backend, &why);
+    if (!be) {
+        cfg_key_error(c, "run.backend", why ? why : "unknown backend", err);
+        if (d->rank == 0)
+            log_error("%s", err);
+        return HW_EXIT_CONFIG;
+    }
+    char device[96];
+    dist_select_device(d, be, device, sizeof(device));
     for (int i = 0; i < c->eval.checkpoints.n; i++) {
-        int rc = eval_one(c, d, c->eval.checkpoints.item[i], err);
+        int rc = eval_one(c, d, be, c->eval.checkpoints.item[i], err);
         if (rc) {
             log_error("%s", err);
             return rc == HW_ECONFIG || rc == HW_EMISMATCH ? HW_EXIT_CONFIG : HW_EXIT_FAIL;
