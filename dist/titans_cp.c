@@ -36,6 +36,7 @@ void titans_cp_forward(struct dist *d, struct titans_tape_f *t, const float *par
     size_t n = titans_cp_msg_floats(c);
     int r = d->cp_rank, R = d->cp;
     HW_ASSERT(N % c->b == 0 && (size_t)N >= K1);
+    HW_ASSERT(t->lo.ops->kind == BACKEND_CPU); /* the messages are host buffers */
     float *in = calloc(n, sizeof(float)), *msg = calloc(n, sizeof(float));
     HW_ASSERT(in && msg);
     if (r == 0)

@@ -4,7 +4,8 @@
  * slice and sends its end state to rank r+1; in the backward the adjoints (dW, dS, dxprev) flow
  * from r+1 back to r. For one sequence the chain is blocking (rank r idles until r-1 is done);
  * the _mb variants pipeline micro-batches over it. Each rank's slice length must be a multiple
- * of the TTT batch b and at least K-1. */
+ * of the TTT batch b and at least K-1. Host memory: the module's backend must be the CPU (the
+ * transformer's chain, on any backend, is par_chain_* in model/parallel.h). */
 #ifndef HW_TITANS_CP_H
 #define HW_TITANS_CP_H
 

@@ -2,9 +2,10 @@
  * one thread per element in grid-stride loops; column sums and per-row gradient sums one thread
  * per output, adding rows in the CPU's order; GSU scores one warp per (sample, slot); top-K one
  * thread per sample (the CPU's insertion scan); the ESU, its backward and the PReLU slope's sum
- * one block per sample (or one block). Each element's arithmetic is the CPU's
- * (ops/rec_cpu.c); only sums over features, slots or elements are reordered. Everything runs on
- * the compute stream. */
+ * one block per sample (or one block). Each element follows the CPU's formula (ops/rec_cpu.c);
+ * sums over features, slots or elements are reordered, and an element may round differently in
+ * its last bits (fused multiply-adds, the device's exp/log). Everything runs on the compute
+ * stream. */
 #include "adamw.h" /* sumsq_cuda */
 #include "cuda_common.cuh"
 #include "rec_ops.h"

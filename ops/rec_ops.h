@@ -7,9 +7,10 @@
  * element of its arrays through these, so the model runs where its buffers live.
  *
  * Arrays are row-major, in the backend's memory (int32 index arrays too), double unless named
- * float. The CPU kernels are the reference: a GPU kernel keeps each element's arithmetic and
- * may change only the order inside sums over rows or features. Masked history slots score
- * REC_MASKED (the reference's -2^32 + 1). */
+ * float. The CPU kernels are the reference: a GPU kernel keeps each element's formula; the order
+ * inside sums over rows or features and an element's last bits (fused multiply-adds, the
+ * device's exp/log) may differ. Masked history slots score REC_MASKED (the reference's
+ * -2^32 + 1). */
 #ifndef HW_REC_OPS_H
 #define HW_REC_OPS_H
 

@@ -2,8 +2,10 @@
  * elementwise ones one thread per element in grid-stride loops, row reductions one warp per row,
  * the conv one thread per output (its sums in the CPU's order), the scans one thread per weight
  * (sequential over the chunks), the reverse of a TTT batch's state steps and the clamp one block
- * (block reductions). Each per-element formula is the CPU's (titans_cpu_body.h) term for term;
- * only the order inside dot products and norms differs. Everything runs on the compute stream. */
+ * (block reductions). Each element follows the CPU's formula (titans_cpu_body.h) term for term;
+ * sums over rows or features are reordered, and an element may round differently by an ulp or
+ * so (nvcc fuses multiply-adds; the device's expf/erff are not glibc's): the tests compare with
+ * tolerances. Everything runs on the compute stream. */
 #include "adamw.h" /* sumsq_cuda: the non-finite check */
 #include "cuda_common.cuh"
 #include "titans_ops.h"

@@ -8,8 +8,9 @@
  * Every kernel takes the element type first: the CPU implements HW_F32 and HW_F64 (the fp64
  * instantiation serves the finite-difference tests), the GPU HW_F32. Arrays are row-major and
  * in the backend's memory; "rows x D" arrays are contiguous unless a leading dimension is given.
- * The CPU kernels are the reference: each GPU kernel keeps its per-element arithmetic, and only
- * the order of its sums (dot products, norms, column sums over rows) may differ. */
+ * The CPU kernels are the reference: each GPU kernel keeps its per-element formula; the order of
+ * its sums (dot products, norms, column sums over rows) and the last bits of an element (fused
+ * multiply-adds, the device's exp/erf) may differ. */
 #ifndef HW_TITANS_OPS_H
 #define HW_TITANS_OPS_H
 
