@@ -57,7 +57,9 @@ void attn_free(struct attn *a) {
     if (!a->m)
         return;
     const struct ops *o = a->m->ops;
-    o->free(a->qkv);
+    if (!a->qkv_shared)
+        o->free(a->qkv);
+    a->qkv_shared = 0;
     o->free(a->att);
     o->free(a->lse);
     o->free(a->cp_mem);
@@ -90,12 +92,16 @@ void attn_alloc(struct attn *a, int B, int T) {
     const size_t N = (size_t)B * T, C = (size_t)c->C;
     gpt_scratch_need(m, GPT_SCR_DATT, N * a->HD);
     gpt_scratch_need(m, GPT_SCR_DQKV, N * a->D);
-    if (a->qkv && a->B == B && a->T == T)
+    const int share = m->recompute == GPT_RECOMPUTE_ATTENTION;
+    if (share)
+        gpt_scratch_need(m, GPT_SCR_QKV, N * a->D);
+    if (a->att && a->B == B && a->T == T && a->qkv_shared == share)
         return;
     attn_free(a);
     a->B = B;
     a->T = T;
-    a->qkv = o->alloc(sizeof(float) * N * a->D);
+    a->qkv_shared = share; /* the buffer is found at each use: the scratch may move */
+    a->qkv = share ? NULL : o->alloc(sizeof(float) * N * a->D);
     a->att = o->alloc(sizeof(float) * N * a->HD);
     a->lse = o->alloc(sizeof(float) * (size_t)B * m->Hl * T);
     memset(&a->cpx, 0, sizeof(a->cpx));
@@ -156,23 +162,35 @@ static void progress(const struct attn *a) {
     gpt_progress(a->m);
 }
 
+/* q|k|v rows from n1 (DARE: q and k from the attention table's rows in qkva), then RoPE: the
+ * forward's, and the backward's refill under train.recompute: attention. */
+static void qkv_project(struct attn *a, const float *n1) {
+    struct gpt *m = a->m;
+    const struct ops *o = m->ops;
+    const struct gpt_config *c = &m->c;
+    const int B = a->B, T = a->T, N = B * T, D = a->D, HD = a->HD;
+    linear_forward(&m->tp, &a->w_qkv, a->qkv, n1, N, 0.0f);
+    if (a->dare) /* Q and K from the attention table */
+        o->copy2d(a->qkv, sizeof(float) * D, a->qkva, sizeof(float) * D, (size_t)N,
+                  sizeof(float) * ((size_t)HD + a->kvw));
+    o->rope_forward(a->qkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
+    o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
+}
+
 void attn_forward(struct attn *a, const float *n1, float *br, int want_grad) {
     struct gpt *m = a->m;
     const struct ops *o = m->ops;
     const struct gpt_config *c = &m->c;
     const int B = a->B, T = a->T, N = B * T, D = a->D, HD = a->HD, C = c->C;
     a->n1 = n1;
-    linear_forward(&m->tp, &a->w_qkv, a->qkv, n1, N, 0.0f);
-    if (a->dare) { /* Q and K from the attention table */
-        const size_t QK = (size_t)HD + a->kvw;
+    if (a->qkv_shared)
+        a->qkv = gpt_scratch(m, GPT_SCR_QKV);
+    if (a->dare) { /* the attention table's rows: normed and projected */
         o->embed_forward(a->xa, m->tokens, m->w.wte_attn, N, C, m->c.V);
         o->rmsnorm_forward(a->na, a->rstda, a->xa, m->w.blocks[a->l].attn_norm, N, C, c->eps);
         linear_forward(&m->tp, &a->w_qkv, a->qkva, a->na, N, 0.0f);
-        o->copy2d(a->qkv, sizeof(float) * D, a->qkva, sizeof(float) * D, (size_t)N,
-                  sizeof(float) * QK);
     }
-    o->rope_forward(a->qkv, m->rope_cos, m->rope_sin, B, T, m->Hl, c->hd, D, m->pos);
-    o->rope_forward(a->qkv + HD, m->rope_cos, m->rope_sin, B, T, m->Hkvl, c->hd, D, m->pos);
+    qkv_project(a, n1);
     if (a->router)
         a->router->route(a, want_grad);
     if (a->np) { /* the persistent rows' keys and values, every query sees them */
@@ -197,6 +215,10 @@ void attn_backward(struct attn *a, const float *dbr, float *dn1) {
     const int B = a->B, T = a->T, N = B * T, D = a->D, HD = a->HD, C = c->C;
     const size_t NC = (size_t)N * C;
     float *datt = gpt_scratch(m, GPT_SCR_DATT), *dqkv = gpt_scratch(m, GPT_SCR_DQKV);
+    if (a->qkv_shared) { /* the shared rows hold a later layer's: this layer's again */
+        a->qkv = gpt_scratch(m, GPT_SCR_QKV);
+        qkv_project(a, a->n1);
+    }
     struct attn_shape as = shape(a);
     if (a->router) {
         a->router->gate(a, dqkv, a->att); /* the gated input of Wo, again */

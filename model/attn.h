@@ -52,7 +52,8 @@ struct attn {
     /* activations */
     const float *n1; /* the input rows of the last forward (the trunk's) */
     int B, T;
-    float *qkv, *att, *lse;
+    float *qkv, *att, *lse; /* qkv: this layer's, or the shared GPT_SCR_QKV (qkv_shared) */
+    int qkv_shared;         /* train.recompute: attention */
     struct cp_attn_ctx cpx;
     float *cp_mem;
     float *pq, *dpq, *pdP;               /* (np, D), (np, D), (np, C) */

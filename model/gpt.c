@@ -365,8 +365,8 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
     const size_t N = (size_t)B * T, C = (size_t)c->C, Fin = (size_t)fin_width(m), F = (size_t)m->Fl;
     /* what a block keeps (x_in, x_mid) and what it may share (n1, rstd1, n2, rstd2, h, a) */
     const size_t kept = 2 * N * C, shared = 2 * N * C + 2 * N + N * Fin + N * F;
-    const size_t blocks =
-        m->recompute ? (size_t)c->L * kept + shared : (size_t)c->L * (kept + shared);
+    const size_t blocks = m->recompute == GPT_RECOMPUTE_BLOCK ? (size_t)c->L * kept + shared
+                                                              : (size_t)c->L * (kept + shared);
     const size_t total = blocks + 2 * N * C + N + N * (size_t)c->V + N /* losses */
                          + 3 * N * C + N * Fin + N * F;
     float *p = hw_buf_alloc(&m->act_buf, o, HW_F32, total);
@@ -383,7 +383,7 @@ void gpt_alloc_acts(struct gpt *m, int B, int T) {
         struct gpt_block_acts *a = &m->acts[l];
         TAKE(a->x_in, N * C);
         TAKE(a->x_mid, N * C);
-        if (m->recompute && l > 0) { /* block 0's set serves every block */
+        if (m->recompute == GPT_RECOMPUTE_BLOCK && l > 0) { /* block 0's set serves all */
             a->n1 = m->acts[0].n1, a->rstd1 = m->acts[0].rstd1, a->n2 = m->acts[0].n2;
             a->rstd2 = m->acts[0].rstd2, a->h = m->acts[0].h, a->a = m->acts[0].a;
             continue;
@@ -672,7 +672,7 @@ static void backward_trunk(struct gpt *m) {
         struct gpt_block *g = &m->g.blocks[l];
         /* recompute: the shared set holds the last block's values; refill it for this one (the
          * mixer reads n1 through the pointer it kept, which is the shared buffer) */
-        if (m->acts_recompute && l + 1 < c->L) {
+        if (m->acts_recompute == GPT_RECOMPUTE_BLOCK && l + 1 < c->L) {
             o->rmsnorm_forward(a->n1, a->rstd1, a->x_in, w->attn_norm, N, C, c->eps);
             mlp_in_forward(m, l);
         }

@@ -102,10 +102,13 @@ struct gpt_block_acts {
     float *a;     /* (N, F) MLP activation */
 };
 
+enum gpt_recompute { GPT_RECOMPUTE_NONE, GPT_RECOMPUTE_BLOCK, GPT_RECOMPUTE_ATTENTION };
+
 /* Scratch the layers share (sized by the largest request of any layer's alloc). */
 enum gpt_scratch {
     GPT_SCR_DATT, /* (N, Hl*hd): attention output gradient, gated outputs */
     GPT_SCR_DQKV, /* (N, Dqkv): projection gradients */
+    GPT_SCR_QKV,  /* (N, Dqkv): the q/k/v rows the attention layers share (recompute attention) */
     GPT_SCRATCH
 };
 
@@ -134,10 +137,15 @@ struct gpt {
     struct gpt_weights w, g;    /* trunk views into param_mem / grad_mem */
     struct layer *layers;       /* (L) the mixers */
     float *rope_cos, *rope_sin; /* (max_T, hd/2) */
-    /* train.recompute: 1 (block) keeps only x_in and x_mid of every block through a training
-     * forward; the norms and the MLP activations live in one set the blocks share, and the
-     * backward of each block recomputes them (bit-identical: same kernels, same inputs). Set
-     * before gpt_alloc_acts. The mixer kinds keep their own tapes. */
+    /* train.recompute (enum gpt_recompute), set before gpt_alloc_acts; every mode gives the
+     * same losses bit for bit (same kernels, same inputs):
+     * - BLOCK keeps only x_in and x_mid of every block through a training forward; the norms
+     *   and the MLP activations live in one set the blocks share, and the backward of each
+     *   block recomputes them. The mixer kinds keep their own tapes.
+     * - ATTENTION keeps the trunk's activations but not the attention layers' q/k/v
+     *   projections: the layers share one buffer (GPT_SCR_QKV) and each attention backward
+     *   first recomputes its rows from its kept input (the q/k/v GEMM and RoPE; model/attn.c).
+     *   The attention's softmax is never stored in any mode (FlashAttention-style kernels). */
     int recompute;
     /* trunk activations, sized by gpt_alloc_acts */
     int B, T, acts_recompute;

@@ -226,7 +226,9 @@ int gpt_task_model(struct trainer *tr, int n_cls, int shard_vocab, char *err) {
     g->A = c->train.grad_accum;
     g->Bl = c->train.micro_batch / tr->d->dp;
     g->Tl = c->train.seq_len / tr->d->cp;
-    g->model.recompute = !strcmp(c->train.recompute, "block");
+    g->model.recompute = !strcmp(c->train.recompute, "block")       ? GPT_RECOMPUTE_BLOCK
+                         : !strcmp(c->train.recompute, "attention") ? GPT_RECOMPUTE_ATTENTION
+                                                                    : GPT_RECOMPUTE_NONE;
     gpt_alloc_acts(&g->model, g->Bl, g->Tl);
     plan_buckets(tr);
     const size_t bt = (size_t)c->train.micro_batch * c->train.seq_len;

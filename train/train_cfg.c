@@ -18,7 +18,7 @@ static const char *const task_vals[] = {"lm", "classify", "sft", NULL};
 static const char *const backend_vals[] = {"cpu", "cuda", NULL};
 static const char *const resume_vals[] = {"auto", "never", NULL};
 static const char *const precision_vals[] = {"fp32", "bf16", NULL};
-static const char *const recompute_vals[] = {"none", "block", NULL};
+static const char *const recompute_vals[] = {"none", "attention", "block", NULL};
 
 #undef CFG_S
 #undef CFG_SEC
@@ -60,11 +60,13 @@ static const struct cfg_key train_keys[] = {
              "products still run as sgemm (docs/architecture.md: no bf16 GEMM in Debian's "
              "OpenBLAS), so bf16 there is for its numerics, not its speed"),
     CFG_ENUM(recompute, "none", recompute_vals,
-             "activation recomputation: none keeps every activation for the backward; block "
-             "keeps only each block's input and mid-block residual and recomputes its norms "
-             "and MLP input side in the backward (one more W_in GEMM a block; losses are "
-             "bit-identical). The mixers keep their own tapes: the attention kernels are "
-             "FlashAttention-style and keep O(T) softmax statistics, no T x T matrix to drop")};
+             "activation recomputation (losses bit-identical in every mode): none keeps every "
+             "activation for the backward; attention keeps all but the attention layers' "
+             "q/k/v projections, which the backward recomputes from the attention input (one "
+             "q/k/v GEMM and RoPE a layer); block keeps only each block's input and mid-block "
+             "residual and recomputes its norms and MLP input side (one more W_in GEMM a "
+             "block). The attention softmax is never stored: the kernels are "
+             "FlashAttention-style and keep O(T) statistics")};
 #undef CFG_S
 #undef CFG_SEC
 #define CFG_S   struct cfg_run
