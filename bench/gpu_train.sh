@@ -10,7 +10,8 @@
 #   moh/s2 the long model with MoH at 2 of 4 heads and with S2 (blocks of 64, 2 local, stride
 #          8): step time against the dense one (the attention time saved)
 #   medium the GPT-2-medium shape (d 1024, 24 layers, 16 heads, d_ff 2816) at T 4096, batch 1,
-#          train.recompute none and block: the peak device memory each needs (6 steps)
+#          train.recompute none, attention and block: the peak device memory each needs
+#          (6 steps)
 # Writes OUTDIR/gpu_train.json and one log per run; prints a table.
 #   sh bench/gpu_train.sh [build/cuda/headwise] [OUTDIR]
 # Environment: STEPS (20), PEAK_TFLOPS (989), COMPILE (1: also torch.compile), PY (python3),
@@ -100,6 +101,7 @@ pt long "$LONG"
 hw long_moh "$LONG" model.attention.kind=moh "model.moh={shared_heads: 0, top_k: 2}"
 hw long_s2 "$LONG" "model.sparsity={kind: s2, block: $S2BLK, local_blocks: 2, vert_stride: 8}"
 hw medium_none "$MED" train.steps=6 train.recompute=none
+hw medium_attention "$MED" train.steps=6 train.recompute=attention
 hw medium_block "$MED" train.steps=6 train.recompute=block
 echo "case       impl              tokens/s     MFU     peak MiB   params  step s"
 awk -F'\t' '{ printf "%-10s %-16s %10.0f %7.1f%% %10s %8.1fM  %s\n", $1, $2, $3, 100 * $4, $5, $6 / 1e6, $7 }' \
