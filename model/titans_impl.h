@@ -404,6 +404,55 @@ static void SFX(read_bwd_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * 
     SFX(scatter_add_)(o, dq, HD, h, D, i0, n, w->Ab[0]);
 }
 
+/* Rows a workspace must hold: a TTT batch's tokens (at most the call's), at least a chunk. */
+static int SFX(rows_max_)(const struct SFX(titans_tape) * t) {
+    const int cs = t->cfg.c, mb = t->cfg.b / cs, n = mb * cs < t->N ? mb * cs : t->N;
+    return n > cs ? n : cs;
+}
+
+/* The forward of head h on a tape being filled: its chunk states (per TTT batch) and every
+ * token's retrieval. Wsc, Ssc: (mb+1) x P scratch with recompute. */
+static void SFX(head_fwd_)(struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h, T *Wsc,
+                           T *Ssc) {
+    const struct ops *o = t->lo.ops;
+    const int Nc = t->Nc, mb = t->cfg.b / t->cfg.c, rc = t->cfg.recompute;
+    const size_t P = t->lo.P, HP = (size_t)t->cfg.H * P;
+    if (Nc == 0) /* nothing stored: every token reads the incoming state */
+        for (int j = 0; j < SFX(ngroups_)(t); j++) {
+            int i0, i1;
+            SFX(group_)(t, j, &i0, &i1);
+            if (i1 > i0)
+                SFX(read_fwd_)(t, w, h, i0, i1, t->W + (size_t)h * P);
+        }
+    for (int bi = 0; bi * mb < Nc; bi++) {
+        int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb;
+        T *Wr, *Sr;
+        size_t ld = rc ? P : HP;
+        if (rc) {
+            Wr = Wsc, Sr = Ssc;
+            SFX(cpy_)(o, Wr, t->W + (size_t)bi * HP + (size_t)h * P, P);
+            SFX(cpy_)(o, Sr, t->S + (size_t)bi * HP + (size_t)h * P, P);
+        } else {
+            Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
+            Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
+        }
+        SFX(batch_states_)(t, w, h, n0, m, Wr, Sr, ld);
+        /* retrieval: token i reads W_{floor((i+1)/c)} */
+        for (int j = bi ? n0 + 1 : 0; j <= n0 + m; j++) {
+            int i0, i1;
+            SFX(group_)(t, j, &i0, &i1);
+            if (i1 > i0)
+                SFX(read_fwd_)(t, w, h, i0, i1, Wr + (size_t)(j - n0) * ld);
+        }
+        if (rc) {
+            SFX(cpy_)
+            (o, t->W + (size_t)(bi + 1) * HP + (size_t)h * P, Wr + (size_t)m * ld, P);
+            SFX(cpy_)
+            (o, t->S + (size_t)(bi + 1) * HP + (size_t)h * P, Sr + (size_t)m * ld, P);
+        }
+    }
+}
+
 static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Win, const T *Sin,
                           const T *xprev, const T *x, int N, T *out, T *Wout, T *Sout,
                           int read_only) {
@@ -450,7 +499,7 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
     else
         SFX(zero_)(o, t->S, HP);
 
-    int rows_max = (mb * cs < N ? mb * cs : N) > cs ? (mb * cs < N ? mb * cs : N) : cs;
+    const int rows_max = SFX(rows_max_)(t);
     /* heads are independent: one thread per head on the CPU, each with its own workspace */
 #pragma omp parallel if (SFX(head_threads_)(o, H))
     {
@@ -459,42 +508,8 @@ static void SFX(forward_)(struct SFX(titans_tape) * t, const T *par, const T *Wi
         T *Wsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
         T *Ssc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
 #pragma omp for schedule(static)
-        for (int h = 0; h < H; h++) {
-            if (Nc == 0) /* nothing stored: every token reads the incoming state */
-                for (int j = 0; j < SFX(ngroups_)(t); j++) {
-                    int i0, i1;
-                    SFX(group_)(t, j, &i0, &i1);
-                    if (i1 > i0)
-                        SFX(read_fwd_)(t, &w, h, i0, i1, t->W + (size_t)h * P);
-                }
-            for (int bi = 0; bi * mb < Nc; bi++) {
-                int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb;
-                T *Wr, *Sr;
-                size_t ld = rc ? P : HP;
-                if (rc) {
-                    Wr = Wsc, Sr = Ssc;
-                    SFX(cpy_)(o, Wr, t->W + (size_t)bi * HP + (size_t)h * P, P);
-                    SFX(cpy_)(o, Sr, t->S + (size_t)bi * HP + (size_t)h * P, P);
-                } else {
-                    Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
-                    Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
-                }
-                SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld);
-                /* retrieval: token i reads W_{floor((i+1)/c)} */
-                for (int j = bi ? n0 + 1 : 0; j <= n0 + m; j++) {
-                    int i0, i1;
-                    SFX(group_)(t, j, &i0, &i1);
-                    if (i1 > i0)
-                        SFX(read_fwd_)(t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld);
-                }
-                if (rc) {
-                    SFX(cpy_)
-                    (o, t->W + (size_t)(bi + 1) * HP + (size_t)h * P, Wr + (size_t)m * ld, P);
-                    SFX(cpy_)
-                    (o, t->S + (size_t)(bi + 1) * HP + (size_t)h * P, Sr + (size_t)m * ld, P);
-                }
-            }
-        }
+        for (int h = 0; h < H; h++)
+            SFX(head_fwd_)(t, &w, h, Wsc, Ssc);
         SFX(xfree_)(o, Wsc);
         SFX(xfree_)(o, Ssc);
         SFX(ws_free_)(&w);
@@ -605,135 +620,15 @@ static void SFX(batch_grads_bwd_)(const struct SFX(titans_tape) * t, struct SFX(
     SFX(scatter_add_)(o, dk, HD, h, D, t0, rows, w->Ab[0]);
 }
 
-void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *dout, const T *dWout,
-                          const T *dSout, T *dpar, T *dx, T *dxprev, T *dWin, T *dSin) {
+/* The q/k/v inputs' backward from the adjoints dk, dv, dq (N x HD, overwritten): through the
+ * l2-normalisation, SiLU, the conv and the projections into dpar, dx and dxprev. */
+static void SFX(inputs_bwd_)(const struct SFX(titans_tape) * t, const T *par, T *dk, T *dv, T *dq,
+                             T *dpar, T *dx, T *dxprev) {
     const struct titans_cfg *c = &t->cfg;
     const struct titans_layout *lo = &t->lo;
     const struct ops *o = lo->ops;
     const struct titans_ops *tk = o->titans;
-    int N = t->N, Nc = t->Nc, d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c;
-    size_t P = lo->P, HP = (size_t)H * P;
-
-    int rc = c->recompute, nb = (Nc + mb - 1) / mb;
-    T *Wb = t->Wb; /* every state's adjoint (NULL when recomputing: per-batch scratch) */
-    if (!rc) {
-        SFX(zero_)(o, Wb, (size_t)(Nc + 1) * HP);
-        if (dWout)
-            SFX(cpy_)(o, Wb + (size_t)Nc * HP, dWout, HP);
-    }
-    T *dY = SFX(xcalloc_)(o, (size_t)N * HD), *dm = SFX(xcalloc_)(o, (size_t)N * HD);
-    T *dg = SFX(xcalloc_)(o, (size_t)N * H), *dq = SFX(xcalloc_)(o, (size_t)N * HD);
-    T *dk = SFX(xcalloc_)(o, (size_t)N * HD), *dv = SFX(xcalloc_)(o, (size_t)N * HD);
-    T *dth = SFX(xcalloc_)(o, (size_t)N * H), *deta = SFX(xcalloc_)(o, (size_t)Nc * H);
-    T *dal = SFX(xcalloc_)(o, (size_t)Nc * H), *dpool = SFX(xcalloc_)(o, (size_t)Nc * d);
-
-    /* output projection and retrieve gate */
-    SFX(mm_)(o, 0, 1, N, HD, d, 1, dout, (size_t)d, par + lo->wo, (size_t)d, 0, dY, (size_t)HD);
-    SFX(mm_)
-    (o, 1, 0, HD, d, N, 1, t->y, (size_t)HD, dout, (size_t)d, 1, dpar + lo->wo, (size_t)d);
-    tk->row_dot(TDTYPE, N * H, D, dY, t->m, dg);
-    tk->head_scale(TDTYPE, N, H, D, t->g, dY, dm);
-    if (c->gate)
-        SFX(gate_bwd_)(c, par, lo->wg, (size_t)-1, t->x, N, 1, t->g, dg, dpar, dx);
-
-    int rows_max = (mb * cs < N ? mb * cs : N) > cs ? (mb * cs < N ? mb * cs : N) : cs;
-#pragma omp parallel if (SFX(head_threads_)(o, H))
-    {
-        struct SFX(ws_) w;
-        SFX(ws_init_)(&w, lo, rows_max, mb);
-        T *Sb = SFX(xcalloc_)(o, P), *carry = SFX(xcalloc_)(o, P);
-        T *Wsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
-        T *Ssc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
-        T *Wbsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
-#pragma omp for schedule(static)
-        for (int h = 0; h < H; h++) {
-            if (dSout)
-                SFX(cpy_)(o, Sb, dSout + (size_t)h * P, P);
-            else
-                SFX(zero_)(o, Sb, P);
-            /* the adjoint of the final state W_{Nc} */
-            if (dWout)
-                SFX(cpy_)(o, carry, dWout + (size_t)h * P, P);
-            else
-                SFX(zero_)(o, carry, P);
-            if (Nc == 0) { /* nothing stored: every token read the incoming state */
-                T *Wb0 = rc ? carry : Wb + (size_t)h * P;
-                for (int j = 0; j < SFX(ngroups_)(t); j++) {
-                    int i0, i1;
-                    SFX(group_)(t, j, &i0, &i1);
-                    if (i1 > i0)
-                        SFX(read_bwd_)(t, &w, h, i0, i1, t->W + (size_t)h * P, Wb0, dm, dq);
-                }
-            }
-            /* TTT batches in reverse: retrieval backward, the scans in reverse, then the VJP of
-             * the batch's gradients at W* */
-            for (int bi = nb - 1; bi >= 0; bi--) {
-                int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb;
-                T *Wr, *Sr, *Wbr;
-                size_t ld = rc ? P : HP;
-                if (rc) {
-                    Wr = Wsc, Sr = Ssc, Wbr = Wbsc;
-                    SFX(cpy_)(o, Wr, t->W + (size_t)bi * HP + (size_t)h * P, P);
-                    SFX(cpy_)(o, Sr, t->S + (size_t)bi * HP + (size_t)h * P, P);
-                    SFX(batch_states_)(t, &w, h, n0, m, Wr, Sr, ld);
-                    SFX(zero_)(o, Wbr, (size_t)m * P);
-                    SFX(cpy_)(o, Wbr + (size_t)m * ld, carry, P);
-                } else {
-                    Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
-                    Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
-                    Wbr = Wb + (size_t)n0 * HP + (size_t)h * P;
-                }
-                for (int j = bi ? n0 + 1 : 0; j <= n0 + m; j++) {
-                    int i0, i1;
-                    SFX(group_)(t, j, &i0, &i1);
-                    if (i1 > i0)
-                        SFX(read_bwd_)
-                    (t, &w, h, i0, i1, Wr + (size_t)(j - n0) * ld, Wbr + (size_t)(j - n0) * ld, dm,
-                     dq);
-                }
-                size_t gi = (size_t)n0 * H + h;
-                tk->states_rev(TDTYPE, m, P, ld, Wbr, Wr, Sr, t->eta + gi, t->alpha + gi, (size_t)H,
-                               Sb, w.Gb, deta + gi, dal + gi);
-                /* recompute the batch's inner forward at W* and take the VJP of its gradients */
-                SFX(batch_grads_bwd_)(t, &w, h, n0 * cs, m, Wr, Wbr, dk, dv, dth);
-                if (rc)
-                    SFX(cpy_)(o, carry, Wbr, P);
-            }
-            if (dSin)
-                SFX(cpy_)(o, dSin + (size_t)h * P, Sb, P);
-            if (rc && dWin)
-                SFX(cpy_)(o, dWin + (size_t)h * P, carry, P);
-        }
-        SFX(ws_free_)(&w);
-        SFX(xfree_)(o, Sb);
-        SFX(xfree_)(o, carry);
-        SFX(xfree_)(o, Wsc);
-        SFX(xfree_)(o, Ssc);
-        SFX(xfree_)(o, Wbsc);
-    }
-    if (dWin && !rc)
-        SFX(cpy_)(o, dWin, Wb, HP);
-
-    /* gates */
-    SFX(gate_bwd_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta, deta, dpar, dpool);
-    SFX(gate_bwd_)(c, par, lo->wal, lo->bal, t->pool, Nc, 1, t->alpha, dal, dpar, dpool);
-    if (c->theta_per_chunk) {
-        T *tc = SFX(xcalloc_)(o, (size_t)Nc * H), *tcb = SFX(xcalloc_)(o, (size_t)Nc * H);
-        if (Nc > 0) { /* a chunk's rows hold its theta: take the first, sum the adjoints */
-            o->copy2d(tc, sizeof(T) * H, t->th, sizeof(T) * (size_t)cs * H, (size_t)Nc,
-                      sizeof(T) * H);
-            tk->group_sum(TDTYPE, Nc, cs, H, dth, tcb, TT_SUM_SET);
-        }
-        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->pool, Nc, c->max_lr, tc, tcb, dpar, dpool);
-        SFX(xfree_)(o, tc);
-        SFX(xfree_)(o, tcb);
-    } else if (!t->read_only) {
-        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->x, N, c->max_lr, t->th, dth, dpar, dx);
-    }
-    if (dx && Nc > 0)
-        tk->group_expand(TDTYPE, Nc, cs, d, dpool, dx, TT_EXP_ADD_DIV);
-
-    /* q/k/v: l2-normalisation, SiLU, projection */
+    int N = t->N, d = c->d, H = c->H, D = c->D, HD = H * D;
     T *adj[3] = {dk, dv, dq}, *pre[3] = {t->kp, t->vp, t->qp}, *post[3] = {t->k, t->v, t->q};
     T *nrm[3] = {t->kn, NULL, t->qn};
     size_t off[3] = {lo->wk, lo->wv, lo->wq}, coff[3] = {lo->ck, lo->cv, lo->cq};
@@ -776,6 +671,163 @@ void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *do
         SFX(xfree_)(o, dz);
         SFX(xfree_)(o, dxe);
     }
+}
+
+/* What the per-head backward reads and accumulates (every head's arrays), and one thread's
+ * scratch (P each; the (mb+1) x P batch states with recompute). */
+struct SFX(bwd_adj_) {
+    const T *dm;            /* N x HD: the retrieved values' adjoint */
+    T *dq, *dk, *dv, *dth;  /* N x HD, N x H: accumulated */
+    T *deta, *dal;          /* Nc x H: written */
+    const T *dWout, *dSout; /* H x P or NULL */
+    T *dWin, *dSin;         /* H x P or NULL */
+};
+struct SFX(bwd_scratch_) {
+    T *Sb, *carry, *Wsc, *Ssc, *Wbsc;
+};
+
+/* The backward of head h: retrieval, the chunk steps in reverse and the VJP of each TTT batch's
+ * gradients, batches last to first. */
+static void SFX(head_bwd_)(const struct SFX(titans_tape) * t, struct SFX(ws_) * w, int h,
+                           const struct SFX(bwd_adj_) * g, const struct SFX(bwd_scratch_) * sc) {
+    const struct ops *o = t->lo.ops;
+    const int Nc = t->Nc, H = t->cfg.H, cs = t->cfg.c, mb = t->cfg.b / cs, rc = t->cfg.recompute;
+    const int nb = (Nc + mb - 1) / mb;
+    const size_t P = t->lo.P, HP = (size_t)H * P;
+    T *Wb = t->Wb;
+    if (g->dSout)
+        SFX(cpy_)(o, sc->Sb, g->dSout + (size_t)h * P, P);
+    else
+        SFX(zero_)(o, sc->Sb, P);
+    /* the adjoint of the final state W_{Nc} */
+    if (g->dWout)
+        SFX(cpy_)(o, sc->carry, g->dWout + (size_t)h * P, P);
+    else
+        SFX(zero_)(o, sc->carry, P);
+    if (Nc == 0) { /* nothing stored: every token read the incoming state */
+        T *Wb0 = rc ? sc->carry : Wb + (size_t)h * P;
+        for (int j = 0; j < SFX(ngroups_)(t); j++) {
+            int i0, i1;
+            SFX(group_)(t, j, &i0, &i1);
+            if (i1 > i0)
+                SFX(read_bwd_)(t, w, h, i0, i1, t->W + (size_t)h * P, Wb0, g->dm, g->dq);
+        }
+    }
+    /* TTT batches in reverse: retrieval backward, the scans in reverse, then the VJP of
+     * the batch's gradients at W* */
+    for (int bi = nb - 1; bi >= 0; bi--) {
+        int n0 = bi * mb, m = Nc - n0 < mb ? Nc - n0 : mb;
+        T *Wr, *Sr, *Wbr;
+        size_t ld = rc ? P : HP;
+        if (rc) {
+            Wr = sc->Wsc, Sr = sc->Ssc, Wbr = sc->Wbsc;
+            SFX(cpy_)(o, Wr, t->W + (size_t)bi * HP + (size_t)h * P, P);
+            SFX(cpy_)(o, Sr, t->S + (size_t)bi * HP + (size_t)h * P, P);
+            SFX(batch_states_)(t, w, h, n0, m, Wr, Sr, ld);
+            SFX(zero_)(o, Wbr, (size_t)m * P);
+            SFX(cpy_)(o, Wbr + (size_t)m * ld, sc->carry, P);
+        } else {
+            Wr = t->W + (size_t)n0 * HP + (size_t)h * P;
+            Sr = t->S + (size_t)n0 * HP + (size_t)h * P;
+            Wbr = Wb + (size_t)n0 * HP + (size_t)h * P;
+        }
+        for (int j = bi ? n0 + 1 : 0; j <= n0 + m; j++) {
+            int i0, i1;
+            SFX(group_)(t, j, &i0, &i1);
+            if (i1 > i0)
+                SFX(read_bwd_)
+            (t, w, h, i0, i1, Wr + (size_t)(j - n0) * ld, Wbr + (size_t)(j - n0) * ld, g->dm,
+             g->dq);
+        }
+        size_t gi = (size_t)n0 * H + h;
+        o->titans->states_rev(TDTYPE, m, P, ld, Wbr, Wr, Sr, t->eta + gi, t->alpha + gi, (size_t)H,
+                              sc->Sb, w->Gb, g->deta + gi, g->dal + gi);
+        /* recompute the batch's inner forward at W* and take the VJP of its gradients */
+        SFX(batch_grads_bwd_)(t, w, h, n0 * cs, m, Wr, Wbr, g->dk, g->dv, g->dth);
+        if (rc)
+            SFX(cpy_)(o, sc->carry, Wbr, P);
+    }
+    if (g->dSin)
+        SFX(cpy_)(o, g->dSin + (size_t)h * P, sc->Sb, P);
+    if (rc && g->dWin)
+        SFX(cpy_)(o, g->dWin + (size_t)h * P, sc->carry, P);
+}
+
+void SFX(titans_backward)(struct SFX(titans_tape) * t, const T *par, const T *dout, const T *dWout,
+                          const T *dSout, T *dpar, T *dx, T *dxprev, T *dWin, T *dSin) {
+    const struct titans_cfg *c = &t->cfg;
+    const struct titans_layout *lo = &t->lo;
+    const struct ops *o = lo->ops;
+    const struct titans_ops *tk = o->titans;
+    int N = t->N, Nc = t->Nc, d = c->d, H = c->H, D = c->D, HD = H * D, cs = c->c, mb = c->b / c->c;
+    size_t P = lo->P, HP = (size_t)H * P;
+
+    int rc = c->recompute;
+    T *Wb = t->Wb; /* every state's adjoint (NULL when recomputing: per-batch scratch) */
+    if (!rc) {
+        SFX(zero_)(o, Wb, (size_t)(Nc + 1) * HP);
+        if (dWout)
+            SFX(cpy_)(o, Wb + (size_t)Nc * HP, dWout, HP);
+    }
+    T *dY = SFX(xcalloc_)(o, (size_t)N * HD), *dm = SFX(xcalloc_)(o, (size_t)N * HD);
+    T *dg = SFX(xcalloc_)(o, (size_t)N * H), *dq = SFX(xcalloc_)(o, (size_t)N * HD);
+    T *dk = SFX(xcalloc_)(o, (size_t)N * HD), *dv = SFX(xcalloc_)(o, (size_t)N * HD);
+    T *dth = SFX(xcalloc_)(o, (size_t)N * H), *deta = SFX(xcalloc_)(o, (size_t)Nc * H);
+    T *dal = SFX(xcalloc_)(o, (size_t)Nc * H), *dpool = SFX(xcalloc_)(o, (size_t)Nc * d);
+
+    /* output projection and retrieve gate */
+    SFX(mm_)(o, 0, 1, N, HD, d, 1, dout, (size_t)d, par + lo->wo, (size_t)d, 0, dY, (size_t)HD);
+    SFX(mm_)
+    (o, 1, 0, HD, d, N, 1, t->y, (size_t)HD, dout, (size_t)d, 1, dpar + lo->wo, (size_t)d);
+    tk->row_dot(TDTYPE, N * H, D, dY, t->m, dg);
+    tk->head_scale(TDTYPE, N, H, D, t->g, dY, dm);
+    if (c->gate)
+        SFX(gate_bwd_)(c, par, lo->wg, (size_t)-1, t->x, N, 1, t->g, dg, dpar, dx);
+
+    const int rows_max = SFX(rows_max_)(t);
+    const struct SFX(bwd_adj_) g = {dm, dq, dk, dv, dth, deta, dal, dWout, dSout, dWin, dSin};
+#pragma omp parallel if (SFX(head_threads_)(o, H))
+    {
+        struct SFX(ws_) w;
+        SFX(ws_init_)(&w, lo, rows_max, mb);
+        T *Sb = SFX(xcalloc_)(o, P), *carry = SFX(xcalloc_)(o, P);
+        T *Wsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
+        T *Ssc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
+        T *Wbsc = rc ? SFX(xcalloc_)(o, (size_t)(mb + 1) * P) : NULL;
+        struct SFX(bwd_scratch_) sc = {Sb, carry, Wsc, Ssc, Wbsc};
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++)
+            SFX(head_bwd_)(t, &w, h, &g, &sc);
+        SFX(ws_free_)(&w);
+        SFX(xfree_)(o, Sb);
+        SFX(xfree_)(o, carry);
+        SFX(xfree_)(o, Wsc);
+        SFX(xfree_)(o, Ssc);
+        SFX(xfree_)(o, Wbsc);
+    }
+    if (dWin && !rc)
+        SFX(cpy_)(o, dWin, Wb, HP);
+
+    /* gates */
+    SFX(gate_bwd_)(c, par, lo->weta, lo->beta, t->pool, Nc, 1, t->eta, deta, dpar, dpool);
+    SFX(gate_bwd_)(c, par, lo->wal, lo->bal, t->pool, Nc, 1, t->alpha, dal, dpar, dpool);
+    if (c->theta_per_chunk) {
+        T *tc = SFX(xcalloc_)(o, (size_t)Nc * H), *tcb = SFX(xcalloc_)(o, (size_t)Nc * H);
+        if (Nc > 0) { /* a chunk's rows hold its theta: take the first, sum the adjoints */
+            o->copy2d(tc, sizeof(T) * H, t->th, sizeof(T) * (size_t)cs * H, (size_t)Nc,
+                      sizeof(T) * H);
+            tk->group_sum(TDTYPE, Nc, cs, H, dth, tcb, TT_SUM_SET);
+        }
+        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->pool, Nc, c->max_lr, tc, tcb, dpar, dpool);
+        SFX(xfree_)(o, tc);
+        SFX(xfree_)(o, tcb);
+    } else if (!t->read_only) {
+        SFX(gate_bwd_)(c, par, lo->wth, lo->bth, t->x, N, c->max_lr, t->th, dth, dpar, dx);
+    }
+    if (dx && Nc > 0)
+        tk->group_expand(TDTYPE, Nc, cs, d, dpool, dx, TT_EXP_ADD_DIV);
+
+    SFX(inputs_bwd_)(t, par, dk, dv, dq, dpar, dx, dxprev);
     T *bufs[] = {dY, dm, dg, dq, dk, dv, dth, deta, dal, dpool};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         SFX(xfree_)(o, bufs[i]);
