@@ -215,9 +215,10 @@ void attn_backward(struct attn *a, const float *dbr, float *dn1) {
     const int B = a->B, T = a->T, N = B * T, D = a->D, HD = a->HD, C = c->C;
     const size_t NC = (size_t)N * C;
     float *datt = gpt_scratch(m, GPT_SCR_DATT), *dqkv = gpt_scratch(m, GPT_SCR_DQKV);
-    if (a->qkv_shared) { /* the shared rows hold a later layer's: this layer's again */
+    if (a->qkv_shared) { /* the shared rows hold the last layer's: this layer's again */
         a->qkv = gpt_scratch(m, GPT_SCR_QKV);
-        qkv_project(a, a->n1);
+        if (a->l + 1 < c->L)
+            qkv_project(a, a->n1);
     }
     struct attn_shape as = shape(a);
     if (a->router) {
