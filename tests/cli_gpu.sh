@@ -33,15 +33,21 @@ steps_close() {
     [ "$(wc -l <"$1")" = "$3" ] && [ "$(wc -l <"$2")" = "$3" ] && close "$1" "$2" "$4"
 }
 # both NAME ARGS...: the same run on the cpu and on the cuda backend, one rank
+# pair BASE NAME STEPS ARGS...: the same run of config BASE on both backends, STEPS steps
+pair() {
+    base=$1 name=$2 steps=$3
+    shift 3
+    expect_exit 0 "$name: cpu" "$HW" train $base "$@" run.dir="$T/$name.cpu"
+    expect_exit 0 "$name: cuda" "$HW" train $base "$@" run.backend=cuda run.dir="$T/$name.gpu"
+    metric_lines "$T/$name.cpu/metrics.jsonl" >"$T/$name.mc"
+    metric_lines "$T/$name.gpu/metrics.jsonl" >"$T/$name.mg"
+    ok "  $steps steps: the GPU's losses and grad norms are the CPU's (rel 1e-4)" \
+        steps_close "$T/$name.mc" "$T/$name.mg" "$steps" 1e-4
+}
 both() {
     name=$1
     shift
-    expect_exit 0 "$name: cpu" "$HW" train $LM "$@" run.dir="$T/$name.cpu"
-    expect_exit 0 "$name: cuda" "$HW" train $LM "$@" run.backend=cuda run.dir="$T/$name.gpu"
-    metric_lines "$T/$name.cpu/metrics.jsonl" >"$T/$name.mc"
-    metric_lines "$T/$name.gpu/metrics.jsonl" >"$T/$name.mg"
-    ok "  20 steps: the GPU's losses and grad norms are the CPU's (rel 1e-4)" \
-        steps_close "$T/$name.mc" "$T/$name.mg" 20 1e-4
+    pair "$LM" "$name" 20 "$@"
 }
 both dense
 ok "  the layout names the GPU" grep -q "rank 0: .*cuda:0 " "$T/out"
@@ -81,12 +87,7 @@ done
 SFT="train.task=sft train.init_from=$T/pre/ckpt_00000012.h5 data.train= data.val=
     sft.train=$T/conv.jsonl sft.val=$T/conv.jsonl train.seq_len=256 train.steps=6
     train.warmup=1 train.val_every=3"
-expect_exit 0 "sft: cpu" "$HW" train $P256 $SFT run.dir="$T/sft.cpu"
-expect_exit 0 "sft: cuda" "$HW" train $P256 $SFT run.backend=cuda run.dir="$T/sft.gpu"
-metric_lines "$T/sft.cpu/metrics.jsonl" >"$T/sft.mc"
-metric_lines "$T/sft.gpu/metrics.jsonl" >"$T/sft.mg"
-ok "  6 steps: the GPU's losses and grad norms are the CPU's (rel 1e-4)" \
-    steps_close "$T/sft.mc" "$T/sft.mg" 6 1e-4
+pair "$P256 $SFT" sft 6
 for be in cpu cuda; do
     expect_exit 0 "eval the SFT checkpoint ($be)" "$HW" eval --ckpt "$T/sft.cpu/ckpt_00000006.h5" \
         --tasks perplexity,rolemrc,synth --perplexity-data "$D/val.h5" \
@@ -123,12 +124,7 @@ for i in range(160):
 " >"$T/mfc.csv"
 CLS="train.task=classify data.multifc=$T/mfc.csv train.init_from=$T/pre/ckpt_00000012.h5
     train.steps=6 train.val_every=3 run.ckpt_every=6"
-expect_exit 0 "classify: cpu" "$HW" train $P256 $CLS run.dir="$T/cls.cpu"
-expect_exit 0 "classify: cuda" "$HW" train $P256 $CLS run.backend=cuda run.dir="$T/cls.gpu"
-metric_lines "$T/cls.cpu/metrics.jsonl" >"$T/cls.mc"
-metric_lines "$T/cls.gpu/metrics.jsonl" >"$T/cls.mg"
-ok "  6 steps: the GPU's losses and grad norms are the CPU's (rel 1e-4)" \
-    steps_close "$T/cls.mc" "$T/cls.mg" 6 1e-4
+pair "$P256 $CLS" cls 6
 for be in cpu cuda; do
     expect_exit 0 "eval multifc_classify ($be)" "$HW" eval --ckpt "$T/cls.cpu/ckpt_00000006.h5" \
         --tasks multifc_classify --output "$T/ce.$be" run.backend=$be

@@ -97,6 +97,50 @@ static double rel(const float *a, const float *b, size_t n) {
     return r;
 }
 
+/* After the first step: losses, probabilities, top-K, ESU summaries, BatchNorm statistics and
+ * every gradient against the CPU's. */
+static void first_step(const char *name, struct rec_model *mc, struct rec_model *mg,
+                       struct rec_out oc_, struct rec_out og_, const double *pc, const double *pg) {
+    CHECK_MSG(fabs(oc_.ctr - og_.ctr) <= 1e-9 * fabs(oc_.ctr) &&
+                  fabs(oc_.aux - og_.aux) <= 1e-9 * fabs(oc_.aux),
+              "[%s] ctr %.17g vs %.17g, aux %.17g vs %.17g", name, og_.ctr, oc_.ctr, og_.aux,
+              oc_.aux);
+    double rp = rel_d(pg, pc, B);
+    printf("  click probabilities rel %.2e\n", rp);
+    CHECK_MSG(rp <= 1e-9, "[%s] probabilities rel %.3g", name, rp);
+    int same = 1;
+    for (int b = 0; b < B; b++)
+        same &= !memcmp(rec_topk(mc, b), rec_topk(mg, b), sizeof(int32_t) * K);
+    CHECK_MSG(same, "[%s] the GPU's top-K slots differ from the CPU's", name);
+    const int R = mc->c.dim[0] + mc->c.dim[1] + mc->c.dim[2];
+    double *h = HW_MALLOC(sizeof(double) * B * R);
+    for (int all = 0; all < 2; all++) {
+        g_gpu->download(h, rec_summary(mg, all), sizeof(double) * B * R);
+        double r = rel_d(h, rec_summary(mc, all), (size_t)B * R);
+        printf("  ESU summary%s rel %.2e\n", all ? " (all slots)" : "", r);
+        CHECK_MSG(r <= 1e-9, "[%s] summary %d rel %.3g", name, all, r);
+    }
+    free(h);
+    const int F = 3 * R;
+    double rs = rel_d(mg->stats, mc->stats, 4 * (size_t)F);
+    CHECK_MSG(rs <= 1e-9, "[%s] BatchNorm running statistics rel %.3g", name, rs);
+    const size_t np = mc->num_params;
+    float *gg = HW_MALLOC(sizeof(float) * np);
+    g_gpu->download(gg, mg->grad_mem, sizeof(float) * np);
+    double worst = 0;
+    const char *wn = "";
+    for (int i = 0; i < mc->n_params; i++) {
+        const struct param *p = &mc->params[i];
+        double r = rel(gg + p->offset, mc->grad_mem + p->offset, p->numel);
+        if (!(r <= worst))
+            worst = r, wn = p->name;
+    }
+    /* the gradients are float: one rounding of a double sum apart at most */
+    printf("  gradients worst rel %.2e (%s)\n", worst, wn);
+    CHECK_MSG(worst <= 1e-6, "[%s] gradients worst rel %.3g (%s)", name, worst, wn);
+    free(gg);
+}
+
 static void compare(enum rec_emb emb, int wide, int aux, const char *name) {
     printf("[%s]\n", name);
     struct rec_config c;
@@ -109,7 +153,6 @@ static void compare(enum rec_emb emb, int wide, int aux, const char *name) {
     struct rec_batch bt;
     make_batch(&bt, 3);
     const size_t np = mc.num_params;
-    float *gg = HW_MALLOC(sizeof(float) * np);
     double pc[B], pg[B];
     struct param_set sc = rec_param_set(&mc), sg = rec_param_set(&mg);
     struct optim_seg seg = {0, np, 0};
@@ -132,43 +175,8 @@ static void compare(enum rec_emb emb, int wide, int aux, const char *name) {
         if (!(r_ <= worst_loss))
             worst_loss = r_;
         CHECK_MSG(isfinite(lg), "[%s] step %d: the GPU's loss is %g", name, step, lg);
-        if (step == 0) {
-            CHECK_MSG(fabs(oc_.ctr - og_.ctr) <= 1e-9 * fabs(oc_.ctr) &&
-                          fabs(oc_.aux - og_.aux) <= 1e-9 * fabs(oc_.aux),
-                      "[%s] ctr %.17g vs %.17g, aux %.17g vs %.17g", name, og_.ctr, oc_.ctr,
-                      og_.aux, oc_.aux);
-            double rp = rel_d(pg, pc, B);
-            printf("  click probabilities rel %.2e\n", rp);
-            CHECK_MSG(rp <= 1e-9, "[%s] probabilities rel %.3g", name, rp);
-            int same = 1;
-            for (int b = 0; b < B; b++)
-                same &= !memcmp(rec_topk(&mc, b), rec_topk(&mg, b), sizeof(int32_t) * K);
-            CHECK_MSG(same, "[%s] the GPU's top-K slots differ from the CPU's", name);
-            const int R = c.dim[0] + c.dim[1] + c.dim[2];
-            double *h = HW_MALLOC(sizeof(double) * B * R);
-            for (int all = 0; all < 2; all++) {
-                g_gpu->download(h, rec_summary(&mg, all), sizeof(double) * B * R);
-                double r = rel_d(h, rec_summary(&mc, all), (size_t)B * R);
-                printf("  ESU summary%s rel %.2e\n", all ? " (all slots)" : "", r);
-                CHECK_MSG(r <= 1e-9, "[%s] summary %d rel %.3g", name, all, r);
-            }
-            free(h);
-            const int F = 3 * R;
-            double rs = rel_d(mg.stats, mc.stats, 4 * (size_t)F);
-            CHECK_MSG(rs <= 1e-9, "[%s] BatchNorm running statistics rel %.3g", name, rs);
-            g_gpu->download(gg, mg.grad_mem, sizeof(float) * np);
-            double worst = 0;
-            const char *wn = "";
-            for (int i = 0; i < mc.n_params; i++) {
-                const struct param *p = &mc.params[i];
-                double r = rel(gg + p->offset, mc.grad_mem + p->offset, p->numel);
-                if (!(r <= worst))
-                    worst = r, wn = p->name;
-            }
-            /* the gradients are float: one rounding of a double sum apart at most */
-            printf("  gradients worst rel %.2e (%s)\n", worst, wn);
-            CHECK_MSG(worst <= 1e-6, "[%s] gradients worst rel %.3g (%s)", name, worst, wn);
-        }
+        if (step == 0)
+            first_step(name, &mc, &mg, oc_, og_, pc, pg);
         optim_step(&oc, &sc, &tc, 1e-2f, step + 1, 1.0f);
         optim_step(&og, &sg, &tc, 1e-2f, step + 1, 1.0f);
     }
@@ -184,7 +192,6 @@ static void compare(enum rec_emb emb, int wide, int aux, const char *name) {
     optim_free(&og);
     rec_free(&mc);
     rec_free(&mg);
-    free(gg);
 }
 #endif /* HW_CUDA */
 
